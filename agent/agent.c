@@ -1,0 +1,71 @@
+#include <signal.h>
+
+#include "agent/agent.h"
+#include "common/log.h"
+#include "common/macros.h"
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	struct agent *a = userdata;
+	log_info("Received %s, stopping", strsignal((int)si->ssi_signo));
+	agent_stop(a, 0);
+	return 0;
+}
+
+int agent_new(struct config *cfg, struct agent **ret)
+{
+	_cleanup_(agent_freep) struct agent *a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));
+	int r = sd_event_new(&a->event);
+	if (r < 0)
+		return r;
+	sigset_t ss;
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
+		return negative_errno();
+	r = sd_event_add_signal(a->event, &a->sigterm, SIGTERM, on_signal, a);
+	if (r < 0)
+		return r;
+	r = sd_event_add_signal(a->event, &a->sigint, SIGINT, on_signal, a);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(a);
+	return 0;
+}
+
+struct agent *agent_free(struct agent *a)
+{
+	if (!a)
+		return NULL;
+	sd_event_source_unref(a->sigterm);
+	sd_event_source_unref(a->sigint);
+	sd_event_unref(a->event);
+	config_done(&a->cfg);
+	free(a);
+	return NULL;
+}
+
+int agent_start(struct agent *a)
+{
+	return 0;
+}
+
+void agent_stop(struct agent *a, int code)
+{
+	if (a->stopping)
+		return;
+	a->stopping = true;
+	a->exit_code = code;
+	sd_event_exit(a->event, code);
+}
+
+int agent_run(struct agent *a)
+{
+	int r = sd_event_loop(a->event);
+	return r < 0 ? r : a->exit_code;
+}

@@ -1,0 +1,121 @@
+/* Cleanup macros and small helpers shared by every directory. No project deps. */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define _cleanup_(f)   __attribute__((cleanup(f)))
+#define _unused_       __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _sentinel_     __attribute__((sentinel))
+#define _likely_(x)    __builtin_expect(!!(x), 1)
+#define _unlikely_(x)  __builtin_expect(!!(x), 0)
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+#define MIN(a, b)     ((a) < (b) ? (a) : (b))
+#define MAX(a, b)     ((a) > (b) ? (a) : (b))
+
+#define streq(a, b)	(strcmp((a), (b)) == 0)
+#define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
+
+static inline bool streq_ptr(const char *a, const char *b)
+{
+	if (!a || !b)
+		return a == b;
+	return streq(a, b);
+}
+
+static inline const char *strempty(const char *s)
+{
+	return s ? s : "";
+}
+
+static inline bool isempty(const char *s)
+{
+	return !s || !*s;
+}
+
+/* Hand ownership on: returns the value and clears the variable. */
+#define TAKE_PTR(p)                                                                                \
+	({                                                                                         \
+		typeof(p) _p_ = (p);                                                               \
+		(p) = NULL;                                                                        \
+		_p_;                                                                               \
+	})
+#define TAKE_FD(fd)                                                                                \
+	({                                                                                         \
+		int _fd_ = (fd);                                                                   \
+		(fd) = -1;                                                                         \
+		_fd_;                                                                              \
+	})
+
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
+#define _cleanup_free_ _cleanup_(freep)
+
+static inline int safe_close(int fd)
+{
+	if (fd >= 0) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+	}
+	return -1;
+}
+static inline void closep(int *fd)
+{
+	safe_close(*fd);
+}
+#define _cleanup_close_ _cleanup_(closep)
+
+static inline void fclosep(FILE **f)
+{
+	if (*f)
+		fclose(*f);
+}
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+/* Defines name##p() for a type whose destructor accepts NULL. */
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                    \
+	static inline void func##p(type *p)                                                        \
+	{                                                                                          \
+		if (*p)                                                                            \
+			func(*p);                                                                  \
+	}
+
+/* Negative errno from the current errno, never 0. */
+static inline int negative_errno(void)
+{
+	return errno > 0 ? -errno : -EIO;
+}
+
+static inline int errno_or(int r)
+{
+	return r < 0 ? r : -r;
+}
+
+/* NULL-terminated string vectors. */
+typedef char **strv_t;
+#define STRV_FOREACH(s, l) for (char **s = (l); s && *s; s++)
+size_t strv_length(char *const *l);
+char **strv_free(char **l);
+int strv_push(char ***l, char *value); /* takes ownership of value */
+int strv_extend(char ***l, const char *value);
+char **strv_copy(char *const *l);
+bool strv_contains(char *const *l, const char *s);
+static inline void strv_freep(char ***l)
+{
+	strv_free(*l);
+}
+#define _cleanup_strv_free_ _cleanup_(strv_freep)
+
+char *strjoin_real(const char *first, ...) _sentinel_;
+#define strjoin(a, ...) strjoin_real((a), __VA_ARGS__, NULL)
+int asprintf_safe(char **ret, const char *fmt, ...) _printf_(2, 3);

@@ -1,0 +1,93 @@
+#include <stdarg.h>
+
+#include "common/macros.h"
+
+size_t strv_length(char *const *l)
+{
+	size_t n = 0;
+	while (l && l[n])
+		n++;
+	return n;
+}
+
+char **strv_free(char **l)
+{
+	STRV_FOREACH (s, l)
+		free(*s);
+	free(l);
+	return NULL;
+}
+
+int strv_push(char ***l, char *value)
+{
+	size_t n = strv_length(*l);
+	char **c = realloc(*l, sizeof(char *) * (n + 2));
+	if (!c)
+		return -ENOMEM;
+	c[n] = value;
+	c[n + 1] = NULL;
+	*l = c;
+	return 0;
+}
+
+int strv_extend(char ***l, const char *value)
+{
+	char *v = strdup(value);
+	if (!v)
+		return -ENOMEM;
+	int r = strv_push(l, v);
+	if (r < 0)
+		free(v);
+	return r;
+}
+
+char **strv_copy(char *const *l)
+{
+	_cleanup_strv_free_ char **c = calloc(1, sizeof(char *));
+	if (!c)
+		return NULL;
+	for (size_t i = 0; l && l[i]; i++)
+		if (strv_extend(&c, l[i]) < 0)
+			return NULL;
+	return TAKE_PTR(c);
+}
+
+bool strv_contains(char *const *l, const char *s)
+{
+	STRV_FOREACH (i, (char **)l)
+		if (streq(*i, s))
+			return true;
+	return false;
+}
+
+char *strjoin_real(const char *first, ...)
+{
+	va_list ap;
+	size_t len = 0;
+	va_start(ap, first);
+	for (const char *s = first; s; s = va_arg(ap, const char *))
+		len += strlen(s);
+	va_end(ap);
+	char *r = malloc(len + 1), *p = r;
+	if (!r)
+		return NULL;
+	va_start(ap, first);
+	for (const char *s = first; s; s = va_arg(ap, const char *))
+		p = stpcpy(p, s);
+	va_end(ap);
+	*p = 0;
+	return r;
+}
+
+int asprintf_safe(char **ret, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	va_start(ap, fmt);
+	int r = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -ENOMEM;
+	*ret = s;
+	return 0;
+}

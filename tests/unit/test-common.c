@@ -1,0 +1,31 @@
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/fs.h"
+#include "tests/unit/test-common.h"
+
+char *test_tmpdir(void)
+{
+	const char *base = getenv("TMPDIR");
+	char *p = strjoin(base ? base : "/tmp", "/hostagent-test.XXXXXX");
+	assert_non_null(p);
+	assert_non_null(mkdtemp(p));
+	return p;
+}
+
+char *test_data(const char *rel)
+{
+	const char *d = getenv("TEST_DATA");
+	assert_non_null(d);
+	char *p = strjoin(d, "/", rel);
+	assert_non_null(p);
+	return p;
+}
+
+char *test_write(const char *dir, const char *name, const char *text)
+{
+	char *p = strjoin(dir, "/", name);
+	assert_non_null(p);
+	assert_int_equal(write_file_atomic(p, text, strlen(text), 0644), 0);
+	return p;
+}

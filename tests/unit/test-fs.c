@@ -1,0 +1,106 @@
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "common/fs.h"
+#include "tests/unit/test-common.h"
+
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void test_write_and_read(void **state)
+{
+	_cleanup_free_ char *dir = test_tmpdir();
+	_cleanup_free_ char *p = strjoin(dir, "/desc");
+	assert_int_equal(write_file_atomic(p, "hello", 5, 0600), 0);
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	assert_int_equal(read_file(p, 100, &buf, &len), 0);
+	assert_int_equal(len, 5);
+	assert_string_equal(buf, "hello");
+	struct stat st;
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(count_entries(dir), 1);
+	free(buf);
+	buf = NULL;
+	assert_int_equal(read_file(p, 3, &buf, &len), -EFBIG);
+	assert_int_equal(read_file("/nonexistent/x", 3, &buf, &len), -ENOENT);
+	rm_rf(dir);
+}
+
+static int fail_hook(const char *tmp)
+{
+	return -EIO;
+}
+
+static int crash_hook(const char *tmp)
+{
+	_exit(3); /* the process dies between writing the temp file and the rename */
+}
+
+static void test_interrupted_write_keeps_old(void **state)
+{
+	_cleanup_free_ char *dir = test_tmpdir();
+	_cleanup_free_ char *p = strjoin(dir, "/desc");
+	assert_int_equal(write_file_atomic(p, "old content", 11, 0644), 0);
+
+	/* A failing step: error returned, old content intact, no temp file left. */
+	fs_atomic_hook = fail_hook;
+	assert_int_equal(write_file_atomic(p, "new", 3, 0644), -EIO);
+	fs_atomic_hook = NULL;
+	_cleanup_free_ char *buf = NULL;
+	assert_int_equal(read_file(p, 100, &buf, NULL), 0);
+	assert_string_equal(buf, "old content");
+	assert_int_equal(count_entries(dir), 1);
+
+	/* A crash midway: old content intact. */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fs_atomic_hook = crash_hook;
+		write_file_atomic(p, "torn new content", 16, 0644);
+		_exit(0);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(WEXITSTATUS(status), 3);
+	free(buf);
+	buf = NULL;
+	assert_int_equal(read_file(p, 100, &buf, NULL), 0);
+	assert_string_equal(buf, "old content");
+	rm_rf(dir);
+}
+
+static void test_mkdir_rm(void **state)
+{
+	_cleanup_free_ char *dir = test_tmpdir();
+	_cleanup_free_ char *deep = strjoin(dir, "/a/b/c");
+	assert_int_equal(mkdir_p(deep, 0755), 0);
+	assert_int_equal(mkdir_p(deep, 0755), 0);
+	_cleanup_free_ char *f = test_write(deep, "file", "x");
+	/* rm_rf does not follow a symlink out of the tree. */
+	_cleanup_free_ char *outside = test_tmpdir();
+	_cleanup_free_ char *keep = test_write(outside, "keep", "x");
+	_cleanup_free_ char *link = strjoin(dir, "/a/link");
+	assert_int_equal(symlink(outside, link), 0);
+	assert_int_equal(rm_rf(dir), 0);
+	struct stat st;
+	assert_int_equal(stat(dir, &st), -1);
+	assert_int_equal(stat(keep, &st), 0);
+	assert_int_equal(rm_rf(dir), 0); /* gone already: fine */
+	rm_rf(outside);
+}
+
+TEST_MAIN(cmocka_unit_test(test_write_and_read), cmocka_unit_test(test_interrupted_write_keeps_old),
+	  cmocka_unit_test(test_mkdir_rm))

@@ -1,0 +1,122 @@
+#include <limits.h>
+#include <sys/stat.h>
+
+#include "common/fs.h"
+#include "common/path.h"
+#include "tests/unit/test-common.h"
+
+struct fixture {
+	char *dir, *root, *other;
+	char *roots[3];
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	f->dir = test_tmpdir();
+	f->root = strjoin(f->dir, "/disks");
+	f->other = strjoin(f->dir, "/other");
+	mkdir_p(f->root, 0755);
+	mkdir_p(f->other, 0755);
+	_cleanup_free_ char *sub = strjoin(f->root, "/sub");
+	mkdir_p(sub, 0755);
+	_cleanup_free_ char *out = strjoin(f->root, "/out");
+	_cleanup_free_ char *in = strjoin(f->root, "/in");
+	assert_int_equal(symlink(f->other, out), 0); /* escapes */
+	assert_int_equal(symlink(sub, in), 0);	     /* stays inside */
+	f->roots[0] = f->root;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	rm_rf(f->dir);
+	free(f->dir);
+	free(f->root);
+	free(f->other);
+	free(f);
+	return 0;
+}
+
+static int confine(struct fixture *f, const char *rel, char **ret)
+{
+	_cleanup_free_ char *p = rel[0] == '/' ? strdup(rel) : strjoin(f->root, "/", rel);
+	return path_confine(f->roots, p, ret);
+}
+
+static void test_inside(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *r = NULL;
+	assert_int_equal(confine(f, "a.qcow2", &r), 0);
+	_cleanup_free_ char *expect = strjoin(f->root, "/a.qcow2");
+	_cleanup_free_ char *real = realpath(f->root, NULL);
+	free(expect);
+	expect = strjoin(real, "/a.qcow2");
+	assert_string_equal(r, expect);
+	free(r);
+	r = NULL;
+	/* Not-yet-existing directories below the root are fine. */
+	assert_int_equal(confine(f, "new/dir/disk", &r), 0);
+	free(r);
+	r = NULL;
+	/* A symlink that stays inside resolves to its target. */
+	assert_int_equal(confine(f, "in/x", &r), 0);
+	assert_non_null(strstr(r, "/disks/sub/x"));
+	free(r);
+	r = NULL;
+	/* Relative paths are taken relative to the first root. */
+	assert_int_equal(path_confine(f->roots, "rel.img", &r), 0);
+	assert_non_null(strstr(r, "/disks/rel.img"));
+}
+
+static void test_escapes(void **state)
+{
+	struct fixture *f = *state;
+	char *r = NULL;
+	assert_int_equal(confine(f, "../other/x", &r), -EPERM);
+	assert_int_equal(confine(f, "sub/../../other/x", &r), -EPERM);
+	assert_int_equal(confine(f, "nonexist/../../x", &r), -EPERM);
+	assert_int_equal(confine(f, "out/x", &r), -EPERM); /* symlink out */
+	assert_int_equal(confine(f, "out", &r), -EPERM);
+	assert_int_equal(confine(f, "/etc/passwd", &r), -EPERM);       /* absolute elsewhere */
+	assert_int_equal(path_confine(f->roots, f->root, &r), -EPERM); /* the root itself */
+	assert_int_equal(path_confine(f->roots, "", &r), -EINVAL);
+	assert_int_equal(path_confine(f->roots, "a\nb", &r), -EINVAL);
+	char *huge = malloc(PATH_MAX + 10);
+	memset(huge, 'a', PATH_MAX + 9);
+	huge[PATH_MAX + 9] = 0;
+	assert_int_equal(path_confine(f->roots, huge, &r), -ENAMETOOLONG);
+	free(huge);
+	assert_null(r);
+}
+
+static void test_second_root(void **state)
+{
+	struct fixture *f = *state;
+	f->roots[1] = f->other;
+	_cleanup_free_ char *r = NULL;
+	assert_int_equal(confine(f, "out/x", &r), 0); /* now inside the second root */
+	f->roots[1] = NULL;
+}
+
+static void test_ids(void **state)
+{
+	assert_true(id_is_valid("a1b2-c3_d4.e", 64));
+	assert_true(id_is_valid("0b3f5d2e-6c1a-4f7e-9d2b-123456789abc", 64));
+	assert_false(id_is_valid("", 64));
+	assert_false(id_is_valid(".", 64));
+	assert_false(id_is_valid("..", 64));
+	assert_false(id_is_valid("a/b", 64));
+	assert_false(id_is_valid("-rf", 64));
+	assert_false(id_is_valid("%2e%2e", 64));
+	assert_false(id_is_valid("abc def", 64));
+	assert_false(id_is_valid("aaaaa", 4));
+}
+
+TEST_MAIN(cmocka_unit_test_setup_teardown(test_inside, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_escapes, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_second_root, setup, teardown),
+	  cmocka_unit_test(test_ids))
