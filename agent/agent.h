@@ -6,10 +6,23 @@
 #include "common/config.h"
 #include "common/macros.h"
 
+struct tasks;
+struct virt;
+struct guests;
+struct metrics;
+struct api;
+struct admin;
+
 struct agent {
 	struct config cfg;
 	sd_event *event;
 	sd_event_source *sigterm, *sigint;
+	struct tasks *tasks;	 /* worker pool (agent/tasks.h) */
+	struct virt *virt;	 /* libvirt connection (agent/virt.h) */
+	struct guests *guests;	 /* guest table and operations (agent/guests.h) */
+	struct metrics *metrics; /* Prometheus registry (agent/metrics.h) */
+	struct api *api;	 /* HTTP API (agent/api.h) */
+	struct admin *admin;	 /* local admin socket (agent/admin.h) */
 	bool stopping;
 	int exit_code;
 };

@@ -1,0 +1,53 @@
+/* The operations the agent offers, independent of the transport: the HTTP API (agent/api*.c)
+ * and the admin socket (hostctl) both turn a request into a call here and the reply into
+ * their wire format. Every function is called on the event-loop thread; completion
+ * callbacks run on the event-loop thread too. */
+#pragma once
+
+#include <jansson.h>
+
+struct agent;
+
+enum guest_op {
+	GUEST_OP_CREATE,  /* args: {"desc": {...}} */
+	GUEST_OP_START,	  /* reply: {"vnc_port": N, "is_running": bool} */
+	GUEST_OP_STOP,	  /* args: {"timeout": 30, "is_force": false} */
+	GUEST_OP_REBOOT,
+	GUEST_OP_SUSPEND,
+	GUEST_OP_RESUME,
+	GUEST_OP_SYNC,	  /* args: {"desc": {...}} */
+	GUEST_OP_STATUS,  /* reply: {"status": "...", "power_states": "on|off"} */
+	GUEST_OP_MONITOR, /* args: {"cmd": "...", "qmp": bool}; reply: {"result": "..."} */
+	GUEST_OP_DELETE,
+	_GUEST_OP_MAX,
+};
+
+const char *guest_op_to_string(enum guest_op op);
+int guest_op_from_string(const char *s); /* negative errno when unknown */
+
+/* A finished operation: HTTP-like status code and a JSON body (owned by the reply).
+ * Errors carry {"error": {"code": N, "class": "...", "details": "..."}}. */
+struct op_reply {
+	int code;
+	json_t *body;
+};
+
+typedef void (*op_done_fn)(struct op_reply *reply, void *userdata);
+
+/* Queues op for guest sid on the worker pool. Operations on one guest run one at a time, in
+ * order. cb is always called exactly once (also on refusal) unless this returns < 0
+ * (out of memory); the callback takes ownership of nothing: the reply is freed after it
+ * returns, so json_incref the body to keep it. */
+int agent_guest_op(struct agent *a, enum guest_op op, const char *sid, json_t *args,
+		   op_done_fn cb, void *userdata);
+
+/* Snapshot of the guests this host knows, as {"servers": [{"id":..,"name":..,"status":..}]}.
+ * Runs libvirt queries on the worker pool; cb as above. */
+int agent_guest_list(struct agent *a, op_done_fn cb, void *userdata);
+
+/* Readiness: NULL when ready, else a JSON array of reason strings (caller owns). */
+json_t *agent_not_ready_reasons(struct agent *a);
+
+/* Builds an error reply body. */
+json_t *op_error_body(int code, const char *cls, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));

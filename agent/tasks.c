@@ -1,0 +1,283 @@
+#include <pthread.h>
+#include <sys/eventfd.h>
+
+#include "agent/tasks.h"
+#include "common/log.h"
+#include "common/macros.h"
+
+struct job {
+	struct job *next;
+	char *key;
+	task_work_fn work;
+	task_done_fn done;
+	void *userdata;
+};
+
+struct tasks {
+	sd_event_source *efd_source;
+	int efd;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t *threads;
+	unsigned n_threads;
+	size_t max_queued;
+	struct job *queue, *queue_tail; /* waiting */
+	struct job *finished;		/* done, waiting for the loop */
+	char **busy;			/* keys running now, n_threads slots */
+	size_t n_queued, n_running;
+	bool shutting_down, quit;
+};
+
+static void job_free(struct job *j)
+{
+	if (!j)
+		return;
+	free(j->key);
+	free(j);
+}
+
+static bool key_running(struct tasks *t, const char *key)
+{
+	if (!key)
+		return false;
+	for (unsigned i = 0; i < t->n_threads; i++)
+		if (t->busy[i] && streq(t->busy[i], key))
+			return true;
+	return false;
+}
+
+/* First queued job whose key is not running; FIFO per key is kept because an earlier job of
+ * the same key is always found first. */
+static struct job *take_runnable(struct tasks *t)
+{
+	struct job *prev = NULL;
+	for (struct job *j = t->queue; j; prev = j, j = j->next) {
+		if (key_running(t, j->key))
+			continue;
+		/* An earlier queued job with the same key must run first. */
+		bool earlier = false;
+		for (struct job *k = t->queue; k != j; k = k->next)
+			if (j->key && k->key && streq(k->key, j->key))
+				earlier = true;
+		if (earlier)
+			continue;
+		if (prev)
+			prev->next = j->next;
+		else
+			t->queue = j->next;
+		if (t->queue_tail == j)
+			t->queue_tail = prev;
+		j->next = NULL;
+		t->n_queued--;
+		return j;
+	}
+	return NULL;
+}
+
+static void *worker(void *arg)
+{
+	struct tasks *t = arg;
+	unsigned slot = 0;
+	pthread_mutex_lock(&t->lock);
+	for (;;) {
+		struct job *j;
+		while (!t->quit && !(j = take_runnable(t)))
+			pthread_cond_wait(&t->cond, &t->lock);
+		if (t->quit)
+			break;
+		for (slot = 0; slot < t->n_threads; slot++)
+			if (!t->busy[slot])
+				break;
+		t->busy[slot] = j->key ? j->key : (char *)"";
+		t->n_running++;
+		pthread_mutex_unlock(&t->lock);
+
+		if (j->work)
+			j->work(j->userdata);
+
+		pthread_mutex_lock(&t->lock);
+		t->busy[slot] = NULL;
+		t->n_running--;
+		j->next = t->finished;
+		t->finished = j;
+		uint64_t one = 1;
+		if (write(t->efd, &one, sizeof(one)) < 0) {
+			/* eventfd counter overflow cannot happen with 1s; nothing to do */
+		}
+		pthread_cond_broadcast(&t->cond);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+static void run_finished(struct tasks *t)
+{
+	pthread_mutex_lock(&t->lock);
+	struct job *list = t->finished;
+	t->finished = NULL;
+	pthread_mutex_unlock(&t->lock);
+	/* Reverse into completion order. */
+	struct job *rev = NULL;
+	while (list) {
+		struct job *n = list->next;
+		list->next = rev;
+		rev = list;
+		list = n;
+	}
+	while (rev) {
+		struct job *n = rev->next;
+		if (rev->done)
+			rev->done(rev->userdata);
+		job_free(rev);
+		rev = n;
+	}
+}
+
+static int on_efd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct tasks *t = userdata;
+	uint64_t v;
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return log_error_errno(errno, "Failed to read task eventfd: %m");
+	run_finished(t);
+	return 0;
+}
+
+int tasks_new(sd_event *event, unsigned n_workers, size_t max_queued, struct tasks **ret)
+{
+	if (n_workers == 0)
+		return -EINVAL;
+	struct tasks *t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->efd = -1;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->cond, NULL);
+	t->max_queued = max_queued;
+	t->busy = calloc(n_workers, sizeof(char *));
+	t->threads = calloc(n_workers, sizeof(pthread_t));
+	int r = -ENOMEM;
+	if (!t->busy || !t->threads)
+		goto fail;
+	t->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (t->efd < 0) {
+		r = negative_errno();
+		goto fail;
+	}
+	r = sd_event_add_io(event, &t->efd_source, t->efd, EPOLLIN, on_efd, t);
+	if (r < 0)
+		goto fail;
+	for (unsigned i = 0; i < n_workers; i++) {
+		r = -pthread_create(&t->threads[i], NULL, worker, t);
+		if (r < 0)
+			goto fail;
+		t->n_threads++;
+	}
+	*ret = t;
+	return 0;
+fail:
+	tasks_free(t);
+	return r;
+}
+
+struct tasks *tasks_free(struct tasks *t)
+{
+	if (!t)
+		return NULL;
+	pthread_mutex_lock(&t->lock);
+	t->shutting_down = true;
+	/* Let running jobs finish; queued ones are dropped below. */
+	while (t->n_running > 0)
+		pthread_cond_wait(&t->cond, &t->lock);
+	t->quit = true;
+	pthread_cond_broadcast(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	for (unsigned i = 0; i < t->n_threads; i++)
+		pthread_join(t->threads[i], NULL);
+	/* Completions still owed to the loop run now, so callers free what they own. */
+	run_finished(t);
+	while (t->queue) {
+		struct job *n = t->queue->next;
+		if (t->queue->done)
+			t->queue->done(t->queue->userdata);
+		job_free(t->queue);
+		t->queue = n;
+	}
+	sd_event_source_disable_unref(t->efd_source);
+	safe_close(t->efd);
+	free(t->busy);
+	free(t->threads);
+	pthread_cond_destroy(&t->cond);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+	return NULL;
+}
+
+int tasks_submit(struct tasks *t, const char *key, task_work_fn work, task_done_fn done,
+		 void *userdata)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	if (key && !(j->key = strdup(key))) {
+		free(j);
+		return -ENOMEM;
+	}
+	j->work = work;
+	j->done = done;
+	j->userdata = userdata;
+	pthread_mutex_lock(&t->lock);
+	int r = 0;
+	if (t->shutting_down)
+		r = -ESHUTDOWN;
+	else if (t->n_queued >= t->max_queued)
+		r = -EBUSY;
+	if (r < 0) {
+		pthread_mutex_unlock(&t->lock);
+		job_free(j);
+		return r;
+	}
+	if (t->queue_tail)
+		t->queue_tail->next = j;
+	else
+		t->queue = j;
+	t->queue_tail = j;
+	t->n_queued++;
+	pthread_cond_broadcast(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+void tasks_shutdown(struct tasks *t)
+{
+	pthread_mutex_lock(&t->lock);
+	t->shutting_down = true;
+	pthread_mutex_unlock(&t->lock);
+}
+
+size_t tasks_queued(struct tasks *t)
+{
+	pthread_mutex_lock(&t->lock);
+	size_t n = t->n_queued;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+size_t tasks_running(struct tasks *t)
+{
+	pthread_mutex_lock(&t->lock);
+	size_t n = t->n_running;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+bool tasks_key_busy(struct tasks *t, const char *key)
+{
+	pthread_mutex_lock(&t->lock);
+	bool busy = key_running(t, key);
+	for (struct job *j = t->queue; j && !busy; j = j->next)
+		if (j->key && streq(j->key, key))
+			busy = true;
+	pthread_mutex_unlock(&t->lock);
+	return busy;
+}

@@ -1,0 +1,28 @@
+/* Bounded worker pool. Blocking work (libvirt calls, disk creation) runs on worker threads;
+ * its completion runs back on the event loop. Jobs with the same key (a guest id) run one at
+ * a time, in submission order. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <systemd/sd-event.h>
+
+struct tasks;
+
+typedef void (*task_work_fn)(void *userdata); /* on a worker thread */
+typedef void (*task_done_fn)(void *userdata); /* on the event-loop thread, after work */
+
+int tasks_new(sd_event *event, unsigned n_workers, size_t max_queued, struct tasks **ret);
+/* Stops taking work, waits for running jobs, drops queued ones (their done is called with
+ * the work skipped: see tasks_job_cancelled()), joins the workers. NULL-safe. */
+struct tasks *tasks_free(struct tasks *t);
+/* key may be NULL (no serialization). -EBUSY when the queue is full, -ESHUTDOWN after
+ * tasks_shutdown(). */
+int tasks_submit(struct tasks *t, const char *key, task_work_fn work, task_done_fn done,
+		 void *userdata);
+/* Refuse new jobs from now on; queued and running ones still finish. */
+void tasks_shutdown(struct tasks *t);
+size_t tasks_queued(struct tasks *t);
+size_t tasks_running(struct tasks *t);
+/* True when the given key has a queued or running job. */
+bool tasks_key_busy(struct tasks *t, const char *key);
