@@ -1,6 +1,7 @@
 #include <signal.h>
 
 #include "agent/agent.h"
+#include "agent/tasks.h"
 #include "common/log.h"
 #include "common/macros.h"
 
@@ -34,6 +35,10 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = sd_event_add_signal(a->event, &a->sigint, SIGINT, on_signal, a);
 	if (r < 0)
 		return r;
+	r = tasks_new(a->event, (unsigned)a->cfg.task_workers, 1024, &a->tasks);
+	if (r < 0)
+		return r;
+	/* SUBSYSTEMS-NEW: create further subsystems here (metrics, region, auth, api). */
 	*ret = TAKE_PTR(a);
 	return 0;
 }
@@ -42,6 +47,8 @@ struct agent *agent_free(struct agent *a)
 {
 	if (!a)
 		return NULL;
+	/* SUBSYSTEMS-FREE: free subsystems here, in reverse order of creation. */
+	a->tasks = tasks_free(a->tasks);
 	sd_event_source_unref(a->sigterm);
 	sd_event_source_unref(a->sigint);
 	sd_event_unref(a->event);
@@ -52,7 +59,9 @@ struct agent *agent_free(struct agent *a)
 
 int agent_start(struct agent *a)
 {
-	return 0;
+	int r = 0;
+	/* SUBSYSTEMS-START: start subsystems here, in order; return on failure. */
+	return r;
 }
 
 void agent_stop(struct agent *a, int code)
@@ -61,6 +70,9 @@ void agent_stop(struct agent *a, int code)
 		return;
 	a->stopping = true;
 	a->exit_code = code;
+	if (a->tasks)
+		tasks_shutdown(a->tasks);
+	/* SUBSYSTEMS-STOP: tell subsystems to stop taking work here. */
 	sd_event_exit(a->event, code);
 }
 

@@ -11,7 +11,8 @@ struct virt;
 struct guests;
 struct metrics;
 struct api;
-struct admin;
+struct auth;
+struct region;
 
 struct agent {
 	struct config cfg;
@@ -22,7 +23,8 @@ struct agent {
 	struct guests *guests;	 /* guest table and operations (agent/guests.h) */
 	struct metrics *metrics; /* Prometheus registry (agent/metrics.h) */
 	struct api *api;	 /* HTTP API (agent/api.h) */
-	struct admin *admin;	 /* local admin socket (agent/admin.h) */
+	struct auth *auth;	 /* API token validation (agent/auth.h) */
+	struct region *region;	 /* keystone session, task callbacks (agent/region.h) */
 	bool stopping;
 	int exit_code;
 };

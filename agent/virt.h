@@ -1,0 +1,27 @@
+/* The libvirt boundary: one connection, kept alive (reconnect with backoff), libvirt's event
+ * loop on its own thread, domain lifecycle events forwarded to the agent's loop.
+ * Implemented in agent/virt.c. */
+#pragma once
+
+#include <libvirt/libvirt.h>
+#include <stdbool.h>
+#include <systemd/sd-event.h>
+
+struct virt;
+
+/* A lifecycle event as libvirt reported it, delivered on the agent's loop thread. */
+typedef void (*virt_event_fn)(const char *domain_name, int event, int detail, void *userdata);
+/* Connection state changes (connected true/false), on the agent's loop thread. */
+typedef void (*virt_conn_fn)(bool connected, void *userdata);
+
+int virt_new(sd_event *event, const char *uri, struct virt **ret);
+struct virt *virt_free(struct virt *v);
+/* Connects in the background and keeps reconnecting with backoff while disconnected. */
+int virt_start(struct virt *v, virt_event_fn on_event, virt_conn_fn on_conn, void *userdata);
+bool virt_connected(struct virt *v);
+/* A new reference to the connection (virConnectClose() it), NULL while disconnected.
+ * Safe from any thread. */
+virConnectPtr virt_conn_ref(struct virt *v);
+unsigned virt_reconnects(struct virt *v);
+/* Called by users that saw a call fail with a connection error: schedules a reconnect. */
+void virt_connection_lost(struct virt *v);
