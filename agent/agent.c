@@ -1,6 +1,7 @@
 #include <signal.h>
 
 #include "agent/agent.h"
+#include "agent/metrics.h"
 #include "agent/tasks.h"
 #include "common/log.h"
 #include "common/macros.h"
@@ -38,6 +39,9 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = tasks_new(a->event, (unsigned)a->cfg.task_workers, 1024, &a->tasks);
 	if (r < 0)
 		return r;
+	r = metrics_new(&a->metrics);
+	if (r < 0)
+		return r;
 	/* SUBSYSTEMS-NEW: create further subsystems here (metrics, region, auth, api). */
 	*ret = TAKE_PTR(a);
 	return 0;
@@ -48,6 +52,7 @@ struct agent *agent_free(struct agent *a)
 	if (!a)
 		return NULL;
 	/* SUBSYSTEMS-FREE: free subsystems here, in reverse order of creation. */
+	a->metrics = metrics_free(a->metrics);
 	a->tasks = tasks_free(a->tasks);
 	sd_event_source_unref(a->sigterm);
 	sd_event_source_unref(a->sigint);
