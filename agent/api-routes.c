@@ -1,0 +1,284 @@
+#include <stdarg.h>
+
+#include "agent/api-internal.h"
+#include "common/macros.h"
+#include "common/path.h"
+
+static const struct api_route routes[] = {
+    {API_ROUTE_PING, "GET", "/ping", API_AUTH_NONE, -1},
+    {API_ROUTE_HEALTHZ, "GET", "/healthz", API_AUTH_NONE, -1},
+    {API_ROUTE_READYZ, "GET", "/readyz", API_AUTH_NONE, -1},
+    {API_ROUTE_METRICS, "GET", "/metrics", API_AUTH_METRICS, -1},
+    {API_ROUTE_VERSION, "GET", "/version", API_AUTH_TOKEN, -1},
+    {API_ROUTE_SERVERS, "GET", "/servers", API_AUTH_TOKEN, -1},
+    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/create", API_AUTH_TOKEN, GUEST_OP_CREATE},
+    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/start", API_AUTH_TOKEN, GUEST_OP_START},
+    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/stop", API_AUTH_TOKEN, GUEST_OP_STOP},
+    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/reboot", API_AUTH_TOKEN, GUEST_OP_REBOOT},
+    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/suspend", API_AUTH_TOKEN, GUEST_OP_SUSPEND},
+    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/resume", API_AUTH_TOKEN, GUEST_OP_RESUME},
+    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/sync", API_AUTH_TOKEN, GUEST_OP_SYNC},
+    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/monitor", API_AUTH_TOKEN, GUEST_OP_MONITOR},
+    {API_ROUTE_SERVER_STATUS, "GET", "/servers/:sid/status", API_AUTH_TOKEN, GUEST_OP_STATUS},
+    {API_ROUTE_SERVER_DELETE, "DELETE", "/servers/:sid", API_AUTH_TOKEN, GUEST_OP_DELETE},
+    {API_ROUTE_HOST_SYNC, "POST", "/hosts/:hid/sync", API_AUTH_TOKEN, -1},
+};
+
+const struct api_route *api_route_by_id(enum api_route_id id)
+{
+	for (size_t i = 0; i < ELEMENTSOF(routes); i++)
+		if (routes[i].id == id)
+			return &routes[i];
+	return NULL;
+}
+
+#define MAX_SEGMENTS 4
+
+struct segment {
+	const char *s;
+	size_t len;
+};
+
+/* Splits "/a/b/c" into segments; an empty path or one without the leading '/' fails. Empty
+ * segments ("//", trailing "/") are kept so that they can never match a literal. */
+static int split(const char *url, struct segment *seg, size_t *ret_n)
+{
+	size_t n = 0;
+	if (url[0] != '/')
+		return -EINVAL;
+	const char *p = url + 1;
+	for (;;) {
+		if (n == MAX_SEGMENTS)
+			return -E2BIG;
+		const char *e = strchrnul(p, '/');
+		seg[n].s = p;
+		seg[n].len = (size_t)(e - p);
+		n++;
+		if (!*e)
+			break;
+		p = e + 1;
+	}
+	*ret_n = n;
+	return 0;
+}
+
+/* Matches the shape of a template; *ret_param points at the segment of :sid/:hid. */
+static bool template_matches(const char *template, const struct segment *seg, size_t n,
+			     const struct segment **ret_param)
+{
+	struct segment t[MAX_SEGMENTS];
+	size_t tn;
+	const struct segment *param = NULL;
+	if (split(template, t, &tn) < 0 || tn != n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (t[i].s[0] == ':') {
+			param = &seg[i];
+			continue;
+		}
+		if (t[i].len != seg[i].len || memcmp(t[i].s, seg[i].s, seg[i].len) != 0)
+			return false;
+	}
+	*ret_param = param;
+	return true;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int api_percent_decode(const char *s, size_t len, char *out, size_t size)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (c == '%') {
+			if (i + 2 >= len)
+				return -EINVAL;
+			int h = hexval(s[i + 1]), l = h < 0 ? -1 : hexval(s[i + 2]);
+			if (h < 0 || l < 0)
+				return -EINVAL;
+			c = (char)(h * 16 + l);
+			if (c == 0)
+				return -EINVAL;
+			i += 2;
+		}
+		if (o + 1 >= size)
+			return -EINVAL;
+		out[o++] = c;
+	}
+	out[o] = 0;
+	return 0;
+}
+
+static int fail(struct api_match *m, int code, const char *fmt, ...) _printf_(3, 4);
+static int fail(struct api_match *m, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(m->details, sizeof(m->details), fmt, ap);
+	va_end(ap);
+	m->code = code;
+	m->route = NULL;
+	return code;
+}
+
+int api_route_match(const char *method, const char *url, struct api_match *m)
+{
+	struct segment seg[MAX_SEGMENTS];
+	size_t n;
+	memset(m, 0, sizeof(*m));
+	if (!method || !url || strlen(url) > API_URL_MAX || split(url, seg, &n) < 0)
+		return fail(m, 404, "no such resource");
+
+	const struct api_route *found = NULL;
+	const struct segment *param = NULL;
+	bool shape = false;
+	for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
+		const struct segment *p = NULL;
+		if (!template_matches(routes[i].template, seg, n, &p))
+			continue;
+		if (!shape) {
+			shape = true;
+			snprintf(m->allow, sizeof(m->allow), "%s", routes[i].method);
+		} else if (!strstr(m->allow, routes[i].method)) {
+			size_t l = strlen(m->allow);
+			snprintf(m->allow + l, sizeof(m->allow) - l, ", %s", routes[i].method);
+		}
+		if (streq(routes[i].method, method) ||
+		    (streq(method, "HEAD") && streq(routes[i].method, "GET"))) {
+			found = &routes[i];
+			param = p;
+			break;
+		}
+	}
+	if (!shape)
+		return fail(m, 404, "no such resource");
+	if (!found) {
+		char allow[API_ALLOW_MAX];
+		memcpy(allow, m->allow, sizeof(allow));
+		if (strstr(allow, "GET"))
+			snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), ", HEAD");
+		fail(m, 405, "method not allowed here; allowed: %s", allow);
+		memcpy(m->allow, allow, sizeof(allow));
+		return 405;
+	}
+	if (param) {
+		if (api_percent_decode(param->s, param->len, m->id, sizeof(m->id)) < 0 ||
+		    !id_is_valid(m->id, API_ID_MAX))
+			return fail(m, 400, "invalid id in path");
+	}
+	m->route = found;
+	m->code = 0;
+	m->allow[0] = 0;
+	return 0;
+}
+
+const char *api_error_class(int code)
+{
+	switch (code) {
+	case 400:
+		return "InputParameterError";
+	case 401:
+		return "UnauthorizedError";
+	case 403:
+		return "ForbiddenError";
+	case 404:
+		return "NotFoundError";
+	case 405:
+		return "MethodNotAllowedError";
+	case 408:
+		return "TimeoutError";
+	case 409:
+		return "ConflictError";
+	case 413:
+		return "TooLargeEntityError";
+	case 429:
+		return "TooManyRequestsError";
+	case 501:
+		return "NotImplementedError";
+	case 503:
+		return "ServiceUnavailableError";
+	default:
+		return code >= 500 ? "InternalServerError" : "BadRequestError";
+	}
+}
+
+json_t *api_error_body(int code, const char *cls, const char *fmt, ...)
+{
+	char details[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(details, sizeof(details), fmt, ap);
+	va_end(ap);
+	return json_pack("{s:{s:i,s:s,s:s}}", "error", "code", code, "class",
+			 cls ? cls : api_error_class(code), "details", details);
+}
+
+int api_parse_body(const char *data, size_t len, json_t **ret, json_t **ret_error)
+{
+	json_error_t e;
+	size_t i = 0;
+	while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n'))
+		i++;
+	if (i == len) {
+		json_t *o = json_object();
+		if (!o)
+			return -ENOMEM;
+		*ret = o;
+		return 0;
+	}
+	json_t *j = json_loadb(data, len, 0, &e);
+	if (!j) {
+		/* jansson's text is ASCII and bounded; it may quote the offending token, which
+		 * json_pack validates as UTF-8, so keep only printable ASCII. */
+		char text[JSON_ERROR_TEXT_LENGTH];
+		size_t k = 0;
+		for (const char *p = e.text; *p && k + 1 < sizeof(text); p++)
+			text[k++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+		text[k] = 0;
+		*ret_error = api_error_body(400, NULL,
+					    "malformed JSON body at line %d, column %d (position "
+					    "%d): %s",
+					    e.line, e.column, e.position, text);
+		return -EINVAL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		*ret_error = api_error_body(400, NULL, "request body must be a JSON object");
+		return -EINVAL;
+	}
+	*ret = j;
+	return 0;
+}
+
+json_t *api_task_result(int code, json_t *body)
+{
+	json_t *r = json_is_object(body) ? json_deep_copy(body) : json_object();
+	if (!r)
+		return NULL;
+	if (code < 400)
+		return r;
+	const char *reason = NULL;
+	json_t *err = json_object_get(r, "error");
+	if (err)
+		reason = json_string_value(json_object_get(err, "details"));
+	char fallback[32];
+	if (!reason) {
+		snprintf(fallback, sizeof(fallback), "failed with status %d", code);
+		reason = fallback;
+	}
+	if (json_object_set_new(r, "__status__", json_string("error")) < 0 ||
+	    json_object_set_new(r, "__reason__", json_string(reason)) < 0) {
+		json_decref(r);
+		return NULL;
+	}
+	return r;
+}
