@@ -1,0 +1,37 @@
+/* libvirt domain XML rendered from a validated guest descriptor with libxml2's writer: every name
+ * and value is escaped by the writer, never pasted into markup. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "agent/desc.h"
+
+/* XML namespace of the <metadata> element that carries the guest's identity. */
+#define DOMXML_NS_PREFIX "hostagent"
+#define DOMXML_NS_URI	 "urn:hostagent:guest:1"
+
+struct domxml_opts {
+	bool kvm;		/* false: <domain type="qemu"> (TCG), for hosts without /dev/kvm */
+	const char *emulator;	/* NULL: libvirt's default emulator */
+	const char *vnc_listen; /* IP address for VNC/SPICE; NULL: 127.0.0.1 */
+	const char *ovmf_code;	/* UEFI firmware (read-only pflash); NULL: UEFI unavailable */
+	const char *ovmf_vars;	/* NVRAM template; NULL: libvirt picks */
+	const char *nvram_dir;	/* per-guest NVRAM is <nvram_dir>/<sid>_VARS.fd; NULL: libvirt */
+	char *const *ovs_bridges; /* bridges that are Open vSwitch bridges (NULL-terminated) */
+};
+
+/* Renders the domain for guest sid (the domain is named by sid, the human name goes to <title>
+ * and the metadata). Returns 0 and a NUL-terminated document in *ret_xml, or:
+ * -EINVAL: sid is not a safe id or an option is invalid;
+ * -EOPNOTSUPP: bios is UEFI but opts->ovmf_code is NULL, or a NIC asks for a VLAN tag on a
+ *   bridge not listed in opts->ovs_bridges (a Linux bridge cannot tag per port; silently dropping
+ *   the tag would put the guest on the wrong network);
+ * -ENOMEM. When ret_error is not NULL a message naming the field is returned on refusal. */
+int domxml_render(const struct guest_desc *d, const char *sid, const struct domxml_opts *o,
+		  char **ret_xml, char **ret_error);
+
+/* Host probes for filling struct domxml_opts. */
+bool domxml_kvm_available(void);
+/* Finds an installed OVMF firmware pair (Debian's ovmf package paths first). Returns 0 with
+ * static strings, -ENOENT when none is installed. */
+int domxml_find_ovmf(const char **ret_code, const char **ret_vars);

@@ -1,0 +1,360 @@
+/* Descriptor parsing: accepted fixtures, defaults, and refusals with the exact field-naming
+ * message.
+ * "@ROOT@" in descriptors and messages stands for the temporary directory of the run. */
+#include <jansson.h>
+#include <limits.h>
+#include <sys/stat.h>
+
+#include "agent/desc.h"
+#include "common/fs.h"
+#include "tests/unit/test-common.h"
+
+#define U "\"uuid\": \"0c4ce5a8-7f3e-4d57-8a0e-5b4f1b2d9e01\""
+
+struct fixture {
+	char *dir;
+	char *disks, *images;
+	char *roots[3];
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	_cleanup_free_ char *tmp = test_tmpdir();
+	f->dir = realpath(tmp, NULL);
+	f->disks = strjoin(f->dir, "/disks");
+	f->images = strjoin(f->dir, "/images");
+	assert_int_equal(mkdir_p(f->disks, 0755), 0);
+	assert_int_equal(mkdir_p(f->images, 0755), 0);
+	_cleanup_free_ char *outside = strjoin(f->dir, "/outside");
+	_cleanup_free_ char *link = strjoin(f->disks, "/link");
+	assert_int_equal(mkdir_p(outside, 0755), 0);
+	assert_int_equal(symlink(outside, link), 0);
+	f->roots[0] = f->disks;
+	f->roots[1] = f->images;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	rm_rf(f->dir);
+	free(f->dir);
+	free(f->disks);
+	free(f->images);
+	free(f);
+	return 0;
+}
+
+static char *replace_root(const char *s, const char *root)
+{
+	const char *p = strstr(s, "@ROOT@");
+	if (!p)
+		return strdup(s);
+	_cleanup_free_ char *head = strndup(s, (size_t)(p - s));
+	_cleanup_free_ char *tail = replace_root(p + 6, root);
+	return strjoin(head, root, tail);
+}
+
+static int parse_text(struct fixture *f, const char *text, struct guest_desc **ret, char **err)
+{
+	_cleanup_free_ char *t = replace_root(text, f->dir);
+	json_error_t jerr;
+	json_auto_t *j = json_loads(t, 0, &jerr);
+	if (!j)
+		fail_msg("bad test JSON: %s: %s", jerr.text, t);
+	return guest_desc_parse(j, f->roots, ret, err);
+}
+
+static void expect_refusal(struct fixture *f, const char *text, const char *msg)
+{
+	struct guest_desc *d = (struct guest_desc *)0x1;
+	_cleanup_free_ char *err = NULL;
+	int r = parse_text(f, text, &d, &err);
+	_cleanup_free_ char *want = replace_root(msg, f->dir);
+	if (r != -EINVAL || !err || !streq(err, want))
+		fail_msg("for %s\n  want -EINVAL \"%s\"\n  got %d \"%s\"", text, want, r,
+			 strempty(err));
+	assert_ptr_equal(d, (struct guest_desc *)0x1); /* untouched on failure */
+}
+
+static const struct {
+	const char *json, *msg;
+} bad[] = {
+    {"[]", "desc: expected object, got array"},
+    {"{\"name\": \"a\", \"mem\": 128}", "uuid: missing"},
+    {"{\"uuid\": \"\", \"name\": \"a\", \"mem\": 128}", "uuid: missing"},
+    {"{\"uuid\": 5, \"name\": \"a\", \"mem\": 128}", "uuid: expected string, got integer"},
+    {"{\"uuid\": \"not-a-uuid\", \"name\": \"a\", \"mem\": 128}",
+     "uuid: invalid UUID \"not-a-uuid\""},
+    {"{" U ", \"mem\": 128}", "name: missing"},
+    {"{" U ", \"name\": 7, \"mem\": 128}", "name: expected string, got integer"},
+    {"{" U ", \"name\": \"a\\nb\", \"mem\": 128}", "name: control character not allowed"},
+    {"{" U ", \"name\": \"a\"}", "mem: missing"},
+    {"{" U ", \"name\": \"a\", \"mem\": -1}", "mem: must be a positive integer"},
+    {"{" U ", \"name\": \"a\", \"mem\": 0}", "mem: must be a positive integer"},
+    {"{" U ", \"name\": \"a\", \"mem\": \"128\"}", "mem: expected integer, got string"},
+    {"{" U ", \"name\": \"a\", \"mem\": 99999999999}",
+     "mem: out of range (99999999999, allowed 1..16777216)"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"cpu\": \"2\"}", "cpu: expected integer, got string"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"cpu\": 1.5}", "cpu: expected integer, got real"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"cpu\": true}", "cpu: expected integer, got boolean"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"cpu\": 4, \"cpu_sockets\": 3}",
+     "cpu_sockets: 3 does not divide cpu (4)"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"bios\": \"CSM\"}",
+     "bios: unsupported value \"CSM\""},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"boot_order\": \"cx\"}",
+     "boot_order: unsupported value \"cx\" (letters c, d, n once each)"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"machine\": \"pc q35\"}",
+     "machine: invalid machine type \"pc q35\""},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": {}}", "disks: expected array, got object"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [\"x\"]}",
+     "disks[0]: expected object, got string"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"size\": 1}]}",
+     "disks[0].disk_id: missing"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"disk_id\": \"../x\", \"size\": 1}]}",
+     "disks[0].disk_id: invalid id \"../x\""},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"disk_id\": \"a\"}]}",
+     "disks[0].size: missing (required without image_path)"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"disk_id\": \"a\", \"size\": -5}]}",
+     "disks[0].size: must be a positive integer"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"disk_id\": \"a\", \"size\": 1}, "
+     "{\"disk_id\": \"b\", \"size\": 1, \"format\": \"vmdkx\"}]}",
+     "disks[1].format: unsupported value \"vmdkx\""},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"disk_id\": \"a\", \"size\": 1}, "
+     "{\"disk_id\": \"b\", \"size\": 1, \"index\": 0}]}",
+     "disks[1].index: duplicate index 0"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"disk_id\": \"a\", \"size\": 1}, "
+     "{\"disk_id\": \"a\", \"size\": 1}]}",
+     "disks[1].disk_id: duplicate id \"a\""},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"disk_id\": \"a\", \"size\": 1, "
+     "\"boot_index\": 0}, {\"disk_id\": \"b\", \"size\": 1, \"boot_index\": 0}]}",
+     "disks[1].boot_index: duplicate 0"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"disk_id\": \"a\", \"size\": 1, "
+     "\"index\": 26}]}",
+     "disks[0].index: out of range (26, allowed 0..25)"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"disk_id\": \"a\", \"size\": 1, "
+     "\"path\": \"@ROOT@/disks/../escape.qcow2\"}]}",
+     "disks[0].path: \"@ROOT@/disks/../escape.qcow2\" is outside the disk roots"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"disk_id\": \"a\", \"size\": 1, "
+     "\"path\": \"../../etc/passwd\"}]}",
+     "disks[0].path: \"../../etc/passwd\" is outside the disk roots"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"disk_id\": \"a\", \"size\": 1, "
+     "\"path\": \"@ROOT@/disks/link/a.qcow2\"}]}",
+     "disks[0].path: \"@ROOT@/disks/link/a.qcow2\" is outside the disk roots"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"disk_id\": \"a\", \"size\": 1, "
+     "\"path\": \"@ROOT@/disks\"}]}",
+     "disks[0].path: \"@ROOT@/disks\" is outside the disk roots"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"disk_id\": \"a\", "
+     "\"image_path\": \"/etc/passwd\"}]}",
+     "disks[0].image_path: \"/etc/passwd\" is outside the disk roots"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"disk_id\": \"a\", \"format\": \"raw\", "
+     "\"image_path\": \"@ROOT@/images/base.qcow2\"}]}",
+     "disks[0].image_path: a backing image needs format \"qcow2\""},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": [{\"disk_id\": \"a\", \"size\": 1, "
+     "\"path\": \"@ROOT@/disks/x\"}, {\"disk_id\": \"b\", \"size\": 1, \"path\": "
+     "\"@ROOT@/disks/x\"}]}",
+     "disks[1].path: used by disks[0]"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"zz\", \"bridge\": \"br0\"}]}",
+     "nics[0].mac: invalid MAC \"zz\""},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"bridge\": \"br0\"}]}",
+     "nics[0].mac: missing"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"01:00:5e:00:00:01\", "
+     "\"bridge\": \"br0\"}]}",
+     "nics[0].mac: multicast MAC \"01:00:5e:00:00:01\" not allowed"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\"}, {\"mac\": \"52:54:00:00:00:01\", \"bridge\": \"br0\"}]}",
+     "nics[1].mac: duplicate MAC 52:54:00:00:00:01"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\"}]}",
+     "nics[0].bridge: missing"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br/0\"}]}",
+     "nics[0].bridge: invalid bridge name \"br/0\""},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"ifname\": \"abcdefghijklmnop\"}]}",
+     "nics[0].ifname: invalid interface name \"abcdefghijklmnop\""},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"vlan\": 5000}]}",
+     "nics[0].vlan: out of range (5000, allowed 0..4094)"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"bw\": \"fast\"}]}",
+     "nics[0].bw: expected integer, got string"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"ip\": \"10.0.0.256\"}]}",
+     "nics[0].ip: invalid IP address \"10.0.0.256\""},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"mtu\": 10}]}",
+     "nics[0].mtu: out of range (10, allowed 68..65535)"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"cdroms\": [{\"path\": \"/etc/shadow\"}]}",
+     "cdroms[0].path: \"/etc/shadow\" is outside the disk roots"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"metadata\": []}",
+     "metadata: expected object, got array"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"metadata\": {\"owner\": 5}}",
+     "metadata.owner: expected string, got integer"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"metadata\": {\"k\": \"\\u0001\"}}",
+     "metadata.k: control character not allowed"},
+};
+
+static void test_refusals(void **state)
+{
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+		expect_refusal(*state, bad[i].json, bad[i].msg);
+}
+
+static json_t *base(void)
+{
+	json_t *j = json_pack("{s:s, s:s, s:i}", "uuid", "0c4ce5a8-7f3e-4d57-8a0e-5b4f1b2d9e01",
+			      "name", "a", "mem", 128);
+	assert_non_null(j);
+	return j;
+}
+
+static void expect_json_refusal(struct fixture *f, json_t *j, const char *msg)
+{
+	struct guest_desc *d = NULL;
+	_cleanup_free_ char *err = NULL;
+	assert_int_equal(guest_desc_parse(j, f->roots, &d, &err), -EINVAL);
+	assert_null(d);
+	assert_non_null(err);
+	assert_string_equal(err, msg);
+}
+
+static void test_hostile_strings(void **state)
+{
+	struct fixture *f = *state;
+
+	/* A 10 MB name. */
+	size_t n = 10 * 1024 * 1024;
+	_cleanup_free_ char *big = malloc(n + 1);
+	memset(big, 'x', n);
+	big[n] = 0;
+	json_auto_t *j = base();
+	json_object_set_new(j, "name", json_string(big));
+	expect_json_refusal(f, j, "name: too long (10485760 bytes, max 128)");
+
+	/* Invalid UTF-8 cannot come from json_loads(), but a caller could build it. */
+	json_object_set_new(j, "name", json_string_nocheck("bad \xff\xfe"));
+	expect_json_refusal(f, j, "name: invalid UTF-8");
+	json_object_set_new(j, "name", json_string_nocheck("\xc0\xaf overlong"));
+	expect_json_refusal(f, j, "name: invalid UTF-8");
+	json_object_set_new(j, "name", json_stringn_nocheck("a\0b", 3));
+	expect_json_refusal(f, j, "name: NUL character not allowed");
+	json_object_set_new(j, "name",
+			    json_string("non\xef\xbf\xbf"
+					"char"));
+	expect_json_refusal(f, j, "name: non-character U+FFFF not allowed");
+
+	json_object_set_new(j, "name", json_string("ok"));
+	json_object_set_new(j, "metadata",
+			    json_pack("{s:o}", "k", json_string_nocheck("\xed\xa0\x80")));
+	expect_json_refusal(f, j, "metadata.k: invalid UTF-8");
+	json_object_set_new(j, "metadata", json_pack("{s:s}", "k", big));
+	expect_json_refusal(f, j, "metadata.k: too long (10485760 bytes, max 4096)");
+	json_object_set_new(j, "metadata", json_pack("{s:s}", "bad key\n", "v"));
+	expect_json_refusal(f, j, "metadata key #0: control character not allowed");
+
+	/* Long hostile values are quoted, escaped and truncated in messages. */
+	json_object_del(j, "metadata");
+	json_object_set_new(j, "bios", json_string("\"<x>\xc3\xa9"));
+	expect_json_refusal(f, j, "bios: unsupported value \"\\\"<x>\\xc3\\xa9\"");
+	char quotes[61];
+	memset(quotes, '"', 60);
+	quotes[60] = 0;
+	json_object_set_new(j, "bios", json_string(quotes));
+	_cleanup_free_ char *err = NULL;
+	struct guest_desc *d = NULL;
+	assert_int_equal(guest_desc_parse(j, f->roots, &d, &err), -EINVAL);
+	assert_true(strlen(err) < 120);
+	assert_non_null(strstr(err, "...\""));
+
+	/* Too many entries. */
+	json_object_del(j, "bios");
+	json_t *disks = json_array();
+	for (int i = 0; i < GUEST_DISKS_MAX + 1; i++)
+		json_array_append_new(disks, json_pack("{s:s, s:i}", "disk_id", "x", "size", 1));
+	json_object_set_new(j, "disks", disks);
+	expect_json_refusal(f, j, "disks: too many entries (17, max 16)");
+}
+
+static void test_parse_full(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *path = test_data("desc/two-nics.json");
+	_cleanup_free_ char *text = NULL;
+	assert_int_equal(read_file(path, 1 << 20, &text, NULL), 0);
+	_cleanup_(guest_desc_freep) struct guest_desc *d = NULL;
+	_cleanup_free_ char *err = NULL;
+	assert_int_equal(parse_text(f, text, &d, &err), 0);
+	assert_null(err);
+	assert_string_equal(d->uuid, "2c8e3d4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f");
+	assert_int_equal(d->cpu, 4);
+	assert_int_equal(d->cpu_sockets, 2);
+	assert_int_equal(d->mem_mb, 1024);
+	assert_string_equal(d->machine, "q35");
+	assert_int_equal(d->bios, GUEST_BIOS_BIOS);
+	assert_string_equal(d->vga, "vga");
+	assert_int_equal(d->n_nics, 2);
+	/* Sorted by index; MACs lower-cased. */
+	assert_int_equal(d->nics[0].index, 0);
+	assert_string_equal(d->nics[0].mac, "00:22:aa:bb:cc:01");
+	assert_string_equal(d->nics[0].driver, "e1000");
+	assert_int_equal(d->nics[1].index, 1);
+	assert_string_equal(d->nics[1].mac, "00:22:aa:bb:cc:02");
+	assert_int_equal(d->nics[1].vlan, 42);
+	assert_int_equal(d->nics[1].bw_mbps, 100);
+	assert_int_equal(d->nics[1].mtu, 1450);
+	assert_string_equal(d->nics[1].ifname, "vnet-r-1");
+	assert_int_equal(d->n_cdroms, 1);
+	assert_string_equal(d->cdroms[0].dev, "sda"); /* q35: SATA */
+
+	/* Defaults and the default disk path. */
+	json_auto_t *j =
+	    json_pack("{s:s, s:s, s:i, s:[{s:s, s:i}, {s:s, s:i, s:i}]}", "uuid",
+		      "0C4CE5A8-7F3E-4D57-8A0E-5B4F1B2D9E01", "name", "n", "mem", 64, "disks",
+		      "disk_id", "d0", "size", 10, "disk_id", "d1", "size", 20, "index", 3);
+	_cleanup_(guest_desc_freep) struct guest_desc *e = NULL;
+	assert_int_equal(guest_desc_parse(j, f->roots, &e, NULL), 0);
+	assert_string_equal(e->uuid, "0c4ce5a8-7f3e-4d57-8a0e-5b4f1b2d9e01");
+	assert_int_equal(e->cpu, 1);
+	assert_int_equal(e->cpu_sockets, 1);
+	assert_string_equal(e->machine, "pc");
+	assert_string_equal(e->boot_order, "cdn");
+	assert_int_equal(e->vdi, GUEST_VDI_VNC);
+	assert_int_equal(e->n_disks, 2);
+	_cleanup_free_ char *p0 = strjoin(f->disks, "/d0");
+	assert_string_equal(e->disks[0].path, p0);
+	assert_string_equal(e->disks[0].dev, "vda");
+	assert_string_equal(e->disks[0].cache_mode, "none");
+	assert_int_equal(e->disks[0].format, DISK_FORMAT_QCOW2);
+	assert_int_equal(e->disks[0].boot_index, -1);
+	assert_string_equal(e->disks[1].dev, "vdd");
+
+	/* The normalized JSON parses back to the same normalized JSON. */
+	json_auto_t *n1 = guest_desc_to_json(d);
+	assert_non_null(n1);
+	_cleanup_(guest_desc_freep) struct guest_desc *again = NULL;
+	assert_int_equal(guest_desc_parse(n1, f->roots, &again, NULL), 0);
+	json_auto_t *n2 = guest_desc_to_json(again);
+	assert_true(json_equal(n1, n2));
+}
+
+static void test_ids(void **state)
+{
+	assert_true(guest_uuid_is_valid("0c4ce5a8-7f3e-4d57-8a0e-5b4f1b2d9e01"));
+	assert_false(guest_uuid_is_valid("0c4ce5a8-7f3e-4d57-8a0e-5b4f1b2d9e0"));
+	assert_false(guest_uuid_is_valid("0c4ce5a8x7f3e-4d57-8a0e-5b4f1b2d9e01"));
+	assert_false(guest_uuid_is_valid(NULL));
+	assert_true(guest_ifname_is_valid("vnet12"));
+	assert_true(guest_ifname_is_valid("abcdefghijklmno"));
+	assert_false(guest_ifname_is_valid("abcdefghijklmnop"));
+	assert_false(guest_ifname_is_valid("-x"));
+	assert_false(guest_ifname_is_valid("a b"));
+	assert_false(guest_ifname_is_valid(".."));
+	assert_false(guest_ifname_is_valid(""));
+}
+
+TEST_MAIN(cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_hostile_strings, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_parse_full, setup, teardown),
+	  cmocka_unit_test(test_ids))

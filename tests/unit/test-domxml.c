@@ -1,0 +1,282 @@
+/* Golden-file tests: tests/data/desc/NAME.json -> tests/data/domxml/NAME.xml, compared exactly.
+ * "@ROOT@" in both stands for the temporary disk root of the run.
+ * Regenerate with HOSTAGENT_UPDATE_GOLDEN=DIR (writes DIR/NAME.xml; "1" means the source tree's
+ * tests/data/domxml). Every rendering is also checked with virt-xml-validate when installed. */
+#include <fcntl.h>
+#include <jansson.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <limits.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "agent/desc.h"
+#include "agent/domxml.h"
+#include "common/fs.h"
+#include "tests/unit/test-common.h"
+
+extern char **environ;
+
+struct fixture {
+	char *dir; /* realpath of the temporary directory: "@ROOT@" */
+	char *disks, *images;
+	char *roots[3];
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	_cleanup_free_ char *tmp = test_tmpdir();
+	f->dir = realpath(tmp, NULL);
+	assert_non_null(f->dir);
+	f->disks = strjoin(f->dir, "/disks");
+	f->images = strjoin(f->dir, "/images");
+	assert_int_equal(mkdir_p(f->disks, 0755), 0);
+	assert_int_equal(mkdir_p(f->images, 0755), 0);
+	f->roots[0] = f->disks;
+	f->roots[1] = f->images;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	rm_rf(f->dir);
+	free(f->dir);
+	free(f->disks);
+	free(f->images);
+	free(f);
+	return 0;
+}
+
+/* Replaces every occurrence of from with to. */
+static char *replace_all(const char *s, const char *from, const char *to)
+{
+	size_t nf = strlen(from), nt = strlen(to), count = 0;
+	for (const char *p = strstr(s, from); p; p = strstr(p + nf, from))
+		count++;
+	char *out = malloc(strlen(s) + count * nt + 1);
+	assert_non_null(out);
+	char *o = out;
+	for (;;) {
+		const char *p = strstr(s, from);
+		if (!p)
+			break;
+		memcpy(o, s, (size_t)(p - s));
+		o += p - s;
+		memcpy(o, to, nt);
+		o += nt;
+		s = p + nf;
+	}
+	strcpy(o, s);
+	return out;
+}
+
+static const struct domxml_opts opts = {
+    .kvm = true,
+    .vnc_listen = "0.0.0.0",
+    .ovmf_code = "/usr/share/OVMF/OVMF_CODE_4M.fd",
+    .ovmf_vars = "/usr/share/OVMF/OVMF_VARS_4M.fd",
+    .nvram_dir = "/var/lib/libvirt/qemu/nvram",
+    .ovs_bridges = (char *const[]){"ovsbr0", NULL},
+};
+
+static struct guest_desc *load_desc(struct fixture *f, const char *name)
+{
+	_cleanup_free_ char *rel = strjoin("desc/", name, ".json");
+	_cleanup_free_ char *path = test_data(rel);
+	_cleanup_free_ char *text = NULL;
+	assert_int_equal(read_file(path, 1 << 20, &text, NULL), 0);
+	_cleanup_free_ char *real = replace_all(text, "@ROOT@", f->dir);
+	json_error_t jerr;
+	json_auto_t *j = json_loads(real, 0, &jerr);
+	if (!j)
+		fail_msg("%s: %s", path, jerr.text);
+	struct guest_desc *d = NULL;
+	_cleanup_free_ char *err = NULL;
+	int r = guest_desc_parse(j, f->roots, &d, &err);
+	if (r < 0)
+		fail_msg("%s: %s", path, strempty(err));
+	return d;
+}
+
+static void validate(struct fixture *f, const char *name, const char *xml)
+{
+	const char *tool = "/usr/bin/virt-xml-validate";
+	if (access(tool, X_OK) < 0) {
+		print_message("# virt-xml-validate not installed, schema check skipped\n");
+		return;
+	}
+	_cleanup_free_ char *file = strjoin(f->dir, "/", name, ".xml");
+	assert_int_equal(write_file_atomic(file, xml, strlen(xml), 0644), 0);
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	_cleanup_free_ char *log = strjoin(f->dir, "/", name, ".validate.log");
+	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, log, O_WRONLY | O_CREAT | O_TRUNC,
+					 0644);
+	posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
+	char *argv[] = {(char *)tool, file, "domain", NULL};
+	pid_t pid;
+	assert_int_equal(posix_spawn(&pid, tool, &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		_cleanup_free_ char *out = NULL;
+		(void)read_file(log, 1 << 16, &out, NULL);
+		fail_msg("%s does not validate against the libvirt domain schema:\n%s\n%s", name,
+			 strempty(out), xml);
+	}
+}
+
+static void golden(void **state, const char *name)
+{
+	struct fixture *f = *state;
+	_cleanup_(guest_desc_freep) struct guest_desc *d = load_desc(f, name);
+	_cleanup_free_ char *xml = NULL, *err = NULL;
+	int r = domxml_render(d, d->uuid, &opts, &xml, &err);
+	if (r < 0)
+		fail_msg("%s: render failed: %d %s", name, r, strempty(err));
+	validate(f, name, xml);
+	_cleanup_free_ char *got = replace_all(xml, f->dir, "@ROOT@");
+
+	const char *update = getenv("HOSTAGENT_UPDATE_GOLDEN");
+	if (!isempty(update)) {
+		_cleanup_free_ char *dir = NULL;
+		if (streq(update, "1")) {
+			const char *src = getenv("top_srcdir");
+			assert_non_null(src);
+			dir = strjoin(src, "/tests/data/domxml");
+		} else
+			dir = strdup(update);
+		_cleanup_free_ char *out = strjoin(dir, "/", name, ".xml");
+		assert_int_equal(write_file_atomic(out, got, strlen(got), 0644), 0);
+		print_message("# wrote %s\n", out);
+		return;
+	}
+	_cleanup_free_ char *rel = strjoin("domxml/", name, ".xml");
+	_cleanup_free_ char *path = test_data(rel);
+	_cleanup_free_ char *expect = NULL;
+	assert_int_equal(read_file(path, 1 << 20, &expect, NULL), 0);
+	if (!streq(expect, got)) {
+		print_message("# got:\n%s", got);
+		fail_msg("%s differs from the rendering (HOSTAGENT_UPDATE_GOLDEN=1 regenerates)",
+			 path);
+	}
+}
+
+static void test_minimal(void **state)
+{
+	golden(state, "minimal");
+}
+
+static void test_qcow2_backing(void **state)
+{
+	golden(state, "qcow2-backing");
+}
+
+static void test_two_nics(void **state)
+{
+	golden(state, "two-nics");
+}
+
+static void test_uefi(void **state)
+{
+	golden(state, "uefi");
+}
+
+static void test_hostile(void **state)
+{
+	golden(state, "hostile");
+
+	/* The hostile strings come back unchanged through a real XML parser. */
+	struct fixture *f = *state;
+	_cleanup_(guest_desc_freep) struct guest_desc *d = load_desc(f, "hostile");
+	_cleanup_free_ char *xml = NULL;
+	assert_int_equal(domxml_render(d, "sid-1", &opts, &xml, NULL), 0);
+	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "x.xml", NULL, XML_PARSE_NONET);
+	assert_non_null(doc);
+	xmlNodePtr root = xmlDocGetRootElement(doc);
+	int titles = 0, metas = 0;
+	for (xmlNodePtr n = root->children; n; n = n->next) {
+		if (n->type != XML_ELEMENT_NODE)
+			continue;
+		if (xmlStrEqual(n->name, BAD_CAST "title")) {
+			xmlChar *t = xmlNodeGetContent(n);
+			assert_string_equal((char *)t, d->name);
+			xmlFree(t);
+			titles++;
+		}
+		/* Injection attempts stay text: the only top-level children are ours. */
+		assert_false(xmlStrEqual(n->name, BAD_CAST "inject"));
+		if (!xmlStrEqual(n->name, BAD_CAST "metadata"))
+			continue;
+		xmlNodePtr g = xmlFirstElementChild(n);
+		assert_non_null(g);
+		assert_null(xmlNextElementSibling(g));
+		for (xmlNodePtr m = xmlFirstElementChild(g); m; m = xmlNextElementSibling(m)) {
+			if (!xmlStrEqual(m->name, BAD_CAST "meta"))
+				continue;
+			xmlChar *k = xmlGetProp(m, BAD_CAST "key");
+			xmlChar *v = xmlNodeGetContent(m);
+			bool found = false;
+			for (size_t i = 0; i < d->n_metadata; i++)
+				if (streq(d->metadata[i].key, (char *)k)) {
+					/* \r survives: the writer emits it as &#13;. */
+					assert_string_equal((char *)v, d->metadata[i].value);
+					found = true;
+				}
+			assert_true(found);
+			xmlFree(k);
+			xmlFree(v);
+			metas++;
+		}
+	}
+	assert_int_equal(titles, 1);
+	assert_int_equal(metas, (int)d->n_metadata);
+	xmlFreeDoc(doc);
+}
+
+static void test_refusals(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(guest_desc_freep) struct guest_desc *d = load_desc(f, "uefi");
+	_cleanup_free_ char *xml = NULL, *err = NULL;
+	struct domxml_opts o = opts;
+
+	assert_int_equal(domxml_render(d, "../etc", &o, &xml, &err), -EINVAL);
+	assert_int_equal(domxml_render(d, "", &o, &xml, &err), -EINVAL);
+	o.vnc_listen = "0.0.0.0\"/><x";
+	assert_int_equal(domxml_render(d, "s1", &o, &xml, &err), -EINVAL);
+	o = opts;
+	o.ovmf_code = NULL;
+	assert_int_equal(domxml_render(d, "s1", &o, &xml, &err), -EOPNOTSUPP);
+	assert_string_equal(err, "bios: UEFI requested but no OVMF firmware is installed");
+	free(err);
+	err = NULL;
+
+	guest_desc_free(d);
+	d = load_desc(f, "two-nics");
+	o = opts;
+	o.ovs_bridges = NULL;
+	assert_int_equal(domxml_render(d, "s1", &o, &xml, &err), -EOPNOTSUPP);
+	assert_string_equal(err, "nics[1].vlan: VLAN 42 needs an Open vSwitch bridge, ovsbr0 is "
+				 "not one");
+	assert_null(xml);
+
+	/* Without KVM: TCG domain, no host-passthrough CPU. */
+	o = opts;
+	o.kvm = false;
+	assert_int_equal(domxml_render(d, "s1", &o, &xml, NULL), 0);
+	assert_non_null(strstr(xml, "<domain type=\"qemu\">"));
+	assert_null(strstr(xml, "host-passthrough"));
+}
+
+TEST_MAIN(cmocka_unit_test_setup_teardown(test_minimal, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_qcow2_backing, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_two_nics, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_uefi, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_refusals, setup, teardown))
