@@ -1,0 +1,59 @@
+/* libFuzzer target for the API's request front end: route matching (with percent-decoding and
+ * id validation) and request-body parsing, exactly as agent/api.c calls them.
+ * Input layout: "<METHOD> <URL>\n<body>"; anything goes. */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "agent/api-internal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char line[API_URL_MAX + 64];
+	size_t n = 0;
+	while (n < size && n + 1 < sizeof(line) && data[n] != '\n') {
+		line[n] = (char)data[n];
+		n++;
+	}
+	line[n] = 0;
+	const uint8_t *body = n < size ? data + n + 1 : data + size;
+	size_t body_len = (size_t)(data + size - body);
+
+	char *url = strchr(line, ' ');
+	const char *method = line;
+	if (url)
+		*url++ = 0;
+	else
+		url = line;
+
+	struct api_match m;
+	int code = api_route_match(method, url, &m);
+	if (code != 0 && code != 400 && code != 404 && code != 405)
+		__builtin_trap();
+	if (code == 0 && (!m.route || strlen(m.id) > API_ID_MAX))
+		__builtin_trap();
+	if (code != 0) {
+		json_t *e = api_error_body(code, NULL, "%s", m.details);
+		if (!e)
+			__builtin_trap();
+		json_decref(e);
+	}
+
+	json_t *j = NULL, *e = NULL;
+	int r = api_parse_body((const char *)body, body_len, &j, &e);
+	if (r == 0) {
+		if (!json_is_object(j))
+			__builtin_trap();
+		json_t *t = api_task_result(500, j);
+		json_decref(t);
+		json_decref(j);
+	} else {
+		/* Every refusal carries a well-formed error body. */
+		if (r != -EINVAL || !json_is_object(json_object_get(e, "error")))
+			__builtin_trap();
+		json_decref(e);
+	}
+	return 0;
+}
