@@ -742,13 +742,21 @@ static int check_thread(struct check_state *s, pid_t tid, bool count_only)
 	return r;
 }
 
-/* One pass over the threads not handled yet. Returns the number of new threads. */
-static int pass(struct check_state *s, bool count_only)
+static int cmp_pid(const void *a, const void *b)
+{
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The thread ids of s->pid, sorted (deterministic order of writes). */
+static int list_tids(const struct check_state *s, pid_t **ret, size_t *ret_n)
 {
 	_cleanup_free_ char *dir = NULL;
 	_cleanup_(closedirp) DIR *d = NULL;
+	_cleanup_free_ pid_t *tids = NULL;
+	size_t n = 0;
 	struct dirent *de;
-	int r, n_new = 0;
 
 	if (asprintf_safe(&dir, "%s/%d/task", s->p->proc_root, (int)s->pid) < 0)
 		return -ENOMEM;
@@ -758,23 +766,49 @@ static int pass(struct check_state *s, bool count_only)
 	while ((de = readdir(d))) {
 		char *end;
 		long v;
-		pid_t *ns;
+		pid_t *nt;
 
 		errno = 0;
 		v = strtol(de->d_name, &end, 10);
 		if (errno || *end || v <= 0 || v > INT_MAX)
 			continue;
+		nt = realloc(tids, (n + 1) * sizeof(*nt));
+		if (!nt)
+			return -ENOMEM;
+		tids = nt;
+		tids[n++] = (pid_t)v;
+	}
+	if (n > 0)
+		qsort(tids, n, sizeof(*tids), cmp_pid);
+	*ret = TAKE_PTR(tids);
+	*ret_n = n;
+	return 0;
+}
+
+/* One pass over the threads not handled yet. Returns the number of new threads. */
+static int pass(struct check_state *s, bool count_only)
+{
+	_cleanup_free_ pid_t *tids = NULL;
+	size_t n = 0;
+	int r, n_new = 0;
+
+	r = list_tids(s, &tids, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
 		if (!count_only) {
-			if (seen_has(s, (pid_t)v))
+			pid_t *ns;
+
+			if (seen_has(s, tids[i]))
 				continue;
 			ns = realloc(s->seen, (s->n_seen + 1) * sizeof(*ns));
 			if (!ns)
 				return -ENOMEM;
 			s->seen = ns;
-			s->seen[s->n_seen++] = (pid_t)v;
+			s->seen[s->n_seen++] = tids[i];
 		}
 		n_new++;
-		r = check_thread(s, (pid_t)v, count_only);
+		r = check_thread(s, tids[i], count_only);
 		if (r < 0)
 			return r;
 	}
