@@ -1,0 +1,36 @@
+/* The libcurl seam: one blocking HTTP request, meant for worker threads (agent/tasks.h),
+ * never for the event loop. TLS peers are verified unless a request says otherwise. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define HTTP_DEFAULT_MAX_RESPONSE (1024 * 1024)
+#define HTTP_DEFAULT_TIMEOUT_MS	  10000
+
+struct http_request {
+	const char *method; /* "GET", "POST", ... */
+	const char *url;
+	char **headers;	  /* "Name: value" strings, NULL-terminated; may be NULL */
+	const char *body; /* sent as application/json when not NULL */
+	size_t body_len;
+	long timeout_ms;     /* whole transfer; 0: HTTP_DEFAULT_TIMEOUT_MS */
+	size_t max_response; /* body cap; 0: HTTP_DEFAULT_MAX_RESPONSE */
+	const char *ca_file; /* NULL: the system trust store */
+	bool insecure;	     /* skip TLS verification (tests only) */
+};
+
+struct http_response {
+	long status;
+	char **headers; /* "name: value" with the name lowercased, NULL-terminated */
+	char *body;	/* NUL-terminated (may be empty, never NULL after success) */
+	size_t body_len;
+};
+
+/* Runs req. Returns 0 with *ret filled whatever the HTTP status; a negative errno when no
+ * response came: -ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH (resolution), -EPROTO (TLS),
+ * -EFBIG (response over the cap), -EINVAL (bad URL or method), -EIO otherwise. */
+int http_request_run(const struct http_request *req, struct http_response *ret);
+void http_response_done(struct http_response *resp);
+/* Value of the first header called name (case-insensitive), or NULL. */
+const char *http_response_header(const struct http_response *resp, const char *name);
