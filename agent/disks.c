@@ -1,0 +1,261 @@
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+
+#include "agent/disks.h"
+#include "common/path.h"
+#include "common/spawn.h"
+
+#define QEMU_IMG_TIMEOUT_MS (5 * 60 * 1000)
+#define MIB		    (1024 * 1024)
+
+_printf_(3, 4) static int fail(char **ret_error, int r, const char *fmt, ...)
+{
+	if (ret_error && !*ret_error) {
+		va_list ap;
+		va_start(ap, fmt);
+		if (vasprintf(ret_error, fmt, ap) < 0)
+			*ret_error = NULL;
+		va_end(ap);
+	}
+	return r;
+}
+
+/* The first line of qemu-img's stderr, bounded, for messages. */
+static const char *first_line(char *s)
+{
+	if (!s)
+		return "";
+	s[strcspn(s, "\n")] = 0;
+	if (strlen(s) > 400)
+		s[400] = 0;
+	return s;
+}
+
+/* Runs qemu-img; returns 0 when it exited 0. On failure *ret_stderr (optional) gets its stderr. */
+static int qemu_img(const char *const *argv, char **ret_out, char **ret_stderr)
+{
+	struct spawn_opts o = {
+	    .timeout_ms = QEMU_IMG_TIMEOUT_MS,
+	    .capture = true,
+	    .capture_max = 1 << 20,
+	};
+	_cleanup_(spawn_result_done) struct spawn_result res = {};
+	int r = spawn_run((char *const *)argv, &o, &res);
+	if (r < 0)
+		return r;
+	if (res.timed_out)
+		return -ETIMEDOUT;
+	if (res.exit_status != 0) {
+		if (ret_stderr)
+			*ret_stderr = TAKE_PTR(res.err);
+		return -EIO;
+	}
+	if (ret_out)
+		*ret_out = TAKE_PTR(res.out);
+	return 0;
+}
+
+struct img_info {
+	char *format;
+	int64_t virtual_size;
+	char *backing; /* full backing filename or NULL */
+};
+
+static void img_info_done(struct img_info *i)
+{
+	free(i->format);
+	free(i->backing);
+}
+
+static int img_info(const char *path, struct img_info *ret, char **ret_stderr)
+{
+	const char *argv[] = {"qemu-img", "info", "--output=json", "--", path, NULL};
+	_cleanup_free_ char *out = NULL;
+	int r = qemu_img(argv, &out, ret_stderr);
+	if (r < 0)
+		return r;
+	json_auto_t *j = json_loads(out, 0, NULL);
+	if (!j)
+		return -EBADMSG;
+	json_t *fmt = json_object_get(j, "format"), *vs = json_object_get(j, "virtual-size");
+	json_t *bf = json_object_get(j, "full-backing-filename");
+	if (!bf)
+		bf = json_object_get(j, "backing-filename");
+	if (!json_is_string(fmt) || !json_is_integer(vs) || (bf && !json_is_string(bf)))
+		return -EBADMSG;
+	struct img_info i = {
+	    .format = strdup(json_string_value(fmt)),
+	    .virtual_size = json_integer_value(vs),
+	    .backing = bf ? strdup(json_string_value(bf)) : NULL,
+	};
+	if (!i.format || (bf && !i.backing)) {
+		img_info_done(&i);
+		return -ENOMEM;
+	}
+	*ret = i;
+	return 0;
+}
+
+/* The path must still resolve to itself inside the roots (no symlink swapped in). */
+static int reconfine(char *const *roots, const char *path)
+{
+	_cleanup_free_ char *again = NULL;
+	int r = path_confine(roots, path, &again);
+	if (r < 0)
+		return r == -ENOMEM ? r : -EPERM;
+	return streq(again, path) ? 0 : -EPERM;
+}
+
+/* Probes the backing image: returns its format ("qcow2" or "raw"). */
+static int backing_format(const struct guest_disk *k, char *const *roots, const char **ret,
+			  char **ret_error)
+{
+	int r = reconfine(roots, k->image_path);
+	if (r < 0)
+		return fail(ret_error, r, "disk %s: image_path %s is outside the disk roots",
+			    k->disk_id, k->image_path);
+	struct stat st;
+	if (stat(k->image_path, &st) < 0)
+		return fail(ret_error, negative_errno(), "disk %s: image_path %s: %m", k->disk_id,
+			    k->image_path);
+	if (!S_ISREG(st.st_mode))
+		return fail(ret_error, -EMEDIUMTYPE, "disk %s: image_path %s is not a regular file",
+			    k->disk_id, k->image_path);
+	_cleanup_(img_info_done) struct img_info info = {};
+	_cleanup_free_ char *err = NULL;
+	r = img_info(k->image_path, &info, &err);
+	if (r < 0)
+		return fail(ret_error, r, "disk %s: cannot inspect image %s: %s", k->disk_id,
+			    k->image_path, err ? first_line(err) : strerror(-r));
+	/* Images are leaves: a chain could point anywhere on the host. */
+	if (info.backing)
+		return fail(ret_error, -EMEDIUMTYPE,
+			    "disk %s: image %s has a backing file itself (chains are refused)",
+			    k->disk_id, k->image_path);
+	if (streq(info.format, "qcow2"))
+		*ret = "qcow2";
+	else if (streq(info.format, "raw"))
+		*ret = "raw";
+	else
+		return fail(ret_error, -EMEDIUMTYPE, "disk %s: image %s has unsupported format %s",
+			    k->disk_id, k->image_path, info.format);
+	return 0;
+}
+
+/* An existing file at the disk's path: 0 when it is this disk, -EEXIST otherwise. */
+static int check_existing(const struct guest_disk *k, char **ret_error)
+{
+	struct stat st;
+	if (lstat(k->path, &st) < 0)
+		return negative_errno();
+	if (!S_ISREG(st.st_mode))
+		return fail(ret_error, -EEXIST, "disk %s: %s exists and is not a regular file",
+			    k->disk_id, k->path);
+	_cleanup_(img_info_done) struct img_info info = {};
+	_cleanup_free_ char *err = NULL;
+	int r = img_info(k->path, &info, &err);
+	if (r < 0)
+		return fail(ret_error, -EEXIST, "disk %s: %s exists and cannot be inspected: %s",
+			    k->disk_id, k->path, err ? first_line(err) : strerror(-r));
+	if (!streq(info.format, disk_format_to_string(k->format)) ||
+	    (k->size_mb > 0 && info.virtual_size != k->size_mb * MIB) ||
+	    !streq_ptr(info.backing, k->image_path))
+		return fail(ret_error, -EEXIST,
+			    "disk %s: %s exists with different format, size or backing file",
+			    k->disk_id, k->path);
+	return 0;
+}
+
+/* Creates one disk; returns 1 when created, 0 when the same disk already existed. */
+static int create_one(const struct guest_disk *k, char *const *roots, char **ret_error)
+{
+	int r = reconfine(roots, k->path);
+	if (r < 0)
+		return fail(ret_error, r, "disk %s: %s is outside the disk roots", k->disk_id,
+			    k->path);
+
+	const char *bfmt = NULL;
+	if (k->image_path && (r = backing_format(k, roots, &bfmt, ret_error)) < 0)
+		return r;
+
+	/* Claim the path: never write over something that exists. */
+	_cleanup_close_ int fd =
+	    open(k->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		if (errno != EEXIST)
+			return fail(ret_error, negative_errno(), "disk %s: cannot create %s: %m",
+				    k->disk_id, k->path);
+		r = check_existing(k, ret_error);
+		return r < 0 ? r : 0;
+	}
+	fd = safe_close(fd);
+
+	char size[32];
+	snprintf(size, sizeof(size), "%" PRId64 "M", k->size_mb);
+	const char *argv[12];
+	size_t n = 0;
+	argv[n++] = "qemu-img";
+	argv[n++] = "create";
+	argv[n++] = "-q";
+	argv[n++] = "-f";
+	argv[n++] = disk_format_to_string(k->format);
+	if (k->image_path) {
+		argv[n++] = "-b";
+		argv[n++] = k->image_path;
+		argv[n++] = "-F";
+		argv[n++] = bfmt;
+	}
+	argv[n++] = k->path;
+	if (k->size_mb > 0)
+		argv[n++] = size;
+	argv[n] = NULL;
+
+	_cleanup_free_ char *err = NULL;
+	r = qemu_img(argv, NULL, &err);
+	if (r < 0) {
+		(void)unlink(k->path);
+		return fail(ret_error, r, "disk %s: qemu-img create failed: %s", k->disk_id,
+			    err ? first_line(err) : strerror(-r));
+	}
+	return 1;
+}
+
+int disks_prepare(const struct guest_desc *d, char *const *roots, char **ret_error)
+{
+	if (!d || !roots || !roots[0])
+		return -EINVAL;
+	_cleanup_free_ bool *created = calloc(d->n_disks + 1, sizeof(bool));
+	if (!created)
+		return -ENOMEM;
+	_cleanup_free_ char *err = NULL;
+	for (size_t i = 0; i < d->n_disks; i++) {
+		int r = create_one(&d->disks[i], roots, &err);
+		if (r < 0) {
+			for (size_t k = 0; k < i; k++)
+				if (created[k])
+					(void)unlink(d->disks[k].path);
+			if (ret_error)
+				*ret_error = TAKE_PTR(err);
+			return r;
+		}
+		created[i] = r > 0;
+	}
+	return 0;
+}
+
+int disks_remove(const struct guest_desc *d, char *const *roots)
+{
+	if (!d || !roots || !roots[0])
+		return -EINVAL;
+	int ret = 0;
+	for (size_t i = 0; i < d->n_disks; i++) {
+		int r = reconfine(roots, d->disks[i].path);
+		if (r == 0 && unlink(d->disks[i].path) < 0 && errno != ENOENT)
+			r = negative_errno();
+		if (r < 0 && ret == 0)
+			ret = r;
+	}
+	return ret;
+}

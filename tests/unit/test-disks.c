@@ -1,0 +1,247 @@
+/* Disk preparation with the real qemu-img in a temporary disk root. */
+#include <jansson.h>
+#include <limits.h>
+#include <sys/stat.h>
+
+#include "agent/desc.h"
+#include "agent/disks.h"
+#include "common/fs.h"
+#include "common/spawn.h"
+#include "tests/unit/test-common.h"
+
+struct fixture {
+	char *dir, *disks, *images, *outside;
+	char *roots[3];
+};
+
+static bool have_qemu_img(void)
+{
+	return access("/usr/bin/qemu-img", X_OK) == 0;
+}
+
+static void run_ok(char *const *argv)
+{
+	struct spawn_opts o = {.capture = true};
+	struct spawn_result res = {};
+	assert_int_equal(spawn_run(argv, &o, &res), 0);
+	if (res.exit_status != 0)
+		fail_msg("%s %s failed: %s", argv[0], argv[1], strempty(res.err));
+	spawn_result_done(&res);
+}
+
+static int setup(void **state)
+{
+	if (!have_qemu_img())
+		skip();
+	struct fixture *f = calloc(1, sizeof(*f));
+	_cleanup_free_ char *tmp = test_tmpdir();
+	f->dir = realpath(tmp, NULL);
+	f->disks = strjoin(f->dir, "/disks");
+	f->images = strjoin(f->dir, "/images");
+	f->outside = strjoin(f->dir, "/outside");
+	assert_int_equal(mkdir_p(f->disks, 0755), 0);
+	assert_int_equal(mkdir_p(f->images, 0755), 0);
+	assert_int_equal(mkdir_p(f->outside, 0755), 0);
+	f->roots[0] = f->disks;
+	f->roots[1] = f->images;
+	_cleanup_free_ char *base = strjoin(f->images, "/base.qcow2");
+	run_ok((char *[]){"qemu-img", "create", "-q", "-f", "qcow2", base, "32M", NULL});
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	if (!f)
+		return 0;
+	rm_rf(f->dir);
+	free(f->dir);
+	free(f->disks);
+	free(f->images);
+	free(f->outside);
+	free(f);
+	return 0;
+}
+
+static struct guest_desc *parse(struct fixture *f, const char *fmt, ...)
+{
+	/* The descriptor text uses %1$s for the temporary directory. */
+	va_list ap;
+	va_start(ap, fmt);
+	_cleanup_free_ char *text = NULL;
+	assert_true(vasprintf(&text, fmt, ap) >= 0);
+	va_end(ap);
+	json_error_t jerr;
+	json_auto_t *j = json_loads(text, 0, &jerr);
+	if (!j)
+		fail_msg("bad test JSON: %s: %s", jerr.text, text);
+	struct guest_desc *d = NULL;
+	_cleanup_free_ char *err = NULL;
+	if (guest_desc_parse(j, f->roots, &d, &err) < 0)
+		fail_msg("parse: %s", strempty(err));
+	return d;
+}
+
+static json_t *info(const char *path)
+{
+	struct spawn_opts o = {.capture = true};
+	struct spawn_result res = {};
+	assert_int_equal(
+	    spawn_run((char *[]){"qemu-img", "info", "--output=json", (char *)path, NULL}, &o,
+		      &res),
+	    0);
+	assert_int_equal(res.exit_status, 0);
+	json_t *j = json_loads(res.out, 0, NULL);
+	assert_non_null(j);
+	spawn_result_done(&res);
+	return j;
+}
+
+#define DESC_HEAD                                                                                  \
+	"{\"uuid\": \"0c4ce5a8-7f3e-4d57-8a0e-5b4f1b2d9e01\", \"name\": \"t\", \"mem\": 64, "
+
+static void test_create_and_remove(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(guest_desc_freep) struct guest_desc *d = parse(
+	    f,
+	    DESC_HEAD "\"disks\": ["
+		      "{\"disk_id\": \"root\", \"size\": 64, \"image_path\": "
+		      "\"%1$s/images/base.qcow2\"},"
+		      "{\"disk_id\": \"data\", \"size\": 16, \"format\": \"raw\"},"
+		      "{\"disk_id\": \"fromimage\", \"image_path\": \"%1$s/images/base.qcow2\"}]}",
+	    f->dir);
+	_cleanup_free_ char *err = NULL;
+	assert_int_equal(disks_prepare(d, f->roots, &err), 0);
+	assert_null(err);
+
+	json_auto_t *i0 = info(d->disks[0].path);
+	assert_string_equal(json_string_value(json_object_get(i0, "format")), "qcow2");
+	assert_int_equal(json_integer_value(json_object_get(i0, "virtual-size")), 64 * 1024 * 1024);
+	_cleanup_free_ char *base = strjoin(f->images, "/base.qcow2");
+	assert_string_equal(json_string_value(json_object_get(i0, "full-backing-filename")), base);
+	assert_string_equal(json_string_value(json_object_get(i0, "backing-filename-format")),
+			    "qcow2");
+	json_auto_t *i1 = info(d->disks[1].path);
+	assert_string_equal(json_string_value(json_object_get(i1, "format")), "raw");
+	assert_int_equal(json_integer_value(json_object_get(i1, "virtual-size")), 16 * 1024 * 1024);
+	json_auto_t *i2 = info(d->disks[2].path);
+	assert_int_equal(json_integer_value(json_object_get(i2, "virtual-size")), 32 * 1024 * 1024);
+	struct stat st;
+	assert_int_equal(stat(d->disks[0].path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+
+	/* Re-preparing the same disks is a no-op. */
+	ino_t ino = st.st_ino;
+	assert_int_equal(disks_prepare(d, f->roots, NULL), 0);
+	assert_int_equal(stat(d->disks[0].path, &st), 0);
+	assert_int_equal(st.st_ino, ino);
+
+	assert_int_equal(disks_remove(d, f->roots), 0);
+	for (size_t i = 0; i < d->n_disks; i++)
+		assert_int_equal(access(d->disks[i].path, F_OK), -1);
+	assert_int_equal(access(base, F_OK), 0);	/* backing images are never removed */
+	assert_int_equal(disks_remove(d, f->roots), 0); /* missing is fine */
+}
+
+static void test_failure_cleans_up(void **state)
+{
+	struct fixture *f = *state;
+	/* The second disk's directory does not exist: the first one must be removed again. */
+	_cleanup_(guest_desc_freep) struct guest_desc *d =
+	    parse(f,
+		  DESC_HEAD "\"disks\": [{\"disk_id\": \"a\", \"size\": 8},"
+			    "{\"disk_id\": \"b\", \"size\": 8, \"path\": \"%1$s/disks/nodir/b\"}]}",
+		  f->dir);
+	_cleanup_free_ char *err = NULL;
+	assert_int_equal(disks_prepare(d, f->roots, &err), -ENOENT);
+	assert_non_null(strstr(err, "disk b: cannot create"));
+	assert_int_equal(access(d->disks[0].path, F_OK), -1);
+
+	/* qemu-img failing on the second disk (a backing image it cannot read) cleans up too. */
+	guest_desc_free(d);
+	d = parse(f,
+		  DESC_HEAD "\"disks\": [{\"disk_id\": \"a\", \"size\": 8},"
+			    "{\"disk_id\": \"b\", \"size\": 8, \"format\": \"qcow2\", "
+			    "\"image_path\": \"%1$s/images/broken.qcow2\"}]}",
+		  f->dir);
+	_cleanup_free_ char *broken = test_write(f->images, "broken.qcow2", "QFI\xfb garbage");
+	free(err);
+	err = NULL;
+	int r = disks_prepare(d, f->roots, &err);
+	assert_true(r < 0);
+	assert_non_null(strstr(err, "disk b:"));
+	assert_int_equal(access(d->disks[0].path, F_OK), -1);
+	assert_int_equal(access(d->disks[1].path, F_OK), -1);
+}
+
+static void test_existing_file_kept(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *victim = test_write(f->disks, "x", "precious data");
+	_cleanup_(guest_desc_freep) struct guest_desc *d =
+	    parse(f, DESC_HEAD "\"disks\": [{\"disk_id\": \"x\", \"size\": 8}]}", f->dir);
+	_cleanup_free_ char *err = NULL;
+	assert_int_equal(disks_prepare(d, f->roots, &err), -EEXIST);
+	assert_non_null(strstr(err, "exists with different format, size or backing file"));
+	_cleanup_free_ char *text = NULL;
+	assert_int_equal(read_file(victim, 1024, &text, NULL), 0);
+	assert_string_equal(text, "precious data");
+
+	/* Same format, other size: also refused. */
+	run_ok((char *[]){"qemu-img", "create", "-q", "-f", "qcow2", victim, "4M", NULL});
+	free(err);
+	err = NULL;
+	assert_int_equal(disks_prepare(d, f->roots, &err), -EEXIST);
+}
+
+static void test_outside_root(void **state)
+{
+	struct fixture *f = *state;
+	/* Inside at parse time; a symlink swapped in afterwards points outside. */
+	_cleanup_free_ char *sub = strjoin(f->disks, "/sub");
+	assert_int_equal(mkdir_p(sub, 0755), 0);
+	_cleanup_(guest_desc_freep) struct guest_desc *d =
+	    parse(f,
+		  DESC_HEAD "\"disks\": [{\"disk_id\": \"a\", \"size\": 8},"
+			    "{\"disk_id\": \"s\", \"size\": 8, \"path\": \"%1$s/disks/sub/s\"}]}",
+		  f->dir);
+	assert_int_equal(rmdir(sub), 0);
+	assert_int_equal(symlink(f->outside, sub), 0);
+	_cleanup_free_ char *err = NULL;
+	assert_int_equal(disks_prepare(d, f->roots, &err), -EPERM);
+	assert_non_null(strstr(err, "is outside the disk roots"));
+	_cleanup_free_ char *escaped = strjoin(f->outside, "/s");
+	assert_int_equal(access(escaped, F_OK), -1);
+	assert_int_equal(access(d->disks[0].path, F_OK), -1);
+
+	/* Removal does not follow it either. */
+	_cleanup_free_ char *planted = test_write(f->outside, "s", "host file");
+	assert_int_equal(disks_remove(d, f->roots), -EPERM);
+	assert_int_equal(access(planted, F_OK), 0);
+}
+
+static void test_backing_chain_refused(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *base = strjoin(f->images, "/base.qcow2");
+	_cleanup_free_ char *chained = strjoin(f->images, "/chained.qcow2");
+	run_ok((char *[]){"qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2",
+			  chained, NULL});
+	_cleanup_(guest_desc_freep) struct guest_desc *d = parse(
+	    f,
+	    DESC_HEAD
+	    "\"disks\": [{\"disk_id\": \"a\", \"image_path\": \"%1$s/images/chained.qcow2\"}]}",
+	    f->dir);
+	_cleanup_free_ char *err = NULL;
+	assert_int_equal(disks_prepare(d, f->roots, &err), -EMEDIUMTYPE);
+	assert_non_null(strstr(err, "chains are refused"));
+	assert_int_equal(access(d->disks[0].path, F_OK), -1);
+}
+
+TEST_MAIN(cmocka_unit_test_setup_teardown(test_create_and_remove, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_failure_cleans_up, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_existing_file_kept, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_outside_root, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_backing_chain_refused, setup, teardown))
