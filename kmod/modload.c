@@ -184,6 +184,16 @@ enum kstate {
 	KSTATE_LOADED,
 };
 
+static const struct {
+	const char *name;
+	const char *sysfs_path;
+} builtin_evidence[] = {
+    {"tun", "class/misc/tun"},
+    {"vhost_net", "class/misc/vhost-net"},
+    {"kvm", "class/misc/kvm"},
+    {"nbd", "block/nbd0"},
+};
+
 static bool in_proc_modules(const struct modload *m, const char *name)
 {
 	_cleanup_free_ char *path = strjoin(m->proc_root, "/modules");
@@ -218,6 +228,15 @@ static enum kstate kernel_state(const struct modload *m, const char *name)
 		return access(initstate, F_OK) == 0 ? KSTATE_LOADED : KSTATE_BUILTIN;
 	if (in_proc_modules(m, n))
 		return KSTATE_LOADED;
+	/* Some built-in drivers have no /sys/module entry (no parameters), but their device
+	 * class does exist; not in /proc/modules, so built in. */
+	for (size_t i = 0; i < ELEMENTSOF(builtin_evidence); i++)
+		if (streq(n, builtin_evidence[i].name)) {
+			_cleanup_free_ char *ev =
+			    strjoin(m->sysfs_root, "/", builtin_evidence[i].sysfs_path);
+			if (ev && access(ev, F_OK) == 0)
+				return KSTATE_BUILTIN;
+		}
 	return KSTATE_ABSENT;
 }
 

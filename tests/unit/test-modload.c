@@ -248,6 +248,12 @@ static void test_no_tree_fallback(void **state)
 	_cleanup_strv_free_ char **reasons = NULL;
 	assert_int_equal(modload_report_reasons(r2, &reasons), 0);
 	assert_string_equal(reasons[0], "required kernel module tun is missing");
+
+	/* A built-in tun has no /sys/module/tun, but its misc device class exists. */
+	_cleanup_free_ char *misc = strjoin(e->sys, "/class/misc/tun");
+	assert_int_equal(mkdir_p(misc, 0755), 0);
+	_cleanup_(modload_report_freep) struct modload_report *r3 = ensure(e, mods + 2, 1);
+	assert_int_equal(r3->results[0].status, MODLOAD_BUILTIN);
 }
 
 static void test_kvm_vendor(void **state)
