@@ -1,6 +1,8 @@
 #include <signal.h>
 
 #include "agent/agent.h"
+#include "agent/guests.h"
+#include "agent/virt.h"
 #include "agent/metrics.h"
 #include "agent/tasks.h"
 #include "common/log.h"
@@ -42,6 +44,12 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = metrics_new(&a->metrics);
 	if (r < 0)
 		return r;
+	r = virt_new(a->event, a->cfg.libvirt_uri, &a->virt);
+	if (r < 0)
+		return r;
+	r = guests_new(a, &a->guests);
+	if (r < 0)
+		return r;
 	/* SUBSYSTEMS-NEW: create further subsystems here (metrics, region, auth, api). */
 	*ret = TAKE_PTR(a);
 	return 0;
@@ -52,8 +60,11 @@ struct agent *agent_free(struct agent *a)
 	if (!a)
 		return NULL;
 	/* SUBSYSTEMS-FREE: free subsystems here, in reverse order of creation. */
-	a->metrics = metrics_free(a->metrics);
+	/* Workers finish first: their completions still use the guest table. */
 	a->tasks = tasks_free(a->tasks);
+	a->guests = guests_free(a->guests);
+	a->virt = virt_free(a->virt);
+	a->metrics = metrics_free(a->metrics);
 	sd_event_source_unref(a->sigterm);
 	sd_event_source_unref(a->sigint);
 	sd_event_unref(a->event);
@@ -64,7 +75,9 @@ struct agent *agent_free(struct agent *a)
 
 int agent_start(struct agent *a)
 {
-	int r = 0;
+	int r = guests_start(a->guests);
+	if (r < 0)
+		return r;
 	/* SUBSYSTEMS-START: start subsystems here, in order; return on failure. */
 	return r;
 }

@@ -35,3 +35,41 @@ wait_for() {
 }
 
 need_root() { [ "$(id -u)" = 0 ] || skip "needs root"; }
+
+# ---- a running agent ----
+# start_agent [extra flags...]: starts hostagent standalone on the real libvirtd with its state
+# under $T; sets AGENT_PID, SOCK, PORT. Logs to $T/agent.log.
+start_agent() {
+	SOCK=$T/admin.sock
+	mkdir -p "$T/servers" "$T/disks" "$T/state"
+	"$HOSTAGENT" --servers-path "$T/servers" --local-image-path "$T/disks" --state-dir "$T/state" \
+		--admin-socket "$SOCK" --listen-address 127.0.0.1 --port "${PORT:-0}" \
+		--libvirt-uri "${LIBVIRT_URI:-qemu:///system}" --log-level debug "$@" >>"$T/agent.log" 2>&1 &
+	AGENT_PID=$!
+	on_exit "kill -TERM $AGENT_PID; wait $AGENT_PID"
+	wait_for 20 test -S "$SOCK" || fail "agent did not create its admin socket"
+	wait_for 30 agent_ready || fail "agent did not become ready: $(api GET /readyz)"
+}
+agent_ready() { [ "$(api_code GET /readyz)" = 200 ]; }
+
+# api METHOD PATH [JSON]: request over the admin socket; prints the body, stores the status in
+# $T/code (read it with last_code).
+api() {
+	local m=$1 p=$2 body=${3:-}
+	local args=(-s -o "$T/body" -w '%{http_code}' -X "$m" --unix-socket "$SOCK" --max-time 120)
+	[ -n "$body" ] && args+=(-H 'Content-Type: application/json' --data-binary "$body")
+	curl "${args[@]}" "http://localhost$p" >"$T/code" || echo 000 >"$T/code"
+	cat "$T/body" 2>/dev/null
+}
+api_code() { api "$@" >/dev/null; cat "$T/code"; }
+last_code() { cat "$T/code"; }
+# json EXPR: evaluates a python expression over the JSON on stdin bound to j.
+json() { python3 -c "import json,sys; j=json.load(sys.stdin); v=($1); print(v if not isinstance(v,bool) else str(v).lower())"; }
+# expect_api CODE METHOD PATH [JSON]: asserts the status code; prints the body.
+expect_api() {
+	local want=$1; shift
+	local out
+	out=$(api "$@")
+	[ "$(last_code)" = "$want" ] || fail "$1 $2: expected HTTP $want, got $(last_code): $out"
+	printf '%s' "$out"
+}

@@ -1,0 +1,1103 @@
+/* Guest operations. Each operation runs on the worker pool, keyed by the guest id so that
+ * operations on one guest never interleave; the result comes back to the loop thread, which
+ * owns the guest table. Nothing here invents state: status answers come from libvirt. */
+#include <dirent.h>
+#include <libvirt/libvirt-qemu.h>
+#include <libvirt/virterror.h>
+#include <libxml/parser.h>
+#include <libxml/xpath.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "agent/agent.h"
+#include "agent/desc.h"
+#include "agent/disks.h"
+#include "agent/domxml.h"
+#include "agent/guests.h"
+#include "agent/ops.h"
+#include "agent/tasks.h"
+#include "agent/virt.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/path.h"
+
+#define DESC_MAX (4 * 1024 * 1024)
+
+struct guest {
+	char *sid;
+	char *name;   /* human name from the descriptor, or NULL */
+	char *status; /* last known status (events, rebuilds) */
+	bool managed; /* has a readable workspace */
+};
+
+struct guests {
+	struct agent *a;
+	struct guest *list;
+	size_t n;
+	bool connected;
+	guest_running_fn on_running;
+	guest_state_fn on_state;
+	void *hook_ud;
+};
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose)
+DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree)
+
+static const char *const op_names[_GUEST_OP_MAX] = {
+    [GUEST_OP_CREATE] = "create", [GUEST_OP_START] = "start",	  [GUEST_OP_STOP] = "stop",
+    [GUEST_OP_REBOOT] = "reboot", [GUEST_OP_SUSPEND] = "suspend", [GUEST_OP_RESUME] = "resume",
+    [GUEST_OP_SYNC] = "sync",	  [GUEST_OP_STATUS] = "status",	  [GUEST_OP_MONITOR] = "monitor",
+    [GUEST_OP_DELETE] = "delete",
+};
+
+const char *guest_op_to_string(enum guest_op op)
+{
+	return op < _GUEST_OP_MAX ? op_names[op] : "?";
+}
+
+int guest_op_from_string(const char *s)
+{
+	for (int i = 0; i < _GUEST_OP_MAX; i++)
+		if (streq(op_names[i], s))
+			return i;
+	return -EINVAL;
+}
+
+json_t *op_error_body(int code, const char *cls, const char *fmt, ...)
+{
+	char details[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(details, sizeof(details), fmt, ap);
+	va_end(ap);
+	return json_pack("{s:{s:i,s:s,s:s}}", "error", "code", code, "class", cls, "details",
+			 details);
+}
+
+/* ---- guest table (loop thread) ---- */
+
+static struct guest *guest_find(struct guests *g, const char *sid)
+{
+	for (size_t i = 0; i < g->n; i++)
+		if (streq(g->list[i].sid, sid))
+			return &g->list[i];
+	return NULL;
+}
+
+static void guest_clear(struct guest *x)
+{
+	free(x->sid);
+	free(x->name);
+	free(x->status);
+}
+
+static void table_clear(struct guests *g)
+{
+	for (size_t i = 0; i < g->n; i++)
+		guest_clear(&g->list[i]);
+	free(g->list);
+	g->list = NULL;
+	g->n = 0;
+}
+
+static void guest_set(struct guests *g, const char *sid, const char *name, const char *status,
+		      int managed)
+{
+	struct guest *x = guest_find(g, sid);
+	if (!x) {
+		struct guest *l = realloc(g->list, sizeof(*l) * (g->n + 1));
+		if (!l)
+			return;
+		g->list = l;
+		x = &l[g->n++];
+		*x = (struct guest){.sid = strdup(sid)};
+	}
+	if (name) {
+		free(x->name);
+		x->name = strdup(name);
+	}
+	if (status && !streq_ptr(x->status, status)) {
+		free(x->status);
+		x->status = strdup(status);
+		if (g->on_state)
+			g->on_state(sid, status, g->hook_ud);
+	}
+	if (managed >= 0)
+		x->managed = managed;
+}
+
+static void guest_remove(struct guests *g, const char *sid)
+{
+	struct guest *x = guest_find(g, sid);
+	if (!x)
+		return;
+	guest_clear(x);
+	size_t i = (size_t)(x - g->list);
+	memmove(&g->list[i], &g->list[i + 1], sizeof(*x) * (g->n - i - 1));
+	g->n--;
+}
+
+/* ---- libvirt helpers (worker threads) ---- */
+
+static const char *state_to_status(int state, const char **ret_power)
+{
+	const char *power = "off", *status = "unknown";
+	switch (state) {
+	case VIR_DOMAIN_RUNNING:
+	case VIR_DOMAIN_BLOCKED:
+		status = "running";
+		power = "on";
+		break;
+	case VIR_DOMAIN_PAUSED:
+	case VIR_DOMAIN_PMSUSPENDED:
+		status = "suspend";
+		power = "on";
+		break;
+	case VIR_DOMAIN_SHUTDOWN:
+		status = "stopping";
+		power = "on";
+		break;
+	case VIR_DOMAIN_SHUTOFF:
+		status = "ready";
+		break;
+	case VIR_DOMAIN_CRASHED:
+		status = "crashed";
+		break;
+	default:
+		break;
+	}
+	if (ret_power)
+		*ret_power = power;
+	return status;
+}
+
+static bool vir_not_found(void)
+{
+	virErrorPtr e = virGetLastError();
+	return e && e->code == VIR_ERR_NO_DOMAIN;
+}
+
+static const char *vir_msg(void)
+{
+	const char *m = virGetLastErrorMessage();
+	return m ? m : "unknown libvirt error";
+}
+
+int guests_qemu_pid(const char *sid)
+{
+	_cleanup_free_ char *p = strjoin("/run/libvirt/qemu/", sid, ".pid"), *txt = NULL;
+	if (!p)
+		return -ENOMEM;
+	int r = read_file(p, 64, &txt, NULL);
+	if (r < 0)
+		return r;
+	char *end;
+	long pid = strtol(txt, &end, 10);
+	if (pid <= 0 || (*end && *end != '\n'))
+		return -EINVAL;
+	return (int)pid;
+}
+
+static int domain_vnc_port(virDomainPtr dom)
+{
+	_cleanup_free_ char *xml = virDomainGetXMLDesc(dom, 0);
+	if (!xml)
+		return -1;
+	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL, XML_PARSE_NONET);
+	if (!doc)
+		return -1;
+	int port = -1;
+	xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+	if (ctx) {
+		xmlXPathObjectPtr o = xmlXPathEvalExpression(
+		    (const xmlChar *)"string(/domain/devices/graphics[@type='vnc']/@port)", ctx);
+		if (o && o->type == XPATH_STRING && o->stringval && *o->stringval)
+			port = atoi((const char *)o->stringval) > 0
+				   ? atoi((const char *)o->stringval)
+				   : -1;
+		xmlXPathFreeObject(o);
+		xmlXPathFreeContext(ctx);
+	}
+	xmlFreeDoc(doc);
+	return port;
+}
+
+/* ---- operations ---- */
+
+struct op_ctx {
+	struct agent *a;
+	enum guest_op op;
+	char *sid;
+	json_t *args;
+	op_done_fn cb;
+	void *userdata;
+	struct op_reply reply;
+	/* results for the table update on the loop thread */
+	char *new_status;
+	char *name;
+	bool removed, created;
+	int qemu_pid;
+};
+
+static void reply_set(struct op_ctx *c, int code, json_t *body)
+{
+	json_decref(c->reply.body);
+	c->reply.code = code;
+	c->reply.body = body;
+}
+
+static void reply_error(struct op_ctx *c, int code, const char *cls, const char *fmt, ...)
+    _printf_(4, 5);
+static void reply_error(struct op_ctx *c, int code, const char *cls, const char *fmt, ...)
+{
+	char details[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(details, sizeof(details), fmt, ap);
+	va_end(ap);
+	reply_set(c, code, op_error_body(code, cls, "%s", details));
+}
+
+static void reply_ok(struct op_ctx *c, json_t *body)
+{
+	reply_set(c, 200, body ? body : json_pack("{s:s}", "result", "ok"));
+}
+
+static char *workspace_dir(const struct config *cfg, const char *sid)
+{
+	return strjoin(cfg->servers_path, "/", sid);
+}
+
+static char *workspace_desc(const struct config *cfg, const char *sid)
+{
+	return strjoin(cfg->servers_path, "/", sid, "/desc");
+}
+
+/* Loads and parses the stored descriptor; -ENOENT when there is no workspace. */
+static int load_desc(const struct config *cfg, const char *sid, json_t **ret_json,
+		     struct guest_desc **ret_desc, char **ret_error)
+{
+	_cleanup_free_ char *p = workspace_desc(cfg, sid), *txt = NULL;
+	if (!p)
+		return -ENOMEM;
+	int r = read_file(p, DESC_MAX, &txt, NULL);
+	if (r < 0)
+		return r;
+	json_error_t jerr;
+	_cleanup_(json_decrefp) json_t *j = json_loads(txt, 0, &jerr);
+	if (!j)
+		return -EBADMSG;
+	_cleanup_guest_desc_ struct guest_desc *d = NULL;
+	r = guest_desc_parse(j, cfg->local_image_path, &d, ret_error);
+	if (r < 0)
+		return r;
+	if (ret_desc)
+		*ret_desc = TAKE_PTR(d);
+	if (ret_json)
+		*ret_json = TAKE_PTR(j);
+	return 0;
+}
+
+static void domxml_options(const struct config *cfg, struct domxml_opts *o)
+{
+	*o = (struct domxml_opts){
+	    .kvm = domxml_kvm_available(),
+	    .vnc_listen = cfg->vnc_listen,
+	};
+	const char *code, *vars;
+	if (domxml_find_ovmf(&code, &vars) >= 0) {
+		o->ovmf_code = code;
+		o->ovmf_vars = vars;
+	}
+}
+
+static int render_domain(const struct config *cfg, const char *sid, const struct guest_desc *d,
+			 char **ret_xml, char **ret_error)
+{
+	struct domxml_opts o;
+	domxml_options(cfg, &o);
+	_cleanup_free_ char *err = NULL;
+	int r = domxml_render(d, sid, &o, ret_xml, &err);
+	if (r < 0 && ret_error)
+		*ret_error = err ? TAKE_PTR(err) : strdup(strerror(-r));
+	return r;
+}
+
+static int define_domain(virConnectPtr conn, const char *xml, char **ret_error)
+{
+	virDomainPtr dom = virDomainDefineXML(conn, xml);
+	if (!dom) {
+		if (ret_error)
+			*ret_error = strdup(vir_msg());
+		return -EIO;
+	}
+	virDomainFree(dom);
+	return 0;
+}
+
+static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
+{
+	const struct config *cfg = &c->a->cfg;
+	json_t *dj = json_object_get(c->args, "desc");
+	if (!json_is_object(dj)) {
+		reply_error(c, 400, "InputError", "desc: missing or not an object");
+		return;
+	}
+	_cleanup_free_ char *err = NULL;
+	_cleanup_guest_desc_ struct guest_desc *d = NULL;
+	int r = guest_desc_parse(dj, cfg->local_image_path, &d, &err);
+	if (r < 0) {
+		reply_error(c, 400, "InputError", "%s", err ? err : strerror(-r));
+		return;
+	}
+	c->name = strdup(d->name);
+	_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, c->sid);
+	_cleanup_(json_decrefp) json_t *old_json = NULL;
+	_cleanup_guest_desc_ struct guest_desc *old = NULL;
+	int have_ws = load_desc(cfg, c->sid, &old_json, &old, NULL);
+
+	if (!is_sync && dom) {
+		if (have_ws >= 0 && json_equal(old_json, dj)) {
+			reply_ok(
+			    c, json_pack("{s:s,s:s}", "result", "ok", "details", "already exists"));
+			return;
+		}
+		reply_error(c, 409, "ConflictError",
+			    "guest %s already exists with a different descriptor; use sync",
+			    c->sid);
+		return;
+	}
+	if (is_sync && !dom) {
+		reply_error(c, 404, "NotFoundError", "guest %s not found", c->sid);
+		return;
+	}
+	if (is_sync && old && !streq(old->uuid, d->uuid)) {
+		reply_error(c, 400, "InputError", "uuid: cannot change from %s to %s", old->uuid,
+			    d->uuid);
+		return;
+	}
+
+	/* Everything is validated before the host is touched. */
+	_cleanup_free_ char *xml = NULL;
+	r = render_domain(cfg, c->sid, d, &xml, &err);
+	if (r < 0) {
+		reply_error(c, r == -ENOMEM ? 500 : 400, "InputError", "%s", strempty(err));
+		return;
+	}
+	_cleanup_free_ char *ws = workspace_dir(cfg, c->sid), *descp = workspace_desc(cfg, c->sid);
+	bool made_ws = false;
+	struct stat st;
+	if (stat(ws, &st) < 0) {
+		r = mkdir_p(ws, 0700);
+		if (r < 0) {
+			reply_error(c, 500, "IOError", "cannot create workspace %s: %s", ws,
+				    strerror(-r));
+			return;
+		}
+		made_ws = true;
+	}
+	/* Disks: only the ones that do not exist yet are created, and only those are removed
+	 * again when a later step fails. */
+	_cleanup_free_ struct guest_disk *fresh = calloc(d->n_disks + 1, sizeof(*fresh));
+	if (!fresh) {
+		reply_error(c, 500, "InternalError", "out of memory");
+		goto rollback;
+	}
+	struct guest_desc fresh_desc = *d;
+	fresh_desc.n_disks = 0;
+	fresh_desc.disks = fresh;
+	for (size_t i = 0; i < d->n_disks; i++)
+		if (access(d->disks[i].path, F_OK) < 0)
+			fresh[fresh_desc.n_disks++] = d->disks[i];
+	r = disks_prepare(d, cfg->local_image_path, &err);
+	if (r < 0) {
+		reply_error(c, r == -EEXIST ? 409 : 500, "DiskError", "%s",
+			    err ? err : strerror(-r));
+		goto rollback;
+	}
+	r = define_domain(conn, xml, &err);
+	if (r < 0) {
+		reply_error(c, 500, "LibvirtError", "cannot define domain %s: %s", c->sid,
+			    strempty(err));
+		goto rollback_disks;
+	}
+	_cleanup_free_ char *text = json_dumps(dj, JSON_SORT_KEYS | JSON_COMPACT);
+	r = text ? write_file_atomic(descp, text, strlen(text), 0600) : -ENOMEM;
+	if (r < 0) {
+		reply_error(c, 500, "IOError", "cannot write %s: %s", descp, strerror(-r));
+		if (!is_sync) {
+			_cleanup_(virDomainFreep) virDomainPtr nd =
+			    virDomainLookupByName(conn, c->sid);
+			if (nd)
+				virDomainUndefineFlags(nd, VIR_DOMAIN_UNDEFINE_NVRAM);
+		} else if (old) {
+			_cleanup_free_ char *old_xml = NULL;
+			if (render_domain(cfg, c->sid, old, &old_xml, NULL) >= 0)
+				define_domain(conn, old_xml, NULL);
+		}
+		goto rollback_disks;
+	}
+	c->created = true;
+	if (is_sync) {
+		int state = 0;
+		if (dom && virDomainGetState(dom, &state, NULL, 0) == 0 &&
+		    state != VIR_DOMAIN_SHUTOFF) {
+			reply_ok(c, json_pack("{s:s,s:b}", "result", "ok", "restart_required", 1));
+			return;
+		}
+	}
+	c->new_status = strdup("ready");
+	reply_ok(c, NULL);
+	return;
+
+rollback_disks:
+	disks_remove(&fresh_desc, cfg->local_image_path);
+rollback:
+	if (made_ws)
+		rm_rf(ws);
+}
+
+static void op_start(struct op_ctx *c, virDomainPtr dom)
+{
+	int state = 0;
+	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
+		reply_error(c, 500, "LibvirtError", "%s", vir_msg());
+		return;
+	}
+	const char *details = "started";
+	if (state == VIR_DOMAIN_PAUSED) {
+		if (virDomainResume(dom) < 0) {
+			reply_error(c, 500, "LibvirtError", "cannot resume %s: %s", c->sid,
+				    vir_msg());
+			return;
+		}
+		details = "resumed";
+	} else if (state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_BLOCKED) {
+		details = "already running";
+	} else if (virDomainCreate(dom) < 0) {
+		reply_error(c, 500, "LibvirtError", "cannot start %s: %s", c->sid, vir_msg());
+		return;
+	}
+	c->new_status = strdup("running");
+	c->qemu_pid = guests_qemu_pid(c->sid);
+	reply_ok(c, json_pack("{s:i,s:b,s:s}", "vnc_port", domain_vnc_port(dom), "is_running", 1,
+			      "details", details));
+}
+
+static bool wait_state(virDomainPtr dom, int want, int timeout_ms)
+{
+	for (int waited = 0;; waited += 100) {
+		int state = 0;
+		if (virDomainGetState(dom, &state, NULL, 0) == 0 && state == want)
+			return true;
+		if (waited >= timeout_ms)
+			return false;
+		struct timespec ts = {0, 100 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void op_stop(struct op_ctx *c, virDomainPtr dom)
+{
+	json_t *t = json_object_get(c->args, "timeout"), *f = json_object_get(c->args, "is_force");
+	if ((t && !json_is_integer(t)) || (f && !json_is_boolean(f))) {
+		reply_error(c, 400, "InputError",
+			    t && !json_is_integer(t) ? "timeout: expected integer"
+						     : "is_force: expected boolean");
+		return;
+	}
+	json_int_t timeout = t ? json_integer_value(t) : 30;
+	if (timeout < 0 || timeout > 3600) {
+		reply_error(c, 400, "InputError", "timeout: out of range 0..3600");
+		return;
+	}
+	int state = 0;
+	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
+		reply_error(c, 500, "LibvirtError", "%s", vir_msg());
+		return;
+	}
+	c->new_status = strdup("ready");
+	if (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED) {
+		reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", "already stopped"));
+		return;
+	}
+	const char *how = "forced";
+	if (!json_is_true(f) && timeout > 0 &&
+	    virDomainShutdownFlags(dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) == 0 &&
+	    wait_state(dom, VIR_DOMAIN_SHUTOFF, (int)timeout * 1000))
+		how = "graceful";
+	else if (virDomainDestroy(dom) < 0 && !wait_state(dom, VIR_DOMAIN_SHUTOFF, 0)) {
+		reply_error(c, 500, "LibvirtError", "cannot stop %s: %s", c->sid, vir_msg());
+		free(c->new_status);
+		c->new_status = NULL;
+		return;
+	}
+	reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", how));
+}
+
+static void op_simple(struct op_ctx *c, virDomainPtr dom)
+{
+	int state = 0, r = 0;
+	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
+		reply_error(c, 500, "LibvirtError", "%s", vir_msg());
+		return;
+	}
+	bool running = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_BLOCKED;
+	const char *details = "done";
+	switch (c->op) {
+	case GUEST_OP_SUSPEND:
+		if (state == VIR_DOMAIN_PAUSED)
+			details = "already suspended";
+		else if (!running) {
+			reply_error(c, 409, "InvalidStatus", "guest %s is not running", c->sid);
+			return;
+		} else
+			r = virDomainSuspend(dom);
+		c->new_status = strdup("suspend");
+		break;
+	case GUEST_OP_RESUME:
+		if (running)
+			details = "already running";
+		else if (state != VIR_DOMAIN_PAUSED) {
+			reply_error(c, 409, "InvalidStatus", "guest %s is not suspended", c->sid);
+			return;
+		} else
+			r = virDomainResume(dom);
+		c->new_status = strdup("running");
+		break;
+	case GUEST_OP_REBOOT: {
+		/* is_force: a hardware reset (same QEMU). Otherwise a cold reboot that works
+		 * whatever runs inside: ACPI shutdown with a timeout, then a fresh start. */
+		json_t *f = json_object_get(c->args, "is_force");
+		if (!running && state != VIR_DOMAIN_PAUSED) {
+			reply_error(c, 409, "InvalidStatus", "guest %s is not running", c->sid);
+			return;
+		}
+		if (json_is_true(f))
+			r = virDomainReset(dom, 0);
+		else {
+			json_t *t = json_object_get(c->args, "timeout");
+			int timeout = json_is_integer(t) ? (int)json_integer_value(t) : 10;
+			if (timeout < 0 || timeout > 3600)
+				timeout = 10;
+			if (!(virDomainShutdownFlags(dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) ==
+				  0 &&
+			      wait_state(dom, VIR_DOMAIN_SHUTOFF, timeout * 1000)))
+				r = virDomainDestroy(dom);
+			if (r == 0)
+				r = virDomainCreate(dom);
+		}
+		c->new_status = strdup("running");
+		c->qemu_pid = guests_qemu_pid(c->sid);
+		details = "rebooted";
+		break;
+	}
+	default:
+		break;
+	}
+	if (r < 0) {
+		reply_error(c, 500, "LibvirtError", "cannot %s %s: %s", guest_op_to_string(c->op),
+			    c->sid, vir_msg());
+		free(c->new_status);
+		c->new_status = NULL;
+		return;
+	}
+	reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", details));
+}
+
+static void op_status(struct op_ctx *c, virDomainPtr dom)
+{
+	int state = 0;
+	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
+		reply_error(c, 500, "LibvirtError", "%s", vir_msg());
+		return;
+	}
+	const char *power;
+	const char *status = state_to_status(state, &power);
+	c->new_status = strdup(status);
+	json_t *body = json_pack("{s:s,s:s}", "status", status, "power_states", power);
+	int pid = streq(power, "on") ? guests_qemu_pid(c->sid) : -1;
+	if (pid > 0)
+		json_object_set_new(body, "qemu_pid", json_integer(pid));
+	reply_ok(c, body);
+}
+
+static void op_monitor(struct op_ctx *c, virDomainPtr dom)
+{
+	json_t *cmd = json_object_get(c->args, "cmd"), *qmp = json_object_get(c->args, "qmp");
+	if (!json_is_string(cmd) || json_string_length(cmd) == 0 ||
+	    json_string_length(cmd) > 64 * 1024) {
+		reply_error(c, 400, "InputError", "cmd: missing or not a string");
+		return;
+	}
+	if (qmp && !json_is_boolean(qmp)) {
+		reply_error(c, 400, "InputError", "qmp: expected boolean");
+		return;
+	}
+	char *out = NULL;
+	unsigned flags = json_is_true(qmp) ? 0 : VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP;
+	if (virDomainQemuMonitorCommand(dom, json_string_value(cmd), &out, flags) < 0) {
+		reply_error(c, 409, "MonitorError", "%s", vir_msg());
+		return;
+	}
+	reply_ok(c, json_pack("{s:s}", "result", out ? out : ""));
+	free(out);
+}
+
+static void op_delete(struct op_ctx *c, virConnectPtr conn)
+{
+	const struct config *cfg = &c->a->cfg;
+	_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, c->sid);
+	if (!dom && !vir_not_found()) {
+		reply_error(c, 500, "LibvirtError", "%s", vir_msg());
+		return;
+	}
+	_cleanup_guest_desc_ struct guest_desc *d = NULL;
+	int have_ws = load_desc(cfg, c->sid, NULL, &d, NULL);
+	_cleanup_free_ char *ws = workspace_dir(cfg, c->sid);
+	struct stat st;
+	if (!dom && have_ws == -ENOENT && stat(ws, &st) < 0) {
+		c->removed = true;
+		reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", "already deleted"));
+		return;
+	}
+	if (dom) {
+		if (virDomainIsActive(dom) == 1 && virDomainDestroy(dom) < 0) {
+			reply_error(c, 500, "LibvirtError", "cannot destroy %s: %s", c->sid,
+				    vir_msg());
+			return;
+		}
+		unsigned flags = VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+				 VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+				 VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
+		if (virDomainUndefineFlags(dom, flags) < 0 && virDomainUndefine(dom) < 0) {
+			reply_error(c, 500, "LibvirtError", "cannot undefine %s: %s", c->sid,
+				    vir_msg());
+			return;
+		}
+	}
+	if (d) {
+		int r = disks_remove(d, cfg->local_image_path);
+		if (r < 0) {
+			reply_error(c, 500, "DiskError", "domain removed, but disks remain: %s",
+				    strerror(-r));
+			return;
+		}
+	}
+	int r = rm_rf(ws);
+	if (r < 0) {
+		reply_error(c, 500, "IOError", "cannot remove workspace %s: %s", ws, strerror(-r));
+		return;
+	}
+	c->removed = true;
+	reply_ok(c, NULL);
+}
+
+static void op_work(void *userdata)
+{
+	struct op_ctx *c = userdata;
+	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(c->a->virt);
+	if (!conn) {
+		reply_error(c, 503, "LibvirtError", "libvirt is not connected");
+		return;
+	}
+	switch (c->op) {
+	case GUEST_OP_CREATE:
+		op_create(c, conn, false);
+		return;
+	case GUEST_OP_SYNC:
+		op_create(c, conn, true);
+		return;
+	case GUEST_OP_DELETE:
+		op_delete(c, conn);
+		return;
+	default:
+		break;
+	}
+	_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, c->sid);
+	if (!dom) {
+		if (vir_not_found())
+			reply_error(c, 404, "NotFoundError", "guest %s not found", c->sid);
+		else {
+			reply_error(c, 503, "LibvirtError", "%s", vir_msg());
+			if (virConnectIsAlive(conn) != 1)
+				virt_connection_lost(c->a->virt);
+		}
+		return;
+	}
+	switch (c->op) {
+	case GUEST_OP_START:
+		op_start(c, dom);
+		break;
+	case GUEST_OP_STOP:
+		op_stop(c, dom);
+		break;
+	case GUEST_OP_STATUS:
+		op_status(c, dom);
+		break;
+	case GUEST_OP_MONITOR:
+		op_monitor(c, dom);
+		break;
+	default:
+		op_simple(c, dom);
+		break;
+	}
+	if (c->reply.code >= 500 && virConnectIsAlive(conn) != 1)
+		virt_connection_lost(c->a->virt);
+}
+
+static void op_done(void *userdata)
+{
+	struct op_ctx *c = userdata;
+	struct guests *g = c->a->guests;
+	if (!c->reply.body)
+		reply_error(c, 503, "ShutdownError", "the agent is shutting down");
+	if (g && c->reply.code < 300) {
+		if (c->removed)
+			guest_remove(g, c->sid);
+		else if (c->new_status || c->created)
+			guest_set(g, c->sid, c->name, c->new_status, c->created ? 1 : -1);
+		if (c->qemu_pid > 0 && g->on_running)
+			g->on_running(c->sid, c->qemu_pid, g->hook_ud);
+	}
+	log_kv(c->reply.code < 300 ? LOG_INFO : LOG_WARNING, "Guest operation finished", "op",
+	       guest_op_to_string(c->op), "sid", c->sid, "code",
+	       c->reply.code >= 500   ? "5xx"
+	       : c->reply.code >= 400 ? "4xx"
+				      : "2xx",
+	       NULL);
+	c->cb(&c->reply, c->userdata);
+	json_decref(c->reply.body);
+	json_decref(c->args);
+	free(c->new_status);
+	free(c->name);
+	free(c->sid);
+	free(c);
+}
+
+int agent_guest_op(struct agent *a, enum guest_op op, const char *sid, json_t *args, op_done_fn cb,
+		   void *userdata)
+{
+	struct op_ctx *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->a = a;
+	c->op = op;
+	c->cb = cb;
+	c->userdata = userdata;
+	c->args = args ? json_incref(args) : json_object();
+	c->sid = strdup(strempty(sid));
+	if (!c->sid || !c->args) {
+		json_decref(c->args);
+		free(c->sid);
+		free(c);
+		return -ENOMEM;
+	}
+	if (op >= _GUEST_OP_MAX)
+		reply_error(c, 400, "InputError", "unknown operation");
+	else if (!id_is_valid(sid, 64))
+		reply_error(c, 400, "InputError", "sid: invalid guest id");
+	else if (args && !json_is_object(args))
+		reply_error(c, 400, "InputError", "body: expected a JSON object");
+	else if (a->stopping)
+		reply_error(c, 503, "ShutdownError", "the agent is shutting down");
+	if (!c->reply.body) {
+		int r = tasks_submit(a->tasks, sid, op_work, op_done, c);
+		if (r == 0)
+			return 0;
+		reply_error(c, 503, r == -EBUSY ? "BusyError" : "ShutdownError",
+			    r == -EBUSY ? "too many queued operations, retry later"
+					: "the agent is shutting down");
+	}
+	op_done(c);
+	return 0;
+}
+
+/* ---- listing and rebuilding (worker thread, then loop) ---- */
+
+struct scan {
+	struct agent *a;
+	op_done_fn cb;
+	void *userdata;
+	json_t *servers; /* array of {id, name, status, power_states, managed, qemu_pid} */
+	bool ok;
+	char *error;
+	bool rebuild;
+};
+
+static void scan_work(void *userdata)
+{
+	struct scan *s = userdata;
+	const struct config *cfg = &s->a->cfg;
+	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(s->a->virt);
+	if (!conn) {
+		s->error = strdup("libvirt is not connected");
+		return;
+	}
+	virDomainPtr *doms = NULL;
+	int n = virConnectListAllDomains(conn, &doms, 0);
+	if (n < 0) {
+		s->error = strdup(vir_msg());
+		if (virConnectIsAlive(conn) != 1)
+			virt_connection_lost(s->a->virt);
+		return;
+	}
+	s->servers = json_array();
+	for (int i = 0; i < n; i++) {
+		const char *name = virDomainGetName(doms[i]);
+		int state = 0;
+		virDomainGetState(doms[i], &state, NULL, 0);
+		const char *power, *status = state_to_status(state, &power);
+		_cleanup_(json_decrefp) json_t *dj = NULL;
+		_cleanup_guest_desc_ struct guest_desc *d = NULL;
+		bool managed = id_is_valid(name, 64) && load_desc(cfg, name, &dj, &d, NULL) >= 0;
+		json_t *e = json_pack("{s:s,s:s,s:s,s:b}", "id", name, "status", status,
+				      "power_states", power, "managed", managed);
+		if (d) {
+			json_object_set_new(e, "name", json_string(d->name));
+			json_object_set_new(e, "uuid", json_string(d->uuid));
+		} else
+			json_object_set_new(e, "workspace", json_string("missing or unreadable"));
+		int pid = streq(power, "on") ? guests_qemu_pid(name) : -1;
+		if (pid > 0)
+			json_object_set_new(e, "qemu_pid", json_integer(pid));
+		json_array_append_new(s->servers, e);
+		virDomainFree(doms[i]);
+	}
+	free(doms);
+	/* Workspaces without a domain: a half-created or externally undefined guest. */
+	DIR *dir = opendir(cfg->servers_path);
+	struct dirent *de;
+	while (dir && (de = readdir(dir))) {
+		if (!id_is_valid(de->d_name, 64))
+			continue;
+		bool seen = false;
+		size_t i;
+		json_t *e;
+		json_array_foreach (s->servers, i, e)
+			if (streq(json_string_value(json_object_get(e, "id")), de->d_name))
+				seen = true;
+		if (seen)
+			continue;
+		json_array_append_new(s->servers,
+				      json_pack("{s:s,s:s,s:s,s:b,s:s}", "id", de->d_name, "status",
+						"unknown", "power_states", "off", "managed", 1,
+						"details", "workspace without a libvirt domain"));
+	}
+	if (dir)
+		closedir(dir);
+	s->ok = true;
+}
+
+static void scan_done(void *userdata)
+{
+	struct scan *s = userdata;
+	struct guests *g = s->a->guests;
+	if (s->ok && s->rebuild && g) {
+		/* Replace the table with what libvirt and the workspaces say now. */
+		table_clear(g);
+		size_t i;
+		json_t *e;
+		json_array_foreach (s->servers, i, e) {
+			const char *sid = json_string_value(json_object_get(e, "id"));
+			const char *status = json_string_value(json_object_get(e, "status"));
+			bool managed = json_is_true(json_object_get(e, "managed"));
+			guest_set(g, sid, json_string_value(json_object_get(e, "name")), status,
+				  managed);
+			json_t *pid = json_object_get(e, "qemu_pid");
+			if (streq(status, "running") || streq(status, "suspend")) {
+				log_kv(LOG_INFO,
+				       managed ? "Adopted running guest"
+					       : "Running domain has no readable workspace; left "
+						 "running as unknown",
+				       "sid", sid, "status", status, NULL);
+				if (json_is_integer(pid) && g->on_running)
+					g->on_running(sid, (int)json_integer_value(pid),
+						      g->hook_ud);
+			}
+		}
+	}
+	if (s->cb) {
+		struct op_reply reply;
+		if (s->ok)
+			reply = (struct op_reply){200, json_pack("{s:O}", "servers", s->servers)};
+		else
+			reply = (struct op_reply){
+			    503, op_error_body(503, "LibvirtError", "%s",
+					       s->error ? s->error : "shutting down")};
+		s->cb(&reply, s->userdata);
+		json_decref(reply.body);
+	}
+	json_decref(s->servers);
+	free(s->error);
+	free(s);
+}
+
+static int scan_submit(struct agent *a, bool rebuild, op_done_fn cb, void *userdata)
+{
+	struct scan *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	*s = (struct scan){.a = a, .cb = cb, .userdata = userdata, .rebuild = rebuild};
+	int r = tasks_submit(a->tasks, NULL, scan_work, scan_done, s);
+	if (r < 0) {
+		s->error = strdup(r == -EBUSY ? "too many queued operations" : "shutting down");
+		scan_done(s);
+	}
+	return 0;
+}
+
+int agent_guest_list(struct agent *a, op_done_fn cb, void *userdata)
+{
+	return scan_submit(a, false, cb, userdata);
+}
+
+/* ---- events ---- */
+
+static const char *event_status(int event, int detail)
+{
+	switch (event) {
+	case VIR_DOMAIN_EVENT_STARTED:
+	case VIR_DOMAIN_EVENT_RESUMED:
+		return "running";
+	case VIR_DOMAIN_EVENT_SUSPENDED:
+	case VIR_DOMAIN_EVENT_PMSUSPENDED:
+		return "suspend";
+	case VIR_DOMAIN_EVENT_SHUTDOWN:
+		return "stopping";
+	case VIR_DOMAIN_EVENT_STOPPED:
+		return detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED ? "crashed" : "ready";
+	case VIR_DOMAIN_EVENT_CRASHED:
+		return "crashed";
+	case VIR_DOMAIN_EVENT_DEFINED:
+		return NULL;
+	default:
+		return NULL;
+	}
+}
+
+static void on_virt_event(const char *name, int event, int detail, void *userdata)
+{
+	struct guests *g = userdata;
+	char ev[16], det[16];
+	snprintf(ev, sizeof(ev), "%d", event);
+	snprintf(det, sizeof(det), "%d", detail);
+	log_kv(LOG_DEBUG, "libvirt lifecycle event", "domain", name, "event", ev, "detail", det,
+	       NULL);
+	if (event == VIR_DOMAIN_EVENT_UNDEFINED) {
+		struct guest *x = guest_find(g, name);
+		if (x && !x->managed)
+			guest_remove(g, name);
+		return;
+	}
+	const char *status = event_status(event, detail);
+	if (!status)
+		return;
+	struct guest *x = guest_find(g, name);
+	if (!x && !id_is_valid(name, 64))
+		return;
+	const char *old = x ? x->status : "none";
+	if (!x || !streq_ptr(x->status, status))
+		log_kv(LOG_INFO, "Guest state changed", "sid", name, "from", strempty(old), "to",
+		       status, NULL);
+	guest_set(g, name, NULL, status, x ? -1 : 0);
+	if (event == VIR_DOMAIN_EVENT_STARTED && g->on_running) {
+		int pid = guests_qemu_pid(name);
+		if (pid > 0)
+			g->on_running(name, pid, g->hook_ud);
+	}
+}
+
+static void on_virt_conn(bool connected, void *userdata)
+{
+	struct guests *g = userdata;
+	g->connected = connected;
+	if (connected)
+		scan_submit(g->a, true, NULL, NULL);
+}
+
+/* ---- lifecycle ---- */
+
+int guests_new(struct agent *a, struct guests **ret)
+{
+	struct guests *g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->a = a;
+	*ret = g;
+	return 0;
+}
+
+struct guests *guests_free(struct guests *g)
+{
+	if (!g)
+		return NULL;
+	table_clear(g);
+	free(g);
+	return NULL;
+}
+
+int guests_start(struct guests *g)
+{
+	const struct config *cfg = &g->a->cfg;
+	int r = mkdir_p(cfg->servers_path, 0755);
+	if (r < 0)
+		return log_error_errno(r, "Cannot create servers_path %s: %m", cfg->servers_path);
+	STRV_FOREACH (root, cfg->local_image_path) {
+		r = mkdir_p(*root, 0755);
+		if (r < 0)
+			return log_error_errno(r, "Cannot create disk root %s: %m", *root);
+	}
+	return virt_start(g->a->virt, on_virt_event, on_virt_conn, g);
+}
+
+bool guests_libvirt_connected(struct guests *g)
+{
+	return g && g->connected;
+}
+
+unsigned guests_unknown(struct guests *g)
+{
+	unsigned n = 0;
+	for (size_t i = 0; g && i < g->n; i++)
+		if (!g->list[i].managed && streq_ptr(g->list[i].status, "running"))
+			n++;
+	return n;
+}
+
+void guests_count_states(struct guests *g, void (*fn)(const char *state, unsigned n, void *ud),
+			 void *ud)
+{
+	static const char *const states[] = {"running",	 "ready",   "suspend",
+					     "stopping", "crashed", "unknown"};
+	for (size_t s = 0; s < ELEMENTSOF(states); s++) {
+		unsigned n = 0;
+		for (size_t i = 0; g && i < g->n; i++)
+			if (streq_ptr(g->list[i].status, states[s]))
+				n++;
+		fn(states[s], n, ud);
+	}
+}
+
+void guests_set_hooks(struct guests *g, guest_running_fn on_running, guest_state_fn on_state,
+		      void *ud)
+{
+	g->on_running = on_running;
+	g->on_state = on_state;
+	g->hook_ud = ud;
+}
+
+json_t *agent_not_ready_reasons(struct agent *a)
+{
+	json_t *reasons = json_array();
+	if (!guests_libvirt_connected(a->guests))
+		json_array_append_new(
+		    reasons, json_sprintf("libvirt: not connected to %s", a->cfg.libvirt_uri));
+	/* NOT-READY-REASONS: other subsystems append their reasons here. */
+	if (json_array_size(reasons) == 0) {
+		json_decref(reasons);
+		return NULL;
+	}
+	return reasons;
+}

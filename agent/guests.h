@@ -1,0 +1,30 @@
+/* Guest table and operations: the workspaces under servers_path plus libvirt as ground
+ * truth. The table lives on the loop thread; libvirt calls run on the worker pool.
+ * Implements agent/ops.h. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+
+struct agent;
+struct guests;
+
+int guests_new(struct agent *a, struct guests **ret);
+struct guests *guests_free(struct guests *g);
+/* Connects to libvirt in the background; on every (re)connection the table is rebuilt from
+ * libvirt and the workspaces and running guests are adopted as they are. */
+int guests_start(struct guests *g);
+/* Number of guests per state, for metrics: calls fn(state, count) on the loop thread. */
+void guests_count_states(struct guests *g, void (*fn)(const char *state, unsigned n, void *ud),
+			 void *ud);
+bool guests_libvirt_connected(struct guests *g);
+/* Guests running that have no readable workspace (left running, reported as unknown). */
+unsigned guests_unknown(struct guests *g);
+/* Hooks other subsystems install (loop thread): after a guest started or was adopted
+ * running, with its QEMU pid; used for placement checks and status reports. */
+typedef void (*guest_running_fn)(const char *sid, int qemu_pid, void *ud);
+typedef void (*guest_state_fn)(const char *sid, const char *status, void *ud);
+void guests_set_hooks(struct guests *g, guest_running_fn on_running, guest_state_fn on_state,
+		      void *ud);
+/* The QEMU pid of a running domain, from libvirt's pid file; negative errno otherwise. */
+int guests_qemu_pid(const char *sid);

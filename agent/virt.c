@@ -1,0 +1,369 @@
+/* libvirt boundary. Two threads of our own: libvirt's default event loop (keepalives, close
+ * callbacks, domain events) and a connector that (re)opens the connection with backoff.
+ * Everything that must reach the agent goes through a queue drained on the agent's loop. */
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <time.h>
+
+#include <libvirt/virterror.h>
+
+#include "agent/virt.h"
+#include "common/log.h"
+#include "common/macros.h"
+
+struct virt_msg {
+	struct virt_msg *next;
+	bool is_conn;
+	bool connected;
+	char *name;
+	int event, detail;
+};
+
+struct virt {
+	char *uri;
+	sd_event_source *efd_source;
+	int efd;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	virConnectPtr conn;
+	int lifecycle_cb;
+	bool want_reconnect;
+	bool quit;
+	bool started;
+	bool connected; /* as seen by the loop thread */
+	unsigned reconnects;
+	unsigned connects;
+	pthread_t connector, eventloop;
+	struct virt_msg *queue, *queue_tail;
+	virt_event_fn on_event;
+	virt_conn_fn on_conn;
+	void *userdata;
+};
+
+static pthread_once_t event_impl_once = PTHREAD_ONCE_INIT;
+static int event_impl_result;
+
+static void register_event_impl(void)
+{
+	event_impl_result = virEventRegisterDefaultImpl();
+}
+
+/* libvirt reports errors through this; lower layers log at debug only, callers decide. */
+static void error_func(void *userdata, virErrorPtr err)
+{
+	if (err && err->message)
+		log_debug("libvirt: %s (code=%d domain=%d)", err->message, err->code, err->domain);
+}
+
+static void push(struct virt *v, struct virt_msg *m)
+{
+	pthread_mutex_lock(&v->lock);
+	if (v->queue_tail)
+		v->queue_tail->next = m;
+	else
+		v->queue = m;
+	v->queue_tail = m;
+	pthread_mutex_unlock(&v->lock);
+	uint64_t one = 1;
+	if (write(v->efd, &one, sizeof(one)) < 0)
+		log_debug_errno(errno, "eventfd write failed: %m");
+}
+
+static void push_conn(struct virt *v, bool connected)
+{
+	struct virt_msg *m = calloc(1, sizeof(*m));
+	if (!m)
+		return;
+	m->is_conn = true;
+	m->connected = connected;
+	push(v, m);
+}
+
+static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
+{
+	struct virt *v = opaque;
+	struct virt_msg *m = calloc(1, sizeof(*m));
+	if (!m)
+		return 0;
+	m->name = strdup(virDomainGetName(dom));
+	m->event = event;
+	m->detail = detail;
+	push(v, m);
+	return 0;
+}
+
+static void on_close(virConnectPtr conn, int reason, void *opaque)
+{
+	struct virt *v = opaque;
+	log_debug("libvirt connection closed, reason=%d", reason);
+	pthread_mutex_lock(&v->lock);
+	v->want_reconnect = true;
+	pthread_cond_broadcast(&v->cond);
+	pthread_mutex_unlock(&v->lock);
+}
+
+static void *eventloop_thread(void *arg)
+{
+	struct virt *v = arg;
+	for (;;) {
+		pthread_mutex_lock(&v->lock);
+		bool quit = v->quit;
+		pthread_mutex_unlock(&v->lock);
+		if (quit)
+			break;
+		if (virEventRunDefaultImpl() < 0)
+			log_debug("virEventRunDefaultImpl failed: %s", virGetLastErrorMessage());
+	}
+	return NULL;
+}
+
+static void drop_conn_locked(struct virt *v)
+{
+	if (!v->conn)
+		return;
+	if (v->lifecycle_cb >= 0)
+		virConnectDomainEventDeregisterAny(v->conn, v->lifecycle_cb);
+	v->lifecycle_cb = -1;
+	virConnectUnregisterCloseCallback(v->conn, on_close);
+	virConnectClose(v->conn);
+	v->conn = NULL;
+}
+
+static void *connector_thread(void *arg)
+{
+	struct virt *v = arg;
+	unsigned backoff_ms = 250;
+	pthread_mutex_lock(&v->lock);
+	while (!v->quit) {
+		if (v->conn && !v->want_reconnect) {
+			/* Wait for a close callback or a report of a lost connection; probe now and
+			 * then, because not every transport reports its death. */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 2;
+			pthread_cond_timedwait(&v->cond, &v->lock, &ts);
+			if (v->quit)
+				break;
+			if (v->conn && !v->want_reconnect) {
+				virConnectPtr c = v->conn;
+				virConnectRef(c);
+				pthread_mutex_unlock(&v->lock);
+				int alive = virConnectIsAlive(c);
+				virConnectClose(c);
+				pthread_mutex_lock(&v->lock);
+				if (alive != 1)
+					v->want_reconnect = true;
+			}
+			continue;
+		}
+		if (v->conn) {
+			drop_conn_locked(v);
+			pthread_mutex_unlock(&v->lock);
+			push_conn(v, false);
+			pthread_mutex_lock(&v->lock);
+		}
+		v->want_reconnect = false;
+		pthread_mutex_unlock(&v->lock);
+
+		virConnectPtr c = virConnectOpen(v->uri);
+		int cb = -1;
+		if (c) {
+			virConnectSetKeepAlive(c, 5, 3);
+			cb = virConnectDomainEventRegisterAny(
+			    c, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+			    VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), v, NULL);
+			if (cb < 0 || virConnectRegisterCloseCallback(c, on_close, v, NULL) < 0) {
+				if (cb >= 0)
+					virConnectDomainEventDeregisterAny(c, cb);
+				virConnectClose(c);
+				c = NULL;
+			}
+		}
+		pthread_mutex_lock(&v->lock);
+		if (c) {
+			if (v->quit) {
+				pthread_mutex_unlock(&v->lock);
+				virConnectDomainEventDeregisterAny(c, cb);
+				virConnectUnregisterCloseCallback(c, on_close);
+				virConnectClose(c);
+				pthread_mutex_lock(&v->lock);
+				break;
+			}
+			v->conn = c;
+			v->lifecycle_cb = cb;
+			if (v->connects++ > 0)
+				v->reconnects++;
+			backoff_ms = 250;
+			pthread_mutex_unlock(&v->lock);
+			push_conn(v, true);
+			pthread_mutex_lock(&v->lock);
+			continue;
+		}
+		log_debug("Cannot connect to %s: %s", v->uri, virGetLastErrorMessage());
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += backoff_ms / 1000;
+		ts.tv_nsec += (long)(backoff_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&v->cond, &v->lock, &ts);
+		backoff_ms = MIN(backoff_ms * 2, 5000u);
+	}
+	drop_conn_locked(v);
+	pthread_mutex_unlock(&v->lock);
+	return NULL;
+}
+
+static int on_efd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct virt *v = userdata;
+	uint64_t n;
+	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		return 0;
+	pthread_mutex_lock(&v->lock);
+	struct virt_msg *m = v->queue;
+	v->queue = v->queue_tail = NULL;
+	pthread_mutex_unlock(&v->lock);
+	while (m) {
+		struct virt_msg *next = m->next;
+		if (m->is_conn) {
+			v->connected = m->connected;
+			if (m->connected)
+				log_info("Connected to libvirt at %s", v->uri);
+			else
+				log_warning("Lost the connection to libvirt at %s, reconnecting",
+					    v->uri);
+			if (v->on_conn)
+				v->on_conn(m->connected, v->userdata);
+		} else if (v->on_event && m->name)
+			v->on_event(m->name, m->event, m->detail, v->userdata);
+		free(m->name);
+		free(m);
+		m = next;
+	}
+	return 0;
+}
+
+int virt_new(sd_event *event, const char *uri, struct virt **ret)
+{
+	pthread_once(&event_impl_once, register_event_impl);
+	if (event_impl_result < 0)
+		return -EIO;
+	virSetErrorFunc(NULL, error_func);
+	struct virt *v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->efd = -1;
+	v->lifecycle_cb = -1;
+	pthread_mutex_init(&v->lock, NULL);
+	pthread_cond_init(&v->cond, NULL);
+	v->uri = strdup(uri);
+	int r = -ENOMEM;
+	if (!v->uri)
+		goto fail;
+	v->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (v->efd < 0) {
+		r = negative_errno();
+		goto fail;
+	}
+	r = sd_event_add_io(event, &v->efd_source, v->efd, EPOLLIN, on_efd, v);
+	if (r < 0)
+		goto fail;
+	*ret = v;
+	return 0;
+fail:
+	virt_free(v);
+	return r;
+}
+
+static void wake_timeout(int timer, void *opaque)
+{
+	virEventRemoveTimeout(timer);
+}
+
+int virt_start(struct virt *v, virt_event_fn on_event, virt_conn_fn on_conn, void *userdata)
+{
+	v->on_event = on_event;
+	v->on_conn = on_conn;
+	v->userdata = userdata;
+	int r = -pthread_create(&v->eventloop, NULL, eventloop_thread, v);
+	if (r < 0)
+		return r;
+	r = -pthread_create(&v->connector, NULL, connector_thread, v);
+	if (r < 0) {
+		pthread_mutex_lock(&v->lock);
+		v->quit = true;
+		pthread_mutex_unlock(&v->lock);
+		virEventAddTimeout(0, wake_timeout, NULL, NULL); /* wake the event thread */
+		pthread_join(v->eventloop, NULL);
+		return r;
+	}
+	v->started = true;
+	return 0;
+}
+
+struct virt *virt_free(struct virt *v)
+{
+	if (!v)
+		return NULL;
+	if (v->started) {
+		pthread_mutex_lock(&v->lock);
+		v->quit = true;
+		pthread_cond_broadcast(&v->cond);
+		pthread_mutex_unlock(&v->lock);
+		pthread_join(v->connector, NULL);
+		/* A one-shot timer makes virEventRunDefaultImpl() return so the thread sees quit.
+		 */
+		virEventAddTimeout(0, wake_timeout, NULL, NULL);
+		pthread_join(v->eventloop, NULL);
+	}
+	struct virt_msg *m = v->queue;
+	while (m) {
+		struct virt_msg *n = m->next;
+		free(m->name);
+		free(m);
+		m = n;
+	}
+	sd_event_source_disable_unref(v->efd_source);
+	safe_close(v->efd);
+	pthread_cond_destroy(&v->cond);
+	pthread_mutex_destroy(&v->lock);
+	free(v->uri);
+	free(v);
+	return NULL;
+}
+
+bool virt_connected(struct virt *v)
+{
+	return v && v->connected;
+}
+
+virConnectPtr virt_conn_ref(struct virt *v)
+{
+	if (!v)
+		return NULL;
+	pthread_mutex_lock(&v->lock);
+	virConnectPtr c = v->want_reconnect ? NULL : v->conn;
+	if (c)
+		virConnectRef(c);
+	pthread_mutex_unlock(&v->lock);
+	return c;
+}
+
+unsigned virt_reconnects(struct virt *v)
+{
+	pthread_mutex_lock(&v->lock);
+	unsigned n = v->reconnects;
+	pthread_mutex_unlock(&v->lock);
+	return n;
+}
+
+void virt_connection_lost(struct virt *v)
+{
+	pthread_mutex_lock(&v->lock);
+	v->want_reconnect = true;
+	pthread_cond_broadcast(&v->cond);
+	pthread_mutex_unlock(&v->lock);
+}
