@@ -6,6 +6,8 @@
 #include <jansson.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
 #include <limits.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -131,6 +133,52 @@ static void validate(struct fixture *f, const char *name, const char *xml)
 	}
 }
 
+static void quiet(void *userdata, virErrorPtr err)
+{
+}
+
+/* libvirt's own parser, through the in-process QEMU driver (qemu:///embed, no daemon): the domain
+ * must define. One embedded driver per process, so one root for the whole run. Skipped where
+ * that driver cannot start (no QEMU installed). */
+static virConnectPtr embed_conn;
+static char *embed_root;
+static bool embed_tried;
+
+static void embed_cleanup(void)
+{
+	if (embed_conn)
+		virConnectClose(embed_conn);
+	if (embed_root)
+		rm_rf(embed_root);
+	free(embed_root);
+}
+
+static void libvirt_define(const char *name, const char *xml)
+{
+	if (!embed_tried) {
+		embed_tried = true;
+		virSetErrorFunc(NULL, quiet);
+		embed_root = test_tmpdir();
+		atexit(embed_cleanup);
+		/* The embedded driver needs an event implementation registered (never run here). */
+		if (virEventRegisterDefaultImpl() == 0) {
+			_cleanup_free_ char *uri = strjoin("qemu:///embed?root=", embed_root);
+			embed_conn = virConnectOpen(uri);
+		}
+		if (!embed_conn)
+			print_message("# qemu:///embed unavailable (%s), libvirt define check "
+				      "skipped\n",
+				      strempty(virGetLastErrorMessage()));
+	}
+	if (!embed_conn)
+		return;
+	virDomainPtr dom = virDomainDefineXML(embed_conn, xml);
+	if (!dom)
+		fail_msg("%s: libvirt refuses the domain: %s", name, virGetLastErrorMessage());
+	assert_int_equal(virDomainUndefineFlags(dom, VIR_DOMAIN_UNDEFINE_NVRAM), 0);
+	virDomainFree(dom);
+}
+
 static void golden(void **state, const char *name)
 {
 	struct fixture *f = *state;
@@ -140,6 +188,7 @@ static void golden(void **state, const char *name)
 	if (r < 0)
 		fail_msg("%s: render failed: %d %s", name, r, strempty(err));
 	validate(f, name, xml);
+	libvirt_define(name, xml);
 	_cleanup_free_ char *got = replace_all(xml, f->dir, "@ROOT@");
 
 	const char *update = getenv("HOSTAGENT_UPDATE_GOLDEN");
