@@ -33,15 +33,17 @@ fi
 # QEMU started by libvirtd runs as root so it can open /dev/kvm (root:root 0600 here).
 if ! grep -q '^user = "root"' /etc/libvirt/qemu.conf; then
 	printf 'user = "root"\ngroup = "root"\n' >>/etc/libvirt/qemu.conf
-	pkill -x libvirtd 2>/dev/null && sleep 1 || true
+	if pkill -x libvirtd 2>/dev/null; then
+		for _ in $(seq 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.1; done
+	fi
 fi
 
 start_libvirtd() {
 	mkdir -p /var/log/libvirt /run/libvirt
 	pgrep -x virtlogd >/dev/null || virtlogd -d
-	pgrep -x libvirtd >/dev/null || libvirtd -d
-	for _ in $(seq 50); do
+	for _ in $(seq 100); do
 		virsh -c qemu:///system version >/dev/null 2>&1 && return 0
+		pgrep -x libvirtd >/dev/null || libvirtd -d
 		sleep 0.2
 	done
 	echo "setup-host.sh: libvirtd did not come up" >&2
