@@ -16,6 +16,22 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
 	return 0;
 }
 
+static int on_drain(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct agent *a = userdata;
+	size_t busy = a->tasks ? tasks_running(a->tasks) + tasks_queued(a->tasks) : 0;
+	if (busy == 0 || usec >= a->drain_deadline) {
+		if (busy > 0)
+			log_warning("Stopping with %zu operations unfinished after %d s", busy,
+				    a->cfg.shutdown_timeout);
+		sd_event_exit(a->event, a->exit_code);
+		return 0;
+	}
+	sd_event_source_set_time(s, usec + 100 * 1000);
+	sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+	return 0;
+}
+
 int agent_new(struct config *cfg, struct agent **ret)
 {
 	_cleanup_(agent_freep) struct agent *a = calloc(1, sizeof(*a));
@@ -65,6 +81,7 @@ struct agent *agent_free(struct agent *a)
 	a->guests = guests_free(a->guests);
 	a->virt = virt_free(a->virt);
 	a->metrics = metrics_free(a->metrics);
+	sd_event_source_unref(a->drain_timer);
 	sd_event_source_unref(a->sigterm);
 	sd_event_source_unref(a->sigint);
 	sd_event_unref(a->event);
@@ -91,7 +108,13 @@ void agent_stop(struct agent *a, int code)
 	if (a->tasks)
 		tasks_shutdown(a->tasks);
 	/* SUBSYSTEMS-STOP: tell subsystems to stop taking work here. */
-	sd_event_exit(a->event, code);
+	/* Drain: in-flight operations get shutdown_timeout seconds; guests keep running. */
+	uint64_t now;
+	sd_event_now(a->event, CLOCK_MONOTONIC, &now);
+	a->drain_deadline = now + (uint64_t)a->cfg.shutdown_timeout * 1000000ULL;
+	if (sd_event_add_time_relative(a->event, &a->drain_timer, CLOCK_MONOTONIC, 0, 0, on_drain,
+				       a) < 0)
+		sd_event_exit(a->event, code);
 }
 
 int agent_run(struct agent *a)

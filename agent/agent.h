@@ -25,6 +25,8 @@ struct agent {
 	struct api *api;	 /* HTTP API (agent/api.h) */
 	struct auth *auth;	 /* API token validation (agent/auth.h) */
 	struct region *region;	 /* keystone session, task callbacks (agent/region.h) */
+	sd_event_source *drain_timer;
+	uint64_t drain_deadline;
 	bool stopping;
 	int exit_code;
 };
