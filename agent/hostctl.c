@@ -1,0 +1,280 @@
+/* hostctl: the local admin client. Talks HTTP to the agent over its admin unix socket (trusted:
+ * no token), with libcurl, and prints replies readably. Exit codes: 0 success, 1 the agent
+ * answered with an error, 2 usage error, 3 the agent could not be reached. */
+#include <curl/curl.h>
+#include <getopt.h>
+#include <jansson.h>
+
+#include "common/fs.h"
+#include "common/macros.h"
+#include "common/path.h"
+
+#define DEFAULT_SOCKET "/run/hostagent/admin.sock"
+#define REPLY_MAX      (64 * 1024 * 1024)
+#define DESC_MAX       (1024 * 1024)
+
+struct buf {
+	char *data;
+	size_t len;
+	bool overflow;
+};
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct buf *b = userdata;
+	size_t n = size * nmemb;
+	if (b->len + n > REPLY_MAX) {
+		b->overflow = true;
+		return 0;
+	}
+	char *d = realloc(b->data, b->len + n + 1);
+	if (!d)
+		return 0;
+	memcpy(d + b->len, ptr, n);
+	b->data = d;
+	b->len += n;
+	b->data[b->len] = 0;
+	return n;
+}
+
+static void print_reply(const char *text, long code, bool raw)
+{
+	json_error_t e;
+	json_t *j = raw ? NULL : json_loads(text, 0, &e);
+	if (!j) {
+		fputs(text, code < 400 ? stdout : stderr);
+		if (*text && text[strlen(text) - 1] != '\n')
+			fputc('\n', code < 400 ? stdout : stderr);
+		return;
+	}
+	json_t *reasons = json_object_get(j, "reasons");
+	if (code >= 400 && json_is_array(reasons)) {
+		size_t i;
+		json_t *v;
+		printf("not ready:\n");
+		json_array_foreach (reasons, i, v)
+			printf("  - %s\n", strempty(json_string_value(v)));
+	} else if (code >= 400) {
+		json_t *err = json_object_get(j, "error");
+		const char *details = json_string_value(json_object_get(err, "details"));
+		const char *cls = json_string_value(json_object_get(err, "class"));
+		if (details)
+			fprintf(stderr, "hostctl: %s (%ld %s)\n", details, code, strempty(cls));
+		else
+			json_dumpf(j, stderr, JSON_INDENT(2));
+		if (!details)
+			fputc('\n', stderr);
+	} else {
+		json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+		fputc('\n', stdout);
+	}
+	json_decref(j);
+}
+
+/* Returns the process exit code. */
+static int request(const char *sock, const char *method, const char *path, const char *body,
+		   long timeout, bool raw)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *hdr = NULL;
+	struct buf b = {};
+	char url[512];
+	long code = 0;
+	int ret;
+	if (!c) {
+		fprintf(stderr, "hostctl: out of memory\n");
+		return 3;
+	}
+	snprintf(url, sizeof(url), "http://localhost%s", path);
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	if (timeout > 0)
+		curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout);
+	if (body) {
+		hdr = curl_slist_append(hdr, "Content-Type: application/json");
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	CURLcode cr = curl_easy_perform(c);
+	if (cr != CURLE_OK) {
+		fprintf(stderr, "hostctl: cannot reach the agent at %s: %s\n", sock,
+			b.overflow ? "reply too large" : curl_easy_strerror(cr));
+		ret = 3;
+	} else {
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+		print_reply(b.data ? b.data : "", code, raw);
+		ret = code >= 200 && code < 300 ? 0 : 1;
+	}
+	curl_slist_free_all(hdr);
+	curl_easy_cleanup(c);
+	free(b.data);
+	return ret;
+}
+
+static void usage(FILE *f)
+{
+	fputs("Usage: hostctl [--socket PATH] COMMAND\n"
+	      "  vm list                       guests on this host with status\n"
+	      "  vm show SID                   status of one guest\n"
+	      "  vm status SID                 status of one guest\n"
+	      "  vm create SID FILE.json       create from a descriptor ({\"desc\": ...} or the "
+	      "desc)\n"
+	      "  vm start|reboot|suspend|resume SID\n"
+	      "  vm stop SID [--force] [--timeout S]\n"
+	      "  vm delete SID\n"
+	      "  vm monitor SID CMD [--qmp]    QEMU monitor passthrough\n"
+	      "  status                        readiness, with the reasons when not ready\n"
+	      "  metrics                       Prometheus metrics\n"
+	      "  version                       agent version\n"
+	      "Options: --socket PATH (default " DEFAULT_SOCKET ", or $HOSTCTL_SOCKET),\n"
+	      "         --timeout S (stop: guest shutdown timeout; otherwise request timeout)\n",
+	      f);
+}
+
+static char *dump(json_t *j)
+{
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	return s;
+}
+
+static int vm_command(const char *sock, int argc, char **argv, bool force, long timeout, bool qmp)
+{
+	char path[256];
+	if (argc < 1)
+		return usage(stderr), 2;
+	const char *verb = argv[0];
+	if (streq(verb, "list") && argc == 1)
+		return request(sock, "GET", "/servers", NULL, timeout, false);
+	if (argc < 2)
+		return usage(stderr), 2;
+	const char *sid = argv[1];
+	/* The agent validates ids too; checking here gives a clear message before any I/O. */
+	if (!id_is_valid(sid, 128)) {
+		fprintf(stderr, "hostctl: invalid guest id '%s'\n", sid);
+		return 2;
+	}
+	if ((streq(verb, "show") || streq(verb, "status")) && argc == 2) {
+		snprintf(path, sizeof(path), "/servers/%s/status", sid);
+		return request(sock, "GET", path, NULL, timeout, false);
+	}
+	if (streq(verb, "delete") && argc == 2) {
+		snprintf(path, sizeof(path), "/servers/%s", sid);
+		return request(sock, "DELETE", path, NULL, timeout, false);
+	}
+	if (streq(verb, "create") && argc == 3) {
+		_cleanup_free_ char *text = NULL;
+		json_error_t e;
+		int r = read_file(argv[2], DESC_MAX, &text, NULL);
+		if (r < 0) {
+			fprintf(stderr, "hostctl: cannot read %s: %s\n", argv[2], strerror(-r));
+			return 2;
+		}
+		json_t *j = json_loads(text, 0, &e);
+		if (!j || !json_is_object(j)) {
+			fprintf(stderr, "hostctl: %s:%d:%d: %s\n", argv[2], e.line, e.column,
+				j ? "not a JSON object" : e.text);
+			json_decref(j);
+			return 2;
+		}
+		if (!json_object_get(j, "desc"))
+			j = json_pack("{s:o}", "desc", j);
+		_cleanup_free_ char *body = dump(j);
+		snprintf(path, sizeof(path), "/servers/%s/create", sid);
+		return request(sock, "POST", path, body ? body : "{}", 0, false);
+	}
+	if (streq(verb, "stop") && argc == 2) {
+		_cleanup_free_ char *body =
+		    dump(json_pack("{s:I,s:b}", "timeout", (json_int_t)(timeout > 0 ? timeout : 30),
+				   "is_force", force));
+		snprintf(path, sizeof(path), "/servers/%s/stop", sid);
+		return request(sock, "POST", path, body ? body : "{}", 0, false);
+	}
+	if (streq(verb, "monitor") && argc == 3) {
+		_cleanup_free_ char *body =
+		    dump(json_pack("{s:s,s:b}", "cmd", argv[2], "qmp", qmp));
+		snprintf(path, sizeof(path), "/servers/%s/monitor", sid);
+		return request(sock, "POST", path, body ? body : "{}", timeout, false);
+	}
+	static const char *const simple[] = {"start", "reboot", "suspend", "resume"};
+	for (size_t i = 0; i < ELEMENTSOF(simple); i++)
+		if (streq(verb, simple[i]) && argc == 2) {
+			snprintf(path, sizeof(path), "/servers/%s/%s", sid, verb);
+			return request(sock, "POST", path, "{}", timeout, false);
+		}
+	usage(stderr);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"socket", required_argument, NULL, 's'},  {"force", no_argument, NULL, 'f'},
+	    {"timeout", required_argument, NULL, 't'}, {"qmp", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},	       {},
+	};
+	const char *sock = getenv("HOSTCTL_SOCKET");
+	bool force = false, qmp = false;
+	long timeout = 0;
+	int c, ret;
+	if (isempty(sock))
+		sock = DEFAULT_SOCKET;
+	/* GNU getopt permutes: options may follow the command words. */
+	while ((c = getopt_long(argc, argv, "s:ft:qh", opts, NULL)) >= 0)
+		switch (c) {
+		case 's':
+			sock = optarg;
+			break;
+		case 'f':
+			force = true;
+			break;
+		case 'q':
+			qmp = true;
+			break;
+		case 't': {
+			char *end;
+			errno = 0;
+			timeout = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || timeout <= 0 || timeout > 86400) {
+				fprintf(stderr, "hostctl: invalid --timeout '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		}
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	int n = argc - optind;
+	char **args = argv + optind;
+	if (n < 1) {
+		usage(stderr);
+		return 2;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "hostctl: cannot initialize libcurl\n");
+		return 3;
+	}
+	if (streq(args[0], "vm"))
+		ret = vm_command(sock, n - 1, args + 1, force, timeout, qmp);
+	else if (streq(args[0], "status") && n == 1)
+		ret = request(sock, "GET", "/readyz", NULL, timeout, false);
+	else if (streq(args[0], "metrics") && n == 1)
+		ret = request(sock, "GET", "/metrics", NULL, timeout, true);
+	else if (streq(args[0], "version") && n == 1)
+		ret = request(sock, "GET", "/version", NULL, timeout, false);
+	else {
+		usage(stderr);
+		ret = 2;
+	}
+	curl_global_cleanup();
+	return ret;
+}
