@@ -1,6 +1,8 @@
 #include <signal.h>
 
 #include "agent/agent.h"
+#include "agent/auth.h"
+#include "agent/region.h"
 #include "agent/guests.h"
 #include "agent/virt.h"
 #include "agent/metrics.h"
@@ -67,6 +69,12 @@ int agent_new(struct config *cfg, struct agent **ret)
 	if (r < 0)
 		return r;
 	/* SUBSYSTEMS-NEW: create further subsystems here (metrics, region, auth, api). */
+	r = region_new(a, &a->region);
+	if (r < 0)
+		return r;
+	r = auth_new(a, &a->auth);
+	if (r < 0)
+		return r;
 	*ret = TAKE_PTR(a);
 	return 0;
 }
@@ -76,6 +84,8 @@ struct agent *agent_free(struct agent *a)
 	if (!a)
 		return NULL;
 	/* SUBSYSTEMS-FREE: free subsystems here, in reverse order of creation. */
+	a->auth = auth_free(a->auth);
+	a->region = region_free(a->region);
 	/* Workers finish first: their completions still use the guest table. */
 	a->tasks = tasks_free(a->tasks);
 	a->guests = guests_free(a->guests);
@@ -96,6 +106,12 @@ int agent_start(struct agent *a)
 	if (r < 0)
 		return r;
 	/* SUBSYSTEMS-START: start subsystems here, in order; return on failure. */
+	r = region_start(a->region); /* keystone unreachable is not fatal: retried */
+	if (r < 0)
+		return r;
+	r = auth_start(a->auth);
+	if (r < 0)
+		return r;
 	return r;
 }
 

@@ -5,6 +5,9 @@
  * cached; the token must carry one of api_roles. Implemented in agent/auth.c. */
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <systemd/sd-event.h>
 
 struct agent;
@@ -23,3 +26,26 @@ typedef void (*auth_done_fn)(int result, void *userdata);
 /* Validates token (may be NULL). cb runs on the event loop, possibly before this returns
  * (standalone mode, cache hits). Returns < 0 only when cb will not be called. */
 int auth_validate(struct auth *au, const char *token, auth_done_fn cb, void *userdata);
+
+/* Internals, exposed for unit tests. Times are CLOCK_REALTIME microseconds (Keystone's
+ * expires_at is wall-clock time). */
+struct auth_cache;
+int auth_cache_new(size_t max_entries, struct auth_cache **ret);
+struct auth_cache *auth_cache_free(struct auth_cache *c);
+/* Remembers token as valid until until_usec; a full cache drops expired entries first, then
+ * the one expiring soonest. */
+int auth_cache_put(struct auth_cache *c, const char *token, uint64_t until_usec, uint64_t now_usec);
+/* True when token is cached and still valid at now_usec (expired entries are dropped). */
+bool auth_cache_get(struct auth_cache *c, const char *token, uint64_t now_usec);
+size_t auth_cache_size(const struct auth_cache *c);
+/* How long a validation may be trusted: now + cache_seconds, never past expires_usec;
+ * 0 when it must not be cached. */
+uint64_t auth_cache_until(uint64_t now_usec, unsigned cache_seconds, uint64_t expires_usec);
+/* Constant-time string equality (time depends only on the length of expected). */
+bool auth_token_equal(const char *given, const char *expected);
+/* Tokens reach an HTTP header: printable ASCII without spaces, at most 8 KiB. */
+bool auth_token_wellformed(const char *token);
+/* Maps Keystone's answer to GET /v3/auth/tokens to a validation result (see auth_done_fn);
+ * on 0 *ret_expires is the token's expires_at. */
+int auth_check_validation(long status, const char *body, size_t body_len, char *const *roles,
+			  uint64_t *ret_expires);

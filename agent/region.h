@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct agent;
 struct region;
@@ -23,3 +24,34 @@ int region_task_callback(struct region *r, const char *task_id, json_t *body);
  * (yet) authenticated. Strings are owned by the region object; call on the loop thread. */
 const char *region_token(struct region *r);
 const char *region_compute_url(struct region *r);
+
+/* Asks for a new service token now (Keystone answered 401 to the current one). */
+void region_token_invalid(struct region *r);
+
+/* Asynchronous HTTP for agent modules: the request runs on the worker pool (agent/tasks.h),
+ * done runs on the loop. r < 0 when no response came (-ECANCELED: the pool dropped it). */
+struct http_response;
+struct region_http;
+typedef void (*region_http_done_fn)(int r, const struct http_response *resp, void *userdata);
+/* headers and body are copied. *ret_handle (optional) lets the caller cancel: done is then
+ * never called. The handle is valid until done runs or region_http_cancel(). */
+int region_http_submit(struct region *r, const char *method, const char *url, char *const *headers,
+		       const char *body, long timeout_ms, region_http_done_fn done, void *userdata,
+		       struct region_http **ret_handle);
+void region_http_cancel(struct region_http *h);
+
+/* Keystone v3 parsing, exposed for unit tests. */
+/* "2026-11-25T18:14:15.000000Z" (or without fraction, or "+00:00") -> microseconds since
+ * the epoch. */
+int keystone_parse_time(const char *s, uint64_t *ret_usec);
+/* From a token body ({"token": {...}}): the URL of the first endpoint of a service whose type
+ * is one of types, in region (NULL: any), with interface ("internal", "public", "admin"). */
+int keystone_catalog_find(json_t *token_body, const char *const *types, const char *region,
+			  const char *interface, char **ret_url);
+/* Token lifetime from a token body, microseconds since the epoch. */
+int keystone_token_times(json_t *token_body, uint64_t *ret_issued, uint64_t *ret_expires);
+/* 0 when the token carries one of roles, -EPERM when it carries none, -EBADMSG when the body
+ * has no role list. */
+int keystone_token_has_role(json_t *token_body, char *const *roles);
+/* Task ids reach a URL path: letters, digits, '-', '_', '.', at most 128 characters. */
+bool region_task_id_valid(const char *task_id);

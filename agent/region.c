@@ -1,0 +1,655 @@
+#include <ctype.h>
+#include <time.h>
+
+#include "agent/agent.h"
+#include "agent/region.h"
+#include "agent/tasks.h"
+#include "common/http-client.h"
+#include "common/log.h"
+#include "common/macros.h"
+
+#define USEC_PER_SEC	     1000000ULL
+#define AUTH_TIMEOUT_MS	     10000
+#define CALLBACK_TIMEOUT_MS  15000
+#define BACKOFF_MIN_USEC     (1 * USEC_PER_SEC)
+#define BACKOFF_MAX_USEC     (60 * USEC_PER_SEC)
+#define RENEW_MIN_USEC	     (5 * USEC_PER_SEC)
+#define CALLBACK_ATTEMPTS    10
+#define CALLBACK_MAX_PENDING 4096
+/* A callback waiting for a token (Keystone down) gives up after this long. */
+#define CALLBACK_MAX_AGE_USEC (3600 * USEC_PER_SEC)
+
+/* One HTTP request on the worker pool. The worker only touches this struct; the owner may go
+ * away meanwhile (region_http_cancel clears done). */
+struct region_http {
+	struct region *region; /* NULL once the region is freed */
+	struct region_http *prev, *next;
+	struct http_request req;
+	char *method, *url, *body;
+	char **headers;
+	struct http_response resp;
+	int r;
+	region_http_done_fn done;
+	void *userdata;
+};
+
+struct task_callback {
+	struct region *region;
+	struct task_callback *prev, *next;
+	char *task_id;
+	char *body;
+	unsigned attempts;
+	uint64_t created;
+	sd_event_source *timer;
+	struct region_http *http;
+};
+
+struct region {
+	struct agent *agent;
+	bool standalone;
+	char *token;
+	char *compute_url;
+	uint64_t token_expires; /* CLOCK_MONOTONIC usec */
+	sd_event_source *renew_timer;
+	struct region_http *auth_http;
+	unsigned auth_failures;
+	uint64_t last_auth;
+	struct region_http *jobs;
+	struct task_callback *callbacks;
+	size_t n_callbacks;
+};
+
+static uint64_t now_mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static uint64_t backoff_usec(unsigned failures)
+{
+	uint64_t d = BACKOFF_MIN_USEC;
+	for (unsigned i = 1; i < failures && d < BACKOFF_MAX_USEC; i++)
+		d *= 2;
+	return MIN(d, BACKOFF_MAX_USEC);
+}
+
+/* ---- Keystone parsing ---- */
+
+int keystone_parse_time(const char *s, uint64_t *ret_usec)
+{
+	if (!s)
+		return -EINVAL;
+	struct tm tm = {0};
+	const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!p)
+		return -EINVAL;
+	uint64_t frac = 0;
+	if (*p == '.') {
+		unsigned digits = 0;
+		for (p++; isdigit((unsigned char)*p); p++, digits++)
+			if (digits < 6)
+				frac = frac * 10 + (uint64_t)(*p - '0');
+		if (digits == 0)
+			return -EINVAL;
+		for (; digits < 6; digits++)
+			frac *= 10;
+	}
+	if (!streq(p, "Z") && !streq(p, "+00:00") && !streq(p, ""))
+		return -EINVAL;
+	time_t t = timegm(&tm);
+	if (t < 0)
+		return -ERANGE;
+	*ret_usec = (uint64_t)t * USEC_PER_SEC + frac;
+	return 0;
+}
+
+int keystone_token_times(json_t *token_body, uint64_t *ret_issued, uint64_t *ret_expires)
+{
+	json_t *tok = json_object_get(token_body, "token");
+	uint64_t issued, expires;
+	if (keystone_parse_time(json_string_value(json_object_get(tok, "issued_at")), &issued) <
+		0 ||
+	    keystone_parse_time(json_string_value(json_object_get(tok, "expires_at")), &expires) <
+		0)
+		return -EBADMSG;
+	if (expires <= issued)
+		return -EBADMSG;
+	*ret_issued = issued;
+	*ret_expires = expires;
+	return 0;
+}
+
+int keystone_catalog_find(json_t *token_body, const char *const *types, const char *region,
+			  const char *interface, char **ret_url)
+{
+	json_t *catalog = json_object_get(json_object_get(token_body, "token"), "catalog");
+	if (!json_is_array(catalog))
+		return -EBADMSG;
+	/* Types in order of preference: the first listed type that has a match wins. */
+	for (const char *const *t = types; t && *t; t++) {
+		size_t i;
+		json_t *svc;
+		json_array_foreach (catalog, i, svc) {
+			if (!streq_ptr(json_string_value(json_object_get(svc, "type")), *t))
+				continue;
+			size_t k;
+			json_t *ep;
+			json_array_foreach (json_object_get(svc, "endpoints"), k, ep) {
+				const char *itf =
+				    json_string_value(json_object_get(ep, "interface"));
+				const char *reg =
+				    json_string_value(json_object_get(ep, "region_id"));
+				if (!reg)
+					reg = json_string_value(json_object_get(ep, "region"));
+				const char *url = json_string_value(json_object_get(ep, "url"));
+				if (!itf || !url || !streq(itf, interface))
+					continue;
+				if (region && !streq_ptr(reg, region))
+					continue;
+				if (!strneq(url, "http://", 7) && !strneq(url, "https://", 8))
+					continue;
+				char *u = strdup(url);
+				if (!u)
+					return -ENOMEM;
+				/* Paths are appended with '/'. */
+				size_t l = strlen(u);
+				while (l > 0 && u[l - 1] == '/')
+					u[--l] = 0;
+				*ret_url = u;
+				return 0;
+			}
+		}
+	}
+	return -ENOENT;
+}
+
+int keystone_token_has_role(json_t *token_body, char *const *roles)
+{
+	json_t *list = json_object_get(json_object_get(token_body, "token"), "roles");
+	if (!json_is_array(list))
+		return -EBADMSG;
+	size_t i;
+	json_t *role;
+	json_array_foreach (list, i, role) {
+		const char *name = json_string_value(json_object_get(role, "name"));
+		if (name && strv_contains(roles, name))
+			return 0;
+	}
+	return -EPERM;
+}
+
+bool region_task_id_valid(const char *task_id)
+{
+	if (isempty(task_id) || strlen(task_id) > 128)
+		return false;
+	if (streq(task_id, ".") || streq(task_id, ".."))
+		return false;
+	for (const char *p = task_id; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("-_.", *p))
+			return false;
+	return true;
+}
+
+/* ---- asynchronous HTTP ---- */
+
+static void http_job_free(struct region_http *h)
+{
+	if (!h)
+		return;
+	http_response_done(&h->resp);
+	free(h->method);
+	free(h->url);
+	if (h->body) {
+		/* Bodies carry passwords (auth) and region data. */
+		explicit_bzero(h->body, strlen(h->body));
+		free(h->body);
+	}
+	strv_free(h->headers);
+	free(h);
+}
+
+static void http_job_unlink(struct region_http *h)
+{
+	struct region *r = h->region;
+	if (!r)
+		return;
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		r->jobs = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	h->prev = h->next = NULL;
+	h->region = NULL;
+}
+
+static void http_job_work(void *userdata)
+{
+	struct region_http *h = userdata;
+	h->r = http_request_run(&h->req, &h->resp);
+}
+
+static void http_job_done(void *userdata)
+{
+	struct region_http *h = userdata;
+	http_job_unlink(h);
+	if (h->done)
+		h->done(h->r, h->r < 0 ? NULL : &h->resp, h->userdata);
+	http_job_free(h);
+}
+
+int region_http_submit(struct region *r, const char *method, const char *url, char *const *headers,
+		       const char *body, long timeout_ms, region_http_done_fn done, void *userdata,
+		       struct region_http **ret_handle)
+{
+	struct region_http *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->method = strdup(method);
+	h->url = strdup(url);
+	h->body = body ? strdup(body) : NULL;
+	h->headers = strv_copy(headers);
+	if (!h->method || !h->url || (body && !h->body) || (headers && !h->headers)) {
+		http_job_free(h);
+		return -ENOMEM;
+	}
+	h->req = (struct http_request){
+	    .method = h->method,
+	    .url = h->url,
+	    .headers = h->headers,
+	    .body = h->body,
+	    .body_len = h->body ? strlen(h->body) : 0,
+	    .timeout_ms = timeout_ms,
+	};
+	h->r = -ECANCELED; /* stays so when the pool drops the job */
+	h->done = done;
+	h->userdata = userdata;
+	int k = tasks_submit(r->agent->tasks, NULL, http_job_work, http_job_done, h);
+	if (k < 0) {
+		http_job_free(h);
+		return k;
+	}
+	h->region = r;
+	h->next = r->jobs;
+	if (r->jobs)
+		r->jobs->prev = h;
+	r->jobs = h;
+	if (ret_handle)
+		*ret_handle = h;
+	return 0;
+}
+
+void region_http_cancel(struct region_http *h)
+{
+	if (!h)
+		return;
+	h->done = NULL;
+	h->userdata = NULL;
+}
+
+/* ---- Keystone session ---- */
+
+static int authenticate(struct region *r);
+
+static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct region *r = userdata;
+	int k = authenticate(r);
+	if (k < 0) {
+		log_warning_errno(k, "Failed to start keystone authentication: %m");
+		r->auth_failures++;
+		(void)sd_event_source_set_time_relative(r->renew_timer,
+							backoff_usec(r->auth_failures));
+		(void)sd_event_source_set_enabled(r->renew_timer, SD_EVENT_ONESHOT);
+	}
+	return 0;
+}
+
+static int schedule_renew(struct region *r, uint64_t after_usec)
+{
+	if (!r->renew_timer)
+		return sd_event_add_time_relative(r->agent->event, &r->renew_timer, CLOCK_MONOTONIC,
+						  after_usec, USEC_PER_SEC / 10, on_renew_timer, r);
+	int k = sd_event_source_set_time_relative(r->renew_timer, after_usec);
+	if (k < 0)
+		return k;
+	return sd_event_source_set_enabled(r->renew_timer, SD_EVENT_ONESHOT);
+}
+
+static void auth_failed(struct region *r, int err, const char *what)
+{
+	r->auth_failures++;
+	uint64_t d = backoff_usec(r->auth_failures);
+	/* A token that is still valid stays in use until it expires. */
+	if (r->token && now_mono() >= r->token_expires) {
+		explicit_bzero(r->token, strlen(r->token));
+		free(r->token);
+		r->token = NULL;
+	}
+	log_warning_errno(err, "Keystone authentication failed (%s), retrying in %llus: %m", what,
+			  (unsigned long long)(d / USEC_PER_SEC));
+	int k = schedule_renew(r, d);
+	if (k < 0)
+		log_error_errno(k, "Failed to schedule keystone authentication: %m");
+}
+
+static void kick_callbacks(struct region *r);
+
+static void on_auth_done(int err, const struct http_response *resp, void *userdata)
+{
+	struct region *r = userdata;
+	r->auth_http = NULL;
+	if (err < 0)
+		return auth_failed(r, err, "no answer");
+	if (resp->status != 201 && resp->status != 200) {
+		char what[64];
+		snprintf(what, sizeof(what), "HTTP %ld", resp->status);
+		return auth_failed(r, resp->status == 401 ? EACCES : EIO, what);
+	}
+	const char *token = http_response_header(resp, "x-subject-token");
+	if (isempty(token) || strlen(token) > 8192)
+		return auth_failed(r, EBADMSG, "no X-Subject-Token");
+	json_error_t jerr;
+	json_auto_t *body = json_loadb(resp->body, resp->body_len, 0, &jerr);
+	if (!body)
+		return auth_failed(r, EBADMSG, "malformed token body");
+	uint64_t issued, expires;
+	if (keystone_token_times(body, &issued, &expires) < 0)
+		return auth_failed(r, EBADMSG, "token without issued_at/expires_at");
+	static const char *const types[] = {"compute_v2", "compute", NULL};
+	_cleanup_free_ char *url = NULL;
+	const struct config *c = &r->agent->cfg;
+	int k = keystone_catalog_find(body, types, isempty(c->region) ? NULL : c->region,
+				      c->session_endpoint_type, &url);
+	if (k < 0) {
+		char what[160];
+		snprintf(what, sizeof(what), "no compute endpoint for region '%s' interface '%s'",
+			 strempty(c->region), c->session_endpoint_type);
+		return auth_failed(r, -k, what);
+	}
+	char *t = strdup(token);
+	if (!t)
+		return auth_failed(r, ENOMEM, "out of memory");
+	if (r->token) {
+		explicit_bzero(r->token, strlen(r->token));
+		free(r->token);
+	}
+	r->token = t;
+	free(r->compute_url);
+	r->compute_url = TAKE_PTR(url);
+	uint64_t life = expires - issued;
+	r->token_expires = now_mono() + life;
+	r->auth_failures = 0;
+	log_kv(LOG_INFO, "Authenticated to keystone", "user", c->admin_user, "project",
+	       c->admin_project, "compute", r->compute_url, NULL);
+	k = schedule_renew(r, MAX(life / 2, RENEW_MIN_USEC));
+	if (k < 0)
+		log_error_errno(k, "Failed to schedule token renewal: %m");
+	kick_callbacks(r);
+}
+
+static int authenticate(struct region *r)
+{
+	if (r->auth_http)
+		return 0;
+	const struct config *c = &r->agent->cfg;
+	json_auto_t *req = json_pack(
+	    "{s:{s:{s:[s],s:{s:{s:s,s:{s:s},s:s}}},s:{s:{s:s,s:{s:s}}}}}", "auth", "identity",
+	    "methods", "password", "password", "user", "name", c->admin_user, "domain", "name",
+	    strempty(c->admin_domain), "password", c->admin_password, "scope", "project", "name",
+	    strempty(c->admin_project), "domain", "name", strempty(c->admin_project_domain));
+	if (!req)
+		return -ENOMEM;
+	_cleanup_free_ char *body = json_dumps(req, JSON_COMPACT);
+	_cleanup_free_ char *url = NULL;
+	if (!body)
+		return -ENOMEM;
+	size_t l = strlen(c->auth_url);
+	while (l > 0 && c->auth_url[l - 1] == '/')
+		l--;
+	if (asprintf_safe(&url, "%.*s/auth/tokens", (int)l, c->auth_url) < 0) {
+		explicit_bzero(body, strlen(body));
+		return -ENOMEM;
+	}
+	r->last_auth = now_mono();
+	int k = region_http_submit(r, "POST", url, NULL, body, AUTH_TIMEOUT_MS, on_auth_done, r,
+				   &r->auth_http);
+	explicit_bzero(body, strlen(body));
+	return k;
+}
+
+void region_token_invalid(struct region *r)
+{
+	if (!r || r->standalone || r->auth_http)
+		return;
+	/* Several 401s in a row ask once. */
+	if (r->last_auth && now_mono() - r->last_auth < RENEW_MIN_USEC)
+		return;
+	log_info("Keystone refused the service token, authenticating again");
+	int k = schedule_renew(r, 0);
+	if (k < 0)
+		log_error_errno(k, "Failed to schedule keystone authentication: %m");
+}
+
+const char *region_token(struct region *r)
+{
+	if (!r || !r->token || now_mono() >= r->token_expires)
+		return NULL;
+	return r->token;
+}
+
+const char *region_compute_url(struct region *r)
+{
+	return r ? r->compute_url : NULL;
+}
+
+/* ---- task callbacks ---- */
+
+static void callback_free(struct task_callback *cb)
+{
+	if (!cb)
+		return;
+	struct region *r = cb->region;
+	if (r) {
+		if (cb->prev)
+			cb->prev->next = cb->next;
+		else
+			r->callbacks = cb->next;
+		if (cb->next)
+			cb->next->prev = cb->prev;
+		r->n_callbacks--;
+	}
+	region_http_cancel(cb->http);
+	sd_event_source_disable_unref(cb->timer);
+	free(cb->task_id);
+	free(cb->body);
+	free(cb);
+}
+
+static int callback_send(struct task_callback *cb);
+
+static int on_callback_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct task_callback *cb = userdata;
+	int k = callback_send(cb);
+	if (k < 0) {
+		log_error_errno(k, "Task callback %s dropped: %m", cb->task_id);
+		callback_free(cb);
+	}
+	return 0;
+}
+
+static int callback_retry(struct task_callback *cb, uint64_t after)
+{
+	struct region *r = cb->region;
+	if (!cb->timer)
+		return sd_event_add_time_relative(r->agent->event, &cb->timer, CLOCK_MONOTONIC,
+						  after, USEC_PER_SEC / 10, on_callback_timer, cb);
+	int k = sd_event_source_set_time_relative(cb->timer, after);
+	if (k < 0)
+		return k;
+	return sd_event_source_set_enabled(cb->timer, SD_EVENT_ONESHOT);
+}
+
+static void on_callback_done(int err, const struct http_response *resp, void *userdata)
+{
+	struct task_callback *cb = userdata;
+	struct region *r = cb->region;
+	cb->http = NULL;
+	long status = resp ? resp->status : 0;
+	if (err >= 0 && status >= 200 && status < 300) {
+		log_kv(LOG_DEBUG, "Task callback delivered", "task_id", cb->task_id, NULL);
+		return callback_free(cb);
+	}
+	if (err >= 0 && status == 401)
+		region_token_invalid(r);
+	bool retryable =
+	    err < 0 || status >= 500 || status == 401 || status == 408 || status == 429;
+	if (!retryable || cb->attempts >= CALLBACK_ATTEMPTS) {
+		if (err < 0)
+			log_error_errno(err, "Task callback %s dropped after %u attempts: %m",
+					cb->task_id, cb->attempts);
+		else
+			log_error("Task callback %s dropped after %u attempts: region answered "
+				  "HTTP %ld",
+				  cb->task_id, cb->attempts, status);
+		return callback_free(cb);
+	}
+	uint64_t d = backoff_usec(cb->attempts);
+	if (err < 0)
+		log_warning_errno(
+		    err, "Task callback %s failed (attempt %u), retrying in %llus: %m", cb->task_id,
+		    cb->attempts, (unsigned long long)(d / USEC_PER_SEC));
+	else
+		log_warning("Task callback %s failed with HTTP %ld (attempt %u), retrying in %llus",
+			    cb->task_id, status, cb->attempts,
+			    (unsigned long long)(d / USEC_PER_SEC));
+	int k = callback_retry(cb, d);
+	if (k < 0) {
+		log_error_errno(k, "Task callback %s dropped: %m", cb->task_id);
+		callback_free(cb);
+	}
+}
+
+static int callback_send(struct task_callback *cb)
+{
+	struct region *r = cb->region;
+	if (cb->http)
+		return 0;
+	const char *token = region_token(r);
+	if (!token || !r->compute_url) {
+		/* Not authenticated yet: wait for the session (kick_callbacks), poll slowly. */
+		if (now_mono() - cb->created > CALLBACK_MAX_AGE_USEC)
+			return -ETIMEDOUT;
+		return callback_retry(cb, BACKOFF_MAX_USEC);
+	}
+	_cleanup_free_ char *url = NULL, *hdr = NULL;
+	if (asprintf_safe(&url, "%s/tasks/%s", r->compute_url, cb->task_id) < 0 ||
+	    asprintf_safe(&hdr, "X-Auth-Token: %s", token) < 0)
+		return -ENOMEM;
+	char *headers[] = {hdr, NULL};
+	cb->attempts++;
+	int k = region_http_submit(r, "POST", url, headers, cb->body, CALLBACK_TIMEOUT_MS,
+				   on_callback_done, cb, &cb->http);
+	explicit_bzero(hdr, strlen(hdr));
+	if (k == -EBUSY && cb->attempts < CALLBACK_ATTEMPTS)
+		return callback_retry(cb, backoff_usec(cb->attempts));
+	return k;
+}
+
+static void kick_callbacks(struct region *r)
+{
+	for (struct task_callback *cb = r->callbacks, *n; cb; cb = n) {
+		n = cb->next;
+		if (cb->http || cb->attempts > 0)
+			continue;
+		int k = callback_send(cb);
+		if (k < 0) {
+			log_error_errno(k, "Task callback %s dropped: %m", cb->task_id);
+			callback_free(cb);
+		}
+	}
+}
+
+int region_task_callback(struct region *r, const char *task_id, json_t *body)
+{
+	if (!r || r->standalone)
+		return 0;
+	if (!region_task_id_valid(task_id) || !json_is_object(body))
+		return -EINVAL;
+	if (r->n_callbacks >= CALLBACK_MAX_PENDING)
+		return -EBUSY;
+	struct task_callback *cb = calloc(1, sizeof(*cb));
+	if (!cb)
+		return -ENOMEM;
+	cb->task_id = strdup(task_id);
+	cb->body = json_dumps(body, JSON_COMPACT);
+	if (!cb->task_id || !cb->body) {
+		free(cb->task_id);
+		free(cb->body);
+		free(cb);
+		return -ENOMEM;
+	}
+	cb->created = now_mono();
+	cb->region = r;
+	cb->next = r->callbacks;
+	if (r->callbacks)
+		r->callbacks->prev = cb;
+	r->callbacks = cb;
+	r->n_callbacks++;
+	int k = callback_send(cb);
+	if (k < 0) {
+		callback_free(cb);
+		return k;
+	}
+	return 0;
+}
+
+/* ---- lifecycle ---- */
+
+int region_new(struct agent *a, struct region **ret)
+{
+	struct region *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->agent = a;
+	r->standalone = config_standalone(&a->cfg);
+	*ret = r;
+	return 0;
+}
+
+int region_start(struct region *r)
+{
+	if (r->standalone)
+		return 0;
+	/* Keystone may be down now: authentication keeps retrying in the background. */
+	int k = schedule_renew(r, 0);
+	if (k < 0)
+		return log_error_errno(k, "Failed to schedule keystone authentication: %m");
+	return 0;
+}
+
+struct region *region_free(struct region *r)
+{
+	if (!r)
+		return NULL;
+	if (r->n_callbacks > 0)
+		log_warning("Dropping %zu undelivered task callbacks", r->n_callbacks);
+	while (r->callbacks)
+		callback_free(r->callbacks);
+	/* Jobs still on the pool complete later without us. */
+	while (r->jobs) {
+		struct region_http *h = r->jobs;
+		region_http_cancel(h);
+		http_job_unlink(h);
+	}
+	sd_event_source_disable_unref(r->renew_timer);
+	if (r->token) {
+		explicit_bzero(r->token, strlen(r->token));
+		free(r->token);
+	}
+	free(r->compute_url);
+	free(r);
+	return NULL;
+}
