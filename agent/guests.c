@@ -2,6 +2,7 @@
  * operations on one guest never interleave; the result comes back to the loop thread, which
  * owns the guest table. Nothing here invents state: status answers come from libvirt. */
 #include <dirent.h>
+#include <pthread.h>
 #include <libvirt/libvirt-qemu.h>
 #include <libvirt/virterror.h>
 #include <libxml/parser.h>
@@ -15,6 +16,8 @@
 #include "agent/disks.h"
 #include "agent/domxml.h"
 #include "agent/guests.h"
+#include "agent/metrics.h"
+#include "agent/modules.h"
 #include "agent/ops.h"
 #include "agent/tasks.h"
 #include "agent/virt.h"
@@ -33,6 +36,7 @@ struct guest {
 
 struct guests {
 	struct agent *a;
+	pthread_mutex_t lock; /* the table is written on the loop; metrics read it elsewhere */
 	struct guest *list;
 	size_t n;
 	bool connected;
@@ -101,8 +105,8 @@ static void table_clear(struct guests *g)
 	g->n = 0;
 }
 
-static void guest_set(struct guests *g, const char *sid, const char *name, const char *status,
-		      int managed)
+static void guest_set_locked(struct guests *g, const char *sid, const char *name,
+			     const char *status, int managed, bool *ret_changed)
 {
 	struct guest *x = guest_find(g, sid);
 	if (!x) {
@@ -120,22 +124,34 @@ static void guest_set(struct guests *g, const char *sid, const char *name, const
 	if (status && !streq_ptr(x->status, status)) {
 		free(x->status);
 		x->status = strdup(status);
-		if (g->on_state)
-			g->on_state(sid, status, g->hook_ud);
+		*ret_changed = true;
 	}
 	if (managed >= 0)
 		x->managed = managed;
 }
 
+static void guest_set(struct guests *g, const char *sid, const char *name, const char *status,
+		      int managed)
+{
+	bool changed = false;
+	pthread_mutex_lock(&g->lock);
+	guest_set_locked(g, sid, name, status, managed, &changed);
+	pthread_mutex_unlock(&g->lock);
+	if (changed && g->on_state)
+		g->on_state(sid, status, g->hook_ud);
+}
+
 static void guest_remove(struct guests *g, const char *sid)
 {
+	pthread_mutex_lock(&g->lock);
 	struct guest *x = guest_find(g, sid);
-	if (!x)
-		return;
-	guest_clear(x);
-	size_t i = (size_t)(x - g->list);
-	memmove(&g->list[i], &g->list[i + 1], sizeof(*x) * (g->n - i - 1));
-	g->n--;
+	if (x) {
+		guest_clear(x);
+		size_t i = (size_t)(x - g->list);
+		memmove(&g->list[i], &g->list[i + 1], sizeof(*x) * (g->n - i - 1));
+		g->n--;
+	}
+	pthread_mutex_unlock(&g->lock);
 }
 
 /* ---- libvirt helpers (worker threads) ---- */
@@ -896,7 +912,9 @@ static void scan_done(void *userdata)
 	struct guests *g = s->a->guests;
 	if (s->ok && s->rebuild && g) {
 		/* Replace the table with what libvirt and the workspaces say now. */
+		pthread_mutex_lock(&g->lock);
 		table_clear(g);
+		pthread_mutex_unlock(&g->lock);
 		size_t i;
 		json_t *e;
 		json_array_foreach (s->servers, i, e) {
@@ -1019,12 +1037,16 @@ static void on_virt_conn(bool connected, void *userdata)
 
 /* ---- lifecycle ---- */
 
+static void collect(FILE *f, void *userdata);
+static unsigned guests_unknown_locked(struct guests *g);
+
 int guests_new(struct agent *a, struct guests **ret)
 {
 	struct guests *g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
 	g->a = a;
+	pthread_mutex_init(&g->lock, NULL);
 	*ret = g;
 	return 0;
 }
@@ -1034,6 +1056,7 @@ struct guests *guests_free(struct guests *g)
 	if (!g)
 		return NULL;
 	table_clear(g);
+	pthread_mutex_destroy(&g->lock);
 	free(g);
 	return NULL;
 }
@@ -1049,6 +1072,11 @@ int guests_start(struct guests *g)
 		if (r < 0)
 			return log_error_errno(r, "Cannot create disk root %s: %m", *root);
 	}
+	if (g->a->metrics) {
+		r = metrics_add_collector(g->a->metrics, collect, g);
+		if (r < 0)
+			return r;
+	}
 	return virt_start(g->a->virt, on_virt_event, on_virt_conn, g);
 }
 
@@ -1059,11 +1087,46 @@ bool guests_libvirt_connected(struct guests *g)
 
 unsigned guests_unknown(struct guests *g)
 {
+	pthread_mutex_lock(&g->lock);
+	unsigned n = guests_unknown_locked(g);
+	pthread_mutex_unlock(&g->lock);
+	return n;
+}
+
+static unsigned guests_unknown_locked(struct guests *g)
+{
 	unsigned n = 0;
-	for (size_t i = 0; g && i < g->n; i++)
+	for (size_t i = 0; i < g->n; i++)
 		if (!g->list[i].managed && streq_ptr(g->list[i].status, "running"))
 			n++;
 	return n;
+}
+
+static void collect_state(const char *state, unsigned n, void *ud)
+{
+	char labels[64];
+	snprintf(labels, sizeof(labels), "state=\"%s\"", state);
+	metrics_write_sample(ud, "hostagent_guests", labels, n);
+}
+
+static void collect(FILE *f, void *userdata)
+{
+	struct guests *g = userdata;
+	metrics_write_family(f, "hostagent_guests", "gauge", "Guests on this host by state.");
+	guests_count_states(g, collect_state, f);
+	metrics_write_family(f, "hostagent_guests_unknown", "gauge",
+			     "Running domains without a readable workspace (left running).");
+	pthread_mutex_lock(&g->lock);
+	unsigned unknown = guests_unknown_locked(g);
+	pthread_mutex_unlock(&g->lock);
+	metrics_write_sample(f, "hostagent_guests_unknown", NULL, unknown);
+	metrics_write_family(f, "hostagent_libvirt_connected", "gauge",
+			     "1 while the libvirt connection is up.");
+	metrics_write_sample(f, "hostagent_libvirt_connected", NULL, g->connected ? 1 : 0);
+	metrics_write_family(f, "hostagent_libvirt_reconnects_total", "counter",
+			     "Times the libvirt connection was re-established.");
+	metrics_write_sample(f, "hostagent_libvirt_reconnects_total", NULL,
+			     virt_reconnects(g->a->virt));
 }
 
 void guests_count_states(struct guests *g, void (*fn)(const char *state, unsigned n, void *ud),
@@ -1071,13 +1134,15 @@ void guests_count_states(struct guests *g, void (*fn)(const char *state, unsigne
 {
 	static const char *const states[] = {"running",	 "ready",   "suspend",
 					     "stopping", "crashed", "unknown"};
-	for (size_t s = 0; s < ELEMENTSOF(states); s++) {
-		unsigned n = 0;
-		for (size_t i = 0; g && i < g->n; i++)
+	unsigned counts[ELEMENTSOF(states)] = {0};
+	pthread_mutex_lock(&g->lock);
+	for (size_t s = 0; s < ELEMENTSOF(states); s++)
+		for (size_t i = 0; i < g->n; i++)
 			if (streq_ptr(g->list[i].status, states[s]))
-				n++;
-		fn(states[s], n, ud);
-	}
+				counts[s]++;
+	pthread_mutex_unlock(&g->lock);
+	for (size_t s = 0; s < ELEMENTSOF(states); s++)
+		fn(states[s], counts[s], ud);
 }
 
 void guests_set_hooks(struct guests *g, guest_running_fn on_running, guest_state_fn on_state,
@@ -1094,6 +1159,10 @@ json_t *agent_not_ready_reasons(struct agent *a)
 	if (!guests_libvirt_connected(a->guests))
 		json_array_append_new(
 		    reasons, json_sprintf("libvirt: not connected to %s", a->cfg.libvirt_uri));
+	if (access("/dev/kvm", R_OK | W_OK) < 0)
+		json_array_append_new(reasons, json_string("kvm: /dev/kvm is not usable"));
+	if (a->modules)
+		agent_modules_reasons(a->modules, reasons);
 	/* NOT-READY-REASONS: other subsystems append their reasons here. */
 	if (json_array_size(reasons) == 0) {
 		json_decref(reasons);

@@ -62,6 +62,10 @@ static const struct key_def keys[] = {
     {"kernel_modules", KEY_MODULES, OFF(kernel_modules), .doc = "list of {name, params, required}"},
     {"modules_dir", KEY_STRING, OFF(modules_dir), .path = true,
      .doc = "module tree (default /lib/modules/$(uname -r))"},
+    {"modprobe_fallback", KEY_BOOL, OFF(modprobe_fallback),
+     .doc = "without a module tree, run modprobe in the host's mount namespace"},
+    {"modules_host_pid", KEY_INT, OFF(modules_host_pid), 1, 4194304,
+     .doc = "host process whose namespaces modprobe runs in"},
     {"log_level", KEY_ENUM, OFF(log_level), .values = log_levels, .doc = "log level"},
     {"log_format", KEY_ENUM, OFF(log_format), .values = log_formats, .doc = "text or json"},
     {"vnc_listen", KEY_STRING, OFF(vnc_listen), .doc = "VNC listen address of guests"},
@@ -201,6 +205,8 @@ int config_init(struct config *cfg)
 	    .task_workers = 4,
 	    .enforce_placement = true,
 	    .shutdown_timeout = 20,
+	    .modprobe_fallback = true,
+	    .modules_host_pid = 1,
 	};
 	static const struct {
 		size_t off;
@@ -232,13 +238,12 @@ int config_init(struct config *cfg)
 		const char *name, *params;
 		bool required;
 	} mods[] = {
-	    {"tun", NULL, true},
-	    {"vhost_net", NULL, false},
-	    {NULL, NULL, true},
-	    {"bridge", NULL, true},
-	    {"br_netfilter", NULL, false},
-	    {"nbd", "max_part=16", false},
-	    {"openvswitch", NULL, false},
+	    /* kvm is what the node needs; the vendor module may be built in under another
+	     * name (or come from another provider), so it is optional. */
+	    {"kvm", NULL, true},	   {NULL, NULL, false},
+	    {"tun", NULL, true},	   {"vhost_net", NULL, false},
+	    {"bridge", NULL, true},	   {"br_netfilter", NULL, false},
+	    {"nbd", "max_part=16", false}, {"openvswitch", NULL, false},
 	};
 	for (size_t i = 0; i < ELEMENTSOF(mods); i++)
 		if (module_add(&cfg->kernel_modules, &cfg->n_kernel_modules,

@@ -29,8 +29,8 @@ static void test_defaults(void **state)
 		}
 		if (streq(c.kernel_modules[i].name, "tun"))
 			tun = c.kernel_modules[i].required;
-		if (strneq(c.kernel_modules[i].name, "kvm_", 4))
-			kvm = true;
+		if (streq(c.kernel_modules[i].name, "kvm"))
+			kvm = c.kernel_modules[i].required;
 	}
 	assert_true(nbd && tun && kvm);
 	config_done(&c);

@@ -1,0 +1,181 @@
+#include <pthread.h>
+
+#include "agent/agent.h"
+#include "agent/metrics.h"
+#include "agent/modules.h"
+#include "agent/tasks.h"
+#include "common/log.h"
+#include "kmod/modload.h"
+
+struct agent_modules {
+	struct agent *a;
+	pthread_mutex_t lock; /* report is read by the metrics collector on another thread */
+	struct modload_report *report;
+	bool running;
+};
+
+struct run {
+	struct agent_modules *m;
+	struct modload_report *report;
+	int error;
+	op_done_fn cb;
+	void *userdata;
+};
+
+static void run_work(void *userdata)
+{
+	struct run *r = userdata;
+	const struct config *cfg = &r->m->a->cfg;
+	struct modload_opts o = {
+	    .modules_dir = cfg->modules_dir,
+	    .modprobe_fallback = cfg->modprobe_fallback,
+	    .host_pid = cfg->modules_host_pid,
+	};
+	_cleanup_(modload_freep) struct modload *ml = NULL;
+	r->error = modload_new(&o, &ml);
+	if (r->error >= 0)
+		r->error =
+		    modload_ensure(ml, cfg->kernel_modules, cfg->n_kernel_modules, &r->report);
+}
+
+static void log_report(const struct modload_report *rep)
+{
+	for (size_t i = 0; i < rep->n_results; i++) {
+		const struct modload_result *x = &rep->results[i];
+		char err[64] = "";
+		if (x->status == MODLOAD_FAILED)
+			snprintf(err, sizeof(err), "%s", strerror(x->error));
+		bool bad = x->status == MODLOAD_MISSING || x->status == MODLOAD_FAILED;
+		log_kv(bad ? (x->required ? LOG_ERR : LOG_WARNING) : LOG_INFO, "Kernel module",
+		       "module", x->name, "status", modload_status_to_string(x->status), "required",
+		       x->required ? "yes" : "no", "error", err, NULL);
+	}
+}
+
+static json_t *report_json(struct agent_modules *m)
+{
+	json_t *list = NULL;
+	if (m->report && modload_report_to_json(m->report, &list) < 0)
+		list = NULL;
+	return json_pack("{s:o,s:b}", "modules", list ? list : json_null(), "ok",
+			 m->report && modload_report_ok(m->report));
+}
+
+static void run_done(void *userdata)
+{
+	struct run *r = userdata;
+	struct agent_modules *m = r->m;
+	m->running = false;
+	if (r->error < 0)
+		log_error_errno(r->error, "Cannot check kernel modules: %m");
+	else {
+		log_report(r->report);
+		pthread_mutex_lock(&m->lock);
+		modload_report_free(m->report);
+		m->report = TAKE_PTR(r->report);
+		pthread_mutex_unlock(&m->lock);
+	}
+	if (r->cb) {
+		struct op_reply reply;
+		if (r->error < 0)
+			reply = (struct op_reply){500, op_error_body(500, "ModuleError",
+								     "cannot check modules: %s",
+								     strerror(-r->error))};
+		else
+			reply = (struct op_reply){200, report_json(m)};
+		r->cb(&reply, r->userdata);
+		json_decref(reply.body);
+	}
+	modload_report_free(r->report);
+	free(r);
+}
+
+static int submit(struct agent_modules *m, op_done_fn cb, void *userdata)
+{
+	struct run *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	*r = (struct run){.m = m, .cb = cb, .userdata = userdata};
+	/* Keyed: two ensures never run at once. */
+	int k = tasks_submit(m->a->tasks, "kernel-modules", run_work, run_done, r);
+	if (k < 0) {
+		r->error = k;
+		run_done(r);
+		return 0;
+	}
+	m->running = true;
+	return 0;
+}
+
+static void collect(FILE *f, void *userdata)
+{
+	struct agent_modules *m = userdata;
+	metrics_write_family(f, "hostagent_kernel_module", "gauge",
+			     "Kernel modules the node needs, by status (1 for the current one).");
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; m->report && i < m->report->n_results; i++) {
+		const struct modload_result *x = &m->report->results[i];
+		char labels[256];
+		snprintf(labels, sizeof(labels), "module=\"%s\",status=\"%s\",required=\"%s\"",
+			 x->name, modload_status_to_string(x->status), x->required ? "yes" : "no");
+		metrics_write_sample(f, "hostagent_kernel_module", labels, 1);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+int agent_modules_new(struct agent *a, struct agent_modules **ret)
+{
+	struct agent_modules *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->a = a;
+	pthread_mutex_init(&m->lock, NULL);
+	*ret = m;
+	return 0;
+}
+
+struct agent_modules *agent_modules_free(struct agent_modules *m)
+{
+	if (!m)
+		return NULL;
+	modload_report_free(m->report);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+	return NULL;
+}
+
+int agent_modules_start(struct agent_modules *m)
+{
+	if (m->a->metrics) {
+		int r = metrics_add_collector(m->a->metrics, collect, m);
+		if (r < 0)
+			return r;
+	}
+	return submit(m, NULL, NULL);
+}
+
+int agent_modules_ensure(struct agent_modules *m, op_done_fn cb, void *userdata)
+{
+	return submit(m, cb, userdata);
+}
+
+json_t *agent_modules_json(struct agent_modules *m)
+{
+	pthread_mutex_lock(&m->lock);
+	json_t *j = report_json(m);
+	pthread_mutex_unlock(&m->lock);
+	return j;
+}
+
+void agent_modules_reasons(struct agent_modules *m, json_t *reasons)
+{
+	if (!m->report) {
+		json_array_append_new(reasons, json_string("kernel modules: not checked yet"));
+		return;
+	}
+	_cleanup_strv_free_ char **l = NULL;
+	if (modload_report_reasons(m->report, &l) < 0)
+		return;
+	STRV_FOREACH (s, l)
+		json_array_append_new(reasons, json_string(*s));
+}

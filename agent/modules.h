@@ -1,0 +1,21 @@
+/* Kernel modules the node needs, ensured at startup and on request (agent side of kmod/).
+ * Results feed readiness, metrics and the host info. */
+#pragma once
+
+#include <jansson.h>
+
+#include "agent/ops.h"
+
+struct agent;
+struct agent_modules;
+
+int agent_modules_new(struct agent *a, struct agent_modules **ret);
+struct agent_modules *agent_modules_free(struct agent_modules *m);
+/* Runs the first ensure on the worker pool. */
+int agent_modules_start(struct agent_modules *m);
+/* Ensures again (hostctl modules ensure); cb gets {"modules": [...], "ok": bool}. */
+int agent_modules_ensure(struct agent_modules *m, op_done_fn cb, void *userdata);
+/* {"modules": [...], "ok": bool} of the last run, or {"modules": null} before the first. */
+json_t *agent_modules_json(struct agent_modules *m);
+/* Appends readiness reasons (required modules missing or failed, or not checked yet). */
+void agent_modules_reasons(struct agent_modules *m, json_t *reasons);
