@@ -1,6 +1,7 @@
 #include <signal.h>
 
 #include "agent/agent.h"
+#include "agent/api.h"
 #include "agent/auth.h"
 #include "agent/region.h"
 #include "agent/guests.h"
@@ -75,6 +76,9 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = auth_new(a, &a->auth);
 	if (r < 0)
 		return r;
+	r = api_new(a, &a->api);
+	if (r < 0)
+		return r;
 	*ret = TAKE_PTR(a);
 	return 0;
 }
@@ -84,6 +88,7 @@ struct agent *agent_free(struct agent *a)
 	if (!a)
 		return NULL;
 	/* SUBSYSTEMS-FREE: free subsystems here, in reverse order of creation. */
+	a->api = api_free(a->api);
 	a->auth = auth_free(a->auth);
 	a->region = region_free(a->region);
 	/* Workers finish first: their completions still use the guest table. */
@@ -112,6 +117,9 @@ int agent_start(struct agent *a)
 	r = auth_start(a->auth);
 	if (r < 0)
 		return r;
+	r = api_start(a->api);
+	if (r < 0)
+		return r;
 	return r;
 }
 
@@ -124,6 +132,7 @@ void agent_stop(struct agent *a, int code)
 	if (a->tasks)
 		tasks_shutdown(a->tasks);
 	/* SUBSYSTEMS-STOP: tell subsystems to stop taking work here. */
+	api_stop_accepting(a->api);
 	/* Drain: in-flight operations get shutdown_timeout seconds; guests keep running. */
 	uint64_t now;
 	sd_event_now(a->event, CLOCK_MONOTONIC, &now);

@@ -1,0 +1,1078 @@
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "agent/agent.h"
+#include "agent/api-internal.h"
+#include "agent/api.h"
+#include "agent/auth.h"
+#include "agent/metrics.h"
+#include "agent/region.h"
+#include "agent/tasks.h"
+#include "agent/virt.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/macros.h"
+#include "common/path.h"
+
+#define RATE_BUCKETS	  1024
+#define RATE_MAX_CLIENTS  16384
+#define TLS_FILE_MAX	  (1024 * 1024)
+#define DISCARD_FACTOR	  16 /* chunked bodies: close after discarding this many times the limit */
+#define CONN_MEMORY_LIMIT (64 * 1024)
+
+struct api;
+struct api_request;
+
+struct api_listener {
+	struct api *api;
+	struct MHD_Daemon *daemon;
+	sd_event_source *io, *timer;
+	int fd; /* listening socket, owned by MHD once started */
+	bool admin;
+	bool quiesced;
+};
+
+/* One outstanding callback (token validation, guest operation, scrape). It outlives the
+ * request and even the api: whoever calls back finds api/req NULL after a detach. */
+struct api_call {
+	struct api_call *prev, *next;
+	struct api *api; /* NULL once detached by api_free() */
+	struct agent *a;
+	struct api_request *req; /* NULL for asynchronous tasks or once the request is gone */
+	char *task_id;		 /* X-Task-Id: post the outcome there */
+	char sid[API_ID_MAX + 1];
+	int op;
+	/* scrape job */
+	virConnectPtr conn;
+	char *text;
+	size_t text_len;
+};
+
+struct api_request {
+	struct api_request *prev, *next;
+	struct api_listener *l;
+	struct MHD_Connection *conn;
+	struct api_match match;
+	struct timespec start;
+	char client[INET6_ADDRSTRLEN];
+	char *body;
+	size_t body_len, discarded;
+	bool too_large, started, in_handler, suspended, done, queued;
+	struct api_call *call;
+	int code;
+	struct MHD_Response *response;
+};
+
+struct rate_entry {
+	struct rate_entry *next;
+	double tokens;
+	struct timespec last;
+	char client[INET6_ADDRSTRLEN];
+};
+
+struct api {
+	struct agent *a;
+	struct api_listener tcp, admin;
+	struct api_request *requests;
+	struct api_call *calls;
+	struct rate_entry *rate[RATE_BUCKETS];
+	size_t n_rate;
+	char *tls_cert, *tls_key;
+	int port;
+	bool stopping;
+	api_host_sync_fn host_sync;
+};
+
+static double elapsed(const struct timespec *since, const struct timespec *now)
+{
+	return (double)(now->tv_sec - since->tv_sec) +
+	       (double)(now->tv_nsec - since->tv_nsec) / 1e9;
+}
+
+/* ---- outstanding calls ------------------------------------------------------------------ */
+
+static struct api_call *call_new(struct api *api, struct api_request *req)
+{
+	struct api_call *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->api = api;
+	c->a = api->a;
+	c->req = req;
+	c->op = -1;
+	c->next = api->calls;
+	if (api->calls)
+		api->calls->prev = c;
+	api->calls = c;
+	if (req)
+		req->call = c;
+	return c;
+}
+
+static void call_free(struct api_call *c)
+{
+	if (!c)
+		return;
+	if (c->api) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			c->api->calls = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+	}
+	if (c->req)
+		c->req->call = NULL;
+	if (c->conn)
+		virConnectClose(c->conn);
+	free(c->task_id);
+	free(c->text);
+	free(c);
+}
+
+/* ---- the event loop side of MHD -------------------------------------------------------- */
+
+static void listener_arm(struct api_listener *l)
+{
+	MHD_UNSIGNED_LONG_LONG ms = 0;
+	uint64_t now;
+	if (!l->timer)
+		return;
+	if (MHD_get_timeout(l->daemon, &ms) != MHD_YES) {
+		(void)sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
+		return;
+	}
+	if (sd_event_now(sd_event_source_get_event(l->timer), CLOCK_MONOTONIC, &now) < 0)
+		return;
+	(void)sd_event_source_set_time(l->timer, now + (uint64_t)ms * 1000);
+	(void)sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
+}
+
+/* MHD's inner epoll set is edge-triggered: a connection with more data buffered in the kernel
+ * stays on MHD's ready list without making the outer epoll fd readable again, and MHD reports
+ * that with a zero timeout. Serve those at once, bounded so other sources still get a turn. */
+#define RUN_ROUNDS 64
+
+static void listener_run(struct api_listener *l)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+	if (!l->daemon)
+		return;
+	for (unsigned i = 0; i < RUN_ROUNDS; i++) {
+		(void)MHD_run(l->daemon);
+		if (MHD_get_timeout(l->daemon, &ms) != MHD_YES || ms > 0)
+			break;
+	}
+	listener_arm(l);
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	listener_run(userdata);
+	return 0;
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	listener_run(userdata);
+	return 0;
+}
+
+/* After a resume: MHD's ITC wakes its epoll fd too; the immediate timer makes it explicit. */
+static void listener_kick(struct api_listener *l)
+{
+	uint64_t now;
+	if (!l->timer ||
+	    sd_event_now(sd_event_source_get_event(l->timer), CLOCK_MONOTONIC, &now) < 0)
+		return;
+	(void)sd_event_source_set_time(l->timer, now);
+	(void)sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
+}
+
+/* ---- replies ---------------------------------------------------------------------------- */
+
+static void record(struct api_request *req)
+{
+	struct api *api = req->l->api;
+	struct timespec now;
+	char labels[160];
+	const char *route = req->match.route ? req->match.route->template : "unmatched";
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	double secs = elapsed(&req->start, &now);
+	snprintf(labels, sizeof(labels), "route=\"%s\",code=\"%d\"", route, req->code);
+	metrics_counter_add(api->a->metrics, "hostagent_api_requests_total",
+			    "API requests by route template and HTTP status.", labels, 1);
+	snprintf(labels, sizeof(labels), "route=\"%s\"", route);
+	metrics_histogram_observe(api->a->metrics, "hostagent_api_request_duration_seconds",
+				  "API request latency by route template.", labels, secs);
+	log_debug("API request listener=%s route=%s code=%d duration_ms=%.1f",
+		  req->l->admin ? "admin" : "tcp", route, req->code, secs * 1000);
+}
+
+/* Stores the reply (takes the text) and, when the connection waits suspended, resumes it. */
+static void finish_raw(struct api_request *req, int code, char *text, size_t len,
+		       const char *content_type)
+{
+	if (req->done) {
+		free(text);
+		return;
+	}
+	if (!text) {
+		static const char oom[] =
+		    "{\"error\": {\"code\": 500, \"class\": "
+		    "\"InternalServerError\", \"details\": \"out of memory\"}}";
+		code = 500;
+		content_type = "application/json";
+		req->response = MHD_create_response_from_buffer(strlen(oom), (void *)oom,
+								MHD_RESPMEM_PERSISTENT);
+	} else
+		req->response = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	if (!req->response)
+		free(text);
+	else
+		(void)MHD_add_response_header(req->response, MHD_HTTP_HEADER_CONTENT_TYPE,
+					      content_type);
+	req->code = code;
+	req->done = true;
+	if (req->suspended) {
+		req->suspended = false;
+		MHD_resume_connection(req->conn);
+		listener_kick(req->l);
+	}
+}
+
+static void finish_json(struct api_request *req, int code, json_t *body)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	finish_raw(req, code, text, text ? strlen(text) : 0, "application/json");
+}
+
+static void finish_error(struct api_request *req, int code, const char *cls, const char *details)
+{
+	finish_json(req, code, api_error_body(code, cls, "%s", details));
+}
+
+static enum MHD_Result queue(struct api_request *req)
+{
+	if (req->queued)
+		return MHD_YES;
+	req->queued = true;
+	record(req);
+	if (!req->response)
+		return MHD_NO;
+	if (req->code == 405 && req->match.allow[0])
+		(void)MHD_add_response_header(req->response, MHD_HTTP_HEADER_ALLOW,
+					      req->match.allow);
+	enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)req->code, req->response);
+	MHD_destroy_response(req->response);
+	req->response = NULL;
+	return r;
+}
+
+/* ---- per-client rate limit (token bucket, api_rate_limit per second, same burst) -------- */
+
+static size_t rate_hash(const char *s)
+{
+	size_t h = 5381;
+	for (; *s; s++)
+		h = h * 33 + (unsigned char)*s;
+	return h % RATE_BUCKETS;
+}
+
+static void rate_sweep(struct api *api, const struct timespec *now, double rate)
+{
+	for (size_t i = 0; i < RATE_BUCKETS; i++)
+		for (struct rate_entry **e = &api->rate[i]; *e;) {
+			/* A bucket that would be full again carries no state worth keeping. */
+			if ((*e)->tokens + elapsed(&(*e)->last, now) * rate >= rate) {
+				struct rate_entry *dead = *e;
+				*e = dead->next;
+				free(dead);
+				api->n_rate--;
+			} else
+				e = &(*e)->next;
+		}
+}
+
+static bool rate_allow(struct api *api, const char *client)
+{
+	double rate = api->a->cfg.api_rate_limit;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	size_t h = rate_hash(client);
+	struct rate_entry *e;
+	for (e = api->rate[h]; e; e = e->next)
+		if (streq(e->client, client))
+			break;
+	if (!e) {
+		if (api->n_rate >= RATE_MAX_CLIENTS)
+			rate_sweep(api, &now, rate);
+		if (api->n_rate >= RATE_MAX_CLIENTS)
+			return false;
+		e = calloc(1, sizeof(*e));
+		if (!e)
+			return false;
+		snprintf(e->client, sizeof(e->client), "%s", client);
+		e->tokens = rate;
+		e->last = now;
+		e->next = api->rate[h];
+		api->rate[h] = e;
+		api->n_rate++;
+	}
+	e->tokens = MIN(rate, e->tokens + elapsed(&e->last, &now) * rate);
+	e->last = now;
+	if (e->tokens < 1)
+		return false;
+	e->tokens -= 1;
+	return true;
+}
+
+/* ---- handlers --------------------------------------------------------------------------- */
+
+static void on_op_done(struct op_reply *reply, void *userdata)
+{
+	struct api_call *c = userdata;
+	if (c->task_id) {
+		_cleanup_(json_decrefp) json_t *body = api_task_result(reply->code, reply->body);
+		if (!body)
+			log_oom();
+		else if (!c->a->region)
+			log_warning("Task callback dropped: no region client task_id=%s sid=%s",
+				    c->task_id, c->sid);
+		else {
+			int r = region_task_callback(c->a->region, c->task_id, body);
+			if (r < 0)
+				log_warning_errno(r, "Failed to post task callback task_id=%s: %m",
+						  c->task_id);
+		}
+		log_info("Task finished task_id=%s sid=%s op=%s code=%d", c->task_id, c->sid,
+			 c->op >= 0 ? guest_op_to_string(c->op) : "-", reply->code);
+	} else if (c->req)
+		finish_json(c->req, reply->code, json_incref(reply->body));
+	call_free(c);
+}
+
+static void start_guest_op(struct api_request *req, json_t *args)
+{
+	struct api *api = req->l->api;
+	const struct api_route *route = req->match.route;
+	const char *task_id = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Task-Id");
+	bool async = task_id && route->id != API_ROUTE_SERVER_STATUS;
+	if (async && !id_is_valid(task_id, API_ID_MAX))
+		return finish_error(req, 400, NULL, "invalid X-Task-Id");
+
+	struct api_call *c = call_new(api, async ? NULL : req);
+	if (!c)
+		return finish_json(req, 500, NULL);
+	snprintf(c->sid, sizeof(c->sid), "%s", req->match.id);
+	c->op = route->op;
+	if (async && !(c->task_id = strdup(task_id))) {
+		call_free(c);
+		return finish_json(req, 500, NULL);
+	}
+	int r =
+	    agent_guest_op(api->a, (enum guest_op)route->op, req->match.id, args, on_op_done, c);
+	if (r < 0) {
+		/* The callback will not run: the call is still ours. */
+		call_free(c);
+		return finish_error(req, 500, NULL, "failed to queue the operation");
+	}
+	if (async) {
+		log_info("Task accepted task_id=%s sid=%s op=%s", task_id, req->match.id,
+			 guest_op_to_string(route->op));
+		finish_json(req, 200, json_pack("{s:s}", "result", "ok"));
+	}
+}
+
+/* Scrape: libvirt bulk statistics on a worker, the registry rendered on the loop. */
+
+struct stat_families {
+	FILE *f[7];
+	char *buf[7];
+	size_t len[7];
+};
+
+static const struct {
+	const char *name, *type, *help;
+} stat_family[7] = {
+    {"hostagent_guest_cpu_seconds_total", "counter", "Guest CPU time (libvirt cpu.time)."},
+    {"hostagent_guest_memory_bytes", "gauge", "Guest memory (libvirt balloon.current)."},
+    {"hostagent_guest_memory_rss_bytes", "gauge", "Resident memory of the guest's QEMU."},
+    {"hostagent_guest_block_read_bytes_total", "counter", "Bytes read by a guest disk."},
+    {"hostagent_guest_block_write_bytes_total", "counter", "Bytes written by a guest disk."},
+    {"hostagent_guest_network_receive_bytes_total", "counter", "Bytes received by a guest NIC."},
+    {"hostagent_guest_network_transmit_bytes_total", "counter",
+     "Bytes transmitted by a guest NIC."},
+};
+
+static void stat_sample(struct stat_families *sf, int i, const char *labels, double v)
+{
+	metrics_write_sample(sf->f[i], stat_family[i].name, labels, v);
+}
+
+static void stat_devices(struct stat_families *sf, virDomainStatsRecordPtr rec, const char *guest,
+			 const char *kind, const char *label, const char *k1, int i1,
+			 const char *k2, int i2)
+{
+	unsigned count = 0;
+	char key[64];
+	snprintf(key, sizeof(key), "%s.count", kind);
+	if (virTypedParamsGetUInt(rec->params, rec->nparams, key, &count) <= 0)
+		return;
+	for (unsigned i = 0; i < count && i < 1024; i++) {
+		const char *name = NULL;
+		unsigned long long v;
+		char labels[512];
+		snprintf(key, sizeof(key), "%s.%u.name", kind, i);
+		if (virTypedParamsGetString(rec->params, rec->nparams, key, &name) <= 0 || !name)
+			continue;
+		_cleanup_free_ char *dev = metrics_escape_label_value(name);
+		if (!dev)
+			continue;
+		snprintf(labels, sizeof(labels), "guest=\"%s\",%s=\"%s\"", guest, label, dev);
+		snprintf(key, sizeof(key), "%s.%u.%s", kind, i, k1);
+		if (virTypedParamsGetULLong(rec->params, rec->nparams, key, &v) > 0)
+			stat_sample(sf, i1, labels, (double)v);
+		snprintf(key, sizeof(key), "%s.%u.%s", kind, i, k2);
+		if (virTypedParamsGetULLong(rec->params, rec->nparams, key, &v) > 0)
+			stat_sample(sf, i2, labels, (double)v);
+	}
+}
+
+static void scrape_work(void *userdata)
+{
+	struct api_call *c = userdata;
+	virDomainStatsRecordPtr *recs = NULL;
+	struct stat_families sf = {};
+	FILE *out;
+	if (!c->conn)
+		return;
+	int n = virConnectGetAllDomainStats(c->conn,
+					    VIR_DOMAIN_STATS_CPU_TOTAL | VIR_DOMAIN_STATS_BALLOON |
+						VIR_DOMAIN_STATS_INTERFACE | VIR_DOMAIN_STATS_BLOCK,
+					    &recs, VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
+	if (n < 0)
+		return;
+	for (size_t i = 0; i < ELEMENTSOF(sf.f); i++)
+		if (!(sf.f[i] = open_memstream(&sf.buf[i], &sf.len[i])))
+			goto out;
+	for (int i = 0; i < n; i++) {
+		unsigned long long v;
+		const char *name = virDomainGetName(recs[i]->dom);
+		_cleanup_free_ char *guest = name ? metrics_escape_label_value(name) : NULL;
+		char labels[256];
+		if (!guest)
+			continue;
+		snprintf(labels, sizeof(labels), "guest=\"%s\"", guest);
+		if (virTypedParamsGetULLong(recs[i]->params, recs[i]->nparams, "cpu.time", &v) > 0)
+			stat_sample(&sf, 0, labels, (double)v / 1e9);
+		if (virTypedParamsGetULLong(recs[i]->params, recs[i]->nparams, "balloon.current",
+					    &v) > 0)
+			stat_sample(&sf, 1, labels, (double)v * 1024);
+		if (virTypedParamsGetULLong(recs[i]->params, recs[i]->nparams, "balloon.rss", &v) >
+		    0)
+			stat_sample(&sf, 2, labels, (double)v * 1024);
+		stat_devices(&sf, recs[i], guest, "block", "device", "rd.bytes", 3, "wr.bytes", 4);
+		stat_devices(&sf, recs[i], guest, "net", "interface", "rx.bytes", 5, "tx.bytes", 6);
+	}
+	if (!(out = open_memstream(&c->text, &c->text_len)))
+		goto out;
+	for (size_t i = 0; i < ELEMENTSOF(sf.f); i++) {
+		fclose(sf.f[i]);
+		sf.f[i] = NULL;
+		metrics_write_family(out, stat_family[i].name, stat_family[i].type,
+				     stat_family[i].help);
+		fwrite(sf.buf[i], 1, sf.len[i], out);
+	}
+	if (fclose(out) != 0) {
+		free(c->text);
+		c->text = NULL;
+	}
+out:
+	for (size_t i = 0; i < ELEMENTSOF(sf.f); i++) {
+		if (sf.f[i])
+			fclose(sf.f[i]);
+		free(sf.buf[i]);
+	}
+	virDomainStatsRecordListFree(recs);
+}
+
+static void scrape_render(struct api *api, struct api_request *req, const char *guest_stats)
+{
+	struct agent *a = api->a;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return finish_json(req, 500, NULL);
+	metrics_gauge_set(a->metrics, "hostagent_tasks_queued", "Jobs waiting for a worker.", NULL,
+			  a->tasks ? (double)tasks_queued(a->tasks) : 0);
+	metrics_gauge_set(a->metrics, "hostagent_tasks_running", "Jobs running on a worker.", NULL,
+			  a->tasks ? (double)tasks_running(a->tasks) : 0);
+	if (a->virt) {
+		metrics_gauge_set(a->metrics, "hostagent_libvirt_connected",
+				  "1 while the libvirt connection is up.", NULL,
+				  virt_connected(a->virt) ? 1 : 0);
+		metrics_gauge_set(a->metrics, "hostagent_libvirt_reconnects",
+				  "libvirt reconnections since start.", NULL,
+				  (double)virt_reconnects(a->virt));
+	}
+	int r = metrics_render(a->metrics, f);
+	if (r >= 0 && guest_stats)
+		fputs(guest_stats, f);
+	if (fclose(f) != 0 || r < 0) {
+		free(buf);
+		return finish_json(req, 500, NULL);
+	}
+	finish_raw(req, 200, buf, len, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+static void scrape_done(void *userdata)
+{
+	struct api_call *c = userdata;
+	if (c->req && c->api)
+		scrape_render(c->api, c->req, c->text);
+	call_free(c);
+}
+
+static void start_scrape(struct api_request *req)
+{
+	struct api *api = req->l->api;
+	struct agent *a = api->a;
+	virConnectPtr conn = a->virt ? virt_conn_ref(a->virt) : NULL;
+	if (!conn || !a->tasks)
+		goto inline_render;
+	struct api_call *c = call_new(api, req);
+	if (!c)
+		goto inline_render;
+	c->conn = TAKE_PTR(conn);
+	if (tasks_submit(a->tasks, NULL, scrape_work, scrape_done, c) < 0) {
+		call_free(c);
+		goto inline_render;
+	}
+	return;
+inline_render:
+	if (conn)
+		virConnectClose(conn);
+	scrape_render(api, req, NULL);
+}
+
+static void host_sync_done(struct op_reply *reply, void *userdata)
+{
+	on_op_done(reply, userdata);
+}
+
+static void dispatch(struct api_request *req)
+{
+	struct api *api = req->l->api;
+	struct agent *a = api->a;
+	const struct api_route *route = req->match.route;
+	_cleanup_(json_decrefp) json_t *args = NULL;
+	json_t *err = NULL;
+
+	if (!streq(route->method, "GET") &&
+	    api_parse_body(req->body ? req->body : "", req->body_len, &args, &err) < 0)
+		return finish_json(req, 400, err);
+
+	switch (route->id) {
+	case API_ROUTE_PING:
+		return finish_raw(req, 200, strdup("pong"), 4, "text/plain; charset=utf-8");
+	case API_ROUTE_HEALTHZ:
+		return finish_json(req, 200, json_pack("{s:s}", "status", "ok"));
+	case API_ROUTE_READYZ: {
+		json_t *reasons = agent_not_ready_reasons(a);
+		if (api->stopping) {
+			if (!reasons)
+				reasons = json_array();
+			json_array_append_new(reasons, json_string("shutting down"));
+		}
+		if (reasons)
+			return finish_json(req, 503, json_pack("{s:o}", "reasons", reasons));
+		return finish_json(req, 200, json_pack("{s:s}", "status", "ready"));
+	}
+	case API_ROUTE_VERSION:
+		return finish_json(
+		    req, 200,
+		    json_pack("{s:s,s:s}", "name", PACKAGE_NAME, "version", PACKAGE_VERSION));
+	case API_ROUTE_METRICS:
+		return start_scrape(req);
+	case API_ROUTE_SERVERS: {
+		struct api_call *c = call_new(api, req);
+		if (!c)
+			return finish_json(req, 500, NULL);
+		if (agent_guest_list(a, on_op_done, c) < 0) {
+			call_free(c);
+			return finish_error(req, 500, NULL, "failed to list guests");
+		}
+		return;
+	}
+	case API_ROUTE_SERVER_OP:
+	case API_ROUTE_SERVER_STATUS:
+	case API_ROUTE_SERVER_DELETE:
+		return start_guest_op(req, args);
+	case API_ROUTE_HOST_SYNC: {
+		if (!api->host_sync)
+			return finish_error(req, 501, NULL,
+					    "host information sync is not available");
+		struct api_call *c = call_new(api, req);
+		if (!c)
+			return finish_json(req, 500, NULL);
+		if (api->host_sync(a, req->match.id, host_sync_done, c) < 0) {
+			call_free(c);
+			return finish_error(req, 500, NULL, "failed to sync host information");
+		}
+		return;
+	}
+	case _API_ROUTE_MAX:
+		break;
+	}
+	finish_error(req, 404, NULL, "no such resource");
+}
+
+static void on_auth_done(int result, void *userdata)
+{
+	struct api_call *c = userdata;
+	struct api_request *req = c->req;
+	call_free(c);
+	if (!req)
+		return;
+	if (result == 0)
+		return dispatch(req);
+	if (result == -EACCES)
+		return finish_error(req, 401, NULL, "missing or invalid X-Auth-Token");
+	if (result == -EPERM)
+		return finish_error(req, 403, NULL, "the token lacks an allowed role");
+	finish_error(req, 503, NULL, "token validation is unavailable");
+}
+
+static void process(struct api_request *req)
+{
+	struct api *api = req->l->api;
+	struct agent *a = api->a;
+	enum api_auth need = req->match.route->auth;
+	if (req->l->admin || need == API_AUTH_NONE ||
+	    (need == API_AUTH_METRICS && !a->cfg.metrics_require_token))
+		return dispatch(req);
+	if (!a->auth)
+		return finish_error(req, 503, NULL, "token validation is unavailable");
+	struct api_call *c = call_new(api, req);
+	if (!c)
+		return finish_json(req, 500, NULL);
+	const char *token = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Auth-Token");
+	if (auth_validate(a->auth, token, on_auth_done, c) < 0) {
+		call_free(c);
+		finish_error(req, 503, NULL, "token validation is unavailable");
+	}
+}
+
+/* ---- MHD callbacks ---------------------------------------------------------------------- */
+
+static struct api_request *request_new(struct api_listener *l, struct MHD_Connection *conn,
+				       const char *url, const char *method)
+{
+	struct api *api = l->api;
+	struct api_request *req = calloc(1, sizeof(*req));
+	if (!req)
+		return NULL;
+	req->l = l;
+	req->conn = conn;
+	clock_gettime(CLOCK_MONOTONIC, &req->start);
+	snprintf(req->client, sizeof(req->client), "%s", l->admin ? "local" : "unknown");
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (!l->admin && ci && ci->client_addr) {
+		const struct sockaddr *sa = ci->client_addr;
+		if (sa->sa_family == AF_INET)
+			inet_ntop(AF_INET,
+				  &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+				  req->client, sizeof(req->client));
+		else if (sa->sa_family == AF_INET6)
+			inet_ntop(AF_INET6,
+				  &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+				  req->client, sizeof(req->client));
+	}
+	(void)api_route_match(method, url, &req->match);
+	req->next = api->requests;
+	if (api->requests)
+		api->requests->prev = req;
+	api->requests = req;
+	return req;
+}
+
+static void request_free(struct api_request *req)
+{
+	struct api *api = req->l->api;
+	if (req->call)
+		req->call->req = NULL;
+	if (req->prev)
+		req->prev->next = req->next;
+	else
+		api->requests = req->next;
+	if (req->next)
+		req->next->prev = req->prev;
+	if (req->response)
+		MHD_destroy_response(req->response);
+	free(req->body);
+	free(req);
+}
+
+static bool content_length_too_big(struct api_request *req, size_t max)
+{
+	const char *cl =
+	    MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (!cl)
+		return false;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(cl, &end, 10);
+	/* A malformed length is MHD's to refuse; only a well-formed big one is ours. */
+	return errno == 0 && end != cl && *end == 0 && v > max;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
+{
+	struct api_listener *l = cls;
+	struct api *api = l->api;
+	struct api_request *req = *con_cls;
+	size_t max = (size_t)api->a->cfg.api_max_body;
+
+	if (!req) {
+		req = request_new(l, conn, url, method);
+		if (!req)
+			return MHD_NO;
+		*con_cls = req;
+		if (!l->admin && !rate_allow(api, req->client))
+			finish_error(req, 429, NULL, "request rate limit exceeded");
+		else if (req->match.code)
+			finish_error(req, req->match.code, NULL, req->match.details);
+		else if (content_length_too_big(req, max))
+			finish_error(req, 413, NULL, "request body too large");
+		if (req->done)
+			return queue(req);
+		return MHD_YES;
+	}
+
+	if (*upload_data_size > 0) {
+		size_t n = *upload_data_size;
+		*upload_data_size = 0;
+		if (req->too_large || req->body_len + n > max) {
+			req->too_large = true;
+			req->discarded += n;
+			return req->discarded > max * DISCARD_FACTOR ? MHD_NO : MHD_YES;
+		}
+		char *b = realloc(req->body, req->body_len + n + 1);
+		if (!b)
+			return MHD_NO;
+		memcpy(b + req->body_len, upload_data, n);
+		req->body = b;
+		req->body_len += n;
+		req->body[req->body_len] = 0;
+		return MHD_YES;
+	}
+
+	if (req->queued)
+		return MHD_YES;
+	if (req->too_large && !req->done)
+		finish_error(req, 413, NULL, "request body too large");
+	if (req->done)
+		return queue(req);
+	if (req->started)
+		return MHD_YES; /* resumed spuriously; the reply comes later */
+	req->started = true;
+	req->in_handler = true;
+	process(req);
+	req->in_handler = false;
+	if (req->done)
+		return queue(req);
+	req->suspended = true;
+	MHD_suspend_connection(conn);
+	return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct api_request *req = *con_cls;
+	if (!req)
+		return;
+	*con_cls = NULL;
+	request_free(req);
+}
+
+/* Paths reach the router still percent-encoded: it decodes each segment itself, so an
+ * encoded '/' cannot split a segment and "%2e%2e" is validated as "..". */
+static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s)
+{
+	return strlen(s);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	size_t n = strlen(buf);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = 0;
+	log_notice("HTTP server: %s", buf);
+}
+
+/* ---- listeners -------------------------------------------------------------------------- */
+
+static int tcp_socket(const char *address, int port, int *ret_fd, int *ret_port)
+{
+	struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_PASSIVE | AI_NUMERICSERV,
+				 .ai_socktype = SOCK_STREAM};
+	struct addrinfo *ai = NULL;
+	char service[16];
+	snprintf(service, sizeof(service), "%d", port);
+	int r = getaddrinfo(address, service, &hints, &ai);
+	if (r != 0)
+		return r == EAI_SYSTEM ? negative_errno() : -EADDRNOTAVAIL;
+	_cleanup_close_ int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		r = negative_errno();
+		freeaddrinfo(ai);
+		return r;
+	}
+	int one = 1;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+		r = negative_errno();
+		freeaddrinfo(ai);
+		return r;
+	}
+	freeaddrinfo(ai);
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+		struct sockaddr_storage ss;
+	} u;
+	socklen_t sl = sizeof(u);
+	if (getsockname(fd, &u.sa, &sl) < 0)
+		return negative_errno();
+	*ret_port = ntohs(u.sa.sa_family == AF_INET6 ? u.in6.sin6_port : u.in.sin_port);
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+/* The admin socket: directory created 0700 when missing, a stale socket (nobody listening)
+ * replaced, a live one or a non-socket refused; the socket itself is made 0600. */
+static int unix_socket(const char *path, int *ret_fd)
+{
+	union {
+		struct sockaddr sa;
+		struct sockaddr_un un;
+	} u = {.un.sun_family = AF_UNIX};
+	struct stat st;
+	if (strlen(path) >= sizeof(u.un.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(u.un.sun_path, path);
+	_cleanup_free_ char *dir_copy = strdup(path);
+	if (!dir_copy)
+		return -ENOMEM;
+	const char *dir = dirname(dir_copy);
+	if (stat(dir, &st) < 0) {
+		int r = mkdir_p(dir, 0700);
+		if (r < 0)
+			return r;
+	}
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return negative_errno();
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return -EEXIST;
+		_cleanup_close_ int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe < 0)
+			return negative_errno();
+		if (connect(probe, &u.sa, sizeof(u.un)) == 0)
+			return -EADDRINUSE;
+		if (unlink(path) < 0 && errno != ENOENT)
+			return negative_errno();
+	}
+	if (bind(fd, &u.sa, sizeof(u.un)) < 0)
+		return negative_errno();
+	if (chmod(path, 0600) < 0 || listen(fd, 64) < 0) {
+		int r = negative_errno();
+		(void)unlink(path);
+		return r;
+	}
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+static int listener_start(struct api_listener *l, int fd, bool tls)
+{
+	struct api *api = l->api;
+	const struct config *cfg = &api->a->cfg;
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+			 MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0);
+	struct MHD_OptionItem opts[] = {
+	    {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
+	    {MHD_OPTION_CONNECTION_LIMIT, cfg->api_max_connections, NULL},
+	    {MHD_OPTION_CONNECTION_TIMEOUT, cfg->api_request_timeout, NULL},
+	    {MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY_LIMIT, NULL},
+	    {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, l},
+	    {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_none, l},
+	    {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, l},
+	    {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, api->tls_cert},
+	    {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, api->tls_key},
+	    {MHD_OPTION_END, 0, NULL},
+	};
+	l->fd = fd;
+	l->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, l, MHD_OPTION_ARRAY, opts,
+				     MHD_OPTION_END);
+	if (!l->daemon) {
+		safe_close(fd);
+		l->fd = -1;
+		return -EIO;
+	}
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!di)
+		return -EIO;
+	sd_event *e = api->a->event;
+	int r = sd_event_add_io(e, &l->io, di->epoll_fd, EPOLLIN, on_io, l);
+	if (r < 0)
+		return r;
+	r = sd_event_add_time(e, &l->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_timer, l);
+	if (r < 0)
+		return r;
+	listener_arm(l);
+	return 0;
+}
+
+static void listener_stop(struct api_listener *l)
+{
+	l->io = sd_event_source_disable_unref(l->io);
+	l->timer = sd_event_source_disable_unref(l->timer);
+	if (l->daemon) {
+		MHD_stop_daemon(l->daemon);
+		l->daemon = NULL;
+	}
+}
+
+int api_new(struct agent *a, struct api **ret)
+{
+	struct api *api = calloc(1, sizeof(*api));
+	if (!api)
+		return -ENOMEM;
+	api->a = a;
+	api->tcp = (struct api_listener){.api = api, .fd = -1};
+	api->admin = (struct api_listener){.api = api, .fd = -1, .admin = true};
+	*ret = api;
+	return 0;
+}
+
+int api_start(struct api *api)
+{
+	const struct config *cfg = &api->a->cfg;
+	bool tls = !isempty(cfg->tls_cert_file) && !isempty(cfg->tls_key_file);
+	int fd, r;
+	if (tls) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+			return log_error_errno(EOPNOTSUPP, "libmicrohttpd was built without TLS");
+		r = read_file(cfg->tls_cert_file, TLS_FILE_MAX, &api->tls_cert, NULL);
+		if (r < 0)
+			return log_error_errno(r, "Failed to read tls_cert_file %s: %m",
+					       cfg->tls_cert_file);
+		r = read_file(cfg->tls_key_file, TLS_FILE_MAX, &api->tls_key, NULL);
+		if (r < 0)
+			return log_error_errno(r, "Failed to read tls_key_file %s: %m",
+					       cfg->tls_key_file);
+	}
+	r = tcp_socket(cfg->listen_address, cfg->port, &fd, &api->port);
+	if (r < 0)
+		return log_error_errno(r, "Failed to listen on %s port %d: %m", cfg->listen_address,
+				       cfg->port);
+	r = listener_start(&api->tcp, fd, tls);
+	if (r < 0)
+		return log_error_errno(r, "Failed to start the HTTP%s server: %m", tls ? "S" : "");
+	if (!isempty(cfg->admin_socket)) {
+		r = unix_socket(cfg->admin_socket, &fd);
+		if (r < 0)
+			return log_error_errno(r, "Failed to listen on admin socket %s: %m",
+					       cfg->admin_socket);
+		r = listener_start(&api->admin, fd, false);
+		if (r < 0)
+			return log_error_errno(r, "Failed to serve the admin socket: %m");
+	}
+	log_info("API listening address=%s port=%d tls=%s admin_socket=%s", cfg->listen_address,
+		 api->port, tls ? "yes" : "no", strempty(cfg->admin_socket));
+	return 0;
+}
+
+int api_port(struct api *api)
+{
+	return api ? api->port : 0;
+}
+
+void api_set_host_sync(struct api *api, api_host_sync_fn fn)
+{
+	api->host_sync = fn;
+}
+
+static void listener_quiesce(struct api_listener *l)
+{
+	if (!l->daemon || l->quiesced)
+		return;
+	MHD_socket s = MHD_quiesce_daemon(l->daemon);
+	if (s != MHD_INVALID_SOCKET)
+		safe_close(s);
+	l->quiesced = true;
+}
+
+void api_stop_accepting(struct api *api)
+{
+	if (!api || api->stopping)
+		return;
+	api->stopping = true;
+	listener_quiesce(&api->tcp);
+	listener_quiesce(&api->admin);
+}
+
+struct api *api_free(struct api *api)
+{
+	if (!api)
+		return NULL;
+	/* Detach every outstanding callback: it will find no api and no request. */
+	for (struct api_call *c = api->calls, *next; c; c = next) {
+		next = c->next;
+		if (c->req)
+			c->req->call = NULL;
+		c->req = NULL;
+		c->api = NULL;
+		c->prev = c->next = NULL;
+	}
+	api->calls = NULL;
+	/* MHD refuses to stop with suspended connections: answer them. */
+	for (struct api_request *r = api->requests; r; r = r->next)
+		if (r->suspended)
+			finish_error(r, 503, NULL, "the agent is shutting down");
+	listener_run(&api->tcp);
+	listener_run(&api->admin);
+	listener_stop(&api->tcp);
+	listener_stop(&api->admin);
+	const char *path = api->a->cfg.admin_socket;
+	if (api->admin.fd >= 0 && !isempty(path))
+		(void)unlink(path);
+	for (size_t i = 0; i < RATE_BUCKETS; i++)
+		for (struct rate_entry *e = api->rate[i], *n; e; e = n) {
+			n = e->next;
+			free(e);
+		}
+	free(api->tls_cert);
+	free(api->tls_key);
+	free(api);
+	return NULL;
+}
