@@ -1,0 +1,162 @@
+# A throwaway OpenStack Keystone for integration tests. Source after lib.sh:
+#   . "$(dirname "$0")/keystone-lib.sh"
+#   keystone_start [COMPUTE_URL]   # ~6-10 s; exports the variables below
+#   ... KS_URL, tokens via ks_token USER PASSWORD [PROJECT] ...
+#   (keystone_stop runs on exit; call it earlier if you like)
+# Environment knobs: KS_TOKEN_EXPIRATION (seconds, default 3600).
+#
+# Exported after keystone_start:
+#   KS_URL            http://127.0.0.1:PORT/v3
+#   KS_REGION         RegionOne (the compute endpoint's region)
+#   KS_COMPUTE_URL    the compute endpoint registered in the catalog (all three interfaces)
+#   KS_ADMIN_USER / KS_ADMIN_PASSWORD / KS_ADMIN_PROJECT    bootstrap admin (project admin)
+#   KS_AGENT_USER / KS_AGENT_PASSWORD / KS_AGENT_PROJECT    the agent's service account:
+#                     role admin on project "system" (Default domain)
+#   KS_OP_USER / KS_OP_PASSWORD       role admin on project "system" (an API caller)
+#   KS_MEMBER_USER / KS_MEMBER_PASSWORD  role member only on project "system"
+#   KS_LOG            keystone's log file
+
+# ks_free_port: prints a free loopback TCP port.
+ks_free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# ks_json EXPR: evaluates a python expression over the JSON document j read from stdin.
+ks_json() {
+	python3 -c 'import json,sys; j=json.load(sys.stdin); v=('"$1"'); print(v if v is not None else "")'
+}
+
+# ks_req METHOD PATH TOKEN [BODY]: prints the response body; fails unless 2xx. Retries a
+# 5xx: keystone on sqlite now and then answers "database is locked" (the write is rolled back).
+ks_req() {
+	local args=(-sS -X "$1" -H "X-Auth-Token: $3" -w '\n%{http_code}' "$KS_URL$2")
+	[ $# -ge 4 ] && args+=(-H "Content-Type: application/json" -d "$4")
+	local i out code
+	for i in 1 2 3 4 5; do
+		out=$(curl "${args[@]}") || return 1
+		code=${out##*$'\n'}
+		case $code in
+		2??) printf '%s\n' "${out%$'\n'*}"; return 0 ;;
+		5??) sleep 0.3 ;;
+		*) echo "keystone: $1 $2 answered $code" >&2; return 1 ;;
+		esac
+	done
+	echo "keystone: $1 $2 answered $code" >&2
+	return 1
+}
+
+# ks_token USER PASSWORD [PROJECT]: prints a project-scoped token (Default domains).
+ks_token() {
+	local scope=""
+	[ -n "${3:-}" ] && scope=',"scope":{"project":{"name":"'"$3"'","domain":{"name":"Default"}}}'
+	curl -sS -f -D - -o /dev/null -H "Content-Type: application/json" -d '{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"'"$1"'","domain":{"name":"Default"},"password":"'"$2"'"}}}'"$scope"'}}' \
+		"$KS_URL/auth/tokens" | tr -d '\r' | sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: //p'
+}
+
+# ks_revoke TOKEN: revokes a token (DELETE /v3/auth/tokens) with the admin's token.
+ks_revoke() {
+	local admin
+	admin=$(ks_token "$KS_ADMIN_USER" "$KS_ADMIN_PASSWORD" "$KS_ADMIN_PROJECT") || return 1
+	curl -sS -f -o /dev/null -X DELETE -H "X-Auth-Token: $admin" -H "X-Subject-Token: $1" "$KS_URL/auth/tokens"
+}
+
+keystone_stop() {
+	if [ -n "${KS_PID:-}" ]; then
+		kill "$KS_PID" 2>/dev/null
+		wait "$KS_PID" 2>/dev/null
+		KS_PID=
+	fi
+}
+
+keystone_start() {
+	command -v keystone-manage >/dev/null && command -v keystone-wsgi-public >/dev/null ||
+		skip "python3-keystone is not installed (apt-get install python3-keystone)"
+	local started=$SECONDS
+	local d=$T/keystone port
+	mkdir -p "$d/fernet-keys" "$d/credential-keys"
+	chmod 700 "$d/fernet-keys" "$d/credential-keys"
+	port=$(ks_free_port)
+	KS_URL=http://127.0.0.1:$port/v3
+	KS_REGION=RegionOne
+	KS_COMPUTE_URL=${1:-http://127.0.0.1:$(ks_free_port)}
+	KS_ADMIN_USER=admin KS_ADMIN_PASSWORD=admin-secret-1 KS_ADMIN_PROJECT=admin
+	KS_AGENT_USER=hostagent KS_AGENT_PASSWORD=agent-secret-2 KS_AGENT_PROJECT=system
+	KS_OP_USER=operator KS_OP_PASSWORD=operator-secret-3
+	KS_MEMBER_USER=viewer KS_MEMBER_PASSWORD=viewer-secret-4
+	KS_LOG=$d/keystone.log
+	# Users and the catalog are made before the server starts, not through the API: on sqlite,
+	# keystone-wsgi-public leaves the database locked after its first write, and every later
+	# write fails with "database is locked" (one write per test, a revocation, is fine).
+	export KS_URL KS_REGION KS_COMPUTE_URL KS_ADMIN_USER KS_ADMIN_PASSWORD KS_ADMIN_PROJECT \
+		KS_AGENT_USER KS_AGENT_PASSWORD KS_AGENT_PROJECT KS_OP_USER KS_OP_PASSWORD \
+		KS_MEMBER_USER KS_MEMBER_PASSWORD KS_LOG
+	cat >"$d/keystone.conf" <<EOF
+[DEFAULT]
+log_file = $KS_LOG
+use_stderr = false
+[database]
+connection = sqlite:///$d/keystone.db
+[token]
+provider = fernet
+expiration = ${KS_TOKEN_EXPIRATION:-3600}
+[fernet_tokens]
+key_repository = $d/fernet-keys
+[fernet_receipts]
+key_repository = $d/fernet-keys
+[credential]
+key_repository = $d/credential-keys
+[identity]
+password_hash_rounds = 4
+[cache]
+enabled = false
+EOF
+	local km=(keystone-manage --config-file "$d/keystone.conf")
+	local u g
+	u=$(id -un) g=$(id -gn)
+	{
+		"${km[@]}" db_sync &&
+			"${km[@]}" fernet_setup --keystone-user "$u" --keystone-group "$g" &&
+			"${km[@]}" credential_setup --keystone-user "$u" --keystone-group "$g" &&
+			"${km[@]}" bootstrap --bootstrap-password "$KS_ADMIN_PASSWORD" \
+				--bootstrap-username "$KS_ADMIN_USER" --bootstrap-project-name "$KS_ADMIN_PROJECT" \
+				--bootstrap-role-name admin --bootstrap-service-name keystone \
+				--bootstrap-region-id "$KS_REGION" \
+				--bootstrap-public-url "$KS_URL/" --bootstrap-internal-url "$KS_URL/"
+			"${km[@]}" bootstrap --bootstrap-password "$KS_AGENT_PASSWORD" \
+				--bootstrap-username "$KS_AGENT_USER" --bootstrap-project-name system \
+				--bootstrap-role-name admin &&
+			"${km[@]}" bootstrap --bootstrap-password "$KS_OP_PASSWORD" \
+				--bootstrap-username "$KS_OP_USER" --bootstrap-project-name system \
+				--bootstrap-role-name admin &&
+			"${km[@]}" bootstrap --bootstrap-password "$KS_MEMBER_PASSWORD" \
+				--bootstrap-username "$KS_MEMBER_USER" --bootstrap-project-name system \
+				--bootstrap-role-name member
+	} >"$d/manage.log" 2>&1 || { tail -n 30 "$d/manage.log" >&2; hard "keystone-manage failed"; }
+	# The region service as Cloudpods registers it (three interfaces), plus a decoy endpoint in
+	# another region. Written into the database before keystone starts: see above.
+	python3 - "$d/keystone.db" "$KS_REGION" "$KS_COMPUTE_URL" <<'PY' || hard "catalog setup failed"
+import sqlite3, sys, uuid
+db, region, url = sys.argv[1:]
+c = sqlite3.connect(db)
+sid = uuid.uuid4().hex
+c.execute("INSERT INTO service (id, type, enabled, extra) VALUES (?, 'compute', 1, ?)",
+          (sid, '{"name": "region2"}'))
+c.execute("INSERT INTO region (id, description, extra) VALUES ('RegionOther', '', '{}')")
+for itf, reg, u in (("public", region, url), ("internal", region, url), ("admin", region, url),
+                    ("internal", "RegionOther", "http://127.0.0.1:9/other")):
+    c.execute("INSERT INTO endpoint (id, interface, service_id, url, extra, enabled, region_id)"
+              " VALUES (?, ?, ?, ?, '{}', 1, ?)", (uuid.uuid4().hex, itf, sid, u, reg))
+c.commit()
+PY
+	OS_KEYSTONE_CONFIG_FILES=$d/keystone.conf keystone-wsgi-public --host 127.0.0.1 --port "$port" \
+		>"$d/wsgi.log" 2>&1 &
+	KS_PID=$!
+	on_exit keystone_stop
+	wait_for 60 curl -sf "$KS_URL" || { tail -n 30 "$d/wsgi.log" "$KS_LOG" >&2; hard "keystone did not come up"; }
+
+	[ -n "$(ks_token "$KS_ADMIN_USER" "$KS_ADMIN_PASSWORD" "$KS_ADMIN_PROJECT")" ] ||
+		hard "bootstrap admin cannot log in"
+	KS_SETUP_SECONDS=$((SECONDS - started))
+	export KS_SETUP_SECONDS
+	echo "keystone: $KS_URL up in ${KS_SETUP_SECONDS}s (compute $KS_COMPUTE_URL)"
+}
