@@ -10,7 +10,6 @@
 #include "common/log.h"
 #include "common/macros.h"
 
-
 #define SD_DEST	 "org.freedesktop.systemd1"
 #define SD_PATH	 "/org/freedesktop/systemd1"
 #define SD_IFACE "org.freedesktop.systemd1.Manager"

@@ -11,4 +11,20 @@ if ! /usr/sbin/virtlogd --version >/dev/null 2>&1; then
 	exit 1
 fi
 /usr/sbin/virtlogd &
+
+# Run libvirtd in the host's cgroup namespace. The pod gets a private cgroup namespace from the
+# runtime, but /sys/fs/cgroup is the host's hierarchy (a hostPath mount): in the private
+# namespace /proc/<pid>/cgroup shows paths relative to the container's cgroup, e.g.
+# "/../../machine/qemu-1-vm", which do not resolve under the host mount. A restarted libvirtd
+# then fails to find a running QEMU's cgroup on reconnect and kills the QEMU (seen with
+# libvirt 9.0). In the host's namespace the paths are absolute and agree with the mount, and
+# libvirt's "/machine" partition is the host's. The reference is kthreadd (pid 2, always in
+# the initial cgroup namespace; visible because the pod has hostPID): pid 1 may be unreadable
+# (a non-dumpable init).
+host_ns=/proc/2/ns/cgroup
+if [ "$(cat /proc/2/comm 2>/dev/null)" = kthreadd ] &&
+	[ "$(readlink $host_ns)" != "$(readlink /proc/self/ns/cgroup)" ]; then
+	exec /usr/bin/nsenter --cgroup=$host_ns -- /usr/sbin/libvirtd "$@"
+fi
+echo "entry-libvirt: staying in this cgroup namespace (no hostPID, or it is the host's)" >&2
 exec /usr/sbin/libvirtd "$@"
