@@ -423,8 +423,8 @@ int domxml_render(const struct guest_desc *d, const char *sid, const struct domx
 	empty1(&w, "apic", NULL, NULL);
 	end(&w);
 	start(&w, "cpu");
-	if (o->kvm)
-		attr(&w, "mode", "host-passthrough");
+	if (o->kvm && o->cpu_mode)
+		attr(&w, "mode", o->cpu_mode);
 	start(&w, "topology");
 	attrf(&w, "sockets", "%d", d->cpu_sockets);
 	attr(&w, "dies", "1");

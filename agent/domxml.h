@@ -13,6 +13,8 @@
 struct domxml_opts {
 	bool kvm;		/* false: <domain type="qemu"> (TCG), for hosts without /dev/kvm */
 	const char *emulator;	/* NULL: libvirt's default emulator */
+	const char *cpu_mode;	/* "host-passthrough", "host-model"; NULL: the hypervisor's default
+				 * model (the only one that boots under some nested hosts) */
 	const char *vnc_listen; /* IP address for VNC/SPICE; NULL: 127.0.0.1 */
 	const char *ovmf_code;	/* UEFI firmware (read-only pflash); NULL: UEFI unavailable */
 	const char *ovmf_vars;	/* NVRAM template; NULL: libvirt picks */

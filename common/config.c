@@ -30,6 +30,7 @@ struct key_def {
 static const char *const endpoint_types[] = {"internal", "public", "admin", NULL};
 static const char *const log_levels[] = {"debug", "info", "notice", "warning", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const cpu_modes[] = {"default", "host-passthrough", "host-model", NULL};
 
 #define OFF(f) offsetof(struct config, f)
 static const struct key_def keys[] = {
@@ -68,6 +69,8 @@ static const struct key_def keys[] = {
      .doc = "host process whose namespaces modprobe runs in"},
     {"log_level", KEY_ENUM, OFF(log_level), .values = log_levels, .doc = "log level"},
     {"log_format", KEY_ENUM, OFF(log_format), .values = log_formats, .doc = "text or json"},
+    {"cpu_mode", KEY_ENUM, OFF(cpu_mode), .values = cpu_modes,
+     .doc = "guest CPU model: default (hypervisor's), host-passthrough, host-model"},
     {"vnc_listen", KEY_STRING, OFF(vnc_listen), .doc = "VNC listen address of guests"},
     {"api_max_body", KEY_INT, OFF(api_max_body), 1024, 64 * 1024 * 1024,
      .doc = "request body limit, bytes"},
@@ -225,6 +228,7 @@ int config_init(struct config *cfg)
 	    {offsetof(struct config, log_level), "info"},
 	    {offsetof(struct config, log_format), "text"},
 	    {offsetof(struct config, vnc_listen), "0.0.0.0"},
+	    {offsetof(struct config, cpu_mode), "default"},
 	    {offsetof(struct config, cgroup_root), "/sys/fs/cgroup"},
 	    {offsetof(struct config, host_cgroup_partition), "/machine"},
 	};

@@ -78,6 +78,7 @@ static char *replace_all(const char *s, const char *from, const char *to)
 
 static const struct domxml_opts opts = {
     .kvm = true,
+    .cpu_mode = "host-passthrough",
     .vnc_listen = "0.0.0.0",
     .ovmf_code = "/usr/share/OVMF/OVMF_CODE_4M.fd",
     .ovmf_vars = "/usr/share/OVMF/OVMF_VARS_4M.fd",
