@@ -155,10 +155,19 @@ static void listener_arm(struct api_listener *l)
 	(void)sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
 }
 
-/* MHD's inner epoll set is edge-triggered: a connection with more data buffered in the kernel
- * stays on MHD's ready list without making the outer epoll fd readable again, and MHD reports
- * that with a zero timeout. Serve those at once, bounded so other sources still get a turn. */
+/* Two MHD behaviours need another MHD_run() at once: its inner epoll set is edge-triggered, so a
+ * connection with more data in the kernel stays on MHD's ready list without making the outer
+ * epoll fd readable again (MHD reports that with a zero timeout); and at the connection limit
+ * MHD takes the listening socket out of its epoll set, putting it back only at the start of the
+ * next run after a connection closed. Bounded so other sources still get their turn. */
 #define RUN_ROUNDS 64
+
+static unsigned listener_connections(struct api_listener *l)
+{
+	const union MHD_DaemonInfo *di =
+	    MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	return di ? di->num_connections : 0;
+}
 
 static void listener_run(struct api_listener *l)
 {
@@ -166,8 +175,10 @@ static void listener_run(struct api_listener *l)
 	if (!l->daemon)
 		return;
 	for (unsigned i = 0; i < RUN_ROUNDS; i++) {
+		unsigned before = listener_connections(l);
 		(void)MHD_run(l->daemon);
-		if (MHD_get_timeout(l->daemon, &ms) != MHD_YES || ms > 0)
+		bool closed = listener_connections(l) < before;
+		if (!closed && (MHD_get_timeout(l->daemon, &ms) != MHD_YES || ms > 0))
 			break;
 	}
 	listener_arm(l);
@@ -925,14 +936,15 @@ static int listener_start(struct api_listener *l, int fd, bool tls)
 	    {MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY_LIMIT, NULL},
 	    {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, l},
 	    {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_none, l},
-	    {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, l},
 	    {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, api->tls_cert},
 	    {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, api->tls_key},
 	    {MHD_OPTION_END, 0, NULL},
 	};
 	l->fd = fd;
-	l->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, l, MHD_OPTION_ARRAY, opts,
-				     MHD_OPTION_END);
+	l->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, l,
+				     /* first, so that MHD logs nothing through its own logger */
+				     MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, l, MHD_OPTION_ARRAY,
+				     opts, MHD_OPTION_END);
 	if (!l->daemon) {
 		safe_close(fd);
 		l->fd = -1;

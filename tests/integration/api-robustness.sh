@@ -1,0 +1,294 @@
+#!/bin/bash
+# The HTTP API under hostile input, against the real agent (standalone, libvirt test driver):
+# 1,000 malformed requests (truncated JSON, oversized bodies, deep nesting, invalid UTF-8,
+# `..`/`%2e%2e` ids, header floods, bad methods/routes/tokens) each get the right 4xx; partial
+# requests are timed out; rate and connection limits hold; the agent keeps serving and exits
+# cleanly, with no sanitizer report in its log.
+. "$(dirname "$0")/lib.sh"
+command -v python3 >/dev/null || skip "python3 missing"
+
+# start_agent NAME EXTRA-ARGS...: starts an agent, sets PID_<NAME>, PORT_<NAME>, TOKEN_<NAME>.
+start_agent() {
+	local name=$1; shift
+	local d=$T/$name
+	mkdir -p "$d"
+	"$HOSTAGENT" --state-dir "$d/state" --servers-path "$d/servers" --local-image-path "$d/disks" \
+		--admin-socket "$d/run/admin.sock" --listen-address 127.0.0.1 --port 0 \
+		--libvirt-uri test:///default "$@" >"$d/agent.log" 2>&1 &
+	local pid=$!
+	on_exit "kill -KILL $pid"
+	wait_for 20 grep -q "API listening" "$d/agent.log" || { cat "$d/agent.log" >&2; fail "$name: API did not start"; }
+	local port
+	port=$(grep -o 'API listening address=[^ ]* port=[0-9]*' "$d/agent.log" | grep -o '[0-9]*$')
+	[ -n "$port" ] || fail "$name: no port in the log"
+	wait_for 10 test -s "$d/state/api-token" || fail "$name: no API token file"
+	eval "PID_$name=$pid PORT_$name=$port"
+	eval "TOKEN_$name=\$(cat '$d/state/api-token')"
+}
+
+# stop_agent NAME: SIGTERM, exit 0, and no sanitizer report in the log.
+stop_agent() {
+	local name=$1 pid
+	eval "pid=\$PID_$name"
+	kill -0 "$pid" 2>/dev/null || fail "$name: agent died"
+	kill -TERM "$pid"
+	wait "$pid"; local rc=$?
+	[ $rc -eq 0 ] || { tail -n 60 "$T/$name/agent.log" >&2; fail "$name: exit code $rc after SIGTERM"; }
+	if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/$name/agent.log"; then
+		grep -A30 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/$name/agent.log" | head -80 >&2
+		fail "$name: sanitizer report in the agent's log"
+	fi
+	[ ! -e "$T/$name/run/admin.sock" ] || fail "$name: admin socket left behind"
+}
+
+start_agent main --api-rate-limit=1000000
+[ "$(stat -c %a "$T/main/run/admin.sock")" = 600 ] || fail "admin socket is not 0600"
+[ "$(stat -c %a "$T/main/run")" = 700 ] || fail "admin socket directory is not 0700"
+
+python3 - "$PORT_main" "$TOKEN_main" <<'PY' || fail "malformed requests"
+import json, socket, sys, time
+port, token = int(sys.argv[1]), sys.argv[2]
+MAX_BODY = 1024 * 1024
+
+def exchange(data, timeout=10):
+    """Sends raw bytes on a fresh connection; returns (status, headers, body) or None when the
+    server closed without an answer."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered early and closed; read what it sent
+        buf = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            head, sep, rest = buf.partition(b"\r\n\r\n")
+            if sep:
+                hdrs = {}
+                for line in head.split(b"\r\n")[1:]:
+                    k, _, v = line.partition(b":")
+                    hdrs[k.strip().lower().decode()] = v.strip().decode()
+                n = int(hdrs.get("content-length", "-1"))
+                if n >= 0 and len(rest) >= n:
+                    status = int(head.split(b" ", 2)[1])
+                    return status, hdrs, rest[:n]
+    finally:
+        s.close()
+    if buf:
+        return int(buf.split(b" ", 2)[1]), {}, b""
+    return None
+
+def req(method, path, body=b"", headers=None, auth=True):
+    h = {"Host": "127.0.0.1"}
+    if auth:
+        h["X-Auth-Token"] = token
+    if headers:
+        h.update(headers)
+    if body is not None and "Transfer-Encoding" not in h:
+        h["Content-Length"] = str(len(body))
+    head = "%s %s HTTP/1.1\r\n" % (method, path)
+    data = head.encode("latin-1") + b"".join(
+        ("%s: %s\r\n" % kv).encode("latin-1") for kv in h.items()) + b"\r\n"
+    return exchange(data + (body or b""))
+
+count = 0
+failures = []
+
+def check(label, result, codes, error_shape=True, allow=None):
+    global count
+    count += 1
+    if result is None:
+        failures.append("%s: connection closed without an answer" % label)
+        return
+    status, hdrs, body = result
+    if status not in codes:
+        failures.append("%s: got %d, expected %s (%r)" % (label, status, codes, body[:200]))
+        return
+    if error_shape:
+        try:
+            e = json.loads(body)["error"]
+            assert e["code"] == status and isinstance(e["class"], str) and e["details"]
+        except Exception:
+            failures.append("%s: bad error body %r" % (label, body[:200]))
+    if allow and hdrs.get("allow") != allow:
+        failures.append("%s: Allow %r, expected %r" % (label, hdrs.get("allow"), allow))
+
+valid = json.dumps({"desc": {"name": "vm1", "cpu": 1, "mem": 128, "nics": [{"index": 0}],
+                             "disks": [{"index": 0, "size": 1024, "format": "qcow2"}]}}).encode()
+ops = ["create", "start", "stop", "reboot", "suspend", "resume", "sync", "monitor"]
+
+# 1. Truncated JSON: 200 requests, 400 naming the position.
+for i in range(200):
+    cut = 1 + (i * 7) % (len(valid) - 1)
+    r = req("POST", "/servers/vm-%d/%s" % (i, ops[i % len(ops)]), valid[:cut])
+    check("truncated JSON %d" % cut, r, {400})
+    if r and r[0] == 400 and b"position" not in r[2]:
+        failures.append("truncated JSON %d: no position in %r" % (cut, r[2]))
+
+# 2. Oversized bodies: announced (Content-Length only), sent in full, and chunked.
+for i in range(80):
+    r = exchange(("POST /servers/vm/sync HTTP/1.1\r\nHost: x\r\nX-Auth-Token: %s\r\n"
+                  "Content-Length: %d\r\n\r\n" % (token, MAX_BODY + 1 + i * 4096)).encode())
+    check("announced oversize %d" % i, r, {413})
+big = b'{"desc": {"name": "' + b"a" * (MAX_BODY + 10) + b'"}}'
+for i in range(10):
+    check("full oversize %d" % i, req("POST", "/servers/vm/sync", big), {413})
+for i in range(10):
+    chunks = b"".join(b"%x\r\n%s\r\n" % (65536, b"b" * 65536) for _ in range(17)) + b"0\r\n\r\n"
+    r = exchange(("POST /servers/vm/sync HTTP/1.1\r\nHost: x\r\nX-Auth-Token: %s\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n" % token).encode() + chunks)
+    check("chunked oversize %d" % i, r, {413})
+
+# 3. Deep nesting: 100 requests, 400 (parser depth limit; no stack exhaustion).
+for i in range(100):
+    depth = 500 + i * 997
+    body = b'{"desc": ' + b"[" * depth + b"]" * depth + b"}"
+    check("nesting %d" % depth, req("POST", "/servers/vm/sync", body), {400})
+
+# 4. Invalid UTF-8 and other non-JSON: 120 requests, 400.
+bad_utf8 = [b"\xff", b"\xc3\x28", b"\xe2\x82", b"\xf0\x28\x8c\x28", b"\xed\xa0\x80", b"\xc0\xaf"]
+for i in range(100):
+    b = bad_utf8[i % len(bad_utf8)]
+    body = b'{"desc": {"name": "vm' + b * (1 + i % 5) + b'"}}'
+    check("invalid UTF-8 %d" % i, req("POST", "/servers/vm/%s" % ops[i % len(ops)], body), {400})
+for i, body in enumerate([b"[]", b"42", b'"s"', b"null", b"{} {}", b'{"a":1,}', b"\x00{}",
+                          b'{"a": "\\u0000"}', b"{'a': 1}", b"{\"a\" 1}"] * 2):
+    check("not an object %d" % i, req("POST", "/servers/vm/sync", body), {400})
+
+# 5. Path traversal and bad ids: 200 requests, 400 (405 when the method is wrong first).
+evil = ["..", "%2e%2e", "%2E%2E", ".", "%2e", "..%2f..", "a%2fb", "%2F", "a%00b", "%zz", "%",
+        "-rf", ".hidden", "a%20b", "%c3%a9", "a%5c..", "%252e%252e", "x" * 129]
+n = 0
+while n < 200:
+    for e in evil:
+        if n >= 200:
+            break
+        kind = n % 4
+        if kind == 0:
+            r = req("GET", "/servers/%s/status" % e)
+        elif kind == 1:
+            r = req("DELETE", "/servers/%s" % e)
+        elif kind == 2:
+            r = req("POST", "/servers/%s/%s" % (e, ops[n % len(ops)]), b"{}")
+        else:
+            r = req("POST", "/hosts/%s/sync" % e, b"{}")
+        check("bad id %r kind %d" % (e, kind), r, {400})
+        n += 1
+for i in range(20):
+    r = req("POST", "/servers/vm/start", b"{}", {"X-Task-Id": "../../etc%d" % i})
+    check("bad task id %d" % i, r, {400})
+
+# 6. Header floods and oversized request lines: 80 requests, 431/414/413/400 from the server.
+for i in range(60):
+    hdrs = b"".join(b"X-Flood-%d: %s\r\n" % (j, b"v" * 200) for j in range(300 + i))
+    r = exchange(b"GET /ping HTTP/1.1\r\nHost: x\r\n" + hdrs + b"\r\n")
+    check("header flood %d" % i, r, {400, 413, 431}, error_shape=False)
+for i in range(20):
+    r = exchange(b"GET /servers/" + b"a" * (70000 + i) + b"/status HTTP/1.1\r\nHost: x\r\n\r\n")
+    check("long URL %d" % i, r, {400, 414, 431}, error_shape=False)
+
+# 7. Unknown routes (404) and wrong methods (405 with Allow): 100 requests.
+for i, p in enumerate(["/", "/nope", "/ping/", "/servers/vm/explode", "/servers/vm/status/x",
+                       "/hosts/h1/start", "/PING", "/a/b/c/d/e/f", "//", "/servers/vm/"] * 5):
+    check("unknown %s" % p, req("GET", p), {404})
+for i, (m, p, allow) in enumerate([("POST", "/ping", "GET, HEAD"), ("DELETE", "/servers", "GET, HEAD"),
+                                   ("GET", "/servers/vm/start", "POST"), ("PUT", "/servers/vm", "DELETE"),
+                                   ("PATCH", "/hosts/h/sync", "POST")] * 10):
+    check("method %s %s" % (m, p), req(m, p, b""), {405}, allow=allow)
+
+# 8. Missing or wrong tokens: 80 requests, 401.
+for i in range(40):
+    check("no token %d" % i, req("GET", "/servers", None, auth=False), {401})
+for i in range(40):
+    r = req("POST", "/servers/vm/start", b"{}", {"X-Auth-Token": token[:-1] + ("x" if token[-1] != "x" else "y")},
+            auth=False)
+    check("bad token %d" % i, r, {401})
+
+assert count == 1000, count
+if failures:
+    print("%d of %d malformed requests got a wrong answer:" % (len(failures), count))
+    for f in failures[:40]:
+        print("  " + f)
+    sys.exit(1)
+print("ok: %d malformed requests answered with the right 4xx" % count)
+
+# Still serving, and a valid request still works after all that.
+r = req("GET", "/ping", None, auth=False)
+assert r and r[0] == 200 and r[2] == b"pong", r
+r = req("GET", "/servers", None)
+assert r and r[0] == 200 and "servers" in json.loads(r[2]), r
+PY
+ok "1,000 malformed requests"
+
+# The admin socket needs no token; the TCP port does.
+out=$("$HOSTCTL" --socket "$T/main/run/admin.sock" vm list) || fail "hostctl vm list over the admin socket"
+expect_contains "$out" '"servers"' "hostctl vm list"
+"$HOSTCTL" --socket "$T/main/run/admin.sock" vm show ../etc >/dev/null 2>&1 && fail "hostctl accepted a bad id"
+ok "admin socket"
+stop_agent main
+ok "agent exits cleanly, no sanitizer report"
+
+# Limits: rate (429), connection count, request timeout for partial requests (slowloris).
+start_agent limits --api-rate-limit=5 --api-max-connections=8 --api-request-timeout=2
+python3 - "$PORT_limits" <<'PY' || fail "limits"
+import socket, sys, time
+port = int(sys.argv[1])
+def get(path):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())
+    data = b""
+    while True:
+        c = s.recv(4096)
+        if not c:
+            break
+        data += c
+    s.close()
+    return int(data.split(b" ", 2)[1]) if data else None
+
+codes = [get("/ping") for _ in range(30)]
+assert 429 in codes and codes.count(200) <= 8, codes
+time.sleep(1.5)
+assert get("/ping") == 200, "rate limit does not refill"
+
+# Slowloris: partial requests hold no slot beyond the request timeout.
+held = []
+for i in range(8):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    held.append(s)
+time.sleep(0.3)
+# Over the connection limit: not served while the slots are held (MHD stops accepting; the
+# kernel keeps it in the listen backlog), served once the slow clients are timed out.
+extra = socket.create_connection(("127.0.0.1", port), timeout=1)
+extra.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+try:
+    got = extra.recv(100)
+except socket.timeout:
+    got = None
+assert got is None, "connection over the limit was served at once: %r" % got
+start = time.time()
+for s in held:
+    s.settimeout(10)
+    try:
+        data = s.recv(100)
+    except ConnectionResetError:
+        data = b""
+    assert not data.startswith(b"HTTP/1.1 200"), data
+elapsed = time.time() - start
+assert elapsed < 6, "partial requests were not timed out (%.1fs)" % elapsed
+extra.settimeout(10)
+got = extra.recv(100)
+assert got.startswith(b"HTTP/1.1 200") or got.startswith(b"HTTP/1.1 429"), got
+time.sleep(1.2)
+assert get("/ping") == 200, "agent does not serve after the slow clients"
+print("ok: rate limit, connection limit, request timeout")
+PY
+ok "limits"
+stop_agent limits
+ok "api robustness"
