@@ -360,7 +360,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 		reply_error(c, 400, "InputError", "desc: missing or not an object");
 		return;
 	}
-	_cleanup_free_ char *err = NULL;
+	_cleanup_free_ char *err = NULL, *text = NULL;
 	_cleanup_guest_desc_ struct guest_desc *d = NULL;
 	int r = guest_desc_parse(dj, cfg->local_image_path, &d, &err);
 	if (r < 0) {
@@ -438,7 +438,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 			    strempty(err));
 		goto rollback_disks;
 	}
-	_cleanup_free_ char *text = json_dumps(dj, JSON_SORT_KEYS | JSON_COMPACT);
+	text = json_dumps(dj, JSON_SORT_KEYS | JSON_COMPACT);
 	r = text ? write_file_atomic(descp, text, strlen(text), 0600) : -ENOMEM;
 	if (r < 0) {
 		reply_error(c, 500, "IOError", "cannot write %s: %s", descp, strerror(-r));
