@@ -73,3 +73,28 @@ expect_api() {
 	[ "$(last_code)" = "$want" ] || fail "$1 $2: expected HTTP $want, got $(last_code): $out"
 	printf '%s' "$out"
 }
+
+# The host libvirtd is shared by the tests that `make check` runs in parallel. Tests that only
+# use it take a shared lock; tests that stop or replace it take the exclusive lock.
+libvirtd_lock() { # shared|exclusive
+	exec 9>/tmp/hostagent-libvirtd.lock
+	flock "--$1" 9
+}
+# Starts the host libvirtd (and virtlogd) when absent and waits until it answers.
+libvirtd_up() {
+	mkdir -p /var/log/libvirt /run/libvirt
+	pgrep -x virtlogd >/dev/null || virtlogd -d
+	local i
+	for i in $(seq 100); do
+		virsh -c qemu:///system version >/dev/null 2>&1 && return 0
+		pgrep -x libvirtd >/dev/null || libvirtd -d
+		sleep 0.2
+	done
+	return 1
+}
+libvirtd_down() {
+	pkill -x libvirtd || true
+	local i
+	for i in $(seq 100); do pgrep -x libvirtd >/dev/null || return 0; sleep 0.1; done
+	pkill -KILL -x libvirtd || true
+}

@@ -5,7 +5,8 @@
 . "$(dirname "$0")/lib.sh"
 need_root
 [ -e /dev/kvm ] || skip "no /dev/kvm"
-virsh -c qemu:///system version >/dev/null 2>&1 || hard "libvirtd is not running (deploy/setup-host.sh starts it)"
+libvirtd_lock shared
+libvirtd_up || hard "libvirtd does not start (deploy/setup-host.sh installs it)"
 
 start_agent
 S1=hatest-$$-a
