@@ -125,9 +125,12 @@ int placement_systemd_move(sd_bus *bus, const char *unit, const char *slice, pid
 	r = sd_bus_message_append(m, "ss", unit, "fail");
 	if (r < 0)
 		return r;
-	r = sd_bus_message_append(m, "a(sv)", 4, "Slice", "s", slice, "Description", "s",
+	/* Delegate=yes: systemd refuses AttachProcessesToUnit on a non-delegated unit, and a
+	 * second QEMU process of the same VM (or a re-placement) is attached to this scope. */
+	r = sd_bus_message_append(m, "a(sv)", 5, "Slice", "s", slice, "Description", "s",
 				  "QEMU placed by hostagent", "CollectMode", "s",
-				  "inactive-or-failed", "PIDs", "au", 1, (uint32_t)pid);
+				  "inactive-or-failed", "Delegate", "b", 1, "PIDs", "au", 1,
+				  (uint32_t)pid);
 	if (r < 0)
 		return r;
 	r = sd_bus_message_append(m, "a(sa(sv))", 0);

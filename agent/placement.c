@@ -27,11 +27,13 @@
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir)
 
 struct hier {
-	char *key;	 /* controller field of /proc/<pid>/cgroup: "memory", "name=systemd", "" */
-	char *dir;	 /* the mount directory under cgroup_root */
-	char *ns_root;	 /* host path of the agent's cgroup namespace root here */
-	char *self;	 /* host path of the agent's own cgroup here */
-	char *forbidden; /* host path QEMU must stay out of ("/": nothing) */
+	char *key;	  /* controller field of /proc/<pid>/cgroup: "memory", "name=systemd", "" */
+	char *dir;	  /* the mount directory under cgroup_root */
+	char *ns_root;	  /* host path of the agent's cgroup namespace root here */
+	char *self;	  /* host path of the agent's own cgroup here */
+	char *forbidden;  /* host path QEMU must stay out of ("/": nothing) */
+	char *mount_root; /* root of the mount (mountinfo), in the agent's cgroup namespace */
+	bool strip;	  /* /proc paths minus mount_root are mount-relative (else join ns_root) */
 	bool v2, cpuset;
 };
 
@@ -61,6 +63,7 @@ static void hier_done(struct hier *h)
 	free(h->ns_root);
 	free(h->self);
 	free(h->forbidden);
+	free(h->mount_root);
 }
 
 static void vm_rec_done(struct vm_rec *v)
@@ -317,21 +320,91 @@ static int hier_dir(const struct placement *p, const char *key, bool *ret_v2, ch
 	return 0;
 }
 
-/* Where the agent is in one hierarchy: its host path and its namespace root. */
+/* The root field of the last mountinfo entry mounted at dir ("/" when none: fixture trees). A
+ * systemd container, for one, gets only its own subtree of the host hierarchy mounted, and
+ * /proc/<pid>/cgroup paths then start with that root. */
+static int read_mount_root(const struct placement *p, const char *dir, char **ret)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL, *root = NULL;
+	int r;
+
+	if (asprintf_safe(&path, "%s/%d/mountinfo", p->proc_root, (int)p->self) < 0)
+		return -ENOMEM;
+	r = read_file(path, 4u << 20, &text, NULL);
+	if (r >= 0) {
+		char *save = NULL;
+
+		for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+			char *f[5] = {0}, *fs = NULL;
+			size_t i = 0;
+
+			for (char *t = strtok_r(l, " ", &fs); t && i < ELEMENTSOF(f);
+			     t = strtok_r(NULL, " ", &fs))
+				f[i++] = t;
+			if (i == ELEMENTSOF(f) && streq(f[4], dir)) {
+				free(root);
+				root = strdup(f[3]);
+				if (!root)
+					return -ENOMEM;
+			}
+		}
+	}
+	*ret = root ? TAKE_PTR(root) : strdup("/");
+	return *ret ? 0 : -ENOMEM;
+}
+
+/* A /proc/<pid>/cgroup path (in the agent's cgroup namespace) -> a path under the mount
+ * directory. -ENOENT when the cgroup is outside what is mounted. */
+static int hier_translate(const struct hier *h, const char *proc_path, char **ret)
+{
+	_cleanup_free_ char *q = NULL;
+	size_t n;
+	int r;
+
+	if (!h->strip)
+		return cg_join(h->ns_root, proc_path, ret);
+	r = cg_join("/", proc_path, &q);
+	if (r < 0)
+		return r;
+	if (streq(h->mount_root, "/")) {
+		*ret = TAKE_PTR(q);
+		return 0;
+	}
+	n = strlen(h->mount_root);
+	if (!strneq(q, h->mount_root, n) || (q[n] != 0 && q[n] != '/'))
+		return -ENOENT;
+	*ret = strdup(q[n] ? q + n : "/");
+	return *ret ? 0 : -ENOMEM;
+}
+
+/* Where the agent is in one hierarchy: its path under the mount and how to translate. */
 static int hier_locate_self(struct placement *p, struct hier *h, const char *proc_path)
 {
-	_cleanup_free_ char *direct = NULL, *found = NULL;
+	_cleanup_free_ char *rel = NULL, *direct = NULL, *found = NULL;
 	unsigned budget = SCAN_MAX_DIRS;
 	int r;
 
-	direct = strjoin(h->dir, proc_path);
-	if (!direct)
+	r = read_mount_root(p, h->dir, &h->mount_root);
+	if (r < 0)
+		return r;
+	h->ns_root = strdup("/");
+	if (!h->ns_root)
 		return -ENOMEM;
-	if (!strstr(proc_path, "/..") && file_lists(direct, "cgroup.procs", p->self) > 0) {
-		/* The host view and the agent's view agree. */
-		h->self = strdup(proc_path);
-		h->ns_root = strdup("/");
-		return h->self && h->ns_root ? 0 : -ENOMEM;
+	if (!strstr(h->mount_root, "..")) {
+		h->strip = true;
+		r = hier_translate(h, proc_path, &rel);
+		if (r == -ENOMEM)
+			return r;
+		if (r >= 0) {
+			direct = strjoin(h->dir, rel);
+			if (!direct)
+				return -ENOMEM;
+			if (file_lists(direct, "cgroup.procs", p->self) > 0) {
+				/* The agent's view and the mount agree. */
+				h->self = TAKE_PTR(rel);
+				return 0;
+			}
+		}
 	}
 	/* A private cgroup namespace: the agent sees its own cgroup as "/" (or a path relative
 	 * to its namespace root), while the hierarchy mounted at cgroup_root is the host's. */
@@ -341,18 +414,19 @@ static int hier_locate_self(struct placement *p, struct hier *h, const char *pro
 	if (r == 0) {
 		log_debug("placement: pid=%d not found in hierarchy=%s, assuming %s", (int)p->self,
 			  h->dir, proc_path);
-		h->self = strdup(proc_path);
-		h->ns_root = strdup("/");
-		return h->self && h->ns_root ? 0 : -ENOMEM;
+		h->self = rel ? TAKE_PTR(rel) : strdup(proc_path);
+		return h->self ? 0 : -ENOMEM;
 	}
+	h->strip = false;
 	h->self = TAKE_PTR(found);
+	free(h->ns_root);
 	if (streq(proc_path, "/"))
 		h->ns_root = strdup(h->self);
 	else {
 		size_t a = strlen(h->self), b = strlen(proc_path);
 
 		if (a > b && streq(h->self + a - b, proc_path))
-			h->ns_root = a - b == 0 ? strdup("/") : strndup(h->self, a - b);
+			h->ns_root = strndup(h->self, a - b);
 		else
 			h->ns_root = strdup(h->self);
 	}
@@ -728,7 +802,11 @@ static int check_thread(struct check_state *s, pid_t tid, bool count_only)
 
 		if (!h)
 			continue;
-		r = cg_join(h->ns_root, l[i].path, &host);
+		r = hier_translate(h, l[i].path, &host);
+		if (r == -ENOENT) {
+			r = 0; /* outside the mounted part: not in the container either */
+			continue;
+		}
 		if (r < 0 || !cg_is_below(h->forbidden, host))
 			continue;
 		s->n_misplaced++;

@@ -3,6 +3,7 @@
  * the list of every id written to it. */
 #include <sys/stat.h>
 
+#include "agent/placement-internal.h"
 #include "agent/placement.h"
 #include "common/fs.h"
 #include "test-common.h"
@@ -335,6 +336,57 @@ static void test_container_and_errors(void **state)
 	fx_free(f);
 }
 
+/* Only a subtree of the hierarchy is mounted (a systemd container): /proc paths start with the
+ * mount's root (mountinfo), cgroups outside the mounted part are not the container's. */
+static void test_subtree_mount(void **state)
+{
+	struct fx *f = fx_new();
+	_cleanup_placement_ struct placement *p = NULL;
+	_cleanup_free_ char *mi = NULL, *rel = NULL;
+	struct placement_report rep = {0};
+	static const int tids[] = {QEMU};
+
+	mkcg(f, "", "", true, "1\n");
+	mkcg(f, "", "/system.slice/agent.service", true, "4242\n");
+	assert_int_equal(asprintf_safe(&rel, "%d/mountinfo", SELF), 0);
+	assert_int_equal(
+	    asprintf_safe(&mi,
+			  "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+			  "31 1 0:26 /libpod_parent/libpod-x %s rw - cgroup2 cgroup2 rw\n",
+			  f->cg),
+	    0);
+	put(f->proc, rel, mi);
+	proc_self(f, "0::/libpod_parent/libpod-x/system.slice/agent.service\n");
+	proc_threads(f, tids, 1, "0::/libpod_parent/libpod-x/system.slice/agent.service/libvirt\n");
+	p = open_fx(f);
+	assert_string_equal(placement_container_cgroup(p), "/system.slice/agent.service");
+	assert_int_equal(placement_check_pid(p, QEMU, "vm", true, &rep), 0);
+	assert_int_equal(rep.n_misplaced, 1);
+	assert_string_equal(rep.target, "/machine/qemu-vm.hostagent");
+	placement_report_done(&rep);
+	assert_file(f, "machine/qemu-vm.hostagent/cgroup.procs", "5000\n");
+
+	/* Moved by the host outside what is mounted here: not inside the container. */
+	proc_threads(f, tids, 1, "0::/machine/qemu-1-vm.libvirt-qemu\n");
+	assert_int_equal(placement_check_pid(p, QEMU, "vm", false, &rep), 0);
+	assert_int_equal(rep.n_misplaced, 0);
+	placement_report_done(&rep);
+	fx_free(f);
+}
+
+static void test_unit_name(void **state)
+{
+	_cleanup_free_ char *a = NULL, *b = NULL;
+	char *c = NULL;
+
+	assert_int_equal(placement_systemd_unit_name("vm1", &a), 0);
+	assert_string_equal(a, "hostagent-qemu-vm1.scope");
+	assert_int_equal(placement_systemd_unit_name("my-vm/ä.1", &b), 0);
+	assert_string_equal(b, "hostagent-qemu-my\\x2dvm\\x2f\\xc3\\xa4.1.scope");
+	assert_int_equal(placement_systemd_unit_name("", &c), -EINVAL);
+	assert_null(c);
+}
+
 static void test_no_hierarchy(void **state)
 {
 	struct fx *f = fx_new();
@@ -351,4 +403,5 @@ static void test_no_hierarchy(void **state)
 
 TEST_MAIN(cmocka_unit_test(test_v2_private_ns), cmocka_unit_test(test_v1_threads_and_cpuset),
 	  cmocka_unit_test(test_hybrid), cmocka_unit_test(test_not_in_container),
-	  cmocka_unit_test(test_container_and_errors), cmocka_unit_test(test_no_hierarchy))
+	  cmocka_unit_test(test_container_and_errors), cmocka_unit_test(test_no_hierarchy),
+	  cmocka_unit_test(test_subtree_mount), cmocka_unit_test(test_unit_name))
