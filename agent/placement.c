@@ -1018,12 +1018,27 @@ void placement_report_done(struct placement_report *r)
 
 void placement_forget(struct placement *p, const char *vm_name)
 {
+	_cleanup_free_ char *name = NULL;
+
 	for (size_t i = 0; i < p->n_vms; i++)
 		if (streq(p->vms[i].name, vm_name)) {
 			vm_rec_done(&p->vms[i]);
 			p->vms[i] = p->vms[--p->n_vms];
-			return;
+			break;
 		}
+	/* cgroupfs keeps an empty cgroup forever: remove the VM's own. rmdir refuses one that
+	 * still has processes (a QEMU of the same VM started meanwhile), which is what we want. */
+	if (sanitize_name(vm_name, &name) < 0)
+		return;
+	for (size_t i = 0; i < p->n_h; i++) {
+		_cleanup_free_ char *dir = NULL;
+
+		if (asprintf_safe(&dir, "%s%s/qemu-%s.hostagent", p->h[i].dir, p->partition, name) <
+		    0)
+			return;
+		if (rmdir(dir) < 0 && errno != ENOENT)
+			log_debug("placement: keeping %s: %s", dir, strerror(errno));
+	}
 }
 
 unsigned placement_violations(const struct placement *p)

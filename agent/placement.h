@@ -78,7 +78,8 @@ int placement_check_pid(struct placement *p, pid_t pid, const char *vm_name, boo
 			struct placement_report *ret);
 void placement_report_done(struct placement_report *r);
 
-/* Drops the record of a VM that stopped or was undefined. */
+/* Drops the record of a VM that stopped or was undefined and removes its per-VM host cgroups
+ * when they are empty (a systemd scope goes away by itself). */
 void placement_forget(struct placement *p, const char *vm_name);
 /* Number of VMs with a violation left (the metric; not ready while > 0). */
 unsigned placement_violations(const struct placement *p);
