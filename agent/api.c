@@ -628,6 +628,8 @@ static void dispatch(struct api_request *req)
 	case API_ROUTE_SERVER_OP:
 	case API_ROUTE_SERVER_STATUS:
 	case API_ROUTE_SERVER_DELETE:
+		if (!args && !(args = json_object()))
+			return finish_json(req, 500, NULL);
 		return start_guest_op(req, args);
 	case API_ROUTE_HOST_SYNC: {
 		if (!api->host_sync)

@@ -231,8 +231,45 @@ out=$("$HOSTCTL" --socket "$T/main/run/admin.sock" vm list) || fail "hostctl vm 
 expect_contains "$out" '"servers"' "hostctl vm list"
 "$HOSTCTL" --socket "$T/main/run/admin.sock" vm show ../etc >/dev/null 2>&1 && fail "hostctl accepted a bad id"
 ok "admin socket"
+# Asynchronous (X-Task-Id: {"result":"ok"} at once, the operation still runs) and synchronous
+# operations on the test driver's running domain "test".
+api() { curl -s -H "X-Auth-Token: $TOKEN_main" "$@"; }
+base=http://127.0.0.1:$PORT_main
+out=$(api -X POST -H "X-Task-Id: task-$$" -d '{}' "$base/servers/test/suspend")
+expect_eq "$out" '{"result":"ok"}' "asynchronous suspend answer"
+suspended() { api "$base/servers/test/status" | grep -q '"status":"suspend"'; }
+wait_for 10 suspended || fail "asynchronous suspend did not run"
+out=$(api -X POST -d '{}' "$base/servers/test/resume")
+expect_eq "$(api "$base/servers/test/status")" '{"status":"running","power_states":"on"}' "synchronous resume"
+ok "asynchronous and synchronous operations"
+
+# Metrics: route templates only, never raw ids.
+m=$(curl -s "$base/metrics")
+expect_contains "$m" 'hostagent_api_requests_total{route="/servers/:sid/status",code="200"}' "requests by route"
+expect_contains "$m" 'hostagent_api_request_duration_seconds_bucket{route="/servers/:sid/status",le="+Inf"}' "latency histogram"
+expect_contains "$m" '# TYPE hostagent_tasks_queued gauge' "task queue depth"
+case "$m" in *'route="/servers/test'* | *'route="/servers/vm-'*) fail "raw id in a metrics label";; esac
+ok "metrics"
+
 stop_agent main
 ok "agent exits cleanly, no sanitizer report"
+
+# HTTPS when a certificate is configured.
+if command -v openssl >/dev/null; then
+	mkdir -p "$T/tls"
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tls/key.pem" -out "$T/tls/cert.pem" \
+		-days 1 -subj /CN=127.0.0.1 -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null ||
+		hard "openssl cannot create a certificate"
+	start_agent tls --tls-cert-file "$T/tls/cert.pem" --tls-key-file "$T/tls/key.pem"
+	out=$(curl -s --cacert "$T/tls/cert.pem" "https://127.0.0.1:$PORT_tls/ping")
+	expect_eq "$out" pong "HTTPS /ping"
+	code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$T/tls/cert.pem" "https://127.0.0.1:$PORT_tls/servers")
+	expect_eq "$code" 401 "HTTPS without a token"
+	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_tls/ping")
+	expect_eq "$code" 000 "plain HTTP on the HTTPS port"
+	stop_agent tls
+	ok "HTTPS"
+fi
 
 # Limits: rate (429), connection count, request timeout for partial requests (slowloris).
 start_agent limits --api-rate-limit=5 --api-max-connections=8 --api-request-timeout=2
