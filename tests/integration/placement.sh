@@ -3,6 +3,11 @@
 # throwaway cgroup standing for "the container" in every hierarchy; placement-check must see
 # it misplaced, move every thread to the host partition in every hierarchy, and the process
 # must survive killing everything left in "the container" (what podman kill / kubelet do).
+# Then the same through systemd over sd-bus: in a systemd node container (ENVIRONMENT.md) a
+# process of a service standing in for the pod is moved into a transient scope in
+# machine.slice, survives killing the service, and a second one is attached to the existing
+# scope. Times: cgroupfs part < 1 s; systemd part 15 s, plus about 50 s once to build the node
+# image (cached by package list under /var/cache/hostagent-image).
 set -u
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 root=${CGROUP_ROOT:-/sys/fs/cgroup}
@@ -103,5 +108,77 @@ done
 sleep 0.3
 kill -0 "$pid" 2>/dev/null || fail "process died with the container"
 out=$("$tool" "${opts[@]}" "$pid" "$name") || fail "re-check reports a violation: $out"
-echo "PASS: $(ls /proc/$pid/task | wc -l) threads moved out of /$tag-pod in ${#hiers[@]} hierarchies and survived"
+echo "ok: $(ls /proc/$pid/task | wc -l) threads moved out of /$tag-pod in ${#hiers[@]} hierarchies and survived"
+kill -9 "$pid"; pid=""
+
+# --- systemd over sd-bus, in a systemd node container -------------------------------------
+src=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
+if ! command -v podman >/dev/null || ! command -v mmdebstrap >/dev/null ||
+	! grep -q runc /etc/containers/containers.conf 2>/dev/null; then
+	"$src/deploy/image/setup-podman.sh" || { echo "ERROR: podman setup failed"; exit 99; }
+fi
+cache=${HOSTAGENT_IMAGE_CACHE:-/var/cache/hostagent-image}
+pkgs="systemd systemd-sysv dbus systemd-container procps libvirt0 libkmod2 libnl-3-200
+libnl-route-3-200 libsystemd0 libjansson4 libmicrohttpd12 libcurl3-gnutls libyaml-0-2 libxml2"
+ldd "$tool" | grep -q libasan && pkgs="$pkgs libasan8 libubsan1"
+hash=$(echo $pkgs | sha256sum | cut -c1-16)
+img=localhost/hostagent-sdnode:$hash
+if ! podman image exists "$img"; then
+	mkdir -p "$cache"
+	if [ ! -f "$cache/sdnode-$hash.tar" ]; then
+		mmdebstrap --variant=minbase --mode=root --format=tar --quiet \
+			--aptopt='APT::Install-Recommends "false"' --include="$(echo $pkgs | tr ' ' ',')" \
+			bookworm "$cache/sdnode-$hash.tmp.tar" http://deb.debian.org/debian ||
+			{ echo "ERROR: mmdebstrap of the systemd node image failed"; exit 99; }
+		mv "$cache/sdnode-$hash.tmp.tar" "$cache/sdnode-$hash.tar"
+	fi
+	podman import --change 'CMD=["/lib/systemd/systemd"]' "$cache/sdnode-$hash.tar" "$img" >/dev/null 2>&1 ||
+		{ echo "ERROR: podman import failed"; exit 99; }
+fi
+node=$tag-sdnode
+trap 'podman rm -f -t 0 "$node" >/dev/null 2>&1; cleanup' EXIT
+podman run -d --name "$node" --privileged --systemd=always "$img" /lib/systemd/systemd >/dev/null ||
+	{ echo "ERROR: cannot start a systemd container"; exit 99; }
+podman cp "$tool" "$node:/usr/local/bin/placement-check" || { echo "ERROR: podman cp"; exit 99; }
+state=""
+for _ in $(seq 60); do
+	state=$(podman exec "$node" systemctl is-system-running 2>/dev/null)
+	case $state in running | degraded) break ;; esac
+	sleep 0.5
+done
+case $state in running | degraded) ;; *) echo "ERROR: systemd in $node: $state"; exit 99 ;; esac
+
+# One process of a service (the "pod") that is not its main process, as QEMU under libvirtd.
+podman exec -i "$node" bash -s <<'IN' || fail "systemd placement"
+set -u
+fail() { echo "FAIL: $*"; exit 1; }
+child() { # starts unit $1, prints the pid of its sleep child and the unit's cgroup
+	systemd-run --quiet --unit="$1" sh -c "sleep 600 & wait" || return 1
+	for _ in $(seq 50); do
+		m=$(systemctl show -p MainPID --value "$1")
+		c=$(pgrep -P "$m" sleep) && break
+		sleep 0.1
+	done
+	echo "$c $(sed -n 's/^0:://p' /proc/$c/cgroup)"
+}
+read -r p cg < <(child fakepod1) || fail "no test service"
+out=$(placement-check --systemd=yes --container-cgroup="$cg" "$p" vm-sd); rc=$?
+[ $rc = 1 ] || fail "check without fix: exit $rc: $out"
+out=$(placement-check --systemd=yes --container-cgroup="$cg" --fix "$p" vm-sd); rc=$?
+echo "$out" | tail -1
+[ $rc = 0 ] && grep -q 'systemd=yes' <<<"$out" || fail "fix through systemd: exit $rc"
+grep -q '^0::.*/machine.slice/hostagent-qemu-vm\\x2dsd.scope$' /proc/$p/cgroup ||
+	fail "not in the scope: $(cat /proc/$p/cgroup)"
+systemctl kill --signal=KILL fakepod1.service
+sleep 0.5
+kill -0 "$p" 2>/dev/null || fail "the moved process died with its service"
+read -r p2 cg2 < <(child fakepod2) || fail "no second test service"
+out=$(placement-check --systemd=yes --container-cgroup="$cg2" --fix "$p2" vm-sd); rc=$?
+echo "$out" | tail -1
+[ $rc = 0 ] && grep -q 'systemd=yes' <<<"$out" || fail "attach to the existing scope: exit $rc"
+[ "$(systemctl show -p ActiveState --value 'hostagent-qemu-vm\x2dsd.scope')" = active ] ||
+	fail "scope not active"
+echo "ok: systemd scope placement (StartTransientUnit, AttachProcessesToUnit)"
+IN
+echo "PASS"
 exit 0
