@@ -4,8 +4,9 @@
 #include <sys/types.h>
 #include <systemd/sd-bus.h>
 
-/* Connects to the system bus (or address) and checks that systemd answers on it. */
-int placement_systemd_open(const char *address, sd_bus **ret);
+/* Connects to the system bus (or address) and checks that systemd answers on it; method calls
+ * time out after timeout_ms. */
+int placement_systemd_open(const char *address, unsigned timeout_ms, sd_bus **ret);
 /* Moves every thread of pid into the scope unit in slice: StartTransientUnit and waiting for
  * its job, or AttachProcessesToUnit when the unit exists. */
 int placement_systemd_move(sd_bus *bus, const char *unit, const char *slice, pid_t pid,

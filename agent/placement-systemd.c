@@ -14,7 +14,7 @@
 #define SD_PATH	 "/org/freedesktop/systemd1"
 #define SD_IFACE "org.freedesktop.systemd1.Manager"
 
-int placement_systemd_open(const char *address, sd_bus **ret)
+int placement_systemd_open(const char *address, unsigned timeout_ms, sd_bus **ret)
 {
 	_cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
 	sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -32,6 +32,10 @@ int placement_systemd_open(const char *address, sd_bus **ret)
 			r = sd_bus_start(bus);
 	} else
 		r = sd_bus_open_system(&bus);
+	if (r < 0)
+		return r;
+	/* A hung bus must not stall a VM start for sd-bus' default 25 s. */
+	r = sd_bus_set_method_call_timeout(bus, (uint64_t)timeout_ms * 1000u);
 	if (r < 0)
 		return r;
 
@@ -182,7 +186,7 @@ int placement_systemd_unit_name(const char *vm_name, char **ret)
 	size_t n = strlen(vm_name);
 	char *s, *t;
 
-	if (n == 0 || n > 64)
+	if (n == 0 || n > 56) /* unit names are at most 255 bytes, escaping takes up to 4 */
 		return -EINVAL;
 	s = malloc(strlen(prefix) + 4 * n + sizeof(".scope"));
 	if (!s)

@@ -26,6 +26,8 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir)
 
+#define IN_SET_DISCONNECTED(r) ((r) == -ENOTCONN || (r) == -ECONNRESET || (r) == -EPIPE)
+
 struct hier {
 	char *key;	  /* controller field of /proc/<pid>/cgroup: "memory", "name=systemd", "" */
 	char *dir;	  /* the mount directory under cgroup_root */
@@ -51,6 +53,7 @@ struct placement {
 	struct hier *h;
 	size_t n_h;
 	sd_bus *bus;
+	char *bus_address;
 	unsigned timeout_ms;
 	struct vm_rec *vms;
 	size_t n_vms;
@@ -84,6 +87,7 @@ struct placement *placement_free(struct placement *p)
 	free(p->vms);
 	if (p->bus)
 		sd_bus_flush_close_unref(p->bus);
+	free(p->bus_address);
 	free(p->cgroup_root);
 	free(p->proc_root);
 	free(p->partition);
@@ -378,7 +382,8 @@ static int hier_translate(const struct hier *h, const char *proc_path, char **re
 }
 
 /* Where the agent is in one hierarchy: its path under the mount and how to translate. */
-static int hier_locate_self(struct placement *p, struct hier *h, const char *proc_path)
+static int hier_locate_self(struct placement *p, struct hier *h, const char *proc_path,
+			    const char *hint)
 {
 	_cleanup_free_ char *rel = NULL, *direct = NULL, *found = NULL;
 	unsigned budget = SCAN_MAX_DIRS;
@@ -407,8 +412,23 @@ static int hier_locate_self(struct placement *p, struct hier *h, const char *pro
 		}
 	}
 	/* A private cgroup namespace: the agent sees its own cgroup as "/" (or a path relative
-	 * to its namespace root), while the hierarchy mounted at cgroup_root is the host's. */
-	r = scan(h->dir, "/", p->self, 0, &budget, &found);
+	 * to its namespace root), while the hierarchy mounted at cgroup_root is the host's. The
+	 * runtime creates the same path in every hierarchy: try the one found in the last first. */
+	r = 0;
+	if (hint) {
+		_cleanup_free_ char *d = strjoin(h->dir, hint);
+
+		if (!d)
+			return -ENOMEM;
+		if (file_lists(d, "cgroup.procs", p->self) > 0) {
+			found = strdup(hint);
+			if (!found)
+				return -ENOMEM;
+			r = 1;
+		}
+	}
+	if (r == 0)
+		r = scan(h->dir, "/", p->self, 0, &budget, &found);
 	if (r < 0)
 		return r;
 	if (r == 0) {
@@ -499,6 +519,7 @@ int placement_new(const struct placement_opts *o, struct placement **ret)
 	_cleanup_placement_ struct placement *p = NULL;
 	_cleanup_free_ char *self_path = NULL;
 	struct cg_line *lines = NULL;
+	_cleanup_free_ char *hint = NULL; /* a copy: p->h moves on realloc */
 	size_t n_lines = 0;
 	int r;
 
@@ -554,7 +575,13 @@ int placement_new(const struct placement_opts *o, struct placement **ret)
 			r = -ENOMEM;
 			break;
 		}
-		r = hier_locate_self(p, h, lines[i].path);
+		r = hier_locate_self(p, h, lines[i].path, hint);
+		if (r >= 0 && !h->strip) {
+			free(hint);
+			hint = strdup(h->self);
+			if (!hint)
+				r = -ENOMEM;
+		}
 		if (r >= 0)
 			r = hier_forbidden(p, h);
 	}
@@ -565,7 +592,12 @@ int placement_new(const struct placement_opts *o, struct placement **ret)
 		return -ENOENT;
 
 	if (!o || o->systemd != PLACEMENT_SYSTEMD_NO) {
-		r = placement_systemd_open(o ? o->bus_address : NULL, &p->bus);
+		if (o && o->bus_address) {
+			p->bus_address = strdup(o->bus_address);
+			if (!p->bus_address)
+				return -ENOMEM;
+		}
+		r = placement_systemd_open(p->bus_address, p->timeout_ms, &p->bus);
 		if (r < 0) {
 			log_debug_errno(r, "placement: no host systemd, using cgroupfs: %m");
 			if (o && o->systemd == PLACEMENT_SYSTEMD_YES)
@@ -953,6 +985,18 @@ int placement_check_pid(struct placement *p, pid_t pid, const char *vm_name, boo
 		if (p->bus && placement_systemd_unit_name(name, &unit) >= 0) {
 			r = placement_systemd_move(p->bus, unit, "machine.slice", pid,
 						   p->timeout_ms);
+			if (IN_SET_DISCONNECTED(r)) {
+				/* dbus-daemon or systemd restarted on the host: reconnect once. */
+				sd_bus *nb = NULL;
+
+				if (placement_systemd_open(p->bus_address, p->timeout_ms, &nb) >=
+				    0) {
+					sd_bus_flush_close_unref(p->bus);
+					p->bus = nb;
+					r = placement_systemd_move(p->bus, unit, "machine.slice",
+								   pid, p->timeout_ms);
+				}
+			}
 			if (r >= 0) {
 				rep.systemd_used = true;
 				rep.target = strdup(unit);

@@ -70,7 +70,9 @@ bool placement_uses_systemd(const struct placement *p);
 
 /* Checks every thread of pid in every hierarchy; with fix, moves misplaced ones into the
  * host partition (systemd scope "hostagent-qemu-<name>.scope" in machine.slice, or the
- * cgroup <host_partition>/qemu-<name>.hostagent). Records the outcome for vm_name in the
+ * cgroup <host_partition>/qemu-<name>.hostagent). Blocks up to systemd_timeout_ms waiting for
+ * systemd; a placement object is not thread-safe (one sd-bus connection): call it from one
+ * thread at a time. Records the outcome for vm_name in the
  * violation summary. Returns -ESRCH when the process is gone (its record is dropped),
  * another negative errno when the check itself failed; a placement that could not be fixed
  * is not an error: see ret->n_left. ret may be NULL. */
