@@ -3,7 +3,12 @@
 #   keystone_start [COMPUTE_URL]   # ~6-10 s; exports the variables below
 #   ... KS_URL, tokens via ks_token USER PASSWORD [PROJECT] ...
 #   (keystone_stop runs on exit; call it earlier if you like)
-# Environment knobs: KS_TOKEN_EXPIRATION (seconds, default 3600).
+# Environment knobs: KS_TOKEN_EXPIRATION (seconds, default 3600), KS_PORT (default: a free
+# port; set it to know KS_URL before keystone runs).
+#
+# The region's task endpoint (tests/integration/fake-region.py), for task callback tests:
+#   port=$(ks_free_port); keystone_start "http://127.0.0.1:$port"; fake_region_start "$port"
+#   ... fake_region_wait TASK_ID [SECONDS]   # prints the recorded delivery (JSON), see the .py
 #
 # Exported after keystone_start:
 #   KS_URL            http://127.0.0.1:PORT/v3
@@ -75,7 +80,7 @@ keystone_start() {
 	local d=$T/keystone port
 	mkdir -p "$d/fernet-keys" "$d/credential-keys"
 	chmod 700 "$d/fernet-keys" "$d/credential-keys"
-	port=$(ks_free_port)
+	port=${KS_PORT:-$(ks_free_port)}
 	KS_URL=http://127.0.0.1:$port/v3
 	KS_REGION=RegionOne
 	KS_COMPUTE_URL=${1:-http://127.0.0.1:$(ks_free_port)}
@@ -110,34 +115,52 @@ password_hash_rounds = 4
 [cache]
 enabled = false
 EOF
-	local km=(keystone-manage --config-file "$d/keystone.conf")
-	local u g
-	u=$(id -un) g=$(id -gn)
-	{
-		"${km[@]}" db_sync &&
-			"${km[@]}" fernet_setup --keystone-user "$u" --keystone-group "$g" &&
-			"${km[@]}" credential_setup --keystone-user "$u" --keystone-group "$g" &&
-			"${km[@]}" bootstrap --bootstrap-password "$KS_ADMIN_PASSWORD" \
-				--bootstrap-username "$KS_ADMIN_USER" --bootstrap-project-name "$KS_ADMIN_PROJECT" \
-				--bootstrap-role-name admin --bootstrap-service-name keystone \
-				--bootstrap-region-id "$KS_REGION" \
-				--bootstrap-public-url "$KS_URL/" --bootstrap-internal-url "$KS_URL/"
-			"${km[@]}" bootstrap --bootstrap-password "$KS_AGENT_PASSWORD" \
-				--bootstrap-username "$KS_AGENT_USER" --bootstrap-project-name system \
-				--bootstrap-role-name admin &&
-			"${km[@]}" bootstrap --bootstrap-password "$KS_OP_PASSWORD" \
-				--bootstrap-username "$KS_OP_USER" --bootstrap-project-name system \
-				--bootstrap-role-name admin &&
-			"${km[@]}" bootstrap --bootstrap-password "$KS_MEMBER_PASSWORD" \
-				--bootstrap-username "$KS_MEMBER_USER" --bootstrap-project-name system \
-				--bootstrap-role-name member
-	} >"$d/manage.log" 2>&1 || { tail -n 30 "$d/manage.log" >&2; hard "keystone-manage failed"; }
+	# keystone-manage takes most of the setup time: its result (database, keys) is kept as a
+	# template under TMPDIR and copied by later runs; only URLs differ between runs.
+	local tpl key
+	key=$( (cat "${BASH_SOURCE[0]}"; keystone-manage --version 2>/dev/null) | md5sum | cut -c1-12)
+	tpl=${KS_TEMPLATE_DIR:-${TMPDIR:-/tmp}/hostagent-keystone-template-$(id -u)}-$key
+	if [ -O "$tpl" ] && [ -f "$tpl/keystone.db" ]; then
+		cp -r "$tpl/keystone.db" "$tpl/fernet-keys" "$tpl/credential-keys" "$d/" ||
+			hard "cannot copy the keystone template $tpl"
+	else
+		local km=(keystone-manage --config-file "$d/keystone.conf")
+		local u g
+		u=$(id -un) g=$(id -gn)
+		{
+			"${km[@]}" db_sync &&
+				"${km[@]}" fernet_setup --keystone-user "$u" --keystone-group "$g" &&
+				"${km[@]}" credential_setup --keystone-user "$u" --keystone-group "$g" &&
+				"${km[@]}" bootstrap --bootstrap-password "$KS_ADMIN_PASSWORD" \
+					--bootstrap-username "$KS_ADMIN_USER" --bootstrap-project-name "$KS_ADMIN_PROJECT" \
+					--bootstrap-role-name admin --bootstrap-service-name keystone \
+					--bootstrap-region-id "$KS_REGION" \
+					--bootstrap-public-url "$KS_URL/" --bootstrap-internal-url "$KS_URL/" &&
+				"${km[@]}" bootstrap --bootstrap-password "$KS_AGENT_PASSWORD" \
+					--bootstrap-username "$KS_AGENT_USER" --bootstrap-project-name system \
+					--bootstrap-role-name admin &&
+				"${km[@]}" bootstrap --bootstrap-password "$KS_OP_PASSWORD" \
+					--bootstrap-username "$KS_OP_USER" --bootstrap-project-name system \
+					--bootstrap-role-name admin &&
+				"${km[@]}" bootstrap --bootstrap-password "$KS_MEMBER_PASSWORD" \
+					--bootstrap-username "$KS_MEMBER_USER" --bootstrap-project-name system \
+					--bootstrap-role-name member
+		} >"$d/manage.log" 2>&1 || { tail -n 30 "$d/manage.log" >&2; hard "keystone-manage failed"; }
+		# Publish atomically: parallel tests may build the same template.
+		if mkdir -p "$(dirname "$tpl")" && local tmp && tmp=$(mktemp -d "$tpl.XXXXXX"); then
+			cp -r "$d/keystone.db" "$d/fernet-keys" "$d/credential-keys" "$tmp/" &&
+				mv -T "$tmp" "$tpl" 2>/dev/null || rm -rf "$tmp"
+		fi
+	fi
 	# The region service as Cloudpods registers it (three interfaces), plus a decoy endpoint in
 	# another region. Written into the database before keystone starts: see above.
-	python3 - "$d/keystone.db" "$KS_REGION" "$KS_COMPUTE_URL" <<'PY' || hard "catalog setup failed"
+	python3 - "$d/keystone.db" "$KS_REGION" "$KS_COMPUTE_URL" "$KS_URL/" <<'PY' || hard "catalog setup failed"
 import sqlite3, sys, uuid
-db, region, url = sys.argv[1:]
+db, region, url = sys.argv[1:4]
 c = sqlite3.connect(db)
+# The identity endpoints may come from a template made on another port.
+c.execute("UPDATE endpoint SET url = ? WHERE service_id IN "
+          "(SELECT id FROM service WHERE type = 'identity')", (sys.argv[4],))
 sid = uuid.uuid4().hex
 c.execute("INSERT INTO service (id, type, enabled, extra) VALUES (?, 'compute', 1, ?)",
           (sid, '{"name": "region2"}'))
@@ -159,4 +182,52 @@ PY
 	KS_SETUP_SECONDS=$((SECONDS - started))
 	export KS_SETUP_SECONDS
 	echo "keystone: $KS_URL up in ${KS_SETUP_SECONDS}s (compute $KS_COMPUTE_URL)"
+}
+
+# fake_region_start PORT [--fail-first N]: serves {compute}/tasks/<id> on PORT, checking every
+# delivery (method, path, token valid in keystone, JSON body shape) into $FR_RECORD.
+fake_region_start() {
+	local port=$1
+	shift
+	FR_RECORD=$T/fake-region.jsonl
+	export FR_RECORD
+	python3 "$top_srcdir/tests/integration/fake-region.py" --port "$port" --record "$FR_RECORD" \
+		--keystone "$KS_URL" "$@" >"$T/fake-region.log" 2>&1 &
+	FR_PID=$!
+	on_exit "kill $FR_PID"
+	wait_for 20 curl -sf -o /dev/null "http://127.0.0.1:$port/__ready" || hard "fake region did not start"
+}
+
+# fake_region_wait TASK_ID [SECONDS]: waits for a successful delivery of TASK_ID and prints its
+# record; fails when a delivery for it had problems.
+fake_region_wait() {
+	local id=$1 t=${2:-30}
+	local end=$((SECONDS + t)) out
+	while [ $SECONDS -lt $end ]; do
+		out=$(python3 - "$FR_RECORD" "$id" <<'PY'
+import json, sys
+bad = ok = None
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("task_id") != sys.argv[2]:
+        continue
+    if r["problems"]:
+        bad = r
+    elif r["status"] == 200:
+        ok = r
+if bad:
+    print(json.dumps(bad)); sys.exit(2)
+if ok:
+    print(json.dumps(ok)); sys.exit(0)
+sys.exit(1)
+PY
+		)
+		case $? in
+		0) printf '%s\n' "$out"; return 0 ;;
+		2) echo "fake region: bad delivery for task $id: $out" >&2; return 2 ;;
+		esac
+		sleep 0.2
+	done
+	echo "fake region: no delivery for task $id within ${t}s" >&2
+	return 1
 }
