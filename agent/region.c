@@ -16,6 +16,8 @@
 #define RENEW_MIN_USEC	     (5 * USEC_PER_SEC)
 #define CALLBACK_ATTEMPTS    10
 #define CALLBACK_MAX_PENDING 4096
+#define HTTP_WORKERS	     2
+#define HTTP_MAX_QUEUED	     512
 /* A callback waiting for a token (Keystone down) gives up after this long. */
 #define CALLBACK_MAX_AGE_USEC (3600 * USEC_PER_SEC)
 
@@ -47,6 +49,9 @@ struct task_callback {
 struct region {
 	struct agent *agent;
 	bool standalone;
+	/* Keystone and region calls get their own small pool: slow guest operations on the
+	 * agent's pool must not delay token checks, nor a hung keystone guest operations. */
+	struct tasks *pool;
 	char *token;
 	char *compute_url;
 	uint64_t token_expires; /* CLOCK_MONOTONIC usec */
@@ -265,7 +270,7 @@ int region_http_submit(struct region *r, const char *method, const char *url, ch
 	h->r = -ECANCELED; /* stays so when the pool drops the job */
 	h->done = done;
 	h->userdata = userdata;
-	int k = tasks_submit(r->agent->tasks, NULL, http_job_work, http_job_done, h);
+	int k = r->pool ? tasks_submit(r->pool, NULL, http_job_work, http_job_done, h) : -ESHUTDOWN;
 	if (k < 0) {
 		http_job_free(h);
 		return k;
@@ -615,6 +620,13 @@ int region_new(struct agent *a, struct region **ret)
 		return -ENOMEM;
 	r->agent = a;
 	r->standalone = config_standalone(&a->cfg);
+	if (!r->standalone) {
+		int k = tasks_new(a->event, HTTP_WORKERS, HTTP_MAX_QUEUED, &r->pool);
+		if (k < 0) {
+			free(r);
+			return k;
+		}
+	}
 	*ret = r;
 	return 0;
 }
@@ -638,12 +650,14 @@ struct region *region_free(struct region *r)
 		log_warning("Dropping %zu undelivered task callbacks", r->n_callbacks);
 	while (r->callbacks)
 		callback_free(r->callbacks);
-	/* Jobs still on the pool complete later without us. */
+	/* Jobs still on the pool complete without us: running ones finish (bounded by their
+	 * timeouts), queued ones are dropped. */
 	while (r->jobs) {
 		struct region_http *h = r->jobs;
 		region_http_cancel(h);
 		http_job_unlink(h);
 	}
+	r->pool = tasks_free(r->pool);
 	sd_event_source_disable_unref(r->renew_timer);
 	if (r->token) {
 		explicit_bzero(r->token, strlen(r->token));

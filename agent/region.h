@@ -28,8 +28,9 @@ const char *region_compute_url(struct region *r);
 /* Asks for a new service token now (Keystone answered 401 to the current one). */
 void region_token_invalid(struct region *r);
 
-/* Asynchronous HTTP for agent modules: the request runs on the worker pool (agent/tasks.h),
- * done runs on the loop. r < 0 when no response came (-ECANCELED: the pool dropped it). */
+/* Asynchronous HTTP to keystone and the region for agent modules: the request runs on the
+ * region's own small worker pool (agent/tasks.h), done runs on the loop. -ESHUTDOWN in
+ * standalone mode. r < 0 when no response came (-ECANCELED: the pool dropped it). */
 struct http_response;
 struct region_http;
 typedef void (*region_http_done_fn)(int r, const struct http_response *resp, void *userdata);
