@@ -528,14 +528,6 @@ static void scrape_render(struct api *api, struct api_request *req, const char *
 			  a->tasks ? (double)tasks_queued(a->tasks) : 0);
 	metrics_gauge_set(a->metrics, "hostagent_tasks_running", "Jobs running on a worker.", NULL,
 			  a->tasks ? (double)tasks_running(a->tasks) : 0);
-	if (a->virt) {
-		metrics_gauge_set(a->metrics, "hostagent_libvirt_connected",
-				  "1 while the libvirt connection is up.", NULL,
-				  virt_connected(a->virt) ? 1 : 0);
-		metrics_gauge_set(a->metrics, "hostagent_libvirt_reconnects",
-				  "libvirt reconnections since start.", NULL,
-				  (double)virt_reconnects(a->virt));
-	}
 	int r = metrics_render(a->metrics, f);
 	if (r >= 0 && guest_stats)
 		fputs(guest_stats, f);
@@ -1022,6 +1014,9 @@ int api_start(struct api *api)
 		if (r < 0)
 			return log_error_errno(r, "Failed to serve the admin socket: %m");
 	}
+	metrics_gauge_set(api->a->metrics, "hostagent_build_info",
+			  "Build information of the agent (always 1).",
+			  "name=\"" PACKAGE_NAME "\",version=\"" PACKAGE_VERSION "\"", 1);
 	log_info("API listening address=%s port=%d tls=%s admin_socket=%s", cfg->listen_address,
 		 api->port, tls ? "yes" : "no", strempty(cfg->admin_socket));
 	return 0;

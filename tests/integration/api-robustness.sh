@@ -248,6 +248,7 @@ m=$(curl -s "$base/metrics")
 expect_contains "$m" 'hostagent_api_requests_total{route="/servers/:sid/status",code="200"}' "requests by route"
 expect_contains "$m" 'hostagent_api_request_duration_seconds_bucket{route="/servers/:sid/status",le="+Inf"}' "latency histogram"
 expect_contains "$m" '# TYPE hostagent_tasks_queued gauge' "task queue depth"
+expect_contains "$m" 'hostagent_build_info{name="hostagent",version=' "build info"
 case "$m" in *'route="/servers/test'* | *'route="/servers/vm-'*) fail "raw id in a metrics label";; esac
 ok "metrics"
 
