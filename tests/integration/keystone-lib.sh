@@ -4,7 +4,8 @@
 #   ... KS_URL, tokens via ks_token USER PASSWORD [PROJECT] ...
 #   (keystone_stop runs on exit; call it earlier if you like)
 # Environment knobs: KS_TOKEN_EXPIRATION (seconds, default 3600), KS_PORT (default: a free
-# port; set it to know KS_URL before keystone runs).
+# port; set it to know KS_URL before keystone runs), KS_TEMPLATE_DIR (where the prepared
+# database and keys are kept between runs; default under TMPDIR).
 #
 # The region's task endpoint (tests/integration/fake-region.py), for task callback tests:
 #   port=$(ks_free_port); keystone_start "http://127.0.0.1:$port"; fake_region_start "$port"
@@ -24,30 +25,6 @@
 # ks_free_port: prints a free loopback TCP port.
 ks_free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# ks_json EXPR: evaluates a python expression over the JSON document j read from stdin.
-ks_json() {
-	python3 -c 'import json,sys; j=json.load(sys.stdin); v=('"$1"'); print(v if v is not None else "")'
-}
-
-# ks_req METHOD PATH TOKEN [BODY]: prints the response body; fails unless 2xx. Retries a
-# 5xx: keystone on sqlite now and then answers "database is locked" (the write is rolled back).
-ks_req() {
-	local args=(-sS -X "$1" -H "X-Auth-Token: $3" -w '\n%{http_code}' "$KS_URL$2")
-	[ $# -ge 4 ] && args+=(-H "Content-Type: application/json" -d "$4")
-	local i out code
-	for i in 1 2 3 4 5; do
-		out=$(curl "${args[@]}") || return 1
-		code=${out##*$'\n'}
-		case $code in
-		2??) printf '%s\n' "${out%$'\n'*}"; return 0 ;;
-		5??) sleep 0.3 ;;
-		*) echo "keystone: $1 $2 answered $code" >&2; return 1 ;;
-		esac
-	done
-	echo "keystone: $1 $2 answered $code" >&2
-	return 1
 }
 
 # ks_token USER PASSWORD [PROJECT]: prints a project-scoped token (Default domains).
@@ -90,8 +67,8 @@ keystone_start() {
 	KS_MEMBER_USER=viewer KS_MEMBER_PASSWORD=viewer-secret-4
 	KS_LOG=$d/keystone.log
 	# Users and the catalog are made before the server starts, not through the API: on sqlite,
-	# keystone-wsgi-public leaves the database locked after its first write, and every later
-	# write fails with "database is locked" (one write per test, a revocation, is fine).
+	# keystone-wsgi-public left the database locked after creating a user or service, and
+	# every later create failed with "database is locked". Token revocations work.
 	export KS_URL KS_REGION KS_COMPUTE_URL KS_ADMIN_USER KS_ADMIN_PASSWORD KS_ADMIN_PROJECT \
 		KS_AGENT_USER KS_AGENT_PASSWORD KS_AGENT_PROJECT KS_OP_USER KS_OP_PASSWORD \
 		KS_MEMBER_USER KS_MEMBER_PASSWORD KS_LOG
