@@ -44,7 +44,7 @@ start_agent() {
 	mkdir -p "$T/servers" "$T/disks" "$T/state"
 	"$HOSTAGENT" --servers-path "$T/servers" --local-image-path "$T/disks" --state-dir "$T/state" \
 		--admin-socket "$SOCK" --listen-address 127.0.0.1 --port "${PORT:-0}" \
-		--libvirt-uri "${LIBVIRT_URI:-qemu:///system}" --log-level debug "$@" >>"$T/agent.log" 2>&1 &
+		--libvirt-uri "${LIBVIRT_URI:-qemu:///system}" --log-level debug "$@" >>"$T/agent.log" 2>&1 9>&- &
 	AGENT_PID=$!
 	on_exit "kill -TERM $AGENT_PID; wait $AGENT_PID"
 	wait_for 20 test -S "$SOCK" || fail "agent did not create its admin socket"
@@ -78,16 +78,17 @@ expect_api() {
 # use it take a shared lock; tests that stop or replace it take the exclusive lock.
 libvirtd_lock() { # shared|exclusive
 	exec 9>/tmp/hostagent-libvirtd.lock
-	flock "--$1" 9
+	flock -w 900 "--$1" 9 || hard "timed out waiting for the libvirtd lock"
 }
 # Starts the host libvirtd (and virtlogd) when absent and waits until it answers.
 libvirtd_up() {
 	mkdir -p /var/log/libvirt /run/libvirt
-	pgrep -x virtlogd >/dev/null || virtlogd -d
+	# Daemons must not inherit the lock descriptor: they would hold the lock forever.
+	pgrep -x virtlogd >/dev/null || virtlogd -d 9>&-
 	local i
 	for i in $(seq 100); do
 		virsh -c qemu:///system version >/dev/null 2>&1 && return 0
-		pgrep -x libvirtd >/dev/null || libvirtd -d
+		pgrep -x libvirtd >/dev/null || libvirtd -d 9>&-
 		sleep 0.2
 	done
 	return 1
