@@ -76,9 +76,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "placement-check: pid %d: %s\n", pid, strerror(-r));
 		return 2;
 	}
-	printf("threads=%u misplaced=%u moved=%u left=%u systemd=%s target=%s violation=%s\n",
+	printf("threads=%u misplaced=%u moved=%u left=%u systemd=%s target=%s violation=%s%s%s\n",
 	       rep.n_threads, rep.n_misplaced, rep.n_moved, rep.n_left,
-	       rep.systemd_used ? "yes" : "no", strempty(rep.target), strempty(rep.violation));
+	       rep.systemd_used ? "yes" : "no", strempty(rep.target), strempty(rep.violation),
+	       rep.error ? " error=" : "", rep.error ? strerror(-rep.error) : "");
 	if (placement_violation_reason(p, &reason) >= 0)
 		printf("reason=%s\n", reason);
 	placement_report_done(&rep);

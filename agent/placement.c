@@ -777,6 +777,7 @@ struct check_state {
 	pid_t *seen;
 	size_t n_seen;
 	unsigned n_threads, n_misplaced, n_moved;
+	int move_error; /* first failed write; the pair stays counted as left */
 	char *violation;
 };
 
@@ -845,8 +846,18 @@ static int check_thread(struct check_state *s, pid_t tid, bool count_only)
 		if (!s->violation && asprintf_safe(&s->violation, "tid=%d hierarchy=%s cgroup=%s",
 						   (int)tid, h->v2 ? "unified" : h->key, host) < 0)
 			r = -ENOMEM;
-		if (r >= 0 && s->fix && !count_only)
-			r = move_one(s, (size_t)(h - s->p->h), tid);
+		if (r >= 0 && s->fix && !count_only) {
+			int k = move_one(s, (size_t)(h - s->p->h), tid);
+
+			if (k == -ENOMEM)
+				r = k;
+			else if (k < 0) {
+				log_debug_errno(k, "placement: moving tid=%d in %s: %m", (int)tid,
+						h->dir);
+				if (!s->move_error)
+					s->move_error = k;
+			}
+		}
 	}
 	cg_lines_free(l, n);
 	return r;
@@ -1023,6 +1034,7 @@ int placement_check_pid(struct placement *p, pid_t pid, const char *vm_name, boo
 				break;
 		}
 		rep.n_moved = s.n_moved;
+		rep.error = s.move_error;
 		if (s.n_moved > 0 && !rep.target)
 			rep.target = strdup(target);
 

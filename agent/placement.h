@@ -46,6 +46,7 @@ struct placement_report {
 	unsigned n_moved;     /* pairs written to a host cgroup (cgroupfs) */
 	unsigned n_left;      /* pairs still inside after the check (and fix) */
 	bool systemd_used;    /* the process was moved into a systemd scope */
+	int error;	      /* first cgroupfs write that failed (negative errno), or 0 */
 	char *target;	      /* host cgroup (or systemd unit) it was moved to, or NULL */
 	char *violation;      /* "tid=N hierarchy=H cgroup=PATH" of one pair left, or NULL */
 };

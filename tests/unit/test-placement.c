@@ -330,6 +330,13 @@ static void test_container_and_errors(void **state)
 	assert_int_equal(rep.n_left, 1);
 	placement_report_done(&rep);
 	assert_int_equal(placement_violations(p), 1);
+	/* A move that fails is no check error: the violation stays, with the reason. */
+	put(f->cg, "machine", "not a directory");
+	assert_int_equal(placement_check_pid(p, QEMU, "vm", true, &rep), 0);
+	assert_int_equal(rep.n_moved, 0);
+	assert_int_equal(rep.n_left, 1);
+	assert_int_equal(rep.error, -ENOTDIR);
+	placement_report_done(&rep);
 	/* The process went away: -ESRCH and the record is dropped. */
 	assert_int_equal(placement_check_pid(p, QEMU + 100, "vm", true, &rep), -ESRCH);
 	assert_int_equal(placement_violations(p), 0);
