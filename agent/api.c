@@ -65,6 +65,7 @@ struct api_request {
 	char *body;
 	size_t body_len, discarded;
 	bool too_large, started, in_handler, suspended, done, queued;
+	bool authenticated, auth_pending, header_wait;
 	struct api_call *call;
 	int code;
 	struct MHD_Response *response;
@@ -642,6 +643,8 @@ static void dispatch(struct api_request *req)
 	finish_error(req, 404, NULL, "no such resource");
 }
 
+/* Authentication runs on the request headers, before any body is read, so an unauthenticated
+ * client cannot make the agent buffer bodies; the connection waits suspended meanwhile. */
 static void on_auth_done(int result, void *userdata)
 {
 	struct api_call *c = userdata;
@@ -649,30 +652,41 @@ static void on_auth_done(int result, void *userdata)
 	call_free(c);
 	if (!req)
 		return;
+	req->auth_pending = false;
 	if (result == 0)
-		return dispatch(req);
-	if (result == -EACCES)
-		return finish_error(req, 401, NULL, "missing or invalid X-Auth-Token");
-	if (result == -EPERM)
-		return finish_error(req, 403, NULL, "the token lacks an allowed role");
-	finish_error(req, 503, NULL, "token validation is unavailable");
+		req->authenticated = true;
+	else if (result == -EACCES)
+		finish_error(req, 401, NULL, "missing or invalid X-Auth-Token");
+	else if (result == -EPERM)
+		finish_error(req, 403, NULL, "the token lacks an allowed role");
+	else
+		finish_error(req, 503, NULL, "token validation is unavailable");
+	if (req->suspended) {
+		req->suspended = false;
+		MHD_resume_connection(req->conn);
+		listener_kick(req->l);
+	}
 }
 
-static void process(struct api_request *req)
+static void authenticate(struct api_request *req)
 {
 	struct api *api = req->l->api;
 	struct agent *a = api->a;
 	enum api_auth need = req->match.route->auth;
 	if (req->l->admin || need == API_AUTH_NONE ||
-	    (need == API_AUTH_METRICS && !a->cfg.metrics_require_token))
-		return dispatch(req);
+	    (need == API_AUTH_METRICS && !a->cfg.metrics_require_token)) {
+		req->authenticated = true;
+		return;
+	}
 	if (!a->auth)
 		return finish_error(req, 503, NULL, "token validation is unavailable");
 	struct api_call *c = call_new(api, req);
 	if (!c)
 		return finish_json(req, 500, NULL);
 	const char *token = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Auth-Token");
+	req->auth_pending = true;
 	if (auth_validate(a->auth, token, on_auth_done, c) < 0) {
+		req->auth_pending = false;
 		call_free(c);
 		finish_error(req, 503, NULL, "token validation is unavailable");
 	}
@@ -762,9 +776,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			finish_error(req, req->match.code, NULL, req->match.details);
 		else if (content_length_too_big(req, max))
 			finish_error(req, 413, NULL, "request body too large");
+		else
+			authenticate(req);
 		if (req->done)
 			return queue(req);
+		if (req->auth_pending) {
+			/* MHD calls again in the header phase once resumed. */
+			req->header_wait = true;
+			req->suspended = true;
+			MHD_suspend_connection(conn);
+		}
 		return MHD_YES;
+	}
+	if (req->header_wait) {
+		req->header_wait = false;
+		if (req->done)
+			return queue(req);
+		if (*upload_data_size == 0)
+			return MHD_YES;
 	}
 
 	if (*upload_data_size > 0) {
@@ -795,7 +824,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES; /* resumed spuriously; the reply comes later */
 	req->started = true;
 	req->in_handler = true;
-	process(req);
+	dispatch(req);
 	req->in_handler = false;
 	if (req->done)
 		return queue(req);
