@@ -13,25 +13,36 @@ libvirtd_up || hard "libvirtd does not start"
 start_agent
 BENCH=$top_builddir/tests/bench/bench-libvirt
 [ -x "$BENCH" ] || hard "build tests/bench/bench-libvirt first (make tests/bench/bench-libvirt)"
-ms() { python3 -c 'import time; print(time.monotonic()*1000)'; }
 
+# timed_api METHOD PATH JSON: prints curl's total time in ms (no process start-up counted).
+timed_api() {
+	curl -s -o "$T/body" -w '%{http_code} %{time_total}\n' -X "$1" --unix-socket "$SOCK" \
+		-H 'Content-Type: application/json' --data-binary "$3" "http://localhost$2" >"$T/timing"
+	read -r code secs <"$T/timing"
+	[ "$code" = 200 ] || fail "$1 $2: HTTP $code: $(cat "$T/body")"
+	python3 -c "print($secs * 1000)"
+}
+
+# One guest at a time, each measured with the same load on the host: the agent's guest, then
+# the same domain XML through libvirt directly; both removed before the next round.
 agent_times=()
+raw_times=()
 for i in $(seq "$N"); do
 	s=habench-$$-a$i
+	r=habench-$$-r$i
 	on_exit "virsh -c qemu:///system destroy $s; virsh -c qemu:///system undefine $s"
+	on_exit "virsh -c qemu:///system destroy $r; virsh -c qemu:///system undefine $r"
 	body="{\"desc\": {\"uuid\": \"$(python3 -c 'import uuid; print(uuid.uuid4())')\", \"name\": \"bench $i\", \"cpu\": 1, \"mem\": 128}}"
-	t0=$(ms)
-	expect_api 200 POST "/servers/$s/create" "$body" >/dev/null
-	expect_api 200 POST "/servers/$s/start" '{}' >/dev/null
-	t1=$(ms)
-	agent_times+=("$(python3 -c "print(round($t1-$t0,1))")")
-	# The same XML for the baseline, under another name and without the uuid.
+	c=$(timed_api POST "/servers/$s/create" "$body")
+	st=$(timed_api POST "/servers/$s/start" '{}')
+	agent_times+=("$(python3 -c "print(round($c + $st, 1))")")
 	virsh -c qemu:///system dumpxml --inactive "$s" |
-		sed -e "s|<name>$s</name>|<name>habench-$$-r$i</name>|" -e '/<uuid>/d' >"$T/raw$i.xml"
-	on_exit "virsh -c qemu:///system destroy habench-$$-r$i; virsh -c qemu:///system undefine habench-$$-r$i"
+		sed -e "s|<name>$s</name>|<name>$r</name>|" -e '/<uuid>/d' >"$T/raw.xml"
+	raw_times+=("$("$BENCH" qemu:///system "$T/raw.xml" | awk '{print $2}')")
+	api DELETE "/servers/$s" >/dev/null
+	virsh -c qemu:///system destroy "$r" >/dev/null
+	virsh -c qemu:///system undefine "$r" >/dev/null
 done
-raw_times=($("$BENCH" qemu:///system "$T"/raw*.xml | awk '{print $2}'))
-for i in $(seq "$N"); do api DELETE "/servers/habench-$$-a$i" >/dev/null; done
 
 python3 - "${agent_times[*]}" "${raw_times[*]}" <<'PY'
 import sys, statistics
