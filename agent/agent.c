@@ -5,6 +5,7 @@
 #include "agent/auth.h"
 #include "agent/region.h"
 #include "agent/guests.h"
+#include "agent/modules.h"
 #include "agent/virt.h"
 #include "agent/metrics.h"
 #include "agent/tasks.h"
@@ -66,6 +67,9 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = virt_new(a->event, a->cfg.libvirt_uri, &a->virt);
 	if (r < 0)
 		return r;
+	r = agent_modules_new(a, &a->modules);
+	if (r < 0)
+		return r;
 	r = guests_new(a, &a->guests);
 	if (r < 0)
 		return r;
@@ -94,6 +98,7 @@ struct agent *agent_free(struct agent *a)
 	/* Workers finish first: their completions still use the guest table. */
 	a->tasks = tasks_free(a->tasks);
 	a->guests = guests_free(a->guests);
+	a->modules = agent_modules_free(a->modules);
 	a->virt = virt_free(a->virt);
 	a->metrics = metrics_free(a->metrics);
 	sd_event_source_unref(a->drain_timer);
@@ -107,7 +112,10 @@ struct agent *agent_free(struct agent *a)
 
 int agent_start(struct agent *a)
 {
-	int r = guests_start(a->guests);
+	int r = agent_modules_start(a->modules);
+	if (r < 0)
+		return r;
+	r = guests_start(a->guests);
 	if (r < 0)
 		return r;
 	/* SUBSYSTEMS-START: start subsystems here, in order; return on failure. */
