@@ -6,6 +6,7 @@
 #include "agent/region.h"
 #include "agent/guests.h"
 #include "agent/modules.h"
+#include "agent/placer.h"
 #include "agent/virt.h"
 #include "agent/metrics.h"
 #include "agent/tasks.h"
@@ -73,6 +74,9 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = guests_new(a, &a->guests);
 	if (r < 0)
 		return r;
+	r = placer_new(a, &a->placer);
+	if (r < 0)
+		return r;
 	/* SUBSYSTEMS-NEW: create further subsystems here (metrics, region, auth, api). */
 	r = region_new(a, &a->region);
 	if (r < 0)
@@ -97,6 +101,7 @@ struct agent *agent_free(struct agent *a)
 	a->region = region_free(a->region);
 	/* Workers finish first: their completions still use the guest table. */
 	a->tasks = tasks_free(a->tasks);
+	a->placer = placer_free(a->placer);
 	a->guests = guests_free(a->guests);
 	a->modules = agent_modules_free(a->modules);
 	a->virt = virt_free(a->virt);
@@ -113,6 +118,9 @@ struct agent *agent_free(struct agent *a)
 int agent_start(struct agent *a)
 {
 	int r = agent_modules_start(a->modules);
+	if (r < 0)
+		return r;
+	r = placer_start(a->placer);
 	if (r < 0)
 		return r;
 	r = guests_start(a->guests);

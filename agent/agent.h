@@ -14,19 +14,22 @@ struct api;
 struct auth;
 struct region;
 struct agent_modules;
+struct placer;
 
 struct agent {
 	struct config cfg;
 	sd_event *event;
 	sd_event_source *sigterm, *sigint;
-	struct tasks *tasks;	       /* worker pool (agent/tasks.h) */
-	struct virt *virt;	       /* libvirt connection (agent/virt.h) */
-	struct guests *guests;	       /* guest table and operations (agent/guests.h) */
-	struct agent_modules *modules; /* kernel modules (agent/modules.h) */
-	struct metrics *metrics;       /* Prometheus registry (agent/metrics.h) */
-	struct api *api;	       /* HTTP API (agent/api.h) */
-	struct auth *auth;	       /* API token validation (agent/auth.h) */
-	struct region *region;	       /* keystone session, task callbacks (agent/region.h) */
+	struct tasks *tasks;   /* worker pool (agent/tasks.h) */
+	struct virt *virt;     /* libvirt connection (agent/virt.h) */
+	struct guests *guests; /* guest table and operations (agent/guests.h) */
+	struct agent_modules *modules;
+	struct placer *placer;
+	    /* QEMU cgroup placement (agent/placer.h) */ /* kernel modules (agent/modules.h) */
+	struct metrics *metrics;			 /* Prometheus registry (agent/metrics.h) */
+	struct api *api;				 /* HTTP API (agent/api.h) */
+	struct auth *auth;				 /* API token validation (agent/auth.h) */
+	struct region *region; /* keystone session, task callbacks (agent/region.h) */
 	sd_event_source *drain_timer;
 	uint64_t drain_deadline;
 	bool stopping;

@@ -18,6 +18,7 @@
 #include "agent/guests.h"
 #include "agent/metrics.h"
 #include "agent/modules.h"
+#include "agent/placer.h"
 #include "agent/ops.h"
 #include "agent/tasks.h"
 #include "agent/virt.h"
@@ -1163,6 +1164,8 @@ json_t *agent_not_ready_reasons(struct agent *a)
 		json_array_append_new(reasons, json_string("kvm: /dev/kvm is not usable"));
 	if (a->modules)
 		agent_modules_reasons(a->modules, reasons);
+	if (a->placer)
+		placer_reasons(a->placer, reasons);
 	/* NOT-READY-REASONS: other subsystems append their reasons here. */
 	if (json_array_size(reasons) == 0) {
 		json_decref(reasons);

@@ -1,0 +1,16 @@
+/* Agent side of agent/placement.h: checks every QEMU after it starts and every adopted one,
+ * moves misplaced ones out of the container's cgroup (enforce_placement), and keeps the
+ * result for readiness and metrics. All placement calls run on the worker pool under one key
+ * (the placement object is not thread-safe). */
+#pragma once
+
+#include <jansson.h>
+
+struct agent;
+struct placer;
+
+int placer_new(struct agent *a, struct placer **ret);
+struct placer *placer_free(struct placer *p);
+/* Installs the guest hooks and the metrics collector. */
+int placer_start(struct placer *p);
+void placer_reasons(struct placer *p, json_t *reasons);
