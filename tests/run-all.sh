@@ -3,8 +3,14 @@
 # tests (with -Werror, ASan and UBSan), then make distcheck. Idempotent; run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export HOSTAGENT_EXTRA_PKGS="${HOSTAGENT_EXTRA_PKGS:-} valgrind"
+# Test-only packages: a real Keystone, podman for the pod restart tests, clang for fuzzing.
+export HOSTAGENT_EXTRA_PKGS="${HOSTAGENT_EXTRA_PKGS:-} python3-keystone python3-yaml podman runc
+	mmdebstrap uidmap clang libclang-rt-14-dev util-linux wrk"
 deploy/setup-host.sh
+command -v node >/dev/null && command -v npm >/dev/null || {
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null
+}
+deploy/image/setup-podman.sh
 
 echo "== format check"
 tests/check-format.sh
@@ -14,7 +20,10 @@ deploy/build.sh --enable-werror --enable-sanitizers
 
 echo "== make check"
 export VERBOSE=1
-make -j"$(nproc)" check
+time make -j"$(nproc)" check
+
+echo "== fuzzing (router, request bodies, guest descriptors)"
+time tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
 
 echo "== make distcheck"
 make -j"$(nproc)" distcheck DISTCHECK_CONFIGURE_FLAGS="--enable-werror" >/tmp/hostagent-distcheck.log 2>&1 ||

@@ -21,6 +21,14 @@ clang -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recove
 	-include "$work/config.h" -I"$srcdir" $(pkg-config --cflags jansson) \
 	"$srcdir/tests/fuzz/fuzz-router.c" "$srcdir/agent/api-routes.c" "$srcdir/common/path.c" "$srcdir/common/util.c" \
 	$(pkg-config --libs jansson) -o "$work/fuzz-router" || { echo "ERROR: build failed" >&2; exit 99; }
+# The descriptor target: parser and domain XML writer.
+clang -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-include "$work/config.h" -I"$srcdir" $(pkg-config --cflags jansson libxml-2.0) \
+	"$srcdir/tests/fuzz/fuzz-desc.c" "$srcdir/agent/desc.c" "$srcdir/agent/domxml.c" \
+	"$srcdir/common/path.c" "$srcdir/common/util.c" "$srcdir/common/parse.c" \
+	$(pkg-config --libs jansson libxml-2.0) -o "$work/fuzz-desc" || { echo "ERROR: build failed" >&2; exit 99; }
+mkdir -p "$work/corpus-desc"
+for f in "$srcdir"/tests/data/desc/*.json; do cp "$f" "$work/corpus-desc/"; done
 
 # Seeds: real requests and the malformed shapes the robustness test sends.
 seed() { printf '%b' "$2" >"$work/corpus/$1"; }
@@ -34,14 +42,21 @@ seed utf8 'POST /servers/abc/monitor\n{"cmd": "\xff\xfe"}'
 seed deep 'POST /hosts/h/sync\n{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}'
 seed esc 'GET /servers/a%2Fb%00/status\n'
 
-echo "fuzzing for ${secs}s in $work"
-"$work/fuzz-router" -max_total_time="$secs" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
-	-artifact_prefix="$work/artifacts/" -print_final_stats=1 "$work/corpus" 2>"$work/fuzz.log"
-rc=$?
-tail -n 15 "$work/fuzz.log"
-if [ $rc -ne 0 ]; then
-	echo "FAIL: fuzz-router crashed (rc=$rc); artifacts in $work/artifacts" >&2
-	exit 1
-fi
+# Each target gets half of the time.
+half=$(( (secs + 1) / 2 ))
+run_target() { # NAME CORPUS
+	echo "fuzzing $1 for ${half}s in $work"
+	"$work/$1" -max_total_time="$half" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+		-artifact_prefix="$work/artifacts/$1-" -print_final_stats=1 "$2" 2>"$work/$1.log"
+	local rc=$?
+	tail -n 6 "$work/$1.log"
+	if [ $rc -ne 0 ]; then
+		echo "FAIL: $1 crashed (rc=$rc); artifacts in $work/artifacts" >&2
+		exit 1
+	fi
+	echo "ok: $1 ran ${half}s without a crash"
+}
+run_target fuzz-router "$work/corpus"
+run_target fuzz-desc "$work/corpus-desc"
 [ -z "${FUZZ_WORKDIR:-}" ] && rm -rf "$work"
-echo "ok: fuzz-router ran ${secs}s without a crash"
+exit 0

@@ -1,0 +1,44 @@
+/* libFuzzer target: guest descriptors as the API receives them. Any input must either be
+ * refused with a message or parse into a model that renders to domain XML; nothing may crash,
+ * leak or read out of bounds. Built and run by tests/fuzz/run.sh. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "agent/desc.h"
+#include "agent/domxml.h"
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
+{
+	static char root[] = "/tmp/hostagent-fuzz-desc-root";
+	static int made;
+	if (!made) {
+		mkdir(root, 0700);
+		made = 1;
+	}
+	char *const roots[] = {root, NULL};
+	json_error_t e;
+	json_t *j = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &e);
+	if (!j)
+		return 0;
+	struct guest_desc *d = NULL;
+	char *err = NULL;
+	if (guest_desc_parse(j, roots, &d, &err) == 0) {
+		struct domxml_opts o = {.kvm = true, .vnc_listen = "127.0.0.1"};
+		char *xml = NULL, *xerr = NULL;
+		if (domxml_render(d, "fuzz-guest", &o, &xml, &xerr) == 0 && !strstr(xml, "<domain"))
+			abort();
+		free(xml);
+		free(xerr);
+		json_t *back = guest_desc_to_json(d);
+		json_decref(back);
+		guest_desc_free(d);
+	} else if (!err)
+		abort(); /* every refusal names the field */
+	free(err);
+	json_decref(j);
+	return 0;
+}
