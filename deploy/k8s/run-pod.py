@@ -7,7 +7,8 @@ host's). Both containers go under one parent cgroup that stands for the pod's.
 
   run-pod.py [options] start [CONTAINER...]    podman run -d each container (default: all)
   run-pod.py [options] kill [CONTAINER...]     podman kill (SIGKILL to the whole cgroup), rm
-  run-pod.py [options] stop [CONTAINER...]     podman stop -t terminationGracePeriodSeconds, rm
+  run-pod.py [options] stop [CONTAINER...]     podman stop -t terminationGracePeriodSeconds, rm;
+                                               prints "NAME exit=CODE seconds=S" per container
   run-pod.py [options] restart [CONTAINER...]  kill, then start
   run-pod.py [options] print [CONTAINER...]    the podman run command lines
 
@@ -27,6 +28,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 
 try:
     import yaml
@@ -144,7 +146,14 @@ def main():
         for c in containers:
             name = f"{args.prefix}-{c['name']}"
             if args.action == "stop":
-                podman("stop", "-t", str(grace), name, check=False)
+                # Report how the container ended (tests check a clean, bounded shutdown).
+                t0 = time.monotonic()
+                r = podman("stop", "-t", str(grace), name, check=False)
+                took = time.monotonic() - t0
+                if r.returncode == 0:
+                    code = podman("inspect", "--format", "{{.State.ExitCode}}", name,
+                                  check=False).stdout.strip()
+                    print(f"{name} exit={code or '?'} seconds={took:.1f}")
             else:
                 podman("kill", "--signal", "KILL", name, check=False)
             podman("rm", "-f", "-t", "0", name, check=False)
