@@ -6,6 +6,7 @@
 #include "agent/region.h"
 #include "agent/guests.h"
 #include "agent/modules.h"
+#include "agent/hostinfo.h"
 #include "agent/placer.h"
 #include "agent/virt.h"
 #include "agent/metrics.h"
@@ -133,6 +134,7 @@ int agent_start(struct agent *a)
 	r = auth_start(a->auth);
 	if (r < 0)
 		return r;
+	api_set_host_sync(a->api, hostinfo_sync);
 	r = api_start(a->api);
 	if (r < 0)
 		return r;

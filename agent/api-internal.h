@@ -20,10 +20,12 @@ enum api_route_id {
 	API_ROUTE_METRICS,
 	API_ROUTE_VERSION,
 	API_ROUTE_SERVERS,
-	API_ROUTE_SERVER_OP,	 /* POST /servers/<sid>/<op> */
-	API_ROUTE_SERVER_STATUS, /* GET /servers/<sid>/status */
-	API_ROUTE_SERVER_DELETE, /* DELETE /servers/<sid> */
-	API_ROUTE_HOST_SYNC,	 /* POST /hosts/<hid>/sync */
+	API_ROUTE_SERVER_OP,	  /* POST /servers/<sid>/<op> */
+	API_ROUTE_SERVER_STATUS,  /* GET /servers/<sid>/status */
+	API_ROUTE_SERVER_DELETE,  /* DELETE /servers/<sid> */
+	API_ROUTE_HOST_SYNC,	  /* POST /hosts/<hid>/sync */
+	API_ROUTE_MODULES,	  /* GET /modules */
+	API_ROUTE_MODULES_ENSURE, /* POST /modules/ensure */
 	_API_ROUTE_MAX,
 };
 

@@ -22,6 +22,8 @@ static const struct api_route routes[] = {
     {API_ROUTE_SERVER_STATUS, "GET", "/servers/:sid/status", API_AUTH_TOKEN, GUEST_OP_STATUS},
     {API_ROUTE_SERVER_DELETE, "DELETE", "/servers/:sid", API_AUTH_TOKEN, GUEST_OP_DELETE},
     {API_ROUTE_HOST_SYNC, "POST", "/hosts/:hid/sync", API_AUTH_TOKEN, -1},
+    {API_ROUTE_MODULES, "GET", "/modules", API_AUTH_TOKEN, -1},
+    {API_ROUTE_MODULES_ENSURE, "POST", "/modules/ensure", API_AUTH_TOKEN, -1},
 };
 
 const struct api_route *api_route_by_id(enum api_route_id id)

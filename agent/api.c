@@ -11,6 +11,7 @@
 #include "agent/agent.h"
 #include "agent/api-internal.h"
 #include "agent/api.h"
+#include "agent/modules.h"
 #include "agent/auth.h"
 #include "agent/metrics.h"
 #include "agent/region.h"
@@ -634,6 +635,22 @@ static void dispatch(struct api_request *req)
 		if (api->host_sync(a, req->match.id, host_sync_done, c) < 0) {
 			call_free(c);
 			return finish_error(req, 500, NULL, "failed to sync host information");
+		}
+		return;
+	}
+	case API_ROUTE_MODULES:
+		if (!a->modules)
+			return finish_error(req, 503, NULL, "kernel modules are not managed");
+		return finish_json(req, 200, agent_modules_json(a->modules));
+	case API_ROUTE_MODULES_ENSURE: {
+		if (!a->modules)
+			return finish_error(req, 503, NULL, "kernel modules are not managed");
+		struct api_call *c = call_new(api, req);
+		if (!c)
+			return finish_json(req, 500, NULL);
+		if (agent_modules_ensure(a->modules, on_op_done, c) < 0) {
+			call_free(c);
+			return finish_error(req, 500, NULL, "failed to check kernel modules");
 		}
 		return;
 	}

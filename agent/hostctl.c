@@ -129,6 +129,9 @@ static void usage(FILE *f)
 	      "  vm delete SID\n"
 	      "  vm monitor SID CMD [--qmp]    QEMU monitor passthrough\n"
 	      "  status                        readiness, with the reasons when not ready\n"
+	      "  modules                       kernel modules: last check\n"
+	      "  modules ensure                check and load the kernel modules again\n"
+	      "  host                          host information (re-read)\n"
 	      "  metrics                       Prometheus metrics\n"
 	      "  version                       agent version\n"
 	      "Options: --socket PATH (default " DEFAULT_SOCKET ", or $HOSTCTL_SOCKET),\n"
@@ -267,6 +270,12 @@ int main(int argc, char **argv)
 		ret = vm_command(sock, n - 1, args + 1, force, timeout, qmp);
 	else if (streq(args[0], "status") && n == 1)
 		ret = request(sock, "GET", "/readyz", NULL, timeout, false);
+	else if (streq(args[0], "modules") && n == 1)
+		ret = request(sock, "GET", "/modules", NULL, timeout, false);
+	else if (streq(args[0], "modules") && n == 2 && streq(args[1], "ensure"))
+		ret = request(sock, "POST", "/modules/ensure", "{}", timeout, false);
+	else if (streq(args[0], "host") && n == 1)
+		ret = request(sock, "POST", "/hosts/local/sync", "{}", timeout, false);
 	else if (streq(args[0], "metrics") && n == 1)
 		ret = request(sock, "GET", "/metrics", NULL, timeout, true);
 	else if (streq(args[0], "version") && n == 1)

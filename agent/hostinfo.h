@@ -1,0 +1,18 @@
+/* Host information in the shape Cloudpods' region keeps for a host (cpu_count, mem_size,
+ * storage_size, access_ip, ...). Reading it touches /proc, /sys and libvirt: worker pool. */
+#pragma once
+
+#include <jansson.h>
+#include <libvirt/libvirt.h>
+
+#include "agent/ops.h"
+#include "common/config.h"
+
+struct agent;
+
+/* Collects the host info; conn may be NULL (libvirt fields left out). root: "/" or a fixture
+ * tree for tests (reads <root>/proc/cpuinfo, <root>/proc/meminfo, <root>/etc/os-release). */
+int hostinfo_collect(const struct config *cfg, const char *root, virConnectPtr conn, json_t **ret);
+/* POST /hosts/<hid>/sync: re-reads the host info on the worker pool and answers
+ * {"host": {...}}; the handler for api_set_host_sync(). */
+int hostinfo_sync(struct agent *a, const char *hid, op_done_fn cb, void *userdata);
