@@ -25,10 +25,10 @@ struct agent {
 	struct guests *guests; /* guest table and operations (agent/guests.h) */
 	struct agent_modules *modules;
 	struct placer *placer;
-	    /* QEMU cgroup placement (agent/placer.h) */ /* kernel modules (agent/modules.h) */
-	struct metrics *metrics;			 /* Prometheus registry (agent/metrics.h) */
-	struct api *api;				 /* HTTP API (agent/api.h) */
-	struct auth *auth;				 /* API token validation (agent/auth.h) */
+	/* QEMU cgroup placement (agent/placer.h) */ /* kernel modules (agent/modules.h) */
+	struct metrics *metrics;		     /* Prometheus registry (agent/metrics.h) */
+	struct api *api;			     /* HTTP API (agent/api.h) */
+	struct auth *auth;			     /* API token validation (agent/auth.h) */
 	struct region *region; /* keystone session, task callbacks (agent/region.h) */
 	sd_event_source *drain_timer;
 	uint64_t drain_deadline;

@@ -9,9 +9,9 @@
 struct agent;
 
 enum guest_op {
-	GUEST_OP_CREATE,  /* args: {"desc": {...}} */
-	GUEST_OP_START,	  /* reply: {"vnc_port": N, "is_running": bool} */
-	GUEST_OP_STOP,	  /* args: {"timeout": 30, "is_force": false} */
+	GUEST_OP_CREATE, /* args: {"desc": {...}} */
+	GUEST_OP_START,	 /* reply: {"vnc_port": N, "is_running": bool} */
+	GUEST_OP_STOP,	 /* args: {"timeout": 30, "is_force": false} */
 	GUEST_OP_REBOOT,
 	GUEST_OP_SUSPEND,
 	GUEST_OP_RESUME,
@@ -38,8 +38,8 @@ typedef void (*op_done_fn)(struct op_reply *reply, void *userdata);
  * order. cb is always called exactly once (also on refusal) unless this returns < 0
  * (out of memory); the callback takes ownership of nothing: the reply is freed after it
  * returns, so json_incref the body to keep it. */
-int agent_guest_op(struct agent *a, enum guest_op op, const char *sid, json_t *args,
-		   op_done_fn cb, void *userdata);
+int agent_guest_op(struct agent *a, enum guest_op op, const char *sid, json_t *args, op_done_fn cb,
+		   void *userdata);
 
 /* Snapshot of the guests this host knows, as {"servers": [{"id":..,"name":..,"status":..}]}.
  * Runs libvirt queries on the worker pool; cb as above. */
@@ -50,4 +50,4 @@ json_t *agent_not_ready_reasons(struct agent *a);
 
 /* Builds an error reply body. */
 json_t *op_error_body(int code, const char *cls, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
