@@ -112,41 +112,15 @@ echo "ok: $(ls /proc/$pid/task | wc -l) threads moved out of /$tag-pod in ${#hie
 kill -9 "$pid"; pid=""
 
 # --- systemd over sd-bus, in a systemd node container -------------------------------------
-src=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
-if ! command -v podman >/dev/null || ! command -v mmdebstrap >/dev/null ||
-	! grep -q runc /etc/containers/containers.conf 2>/dev/null; then
-	"$src/deploy/image/setup-podman.sh" || { echo "ERROR: podman setup failed"; exit 99; }
-fi
-cache=${HOSTAGENT_IMAGE_CACHE:-/var/cache/hostagent-image}
+. "$(dirname "$0")/node-lib.sh"
 pkgs="systemd systemd-sysv dbus systemd-container procps libvirt0 libkmod2 libnl-3-200
 libnl-route-3-200 libsystemd0 libjansson4 libmicrohttpd12 libcurl3-gnutls libyaml-0-2 libxml2"
 ldd "$tool" | grep -q libasan && pkgs="$pkgs libasan8 libubsan1"
-hash=$(echo $pkgs | sha256sum | cut -c1-16)
-img=localhost/hostagent-sdnode:$hash
-if ! podman image exists "$img"; then
-	mkdir -p "$cache"
-	if [ ! -f "$cache/sdnode-$hash.tar" ]; then
-		mmdebstrap --variant=minbase --mode=root --format=tar --quiet \
-			--aptopt='APT::Install-Recommends "false"' --include="$(echo $pkgs | tr ' ' ',')" \
-			bookworm "$cache/sdnode-$hash.tmp.tar" http://deb.debian.org/debian ||
-			{ echo "ERROR: mmdebstrap of the systemd node image failed"; exit 99; }
-		mv "$cache/sdnode-$hash.tmp.tar" "$cache/sdnode-$hash.tar"
-	fi
-	podman import --change 'CMD=["/lib/systemd/systemd"]' "$cache/sdnode-$hash.tar" "$img" >/dev/null 2>&1 ||
-		{ echo "ERROR: podman import failed"; exit 99; }
-fi
+node_image $pkgs || exit 99
 node=$tag-sdnode
 trap 'podman rm -f -t 0 "$node" >/dev/null 2>&1; cleanup' EXIT
-podman run -d --name "$node" --privileged --systemd=always "$img" /lib/systemd/systemd >/dev/null ||
-	{ echo "ERROR: cannot start a systemd container"; exit 99; }
+node_start "$node" || exit 99
 podman cp "$tool" "$node:/usr/local/bin/placement-check" || { echo "ERROR: podman cp"; exit 99; }
-state=""
-for _ in $(seq 60); do
-	state=$(podman exec "$node" systemctl is-system-running 2>/dev/null)
-	case $state in running | degraded) break ;; esac
-	sleep 0.5
-done
-case $state in running | degraded) ;; *) echo "ERROR: systemd in $node: $state"; exit 99 ;; esac
 
 # One process of a service (the "pod") that is not its main process, as QEMU under libvirtd.
 podman exec -i "$node" bash -s <<'IN' || fail "systemd placement"
