@@ -1,0 +1,108 @@
+#!/bin/bash
+# The whole VM lifecycle through the HTTP API in region mode, as the region drives it: Keystone
+# tokens on every call, a real KVM guest, each operation once synchronously and once with
+# X-Task-Id, whose outcome must reach the region's POST /tasks/<id> (a checking fake region)
+# with the right body; a failing asynchronous operation reports __status__/__reason__.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/keystone-lib.sh"
+need_root
+[ -e /dev/kvm ] || skip "no /dev/kvm"
+libvirtd_lock shared
+libvirtd_up || hard "libvirtd does not start"
+
+KS_PORT=$(ks_free_port)
+export KS_PORT
+FR_PORT=$(ks_free_port)
+API_PORT=$(ks_free_port)
+API=http://127.0.0.1:$API_PORT
+keystone_start "http://127.0.0.1:$FR_PORT"
+fake_region_start "$FR_PORT"
+
+umask 077
+cat >"$T/host.conf" <<YAML
+listen_address: 127.0.0.1
+port: $API_PORT
+state_dir: $T/state
+servers_path: $T/servers
+local_image_path: [$T/disks]
+admin_socket: $T/admin.sock
+auth_url: $KS_URL
+admin_user: $KS_AGENT_USER
+admin_password: $KS_AGENT_PASSWORD
+admin_project: $KS_AGENT_PROJECT
+region: $KS_REGION
+zone: zone1
+YAML
+umask 022
+"$HOSTAGENT" --config "$T/host.conf" --log-level debug >"$T/agent.log" 2>&1 9>&- &
+AGENT_PID=$!
+on_exit "kill -TERM $AGENT_PID; wait $AGENT_PID"
+wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
+TOKEN=$(ks_token "$KS_OP_USER" "$KS_OP_PASSWORD" system)
+[ -n "$TOKEN" ] || hard "no operator token"
+
+# call METHOD PATH [BODY] [TASK_ID]: HTTP call with the operator's token; prints the body,
+# leaves the status in $T/code.
+call() {
+	local args=(-s -o "$T/body" -w '%{http_code}' -X "$1" -H "X-Auth-Token: $TOKEN" --max-time 120)
+	[ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
+	[ -n "${4:-}" ] && args+=(-H "X-Task-Id: $4")
+	curl "${args[@]}" "$API$2" >"$T/code"
+	cat "$T/body"
+}
+expect_call() { # CODE METHOD PATH [BODY] [TASK]
+	local want=$1 out; shift
+	out=$(call "$@")
+	[ "$(cat "$T/code")" = "$want" ] || fail "$1 $2: expected $want, got $(cat "$T/code"): $out"
+	printf '%s' "$out"
+}
+# async METHOD PATH BODY: runs the call with a fresh task id, expects the immediate
+# {"result":"ok"} and prints the body the region received for that task.
+async() {
+	local task=t-$RANDOM$RANDOM out rec
+	out=$(expect_call 200 "$1" "$2" "$3" "$task")
+	expect_eq "$(echo "$out" | json 'j["result"]')" ok "immediate answer of async $1 $2"
+	rec=$(fake_region_wait "$task" 120) || fail "no good callback for $1 $2: $rec"
+	echo "$rec" | json 'json.dumps(j["body"])'
+}
+vstate() { virsh -c qemu:///system domstate "$1" 2>/dev/null | head -n1; }
+uuid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
+wait_for 30 sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' $API/readyz)\" = 200 ]" ||
+	fail "agent not ready: $(curl -s $API/readyz)"
+
+S1=haapi-$$-s
+S2=haapi-$$-a
+for s in $S1 $S2; do on_exit "virsh -c qemu:///system destroy $s; virsh -c qemu:///system undefine $s"; done
+desc() { echo "{\"desc\": {\"uuid\": \"$(uuid)\", \"name\": \"api $1\", \"cpu\": 1, \"mem\": 128, \"disks\": [{\"disk_id\": \"$1-sys\", \"index\": 0, \"size\": 32}]}}"; }
+
+# ---- synchronous ----
+expect_call 200 POST "/servers/$S1/create" "$(desc $S1)" >/dev/null
+out=$(expect_call 200 POST "/servers/$S1/start" '{}')
+expect_eq "$(echo "$out" | json 'j["is_running"]')" true "sync start"
+expect_eq "$(vstate $S1)" running "virsh after sync start"
+expect_eq "$(expect_call 200 GET "/servers/$S1/status" | json 'j["power_states"]')" on "sync status"
+expect_call 200 POST "/servers/$S1/stop" '{"is_force": true}' >/dev/null
+expect_eq "$(vstate $S1)" "shut off" "virsh after sync stop"
+expect_call 200 DELETE "/servers/$S1" >/dev/null
+expect_call 404 GET "/servers/$S1/status" >/dev/null
+ok "synchronous lifecycle over HTTP with a keystone token"
+
+# ---- asynchronous: every outcome reaches the region ----
+body=$(async POST "/servers/$S2/create" "$(desc $S2)")
+expect_eq "$(echo "$body" | json 'j.get("result")')" ok "create callback"
+body=$(async POST "/servers/$S2/start" '{}')
+expect_eq "$(echo "$body" | json 'j["is_running"]')" true "start callback"
+expect_eq "$(vstate $S2)" running "virsh after async start"
+body=$(async POST "/servers/$S2/suspend" '{}')
+expect_eq "$(vstate $S2)" paused "virsh after async suspend"
+body=$(async POST "/servers/$S2/resume" '{}')
+expect_eq "$(vstate $S2)" running "virsh after async resume"
+body=$(async POST "/servers/$S2/stop" '{"timeout": 1}')
+expect_eq "$(vstate $S2)" "shut off" "virsh after async stop"
+body=$(async DELETE "/servers/$S2" '')
+virsh -c qemu:///system dominfo "$S2" >/dev/null 2>&1 && fail "domain left after async delete"
+# A failing operation: the region hears about it with __status__ and __reason__.
+body=$(async POST "/servers/$S2/start" '{}')
+expect_eq "$(echo "$body" | json 'j["__status__"]')" error "failed start: __status__"
+expect_contains "$(echo "$body" | json 'j["__reason__"]')" "not found" "failed start: __reason__"
+ok "asynchronous lifecycle: every outcome posted to the region's /tasks/<id>"
