@@ -21,15 +21,7 @@ fi
 # libvirt's "/machine" partition is the host's. The reference is kthreadd (pid 2, always in
 # the initial cgroup namespace; visible because the pod has hostPID): pid 1 may be unreadable
 # (a non-dumpable init).
-#
-# ENTRY_LIBVIRT_CGROUPNS=private keeps libvirtd (and so every QEMU it starts) in the pod's own
-# cgroup namespace: only for the negative control of tests/integration/restart.sh, which shows
-# that the restart test fails when QEMU stays in the container's cgroup.
 host_ns=/proc/2/ns/cgroup
-if [ "${ENTRY_LIBVIRT_CGROUPNS:-host}" = private ]; then
-	echo "entry-libvirt: ENTRY_LIBVIRT_CGROUPNS=private: staying in the pod's cgroup namespace" >&2
-	exec /usr/sbin/libvirtd "$@"
-fi
 if [ "$(cat /proc/2/comm 2>/dev/null)" = kthreadd ] &&
 	[ "$(readlink $host_ns)" != "$(readlink /proc/self/ns/cgroup)" ]; then
 	exec /usr/bin/nsenter --cgroup=$host_ns -- /usr/sbin/libvirtd "$@"

@@ -101,7 +101,7 @@ pod_cleanup() {
 	# The pod's cgroup (run-pod.py --cgroup-parent) and the guests' in every hierarchy.
 	local d
 	for s in "${POD_SIDS[@]}" "$POD"; do
-		find /sys/fs/cgroup -depth -type d \( -path "*pod-$POD*" -o -name "*$s*" \) 2>/dev/null |
+		find /sys/fs/cgroup -depth -type d \( -path "*pod-$POD*" -o -path "*$s*" \) 2>/dev/null |
 			while read -r d; do rmdir "$d" 2>/dev/null; done
 	done
 	return 0

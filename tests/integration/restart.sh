@@ -8,9 +8,9 @@
 # every QEMU has the same pid and runs, the agent is ready and reports all 3 running, and one
 # guest stops and starts through the API. Then a graceful stop of the agent container (exit 0
 # within shutdown_timeout, guests untouched). Finally the negative control: placement
-# enforcement off and libvirtd kept in the pod's cgroup namespace, the same kill of the
-# libvirt container takes the guests down, which shows the checks above can fail.
-# Time: ~2 min warm; +1 min once for the image rootfs.
+# enforcement off, so QEMU stays (partly) in the libvirt container's cgroup: the same kill of
+# the libvirt container takes the guests down, which shows the checks above can fail.
+# Time: about 1 min warm; +40 s once for the image rootfs.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/restart-lib.sh"
 # Not the host libvirtd, but its users' `pkill -x libvirtd` would hit the pod's (host PID ns).
@@ -98,11 +98,14 @@ check "agent stopped gracefully (${secs} s) and started"
 ok "positive part took $((SECONDS - t_start)) s"
 
 # ---- negative control -------------------------------------------------------------------
-# Guests down and gone, then the pod again with enforcement off and libvirtd in the pod's own
-# cgroup namespace (QEMU under the libvirt container's cgroup).
+# Guests down and gone, then the pod again with enforcement off: libvirt (no systemd on this
+# node) leaves QEMU in the libvirt container's cgroup for the hierarchies it does not manage
+# (name=systemd, pids, devices, cpuacct on the hybrid layout), as the README's hand runs saw.
+# (libvirtd in the pod's private cgroup namespace would be the other way to keep QEMU inside,
+# but libvirt 9.0 then fails to start QEMU at all on the hybrid layout: cpuset.memory_migrate.)
 for s in "${SIDS[@]}"; do expect_api 200 DELETE "/servers/$s" >/dev/null; done
 pod kill >/dev/null
-POD_ENV+=(--env HOSTAGENT_ENFORCE_PLACEMENT=false --env ENTRY_LIBVIRT_CGROUPNS=private)
+POD_ENV+=(--env HOSTAGENT_ENFORCE_PLACEMENT=false)
 pod start >/dev/null || hard "run-pod.py start (control) failed"
 pod_wait_ready 60
 CSIDS=()
