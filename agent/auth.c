@@ -177,9 +177,11 @@ int auth_check_validation(long status, const char *body, size_t body_len, char *
 	switch (status) {
 	case 200:
 		break;
-	case 401: /* our service token was refused; the caller's is unverified */
 	case 404: /* unknown, expired or revoked subject token */
 		return -EACCES;
+	case 401: /* our own service token was refused: the caller's is unverified (503), and
+		   * the region session logs in again */
+		return -EIO;
 	case 403: /* the service account may not validate tokens */
 		return -EIO;
 	default:

@@ -110,7 +110,8 @@ static void test_check_validation(void **state)
 	assert_true(exp == want);
 	assert_int_equal(auth_check_validation(200, member, strlen(member), roles, &exp), -EPERM);
 	assert_int_equal(auth_check_validation(404, nf, strlen(nf), roles, &exp), -EACCES);
-	assert_int_equal(auth_check_validation(401, "{}", 2, roles, &exp), -EACCES);
+	/* 401: keystone refused the agent's own token; the caller is not judged. */
+	assert_int_equal(auth_check_validation(401, "{}", 2, roles, &exp), -EIO);
 	assert_int_equal(auth_check_validation(403, "{}", 2, roles, &exp), -EIO);
 	assert_int_equal(auth_check_validation(500, "", 0, roles, &exp), -EIO);
 	assert_int_equal(auth_check_validation(200, "{\"token\":", 9, roles, &exp), -EBADMSG);
