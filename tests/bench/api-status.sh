@@ -58,9 +58,16 @@ p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
 errors=$(echo "$out" | grep -o 'errors: [0-9]* non-2xx: [0-9]*')
 rss=$(awk '/^VmRSS:/ {print $2 " " $3}' /proc/$pid/status)
 kill -0 $pid 2>/dev/null || fail "agent died during the benchmark"
+# Baseline in the same run: GET /ping on the same server (no token check, no libvirt call).
+base=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$port/ping") ||
+	fail "wrk /ping failed"
+base_rps=$(echo "$base" | awk '/^Requests\/sec:/ {print $2}')
+base_p99=$(echo "$base" | awk '$1 == "99%" {print $2}')
+rss_after=$(awk '/^VmRSS:/ {print $2 " " $3}' /proc/$pid/status)
 echo "guests:       $N ($URI)"
-echo "requests/s:   $rps"
-echo "p99 latency:  $p99"
-echo "agent RSS:    $rss"
-echo "wrk:          $errors, $THREADS threads, $CONNS connections, ${SECS}s"
+printf '%-34s %12s %10s\n' "" "requests/s" "p99"
+printf '%-34s %12s %10s\n' "GET /servers/<sid>/status (token)" "$rps" "$p99"
+printf '%-34s %12s %10s\n' "GET /ping (baseline)" "$base_rps" "$base_p99"
+echo "agent RSS:    $rss after the status run, $rss_after after the baseline"
+echo "wrk:          $errors, $THREADS threads, $CONNS connections, ${SECS}s each"
 case "$errors" in "errors: 0 non-2xx: 0") ;; *) fail "requests failed during the benchmark ($errors)";; esac
