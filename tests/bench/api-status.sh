@@ -37,6 +37,7 @@ JSON
 	"$HOSTCTL" --socket "$T/admin.sock" vm create "$sid" "$T/desc.json" >/dev/null ||
 		fail "hostctl vm create $sid"
 	sids+=("$sid")
+	on_exit "virsh -c '$URI' undefine '$sid'"
 done
 "$HOSTCTL" --socket "$T/admin.sock" vm status "${sids[0]}" >/dev/null || fail "status of ${sids[0]}"
 
