@@ -1,7 +1,7 @@
 #!/bin/sh
 # The DaemonSet manifest against the Kubernetes OpenAPI schemas (npm kubernetes-models, pinned
 # by tests/k8s-validate/package-lock.json) plus the settings issue 6 requires, and a broken
-# copy that must be refused (the check can fail). npm ci runs in the build tree, once: about
+# copy that must be refused (the check can fail). npm ci runs once in a cache dir: about
 # 5 s with the registry reachable, nothing on later runs.
 set -u
 src=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -10,7 +10,8 @@ manifest=$src/deploy/k8s/hostagent-daemonset.yaml
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
 	{ echo "SKIP: node/npm not installed"; exit 77; }
 
-work=$build/tests/k8s-validate
+# Outside the build and source trees (distcheck wants both clean), kept between runs.
+work=${HOSTAGENT_CACHE_DIR:-/var/cache/hostagent}/k8s-validate
 mkdir -p "$work"
 if ! cmp -s "$src/tests/k8s-validate/package-lock.json" "$work/package-lock.json" ||
 	[ ! -d "$work/node_modules/kubernetes-models" ]; then
