@@ -4,6 +4,7 @@
 #include "agent/api.h"
 #include "agent/auth.h"
 #include "agent/region.h"
+#include "agent/report.h"
 #include "agent/guests.h"
 #include "agent/modules.h"
 #include "agent/hostinfo.h"
@@ -26,6 +27,7 @@ static int on_drain(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct agent *a = userdata;
 	size_t busy = a->tasks ? tasks_running(a->tasks) + tasks_queued(a->tasks) : 0;
+	busy += report_busy(a->report); /* offline post to the region */
 	if (busy == 0 || usec >= a->drain_deadline) {
 		if (busy > 0)
 			log_warning("Stopping with %zu operations unfinished after %d s", busy,
@@ -82,6 +84,10 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = region_new(a, &a->region);
 	if (r < 0)
 		return r;
+	/* Before guests_start: the first table build reports every guest. */
+	r = report_new(a, &a->report);
+	if (r < 0)
+		return r;
 	r = auth_new(a, &a->auth);
 	if (r < 0)
 		return r;
@@ -99,6 +105,8 @@ struct agent *agent_free(struct agent *a)
 	/* SUBSYSTEMS-FREE: free subsystems here, in reverse order of creation. */
 	a->api = api_free(a->api);
 	a->auth = auth_free(a->auth);
+	/* Before the region (its HTTP handles) and the workers (their completions). */
+	a->report = report_free(a->report);
 	a->region = region_free(a->region);
 	/* Workers finish first: their completions still use the guest table. */
 	a->tasks = tasks_free(a->tasks);
@@ -131,6 +139,9 @@ int agent_start(struct agent *a)
 	r = region_start(a->region); /* keystone unreachable is not fatal: retried */
 	if (r < 0)
 		return r;
+	r = report_start(a->report); /* region unreachable is not fatal: retried */
+	if (r < 0)
+		return r;
 	r = auth_start(a->auth);
 	if (r < 0)
 		return r;
@@ -151,6 +162,7 @@ void agent_stop(struct agent *a, int code)
 		tasks_shutdown(a->tasks);
 	/* SUBSYSTEMS-STOP: tell subsystems to stop taking work here. */
 	api_stop_accepting(a->api);
+	report_stop(a->report); /* offline to the region, within the drain */
 	/* Drain: in-flight operations get shutdown_timeout seconds; guests keep running. */
 	uint64_t now;
 	sd_event_now(a->event, CLOCK_MONOTONIC, &now);

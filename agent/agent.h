@@ -15,6 +15,7 @@ struct auth;
 struct region;
 struct agent_modules;
 struct placer;
+struct report;
 
 struct agent {
 	struct config cfg;
@@ -30,6 +31,7 @@ struct agent {
 	struct api *api;			     /* HTTP API (agent/api.h) */
 	struct auth *auth;			     /* API token validation (agent/auth.h) */
 	struct region *region; /* keystone session, task callbacks (agent/region.h) */
+	struct report *report; /* host and guest reports to the region (agent/report.h) */
 	sd_event_source *drain_timer;
 	uint64_t drain_deadline;
 	bool stopping;

@@ -19,6 +19,7 @@
 #include "agent/metrics.h"
 #include "agent/modules.h"
 #include "agent/placer.h"
+#include "agent/report.h"
 #include "agent/ops.h"
 #include "agent/tasks.h"
 #include "agent/virt.h"
@@ -41,9 +42,8 @@ struct guests {
 	struct guest *list;
 	size_t n;
 	bool connected;
-	guest_running_fn on_running;
-	guest_state_fn on_state;
-	void *hook_ud;
+	struct guest_hook hooks[GUESTS_MAX_HOOKS];
+	size_t n_hooks;
 };
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose)
@@ -131,6 +131,21 @@ static void guest_set_locked(struct guests *g, const char *sid, const char *name
 		x->managed = managed;
 }
 
+static bool hooks_want_running(struct guests *g)
+{
+	for (size_t i = 0; i < g->n_hooks; i++)
+		if (g->hooks[i].on_running)
+			return true;
+	return false;
+}
+
+static void hooks_running(struct guests *g, const char *sid, int qemu_pid)
+{
+	for (size_t i = 0; i < g->n_hooks; i++)
+		if (g->hooks[i].on_running)
+			g->hooks[i].on_running(sid, qemu_pid, g->hooks[i].ud);
+}
+
 static void guest_set(struct guests *g, const char *sid, const char *name, const char *status,
 		      int managed)
 {
@@ -138,8 +153,9 @@ static void guest_set(struct guests *g, const char *sid, const char *name, const
 	pthread_mutex_lock(&g->lock);
 	guest_set_locked(g, sid, name, status, managed, &changed);
 	pthread_mutex_unlock(&g->lock);
-	if (changed && g->on_state)
-		g->on_state(sid, status, g->hook_ud);
+	for (size_t i = 0; changed && i < g->n_hooks; i++)
+		if (g->hooks[i].on_state)
+			g->hooks[i].on_state(sid, status, g->hooks[i].ud);
 }
 
 static void guest_remove(struct guests *g, const char *sid)
@@ -775,8 +791,8 @@ static void op_done(void *userdata)
 			guest_remove(g, c->sid);
 		else if (c->new_status || c->created)
 			guest_set(g, c->sid, c->name, c->new_status, c->created ? 1 : -1);
-		if (c->qemu_pid > 0 && g->on_running)
-			g->on_running(c->sid, c->qemu_pid, g->hook_ud);
+		if (c->qemu_pid > 0)
+			hooks_running(g, c->sid, c->qemu_pid);
 	}
 	log_kv(c->reply.code < 300 ? LOG_INFO : LOG_WARNING, "Guest operation finished", "op",
 	       guest_op_to_string(c->op), "sid", c->sid, "code",
@@ -931,9 +947,8 @@ static void scan_done(void *userdata)
 					       : "Running domain has no readable workspace; left "
 						 "running as unknown",
 				       "sid", sid, "status", status, NULL);
-				if (json_is_integer(pid) && g->on_running)
-					g->on_running(sid, (int)json_integer_value(pid),
-						      g->hook_ud);
+				if (json_is_integer(pid))
+					hooks_running(g, sid, (int)json_integer_value(pid));
 			}
 		}
 	}
@@ -1021,10 +1036,10 @@ static void on_virt_event(const char *name, int event, int detail, void *userdat
 		log_kv(LOG_INFO, "Guest state changed", "sid", name, "from", strempty(old), "to",
 		       status, NULL);
 	guest_set(g, name, NULL, status, x ? -1 : 0);
-	if (event == VIR_DOMAIN_EVENT_STARTED && g->on_running) {
+	if (event == VIR_DOMAIN_EVENT_STARTED && hooks_want_running(g)) {
 		int pid = guests_qemu_pid(name);
 		if (pid > 0)
-			g->on_running(name, pid, g->hook_ud);
+			hooks_running(g, name, pid);
 	}
 }
 
@@ -1146,12 +1161,24 @@ void guests_count_states(struct guests *g, void (*fn)(const char *state, unsigne
 		fn(states[s], counts[s], ud);
 }
 
-void guests_set_hooks(struct guests *g, guest_running_fn on_running, guest_state_fn on_state,
-		      void *ud)
+int guests_add_hooks(struct guests *g, guest_running_fn on_running, guest_state_fn on_state,
+		     void *ud)
 {
-	g->on_running = on_running;
-	g->on_state = on_state;
-	g->hook_ud = ud;
+	if (g->n_hooks >= GUESTS_MAX_HOOKS)
+		return -ENOSPC;
+	g->hooks[g->n_hooks++] = (struct guest_hook){on_running, on_state, ud};
+	return 0;
+}
+
+void guests_remove_hooks(struct guests *g, void *ud)
+{
+	if (!g)
+		return;
+	size_t k = 0;
+	for (size_t i = 0; i < g->n_hooks; i++)
+		if (g->hooks[i].ud != ud)
+			g->hooks[k++] = g->hooks[i];
+	g->n_hooks = k;
 }
 
 json_t *agent_not_ready_reasons(struct agent *a)
@@ -1166,6 +1193,8 @@ json_t *agent_not_ready_reasons(struct agent *a)
 		agent_modules_reasons(a->modules, reasons);
 	if (a->placer)
 		placer_reasons(a->placer, reasons);
+	if (a->report)
+		report_reasons(a->report, reasons);
 	/* NOT-READY-REASONS: other subsystems append their reasons here. */
 	if (json_array_size(reasons) == 0) {
 		json_decref(reasons);

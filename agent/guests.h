@@ -21,10 +21,21 @@ bool guests_libvirt_connected(struct guests *g);
 /* Guests running that have no readable workspace (left running, reported as unknown). */
 unsigned guests_unknown(struct guests *g);
 /* Hooks other subsystems install (loop thread): after a guest started or was adopted
- * running, with its QEMU pid; used for placement checks and status reports. */
+ * running, with its QEMU pid; on every status change (including the table rebuild after a
+ * libvirt connection, which reports every guest). Used for placement checks and status
+ * reports. Every installed hook gets every call, in installation order; either function may
+ * be NULL. -ENOSPC beyond GUESTS_MAX_HOOKS. */
 typedef void (*guest_running_fn)(const char *sid, int qemu_pid, void *ud);
 typedef void (*guest_state_fn)(const char *sid, const char *status, void *ud);
-void guests_set_hooks(struct guests *g, guest_running_fn on_running, guest_state_fn on_state,
-		      void *ud);
+#define GUESTS_MAX_HOOKS 4
+struct guest_hook {
+	guest_running_fn on_running;
+	guest_state_fn on_state;
+	void *ud;
+};
+int guests_add_hooks(struct guests *g, guest_running_fn on_running, guest_state_fn on_state,
+		     void *ud);
+/* Removes every hook installed with ud (its owner goes away before the guest table). */
+void guests_remove_hooks(struct guests *g, void *ud);
 /* The QEMU pid of a running domain, from libvirt's pid file; negative errno otherwise. */
 int guests_qemu_pid(const char *sid);

@@ -9,6 +9,7 @@
 #include "agent/agent.h"
 #include "agent/hostinfo.h"
 #include "agent/modules.h"
+#include "agent/report.h"
 #include "agent/tasks.h"
 #include "agent/virt.h"
 #include "common/fs.h"
@@ -179,6 +180,7 @@ static void sync_done(void *userdata)
 			json_decref(m);
 		}
 		reply = (struct op_reply){200, json_pack("{s:O}", "host", s->host)};
+		report_host_info(s->a->report, s->host);
 		log_info("Host information re-read");
 	}
 	s->cb(&reply, s->userdata);

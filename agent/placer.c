@@ -181,7 +181,9 @@ struct placer *placer_free(struct placer *p)
 
 int placer_start(struct placer *p)
 {
-	guests_set_hooks(p->a->guests, on_running, on_state, p);
+	int r = guests_add_hooks(p->a->guests, on_running, on_state, p);
+	if (r < 0)
+		return r;
 	if (p->a->metrics)
 		return metrics_add_collector(p->a->metrics, collect, p);
 	return 0;

@@ -1,0 +1,230 @@
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/outbox.h"
+#include "common/fs.h"
+#include "common/log.h"
+
+#define ENTRY_MAX_SIZE 4096
+
+struct outbox {
+	char *dir;
+	struct outbox_entry *list;
+	size_t n;
+	uint64_t last_seq;
+};
+
+bool outbox_sid_valid(const char *sid)
+{
+	if (isempty(sid) || strlen(sid) > 128 || streq(sid, ".") || streq(sid, ".."))
+		return false;
+	for (const char *p = sid; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("-_.", *p))
+			return false;
+	return true;
+}
+
+static void entry_clear(struct outbox_entry *e)
+{
+	free(e->sid);
+	free(e->status);
+	free(e->power_states);
+	*e = (struct outbox_entry){0};
+}
+
+static struct outbox_entry *entry_find(struct outbox *o, const char *sid)
+{
+	for (size_t i = 0; i < o->n; i++)
+		if (streq(o->list[i].sid, sid))
+			return &o->list[i];
+	return NULL;
+}
+
+static void entry_remove(struct outbox *o, struct outbox_entry *e)
+{
+	size_t i = (size_t)(e - o->list);
+	entry_clear(e);
+	memmove(&o->list[i], &o->list[i + 1], sizeof(*e) * (o->n - i - 1));
+	o->n--;
+}
+
+static int entry_path(struct outbox *o, const char *sid, char **ret)
+{
+	return asprintf_safe(ret, "%s/%s.json", o->dir, sid) < 0 ? -ENOMEM : 0;
+}
+
+/* Adds an entry in memory; the caller has checked there is none for sid. */
+static int entry_add(struct outbox *o, const char *sid, const char *status, const char *power,
+		     uint64_t seq)
+{
+	if (o->n >= OUTBOX_MAX_ENTRIES)
+		return -ENOSPC;
+	struct outbox_entry *l = realloc(o->list, sizeof(*l) * (o->n + 1));
+	if (!l)
+		return -ENOMEM;
+	o->list = l;
+	struct outbox_entry e = {.sid = strdup(sid),
+				 .status = strdup(status),
+				 .power_states = strdup(power),
+				 .seq = seq};
+	if (!e.sid || !e.status || !e.power_states) {
+		entry_clear(&e);
+		return -ENOMEM;
+	}
+	o->list[o->n++] = e;
+	if (seq > o->last_seq)
+		o->last_seq = seq;
+	return 0;
+}
+
+static int load_one(struct outbox *o, const char *name)
+{
+	size_t l = strlen(name);
+	if (l <= 5 || !streq(name + l - 5, ".json"))
+		return -EBADMSG;
+	_cleanup_free_ char *sid = strndup(name, l - 5), *path = NULL, *data = NULL;
+	if (!sid)
+		return -ENOMEM;
+	if (!outbox_sid_valid(sid))
+		return -EBADMSG;
+	int r = entry_path(o, sid, &path);
+	if (r < 0)
+		return r;
+	size_t len;
+	r = read_file(path, ENTRY_MAX_SIZE, &data, &len);
+	if (r < 0)
+		return r;
+	json_error_t jerr;
+	json_auto_t *j = json_loadb(data, len, 0, &jerr);
+	const char *status = json_string_value(json_object_get(j, "status"));
+	const char *power = json_string_value(json_object_get(j, "power_states"));
+	json_t *seq = json_object_get(j, "seq");
+	if (!status || !power || !json_is_integer(seq) || json_integer_value(seq) <= 0 ||
+	    !streq_ptr(json_string_value(json_object_get(j, "sid")), sid))
+		return -EBADMSG;
+	if (entry_find(o, sid))
+		return 0;
+	return entry_add(o, sid, status, power, (uint64_t)json_integer_value(seq));
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+	const struct outbox_entry *x = a, *y = b;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int outbox_open(const char *dir, struct outbox **ret)
+{
+	_cleanup_(outbox_freep) struct outbox *o = calloc(1, sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	o->dir = strdup(dir);
+	if (!o->dir)
+		return -ENOMEM;
+	int r = mkdir_p(dir, 0700);
+	if (r < 0)
+		return r;
+	DIR *d = opendir(dir);
+	if (!d)
+		return negative_errno();
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		r = load_one(o, de->d_name);
+		if (r == -ENOMEM) {
+			closedir(d);
+			return r;
+		}
+		if (r < 0) {
+			/* Temp files of an interrupted write and damaged entries: the guest's
+			 * current status is reported again after the table rebuild anyway. */
+			log_kv(LOG_WARNING, "Removing unusable outbox file", "dir", dir, "file",
+			       de->d_name, NULL);
+			(void)unlinkat(dirfd(d), de->d_name, 0);
+		}
+	}
+	closedir(d);
+	if (o->n > 1)
+		qsort(o->list, o->n, sizeof(*o->list), cmp_seq);
+	*ret = TAKE_PTR(o);
+	return 0;
+}
+
+struct outbox *outbox_free(struct outbox *o)
+{
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < o->n; i++)
+		entry_clear(&o->list[i]);
+	free(o->list);
+	free(o->dir);
+	free(o);
+	return NULL;
+}
+
+int outbox_put(struct outbox *o, const char *sid, const char *status, const char *power_states)
+{
+	if (!outbox_sid_valid(sid) || isempty(status) || isempty(power_states))
+		return -EINVAL;
+	uint64_t seq = o->last_seq + 1;
+	json_auto_t *j = json_pack("{s:s,s:s,s:s,s:I}", "sid", sid, "status", status,
+				   "power_states", power_states, "seq", (json_int_t)seq);
+	if (!j)
+		return -ENOMEM;
+	_cleanup_free_ char *data = json_dumps(j, JSON_COMPACT), *path = NULL;
+	if (!data)
+		return -ENOMEM;
+	int r = entry_path(o, sid, &path);
+	if (r < 0)
+		return r;
+	struct outbox_entry *old = entry_find(o, sid);
+	if (!old && o->n >= OUTBOX_MAX_ENTRIES)
+		return -ENOSPC;
+	r = write_file_atomic(path, data, strlen(data), 0600);
+	if (r < 0)
+		return r;
+	/* Latest wins: the older entry goes, the new one joins the end of the replay order. */
+	if (old)
+		entry_remove(o, old);
+	return entry_add(o, sid, status, power_states, seq);
+}
+
+const struct outbox_entry *outbox_next(struct outbox *o, const char *skip)
+{
+	/* list is kept in seq order: puts append, removals keep the order. */
+	for (size_t i = 0; i < o->n; i++)
+		if (!streq_ptr(o->list[i].sid, skip))
+			return &o->list[i];
+	return NULL;
+}
+
+int outbox_ack(struct outbox *o, const char *sid, uint64_t seq)
+{
+	struct outbox_entry *e = entry_find(o, sid);
+	if (!e || e->seq != seq)
+		return 0;
+	_cleanup_free_ char *path = NULL;
+	int r = entry_path(o, sid, &path);
+	if (r < 0)
+		return r;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return negative_errno();
+	entry_remove(o, e);
+	return 0;
+}
+
+size_t outbox_size(struct outbox *o)
+{
+	return o ? o->n : 0;
+}
+
+json_t *outbox_entry_body(const struct outbox_entry *e)
+{
+	return json_pack("{s:{s:s,s:s}}", "server", "status", e->status, "power_states",
+			 e->power_states);
+}

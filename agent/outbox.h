@@ -1,0 +1,46 @@
+/* The guest status outbox: per guest the latest status not yet accepted by the region, kept
+ * as one file per guest (<dir>/<sid>.json, written atomically) so that no change is lost
+ * across region outages or agent restarts. Pure logic over the filesystem; the delivery lives
+ * in agent/report.c. Not thread-safe: the loop thread owns it. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/macros.h"
+
+#define OUTBOX_MAX_ENTRIES 4096
+
+struct outbox;
+
+struct outbox_entry {
+	char *sid;
+	char *status;
+	char *power_states;
+	uint64_t seq; /* global order of puts, persisted: replay runs oldest first */
+};
+
+/* Creates dir when missing and loads every valid <sid>.json in it (stray temp files and
+ * unreadable entries are removed). */
+int outbox_open(const char *dir, struct outbox **ret);
+struct outbox *outbox_free(struct outbox *o);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct outbox *, outbox_free)
+
+/* Records the latest status of sid, replacing an older undelivered one (latest wins): the
+ * entry gets a new seq and moves to the end of the replay order. The file is on disk before
+ * this returns. -EINVAL for an id that cannot be a file name, -ENOSPC when full. */
+int outbox_put(struct outbox *o, const char *sid, const char *status, const char *power_states);
+/* The oldest entry (lowest seq) that is not in skip (may be NULL), or NULL. Valid until the
+ * next put or ack. */
+const struct outbox_entry *outbox_next(struct outbox *o, const char *skip);
+/* The region accepted sid's status with this seq: removes the entry and its file, unless a
+ * newer put replaced it meanwhile (then it stays for the next delivery; returns 0). */
+int outbox_ack(struct outbox *o, const char *sid, uint64_t seq);
+size_t outbox_size(struct outbox *o);
+/* The body of POST /servers/<sid>/status for an entry: {"server": {"status", "power_states"}}. */
+json_t *outbox_entry_body(const struct outbox_entry *e);
+/* Ids that may name a file and a URL path segment: letters, digits, '-', '_', '.', at most
+ * 128 characters, not "." or "..". */
+bool outbox_sid_valid(const char *sid);
