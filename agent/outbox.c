@@ -16,6 +16,7 @@ struct outbox {
 	struct outbox_entry *list;
 	size_t n;
 	uint64_t last_seq;
+	size_t removed;
 };
 
 bool outbox_sid_valid(const char *sid)
@@ -143,9 +144,10 @@ int outbox_open(const char *dir, struct outbox **ret)
 		if (r < 0) {
 			/* Temp files of an interrupted write and damaged entries: the guest's
 			 * current status is reported again after the table rebuild anyway. */
-			log_kv(LOG_WARNING, "Removing unusable outbox file", "dir", dir, "file",
+			log_kv(LOG_DEBUG, "Removing unusable outbox file", "dir", dir, "file",
 			       de->d_name, NULL);
-			(void)unlinkat(dirfd(d), de->d_name, 0);
+			if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+				o->removed++;
 		}
 	}
 	closedir(d);
@@ -221,6 +223,11 @@ int outbox_ack(struct outbox *o, const char *sid, uint64_t seq)
 size_t outbox_size(struct outbox *o)
 {
 	return o ? o->n : 0;
+}
+
+size_t outbox_removed(struct outbox *o)
+{
+	return o ? o->removed : 0;
 }
 
 json_t *outbox_entry_body(const struct outbox_entry *e)

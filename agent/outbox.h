@@ -39,6 +39,8 @@ const struct outbox_entry *outbox_next(struct outbox *o, const char *skip);
  * newer put replaced it meanwhile (then it stays for the next delivery; returns 0). */
 int outbox_ack(struct outbox *o, const char *sid, uint64_t seq);
 size_t outbox_size(struct outbox *o);
+/* Files outbox_open() removed as unusable. */
+size_t outbox_removed(struct outbox *o);
 /* The body of POST /servers/<sid>/status for an entry: {"server": {"status", "power_states"}}. */
 json_t *outbox_entry_body(const struct outbox_entry *e);
 /* Ids that may name a file and a URL path segment: letters, digits, '-', '_', '.', at most

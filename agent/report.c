@@ -907,6 +907,10 @@ int report_new(struct agent *a, struct report **ret)
 			return log_error_errno(k, "Failed to set up region reporting in %s: %m",
 					       a->cfg.state_dir);
 		}
+		if (outbox_removed(rp->outbox) > 0)
+			log_warning("Removed %zu unusable file(s) from %s/outbox (statuses are "
+				    "reported again after the guest table is built)",
+				    outbox_removed(rp->outbox), a->cfg.state_dir);
 		if (outbox_size(rp->outbox) > 0)
 			log_info("%zu guest status change(s) waiting for the region",
 				 outbox_size(rp->outbox));

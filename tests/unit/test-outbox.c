@@ -1,0 +1,259 @@
+/* The guest status outbox (agent/outbox.c) and the region report's pure helpers
+ * (agent/report.c): latest wins, replay order across reopen, atomic files, the host body. */
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/outbox.h"
+#include "agent/report.h"
+#include "common/config.h"
+#include "common/fs.h"
+#include "tests/unit/test-common.h"
+
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static char *read_entry(const char *dir, const char *sid)
+{
+	_cleanup_free_ char *p = NULL;
+	assert_int_equal(asprintf_safe(&p, "%s/%s.json", dir, sid), 0);
+	char *buf = NULL;
+	if (read_file(p, 4096, &buf, NULL) < 0)
+		return NULL;
+	return buf;
+}
+
+static void test_put_next_ack(void **state)
+{
+	_cleanup_free_ char *tmp = test_tmpdir(), *dir = strjoin(tmp, "/outbox");
+	_cleanup_(outbox_freep) struct outbox *o = NULL;
+	assert_int_equal(outbox_open(dir, &o), 0); /* creates the directory */
+	assert_null(outbox_next(o, NULL));
+	assert_int_equal(outbox_put(o, "s1", "running", "on"), 0);
+	assert_int_equal(outbox_put(o, "s2", "ready", "off"), 0);
+	assert_int_equal(outbox_size(o), 2);
+	assert_int_equal(count_entries(dir), 2);
+	const struct outbox_entry *e = outbox_next(o, NULL);
+	assert_string_equal(e->sid, "s1");
+	assert_string_equal(outbox_next(o, "s1")->sid, "s2");
+	json_auto_t *body = outbox_entry_body(e);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(body, "server"), "status")),
+	    "running");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(body, "server"), "power_states")),
+	    "on");
+	assert_int_equal(outbox_ack(o, "s1", e->seq), 0);
+	assert_int_equal(outbox_size(o), 1);
+	assert_int_equal(count_entries(dir), 1);
+	_cleanup_free_ char *gone = read_entry(dir, "s1");
+	assert_null(gone);
+	/* Acking what is not there is harmless. */
+	assert_int_equal(outbox_ack(o, "nope", 1), 0);
+	rm_rf(tmp);
+}
+
+static void test_latest_wins(void **state)
+{
+	_cleanup_free_ char *dir = test_tmpdir();
+	_cleanup_(outbox_freep) struct outbox *o = NULL;
+	assert_int_equal(outbox_open(dir, &o), 0);
+	assert_int_equal(outbox_put(o, "a", "running", "on"), 0);
+	assert_int_equal(outbox_put(o, "b", "running", "on"), 0);
+	/* A delivery of a's first status is in flight when a changes again. */
+	uint64_t inflight = outbox_next(o, NULL)->seq;
+	assert_int_equal(outbox_put(o, "a", "suspend", "on"), 0);
+	assert_int_equal(outbox_put(o, "a", "ready", "off"), 0);
+	assert_int_equal(outbox_size(o), 2);
+	assert_int_equal(count_entries(dir), 2);
+	/* The old delivery's ack does not remove the newer status. */
+	assert_int_equal(outbox_ack(o, "a", inflight), 0);
+	assert_int_equal(outbox_size(o), 2);
+	/* The replaced entry moved behind b. */
+	const struct outbox_entry *e = outbox_next(o, NULL);
+	assert_string_equal(e->sid, "b");
+	e = outbox_next(o, "b");
+	assert_string_equal(e->sid, "a");
+	assert_string_equal(e->status, "ready");
+	assert_string_equal(e->power_states, "off");
+	_cleanup_free_ char *text = read_entry(dir, "a");
+	assert_non_null(strstr(text, "\"status\":\"ready\""));
+	assert_int_equal(outbox_ack(o, "a", e->seq), 0);
+	assert_int_equal(count_entries(dir), 1);
+	rm_rf(dir);
+}
+
+static void test_replay_order_after_reopen(void **state)
+{
+	_cleanup_free_ char *dir = test_tmpdir();
+	struct outbox *o = NULL;
+	assert_int_equal(outbox_open(dir, &o), 0);
+	/* Names sort differently from the order of the changes. */
+	assert_int_equal(outbox_put(o, "zz", "running", "on"), 0);
+	assert_int_equal(outbox_put(o, "aa", "running", "on"), 0);
+	assert_int_equal(outbox_put(o, "mm", "crashed", "off"), 0);
+	assert_int_equal(outbox_put(o, "zz", "ready", "off"), 0);
+	o = outbox_free(o);
+
+	assert_int_equal(outbox_open(dir, &o), 0);
+	assert_int_equal(outbox_size(o), 3);
+	const char *want[] = {"aa", "mm", "zz"};
+	uint64_t last = 0;
+	for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+		const struct outbox_entry *e = outbox_next(o, NULL);
+		assert_non_null(e);
+		assert_string_equal(e->sid, want[i]);
+		assert_true(e->seq > last);
+		last = e->seq;
+		if (streq(e->sid, "zz"))
+			assert_string_equal(e->status, "ready");
+		assert_int_equal(outbox_ack(o, e->sid, e->seq), 0);
+	}
+	/* New puts continue after the highest persisted seq. */
+	assert_int_equal(outbox_put(o, "aa", "suspend", "on"), 0);
+	assert_true(outbox_next(o, NULL)->seq > last);
+	o = outbox_free(o);
+	rm_rf(dir);
+}
+
+static int fail_hook(const char *tmp_path)
+{
+	return -EIO;
+}
+
+static void test_atomic_files(void **state)
+{
+	_cleanup_free_ char *dir = test_tmpdir();
+	_cleanup_(outbox_freep) struct outbox *o = NULL;
+	assert_int_equal(outbox_open(dir, &o), 0);
+	assert_int_equal(outbox_put(o, "g1", "running", "on"), 0);
+	/* A write that fails before the rename keeps the old entry, on disk and in memory. */
+	fs_atomic_hook = fail_hook;
+	assert_int_equal(outbox_put(o, "g1", "ready", "off"), -EIO);
+	fs_atomic_hook = NULL;
+	assert_int_equal(count_entries(dir), 1);
+	_cleanup_free_ char *text = read_entry(dir, "g1");
+	assert_non_null(strstr(text, "\"status\":\"running\""));
+	assert_string_equal(outbox_next(o, NULL)->status, "running");
+	o = outbox_free(o);
+
+	/* Leftovers of an interrupted write and damaged entries are removed at open; a valid
+	 * entry stays. */
+	free(test_write(dir, "g1.json.tmp.123.abcdef", "{\"sid\":"));
+	free(test_write(dir, "g2.json", "not json"));
+	free(test_write(dir, "g3.json",
+			"{\"sid\":\"other\",\"status\":\"ready\","
+			"\"power_states\":\"off\",\"seq\":4}"));
+	free(test_write(dir, "bad name.json", "{}"));
+	assert_int_equal(outbox_open(dir, &o), 0);
+	assert_int_equal(outbox_size(o), 1);
+	assert_int_equal(outbox_removed(o), 4);
+	assert_string_equal(outbox_next(o, NULL)->sid, "g1");
+	assert_int_equal(count_entries(dir), 1);
+	rm_rf(dir);
+}
+
+static void test_invalid_ids(void **state)
+{
+	_cleanup_free_ char *dir = test_tmpdir();
+	_cleanup_(outbox_freep) struct outbox *o = NULL;
+	assert_int_equal(outbox_open(dir, &o), 0);
+	assert_int_equal(outbox_put(o, "../x", "running", "on"), -EINVAL);
+	assert_int_equal(outbox_put(o, "..", "running", "on"), -EINVAL);
+	assert_int_equal(outbox_put(o, "", "running", "on"), -EINVAL);
+	assert_int_equal(outbox_put(o, "a b", "running", "on"), -EINVAL);
+	assert_int_equal(outbox_put(o, "ok", "", "on"), -EINVAL);
+	assert_true(outbox_sid_valid("2f6a-9c_1.x"));
+	assert_int_equal(count_entries(dir), 0);
+	rm_rf(dir);
+}
+
+static json_t *sample_hostinfo(void)
+{
+	return json_pack(
+	    "{s:s,s:s,s:s,s:i,s:i,s:s,s:i,s:i,s:i,s:i,s:s,s:s,s:s,s:{s:s},s:b}", "name", "node1",
+	    "access_ip", "10.0.0.5", "access_mac", "52:54:00:12:34:56", "cpu_count", 8,
+	    "node_count", 2, "cpu_desc", "Some CPU", "cpu_mhz", 2400, "mem_size", 16000,
+	    "mem_reserved", 0, "storage_size", 500000, "host_type", "kvm", "version", "0.1.0",
+	    "manager_uri", "qemu:///system", "sys_info", "os_name", "Debian", "kvm", 1);
+}
+
+static void test_host_body(void **state)
+{
+	struct config cfg;
+	assert_int_equal(config_init(&cfg), 0);
+	cfg.port = 8885;
+	free(cfg.zone);
+	cfg.zone = strdup("zone1");
+	json_auto_t *info = sample_hostinfo();
+	json_auto_t *body = NULL;
+	assert_int_equal(report_host_body(info, &cfg, &body), 0);
+	json_t *h = json_object_get(body, "host");
+	assert_true(json_is_object(h));
+	assert_int_equal(json_object_size(body), 1);
+	assert_string_equal(json_string_value(json_object_get(h, "access_ip")), "10.0.0.5");
+	assert_string_equal(json_string_value(json_object_get(h, "access_mac")),
+			    "52:54:00:12:34:56");
+	assert_string_equal(json_string_value(json_object_get(h, "manager_uri")),
+			    "http://10.0.0.5:8885");
+	assert_string_equal(json_string_value(json_object_get(h, "host_type")), "kvm");
+	assert_string_equal(json_string_value(json_object_get(h, "zone")), "zone1");
+	assert_string_equal(json_string_value(json_object_get(h, "cpu_desc")), "Some CPU");
+	assert_string_equal(json_string_value(json_object_get(h, "version")), "0.1.0");
+	static const char *const ints[] = {"cpu_count", "node_count",	"cpu_mhz",
+					   "mem_size",	"mem_reserved", "storage_size"};
+	static const json_int_t want[] = {8, 2, 2400, 16000, 0, 500000};
+	for (size_t i = 0; i < ELEMENTSOF(ints); i++)
+		assert_int_equal(json_integer_value(json_object_get(h, ints[i])), want[i]);
+	json_t *sys = json_object_get(h, "sys_info");
+	assert_string_equal(json_string_value(json_object_get(sys, "os_name")), "Debian");
+	assert_string_equal(json_string_value(json_object_get(sys, "libvirt_uri")),
+			    "qemu:///system");
+
+	/* TLS: https; no node_count from libvirt: 1; missing numbers: 0. */
+	free(cfg.tls_cert_file);
+	cfg.tls_cert_file = strdup("/etc/cert.pem");
+	json_object_del(info, "node_count");
+	json_object_del(info, "cpu_mhz");
+	json_decref(body);
+	body = NULL;
+	assert_int_equal(report_host_body(info, &cfg, &body), 0);
+	h = json_object_get(body, "host");
+	assert_string_equal(json_string_value(json_object_get(h, "manager_uri")),
+			    "https://10.0.0.5:8885");
+	assert_int_equal(json_integer_value(json_object_get(h, "node_count")), 1);
+	assert_int_equal(json_integer_value(json_object_get(h, "cpu_mhz")), 0);
+
+	/* No access address: nothing to register with. */
+	json_object_del(info, "access_mac");
+	json_t *none = NULL;
+	assert_int_equal(report_host_body(info, &cfg, &none), -ENODATA);
+	assert_null(none);
+	config_done(&cfg);
+}
+
+static void test_power_state(void **state)
+{
+	assert_string_equal(report_power_state("running"), "on");
+	assert_string_equal(report_power_state("suspend"), "on");
+	assert_string_equal(report_power_state("stopping"), "on");
+	assert_string_equal(report_power_state("ready"), "off");
+	assert_string_equal(report_power_state("crashed"), "off");
+	assert_string_equal(report_power_state("unknown"), "off");
+	assert_string_equal(report_power_state(NULL), "off");
+}
+
+TEST_MAIN(cmocka_unit_test(test_put_next_ack), cmocka_unit_test(test_latest_wins),
+	  cmocka_unit_test(test_replay_order_after_reopen), cmocka_unit_test(test_atomic_files),
+	  cmocka_unit_test(test_invalid_ids), cmocka_unit_test(test_host_body),
+	  cmocka_unit_test(test_power_state))
