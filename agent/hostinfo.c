@@ -194,7 +194,7 @@ int hostinfo_sync(struct agent *a, const char *hid, op_done_fn cb, void *userdat
 	struct sync *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	*s = (struct sync){.a = a, .cb = cb, .userdata = userdata};
+	*s = (struct sync){.a = a, .cb = cb, .userdata = userdata, .r = -ECANCELED};
 	int r = tasks_submit(a->tasks, "host-info", sync_work, sync_done, s);
 	if (r < 0) {
 		s->r = r;

@@ -95,7 +95,8 @@ static int submit(struct agent_modules *m, op_done_fn cb, void *userdata)
 	struct run *r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	*r = (struct run){.m = m, .cb = cb, .userdata = userdata};
+	/* -ECANCELED stays when the pool drops the job at shutdown without running it. */
+	*r = (struct run){.m = m, .cb = cb, .userdata = userdata, .error = -ECANCELED};
 	/* Keyed: two ensures never run at once. */
 	int k = tasks_submit(m->a->tasks, "kernel-modules", run_work, run_done, r);
 	if (k < 0) {

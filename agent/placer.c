@@ -48,6 +48,11 @@ static void job_done(void *userdata)
 	struct job *j = userdata;
 	struct placer *p = j->p;
 	char pid[16];
+	if (j->r == -ECANCELED) {
+		free(j->sid);
+		free(j);
+		return;
+	}
 	snprintf(pid, sizeof(pid), "%d", j->pid);
 	if (j->pid > 0 && j->r < 0 && j->r != -ESRCH)
 		log_warning_errno(j->r,
@@ -95,6 +100,7 @@ static void submit(struct placer *p, const char *sid, int pid)
 	}
 	j->p = p;
 	j->pid = pid;
+	j->r = -ECANCELED; /* stays when the pool drops the job at shutdown */
 	if (tasks_submit(p->a->tasks, PLACEMENT_KEY, job_work, job_done, j) < 0) {
 		free(j->sid);
 		free(j);

@@ -184,11 +184,10 @@ struct tasks *tasks_free(struct tasks *t)
 {
 	if (!t)
 		return NULL;
+	/* Running jobs finish; queued ones are dropped: the drain in agent_stop() is where work
+	 * gets its time, not here. */
 	pthread_mutex_lock(&t->lock);
 	t->shutting_down = true;
-	/* Let running jobs finish; queued ones are dropped below. */
-	while (t->n_running > 0)
-		pthread_cond_wait(&t->cond, &t->lock);
 	t->quit = true;
 	pthread_cond_broadcast(&t->cond);
 	pthread_mutex_unlock(&t->lock);
@@ -196,6 +195,7 @@ struct tasks *tasks_free(struct tasks *t)
 		pthread_join(t->threads[i], NULL);
 	/* Completions still owed to the loop run now, so callers free what they own. */
 	run_finished(t);
+	/* Dropped jobs: done without work; callers preset a "cancelled" result for that. */
 	while (t->queue) {
 		struct job *n = t->queue->next;
 		if (t->queue->done)

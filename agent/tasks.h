@@ -13,8 +13,8 @@ typedef void (*task_work_fn)(void *userdata); /* on a worker thread */
 typedef void (*task_done_fn)(void *userdata); /* on the event-loop thread, after work */
 
 int tasks_new(sd_event *event, unsigned n_workers, size_t max_queued, struct tasks **ret);
-/* Stops taking work, waits for running jobs, drops queued ones (their done is called with
- * the work skipped: see tasks_job_cancelled()), joins the workers. NULL-safe. */
+/* Stops taking work, waits for running jobs, drops queued ones (their done is called with the
+ * work skipped, so every caller presets a "cancelled" result), joins the workers. NULL-safe. */
 struct tasks *tasks_free(struct tasks *t);
 /* key may be NULL (no serialization). -EBUSY when the queue is full, -ESHUTDOWN after
  * tasks_shutdown(). */

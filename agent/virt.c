@@ -117,16 +117,22 @@ static void *eventloop_thread(void *arg)
 	return NULL;
 }
 
-static void drop_conn_locked(struct virt *v)
+/* Takes the connection out under the lock and releases it without: libvirt calls the close
+ * callback (which takes v->lock) while holding its own lock, which unregistering needs too. */
+static void drop_conn_unlocking(struct virt *v)
 {
-	if (!v->conn)
-		return;
-	if (v->lifecycle_cb >= 0)
-		virConnectDomainEventDeregisterAny(v->conn, v->lifecycle_cb);
-	v->lifecycle_cb = -1;
-	virConnectUnregisterCloseCallback(v->conn, on_close);
-	virConnectClose(v->conn);
+	virConnectPtr c = v->conn;
+	int cb = v->lifecycle_cb;
 	v->conn = NULL;
+	v->lifecycle_cb = -1;
+	if (!c)
+		return;
+	pthread_mutex_unlock(&v->lock);
+	if (cb >= 0)
+		virConnectDomainEventDeregisterAny(c, cb);
+	virConnectUnregisterCloseCallback(c, on_close);
+	virConnectClose(c);
+	pthread_mutex_lock(&v->lock);
 }
 
 static void *connector_thread(void *arg)
@@ -157,7 +163,7 @@ static void *connector_thread(void *arg)
 			continue;
 		}
 		if (v->conn) {
-			drop_conn_locked(v);
+			drop_conn_unlocking(v);
 			pthread_mutex_unlock(&v->lock);
 			push_conn(v, false);
 			pthread_mutex_lock(&v->lock);
@@ -211,7 +217,7 @@ static void *connector_thread(void *arg)
 		pthread_cond_timedwait(&v->cond, &v->lock, &ts);
 		backoff_ms = MIN(backoff_ms * 2, 5000u);
 	}
-	drop_conn_locked(v);
+	drop_conn_unlocking(v);
 	pthread_mutex_unlock(&v->lock);
 	return NULL;
 }

@@ -99,10 +99,13 @@ static void test_bounds_and_shutdown(void **state)
 	assert_int_equal(tasks_queued(t), 2);
 	tasks_shutdown(t);
 	assert_int_equal(tasks_submit(t, "k", work, done, &q3), -ESHUTDOWN);
-	/* Freeing waits for the running job and still calls every done callback. */
+	/* Freeing waits for the running job, drops the queued ones without running them, and
+	 * still calls every done callback. */
 	tasks_free(t);
 	assert_int_equal(rec.done, 3);
 	assert_non_null(strchr(rec.log, 's'));
+	assert_null(strchr(rec.log, '1'));
+	assert_null(strchr(rec.log, '2'));
 	sd_event_unref(e);
 }
 
