@@ -38,6 +38,7 @@ struct guest {
 
 struct guests {
 	struct agent *a;
+	unsigned long gen;    /* bumped on every change from an operation or event (loop thread) */
 	pthread_mutex_t lock; /* the table is written on the loop; metrics read it elsewhere */
 	struct guest *list;
 	size_t n;
@@ -449,26 +450,26 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 			    err ? err : strerror(-r));
 		goto rollback;
 	}
-	r = define_domain(conn, xml, &err);
-	if (r < 0) {
-		reply_error(c, 500, "LibvirtError", "cannot define domain %s: %s", c->sid,
-			    strempty(err));
-		goto rollback_disks;
-	}
+	/* The descriptor goes first: a crash between the two steps leaves a workspace the next
+	 * start lists as "workspace without a libvirt domain" (and a retried create completes),
+	 * never a domain nobody manages. */
 	text = json_dumps(dj, JSON_SORT_KEYS | JSON_COMPACT);
 	r = text ? write_file_atomic(descp, text, strlen(text), 0600) : -ENOMEM;
 	if (r < 0) {
 		reply_error(c, 500, "IOError", "cannot write %s: %s", descp, strerror(-r));
-		if (!is_sync) {
-			_cleanup_(virDomainFreep) virDomainPtr nd =
-			    virDomainLookupByName(conn, c->sid);
-			if (nd)
-				virDomainUndefineFlags(nd, VIR_DOMAIN_UNDEFINE_NVRAM);
-		} else if (old) {
-			_cleanup_free_ char *old_xml = NULL;
-			if (render_domain(cfg, c->sid, old, &old_xml, NULL) >= 0)
-				define_domain(conn, old_xml, NULL);
-		}
+		goto rollback_disks;
+	}
+	r = define_domain(conn, xml, &err);
+	if (r < 0) {
+		reply_error(c, 500, "LibvirtError", "cannot define domain %s: %s", c->sid,
+			    strempty(err));
+		/* Put the previous descriptor back (sync), or take the new one away (create). */
+		_cleanup_free_ char *old_text =
+		    old_json ? json_dumps(old_json, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+		if (old_text)
+			write_file_atomic(descp, old_text, strlen(old_text), 0600);
+		else
+			unlink(descp);
 		goto rollback_disks;
 	}
 	c->created = true;
@@ -560,11 +561,16 @@ static void op_stop(struct op_ctx *c, virDomainPtr dom)
 	    virDomainShutdownFlags(dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) == 0 &&
 	    wait_state(dom, VIR_DOMAIN_SHUTOFF, (int)timeout * 1000))
 		how = "graceful";
-	else if (virDomainDestroy(dom) < 0 && !wait_state(dom, VIR_DOMAIN_SHUTOFF, 0)) {
-		reply_error(c, 500, "LibvirtError", "cannot stop %s: %s", c->sid, vir_msg());
-		free(c->new_status);
-		c->new_status = NULL;
-		return;
+	else if (virDomainDestroy(dom) < 0) {
+		/* Keep libvirt's message before the state query below replaces it. */
+		_cleanup_free_ char *msg = strdup(vir_msg());
+		if (!wait_state(dom, VIR_DOMAIN_SHUTOFF, 0)) {
+			reply_error(c, 500, "LibvirtError", "cannot stop %s: %s", c->sid,
+				    strempty(msg));
+			free(c->new_status);
+			c->new_status = NULL;
+			return;
+		}
 	}
 	reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", how));
 }
@@ -656,6 +662,40 @@ static void op_status(struct op_ctx *c, virDomainPtr dom)
 	reply_ok(c, body);
 }
 
+/* The monitor reaches QEMU, which runs as root on the host: commands that write files
+ * (screendump, dump-guest-memory), open host paths (drive_add, blockdev-add) or run programs
+ * (migrate exec:) must not pass. Read-only queries and run control do. */
+static bool monitor_allowed(const char *cmd, bool qmp)
+{
+	static const char *const control[] = {"system_powerdown", "system_reset", "stop", "cont"};
+	const char *name = NULL;
+	_cleanup_free_ char *word = NULL;
+	if (qmp) {
+		json_error_t e;
+		json_t *j = json_loads(cmd, 0, &e);
+		const char *x = j ? json_string_value(json_object_get(j, "execute")) : NULL;
+		word = x ? strdup(x) : NULL;
+		json_decref(j);
+		if (!word)
+			return false;
+		name = word;
+		if (strneq(name, "query-", 6))
+			return true;
+	} else {
+		size_t n = strcspn(cmd, " \t");
+		word = strndup(cmd, n);
+		if (!word)
+			return false;
+		name = word;
+		if (streq(name, "info"))
+			return !strpbrk(cmd, "\n\r;");
+	}
+	for (size_t i = 0; i < ELEMENTSOF(control); i++)
+		if (streq(name, control[i]))
+			return qmp || cmd[strlen(name)] == 0;
+	return false;
+}
+
 static void op_monitor(struct op_ctx *c, virDomainPtr dom)
 {
 	json_t *cmd = json_object_get(c->args, "cmd"), *qmp = json_object_get(c->args, "qmp");
@@ -666,6 +706,12 @@ static void op_monitor(struct op_ctx *c, virDomainPtr dom)
 	}
 	if (qmp && !json_is_boolean(qmp)) {
 		reply_error(c, 400, "InputError", "qmp: expected boolean");
+		return;
+	}
+	if (!monitor_allowed(json_string_value(cmd), json_is_true(qmp))) {
+		reply_error(c, 403, "ForbiddenError",
+			    "cmd: only read-only queries (HMP info ..., QMP query-*) and power/run "
+			    "control (system_powerdown, system_reset, stop, cont) are allowed");
 		return;
 	}
 	char *out = NULL;
@@ -687,9 +733,20 @@ static void op_delete(struct op_ctx *c, virConnectPtr conn)
 		return;
 	}
 	_cleanup_guest_desc_ struct guest_desc *d = NULL;
-	int have_ws = load_desc(cfg, c->sid, NULL, &d, NULL);
+	_cleanup_free_ char *derr = NULL;
+	int have_ws = load_desc(cfg, c->sid, NULL, &d, &derr);
 	_cleanup_free_ char *ws = workspace_dir(cfg, c->sid);
 	struct stat st;
+	if (have_ws < 0 && have_ws != -ENOENT) {
+		/* Without the descriptor the disks are unknown: deleting now would orphan them and
+		 * lose their only record. */
+		reply_error(
+		    c, 409, "InvalidStatus",
+		    "cannot delete %s: its descriptor %s/desc is unreadable (%s); fix it or "
+		    "remove the workspace and its disks by hand, then delete again",
+		    c->sid, ws, derr ? derr : strerror(-have_ws));
+		return;
+	}
 	if (!dom && have_ws == -ENOENT && stat(ws, &st) < 0) {
 		c->removed = true;
 		reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", "already deleted"));
@@ -787,6 +844,7 @@ static void op_done(void *userdata)
 	if (!c->reply.body)
 		reply_error(c, 503, "ShutdownError", "the agent is shutting down");
 	if (g && c->reply.code < 300) {
+		g->gen++;
 		if (c->removed)
 			guest_remove(g, c->sid);
 		else if (c->new_status || c->created)
@@ -857,6 +915,8 @@ struct scan {
 	bool ok;
 	char *error;
 	bool rebuild;
+	unsigned long gen; /* g->gen when the scan was submitted */
+	unsigned retries;
 };
 
 static void scan_work(void *userdata)
@@ -927,6 +987,19 @@ static void scan_done(void *userdata)
 {
 	struct scan *s = userdata;
 	struct guests *g = s->a->guests;
+	if (s->ok && s->rebuild && g && g->gen != s->gen && s->retries < 10) {
+		/* An operation or event changed a guest while libvirt was being listed: the list
+		 * may be older than the table, so list again rather than install it. */
+		struct scan *again = calloc(1, sizeof(*again));
+		if (again) {
+			*again = (struct scan){
+			    .a = s->a, .rebuild = true, .gen = g->gen, .retries = s->retries + 1};
+			if (tasks_submit(s->a->tasks, NULL, scan_work, scan_done, again) >= 0)
+				s->rebuild = false;
+			else
+				free(again);
+		}
+	}
 	if (s->ok && s->rebuild && g) {
 		/* Replace the table with what libvirt and the workspaces say now. */
 		pthread_mutex_lock(&g->lock);
@@ -974,6 +1047,8 @@ static int scan_submit(struct agent *a, bool rebuild, op_done_fn cb, void *userd
 	if (!s)
 		return -ENOMEM;
 	*s = (struct scan){.a = a, .cb = cb, .userdata = userdata, .rebuild = rebuild};
+	if (a->guests)
+		s->gen = a->guests->gen;
 	int r = tasks_submit(a->tasks, NULL, scan_work, scan_done, s);
 	if (r < 0) {
 		s->error = strdup(r == -EBUSY ? "too many queued operations" : "shutting down");
@@ -1019,6 +1094,7 @@ static void on_virt_event(const char *name, int event, int detail, void *userdat
 	snprintf(det, sizeof(det), "%d", detail);
 	log_kv(LOG_DEBUG, "libvirt lifecycle event", "domain", name, "event", ev, "detail", det,
 	       NULL);
+	g->gen++;
 	if (event == VIR_DOMAIN_EVENT_UNDEFINED) {
 		struct guest *x = guest_find(g, name);
 		if (x && !x->managed)

@@ -101,6 +101,12 @@ out=$(expect_api 200 POST "/servers/$S1/monitor" '{"cmd": "info status"}')
 expect_contains "$out" "running" "HMP info status"
 out=$(expect_api 200 POST "/servers/$S1/monitor" '{"cmd": "{\"execute\":\"query-kvm\"}", "qmp": true}')
 expect_contains "$out" '\"enabled\":true' "QMP query-kvm"
+# Commands that write host files, open host paths or run programs are refused.
+out=$(expect_api 403 POST "/servers/$S1/monitor" "{\"cmd\": \"screendump $T/shot.ppm\"}")
+expect_contains "$out" "only read-only queries" "screendump refused"
+[ -e "$T/shot.ppm" ] && fail "screendump wrote a host file"
+expect_api 403 POST "/servers/$S1/monitor" '{"cmd": "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:touch /tmp/x\"}}", "qmp": true}' >/dev/null
+expect_api 403 POST "/servers/$S1/monitor" '{"cmd": "info status\nscreendump /tmp/y"}' >/dev/null
 ok "monitor"
 
 # ---- stop: graceful (ACPI, then force at the timeout: these guests have no OS) and forced ----
@@ -124,6 +130,21 @@ done
 [ "$(ls "$T/disks")" = base.qcow2 ] || fail "disks left: $(ls "$T/disks")"
 for t in $TAP1 $TAP2; do [ -e /sys/class/net/$t ] && fail "tap $t left"; done
 ok "delete"
+
+# ---- delete with an unreadable descriptor: refused, nothing orphaned ----
+S3=hatest-$$-c
+on_exit "virsh -c qemu:///system undefine $S3"
+expect_api 200 POST "/servers/$S3/create" "{\"desc\": {\"uuid\": \"$(uuid)\", \"name\": \"c\", \"cpu\": 1, \"mem\": 128, \"disks\": [{\"disk_id\": \"c-$$\", \"index\": 0, \"size\": 8}]}}" >/dev/null
+cp "$T/servers/$S3/desc" "$T/desc.good"
+echo '{"desc": broken' >"$T/servers/$S3/desc"
+out=$(expect_api 409 DELETE "/servers/$S3")
+expect_contains "$out" "is unreadable" "refusal names the unreadable descriptor"
+virsh -c qemu:///system dominfo "$S3" >/dev/null 2>&1 || fail "domain removed although the delete was refused"
+[ -e "$T/disks/c-$$" ] || fail "disk removed although the delete was refused"
+cp "$T/desc.good" "$T/servers/$S3/desc"
+expect_api 200 DELETE "/servers/$S3" >/dev/null
+[ -e "$T/disks/c-$$" ] && fail "disk left after the delete"
+ok "delete refused while the descriptor is unreadable"
 
 # ---- bad descriptors: refused naming the field, nothing left on the host ----
 bad() { # bad EXPECTED-SUBSTRING JSON
