@@ -1,3 +1,5 @@
+#include <libvirt/libvirt.h>
+#include <libxml/parser.h>
 #include <systemd/sd-daemon.h>
 
 #include "agent/agent.h"
@@ -51,6 +53,13 @@ int main(int argc, char **argv)
 	log_set_max_level(log_level_from_string(cfg.log_level));
 	log_set_format(streq(cfg.log_format, "json") ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
 	log_settings(&cfg);
+	/* Both libraries are used from worker threads: initialize them before any thread. */
+	xmlInitParser();
+	if (virInitialize() < 0) {
+		config_done(&cfg);
+		log_error("Cannot initialize libvirt");
+		return 1;
+	}
 
 	_cleanup_(agent_freep) struct agent *a = NULL;
 	r = agent_new(&cfg, &a);
