@@ -441,9 +441,25 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	struct guest_desc fresh_desc = *d;
 	fresh_desc.n_disks = 0;
 	fresh_desc.disks = fresh;
-	for (size_t i = 0; i < d->n_disks; i++)
-		if (access(d->disks[i].path, F_OK) < 0)
+	for (size_t i = 0; i < d->n_disks; i++) {
+		if (access(d->disks[i].path, F_OK) < 0) {
 			fresh[fresh_desc.n_disks++] = d->disks[i];
+			continue;
+		}
+		/* An existing file is only ever this guest's own disk from its stored descriptor:
+		 * never another guest's disk or a base image, which a later delete would remove. */
+		bool own = false;
+		for (size_t k = 0; old && k < old->n_disks; k++)
+			if (streq(old->disks[k].path, d->disks[i].path))
+				own = true;
+		if (!own) {
+			reply_error(
+			    c, 409, "ConflictError",
+			    "disks[%zu].path: %s already exists and is not a disk of guest %s", i,
+			    d->disks[i].path, c->sid);
+			goto rollback;
+		}
+	}
 	r = disks_prepare(d, cfg->local_image_path, &err);
 	if (r < 0) {
 		reply_error(c, r == -EEXIST ? 409 : 500, "DiskError", "%s",

@@ -163,6 +163,11 @@ bad 'disks[0].path' "{\"desc\": {\"uuid\": \"$U\", \"name\": \"x\", \"cpu\": 1, 
 bad 'disks[1].index' "{\"desc\": {\"uuid\": \"$U\", \"name\": \"x\", \"cpu\": 1, \"mem\": 128, \"disks\": [{\"disk_id\": \"e1\", \"index\": 0, \"size\": 8}, {\"disk_id\": \"e2\", \"index\": 0, \"size\": 8}]}}"
 bad 'nics[0].mac' "{\"desc\": {\"uuid\": \"$U\", \"name\": \"x\", \"cpu\": 1, \"mem\": 128, \"nics\": [{\"index\": 0, \"mac\": \"zz:zz\", \"bridge\": \"$BR\"}]}}"
 bad 'cpu' "{\"desc\": {\"uuid\": \"$U\", \"name\": \"x\", \"cpu\": \"two\", \"mem\": 128}}"
+# Another guest's disk or a base image is never taken over (a delete would remove it).
+out=$(expect_api 409 POST "/servers/$S1/create" "{\"desc\": {\"uuid\": \"$U\", \"name\": \"x\", \"cpu\": 1, \"mem\": 128, \"disks\": [{\"disk_id\": \"b\", \"index\": 0, \"size\": 32, \"path\": \"$T/disks/base.qcow2\"}]}}")
+expect_contains "$out" "already exists and is not a disk of guest" "existing file refused"
+[ -e "$T/servers/$S1" ] && fail "workspace left after refusing a foreign disk"
+[ -f "$T/disks/base.qcow2" ] || fail "base image touched"
 python3 -c "
 import json,sys
 print(json.dumps({'desc': {'uuid': '$U', 'name': 'n' * (10 * 1024 * 1024), 'cpu': 1, 'mem': 128}}))" >"$T/huge.json"
