@@ -177,7 +177,9 @@ ok "restart: same host id updated with PUT, adopted guest reported"
 outage 600
 virsh -c qemu:///system suspend "$S" >/dev/null || hard "virsh suspend"
 wait_for 20 grep -qs '"status":"suspend"' "$T/state/outbox/$S.json" || fail "suspend not in the outbox"
-sleep 2
+wait_for 15 has 0 'r["kind"] == "ping" and r["status"] == 503' || fail "no heartbeat during the outage"
+wait_for 5 sh -c "curl -s -H 'X-Auth-Token: $TOKEN' $API/metrics | grep -Eq '^hostagent_region_ping_failures_total [1-9]'" ||
+	fail "ping failure not counted"
 L=$(lines)
 stop_agent # offline fails with 503: still exits 0 within shutdown_timeout
 grep -qs '"status":"suspend"' "$T/state/outbox/$S.json" || fail "outbox entry lost on stop"
@@ -186,7 +188,9 @@ wait_for 20 grep -q "guest status change(s) waiting for the region" "$T/agent.lo
 wait_for 30 curl -sf "$API/ping" || fail "agent does not answer after restart"
 virsh -c qemu:///system resume "$S" >/dev/null || hard "virsh resume"
 wait_for 20 grep -qs '"status":"running"' "$T/state/outbox/$S.json" || fail "latest status not in the outbox"
-expect_eq "$(ls "$T/state/outbox" | grep -c .)" 1 "one outbox file per guest"
+# One file per guest (other guests of the shared libvirtd may have theirs), no temp files.
+expect_eq "$(ls "$T/state/outbox" | grep -c "^$S\.")" 1 "one outbox file for the guest"
+expect_eq "$(ls "$T/state/outbox" | grep -vc '\.json$')" 0 "temp files in the outbox"
 has "$L" 'r["sid"] == "'"$S"'" and r["status"] == 200' && fail "status delivered during the outage"
 OUT_END=$(lines)
 outage 0
