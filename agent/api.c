@@ -48,6 +48,10 @@ struct api_call {
 	struct agent *a;
 	struct api_request *req; /* NULL for asynchronous tasks or once the request is gone */
 	char *task_id;		 /* X-Task-Id: post the outcome there */
+	/* Async call still inside agent_guest_op(): a refusal answered right away (bad id, queue
+	 * full, shutting down) is the HTTP reply, not a task outcome. */
+	struct api_request *refusal_req;
+	bool refused;
 	char sid[API_ID_MAX + 1];
 	int op;
 	/* scrape job */
@@ -353,7 +357,11 @@ static bool rate_allow(struct api *api, const char *client)
 static void on_op_done(struct op_reply *reply, void *userdata)
 {
 	struct api_call *c = userdata;
-	if (c->task_id) {
+	if (c->task_id && c->refusal_req) {
+		c->refused = true;
+		finish_json(c->refusal_req, reply->code, json_incref(reply->body));
+		return; /* start_guest_op() frees the call */
+	} else if (c->task_id) {
 		_cleanup_(json_decrefp) json_t *body = api_task_result(reply->code, reply->body);
 		if (!body)
 			log_oom();
@@ -391,6 +399,8 @@ static void start_guest_op(struct api_request *req, json_t *args)
 		call_free(c);
 		return finish_json(req, 500, NULL);
 	}
+	if (async)
+		c->refusal_req = req;
 	int r =
 	    agent_guest_op(api->a, (enum guest_op)route->op, req->match.id, args, on_op_done, c);
 	if (r < 0) {
@@ -398,7 +408,12 @@ static void start_guest_op(struct api_request *req, json_t *args)
 		call_free(c);
 		return finish_error(req, 500, NULL, "failed to queue the operation");
 	}
+	if (async && c->refused) {
+		call_free(c);
+		return;
+	}
 	if (async) {
+		c->refusal_req = NULL;
 		log_info("Task accepted task_id=%s sid=%s op=%s", task_id, req->match.id,
 			 guest_op_to_string(route->op));
 		finish_json(req, 200, json_pack("{s:s}", "result", "ok"));

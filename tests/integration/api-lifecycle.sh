@@ -105,4 +105,7 @@ virsh -c qemu:///system dominfo "$S2" >/dev/null 2>&1 && fail "domain left after
 body=$(async POST "/servers/$S2/start" '{}')
 expect_eq "$(echo "$body" | json 'j["__status__"]')" error "failed start: __status__"
 expect_contains "$(echo "$body" | json 'j["__reason__"]')" "not found" "failed start: __reason__"
+# Refused before any work (here: a guest id too long for libvirt): the HTTP reply says so.
+long=$(printf 'g%.0s' $(seq 100))
+expect_call 400 POST "/servers/$long/start" '{}' t-refused >/dev/null
 ok "asynchronous lifecycle: every outcome posted to the region's /tasks/<id>"
