@@ -27,7 +27,8 @@ static int on_drain(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct agent *a = userdata;
 	size_t busy = a->tasks ? tasks_running(a->tasks) + tasks_queued(a->tasks) : 0;
-	busy += report_busy(a->report); /* offline post to the region */
+	busy += report_busy(a->report);		     /* offline post to the region */
+	busy += region_pending_callbacks(a->region); /* outcomes of finished tasks */
 	if (busy == 0 || usec >= a->drain_deadline) {
 		if (busy > 0)
 			log_warning("Stopping with %zu operations unfinished after %d s", busy,

@@ -667,3 +667,8 @@ struct region *region_free(struct region *r)
 	free(r);
 	return NULL;
 }
+
+size_t region_pending_callbacks(struct region *r)
+{
+	return r ? r->n_callbacks : 0;
+}

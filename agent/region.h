@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct agent;
@@ -23,6 +24,8 @@ int region_task_callback(struct region *r, const char *task_id, json_t *body);
 /* The agent's own service token and the compute endpoint, for other modules; NULL when not
  * (yet) authenticated. Strings are owned by the region object; call on the loop thread. */
 const char *region_token(struct region *r);
+/* Task callbacks not yet accepted by the region (the drain at shutdown waits for them). */
+size_t region_pending_callbacks(struct region *r);
 const char *region_compute_url(struct region *r);
 
 /* Asks for a new service token now (Keystone answered 401 to the current one). */
