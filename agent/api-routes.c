@@ -1,6 +1,7 @@
 #include <stdarg.h>
 
 #include "agent/api-internal.h"
+#include "agent/ops.h"
 #include "common/macros.h"
 #include "common/path.h"
 
@@ -213,15 +214,31 @@ const char *api_error_class(int code)
 	}
 }
 
-json_t *api_error_body(int code, const char *cls, const char *fmt, ...)
+static json_t *error_bodyv(int code, const char *cls, const char *fmt, va_list ap)
 {
-	char details[512];
-	va_list ap;
-	va_start(ap, fmt);
+	char details[2048];
 	vsnprintf(details, sizeof(details), fmt, ap);
-	va_end(ap);
 	return json_pack("{s:{s:i,s:s,s:s}}", "error", "code", code, "class",
 			 cls ? cls : api_error_class(code), "details", details);
+}
+
+/* The one builder of Cloudpods error bodies, for the API and the operations (agent/ops.h). */
+json_t *op_error_body(int code, const char *cls, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	json_t *j = error_bodyv(code, cls, fmt, ap);
+	va_end(ap);
+	return j;
+}
+
+json_t *api_error_body(int code, const char *cls, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	json_t *j = error_bodyv(code, cls, fmt, ap);
+	va_end(ap);
+	return j;
 }
 
 int api_parse_body(const char *data, size_t len, json_t **ret, json_t **ret_error)

@@ -70,17 +70,6 @@ int guest_op_from_string(const char *s)
 	return -EINVAL;
 }
 
-json_t *op_error_body(int code, const char *cls, const char *fmt, ...)
-{
-	char details[2048];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(details, sizeof(details), fmt, ap);
-	va_end(ap);
-	return json_pack("{s:{s:i,s:s,s:s}}", "error", "code", code, "class", cls, "details",
-			 details);
-}
-
 /* ---- guest table (loop thread) ---- */
 
 static struct guest *guest_find(struct guests *g, const char *sid)
