@@ -478,10 +478,13 @@ struct auth *auth_free(struct auth *au)
 {
 	if (!au)
 		return NULL;
-	/* Waiters belong to the API, which is gone by now: they are not called. */
+	/* Waiters are told the check was cancelled, so they free what they hold (the API has
+	 * detached its calls from their requests by now). */
 	while (au->pending) {
 		struct pending *p = au->pending;
 		au->pending = p->next;
+		for (size_t i = 0; i < p->n_w; i++)
+			p->w[i].cb(-ECANCELED, p->w[i].userdata);
 		pending_free(p);
 	}
 	auth_cache_free(au->cache);
