@@ -67,9 +67,7 @@ int api_percent_decode(const char *s, size_t len, char *out, size_t size);
  * -EINVAL and sets *ret_error to an error body (400) naming line, column and position. */
 int api_parse_body(const char *data, size_t len, json_t **ret, json_t **ret_error);
 
-/* {"error": {"code": N, "class": "...", "details": "..."}}; class from the code when NULL. */
-json_t *api_error_body(int code, const char *cls, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* Error bodies: op_error_body() (agent/ops.h); the class for a status code: */
 const char *api_error_class(int code);
 
 /* The task-callback body for a finished asynchronous operation: the reply body, plus

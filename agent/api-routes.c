@@ -214,31 +214,16 @@ const char *api_error_class(int code)
 	}
 }
 
-static json_t *error_bodyv(int code, const char *cls, const char *fmt, va_list ap)
-{
-	char details[2048];
-	vsnprintf(details, sizeof(details), fmt, ap);
-	return json_pack("{s:{s:i,s:s,s:s}}", "error", "code", code, "class",
-			 cls ? cls : api_error_class(code), "details", details);
-}
-
 /* The one builder of Cloudpods error bodies, for the API and the operations (agent/ops.h). */
 json_t *op_error_body(int code, const char *cls, const char *fmt, ...)
 {
+	char details[2048];
 	va_list ap;
 	va_start(ap, fmt);
-	json_t *j = error_bodyv(code, cls, fmt, ap);
+	vsnprintf(details, sizeof(details), fmt, ap);
 	va_end(ap);
-	return j;
-}
-
-json_t *api_error_body(int code, const char *cls, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	json_t *j = error_bodyv(code, cls, fmt, ap);
-	va_end(ap);
-	return j;
+	return json_pack("{s:{s:i,s:s,s:s}}", "error", "code", code, "class",
+			 cls ? cls : api_error_class(code), "details", details);
 }
 
 int api_parse_body(const char *data, size_t len, json_t **ret, json_t **ret_error)
@@ -263,15 +248,15 @@ int api_parse_body(const char *data, size_t len, json_t **ret, json_t **ret_erro
 		for (const char *p = e.text; *p && k + 1 < sizeof(text); p++)
 			text[k++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
 		text[k] = 0;
-		*ret_error = api_error_body(400, NULL,
-					    "malformed JSON body at line %d, column %d (position "
-					    "%d): %s",
-					    e.line, e.column, e.position, text);
+		*ret_error = op_error_body(400, NULL,
+					   "malformed JSON body at line %d, column %d (position "
+					   "%d): %s",
+					   e.line, e.column, e.position, text);
 		return -EINVAL;
 	}
 	if (!json_is_object(j)) {
 		json_decref(j);
-		*ret_error = api_error_body(400, NULL, "request body must be a JSON object");
+		*ret_error = op_error_body(400, NULL, "request body must be a JSON object");
 		return -EINVAL;
 	}
 	*ret = j;

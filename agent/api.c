@@ -274,7 +274,7 @@ static void finish_json(struct api_request *req, int code, json_t *body)
 
 static void finish_error(struct api_request *req, int code, const char *cls, const char *details)
 {
-	finish_json(req, code, api_error_body(code, cls, "%s", details));
+	finish_json(req, code, op_error_body(code, cls, "%s", details));
 }
 
 static enum MHD_Result queue(struct api_request *req)

@@ -62,14 +62,6 @@ const char *guest_op_to_string(enum guest_op op)
 	return op < _GUEST_OP_MAX ? op_names[op] : "?";
 }
 
-int guest_op_from_string(const char *s)
-{
-	for (int i = 0; i < _GUEST_OP_MAX; i++)
-		if (streq(op_names[i], s))
-			return i;
-	return -EINVAL;
-}
-
 /* ---- guest table (loop thread) ---- */
 
 static struct guest *guest_find(struct guests *g, const char *sid)
@@ -207,7 +199,8 @@ static const char *vir_msg(void)
 	return m ? m : "unknown libvirt error";
 }
 
-int guests_qemu_pid(const char *sid)
+/* The QEMU pid of a running domain, from libvirt's pid file; negative errno otherwise. */
+static int guests_qemu_pid(const char *sid)
 {
 	_cleanup_free_ char *p = strjoin("/run/libvirt/qemu/", sid, ".pid"), *txt = NULL;
 	if (!p)
@@ -1135,6 +1128,8 @@ static void on_virt_conn(bool connected, void *userdata)
 /* ---- lifecycle ---- */
 
 static void collect(FILE *f, void *userdata);
+static void guests_count_states(struct guests *g,
+				void (*fn)(const char *state, unsigned n, void *ud), void *ud);
 static unsigned guests_unknown_locked(struct guests *g);
 
 int guests_new(struct agent *a, struct guests **ret)
@@ -1177,17 +1172,9 @@ int guests_start(struct guests *g)
 	return virt_start(g->a->virt, on_virt_event, on_virt_conn, g);
 }
 
-bool guests_libvirt_connected(struct guests *g)
+static bool guests_libvirt_connected(struct guests *g)
 {
 	return g && g->connected;
-}
-
-unsigned guests_unknown(struct guests *g)
-{
-	pthread_mutex_lock(&g->lock);
-	unsigned n = guests_unknown_locked(g);
-	pthread_mutex_unlock(&g->lock);
-	return n;
 }
 
 static unsigned guests_unknown_locked(struct guests *g)
@@ -1226,8 +1213,9 @@ static void collect(FILE *f, void *userdata)
 			     virt_reconnects(g->a->virt));
 }
 
-void guests_count_states(struct guests *g, void (*fn)(const char *state, unsigned n, void *ud),
-			 void *ud)
+/* Number of guests per state: calls fn(state, count). */
+static void guests_count_states(struct guests *g,
+				void (*fn)(const char *state, unsigned n, void *ud), void *ud)
 {
 	static const char *const states[] = {"running",	 "ready",   "suspend",
 					     "stopping", "crashed", "unknown"};

@@ -14,12 +14,6 @@ struct guests *guests_free(struct guests *g);
 /* Connects to libvirt in the background; on every (re)connection the table is rebuilt from
  * libvirt and the workspaces and running guests are adopted as they are. */
 int guests_start(struct guests *g);
-/* Number of guests per state, for metrics: calls fn(state, count) on the loop thread. */
-void guests_count_states(struct guests *g, void (*fn)(const char *state, unsigned n, void *ud),
-			 void *ud);
-bool guests_libvirt_connected(struct guests *g);
-/* Guests running that have no readable workspace (left running, reported as unknown). */
-unsigned guests_unknown(struct guests *g);
 /* Hooks other subsystems install (loop thread): after a guest started or was adopted
  * running, with its QEMU pid; on every status change (including the table rebuild after a
  * libvirt connection, which reports every guest). Used for placement checks and status
@@ -37,5 +31,3 @@ int guests_add_hooks(struct guests *g, guest_running_fn on_running, guest_state_
 		     void *ud);
 /* Removes every hook installed with ud (its owner goes away before the guest table). */
 void guests_remove_hooks(struct guests *g, void *ud);
-/* The QEMU pid of a running domain, from libvirt's pid file; negative errno otherwise. */
-int guests_qemu_pid(const char *sid);

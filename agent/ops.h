@@ -23,7 +23,6 @@ enum guest_op {
 };
 
 const char *guest_op_to_string(enum guest_op op);
-int guest_op_from_string(const char *s); /* negative errno when unknown */
 
 /* A finished operation: HTTP-like status code and a JSON body (owned by the reply).
  * Errors carry {"error": {"code": N, "class": "...", "details": "..."}}. */
@@ -48,6 +47,7 @@ int agent_guest_list(struct agent *a, op_done_fn cb, void *userdata);
 /* Readiness: NULL when ready, else a JSON array of reason strings (caller owns). */
 json_t *agent_not_ready_reasons(struct agent *a);
 
-/* Builds an error reply body. */
+/* Builds {"error": {"code": N, "class": "...", "details": "..."}}; the class follows the
+ * code when cls is NULL. */
 json_t *op_error_body(int code, const char *cls, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -636,11 +636,6 @@ const char *placement_container_cgroup(const struct placement *p)
 	return p->n_h > 0 ? p->h[0].forbidden : "/";
 }
 
-bool placement_uses_systemd(const struct placement *p)
-{
-	return p->bus != NULL;
-}
-
 void placement_describe(const struct placement *p, FILE *f)
 {
 	fprintf(f, "layout=%s container_cgroup=%s partition=%s systemd=%s hierarchies=",

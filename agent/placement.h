@@ -67,7 +67,6 @@ enum placement_layout placement_layout(const struct placement *p);
 const char *placement_layout_to_string(enum placement_layout l);
 /* The host-view cgroup QEMU must stay out of ("/" when there is none). */
 const char *placement_container_cgroup(const struct placement *p);
-bool placement_uses_systemd(const struct placement *p);
 
 /* Checks every thread of pid in every hierarchy; with fix, moves misplaced ones into the
  * host partition (systemd scope "hostagent-qemu-<name>.scope" in machine.slice, or the

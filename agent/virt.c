@@ -30,7 +30,6 @@ struct virt {
 	bool want_reconnect;
 	bool quit;
 	bool started;
-	bool connected; /* as seen by the loop thread */
 	unsigned reconnects;
 	unsigned connects;
 	pthread_t connector, eventloop;
@@ -235,7 +234,6 @@ static int on_efd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 	while (m) {
 		struct virt_msg *next = m->next;
 		if (m->is_conn) {
-			v->connected = m->connected;
 			if (m->connected)
 				log_info("Connected to libvirt at %s", v->uri);
 			else
@@ -339,11 +337,6 @@ struct virt *virt_free(struct virt *v)
 	free(v->uri);
 	free(v);
 	return NULL;
-}
-
-bool virt_connected(struct virt *v)
-{
-	return v && v->connected;
 }
 
 virConnectPtr virt_conn_ref(struct virt *v)

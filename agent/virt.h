@@ -18,7 +18,6 @@ int virt_new(sd_event *event, const char *uri, struct virt **ret);
 struct virt *virt_free(struct virt *v);
 /* Connects in the background and keeps reconnecting with backoff while disconnected. */
 int virt_start(struct virt *v, virt_event_fn on_event, virt_conn_fn on_conn, void *userdata);
-bool virt_connected(struct virt *v);
 /* A new reference to the connection (virConnectClose() it), NULL while disconnected.
  * Safe from any thread. */
 virConnectPtr virt_conn_ref(struct virt *v);

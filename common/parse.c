@@ -32,21 +32,6 @@ int parse_int(const char *s, int min, int max, int *ret)
 	return 0;
 }
 
-int parse_uint64(const char *s, uint64_t max, uint64_t *ret)
-{
-	if (!s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (*end)
-		return -EINVAL;
-	if (errno == ERANGE || v > max)
-		return -ERANGE;
-	*ret = v;
-	return 0;
-}
-
 int parse_bool(const char *s, bool *ret)
 {
 	static const char *const yes[] = {"1", "yes", "true", "on", "y"};

@@ -18,7 +18,8 @@ bool id_is_valid(const char *s, size_t max)
 	return true;
 }
 
-bool path_is_below(const char *root, const char *path)
+/* True when path lies strictly below root (both absolute and resolved). */
+static bool path_is_below(const char *root, const char *path)
 {
 	size_t n = strlen(root);
 	while (n > 1 && root[n - 1] == '/')

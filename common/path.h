@@ -11,4 +11,3 @@ int path_confine(char *const *roots, const char *path, char **ret);
 /* True when s is a safe single path component / identifier: 1..max bytes of [A-Za-z0-9._-],
  * not starting with '.' or '-'. */
 bool id_is_valid(const char *s, size_t max);
-bool path_is_below(const char *root, const char *path);

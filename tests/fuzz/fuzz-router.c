@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (code == 0 && (!m.route || strlen(m.id) > API_ID_MAX))
 		__builtin_trap();
 	if (code != 0) {
-		json_t *e = api_error_body(code, NULL, "%s", m.details);
+		json_t *e = op_error_body(code, NULL, "%s", m.details);
 		if (!e)
 			__builtin_trap();
 		json_decref(e);

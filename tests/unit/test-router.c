@@ -193,10 +193,10 @@ static void test_body(void **state)
 
 static void test_errors(void **state)
 {
-	json_t *e = api_error_body(404, NULL, "no such guest %s", "x");
+	json_t *e = op_error_body(404, NULL, "no such guest %s", "x");
 	expect_error_shape(e, 404, "NotFoundError", "no such guest x");
 	json_decref(e);
-	e = api_error_body(409, "CustomError", "busy");
+	e = op_error_body(409, "CustomError", "busy");
 	expect_error_shape(e, 409, "CustomError", "busy");
 	json_decref(e);
 	assert_string_equal(api_error_class(405), "MethodNotAllowedError");
@@ -214,7 +214,7 @@ static void test_task_result(void **state)
 	json_decref(r);
 	json_decref(ok);
 
-	json_t *err = api_error_body(409, NULL, "guest is busy");
+	json_t *err = op_error_body(409, NULL, "guest is busy");
 	r = api_task_result(409, err);
 	assert_string_equal(json_string_value(json_object_get(r, "__status__")), "error");
 	assert_string_equal(json_string_value(json_object_get(r, "__reason__")), "guest is busy");
