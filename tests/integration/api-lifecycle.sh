@@ -18,22 +18,7 @@ API=http://127.0.0.1:$API_PORT
 keystone_start "http://127.0.0.1:$FR_PORT"
 fake_region_start "$FR_PORT"
 
-umask 077
-cat >"$T/host.conf" <<YAML
-listen_address: 127.0.0.1
-port: $API_PORT
-state_dir: $T/state
-servers_path: $T/servers
-local_image_path: [$T/disks]
-admin_socket: $T/admin.sock
-auth_url: $KS_URL
-admin_user: $KS_AGENT_USER
-admin_password: $KS_AGENT_PASSWORD
-admin_project: $KS_AGENT_PROJECT
-region: $KS_REGION
-zone: zone1
-YAML
-umask 022
+region_conf "$T/host.conf" "$API_PORT" </dev/null
 "$HOSTAGENT" --config "$T/host.conf" --log-level debug >"$T/agent.log" 2>&1 9>&- &
 AGENT_PID=$!
 on_exit "kill -TERM $AGENT_PID; wait $AGENT_PID"

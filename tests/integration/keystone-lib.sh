@@ -208,3 +208,28 @@ PY
 	echo "fake region: no delivery for task $id within ${t}s" >&2
 	return 1
 }
+
+# region_conf FILE API_PORT: writes (0600) a region-mode host.conf for an agent under $T that
+# talks to the keystone started by keystone_start; extra YAML lines come from stdin.
+region_conf() {
+	local extra
+	extra=$(cat)
+	(
+		umask 077
+		cat >"$1" <<YAML
+listen_address: 127.0.0.1
+port: $2
+state_dir: $T/state
+servers_path: $T/servers
+local_image_path: [$T/disks]
+admin_socket: $T/admin.sock
+auth_url: $KS_URL
+admin_user: $KS_AGENT_USER
+admin_password: $KS_AGENT_PASSWORD
+admin_project: $KS_AGENT_PROJECT
+region: $KS_REGION
+zone: zone1
+$extra
+YAML
+	)
+}

@@ -23,24 +23,10 @@ API=http://127.0.0.1:$API_PORT
 keystone_start "$FR"
 fake_region_start "$FR_PORT"
 
-umask 077
-cat >"$T/host.conf" <<YAML
-listen_address: 127.0.0.1
-port: $API_PORT
-state_dir: $T/state
-servers_path: $T/servers
-local_image_path: [$T/disks]
-admin_socket: $T/admin.sock
-auth_url: $KS_URL
-admin_user: $KS_AGENT_USER
-admin_password: $KS_AGENT_PASSWORD
-admin_project: $KS_AGENT_PROJECT
-region: $KS_REGION
-zone: zone1
+region_conf "$T/host.conf" "$API_PORT" <<YAML
 ping_region_interval: 5
 shutdown_timeout: 10
 YAML
-umask 022
 
 AGENT_PID=
 start() {

@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -28,4 +29,17 @@ char *test_write(const char *dir, const char *name, const char *text)
 	assert_non_null(p);
 	assert_int_equal(write_file_atomic(p, text, strlen(text), 0644), 0);
 	return p;
+}
+
+int test_count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
 }

@@ -13,6 +13,8 @@
 char *test_tmpdir(void);
 /* Absolute path of a fixture under tests/data. */
 char *test_data(const char *rel);
+/* Entries of dir, "." and ".." not counted. */
+int test_count_entries(const char *dir);
 /* Writes text to dir/name and returns the path. */
 char *test_write(const char *dir, const char *name, const char *text);
 

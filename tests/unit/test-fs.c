@@ -5,19 +5,6 @@
 #include "common/fs.h"
 #include "tests/unit/test-common.h"
 
-static int count_entries(const char *dir)
-{
-	DIR *d = opendir(dir);
-	assert_non_null(d);
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)))
-		if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
-			n++;
-	closedir(d);
-	return n;
-}
-
 static void test_write_and_read(void **state)
 {
 	_cleanup_free_ char *dir = test_tmpdir();
@@ -31,7 +18,7 @@ static void test_write_and_read(void **state)
 	struct stat st;
 	assert_int_equal(stat(p, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	assert_int_equal(count_entries(dir), 1);
+	assert_int_equal(test_count_entries(dir), 1);
 	free(buf);
 	buf = NULL;
 	assert_int_equal(read_file(p, 3, &buf, &len), -EFBIG);
@@ -62,7 +49,7 @@ static void test_interrupted_write_keeps_old(void **state)
 	_cleanup_free_ char *buf = NULL;
 	assert_int_equal(read_file(p, 100, &buf, NULL), 0);
 	assert_string_equal(buf, "old content");
-	assert_int_equal(count_entries(dir), 1);
+	assert_int_equal(test_count_entries(dir), 1);
 
 	/* A crash midway: old content intact. */
 	pid_t pid = fork();

@@ -10,19 +10,6 @@
 #include "common/fs.h"
 #include "tests/unit/test-common.h"
 
-static int count_entries(const char *dir)
-{
-	DIR *d = opendir(dir);
-	assert_non_null(d);
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)))
-		if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
-			n++;
-	closedir(d);
-	return n;
-}
-
 static char *read_entry(const char *dir, const char *sid)
 {
 	_cleanup_free_ char *p = NULL;
@@ -42,7 +29,7 @@ static void test_put_next_ack(void **state)
 	assert_int_equal(outbox_put(o, "s1", "running", "on"), 0);
 	assert_int_equal(outbox_put(o, "s2", "ready", "off"), 0);
 	assert_int_equal(outbox_size(o), 2);
-	assert_int_equal(count_entries(dir), 2);
+	assert_int_equal(test_count_entries(dir), 2);
 	const struct outbox_entry *e = outbox_next(o, NULL);
 	assert_string_equal(e->sid, "s1");
 	assert_string_equal(outbox_next(o, "s1")->sid, "s2");
@@ -55,7 +42,7 @@ static void test_put_next_ack(void **state)
 	    "on");
 	assert_int_equal(outbox_ack(o, "s1", e->seq), 0);
 	assert_int_equal(outbox_size(o), 1);
-	assert_int_equal(count_entries(dir), 1);
+	assert_int_equal(test_count_entries(dir), 1);
 	_cleanup_free_ char *gone = read_entry(dir, "s1");
 	assert_null(gone);
 	/* Acking what is not there is harmless. */
@@ -75,7 +62,7 @@ static void test_latest_wins(void **state)
 	assert_int_equal(outbox_put(o, "a", "suspend", "on"), 0);
 	assert_int_equal(outbox_put(o, "a", "ready", "off"), 0);
 	assert_int_equal(outbox_size(o), 2);
-	assert_int_equal(count_entries(dir), 2);
+	assert_int_equal(test_count_entries(dir), 2);
 	/* The old delivery's ack does not remove the newer status. */
 	assert_int_equal(outbox_ack(o, "a", inflight), 0);
 	assert_int_equal(outbox_size(o), 2);
@@ -89,7 +76,7 @@ static void test_latest_wins(void **state)
 	_cleanup_free_ char *text = read_entry(dir, "a");
 	assert_non_null(strstr(text, "\"status\":\"ready\""));
 	assert_int_equal(outbox_ack(o, "a", e->seq), 0);
-	assert_int_equal(count_entries(dir), 1);
+	assert_int_equal(test_count_entries(dir), 1);
 	rm_rf(dir);
 }
 
@@ -141,7 +128,7 @@ static void test_atomic_files(void **state)
 	fs_atomic_hook = fail_hook;
 	assert_int_equal(outbox_put(o, "g1", "ready", "off"), -EIO);
 	fs_atomic_hook = NULL;
-	assert_int_equal(count_entries(dir), 1);
+	assert_int_equal(test_count_entries(dir), 1);
 	_cleanup_free_ char *text = read_entry(dir, "g1");
 	assert_non_null(strstr(text, "\"status\":\"running\""));
 	assert_string_equal(outbox_next(o, NULL)->status, "running");
@@ -159,7 +146,7 @@ static void test_atomic_files(void **state)
 	assert_int_equal(outbox_size(o), 1);
 	assert_int_equal(outbox_removed(o), 4);
 	assert_string_equal(outbox_next(o, NULL)->sid, "g1");
-	assert_int_equal(count_entries(dir), 1);
+	assert_int_equal(test_count_entries(dir), 1);
 	rm_rf(dir);
 }
 
@@ -174,7 +161,7 @@ static void test_invalid_ids(void **state)
 	assert_int_equal(outbox_put(o, "a b", "running", "on"), -EINVAL);
 	assert_int_equal(outbox_put(o, "ok", "", "on"), -EINVAL);
 	assert_true(outbox_sid_valid("2f6a-9c_1.x"));
-	assert_int_equal(count_entries(dir), 0);
+	assert_int_equal(test_count_entries(dir), 0);
 	rm_rf(dir);
 }
 
