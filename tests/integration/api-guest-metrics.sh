@@ -4,12 +4,13 @@
 . "$(dirname "$0")/lib.sh"
 need_root
 [ -e /dev/kvm ] || skip "no /dev/kvm"
-virsh -c qemu:///system version >/dev/null 2>&1 || skip "libvirtd is not running (deploy/setup-host.sh starts it)"
+libvirtd_lock shared
+libvirtd_up || hard "libvirtd does not start (deploy/setup-host.sh installs it)"
 
 mkdir -p "$T/disks"
 "$HOSTAGENT" --state-dir "$T/state" --servers-path "$T/servers" --local-image-path "$T/disks" \
 	--admin-socket "$T/admin.sock" --listen-address 127.0.0.1 --port 0 \
-	--libvirt-uri qemu:///system >"$T/agent.log" 2>&1 &
+	--libvirt-uri qemu:///system >"$T/agent.log" 2>&1 9>&- &
 pid=$!
 on_exit "kill -KILL $pid"
 wait_for 20 test -S "$T/admin.sock" || fail "agent did not start"
