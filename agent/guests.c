@@ -253,7 +253,6 @@ struct op_ctx {
 	char *new_status;
 	char *name;
 	bool removed, created;
-	int qemu_pid;
 };
 
 static void reply_set(struct op_ctx *c, int code, json_t *body)
@@ -512,7 +511,6 @@ static void op_start(struct op_ctx *c, virDomainPtr dom)
 		return;
 	}
 	c->new_status = strdup("running");
-	c->qemu_pid = guests_qemu_pid(c->sid);
 	reply_ok(c, json_pack("{s:i,s:b,s:s}", "vnc_port", domain_vnc_port(dom), "is_running", 1,
 			      "details", details));
 }
@@ -626,7 +624,6 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 				r = virDomainCreate(dom);
 		}
 		c->new_status = strdup("running");
-		c->qemu_pid = guests_qemu_pid(c->sid);
 		details = "rebooted";
 		break;
 	}
@@ -847,8 +844,6 @@ static void op_done(void *userdata)
 			guest_remove(g, c->sid);
 		else if (c->new_status || c->created)
 			guest_set(g, c->sid, c->name, c->new_status, c->created ? 1 : -1);
-		if (c->qemu_pid > 0)
-			hooks_running(g, c->sid, c->qemu_pid);
 	}
 	log_kv(c->reply.code < 300 ? LOG_INFO : LOG_WARNING, "Guest operation finished", "op",
 	       guest_op_to_string(c->op), "sid", c->sid, "code",
@@ -1110,6 +1105,8 @@ static void on_virt_event(const char *name, int event, int detail, void *userdat
 		log_kv(LOG_INFO, "Guest state changed", "sid", name, "from", strempty(old), "to",
 		       status, NULL);
 	guest_set(g, name, NULL, status, x ? -1 : 0);
+	/* Every new QEMU (an agent start, a cold reboot, or anyone else's start) raises STARTED:
+	 * with adoption, the only place the running hooks (placement) fire. */
 	if (event == VIR_DOMAIN_EVENT_STARTED && hooks_want_running(g)) {
 		int pid = guests_qemu_pid(name);
 		if (pid > 0)
