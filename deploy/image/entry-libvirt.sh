@@ -12,6 +12,28 @@ if ! /usr/sbin/virtlogd --version >/dev/null 2>&1; then
 fi
 /usr/sbin/virtlogd &
 
+# LIBVIRT_VNC_PORTS=MIN-MAX: the ports libvirt gives VNC consoles (autoport), for a node
+# firewall or when another libvirtd on the same host network hands out ports too (libvirt
+# checks only its own allocations; two daemons sharing a range race for the same port).
+# libvirt requires 5900 <= MIN <= MAX <= 65535.
+if [ -n "${LIBVIRT_VNC_PORTS:-}" ]; then
+	min=${LIBVIRT_VNC_PORTS%-*}
+	max=${LIBVIRT_VNC_PORTS#*-}
+	case "$min$max" in
+	*[!0-9]* | "")
+		echo "entry-libvirt: LIBVIRT_VNC_PORTS=$LIBVIRT_VNC_PORTS: expected MIN-MAX" >&2
+		exit 1
+		;;
+	esac
+	if [ "$min" -lt 5900 ] || [ "$max" -gt 65535 ] || [ "$min" -gt "$max" ]; then
+		echo "entry-libvirt: LIBVIRT_VNC_PORTS=$LIBVIRT_VNC_PORTS: need 5900 <= MIN <= MAX <= 65535" >&2
+		exit 1
+	fi
+	conf=/etc/libvirt/qemu.conf
+	sed -i '/^remote_display_port_m\(in\|ax\) *=/d' $conf
+	printf 'remote_display_port_min = %s\nremote_display_port_max = %s\n' "$min" "$max" >>$conf
+fi
+
 # Run libvirtd in the host's cgroup namespace. The pod gets a private cgroup namespace from the
 # runtime, but /sys/fs/cgroup is the host's hierarchy (a hostPath mount): in the private
 # namespace /proc/<pid>/cgroup shows paths relative to the container's cgroup, e.g.

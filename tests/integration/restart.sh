@@ -31,8 +31,13 @@ for i in 1 2 3; do
 	PID[$s]=$(qemu_pid "$s")
 	[ -n "${PID[$s]}" ] || fail "no QEMU pid for $s"
 	expect_eq "$(api GET "/servers/$s/status" | json 'j["qemu_pid"]')" "${PID[$s]}" "agent's QEMU pid of $s"
+	# The VNC port comes from the pod's own range (LIBVIRT_VNC_PORTS, entry-libvirt.sh).
+	vnc=$(virsh_ domdisplay "$s")
+	vport=$((5900 + ${vnc##*:}))
+	[ "$vport" -ge "${POD_VNC_PORTS%-*}" ] && [ "$vport" -le "${POD_VNC_PORTS#*-}" ] ||
+		fail "$s: VNC $vnc (port $vport) outside the pod's range $POD_VNC_PORTS"
 done
-ok "3 guests running: ${PID[*]}"
+ok "3 guests running: ${PID[*]}, VNC ports in $POD_VNC_PORTS"
 
 placement_of() { # the cgroups of a pid that are still inside the pod's cgroup
 	grep "pod-$POD" "/proc/$1/cgroup" 2>/dev/null
