@@ -23,17 +23,18 @@
 #include "common/log.h"
 #include "common/macros.h"
 
-#define USEC_PER_SEC	     1000000ULL
-#define REQUEST_TIMEOUT_MS   15000
-#define OFFLINE_TIMEOUT_MS   10000
-#define BACKOFF_MIN_USEC     (1 * USEC_PER_SEC)
-#define BACKOFF_MAX_USEC     (60 * USEC_PER_SEC)
-#define OUTBOX_BACKOFF_MAX   (30 * USEC_PER_SEC)
-#define SESSION_POLL_USEC    (1 * USEC_PER_SEC)
-#define PING_RETRY_USEC	     (20 * USEC_PER_SEC)
-#define HOST_ID_MAX	     256
-#define PING_FAILURES_METRIC "hostagent_region_ping_failures_total"
-#define OUTBOX_METRIC	     "hostagent_region_outbox_pending"
+#define USEC_PER_SEC		     1000000ULL
+#define REQUEST_TIMEOUT_MS	     15000
+#define OFFLINE_TIMEOUT_MS	     10000
+#define BACKOFF_MIN_USEC	     (1 * USEC_PER_SEC)
+#define BACKOFF_MAX_USEC	     (60 * USEC_PER_SEC)
+#define OUTBOX_BACKOFF_MAX	     (30 * USEC_PER_SEC)
+#define SESSION_POLL_USEC	     (1 * USEC_PER_SEC)
+#define PING_RETRY_USEC		     (20 * USEC_PER_SEC)
+#define HOST_ID_MAX		     256
+#define PING_FAILURES_METRIC	     "hostagent_region_ping_failures_total"
+#define OUTBOX_METRIC		     "hostagent_region_outbox_pending"
+#define OUTBOX_WRITE_FAILURES_METRIC "hostagent_region_outbox_write_failures_total"
 
 enum reg_step {
 	REG_IDLE,
@@ -85,7 +86,8 @@ struct report {
 	char *outbox_sid;
 	uint64_t outbox_seq;
 	unsigned outbox_failures;
-	bool outbox_waiting; /* backing off after a failed delivery */
+	bool outbox_waiting;		     /* backing off after a failed delivery */
+	unsigned long outbox_write_failures; /* already counted in the metric */
 
 	struct region_http *offline_http;
 };
@@ -716,6 +718,13 @@ static void outbox_gauge(struct report *rp)
 	metrics_gauge_set(rp->a->metrics, OUTBOX_METRIC,
 			  "Guest status changes not yet accepted by the region", NULL,
 			  (double)outbox_size(rp->outbox));
+	/* The writer thread counts its failures; they reach the metric on the next change. */
+	unsigned long f = outbox_write_failures(rp->outbox);
+	metrics_counter_add(rp->a->metrics, OUTBOX_WRITE_FAILURES_METRIC,
+			    "Outbox files that could not be written or removed (the status is "
+			    "still delivered, but would not survive a restart)",
+			    NULL, (double)(f - rp->outbox_write_failures));
+	rp->outbox_write_failures = f;
 }
 
 static void outbox_retry(struct report *rp)
