@@ -144,6 +144,7 @@ static void guest_remove(struct guests *g, const char *sid)
 {
 	pthread_mutex_lock(&g->lock);
 	struct guest *x = guest_find(g, sid);
+	bool found = x;
 	if (x) {
 		guest_clear(x);
 		size_t i = (size_t)(x - g->list);
@@ -151,6 +152,9 @@ static void guest_remove(struct guests *g, const char *sid)
 		g->n--;
 	}
 	pthread_mutex_unlock(&g->lock);
+	for (size_t i = 0; found && i < g->n_hooks; i++)
+		if (g->hooks[i].on_state)
+			g->hooks[i].on_state(sid, NULL, g->hooks[i].ud);
 }
 
 /* ---- libvirt helpers (worker threads) ---- */

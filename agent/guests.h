@@ -16,8 +16,9 @@ struct guests *guests_free(struct guests *g);
 int guests_start(struct guests *g);
 /* Hooks other subsystems install (loop thread): after a guest started or was adopted
  * running, with its QEMU pid; on every status change (including the table rebuild after a
- * libvirt connection, which reports every guest). Used for placement checks and status
- * reports. Every installed hook gets every call, in installation order; either function may
+ * libvirt connection, which reports every guest), and with status NULL when a guest leaves the
+ * table (deleted through the agent, or undefined behind its back). Used for placement checks and
+ * status reports. Every installed hook gets every call, in installation order; either function may
  * be NULL. -ENOSPC beyond GUESTS_MAX_HOOKS. */
 typedef void (*guest_running_fn)(const char *sid, int qemu_pid, void *ud);
 typedef void (*guest_state_fn)(const char *sid, const char *status, void *ud);

@@ -352,6 +352,16 @@ int outbox_ack(struct outbox *o, const char *sid, uint64_t seq)
 	return r;
 }
 
+int outbox_drop(struct outbox *o, const char *sid)
+{
+	struct outbox_entry *e = entry_find(o, sid);
+	if (!e)
+		return 0;
+	int r = queue_op(o, sid, NULL);
+	entry_remove(o, e);
+	return r < 0 ? r : 1;
+}
+
 size_t outbox_size(struct outbox *o)
 {
 	return o ? o->n : 0;

@@ -41,6 +41,8 @@ const struct outbox_entry *outbox_next(struct outbox *o, const char *skip);
 /* The region accepted sid's status with this seq: removes the entry and (queued) its file,
  * unless a newer put replaced it meanwhile (then it stays for the next delivery; returns 0). */
 int outbox_ack(struct outbox *o, const char *sid, uint64_t seq);
+/* Forgets sid's entry whatever its seq (the guest is gone): 1 when there was one, else 0. */
+int outbox_drop(struct outbox *o, const char *sid);
 /* Waits until every queued file operation is done (outbox_free does it too). */
 void outbox_flush(struct outbox *o);
 /* File writes and removals that failed since open. Thread-safe. */

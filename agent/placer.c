@@ -114,7 +114,7 @@ static void on_running(const char *sid, int qemu_pid, void *ud)
 
 static void on_state(const char *sid, const char *status, void *ud)
 {
-	if (streq(status, "ready") || streq(status, "crashed"))
+	if (!status || streq(status, "ready") || streq(status, "crashed"))
 		submit(ud, sid, 0);
 }
 

@@ -1,4 +1,5 @@
 #include <ctype.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #include "agent/agent.h"
@@ -33,6 +34,7 @@ struct region_http {
 	int r;
 	region_http_done_fn done;
 	void *userdata;
+	atomic_bool cancelled; /* set on the loop; a queued request is then never sent */
 };
 
 struct task_callback {
@@ -232,7 +234,7 @@ static void http_job_unlink(struct region_http *h)
 static void http_job_work(void *userdata)
 {
 	struct region_http *h = userdata;
-	h->r = http_request_run(&h->req, &h->resp);
+	h->r = atomic_load(&h->cancelled) ? -ECANCELED : http_request_run(&h->req, &h->resp);
 }
 
 static void http_job_done(void *userdata)
@@ -289,6 +291,7 @@ void region_http_cancel(struct region_http *h)
 {
 	if (!h)
 		return;
+	atomic_store(&h->cancelled, true);
 	h->done = NULL;
 	h->userdata = NULL;
 }

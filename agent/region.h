@@ -38,7 +38,8 @@ struct http_response;
 struct region_http;
 typedef void (*region_http_done_fn)(int r, const struct http_response *resp, void *userdata);
 /* headers and body are copied. *ret_handle (optional) lets the caller cancel: done is then
- * never called. The handle is valid until done runs or region_http_cancel(). */
+ * never called, and a request still queued is never sent (one already on the wire may still
+ * reach the server). The handle is valid until done runs or region_http_cancel(). */
 int region_http_submit(struct region *r, const char *method, const char *url, char *const *headers,
 		       const char *body, long timeout_ms, region_http_done_fn done, void *userdata,
 		       struct region_http **ret_handle);

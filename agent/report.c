@@ -795,6 +795,22 @@ static void on_guest_state(const char *sid, const char *status, void *ud)
 	struct report *rp = ud;
 	if (!rp->enabled || !outbox_sid_valid(sid))
 		return;
+	if (!status) {
+		/* Deleted: a status still waiting would describe a server this host no longer
+		 * has. The region learns of the delete from the task callback. */
+		if (outbox_drop(rp->outbox, sid) > 0)
+			log_kv(LOG_INFO, "Pending guest status dropped, the guest was deleted",
+			       "sid", sid, NULL);
+		/* A delivery of its status still queued in the region client is not sent. */
+		if (rp->outbox_http && streq_ptr(rp->outbox_sid, sid)) {
+			region_http_cancel(rp->outbox_http);
+			rp->outbox_http = NULL;
+			free(rp->outbox_sid);
+			rp->outbox_sid = NULL;
+		}
+		outbox_gauge(rp);
+		return outbox_kick(rp);
+	}
 	int k = outbox_put(rp->outbox, sid, status, report_power_state(status));
 	if (k < 0) {
 		log_error_errno(k, "Failed to record the status of guest %s for the region: %m",

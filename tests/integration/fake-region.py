@@ -137,6 +137,10 @@ class Handler(BaseHTTPRequestHandler):
         if url.path.startswith("/__"):
             return self._control(url)
         problems = []
+        # An outage is decided when the request arrives, as a region that is down refuses at
+        # once (the token check below asks keystone and may take a while).
+        with srv.lock:
+            outage = srv.outage_until > time.time()
         rec = {"method": self.command, "path": self.path, "kind": "unknown", "task_id": None,
                "host_id": None, "sid": None, "body": None, "token_valid": False}
         m = None
@@ -175,8 +179,6 @@ class Handler(BaseHTTPRequestHandler):
         if not rec["token_valid"]:
             problems.append("X-Auth-Token is missing or not a valid keystone token")
 
-        with srv.lock:
-            outage = srv.outage_until > time.time()
         status, reply = 200, {}
         if outage:
             status = 503

@@ -11,7 +11,7 @@ CLEANUPS=()
 cleanup() {
 	local i
 	for ((i = ${#CLEANUPS[@]} - 1; i >= 0; i--)); do eval "${CLEANUPS[$i]}" >/dev/null 2>&1 || true; done
-	rm -rf "$T"
+	[ -n "${KEEP_TEST_DIR:-}" ] && echo "# kept $T" >&2 || rm -rf "$T"
 }
 trap cleanup EXIT
 on_exit() { CLEANUPS+=("$*"); }

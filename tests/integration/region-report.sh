@@ -189,6 +189,38 @@ expect_eq "$(state | json 'j["servers"]["'"$S"'"]["status"]')" running "region's
 no_problems
 ok "outage across an agent restart: outbox kept on disk, latest status delivered after it"
 
+# 5b. A guest deleted while its status waits in the outbox: the entry goes with the guest (a
+# stale "ready" for a server this host no longer has would reach the region after the outage).
+S2=harep2-$$
+on_exit "virsh -c qemu:///system destroy $S2; virsh -c qemu:///system undefine $S2"
+U2=$(python3 -c 'import uuid; print(uuid.uuid4())')
+call POST "/servers/$S2/create" "{\"desc\": {\"uuid\": \"$U2\", \"name\": \"$S2\", \"cpu\": 1, \"mem\": 128}}"
+call POST "/servers/$S2/start" '{}'
+wait_for 30 sh -c "[ -z \"\$(ls $T/state/outbox)\" ]" || fail "outbox not emptied before the delete case"
+outage 600
+L=$(lines)
+call POST "/servers/$S2/stop" '{"is_force": true}'
+wait_for 20 grep -qs '"status":"ready"' "$T/state/outbox/$S2.json" || fail "stop of $S2 not in the outbox"
+# The delivery attempt was refused (the outbox backs off, the entry kept): a request already
+# on the wire when the guest is deleted cannot be called back.
+wait_for 20 has "$L" 'r["sid"] == "'"$S2"'" and r["status"] == 503' || fail "no refused delivery for $S2"
+virsh -c qemu:///system suspend "$S" >/dev/null || hard "virsh suspend"
+wait_for 20 grep -qs '"status":"suspend"' "$T/state/outbox/$S.json" || fail "suspend not in the outbox"
+call DELETE "/servers/$S2"
+wait_for 10 sh -c "[ ! -e $T/state/outbox/$S2.json ]" || fail "outbox entry of deleted $S2 still there"
+OUT_END=$(lines)
+outage 0
+# The outbox replays oldest first: S2's entry (older) would go before S's suspend.
+wait_for 90 has "$OUT_END" 'r["sid"] == "'"$S"'" and r["status"] == 200 and r["body"]["server"]["status"] == "suspend"' ||
+	fail "suspend of $S not delivered after the outage"
+has "$OUT_END" 'r["sid"] == "'"$S2"'" and r["status"] == 200' &&
+	fail "status of deleted $S2 posted after the outage: $(recs "$OUT_END" 'r["sid"] == "'"$S2"'"')"
+virsh -c qemu:///system resume "$S" >/dev/null || hard "virsh resume"
+wait_for 30 has "$OUT_END" 'r["sid"] == "'"$S"'" and r["status"] == 200 and r["body"]["server"]["status"] == "running"' ||
+	fail "resume of $S not delivered"
+no_problems
+ok "guest deleted during an outage: its pending status dropped, never posted"
+
 # 6. /hosts/<hid>/sync re-reports the host info.
 L=$(lines)
 TOKEN=$(ks_token "$KS_OP_USER" "$KS_OP_PASSWORD" system)

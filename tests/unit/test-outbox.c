@@ -49,6 +49,13 @@ static void test_put_next_ack(void **state)
 	assert_null(gone);
 	/* Acking what is not there is harmless. */
 	assert_int_equal(outbox_ack(o, "nope", 1), 0);
+	/* A deleted guest's entry is dropped whatever its seq, file included. */
+	assert_int_equal(outbox_drop(o, "s2"), 1);
+	assert_int_equal(outbox_drop(o, "s2"), 0);
+	assert_int_equal(outbox_size(o), 0);
+	assert_null(outbox_next(o, NULL));
+	outbox_flush(o);
+	assert_int_equal(test_count_entries(dir), 0);
 	rm_rf(tmp);
 }
 
