@@ -30,20 +30,24 @@ if [ ${#missing[@]} -gt 0 ]; then
 		{ tail -n 30 /tmp/hostagent-apt.log; exit 1; }
 fi
 
+# This host's daemons, not those in containers (a hostagent pod shares the host PID namespace).
+host_pgrep() { pgrep --ns $$ --nslist pid,mnt -x "$@"; }
+host_pkill() { pkill --ns $$ --nslist pid,mnt -x "$@"; }
+
 # QEMU started by libvirtd runs as root so it can open /dev/kvm (root:root 0600 here).
 if ! grep -q '^user = "root"' /etc/libvirt/qemu.conf; then
 	printf 'user = "root"\ngroup = "root"\n' >>/etc/libvirt/qemu.conf
-	if pkill -x libvirtd 2>/dev/null; then
-		for _ in $(seq 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.1; done
+	if host_pkill libvirtd 2>/dev/null; then
+		for _ in $(seq 50); do host_pgrep libvirtd >/dev/null || break; sleep 0.1; done
 	fi
 fi
 
 start_libvirtd() {
 	mkdir -p /var/log/libvirt /run/libvirt
-	pgrep -x virtlogd >/dev/null || virtlogd -d
+	host_pgrep virtlogd >/dev/null || virtlogd -d
 	for _ in $(seq 100); do
 		virsh -c qemu:///system version >/dev/null 2>&1 && return 0
-		pgrep -x libvirtd >/dev/null || libvirtd -d
+		host_pgrep libvirtd >/dev/null || libvirtd -d
 		sleep 0.2
 	done
 	echo "setup-host.sh: libvirtd did not come up" >&2

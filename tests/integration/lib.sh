@@ -16,7 +16,13 @@ cleanup() {
 trap cleanup EXIT
 on_exit() { CLEANUPS+=("$*"); }
 
-fail() { echo "FAIL: $*" >&2; [ -f "$T/agent.log" ] && tail -n 40 "$T/agent.log" >&2; exit 1; }
+# A test may define fail_diag to print what explains a failure (logs kept elsewhere).
+fail() {
+	echo "FAIL: $*" >&2
+	[ -f "$T/agent.log" ] && tail -n 40 "$T/agent.log" >&2
+	declare -F fail_diag >/dev/null && fail_diag >&2
+	exit 1
+}
 skip() { echo "SKIP: $*" >&2; exit 77; }
 hard() { echo "ERROR: $*" >&2; exit 99; }
 ok() { echo "ok: $*"; }
@@ -80,22 +86,28 @@ libvirtd_lock() { # shared|exclusive
 	exec 9>/tmp/hostagent-libvirtd.lock
 	flock -w 900 "--$1" 9 || hard "timed out waiting for the libvirtd lock"
 }
+# The host's own daemons only: libvirtd and virtlogd also run in the pod containers of
+# restart.sh (host PID namespace, own mount namespace) and in the systemd node containers of
+# systemd-node.sh and placement.sh (own PID namespace), and a bare `pkill -x libvirtd` from
+# the host would kill theirs too (or `pgrep` would take theirs for the host's).
+host_pgrep() { pgrep --ns $$ --nslist pid,mnt -x "$@"; }
+host_pkill() { pkill --ns $$ --nslist pid,mnt -x "$@"; }
 # Starts the host libvirtd (and virtlogd) when absent and waits until it answers.
 libvirtd_up() {
 	mkdir -p /var/log/libvirt /run/libvirt
 	# Daemons must not inherit the lock descriptor: they would hold the lock forever.
-	pgrep -x virtlogd >/dev/null || virtlogd -d 9>&-
+	host_pgrep virtlogd >/dev/null || virtlogd -d 9>&-
 	local i
 	for i in $(seq 100); do
 		virsh -c qemu:///system version >/dev/null 2>&1 && return 0
-		pgrep -x libvirtd >/dev/null || libvirtd -d 9>&-
+		host_pgrep libvirtd >/dev/null || libvirtd -d 9>&-
 		sleep 0.2
 	done
 	return 1
 }
 libvirtd_down() {
-	pkill -x libvirtd || true
+	host_pkill libvirtd || true
 	local i
-	for i in $(seq 100); do pgrep -x libvirtd >/dev/null || return 0; sleep 0.1; done
-	pkill -KILL -x libvirtd || true
+	for i in $(seq 100); do host_pgrep libvirtd >/dev/null || return 0; sleep 0.1; done
+	host_pkill -KILL libvirtd || true
 }

@@ -10,8 +10,8 @@
 #   vm_create SID        creates and starts a 128 MiB diskless guest through the API
 #   qemu_pid SID         the QEMU pid libvirt recorded for SID
 #
-# The pod's libvirtd shares the host PID namespace: a test that stops the host libvirtd with
-# `pkill -x libvirtd` would kill it too, so users take `libvirtd_lock shared`.
+# The pod's libvirtd shares the host PID namespace: a bare `pkill -x libvirtd` would kill it,
+# so tests stop the host's with lib.sh host_pkill (own PID and mount namespace only).
 
 src=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 RUNPOD=$src/deploy/k8s/run-pod.py

@@ -13,7 +13,8 @@
 # Time: about 1 min warm; +40 s once for the image rootfs.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/restart-lib.sh"
-# Not the host libvirtd, but its users' `pkill -x libvirtd` would hit the pod's (host PID ns).
+# Not the host libvirtd; libvirtd_down (host_pkill) leaves the pod's alone, but while the host's
+# restarts the host machine is busier than the timings here assume.
 libvirtd_lock shared
 pod_setup
 t_start=$SECONDS

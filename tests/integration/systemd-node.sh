@@ -28,6 +28,12 @@ mkdir -p "$T/run-hostagent"
 SOCK=$T/run-hostagent/admin.sock
 node_start "$node" -v "$T/run-hostagent:/run/hostagent" || exit 99
 n() { podman exec "$node" "$@"; }
+fail_diag() {
+	echo "--- journal of hostagent-pod.service in $node"
+	n journalctl -u hostagent-pod -n 60 --no-pager -o short-precise
+	echo "--- processes"
+	n ps -eo pid,ppid,etimes,cgroup:60,args --sort=pid | grep -v ' \[' | tail -n 30
+}
 
 podman cp "$HOSTAGENT" "$node:/usr/local/sbin/hostagent" || hard "podman cp hostagent"
 podman cp "$top_srcdir/deploy/image/qemu.conf" "$node:/etc/libvirt/qemu.conf" || hard "podman cp qemu.conf"
