@@ -355,6 +355,50 @@ static int define_domain(virConnectPtr conn, const char *xml, char **ret_error)
 	return 0;
 }
 
+/* The guest other than sid whose stored descriptor has path as a disk, or NULL. Base images
+ * and ISOs are shared; another guest's disk is that guest's data and never backs or is
+ * attached to a second guest. */
+static char *disk_owner(const struct config *cfg, const char *sid, const char *path)
+{
+	DIR *dir = opendir(cfg->servers_path);
+	struct dirent *de;
+	char *owner = NULL;
+	while (dir && !owner && (de = readdir(dir))) {
+		if (!id_is_valid(de->d_name, 64) || streq(de->d_name, sid))
+			continue;
+		_cleanup_guest_desc_ struct guest_desc *d = NULL;
+		if (load_desc(cfg, de->d_name, NULL, &d, NULL) < 0)
+			continue;
+		for (size_t i = 0; i < d->n_disks && !owner; i++)
+			if (streq(d->disks[i].path, path))
+				owner = strdup(de->d_name);
+	}
+	if (dir)
+		closedir(dir);
+	return owner;
+}
+
+/* Refuses (400) an image_path or cdrom that is another guest's disk. */
+static bool check_shared_paths(struct op_ctx *c, const struct guest_desc *d)
+{
+	const struct config *cfg = &c->a->cfg;
+	for (size_t i = 0; i < d->n_disks + d->n_cdroms; i++) {
+		bool disk = i < d->n_disks;
+		size_t k = disk ? i : i - d->n_disks;
+		const char *p = disk ? d->disks[k].image_path : d->cdroms[k].path;
+		if (!p)
+			continue;
+		_cleanup_free_ char *owner = disk_owner(cfg, c->sid, p);
+		if (owner) {
+			reply_error(c, 400, "InputError", "%s[%zu].%s: %s is a disk of guest %s",
+				    disk ? "disks" : "cdroms", k, disk ? "image_path" : "path", p,
+				    owner);
+			return false;
+		}
+	}
+	return true;
+}
+
 static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 {
 	const struct config *cfg = &c->a->cfg;
@@ -398,6 +442,8 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	}
 
 	/* Everything is validated before the host is touched. */
+	if (!check_shared_paths(c, d))
+		return;
 	_cleanup_free_ char *xml = NULL;
 	r = render_domain(cfg, c->sid, d, &xml, &err);
 	if (r < 0) {

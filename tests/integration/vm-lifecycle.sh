@@ -135,6 +135,14 @@ ok "delete"
 S3=hatest-$$-c
 on_exit "virsh -c qemu:///system undefine $S3"
 expect_api 200 POST "/servers/$S3/create" "{\"desc\": {\"uuid\": \"$(uuid)\", \"name\": \"c\", \"cpu\": 1, \"mem\": 128, \"disks\": [{\"disk_id\": \"c-$$\", \"index\": 0, \"size\": 8}]}}" >/dev/null
+# Another guest's disk never backs or is attached to a second guest (its data would be read).
+out=$(expect_api 400 POST "/servers/$S1/create" "{\"desc\": {\"uuid\": \"$(uuid)\", \"name\": \"x\", \"cpu\": 1, \"mem\": 128, \"disks\": [{\"disk_id\": \"x-$$\", \"index\": 0, \"image_path\": \"$T/disks/c-$$\"}]}}")
+expect_contains "$out" "disks[0].image_path: $T/disks/c-$$ is a disk of guest $S3" "backing on another guest's disk refused"
+out=$(expect_api 400 POST "/servers/$S1/create" "{\"desc\": {\"uuid\": \"$(uuid)\", \"name\": \"x\", \"cpu\": 1, \"mem\": 128, \"cdroms\": [{\"path\": \"$T/disks/c-$$\"}]}}")
+expect_contains "$out" "cdroms[0].path: $T/disks/c-$$ is a disk of guest $S3" "another guest's disk as a cdrom refused"
+[ -e "$T/servers/$S1" ] && fail "workspace left after refusing another guest's disk"
+[ -e "$T/disks/x-$$" ] && fail "disk left after refusing another guest's disk"
+ok "another guest's disk refused as a backing image and as a cdrom"
 cp "$T/servers/$S3/desc" "$T/desc.good"
 echo '{"desc": broken' >"$T/servers/$S3/desc"
 out=$(expect_api 409 DELETE "/servers/$S3")
