@@ -59,6 +59,9 @@ hash=$(printf '%s|%s|%s|%s\n' "$packages" "$suite" "$mirror" \
 	sha256sum | cut -c1-16)
 rootfs=$cachedir/rootfs-$hash.tar
 mkdir -p "$cachedir"
+# Each tarball is ~330 MB: one not used for 14 days (its mtime is refreshed on every use) goes.
+find "$cachedir" -maxdepth 1 -name 'rootfs-*.tar' ! -name "rootfs-$hash.tar" -mtime +14 -delete 2>/dev/null || true
+[ -f "$rootfs" ] && touch "$rootfs"
 
 start=$(date +%s)
 if [ ! -f "$rootfs" ] || [ ! -s "$rootfs" ]; then

@@ -17,8 +17,11 @@ node_image() {
 	fi
 	hash=$(echo $pkgs | sha256sum | cut -c1-16)
 	NODE_IMAGE=localhost/hostagent-sdnode:$hash
-	podman image exists "$NODE_IMAGE" && return 0
 	mkdir -p "$cache"
+	# Node tarballs not used for 14 days go (the mtime is refreshed on every use).
+	find "$cache" -maxdepth 1 -name 'sdnode-*.tar' ! -name "sdnode-$hash.tar" -mtime +14 -delete 2>/dev/null
+	touch -c "$cache/sdnode-$hash.tar"
+	podman image exists "$NODE_IMAGE" && return 0
 	if [ ! -f "$cache/sdnode-$hash.tar" ]; then
 		mmdebstrap --variant=minbase --mode=root --format=tar --quiet \
 			--aptopt='APT::Install-Recommends "false"' --include="$(echo $pkgs | tr ' ' ',')" \
