@@ -539,6 +539,22 @@ rollback:
 		rm_rf(ws);
 }
 
+/* Starts dom. A VNC autoport can be lost between libvirt's check and QEMU's bind (another
+ * process on the node network, or a second libvirtd, took it): libvirt then releases the port
+ * and a second attempt gets the next free one. Other failures are not retried. */
+static int start_domain(virDomainPtr dom, const char *sid)
+{
+	for (int attempt = 1;; attempt++) {
+		if (virDomainCreate(dom) == 0)
+			return 0;
+		const char *msg = vir_msg();
+		if (attempt >= 3 || !strstr(msg, "Failed to find an available port"))
+			return -EIO;
+		log_kv(LOG_WARNING, "VNC port taken while QEMU started, starting again", "sid", sid,
+		       NULL);
+	}
+}
+
 static void op_start(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0;
@@ -556,7 +572,7 @@ static void op_start(struct op_ctx *c, virDomainPtr dom)
 		details = "resumed";
 	} else if (state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_BLOCKED) {
 		details = "already running";
-	} else if (virDomainCreate(dom) < 0) {
+	} else if (start_domain(dom, c->sid) < 0) {
 		reply_error(c, 500, "LibvirtError", "cannot start %s: %s", c->sid, vir_msg());
 		return;
 	}
@@ -671,7 +687,7 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 			      wait_state(dom, VIR_DOMAIN_SHUTOFF, timeout * 1000)))
 				r = virDomainDestroy(dom);
 			if (r == 0)
-				r = virDomainCreate(dom);
+				r = start_domain(dom, c->sid);
 		}
 		c->new_status = strdup("running");
 		details = "rebooted";
