@@ -108,7 +108,10 @@ for (const f of files) {
     }
     // The project's own checks run on an invalid object too: report everything at once.
     try {
-      if (doc.kind === "DaemonSet" && doc.metadata?.name === "hostagent") checkDaemonSet(where, doc);
+      // ocreconciler names it <cluster>-hostagent: the label says what it is.
+      if (doc.kind === "DaemonSet" &&
+        (doc.metadata?.name === "hostagent" || doc.metadata?.labels?.["app.kubernetes.io/name"] === "hostagent"))
+        checkDaemonSet(where, doc);
     } catch (e) {
       fail(where, `malformed: ${e.message}`);
     }
