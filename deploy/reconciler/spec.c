@@ -194,9 +194,10 @@ static int get_int(struct parser *p, const yaml_node_t *n, const char *key, int 
 static int get_bool(struct parser *p, const yaml_node_t *n, const char *key, bool *slot)
 {
 	const char *v = n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
-	if (!v || scalar_quoted(n) || !(streq(v, "true") || streq(v, "false")))
-		return fail_at(p, n, key, "expected true or false, got %s",
-			       v ? "a string" : node_type_name(n));
+	if (!v)
+		return fail_at(p, n, key, "expected true or false, got %s", node_type_name(n));
+	if (scalar_quoted(n) || !(streq(v, "true") || streq(v, "false")))
+		return fail_at(p, n, key, "expected true or false, got '%s'", v);
 	*slot = streq(v, "true");
 	return 0;
 }
