@@ -98,8 +98,10 @@ static int reconcile_object(const struct ocr_kube *k, const json_t *obj, FILE *o
 static int remove_component(const struct ocr_kube *k, const struct ocr_cluster *c,
 			    const char *component, FILE *out, struct ocr_stats *st)
 {
+	/* The instance term keeps another cluster's objects in the same namespace out. */
 	_cleanup_free_ char *sel =
-	    strjoin(OCR_LABEL_NAME "=", component, "," OCR_LABEL_MANAGED "=" OCR_FIELD_MANAGER);
+	    strjoin(OCR_LABEL_NAME "=", component, "," OCR_LABEL_MANAGED "=" OCR_FIELD_MANAGER,
+		    "," OCR_LABEL_INSTANCE "=", c->name);
 	if (!sel)
 		return log_oom(), 1;
 	int failed = 0;

@@ -57,9 +57,9 @@ struct rc {
 static json_t *labels(const struct rc *r)
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:s}", OCR_LABEL_NAME, r->info->name,
-			 "app.kubernetes.io/instance", r->c->name, "app.kubernetes.io/part-of",
-			 "onecloud", OCR_LABEL_MANAGED, OCR_FIELD_MANAGER,
-			 "app.kubernetes.io/version", r->c->version);
+			 OCR_LABEL_INSTANCE, r->c->name, "app.kubernetes.io/part-of", "onecloud",
+			 OCR_LABEL_MANAGED, OCR_FIELD_MANAGER, "app.kubernetes.io/version",
+			 r->c->version);
 }
 
 /* Pod labels: the object labels plus the pod's role, so a CronJob's pods never match the
@@ -75,9 +75,8 @@ static json_t *pod_labels(const struct rc *r, const char *role)
 /* Selectors are immutable on Deployments and DaemonSets: no version in them. */
 static json_t *selector(const struct rc *r, const char *role)
 {
-	return json_pack("{s:s, s:s, s:s}", OCR_LABEL_NAME, r->info->name,
-			 "app.kubernetes.io/instance", r->c->name, "app.kubernetes.io/component",
-			 role);
+	return json_pack("{s:s, s:s, s:s}", OCR_LABEL_NAME, r->info->name, OCR_LABEL_INSTANCE,
+			 r->c->name, "app.kubernetes.io/component", role);
 }
 
 static json_t *object(const struct rc *r, const char *kind, const char *name)

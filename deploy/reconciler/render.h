@@ -6,9 +6,10 @@
 
 #include "deploy/reconciler/spec.h"
 
-#define OCR_FIELD_MANAGER "ocreconciler"
-#define OCR_LABEL_NAME	  "app.kubernetes.io/name"
-#define OCR_LABEL_MANAGED "app.kubernetes.io/managed-by"
+#define OCR_FIELD_MANAGER  "ocreconciler"
+#define OCR_LABEL_NAME	   "app.kubernetes.io/name"
+#define OCR_LABEL_MANAGED  "app.kubernetes.io/managed-by"
+#define OCR_LABEL_INSTANCE "app.kubernetes.io/instance"
 
 /* Every kind the reconciler writes, in apply order. */
 struct ocr_kind {

@@ -127,7 +127,12 @@ expect_eq "$(image_of default-webconsole)" "registry.example.com/custom/webconso
 expect_eq "$(count PATCH)" 23 "bump run: apply requests"
 ok "version bump rolled the Deployments' images"
 
-# Disable glance: its five objects go, nothing else is touched.
+# Disable glance: its five objects go, nothing else is touched, not even another cluster's
+# glance object in the same namespace.
+decoy='{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other-glance", "namespace": "onecloud", "labels": {"app.kubernetes.io/name": "glance", "app.kubernetes.io/managed-by": "ocreconciler", "app.kubernetes.io/instance": "other"}, "ownerReferences": [{"apiVersion": "onecloud.yunion.io/v1alpha1", "kind": "OnecloudCluster", "name": "other", "uid": "u-other", "controller": true}]}, "data": {}}'
+curl -sf -X PATCH -H "Authorization: Bearer test-token-$$" -H "Content-Type: application/apply-patch+yaml" \
+	--data-binary "$decoy" "$URL/api/v1/namespaces/onecloud/configmaps/other-glance?fieldManager=other" >/dev/null ||
+	hard "cannot create the other cluster's ConfigMap"
 sed 's/^  glance:$/  glance:\n    disable: true/' "$T/bump.yaml" >"$T/noglance.yaml"
 run "$T/noglance.yaml"
 [ "$RC" = 0 ] || fail "disable run: exit $RC"
@@ -136,8 +141,11 @@ bad=$(grep '"DELETE"' "$T/req" | grep -v '/default-glance' || true)
 [ -z "$bad" ] || fail "disable deleted another component's object: $bad"
 expect_eq "$(count PATCH)" 0 "disable run: apply requests"
 expect_eq "$(lines ': deleted$')" 5 "disable run: deleted lines"
-expect_eq "$(by_kind)" "ConfigMap=5 CronJob=1 DaemonSet=1 Deployment=4 Secret=3 Service=4" "objects after disable"
-objects | grep -q glance && fail "a glance object is left"
+expect_eq "$(by_kind)" "ConfigMap=6 CronJob=1 DaemonSet=1 Deployment=4 Secret=3 Service=4" "objects after disable"
+objects | grep -q default-glance && fail "a glance object is left"
+objects | grep -q '"other-glance"' || fail "the other cluster's glance ConfigMap was deleted"
+grep '"GET"' "$T/req" | grep -q 'labelSelector=app.kubernetes.io%2Fname%3Dglance%2Capp.kubernetes.io%2Fmanaged-by%3Docreconciler' ||
+	fail "no list by label selector: $(cat "$T/req")"
 ok "disabled glance: its 5 objects deleted, nothing else"
 
 # The API server fails one object: nonzero exit naming it, the others still applied.
@@ -153,6 +161,22 @@ for d in keystone region scheduler; do
 	expect_eq "$(image_of default-$d)" "registry.example.com/yunion/$d:v3.12.0" "image of $d after a failed object"
 done
 ok "500 on one object: exit $RC, named, the other 17 applied"
+
+# --interval: passes repeat until SIGTERM; drift between passes is repaired.
+curl -sf -X POST "$URL/_control/reset-failures" >/dev/null || hard "reset failed"
+"$OCR" -f "$T/fail.yaml" --server "$URL" --token-file "$T/token" --interval 1 >"$T/out" 2>"$T/err" &
+LOOP=$!
+on_exit "kill $LOOP"
+wait_for 20 grep -q "summary: .*failed=0" "$T/out" || fail "--interval: no clean pass"
+curl -sf -X POST -d "{\"path\": \"$DEP/default-keystone\", \"set\": {\"spec.replicas\": 7}}" \
+	"$URL/_control/mutate" >/dev/null || hard "mutate failed"
+wait_for 20 grep -q "Deployment onecloud/default-keystone: updated (drift)" "$T/out" ||
+	fail "--interval: drift not repaired"
+kill -TERM $LOOP
+rc=0
+wait $LOOP || rc=$?
+expect_eq "$rc" 0 "--interval exit status after SIGTERM"
+ok "--interval repaired drift between passes and stopped on SIGTERM"
 
 # Without --server and outside a cluster: a usage error, no request.
 env -u KUBERNETES_SERVICE_HOST -u KUBERNETES_SERVICE_PORT "$OCR" -f "$DATA/full.yaml" --once \
