@@ -139,10 +139,29 @@ static bool scalar_quoted(const yaml_node_t *n)
 	       n->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
 }
 
+/* A mapping whose keys are distinct strings (the API server refuses duplicates as well; the
+ * last one silently winning would hide a typo). */
 static int expect_mapping(struct parser *p, const yaml_node_t *n, const char *key)
 {
 	if (n->type != YAML_MAPPING_NODE)
 		return fail_at(p, n, key, "expected a mapping, got %s", node_type_name(n));
+	for (yaml_node_pair_t *a = n->data.mapping.pairs.start; a < n->data.mapping.pairs.top;
+	     a++) {
+		const yaml_node_t *ka = node(p, a->key);
+		if (ka->type != YAML_SCALAR_NODE)
+			return fail_at(p, ka, key, "keys must be strings, got %s",
+				       node_type_name(ka));
+		for (yaml_node_pair_t *b = n->data.mapping.pairs.start; b < a; b++)
+			if (streq((const char *)node(p, b->key)->data.scalar.value,
+				  (const char *)ka->data.scalar.value)) {
+				char k[128];
+				snprintf(k, sizeof(k), "%s%s%s",
+					 streq(key, "(document)") ? "" : key,
+					 streq(key, "(document)") ? "" : ".",
+					 (const char *)ka->data.scalar.value);
+				return fail_at(p, ka, k, "duplicate key");
+			}
+	}
 	return 0;
 }
 

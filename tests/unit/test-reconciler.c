@@ -118,6 +118,9 @@ static const struct {
 	const char *message;
 } invalid[] = {
     {"  foo: {}\n", "11: spec.foo: unknown key"},
+    {"  version: v2\n", "11: spec.version: duplicate key"},
+    {"  glance:\n    replicas: 1\n    replicas: 2\n", "13: spec.glance.replicas: duplicate key"},
+    {"  glance:\n    [a]: 1\n", "12: spec.glance: keys must be strings, got a list"},
     {"  glance:\n    size: 1Gi\n", "12: spec.glance.size: unknown key"},
     {"  keystone:\n    storage: {size: 1Gi}\n", "12: spec.keystone.storage: unknown key"},
     {"  hostagent:\n    replicas: 2\n", "12: spec.hostagent.replicas: unknown key"},
