@@ -82,6 +82,8 @@ static json_t *selector(const struct rc *r, const char *role)
 static json_t *object(const struct rc *r, const char *kind, const char *name)
 {
 	const struct ocr_kind *k = ocr_kind_find(kind);
+	if (!k)
+		return NULL;
 	return json_pack("{s:s, s:s, s:{s:s, s:s, s:o, s:[{s:s, s:s, s:s, s:s, s:b, s:b}]}}",
 			 "apiVersion", k->api_version, "kind", kind, "metadata", "name", name,
 			 "namespace", r->c->namespace, "labels", labels(r), "ownerReferences",
