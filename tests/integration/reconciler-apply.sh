@@ -53,6 +53,14 @@ expect_contains "$(cat "$T/err")" "$T/bad.yaml:20: spec.regionServer.replicas: m
 [ ! -s "$T/req" ] || fail "bad spec: requests were sent: $(cat "$T/req")"
 ok "bad spec refused, no request sent"
 
+# --dry-run prints and contacts nothing, even with a server given.
+before=$(wc -l <"$T/requests.jsonl")
+"$OCR" -f "$DATA/full.yaml" --server "$URL" --token-file "$T/token" --dry-run >"$T/out" 2>"$T/err" ||
+	fail "--dry-run: $(cat "$T/err")"
+expect_eq "$(grep -c '^---$' "$T/out")" 23 "--dry-run documents"
+expect_eq "$(wc -l <"$T/requests.jsonl")" "$before" "--dry-run requests"
+ok "--dry-run printed 23 objects, sent nothing"
+
 # The API server checks the token.
 echo wrong >"$T/badtoken"
 "$OCR" -f "$DATA/full.yaml" --server "$URL" --token-file "$T/badtoken" --once >"$T/out" 2>"$T/err" &&
@@ -182,4 +190,15 @@ ok "--interval repaired drift between passes and stopped on SIGTERM"
 env -u KUBERNETES_SERVICE_HOST -u KUBERNETES_SERVICE_PORT "$OCR" -f "$DATA/full.yaml" --once \
 	>"$T/out" 2>"$T/err" && fail "no server: exit 0"
 expect_contains "$(cat "$T/err")" "not in a cluster" "no server message"
+# In a pod: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT and the service
+# account's token. Here TLS to the plain-HTTP fake fails, which shows https was used.
+if [ ! -e /var/run/secrets/kubernetes.io/serviceaccount/token ]; then
+	KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$(cat "$T/port") \
+		"$OCR" -f "$DATA/full.yaml" --once >"$T/out" 2>"$T/err" && fail "in-cluster without a token: exit 0"
+	expect_contains "$(cat "$T/err")" "Cannot read token file /var/run/secrets/kubernetes.io/serviceaccount/token" "in-cluster token"
+fi
+KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$(cat "$T/port") \
+	"$OCR" -f "$DATA/full.yaml" --token-file "$T/token" --once >"$T/out" 2>"$T/err" && fail "in-cluster over TLS to an HTTP server: exit 0"
+expect_contains "$(cat "$T/err")" "Secret onecloud/default-keystone-db: get failed: Protocol error" "in-cluster https"
+ok "in-cluster defaults: service account token, https to KUBERNETES_SERVICE_HOST:PORT"
 echo "PASS: reconciler-apply"
