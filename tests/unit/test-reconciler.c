@@ -2,7 +2,12 @@
  * against golden files (the .golden files of tests/data/reconciler, the --dry-run format), labels
  * and ownerReferences on every object, drift comparison, API paths. OCR_UPDATE_GOLDEN=1 rewrites
  * the golden files from the current rendering (by hand only). */
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+
 #include "common/fs.h"
+#include "common/http-client.h"
 #include "deploy/reconciler/kube.h"
 #include "deploy/reconciler/reconcile.h"
 #include "deploy/reconciler/render.h"
@@ -450,9 +455,86 @@ static void test_paths_base64(void **state)
 	}
 }
 
+/* One-shot loopback HTTP server: keeps the request head it got. */
+struct once_server {
+	int fd, port;
+	pthread_t thread;
+	char head[4096];
+};
+
+static void *once_main(void *arg)
+{
+	struct once_server *s = arg;
+	int c = accept(s->fd, NULL, NULL);
+	if (c < 0)
+		return NULL;
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof(s->head) - 1 &&
+	       (n = read(c, s->head + len, sizeof(s->head) - 1 - len)) > 0) {
+		len += (size_t)n;
+		s->head[len] = 0;
+		if (strstr(s->head, "\r\n\r\n"))
+			break;
+	}
+	static const char reply[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+				    "Connection: close\r\n\r\n{}";
+	if (write(c, reply, sizeof(reply) - 1) < 0)
+		s->head[0] = 0;
+	close(c);
+	return NULL;
+}
+
+static void once_start(struct once_server *s)
+{
+	*s = (struct once_server){};
+	s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(s->fd >= 0);
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+	} u = {.in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)}};
+	socklen_t l = sizeof(u.in);
+	assert_int_equal(bind(s->fd, &u.sa, sizeof(u.in)), 0);
+	assert_int_equal(listen(s->fd, 1), 0);
+	assert_int_equal(getsockname(s->fd, &u.sa, &l), 0);
+	s->port = ntohs(u.in.sin_port);
+	assert_int_equal(pthread_create(&s->thread, NULL, once_main, s), 0);
+}
+
+/* common/http-client: content_type NULL keeps application/json (the agent's requests); set, it
+ * replaces it (the apply patches). */
+static void test_http_content_type(void **state)
+{
+	static const char *const types[] = {NULL, "application/apply-patch+yaml"};
+	for (size_t i = 0; i < ELEMENTSOF(types); i++) {
+		struct once_server s;
+		once_start(&s);
+		_cleanup_free_ char *url = NULL;
+		assert_int_equal(asprintf_safe(&url, "http://127.0.0.1:%d/x", s.port), 0);
+		struct http_request req = {.method = "PATCH",
+					   .url = url,
+					   .body = "{}",
+					   .body_len = 2,
+					   .content_type = types[i]};
+		struct http_response resp;
+		assert_int_equal(http_request_run(&req, &resp), 0);
+		assert_int_equal(resp.status, 200);
+		http_response_done(&resp);
+		pthread_join(s.thread, NULL);
+		close(s.fd);
+		_cleanup_free_ char *want =
+		    strjoin("\r\nContent-Type: ", types[i] ? types[i] : "application/json", "\r\n");
+		if (!strstr(s.head, want))
+			fail_msg("no '%s' in:\n%s", want + 2, s.head);
+		/* Exactly one Content-Type. */
+		assert_null(strstr(strstr(s.head, "Content-Type:") + 1, "Content-Type:"));
+	}
+}
+
 TEST_MAIN(cmocka_unit_test(test_parse_full), cmocka_unit_test(test_parse_minimal_defaults),
 	  cmocka_unit_test(test_parse_invalid), cmocka_unit_test(test_quantity),
 	  cmocka_unit_test(test_golden_full), cmocka_unit_test(test_golden_disabled),
 	  cmocka_unit_test(test_golden_bump), cmocka_unit_test(test_labels_owner),
 	  cmocka_unit_test(test_version_bump), cmocka_unit_test(test_subset),
-	  cmocka_unit_test(test_paths_base64))
+	  cmocka_unit_test(test_paths_base64), cmocka_unit_test(test_http_content_type))
