@@ -40,11 +40,14 @@ done
 
 # The same checks refuse a broken rendering.
 sed -e 's/"hostPID": true/"hostPID": false/' -e '0,/"replicas": 1,/s//"replicas": "1",/' \
-	-e 's/"type": "NodePort"/"type": "NodePorts"/' "$T/full.out" >"$T/bad.out"
+	-e 's/"type": "NodePort"/"type": "NodePorts"/' -e 's/"readinessProbe"/"readynessProbe"/' \
+	-e 's/"concurrencyPolicy"/"concurrency"/' "$T/full.out" >"$T/bad.out"
 out=$(validate "$T/bad.out" 2>&1) && fail "a broken rendering passed: $out"
 for w in "DaemonSet/default-hostagent: hostPID must be true" \
 	"Deployment/default-keystone: data/spec/replicas must be integer" \
-	"Service/default-keystone: data/spec/type must be equal to one of the allowed values"; do
+	"Service/default-keystone: data/spec/type must be equal to one of the allowed values" \
+	"Deployment/default-region: spec.template.spec container region.readynessProbe: no such field" \
+	"CronJob/default-keystone: spec.concurrency: no such field in IoK8sApiBatchV1CronJobSpec"; do
 	expect_contains "$out" "$w" "broken rendering"
 done
 echo "PASS: reconciler-validate"
