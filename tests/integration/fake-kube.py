@@ -13,7 +13,9 @@ Like the real server it checks what it receives:
 - and what this project requires of every object it manages (422 otherwise): the label
   app.kubernetes.io/managed-by=ocreconciler and a controller ownerReference to an
   OnecloudCluster with apiVersion, kind, name and uid.
-Apply bodies must be JSON (JSON is YAML; ocreconciler sends JSON). Stored objects get a uid,
+Apply bodies must be JSON (JSON is YAML; ocreconciler sends JSON). An apply replaces the
+stored object: the real server merges by field manager, which for a single manager sending
+whole objects ends the same. Stored objects get a uid,
 resourceVersion, generation, and a few server-side defaults, so a client comparing whole
 objects would see drift where there is none.
 
