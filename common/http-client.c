@@ -156,7 +156,11 @@ int http_request_run(const struct http_request *req, struct http_response *ret)
 		hl = n;
 	}
 	if (req->body) {
-		struct curl_slist *n = curl_slist_append(hl, "Content-Type: application/json");
+		_cleanup_free_ char *ct = strjoin(
+		    "Content-Type: ", req->content_type ? req->content_type : "application/json");
+		if (!ct)
+			return -ENOMEM;
+		struct curl_slist *n = curl_slist_append(hl, ct);
 		if (!n)
 			return -ENOMEM;
 		hl = n;

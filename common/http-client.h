@@ -12,12 +12,14 @@ struct http_request {
 	const char *method; /* "GET", "POST", ... */
 	const char *url;
 	char **headers;	  /* "Name: value" strings, NULL-terminated; may be NULL */
-	const char *body; /* sent as application/json when not NULL */
+	const char *body; /* sent when not NULL, see content_type */
 	size_t body_len;
 	long timeout_ms;     /* whole transfer; 0: HTTP_DEFAULT_TIMEOUT_MS */
 	size_t max_response; /* body cap; 0: HTTP_DEFAULT_MAX_RESPONSE */
 	const char *ca_file; /* NULL: the system trust store */
 	bool insecure;	     /* skip TLS verification (tests only) */
+	/* Content-Type of body; NULL: application/json (ocreconciler sends apply patches). */
+	const char *content_type;
 };
 
 struct http_response {

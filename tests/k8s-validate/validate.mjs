@@ -1,5 +1,6 @@
 // Validates Kubernetes manifests against the official OpenAPI schemas (kubernetes-models), then
-// checks what the hostagent DaemonSet must have (ARCHITECTURE.md, issue 6).
+// checks what the hostagent DaemonSet must have (ARCHITECTURE.md, issue 6) and the field names of
+// the workload specs ocreconciler renders.
 //   node validate.mjs [--shutdown-timeout=S] FILE.yaml...
 import { readFileSync } from "node:fs";
 import * as yaml from "js-yaml";
@@ -94,6 +95,44 @@ function checkDaemonSet(where, ds) {
   }
 }
 
+// The pod specs and specs of the other workload kinds (ocreconciler renders them), field names
+// checked as for the DaemonSet.
+function podSpecFields(where, path, spec) {
+  if (!spec) return;
+  strict(where, path, spec, "IoK8sApiCoreV1PodSpec");
+  for (const c of spec.containers || []) {
+    const cp = `${path} container ${c.name}`;
+    strict(where, cp, c, "IoK8sApiCoreV1Container");
+    for (const p of ["startupProbe", "readinessProbe", "livenessProbe"])
+      strict(where, `${cp} ${p}`, c[p], "IoK8sApiCoreV1Probe");
+    for (const m of c.volumeMounts || []) strict(where, `${cp} volumeMount`, m, "IoK8sApiCoreV1VolumeMount");
+    for (const e of c.env || []) strict(where, `${cp} env`, e, "IoK8sApiCoreV1EnvVar");
+    for (const p of c.ports || []) strict(where, `${cp} port`, p, "IoK8sApiCoreV1ContainerPort");
+  }
+  for (const v of spec.volumes || []) strict(where, `${path} volume ${v.name}`, v, "IoK8sApiCoreV1Volume");
+}
+function workloadFields(where, doc) {
+  const spec = doc.spec;
+  switch (doc.kind) {
+    case "Deployment":
+      strict(where, "spec", spec, "IoK8sApiAppsV1DeploymentSpec");
+      podSpecFields(where, "spec.template.spec", spec?.template?.spec);
+      break;
+    case "CronJob":
+      strict(where, "spec", spec, "IoK8sApiBatchV1CronJobSpec");
+      strict(where, "spec.jobTemplate.spec", spec?.jobTemplate?.spec, "IoK8sApiBatchV1JobSpec");
+      podSpecFields(where, "spec.jobTemplate.spec.template.spec", spec?.jobTemplate?.spec?.template?.spec);
+      break;
+    case "Service":
+      strict(where, "spec", spec, "IoK8sApiCoreV1ServiceSpec");
+      for (const p of spec?.ports || []) strict(where, "spec.ports", p, "IoK8sApiCoreV1ServicePort");
+      break;
+    case "PersistentVolumeClaim":
+      strict(where, "spec", spec, "IoK8sApiCoreV1PersistentVolumeClaimSpec");
+      break;
+  }
+}
+
 for (const f of files) {
   const docs = yaml.loadAll(readFileSync(f, "utf8")).filter(Boolean);
   let n = 0;
@@ -108,7 +147,11 @@ for (const f of files) {
     }
     // The project's own checks run on an invalid object too: report everything at once.
     try {
-      if (doc.kind === "DaemonSet" && doc.metadata?.name === "hostagent") checkDaemonSet(where, doc);
+      // ocreconciler names it <cluster>-hostagent: the label says what it is.
+      if (doc.kind === "DaemonSet" &&
+        (doc.metadata?.name === "hostagent" || doc.metadata?.labels?.["app.kubernetes.io/name"] === "hostagent"))
+        checkDaemonSet(where, doc);
+      workloadFields(where, doc);
     } catch (e) {
       fail(where, `malformed: ${e.message}`);
     }

@@ -1,0 +1,508 @@
+#include <ctype.h>
+#include <stdarg.h>
+#include <yaml.h>
+
+#include "common/fs.h"
+#include "common/macros.h"
+#include "common/parse.h"
+#include "deploy/reconciler/spec.h"
+
+#define OCR_MAX_SPEC_BYTES (1024 * 1024)
+
+/* Ports are Cloudpods' defaults; each is also the NodePort, all inside 30000-32767. */
+static const struct ocr_component_info components[_OCR_COMPONENT_MAX] = {
+    [OCR_KEYSTONE] = {"keystone", "keystone", 30500, false, true, true, NULL},
+    [OCR_REGION] = {"region", "regionServer", 30888, false, true, false, NULL},
+    [OCR_SCHEDULER] = {"scheduler", "scheduler", 30887, false, true, false, NULL},
+    [OCR_GLANCE] = {"glance", "glance", 30292, true, true, false, "100Gi"},
+    [OCR_WEBCONSOLE] = {"webconsole", "webconsole", 30899, false, false, false, NULL},
+    [OCR_HOSTAGENT] = {"hostagent", "hostagent", 8885, false, false, false, NULL},
+};
+
+const struct ocr_component_info *ocr_component_info(enum ocr_component_id id)
+{
+	return id >= 0 && id < _OCR_COMPONENT_MAX ? &components[id] : NULL;
+}
+
+int ocr_component_from_key(const char *key)
+{
+	for (int i = 0; i < _OCR_COMPONENT_MAX; i++)
+		if (streq(components[i].key, key))
+			return i;
+	return -1;
+}
+
+struct ocr_cluster *ocr_cluster_free(struct ocr_cluster *c)
+{
+	if (!c)
+		return NULL;
+	free(c->name);
+	free(c->namespace);
+	free(c->uid);
+	free(c->mysql_host);
+	free(c->mysql_username);
+	free(c->mysql_password);
+	free(c->region);
+	free(c->image_repository);
+	free(c->version);
+	for (int i = 0; i < _OCR_COMPONENT_MAX; i++) {
+		free(c->components[i].image);
+		free(c->components[i].storage_size);
+		free(c->components[i].storage_class_name);
+	}
+	free(c);
+	return NULL;
+}
+
+char *ocr_component_image(const struct ocr_cluster *c, enum ocr_component_id id)
+{
+	if (c->components[id].image)
+		return strdup(c->components[id].image);
+	char *s = NULL;
+	if (asprintf_safe(&s, "%s/%s:%s", c->image_repository, components[id].name, c->version) < 0)
+		return NULL;
+	return s;
+}
+
+bool ocr_quantity_valid(const char *s)
+{
+	static const char *const suffixes[] = {"",  "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+					       "k", "M",  "G",	"T",  "P",  "E"};
+	if (!s || !isdigit((unsigned char)*s) || strlen(s) > 32)
+		return false;
+	const char *p = s;
+	bool nonzero = false;
+	while (isdigit((unsigned char)*p))
+		nonzero |= *p++ != '0';
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return false;
+		while (isdigit((unsigned char)*p))
+			nonzero |= *p++ != '0';
+	}
+	if (!nonzero)
+		return false;
+	for (size_t i = 0; i < ELEMENTSOF(suffixes); i++)
+		if (streq(p, suffixes[i]))
+			return true;
+	return false;
+}
+
+struct parser {
+	const char *path;
+	yaml_document_t doc;
+	char **ret_error;
+};
+
+static int fail_at(struct parser *p, const yaml_node_t *n, const char *key, const char *fmt, ...)
+    _printf_(4, 5);
+static int fail_at(struct parser *p, const yaml_node_t *n, const char *key, const char *fmt, ...)
+{
+	if (p->ret_error) {
+		va_list ap;
+		va_start(ap, fmt);
+		_cleanup_free_ char *msg = NULL;
+		if (vasprintf(&msg, fmt, ap) < 0)
+			msg = NULL;
+		va_end(ap);
+		char *s = NULL;
+		if (msg && asprintf_safe(&s, "%s:%zu: %s: %s", p->path,
+					 n ? n->start_mark.line + 1 : (size_t)1, key, msg) < 0)
+			s = NULL;
+		free(*p->ret_error);
+		*p->ret_error = s;
+	}
+	return -EINVAL;
+}
+
+static yaml_node_t *node(struct parser *p, int id)
+{
+	return yaml_document_get_node(&p->doc, id);
+}
+
+static const char *node_type_name(const yaml_node_t *n)
+{
+	switch (n->type) {
+	case YAML_SEQUENCE_NODE:
+		return "a list";
+	case YAML_MAPPING_NODE:
+		return "a mapping";
+	default:
+		return "a scalar";
+	}
+}
+
+static bool scalar_quoted(const yaml_node_t *n)
+{
+	return n->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+	       n->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+}
+
+/* A mapping whose keys are distinct strings (the API server refuses duplicates as well; the
+ * last one silently winning would hide a typo). */
+static int expect_mapping(struct parser *p, const yaml_node_t *n, const char *key)
+{
+	if (n->type != YAML_MAPPING_NODE)
+		return fail_at(p, n, key, "expected a mapping, got %s", node_type_name(n));
+	for (yaml_node_pair_t *a = n->data.mapping.pairs.start; a < n->data.mapping.pairs.top;
+	     a++) {
+		const yaml_node_t *ka = node(p, a->key);
+		if (ka->type != YAML_SCALAR_NODE)
+			return fail_at(p, ka, key, "keys must be strings, got %s",
+				       node_type_name(ka));
+		for (yaml_node_pair_t *b = n->data.mapping.pairs.start; b < a; b++)
+			if (streq((const char *)node(p, b->key)->data.scalar.value,
+				  (const char *)ka->data.scalar.value)) {
+				char k[128];
+				snprintf(k, sizeof(k), "%s%s%s",
+					 streq(key, "(document)") ? "" : key,
+					 streq(key, "(document)") ? "" : ".",
+					 (const char *)ka->data.scalar.value);
+				return fail_at(p, ka, k, "duplicate key");
+			}
+	}
+	return 0;
+}
+
+/* A string value: any scalar but an unquoted null, no control characters, at most max bytes;
+ * word: no whitespace either (names, images, hosts). */
+static int get_string(struct parser *p, const yaml_node_t *n, const char *key, size_t max,
+		      bool word, char **slot)
+{
+	if (n->type != YAML_SCALAR_NODE)
+		return fail_at(p, n, key, "expected a string, got %s", node_type_name(n));
+	const char *v = (const char *)n->data.scalar.value;
+	if (!scalar_quoted(n) && (streq(v, "~") || streq(v, "null")))
+		return fail_at(p, n, key, "expected a string, got null");
+	if (*v == 0)
+		return fail_at(p, n, key, "must not be empty");
+	if (strlen(v) > max)
+		return fail_at(p, n, key, "too long (%zu bytes, max %zu)", strlen(v), max);
+	for (const char *c = v; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f || (word && *c == ' '))
+			return fail_at(p, n, key, "%s not allowed in '%s'",
+				       *c == ' ' ? "whitespace" : "control character", v);
+	char *s = strdup(v);
+	if (!s)
+		return -ENOMEM;
+	free(*slot);
+	*slot = s;
+	return 0;
+}
+
+static int get_int(struct parser *p, const yaml_node_t *n, const char *key, int min, int max,
+		   int *slot)
+{
+	if (n->type != YAML_SCALAR_NODE || scalar_quoted(n))
+		return fail_at(p, n, key, "expected an integer, got %s",
+			       n->type == YAML_SCALAR_NODE ? "a string" : node_type_name(n));
+	const char *v = (const char *)n->data.scalar.value;
+	int64_t i;
+	int r = parse_int64(v, INT64_MIN, INT64_MAX, &i);
+	if (r == -EINVAL)
+		return fail_at(p, n, key, "expected an integer, got '%s'", v);
+	if (r < 0 || i < min)
+		return fail_at(p, n, key, "must be >= %d", min);
+	if (i > max)
+		return fail_at(p, n, key, "must be <= %d", max);
+	*slot = (int)i;
+	return 0;
+}
+
+static int get_bool(struct parser *p, const yaml_node_t *n, const char *key, bool *slot)
+{
+	const char *v = n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+	if (!v)
+		return fail_at(p, n, key, "expected true or false, got %s", node_type_name(n));
+	if (scalar_quoted(n) || !(streq(v, "true") || streq(v, "false")))
+		return fail_at(p, n, key, "expected true or false, got '%s'", v);
+	*slot = streq(v, "true");
+	return 0;
+}
+
+/* DNS-1123 label: lowercase alphanumerics and '-', alphanumeric at both ends. */
+static bool dns_label_valid(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > max || s[0] == '-' || s[n - 1] == '-')
+		return false;
+	for (; *s; s++)
+		if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || *s == '-'))
+			return false;
+	return true;
+}
+
+/* Iterates the pairs of mapping node m (already checked); k is the key text, kn/vn the nodes. */
+#define FOREACH_PAIR(p, m, kn, vn, k)                                                              \
+	for (yaml_node_pair_t *_pair_ = (m)->data.mapping.pairs.start;                             \
+	     _pair_ < (m)->data.mapping.pairs.top &&                                               \
+	     ((kn) = node((p), _pair_->key), (vn) = node((p), _pair_->value),                      \
+	     (k) = (kn)->type == YAML_SCALAR_NODE ? (const char *)(kn)->data.scalar.value : "?",   \
+	     true);                                                                                \
+	     _pair_++)
+
+static int keypath(char *buf, size_t size, const char *prefix, const char *k)
+{
+	int n = snprintf(buf, size, "%s.%s", prefix, k);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+static int parse_storage(struct parser *p, const yaml_node_t *m, const char *prefix,
+			 struct ocr_component *c)
+{
+	int r = expect_mapping(p, m, prefix);
+	if (r < 0)
+		return r;
+	yaml_node_t *kn, *vn;
+	const char *k;
+	char key[128];
+	FOREACH_PAIR(p, m, kn, vn, k)
+	{
+		if (keypath(key, sizeof(key), prefix, k) < 0)
+			return fail_at(p, kn, prefix, "key too long");
+		if (streq(k, "size")) {
+			r = get_string(p, vn, key, 32, true, &c->storage_size);
+			if (r >= 0 && !ocr_quantity_valid(c->storage_size))
+				r = fail_at(p, vn, key,
+					    "invalid size '%s' (a positive quantity such as 10Gi)",
+					    c->storage_size);
+		} else if (streq(k, "storageClassName")) {
+			r = get_string(p, vn, key, 253, true, &c->storage_class_name);
+		} else
+			r = fail_at(p, kn, key, "unknown key");
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int parse_component(struct parser *p, const yaml_node_t *m, const char *prefix,
+			   enum ocr_component_id id, struct ocr_component *c)
+{
+	int r = expect_mapping(p, m, prefix);
+	if (r < 0)
+		return r;
+	yaml_node_t *kn, *vn;
+	const char *k;
+	char key[128];
+	FOREACH_PAIR(p, m, kn, vn, k)
+	{
+		if (keypath(key, sizeof(key), prefix, k) < 0)
+			return fail_at(p, kn, prefix, "key too long");
+		if (streq(k, "image"))
+			r = get_string(p, vn, key, 512, true, &c->image);
+		else if (streq(k, "disable"))
+			r = get_bool(p, vn, key, &c->disable);
+		else if (streq(k, "replicas") && id != OCR_HOSTAGENT)
+			r = get_int(p, vn, key, 0, 100, &c->replicas);
+		else if (streq(k, "storage") && components[id].storage)
+			r = parse_storage(p, vn, key, c);
+		else
+			r = fail_at(p, kn, key, "unknown key");
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int parse_mysql(struct parser *p, const yaml_node_t *m, struct ocr_cluster *c)
+{
+	int r = expect_mapping(p, m, "spec.mysql");
+	if (r < 0)
+		return r;
+	yaml_node_t *kn, *vn;
+	const char *k;
+	char key[128];
+	FOREACH_PAIR(p, m, kn, vn, k)
+	{
+		if (keypath(key, sizeof(key), "spec.mysql", k) < 0)
+			return fail_at(p, kn, "spec.mysql", "key too long");
+		if (streq(k, "host"))
+			r = get_string(p, vn, key, 253, true, &c->mysql_host);
+		else if (streq(k, "port"))
+			r = get_int(p, vn, key, 1, 65535, &c->mysql_port);
+		else if (streq(k, "username"))
+			r = get_string(p, vn, key, 64, true, &c->mysql_username);
+		else if (streq(k, "password"))
+			r = get_string(p, vn, key, 256, false, &c->mysql_password);
+		else
+			r = fail_at(p, kn, key, "unknown key");
+		if (r < 0)
+			return r;
+	}
+	if (!c->mysql_host)
+		return fail_at(p, m, "spec.mysql.host", "required");
+	if (!c->mysql_username)
+		return fail_at(p, m, "spec.mysql.username", "required");
+	if (!c->mysql_password)
+		return fail_at(p, m, "spec.mysql.password", "required");
+	return 0;
+}
+
+static int parse_spec(struct parser *p, const yaml_node_t *m, struct ocr_cluster *c)
+{
+	int r = expect_mapping(p, m, "spec");
+	if (r < 0)
+		return r;
+	const yaml_node_t *mysql = NULL;
+	yaml_node_t *kn, *vn;
+	const char *k;
+	char key[128];
+	FOREACH_PAIR(p, m, kn, vn, k)
+	{
+		if (keypath(key, sizeof(key), "spec", k) < 0)
+			return fail_at(p, kn, "spec", "key too long");
+		int id = ocr_component_from_key(k);
+		if (id >= 0)
+			r = parse_component(p, vn, key, id, &c->components[id]);
+		else if (streq(k, "mysql")) {
+			mysql = vn;
+			r = parse_mysql(p, vn, c);
+		} else if (streq(k, "region"))
+			r = get_string(p, vn, key, 128, true, &c->region);
+		else if (streq(k, "imageRepository"))
+			r = get_string(p, vn, key, 256, true, &c->image_repository);
+		else if (streq(k, "version"))
+			r = get_string(p, vn, key, 128, true, &c->version);
+		else
+			r = fail_at(p, kn, key, "unknown key");
+		if (r < 0)
+			return r;
+	}
+	if (!mysql)
+		return fail_at(p, m, "spec.mysql", "required");
+	if (!c->image_repository)
+		return fail_at(p, m, "spec.imageRepository", "required");
+	if (!c->version)
+		return fail_at(p, m, "spec.version", "required");
+	for (const char *s = c->version; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("._-", *s))
+			return fail_at(p, m, "spec.version", "invalid image tag '%s'", c->version);
+	if (!c->region && !(c->region = strdup("region0")))
+		return -ENOMEM;
+	return 0;
+}
+
+static int parse_metadata(struct parser *p, const yaml_node_t *m, struct ocr_cluster *c)
+{
+	int r = expect_mapping(p, m, "metadata");
+	if (r < 0)
+		return r;
+	yaml_node_t *kn, *vn;
+	const char *k;
+	/* Other metadata (labels, resourceVersion, ... from kubectl get -o yaml) is ignored. */
+	FOREACH_PAIR(p, m, kn, vn, k)
+	{
+		if (streq(k, "name")) {
+			r = get_string(p, vn, "metadata.name", 63, true, &c->name);
+			/* <name>-<component>-db must stay a valid 63-byte name. */
+			if (r >= 0 && !dns_label_valid(c->name, 40))
+				r = fail_at(p, vn, "metadata.name",
+					    "'%s' is not a DNS label of at most 40 characters",
+					    c->name);
+		} else if (streq(k, "namespace")) {
+			r = get_string(p, vn, "metadata.namespace", 63, true, &c->namespace);
+			if (r >= 0 && !dns_label_valid(c->namespace, 63))
+				r = fail_at(p, vn, "metadata.namespace", "'%s' is not a DNS label",
+					    c->namespace);
+		} else if (streq(k, "uid"))
+			r = get_string(p, vn, "metadata.uid", 128, true, &c->uid);
+		if (r < 0)
+			return r;
+	}
+	if (!c->name)
+		return fail_at(p, m, "metadata.name", "required");
+	if (!c->namespace)
+		return fail_at(p, m, "metadata.namespace", "required");
+	if (!c->uid)
+		return fail_at(p, m, "metadata.uid", "required (the ownerReference needs it)");
+	return 0;
+}
+
+static int parse_root(struct parser *p, const yaml_node_t *root, struct ocr_cluster *c)
+{
+	if (!root)
+		return fail_at(p, NULL, "apiVersion", "empty file");
+	int r = expect_mapping(p, root, "(document)");
+	if (r < 0)
+		return r;
+	const yaml_node_t *meta = NULL, *spec = NULL;
+	yaml_node_t *kn, *vn;
+	const char *k;
+	FOREACH_PAIR(p, root, kn, vn, k)
+	{
+		_cleanup_free_ char *s = NULL;
+		if (streq(k, "apiVersion")) {
+			r = get_string(p, vn, k, 64, true, &s);
+			if (r >= 0 && !streq(s, "onecloud.yunion.io/v1alpha1"))
+				r = fail_at(p, vn, k,
+					    "expected onecloud.yunion.io/v1alpha1, got '%s'", s);
+		} else if (streq(k, "kind")) {
+			r = get_string(p, vn, k, 64, true, &s);
+			if (r >= 0 && !streq(s, "OnecloudCluster"))
+				r = fail_at(p, vn, k, "expected OnecloudCluster, got '%s'", s);
+		} else if (streq(k, "metadata")) {
+			meta = vn;
+			r = parse_metadata(p, vn, c);
+		} else if (streq(k, "spec")) {
+			spec = vn;
+			r = parse_spec(p, vn, c);
+		} else if (streq(k, "status"))
+			r = 0;
+		else
+			r = fail_at(p, kn, k, "unknown key");
+		if (r < 0)
+			return r;
+	}
+	if (!meta)
+		return fail_at(p, root, "metadata", "required");
+	if (!spec)
+		return fail_at(p, root, "spec", "required");
+	return 0;
+}
+
+int ocr_cluster_load(const char *path, struct ocr_cluster **ret, char **ret_error)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	int r = read_file(path, OCR_MAX_SPEC_BYTES, &text, &len);
+	if (r < 0) {
+		if (ret_error) {
+			free(*ret_error);
+			if (asprintf_safe(ret_error, "%s: cannot read: %s", path, strerror(-r)) < 0)
+				*ret_error = NULL;
+		}
+		return r;
+	}
+	_cleanup_(ocr_cluster_freep) struct ocr_cluster *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->mysql_port = 3306;
+	for (int i = 0; i < _OCR_COMPONENT_MAX; i++)
+		c->components[i].replicas = 1;
+
+	struct parser p = {.path = path, .ret_error = ret_error};
+	yaml_parser_t parser;
+	if (!yaml_parser_initialize(&parser))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	if (!yaml_parser_load(&parser, &p.doc)) {
+		yaml_mark_t mark = parser.problem_mark;
+		if (ret_error) {
+			free(*ret_error);
+			if (asprintf_safe(ret_error, "%s:%zu: YAML syntax error: %s", path,
+					  mark.line + 1, parser.problem ? parser.problem : "?") < 0)
+				*ret_error = NULL;
+		}
+		yaml_parser_delete(&parser);
+		return -EINVAL;
+	}
+	r = parse_root(&p, yaml_document_get_root_node(&p.doc), c);
+	yaml_document_delete(&p.doc);
+	yaml_parser_delete(&parser);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(c);
+	return 0;
+}
