@@ -355,30 +355,37 @@ static int define_domain(virConnectPtr conn, const char *xml, char **ret_error)
 	return 0;
 }
 
-/* The guest other than sid whose stored descriptor has path as a disk, or NULL. Base images
- * and ISOs are shared; another guest's disk is that guest's data and never backs or is
- * attached to a second guest. */
-static char *disk_owner(const struct config *cfg, const char *sid, const char *path)
+/* The guest other than sid whose stored descriptor uses path: as a disk (as_disk), or as a
+ * backing image or cdrom (!as_disk); NULL when none. Base images and ISOs are shared; another
+ * guest's disk is that guest's data and never backs or is attached to a second guest, and a
+ * path another guest reads (a cdrom that does not exist yet, say) never becomes a disk. */
+static char *path_user(const struct config *cfg, const char *sid, const char *path, bool as_disk)
 {
 	DIR *dir = opendir(cfg->servers_path);
 	struct dirent *de;
-	char *owner = NULL;
-	while (dir && !owner && (de = readdir(dir))) {
+	char *user = NULL;
+	while (dir && !user && (de = readdir(dir))) {
 		if (!id_is_valid(de->d_name, 64) || streq(de->d_name, sid))
 			continue;
 		_cleanup_guest_desc_ struct guest_desc *d = NULL;
 		if (load_desc(cfg, de->d_name, NULL, &d, NULL) < 0)
 			continue;
-		for (size_t i = 0; i < d->n_disks && !owner; i++)
-			if (streq(d->disks[i].path, path))
-				owner = strdup(de->d_name);
+		bool hit = false;
+		for (size_t i = 0; i < d->n_disks; i++)
+			hit = hit || (as_disk ? streq(d->disks[i].path, path)
+					      : streq_ptr(d->disks[i].image_path, path));
+		for (size_t i = 0; !as_disk && i < d->n_cdroms; i++)
+			hit = hit || streq_ptr(d->cdroms[i].path, path);
+		if (hit)
+			user = strdup(de->d_name);
 	}
 	if (dir)
 		closedir(dir);
-	return owner;
+	return user;
 }
 
-/* Refuses (400) an image_path or cdrom that is another guest's disk. */
+/* Refuses (400) an image_path or cdrom that is another guest's disk, and a disk that another
+ * guest uses as a backing image or cdrom. */
 static bool check_shared_paths(struct op_ctx *c, const struct guest_desc *d)
 {
 	const struct config *cfg = &c->a->cfg;
@@ -386,13 +393,19 @@ static bool check_shared_paths(struct op_ctx *c, const struct guest_desc *d)
 		bool disk = i < d->n_disks;
 		size_t k = disk ? i : i - d->n_disks;
 		const char *p = disk ? d->disks[k].image_path : d->cdroms[k].path;
-		if (!p)
-			continue;
-		_cleanup_free_ char *owner = disk_owner(cfg, c->sid, p);
+		_cleanup_free_ char *owner = p ? path_user(cfg, c->sid, p, true) : NULL;
 		if (owner) {
 			reply_error(c, 400, "InputError", "%s[%zu].%s: %s is a disk of guest %s",
 				    disk ? "disks" : "cdroms", k, disk ? "image_path" : "path", p,
 				    owner);
+			return false;
+		}
+		_cleanup_free_ char *reader =
+		    disk ? path_user(cfg, c->sid, d->disks[k].path, false) : NULL;
+		if (reader) {
+			reply_error(c, 400, "InputError",
+				    "disks[%zu].path: %s is a backing image or cdrom of guest %s",
+				    k, d->disks[k].path, reader);
 			return false;
 		}
 	}

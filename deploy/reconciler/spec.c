@@ -177,12 +177,17 @@ static int get_string(struct parser *p, const yaml_node_t *n, const char *key, s
 		return fail_at(p, n, key, "expected a string, got null");
 	if (*v == 0)
 		return fail_at(p, n, key, "must not be empty");
+	/* An embedded NUL would silently cut the value short. */
+	if (strlen(v) != n->data.scalar.length)
+		return fail_at(p, n, key, "NUL character not allowed");
 	if (strlen(v) > max)
 		return fail_at(p, n, key, "too long (%zu bytes, max %zu)", strlen(v), max);
+	/* The value is never quoted in the message: it may be a password. */
 	for (const char *c = v; *c; c++)
 		if ((unsigned char)*c < 0x20 || *c == 0x7f || (word && *c == ' '))
-			return fail_at(p, n, key, "%s not allowed in '%s'",
-				       *c == ' ' ? "whitespace" : "control character", v);
+			return fail_at(p, n, key, "%s not allowed (at byte %zu)",
+				       *c == ' ' ? "whitespace" : "control character",
+				       (size_t)(c - v));
 	char *s = strdup(v);
 	if (!s)
 		return -ENOMEM;

@@ -83,9 +83,7 @@ vm_create() {
 	POD_SIDS+=("$sid")
 	expect_api 200 POST "/servers/$sid/create" \
 		"{\"desc\": {\"uuid\": \"$uuid\", \"name\": \"$sid\", \"cpu\": 1, \"mem\": 128}}" >/dev/null
-	# The pod's libvirtd and the host's (used by tests running in parallel) allocate VNC ports
-	# from the same range, each checking only its own: a port can be taken between libvirt's
-	# check and QEMU's bind. One retry on that collision.
+	# The pod's libvirtd has its own VNC port range (POD_VNC_PORTS): no collision with the host's.
 	expect_api 200 POST "/servers/$sid/start" '{}' >/dev/null
 }
 

@@ -142,7 +142,14 @@ out=$(expect_api 400 POST "/servers/$S1/create" "{\"desc\": {\"uuid\": \"$(uuid)
 expect_contains "$out" "cdroms[0].path: $T/disks/c-$$ is a disk of guest $S3" "another guest's disk as a cdrom refused"
 [ -e "$T/servers/$S1" ] && fail "workspace left after refusing another guest's disk"
 [ -e "$T/disks/x-$$" ] && fail "disk left after refusing another guest's disk"
-ok "another guest's disk refused as a backing image and as a cdrom"
+# The other way round: a path another guest reads (here a cdrom not there yet) never becomes
+# a new guest's disk.
+expect_api 200 POST "/servers/$S1/create" "{\"desc\": {\"uuid\": \"$(uuid)\", \"name\": \"x\", \"cpu\": 1, \"mem\": 128, \"cdroms\": [{\"path\": \"$T/disks/later-$$.iso\"}]}}" >/dev/null
+out=$(expect_api 400 POST "/servers/$S1-b/create" "{\"desc\": {\"uuid\": \"$(uuid)\", \"name\": \"y\", \"cpu\": 1, \"mem\": 128, \"disks\": [{\"disk_id\": \"d\", \"index\": 0, \"size\": 8, \"path\": \"$T/disks/later-$$.iso\"}]}}")
+expect_contains "$out" "disks[0].path: $T/disks/later-$$.iso is a backing image or cdrom of guest $S1" "disk at another guest's cdrom refused"
+[ -e "$T/disks/later-$$.iso" ] && fail "disk created at another guest's cdrom path"
+expect_api 200 DELETE "/servers/$S1" >/dev/null
+ok "another guest's disk refused as a backing image and as a cdrom, and the reverse"
 cp "$T/servers/$S3/desc" "$T/desc.good"
 echo '{"desc": broken' >"$T/servers/$S3/desc"
 out=$(expect_api 409 DELETE "/servers/$S3")

@@ -184,6 +184,17 @@ static const struct {
      "3: spex: unknown key"},
     {"apiVersion: onecloud.yunion.io/v1alpha1\nkind: [OnecloudCluster\n",
      "3: YAML syntax error: did not find expected ',' or ']'"},
+    /* A bad password is named, never quoted: the message goes to the log. */
+    {"apiVersion: onecloud.yunion.io/v1alpha1\nkind: OnecloudCluster\n"
+     "metadata: {name: c1, namespace: ns1, uid: u}\nspec:\n"
+     "  mysql: {host: db, username: u, password: \"S3cr3t\\tPass\"}\n"
+     "  imageRepository: r\n  version: v1\n",
+     "5: spec.mysql.password: control character not allowed (at byte 6)"},
+    {"apiVersion: onecloud.yunion.io/v1alpha1\nkind: OnecloudCluster\n"
+     "metadata: {name: c1, namespace: ns1, uid: u}\nspec:\n"
+     "  mysql: {host: db, username: u, password: p}\n"
+     "  imageRepository: r\n  version: \"v1\\0;rm\"\n",
+     "7: spec.version: NUL character not allowed"},
 };
 
 static void test_parse_invalid(void **state)
