@@ -140,6 +140,14 @@ static void guest_set(struct guests *g, const char *sid, const char *name, const
 			g->hooks[i].on_state(sid, status, g->hooks[i].ud);
 }
 
+/* sid left the table: the state hooks get status NULL. */
+static void hooks_gone(struct guests *g, const char *sid)
+{
+	for (size_t i = 0; i < g->n_hooks; i++)
+		if (g->hooks[i].on_state)
+			g->hooks[i].on_state(sid, NULL, g->hooks[i].ud);
+}
+
 static void guest_remove(struct guests *g, const char *sid)
 {
 	pthread_mutex_lock(&g->lock);
@@ -152,9 +160,8 @@ static void guest_remove(struct guests *g, const char *sid)
 		g->n--;
 	}
 	pthread_mutex_unlock(&g->lock);
-	for (size_t i = 0; found && i < g->n_hooks; i++)
-		if (g->hooks[i].on_state)
-			g->hooks[i].on_state(sid, NULL, g->hooks[i].ud);
+	if (found)
+		hooks_gone(g, sid);
 }
 
 /* ---- libvirt helpers (worker threads) ---- */
@@ -1073,8 +1080,13 @@ static void scan_done(void *userdata)
 		}
 	}
 	if (s->ok && s->rebuild && g) {
-		/* Replace the table with what libvirt and the workspaces say now. */
+		/* Replace the table with what libvirt and the workspaces say now. A guest that is
+		 * no longer there (undefined while the connection was down) leaves through the
+		 * hooks like a deleted one. */
 		pthread_mutex_lock(&g->lock);
+		_cleanup_strv_free_ char **before = calloc(g->n + 1, sizeof(char *));
+		for (size_t k = 0; before && k < g->n; k++)
+			before[k] = strdup(g->list[k].sid);
 		table_clear(g);
 		pthread_mutex_unlock(&g->lock);
 		size_t i;
@@ -1096,6 +1108,9 @@ static void scan_done(void *userdata)
 					hooks_running(g, sid, (int)json_integer_value(pid));
 			}
 		}
+		for (size_t k = 0; before && before[k]; k++)
+			if (!guest_find(g, before[k]))
+				hooks_gone(g, before[k]);
 	}
 	if (s->cb) {
 		struct op_reply reply;
