@@ -12,6 +12,8 @@
 #include "agent/virt.h"
 #include "agent/metrics.h"
 #include "agent/tasks.h"
+#include "agent/storage.h"
+#include "agent/hostnet.h"
 #include "common/log.h"
 #include "common/macros.h"
 
@@ -66,6 +68,13 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = tasks_new(a->event, (unsigned)a->cfg.task_workers, 1024, &a->tasks);
 	if (r < 0)
 		return r;
+	r = storages_new(&a->cfg, &a->storages);
+	if (r < 0)
+		return r;
+	_cleanup_free_ char *nerr = NULL;
+	r = hostnets_new(a->cfg.networks, &a->hostnets, &nerr);
+	if (r < 0)
+		return nerr ? log_error_errno(r, "%s", nerr) : r;
 	r = metrics_new(&a->metrics);
 	if (r < 0)
 		return r;
@@ -116,6 +125,8 @@ struct agent *agent_free(struct agent *a)
 	a->modules = agent_modules_free(a->modules);
 	a->virt = virt_free(a->virt);
 	a->metrics = metrics_free(a->metrics);
+	a->storages = storages_free(a->storages);
+	a->hostnets = hostnets_free(a->hostnets);
 	sd_event_source_unref(a->drain_timer);
 	sd_event_source_unref(a->sigterm);
 	sd_event_source_unref(a->sigint);

@@ -16,6 +16,8 @@ struct region;
 struct agent_modules;
 struct placer;
 struct report;
+struct storages;
+struct hostnets;
 
 struct agent {
 	struct config cfg;
@@ -30,8 +32,10 @@ struct agent {
 	struct metrics *metrics;		     /* Prometheus registry (agent/metrics.h) */
 	struct api *api;			     /* HTTP API (agent/api.h) */
 	struct auth *auth;			     /* API token validation (agent/auth.h) */
-	struct region *region; /* keystone session, task callbacks (agent/region.h) */
-	struct report *report; /* host and guest reports to the region (agent/report.h) */
+	struct region *region;	   /* keystone session, task callbacks (agent/region.h) */
+	struct report *report;	   /* host and guest reports to the region (agent/report.h) */
+	struct storages *storages; /* local storages and their image caches (agent/storage.h) */
+	struct hostnets *hostnets; /* configured host networks (agent/hostnet.h) */
 	sd_event_source *drain_timer;
 	uint64_t drain_deadline;
 	bool stopping;

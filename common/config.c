@@ -31,6 +31,7 @@ static const char *const endpoint_types[] = {"internal", "public", "admin", NULL
 static const char *const log_levels[] = {"debug", "info", "notice", "warning", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const cpu_modes[] = {"default", "host-passthrough", "host-model", NULL};
+static const char *const virt_types[] = {"kvm", "qemu", NULL};
 
 #define OFF(f) offsetof(struct config, f)
 static const struct key_def keys[] = {
@@ -39,6 +40,8 @@ static const struct key_def keys[] = {
     {"servers_path", KEY_STRING, OFF(servers_path), .path = true, .doc = "guest workspaces"},
     {"local_image_path", KEY_STRLIST, OFF(local_image_path), .path = true,
      .doc = "disk roots; every disk path must lie below one"},
+    {"networks", KEY_STRLIST, OFF(networks),
+     .doc = "host networks IFNAME/BRIDGE[/IP] (Cloudpods host.conf); the first is the access one"},
     {"state_dir", KEY_STRING, OFF(state_dir), .path = true, .doc = "outbox and token file"},
     {"libvirt_uri", KEY_STRING, OFF(libvirt_uri), .doc = "libvirt connection URI"},
     {"admin_socket", KEY_STRING, OFF(admin_socket), .path = true,
@@ -71,6 +74,8 @@ static const struct key_def keys[] = {
     {"log_format", KEY_ENUM, OFF(log_format), .values = log_formats, .doc = "text or json"},
     {"cpu_mode", KEY_ENUM, OFF(cpu_mode), .values = cpu_modes,
      .doc = "guest CPU model: default (hypervisor's), host-passthrough, host-model"},
+    {"virt_type", KEY_ENUM, OFF(virt_type), .values = virt_types,
+     .doc = "libvirt domain type: kvm, or qemu (TCG) where KVM cannot run guests"},
     {"vnc_listen", KEY_STRING, OFF(vnc_listen), .doc = "VNC listen address of guests"},
     {"api_max_body", KEY_INT, OFF(api_max_body), 1024, 64 * 1024 * 1024,
      .doc = "request body limit, bytes"},
@@ -83,6 +88,8 @@ static const struct key_def keys[] = {
     {"token_cache_seconds", KEY_INT, OFF(token_cache_seconds), 0, 3600,
      .doc = "how long a validated token is trusted"},
     {"api_roles", KEY_STRLIST, OFF(api_roles), .doc = "roles allowed to call the API"},
+    {"api_projects", KEY_STRLIST, OFF(api_projects),
+     .doc = "projects whose tokens may call the API (empty: any)"},
     {"metrics_require_token", KEY_BOOL, OFF(metrics_require_token),
      .doc = "whether /metrics needs a token"},
     {"task_workers", KEY_INT, OFF(task_workers), 1, 64, .doc = "worker threads"},
@@ -229,6 +236,7 @@ int config_init(struct config *cfg)
 	    {offsetof(struct config, log_format), "text"},
 	    {offsetof(struct config, vnc_listen), "0.0.0.0"},
 	    {offsetof(struct config, cpu_mode), "default"},
+	    {offsetof(struct config, virt_type), "kvm"},
 	    {offsetof(struct config, cgroup_root), "/sys/fs/cgroup"},
 	    {offsetof(struct config, host_cgroup_partition), "/machine"},
 	};

@@ -18,6 +18,7 @@ struct config {
 	int port;
 	char *servers_path;
 	char **local_image_path;
+	char **networks; /* "IFNAME/BRIDGE[/IP]", the access network first */
 	char *state_dir;
 	char *libvirt_uri;
 	char *admin_socket;
@@ -43,12 +44,14 @@ struct config {
 	char *log_format;
 	char *vnc_listen;
 	char *cpu_mode;
+	char *virt_type; /* "kvm" or "qemu" */
 	int api_max_body;
 	int api_max_connections;
 	int api_rate_limit;
 	int api_request_timeout;
 	int token_cache_seconds;
 	char **api_roles;
+	char **api_projects;
 	bool metrics_require_token;
 	int task_workers;
 	bool enforce_placement;

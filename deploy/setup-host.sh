@@ -14,7 +14,7 @@ PKGS=(
 )
 
 if [ "$(id -u)" != 0 ]; then
-	echo "setup-host.sh: run as root (sudo)" >&2
+	echo "setup-host.sh: run as root" >&2
 	exit 1
 fi
 
