@@ -25,6 +25,15 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
 	return 0;
 }
 
+/* SIGHUP reloads what can change under a running agent (the TLS pair); it never stops it. */
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	struct agent *a = userdata;
+	log_info("Received SIGHUP, reloading the TLS certificate");
+	(void)api_reload(a->api);
+	return 0;
+}
+
 static int on_drain(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct agent *a = userdata;
@@ -57,12 +66,16 @@ int agent_new(struct config *cfg, struct agent **ret)
 	sigemptyset(&ss);
 	sigaddset(&ss, SIGTERM);
 	sigaddset(&ss, SIGINT);
+	sigaddset(&ss, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
 		return negative_errno();
 	r = sd_event_add_signal(a->event, &a->sigterm, SIGTERM, on_signal, a);
 	if (r < 0)
 		return r;
 	r = sd_event_add_signal(a->event, &a->sigint, SIGINT, on_signal, a);
+	if (r < 0)
+		return r;
+	r = sd_event_add_signal(a->event, &a->sighup, SIGHUP, on_sighup, a);
 	if (r < 0)
 		return r;
 	r = tasks_new(a->event, (unsigned)a->cfg.task_workers, 1024, &a->tasks);
@@ -130,6 +143,7 @@ struct agent *agent_free(struct agent *a)
 	sd_event_source_unref(a->drain_timer);
 	sd_event_source_unref(a->sigterm);
 	sd_event_source_unref(a->sigint);
+	sd_event_source_unref(a->sighup);
 	sd_event_unref(a->event);
 	config_done(&a->cfg);
 	free(a);

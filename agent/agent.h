@@ -22,7 +22,7 @@ struct hostnets;
 struct agent {
 	struct config cfg;
 	sd_event *event;
-	sd_event_source *sigterm, *sigint;
+	sd_event_source *sigterm, *sigint, *sighup;
 	struct tasks *tasks;   /* worker pool (agent/tasks.h) */
 	struct virt *virt;     /* libvirt connection (agent/virt.h) */
 	struct guests *guests; /* guest table and operations (agent/guests.h) */

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "agent/agent.h"
+#include "agent/api-conns.h"
 #include "agent/api-internal.h"
 #include "agent/api.h"
 #include "agent/modules.h"
@@ -16,6 +17,7 @@
 #include "agent/metrics.h"
 #include "agent/region.h"
 #include "agent/tasks.h"
+#include "agent/tls.h"
 #include "agent/virt.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -24,7 +26,6 @@
 
 #define RATE_BUCKETS	  1024
 #define RATE_MAX_CLIENTS  16384
-#define TLS_FILE_MAX	  (1024 * 1024)
 #define DISCARD_FACTOR	  16 /* chunked bodies: close after discarding this many times the limit */
 #define CONN_MEMORY_LIMIT (64 * 1024)
 
@@ -38,6 +39,7 @@ struct api_listener {
 	int fd; /* listening socket, owned by MHD once started */
 	bool admin;
 	bool quiesced;
+	struct api_conns *conns; /* absolute request deadlines (agent/api-conns.h) */
 };
 
 /* One outstanding callback (token validation, guest operation, scrape). It outlives the
@@ -90,7 +92,10 @@ struct api {
 	struct api_call *calls;
 	struct rate_entry *rate[RATE_BUCKETS];
 	size_t n_rate;
-	char *tls_cert, *tls_key;
+	struct tls_creds *tls;
+	struct timespec log_window;
+	unsigned log_lines;
+	unsigned long log_suppressed;
 	int port;
 	bool stopping;
 	api_host_sync_fn host_sync;
@@ -810,8 +815,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			finish_error(req, 413, NULL, "request body too large");
 		else
 			authenticate(req);
-		if (req->done)
+		if (req->done) {
+			api_conns_set_busy(conn, true);
 			return queue(req);
+		}
 		if (req->auth_pending) {
 			/* MHD calls again in the header phase once resumed. */
 			req->header_wait = true;
@@ -846,6 +853,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	}
 
+	/* The whole request is in: from here the wait is the agent's, not the client's. */
+	api_conns_set_busy(conn, true);
 	if (req->queued)
 		return MHD_YES;
 	if (req->too_large && !req->done)
@@ -869,6 +878,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
 	struct api_request *req = *con_cls;
+	api_conns_set_busy(conn, false);
 	if (!req)
 		return;
 	*con_cls = NULL;
@@ -882,8 +892,36 @@ static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s)
 	return strlen(s);
 }
 
+#define MHD_LOG_BURST  20
+#define MHD_LOG_WINDOW 10.0 /* seconds */
+
+/* MHD logs one line per malformed connection, which needs no token: a burst per window,
+ * then one line saying how many were suppressed. */
+static bool mhd_log_allow(struct api *api)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (api->log_lines == 0 || elapsed(&api->log_window, &now) >= MHD_LOG_WINDOW) {
+		if (api->log_suppressed)
+			log_notice("HTTP server: %lu more messages suppressed in the last %.0f s",
+				   api->log_suppressed, MHD_LOG_WINDOW);
+		api->log_window = now;
+		api->log_lines = 0;
+		api->log_suppressed = 0;
+	}
+	if (api->log_lines >= MHD_LOG_BURST) {
+		api->log_suppressed++;
+		return false;
+	}
+	api->log_lines++;
+	return true;
+}
+
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
+	struct api_listener *l = cls;
+	if (l && l->api && !mhd_log_allow(l->api))
+		return;
 	char buf[512];
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	size_t n = strlen(buf);
@@ -978,21 +1016,41 @@ static int unix_socket(const char *path, int *ret_fd)
 	return 0;
 }
 
+/* 127.0.0.0/8, ::1 and "localhost": the only addresses where plain HTTP keeps tokens local. */
+static bool address_is_loopback(const char *addr)
+{
+	if (isempty(addr))
+		return false;
+	if (streq(addr, "localhost") || streq(addr, "::1"))
+		return true;
+	struct in_addr in;
+	return inet_pton(AF_INET, addr, &in) == 1 && (ntohl(in.s_addr) >> 24) == 127;
+}
+
 static int listener_start(struct api_listener *l, int fd, bool tls)
 {
 	struct api *api = l->api;
 	const struct config *cfg = &api->a->cfg;
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
 			 MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0);
+	int r = api_conns_new(api->a->event, (unsigned)cfg->api_max_connections,
+			      (unsigned)cfg->api_request_timeout, &l->conns);
+	if (r < 0) {
+		safe_close(fd);
+		return r;
+	}
 	struct MHD_OptionItem opts[] = {
 	    {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
 	    {MHD_OPTION_CONNECTION_LIMIT, cfg->api_max_connections, NULL},
 	    {MHD_OPTION_CONNECTION_TIMEOUT, cfg->api_request_timeout, NULL},
 	    {MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY_LIMIT, NULL},
 	    {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, l},
+	    {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)api_conns_notify, l->conns},
 	    {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_none, l},
-	    {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, api->tls_cert},
-	    {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, api->tls_key},
+	    {MHD_OPTION_PER_IP_CONNECTION_LIMIT, l->admin ? 0 : cfg->api_max_connections_per_ip,
+	     NULL},
+	    {tls ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, 0, (void *)TLS_PRIORITIES},
+	    {tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, 0, (void *)tls_cert_callback},
 	    {MHD_OPTION_END, 0, NULL},
 	};
 	l->fd = fd;
@@ -1009,7 +1067,7 @@ static int listener_start(struct api_listener *l, int fd, bool tls)
 	if (!di)
 		return -EIO;
 	sd_event *e = api->a->event;
-	int r = sd_event_add_io(e, &l->io, di->epoll_fd, EPOLLIN, on_io, l);
+	r = sd_event_add_io(e, &l->io, di->epoll_fd, EPOLLIN, on_io, l);
 	if (r < 0)
 		return r;
 	/* accuracy 1 us: 0 would mean sd-event's default slack of 250 ms on every reply */
@@ -1028,6 +1086,7 @@ static void listener_stop(struct api_listener *l)
 		MHD_stop_daemon(l->daemon);
 		l->daemon = NULL;
 	}
+	l->conns = api_conns_free(l->conns);
 }
 
 int api_new(struct agent *a, struct api **ret)
@@ -1050,15 +1109,20 @@ int api_start(struct api *api)
 	if (tls) {
 		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
 			return log_error_errno(EOPNOTSUPP, "libmicrohttpd was built without TLS");
-		r = read_file(cfg->tls_cert_file, TLS_FILE_MAX, &api->tls_cert, NULL);
+		_cleanup_free_ char *err = NULL;
+		r = tls_creds_new(cfg->tls_cert_file, cfg->tls_key_file, &api->tls, &err);
 		if (r < 0)
-			return log_error_errno(r, "Failed to read tls_cert_file %s: %m",
-					       cfg->tls_cert_file);
-		r = read_file(cfg->tls_key_file, TLS_FILE_MAX, &api->tls_key, NULL);
+			return log_error_errno(r, "%s",
+					       err ? err : "TLS credentials: out of memory");
+		tls_creds_activate(api->tls);
+		r = tls_creds_watch(api->tls, api->a->event);
 		if (r < 0)
-			return log_error_errno(r, "Failed to read tls_key_file %s: %m",
-					       cfg->tls_key_file);
-	}
+			log_warning_errno(
+			    r, "Cannot watch the TLS files for changes (SIGHUP reloads): %m");
+	} else if (!address_is_loopback(cfg->listen_address))
+		log_warning("API on %s port %d is plain HTTP: tokens travel in clear; set "
+			    "tls_cert_file and tls_key_file",
+			    cfg->listen_address, cfg->port);
 	r = tcp_socket(cfg->listen_address, cfg->port, &fd, &api->port);
 	if (r < 0)
 		return log_error_errno(r, "Failed to listen on %s port %d: %m", cfg->listen_address,
@@ -1081,6 +1145,13 @@ int api_start(struct api *api)
 	log_info("API listening address=%s port=%d tls=%s admin_socket=%s", cfg->listen_address,
 		 api->port, tls ? "yes" : "no", strempty(cfg->admin_socket));
 	return 0;
+}
+
+int api_reload(struct api *api)
+{
+	if (!api || !api->tls)
+		return 0;
+	return tls_creds_reload(api->tls);
 }
 
 int api_port(struct api *api)
@@ -1142,8 +1213,7 @@ struct api *api_free(struct api *api)
 			n = e->next;
 			free(e);
 		}
-	free(api->tls_cert);
-	free(api->tls_key);
+	api->tls = tls_creds_free(api->tls);
 	free(api);
 	return NULL;
 }

@@ -27,6 +27,9 @@ void api_stop_accepting(struct api *api);
 struct api *api_free(struct api *api);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct api *, api_free)
 
+/* Reloads the TLS certificate and key (SIGHUP); a failed reload keeps the pair in use. */
+int api_reload(struct api *api);
+
 /* The TCP port actually bound (useful with port 0), 0 before api_start(). */
 int api_port(struct api *api);
 

@@ -450,10 +450,13 @@ int auth_start(struct auth *au)
 	}
 	if (r < 0)
 		return log_error_errno(r, "Failed to read API token file %s: %m", path);
+	/* Anyone who can read the token controls every guest on the node. */
 	struct stat st;
 	if (stat(path, &st) == 0 && (st.st_mode & 077))
-		log_warning("API token file %s is accessible by group or others (mode %04o)", path,
-			    (unsigned)(st.st_mode & 07777));
+		return log_error_errno(EPERM,
+				       "API token file %s is accessible by group or others (mode "
+				       "%04o): chmod 0600 it",
+				       path, (unsigned)(st.st_mode & 07777));
 	log_kv(LOG_INFO, "Loaded API token file", "path", path, NULL);
 	return 0;
 }

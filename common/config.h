@@ -47,6 +47,7 @@ struct config {
 	char *virt_type; /* "kvm" or "qemu" */
 	int api_max_body;
 	int api_max_connections;
+	int api_max_connections_per_ip;
 	int api_rate_limit;
 	int api_request_timeout;
 	int token_cache_seconds;
