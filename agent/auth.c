@@ -14,7 +14,8 @@
 #define USEC_PER_SEC	      1000000ULL
 #define TOKEN_MAX	      8192
 #define CACHE_MAX_ENTRIES     4096
-#define MAX_PENDING	      256
+#define MAX_PENDING	      64 /* validations in flight; more callers wait or get 503 */
+#define NEGATIVE_SECONDS      5	 /* a token Keystone refused is refused again without asking */
 #define MAX_WAITERS	      1024
 #define VALIDATE_TIMEOUT_MS   5000
 #define STANDALONE_TOKEN_SIZE 32
@@ -222,6 +223,7 @@ struct auth {
 	bool standalone;
 	char *static_token;
 	struct auth_cache *cache;
+	struct auth_cache *refused; /* tokens Keystone refused, for NEGATIVE_SECONDS */
 	struct pending *pending;
 	size_t n_pending;
 };
@@ -297,6 +299,11 @@ static void on_validate_done(int err, const struct http_response *resp, void *us
 			    now, (unsigned)MAX(au->agent->cfg.token_cache_seconds, 0), expires);
 			if (until > 0 && auth_cache_put(au->cache, p->token, until, now) < 0)
 				log_debug("Token cache: out of memory");
+		} else if (result == -EACCES) {
+			uint64_t now = now_realtime();
+			if (auth_cache_put(au->refused, p->token,
+					   now + NEGATIVE_SECONDS * USEC_PER_SEC, now) < 0)
+				log_debug("Refused-token cache: out of memory");
 		}
 	} else
 		log_warning_errno(err, "Token validation against keystone failed: %m");
@@ -310,8 +317,13 @@ static void on_validate_done(int err, const struct http_response *resp, void *us
 
 static int validate_remote(struct auth *au, const char *token, auth_done_fn cb, void *userdata)
 {
-	if (auth_cache_get(au->cache, token, now_realtime())) {
+	uint64_t now = now_realtime();
+	if (auth_cache_get(au->cache, token, now)) {
 		cb(0, userdata);
+		return 0;
+	}
+	if (auth_cache_get(au->refused, token, now)) {
+		cb(-EACCES, userdata);
 		return 0;
 	}
 	for (struct pending *p = au->pending; p; p = p->next)
@@ -346,8 +358,8 @@ static int validate_remote(struct auth *au, const char *token, auth_done_fn cb, 
 		r = -ENOMEM;
 	else {
 		char *headers[] = {h1, h2, NULL};
-		r = region_http_submit(au->agent->region, "GET", url, headers, NULL,
-				       VALIDATE_TIMEOUT_MS, on_validate_done, p, &p->http);
+		r = region_validation_submit(au->agent->region, url, headers, VALIDATE_TIMEOUT_MS,
+					     on_validate_done, p, &p->http);
 	}
 	if (h1)
 		explicit_bzero(h1, strlen(h1));
@@ -469,7 +481,11 @@ int auth_new(struct agent *a, struct auth **ret)
 	au->agent = a;
 	au->standalone = config_standalone(&a->cfg);
 	int r = auth_cache_new(CACHE_MAX_ENTRIES, &au->cache);
+	if (r >= 0)
+		r = auth_cache_new(CACHE_MAX_ENTRIES, &au->refused);
 	if (r < 0) {
+		auth_cache_free(au->cache);
+		auth_cache_free(au->refused);
 		free(au);
 		return r;
 	}

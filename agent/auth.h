@@ -1,8 +1,10 @@
 /* API authentication. Standalone mode (no auth_url): one random token kept in api_token_file
  * (0600, created at first start). Region mode: tokens validated against Keystone v3
  * (GET /v3/auth/tokens with X-Subject-Token, using the agent's own service token), valid
- * results cached for token_cache_seconds (never beyond the token's expiry), invalid ones never
- * cached; the token must carry one of api_roles. Implemented in agent/auth.c. */
+ * results cached for token_cache_seconds (never beyond the token's expiry), refused ones for a
+ * few seconds (a flood of bogus tokens costs one validation each per window), at most 64
+ * validations in flight, on a pool of their own (agent/region.h); the token must carry one of
+ * api_roles. Implemented in agent/auth.c. */
 #pragma once
 
 #include <stdbool.h>

@@ -82,8 +82,6 @@ static int entry_path(struct outbox *o, const char *sid, char **ret)
 static int entry_add(struct outbox *o, const char *sid, const char *status, const char *power,
 		     uint64_t seq)
 {
-	if (o->n >= OUTBOX_MAX_ENTRIES)
-		return -ENOSPC;
 	struct outbox_entry *l = realloc(o->list, sizeof(*l) * (o->n + 1));
 	if (!l)
 		return -ENOMEM;
@@ -322,8 +320,6 @@ int outbox_put(struct outbox *o, const char *sid, const char *status, const char
 	if (!data)
 		return -ENOMEM;
 	struct outbox_entry *old = entry_find(o, sid);
-	if (!old && o->n >= OUTBOX_MAX_ENTRIES)
-		return -ENOSPC;
 	/* Latest wins: the older entry goes, the new one joins the end of the replay order. */
 	if (old)
 		entry_remove(o, old);

@@ -12,8 +12,6 @@
 
 #include "common/macros.h"
 
-#define OUTBOX_MAX_ENTRIES 4096
-
 struct outbox;
 
 struct outbox_entry {
@@ -33,7 +31,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct outbox *, outbox_free)
  * entry gets a new seq and moves to the end of the replay order. The entry is in memory when
  * this returns and its file is queued for the writer; a failed write keeps the file's old
  * content and counts in outbox_write_failures(). -EINVAL for an id that cannot be a file
- * name, -ENOSPC when full. */
+ * name. There is no cap: one entry per guest, whatever the number of guests (a status is never
+ * dropped for lack of room). */
 int outbox_put(struct outbox *o, const char *sid, const char *status, const char *power_states);
 /* The oldest entry (lowest seq) that is not in skip (may be NULL), or NULL. Valid until the
  * next put or ack. */

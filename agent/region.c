@@ -19,6 +19,8 @@
 #define CALLBACK_MAX_PENDING 4096
 #define HTTP_WORKERS	     2
 #define HTTP_MAX_QUEUED	     512
+#define VALIDATE_WORKERS     2
+#define VALIDATE_MAX_QUEUED  64
 /* A callback waiting for a token (Keystone down) gives up after this long. */
 #define CALLBACK_MAX_AGE_USEC (3600 * USEC_PER_SEC)
 
@@ -54,6 +56,9 @@ struct region {
 	/* Keystone and region calls get their own small pool: slow guest operations on the
 	 * agent's pool must not delay token checks, nor a hung keystone guest operations. */
 	struct tasks *pool;
+	/* Token validations for API callers (anyone can make the agent ask for one) get a pool
+	 * of their own, so a flood of them never delays heartbeats, reports or callbacks. */
+	struct tasks *validate_pool;
 	char *token;
 	char *compute_url;
 	uint64_t token_expires; /* CLOCK_MONOTONIC usec */
@@ -246,9 +251,9 @@ static void http_job_done(void *userdata)
 	http_job_free(h);
 }
 
-int region_http_submit(struct region *r, const char *method, const char *url, char *const *headers,
-		       const char *body, long timeout_ms, region_http_done_fn done, void *userdata,
-		       struct region_http **ret_handle)
+static int submit_on(struct region *r, struct tasks *pool, const char *method, const char *url,
+		     char *const *headers, const char *body, long timeout_ms,
+		     region_http_done_fn done, void *userdata, struct region_http **ret_handle)
 {
 	struct region_http *h = calloc(1, sizeof(*h));
 	if (!h)
@@ -272,7 +277,7 @@ int region_http_submit(struct region *r, const char *method, const char *url, ch
 	h->r = -ECANCELED; /* stays so when the pool drops the job */
 	h->done = done;
 	h->userdata = userdata;
-	int k = r->pool ? tasks_submit(r->pool, NULL, http_job_work, http_job_done, h) : -ESHUTDOWN;
+	int k = pool ? tasks_submit(pool, NULL, http_job_work, http_job_done, h) : -ESHUTDOWN;
 	if (k < 0) {
 		http_job_free(h);
 		return k;
@@ -285,6 +290,22 @@ int region_http_submit(struct region *r, const char *method, const char *url, ch
 	if (ret_handle)
 		*ret_handle = h;
 	return 0;
+}
+
+int region_http_submit(struct region *r, const char *method, const char *url, char *const *headers,
+		       const char *body, long timeout_ms, region_http_done_fn done, void *userdata,
+		       struct region_http **ret_handle)
+{
+	return submit_on(r, r->pool, method, url, headers, body, timeout_ms, done, userdata,
+			 ret_handle);
+}
+
+int region_validation_submit(struct region *r, const char *url, char *const *headers,
+			     long timeout_ms, region_http_done_fn done, void *userdata,
+			     struct region_http **ret_handle)
+{
+	return submit_on(r, r->validate_pool, "GET", url, headers, NULL, timeout_ms, done, userdata,
+			 ret_handle);
 }
 
 void region_http_cancel(struct region_http *h)
@@ -625,7 +646,11 @@ int region_new(struct agent *a, struct region **ret)
 	r->standalone = config_standalone(&a->cfg);
 	if (!r->standalone) {
 		int k = tasks_new(a->event, HTTP_WORKERS, HTTP_MAX_QUEUED, &r->pool);
+		if (k >= 0)
+			k = tasks_new(a->event, VALIDATE_WORKERS, VALIDATE_MAX_QUEUED,
+				      &r->validate_pool);
 		if (k < 0) {
+			r->pool = tasks_free(r->pool);
 			free(r);
 			return k;
 		}
@@ -661,6 +686,7 @@ struct region *region_free(struct region *r)
 		http_job_unlink(h);
 	}
 	r->pool = tasks_free(r->pool);
+	r->validate_pool = tasks_free(r->validate_pool);
 	sd_event_source_disable_unref(r->renew_timer);
 	if (r->token) {
 		explicit_bzero(r->token, strlen(r->token));

@@ -44,6 +44,11 @@ int region_http_submit(struct region *r, const char *method, const char *url, ch
 		       const char *body, long timeout_ms, region_http_done_fn done, void *userdata,
 		       struct region_http **ret_handle);
 void region_http_cancel(struct region_http *h);
+/* The same for a token validation (GET), on a separate pool of its own: validations asked for
+ * by API callers never delay the agent's own requests. -EBUSY when its queue is full. */
+int region_validation_submit(struct region *r, const char *url, char *const *headers,
+			     long timeout_ms, region_http_done_fn done, void *userdata,
+			     struct region_http **ret_handle);
 
 /* Keystone v3 parsing, exposed for unit tests. */
 /* "2026-11-25T18:14:15.000000Z" (or without fraction, or "+00:00") -> microseconds since

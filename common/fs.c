@@ -4,9 +4,11 @@
 #include <sys/stat.h>
 
 #include "common/fs.h"
+#include "common/log.h"
 #include "common/macros.h"
 
 int (*fs_atomic_hook)(const char *tmp_path);
+int (*fs_dirsync_hook)(int dir_fd);
 
 static int write_all(int fd, const void *data, size_t len)
 {
@@ -48,9 +50,15 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 		unlink(tmp);
 		return r;
 	}
+	/* The rename has replaced the file: from here a failure only means the new name may not
+	 * be durable yet, never that the old content is still there. */
 	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0)
-		return negative_errno();
+	if (dfd < 0)
+		return 1;
+	if (fs_dirsync_hook ? fs_dirsync_hook(dfd) < 0 : fsync(dfd) < 0) {
+		log_debug("fsync of directory %s failed after replacing %s: %m", dir, path);
+		return 1;
+	}
 	return 0;
 }
 

@@ -36,6 +36,31 @@ static int crash_hook(const char *tmp)
 	_exit(3); /* the process dies between writing the temp file and the rename */
 }
 
+static int dirsync_fail_hook(int dfd)
+{
+	(void)dfd;
+	errno = EIO;
+	return -1;
+}
+
+/* L10: the rename has happened when the directory fsync fails: the new content is in place, so
+ * the write is reported as done (1: durability unknown), never as a failure to roll back. */
+static void test_dirsync_failure_after_rename(void **state)
+{
+	_cleanup_free_ char *dir = test_tmpdir();
+	_cleanup_free_ char *p = strjoin(dir, "/desc");
+	assert_int_equal(write_file_atomic(p, "old", 3, 0600), 0);
+	fs_dirsync_hook = dirsync_fail_hook;
+	int r = write_file_atomic(p, "new content", 11, 0600);
+	fs_dirsync_hook = NULL;
+	assert_int_equal(r, 1);
+	_cleanup_free_ char *buf = NULL;
+	assert_int_equal(read_file(p, 100, &buf, NULL), 0);
+	assert_string_equal(buf, "new content");
+	assert_int_equal(test_count_entries(dir), 1);
+	rm_rf(dir);
+}
+
 static void test_interrupted_write_keeps_old(void **state)
 {
 	_cleanup_free_ char *dir = test_tmpdir();
@@ -90,4 +115,4 @@ static void test_mkdir_rm(void **state)
 }
 
 TEST_MAIN(cmocka_unit_test(test_write_and_read), cmocka_unit_test(test_interrupted_write_keeps_old),
-	  cmocka_unit_test(test_mkdir_rm))
+	  cmocka_unit_test(test_dirsync_failure_after_rename), cmocka_unit_test(test_mkdir_rm))

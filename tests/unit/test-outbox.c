@@ -203,6 +203,29 @@ static void test_writer_order(void **state)
 	rm_rf(dir);
 }
 
+/* L11: one entry per guest whatever the guest count: 5,000 guests' statuses all kept (the old
+ * cap of 4,096 dropped the rest), and still one file each after a reopen. */
+static void test_no_cap(void **state)
+{
+	_cleanup_free_ char *dir = test_tmpdir();
+	_cleanup_(outbox_freep) struct outbox *o = NULL;
+	assert_int_equal(outbox_open(dir, &o), 0);
+	enum { N = 5000 };
+	for (int i = 0; i < N; i++) {
+		char sid[32];
+		snprintf(sid, sizeof(sid), "guest-%05d", i);
+		assert_int_equal(outbox_put(o, sid, "running", "on"), 0);
+	}
+	assert_int_equal(outbox_put(o, "guest-00000", "ready", "off"), 0);
+	assert_int_equal(outbox_size(o), N);
+	outbox_flush(o);
+	o = outbox_free(o);
+	assert_int_equal(outbox_open(dir, &o), 0);
+	assert_int_equal(outbox_size(o), N);
+	o = outbox_free(o);
+	rm_rf(dir);
+}
+
 static void test_invalid_ids(void **state)
 {
 	_cleanup_free_ char *dir = test_tmpdir();
@@ -295,5 +318,6 @@ static void test_power_state(void **state)
 
 TEST_MAIN(cmocka_unit_test(test_put_next_ack), cmocka_unit_test(test_latest_wins),
 	  cmocka_unit_test(test_replay_order_after_reopen), cmocka_unit_test(test_atomic_files),
-	  cmocka_unit_test(test_writer_order), cmocka_unit_test(test_invalid_ids),
-	  cmocka_unit_test(test_host_body), cmocka_unit_test(test_power_state))
+	  cmocka_unit_test(test_writer_order), cmocka_unit_test(test_no_cap),
+	  cmocka_unit_test(test_invalid_ids), cmocka_unit_test(test_host_body),
+	  cmocka_unit_test(test_power_state))
