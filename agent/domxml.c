@@ -340,6 +340,8 @@ static void write_devices(struct wr *w, const struct guest_desc *d, const struct
 	start(w, "graphics");
 	attr(w, "type", d->vdi == GUEST_VDI_SPICE ? "spice" : "vnc");
 	attr(w, "autoport", "yes");
+	if (o->console_password)
+		attr(w, "passwd", o->console_password);
 	start(w, "listen");
 	attr(w, "type", "address");
 	attr(w, "address", listen);

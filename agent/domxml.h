@@ -16,9 +16,10 @@ struct domxml_opts {
 	const char *cpu_mode;	/* "host-passthrough", "host-model"; NULL: the hypervisor's default
 				 * model (the only one that boots under some nested hosts) */
 	const char *vnc_listen; /* IP address for VNC/SPICE; NULL: 127.0.0.1 */
-	const char *ovmf_code;	/* UEFI firmware (read-only pflash); NULL: UEFI unavailable */
-	const char *ovmf_vars;	/* NVRAM template; NULL: libvirt picks */
-	const char *nvram_dir;	/* per-guest NVRAM is <nvram_dir>/<sid>_VARS.fd; NULL: libvirt */
+	const char *console_password; /* VNC/SPICE password (agent/console.h); NULL: none */
+	const char *ovmf_code;	      /* UEFI firmware (read-only pflash); NULL: UEFI unavailable */
+	const char *ovmf_vars;	      /* NVRAM template; NULL: libvirt picks */
+	const char *nvram_dir;	  /* per-guest NVRAM is <nvram_dir>/<sid>_VARS.fd; NULL: libvirt */
 	char *const *ovs_bridges; /* bridges that are Open vSwitch bridges (NULL-terminated) */
 };
 

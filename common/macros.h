@@ -35,6 +35,16 @@ static inline const char *strempty(const char *s)
 	return s ? s : "";
 }
 
+/* Frees a secret after overwriting it; NULL-safe, returns NULL. */
+static inline char *erase_and_free(char *s)
+{
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+	return NULL;
+}
+
 static inline bool isempty(const char *s)
 {
 	return !s || !*s;

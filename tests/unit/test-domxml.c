@@ -324,7 +324,24 @@ static void test_refusals(void **state)
 	assert_null(strstr(xml, "host-passthrough"));
 }
 
+/* H1: the console password reaches <graphics passwd=...>; without one there is no attribute. */
+static void test_console_password(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(guest_desc_freep) struct guest_desc *d = load_desc(f, "minimal");
+	_cleanup_free_ char *xml = NULL, *plain = NULL;
+	struct domxml_opts o = opts;
+	o.console_password = "Ab3dEf7h";
+	assert_int_equal(domxml_render(d, "s1", &o, &xml, NULL), 0);
+	assert_non_null(strstr(xml, "autoport=\"yes\" passwd=\"Ab3dEf7h\""));
+	validate(f, "console-password", xml);
+	libvirt_define("console-password", xml);
+	assert_int_equal(domxml_render(d, "s1", &opts, &plain, NULL), 0);
+	assert_null(strstr(plain, "passwd="));
+}
+
 TEST_MAIN(cmocka_unit_test_setup_teardown(test_minimal, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_console_password, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_qcow2_backing, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_two_nics, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_uefi, setup, teardown),
