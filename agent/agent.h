@@ -18,6 +18,7 @@ struct placer;
 struct report;
 struct storages;
 struct hostnets;
+struct imagecache;
 
 struct agent {
 	struct config cfg;
@@ -36,6 +37,7 @@ struct agent {
 	struct report *report;	   /* host and guest reports to the region (agent/report.h) */
 	struct storages *storages; /* local storages and their image caches (agent/storage.h) */
 	struct hostnets *hostnets; /* configured host networks (agent/hostnet.h) */
+	struct imagecache *imagecache; /* image cache downloads (agent/imagecache.h) */
 	sd_event_source *drain_timer;
 	uint64_t drain_deadline;
 	bool stopping;
