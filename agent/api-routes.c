@@ -32,8 +32,7 @@ static const struct api_route routes[] = {
     {API_ROUTE_DISK_OP, "POST", "/disks/:storage/create/:disk", API_AUTH_TOKEN, DISK_OP_CREATE},
     {API_ROUTE_DISK_OP, "POST", "/disks/:storage/delete/:disk", API_AUTH_TOKEN, DISK_OP_DELETE},
     {API_ROUTE_DISK_OP, "POST", "/disks/:storage/resize/:disk", API_AUTH_TOKEN, DISK_OP_RESIZE},
-    {API_ROUTE_DISK_STATUS, "GET", "/disks/:storage/:disk/status", API_AUTH_TOKEN,
-     DISK_OP_STATUS},
+    {API_ROUTE_DISK_STATUS, "GET", "/disks/:storage/:disk/status", API_AUTH_TOKEN, DISK_OP_STATUS},
 };
 
 const struct api_route *api_route_by_id(enum api_route_id id)

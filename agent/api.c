@@ -391,8 +391,8 @@ static void start_guest_op(struct api_request *req, json_t *args)
 	struct api *api = req->l->api;
 	const struct api_route *route = req->match.route;
 	const char *task_id = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Task-Id");
-	bool async = task_id && route->id != API_ROUTE_SERVER_STATUS &&
-		     route->id != API_ROUTE_DISK_STATUS;
+	bool async =
+	    task_id && route->id != API_ROUTE_SERVER_STATUS && route->id != API_ROUTE_DISK_STATUS;
 	bool guest = route->id == API_ROUTE_SERVER_OP || route->id == API_ROUTE_SERVER_STATUS ||
 		     route->id == API_ROUTE_SERVER_DELETE;
 	if (async && !id_is_valid(task_id, API_ID_MAX))

@@ -270,10 +270,9 @@ static void do_resize(struct disk_job *j)
 				 err ? first_line(err) : strerror(-r));
 	int64_t bytes = size_mb * MIB;
 	if (bytes < cur)
-		return job_error(j, 400,
-				 "shrinking is refused: %s is %" PRId64 " MB, asked for %" PRId64
-				 " MB",
-				 j->path, (int64_t)((cur + MIB - 1) / MIB), size_mb);
+		return job_error(
+		    j, 400, "shrinking is refused: %s is %" PRId64 " MB, asked for %" PRId64 " MB",
+		    j->path, (int64_t)((cur + MIB - 1) / MIB), size_mb);
 	if (bytes == cur)
 		return reply_disk(j, format, cur);
 	if (sid) {

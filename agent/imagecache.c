@@ -364,9 +364,9 @@ static void fetch_reply(struct fetch *f)
 	if (f->r < 0) {
 		log_warning("Image cache failed image_id=%s cache=%s: %s", f->image_id,
 			    f->cache_dir, f->error);
-		return fetch_finish(f, f->code,
-				    op_error_body(f->code, NULL, "image %s: %s", f->image_id,
-						  strempty(f->error)));
+		return fetch_finish(
+		    f, f->code,
+		    op_error_body(f->code, NULL, "image %s: %s", f->image_id, strempty(f->error)));
 	}
 	double secs = (double)(now_usec() - f->started_usec) / 1e6;
 	log_info("Image cached image_id=%s path=%s size=%" PRId64 " reused=%s seconds=%.2f",
@@ -401,8 +401,8 @@ static int put_cachedimage(struct fetch *f)
 	if (!token || !base)
 		return -ENOTCONN;
 	_cleanup_free_ char *url = NULL, *hdr = NULL, *data = NULL;
-	json_auto_t *body = json_pack("{s:{s:s,s:s}}", "storagecachedimage", "status", "active",
-				      "path", f->path);
+	json_auto_t *body =
+	    json_pack("{s:{s:s,s:s}}", "storagecachedimage", "status", "active", "path", f->path);
 	if (!body || !(data = json_dumps(body, JSON_COMPACT)) ||
 	    asprintf(&url, "%s/storagecaches/%s/cachedimages/%s?auto_create=true", base, f->scid,
 		     f->image_id) < 0 ||
@@ -420,9 +420,9 @@ static void fetch_done(void *userdata)
 	if (!f->ic || f->r == -ECANCELED) {
 		/* The cache is going away (or the pool dropped the job). */
 		f->r = -ESHUTDOWN;
-		return fetch_finish(f, 503,
-				    op_error_body(503, NULL, "image %s: the agent is shutting down",
-						  f->image_id));
+		return fetch_finish(
+		    f, 503,
+		    op_error_body(503, NULL, "image %s: the agent is shutting down", f->image_id));
 	}
 	if (f->r == 0 && f->scid) {
 		int r = put_cachedimage(f);
@@ -461,8 +461,8 @@ static int on_progress(sd_event_source *s, uint64_t usec, void *userdata)
 	const char *token = region_token(rg), *base = region_compute_url(rg);
 	if (f->server_id && token && base) {
 		_cleanup_free_ char *url = NULL, *hdr = NULL, *data = NULL;
-		json_auto_t *body = json_pack("{s:{s:f,s:f}}", "server", "progress", pct,
-					      "progress_mbps", mbps);
+		json_auto_t *body =
+		    json_pack("{s:{s:f,s:f}}", "server", "progress", pct, "progress_mbps", mbps);
 		if (body && (data = json_dumps(body, JSON_COMPACT)) &&
 		    asprintf(&url, "%s/servers/%s", base, f->server_id) >= 0 &&
 		    asprintf(&hdr, "X-Auth-Token: %s", token) >= 0) {
@@ -554,8 +554,8 @@ int agent_image_cache(struct agent *a, json_t *args, op_done_fn cb, void *userda
 	f->started_usec = f->last_usec = now_usec();
 	f->r = -ECANCELED; /* stays so when the pool drops the job */
 	f->code = 503;
-	if (!f->cache_dir || !f->image_id || !f->format || !f->base_url || !f->token ||
-	    !f->scid || add_waiter(f, cb, userdata) < 0) {
+	if (!f->cache_dir || !f->image_id || !f->format || !f->base_url || !f->token || !f->scid ||
+	    add_waiter(f, cb, userdata) < 0) {
 		fetch_free(f);
 		return -ENOMEM;
 	}
@@ -628,15 +628,15 @@ static void uncache_work(void *userdata)
 	}
 	real = realpath(path, NULL);
 	if (real) {
-		STRV_FOREACH(root, u->roots)
-		{
+		STRV_FOREACH (root, u->roots) {
 			DIR *dir = opendir(*root);
 			struct dirent *de;
 			while (dir && !u->error && (de = readdir(dir))) {
 				if (de->d_name[0] == '.' ||
 				    (de->d_type != DT_REG && de->d_type != DT_UNKNOWN))
 					continue;
-				_cleanup_free_ char *b = qcow2_backing(dirfd(dir), *root, de->d_name);
+				_cleanup_free_ char *b =
+				    qcow2_backing(dirfd(dir), *root, de->d_name);
 				if (b && streq(b, real)) {
 					u->code = 409;
 					if (asprintf(&u->error,
@@ -705,7 +705,8 @@ int agent_image_uncache(struct agent *a, json_t *args, op_done_fn cb, void *user
 		       0;
 	for (struct fetch *f = ic->fetches; f; f = f->next)
 		if (streq(f->cache_dir, st->cache_dir) && streq(f->image_id, image_id))
-			return reply_error(cb, userdata, 409, "image %s is being fetched", image_id),
+			return reply_error(cb, userdata, 409, "image %s is being fetched",
+					   image_id),
 			       0;
 	struct uncache *u = calloc(1, sizeof(*u));
 	if (!u)
@@ -763,7 +764,8 @@ struct imagecache *imagecache_free(struct imagecache *ic)
 			region_http_cancel(f->put);
 			f->put = NULL;
 			fetch_finish(f, 503,
-				     op_error_body(503, NULL, "image %s: the agent is shutting down",
+				     op_error_body(503, NULL,
+						   "image %s: the agent is shutting down",
 						   f->image_id));
 		}
 	}

@@ -74,8 +74,7 @@ int image_info_check(json_t *info, const char *path, const char *format, struct 
 	/* Newer qemu-img lists the image's children; a leaf file image has only "file". */
 	json_t *children = json_object_get(info, "children"), *ch;
 	size_t i;
-	json_array_foreach(children, i, ch)
-	{
+	json_array_foreach (children, i, ch) {
 		const char *name = json_string_value(json_object_get(ch, "name"));
 		if (!name || !streq(name, "file"))
 			return refuse(ret_error, -EMEDIUMTYPE, "image %s has a %s child", path,
@@ -96,8 +95,8 @@ int image_inspect(const char *path, const char *format, struct image_info *ret, 
 	if (!image_format_valid(format))
 		return refuse(ret_error, -EMEDIUMTYPE, "unsupported image format %s",
 			      strempty(format));
-	const char *argv[] = {"qemu-img", "info", "-f", format, "-U", "--output=json", "--", path,
-			      NULL};
+	const char *argv[] = {"qemu-img",      "info", "-f", format, "-U",
+			      "--output=json", "--",   path, NULL};
 	struct spawn_opts o = {.timeout_ms = INSPECT_TIMEOUT_MS, .capture = true};
 	_cleanup_(spawn_result_done) struct spawn_result res = {};
 	int r = spawn_run((char *const *)argv, &o, &res);

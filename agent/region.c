@@ -56,7 +56,7 @@ struct region {
 	struct tasks *pool;
 	char *token;
 	char *compute_url;
-	char *image_url; /* the catalog's image service (glance), NULL when it has none */
+	char *image_url;	/* the catalog's image service (glance), NULL when it has none */
 	uint64_t token_expires; /* CLOCK_MONOTONIC usec */
 	sd_event_source *renew_timer;
 	struct region_http *auth_http;
