@@ -12,9 +12,10 @@
 #define CONNECT_TIMEOUT_S 10
 #define HEAD_TIMEOUT_MS	  30000
 /* A stream that delivers less than 1 KiB/s for a minute is given up. */
-#define STALL_BYTES   1024
-#define STALL_SECONDS 60
-#define BUFFER_SIZE   (512 * 1024)
+#define STALL_BYTES	1024
+#define STALL_SECONDS	60
+#define BUFFER_SIZE	(512 * 1024)
+#define WRITEBACK_CHUNK (32ULL * 1024 * 1024)
 
 static void hex(const uint8_t *d, size_t n, char *out)
 {
@@ -66,7 +67,7 @@ struct transfer {
 	int fd;
 	int write_error;
 	struct md5_ctx md5;
-	uint64_t bytes;
+	uint64_t bytes, flushed;
 	_Atomic uint64_t *progress;
 };
 
@@ -129,6 +130,12 @@ static size_t on_data(char *buf, size_t size, size_t n, void *userdata)
 		off += (size_t)w;
 	}
 	t->bytes += len;
+	/* Start writeback as the data arrives, so the final fsync has little left to do. */
+	if (t->bytes - t->flushed >= WRITEBACK_CHUNK) {
+		(void)sync_file_range(t->fd, (off64_t)t->flushed, (off64_t)(t->bytes - t->flushed),
+				      SYNC_FILE_RANGE_WRITE);
+		t->flushed = t->bytes;
+	}
 	if (t->progress)
 		atomic_store(t->progress, t->bytes);
 	return len;
