@@ -14,6 +14,7 @@
 #include "agent/tasks.h"
 #include "agent/storage.h"
 #include "agent/hostnet.h"
+#include "agent/imagecache.h"
 #include "common/log.h"
 #include "common/macros.h"
 
@@ -111,6 +112,9 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = report_new(a, &a->report);
 	if (r < 0)
 		return r;
+	r = imagecache_new(a, &a->imagecache);
+	if (r < 0)
+		return r;
 	r = auth_new(a, &a->auth);
 	if (r < 0)
 		return r;
@@ -128,6 +132,8 @@ struct agent *agent_free(struct agent *a)
 	/* SUBSYSTEMS-FREE: free subsystems here, in reverse order of creation. */
 	a->api = api_free(a->api);
 	a->auth = auth_free(a->auth);
+	/* Before the region: a fetch may hold a region request. */
+	a->imagecache = imagecache_free(a->imagecache);
 	/* Before the region (its HTTP handles) and the workers (their completions). */
 	a->report = report_free(a->report);
 	a->region = region_free(a->region);

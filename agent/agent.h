@@ -18,6 +18,7 @@ struct placer;
 struct report;
 struct storages;
 struct hostnets;
+struct imagecache;
 
 struct agent {
 	struct config cfg;
@@ -32,10 +33,11 @@ struct agent {
 	struct metrics *metrics;		     /* Prometheus registry (agent/metrics.h) */
 	struct api *api;			     /* HTTP API (agent/api.h) */
 	struct auth *auth;			     /* API token validation (agent/auth.h) */
-	struct region *region;	   /* keystone session, task callbacks (agent/region.h) */
-	struct report *report;	   /* host and guest reports to the region (agent/report.h) */
-	struct storages *storages; /* local storages and their image caches (agent/storage.h) */
-	struct hostnets *hostnets; /* configured host networks (agent/hostnet.h) */
+	struct region *region;	       /* keystone session, task callbacks (agent/region.h) */
+	struct report *report;	       /* host and guest reports to the region (agent/report.h) */
+	struct storages *storages;     /* local storages and their image caches (agent/storage.h) */
+	struct hostnets *hostnets;     /* configured host networks (agent/hostnet.h) */
+	struct imagecache *imagecache; /* image cache downloads (agent/imagecache.h) */
 	sd_event_source *drain_timer;
 	uint64_t drain_deadline;
 	bool stopping;

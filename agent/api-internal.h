@@ -26,6 +26,10 @@ enum api_route_id {
 	API_ROUTE_HOST_SYNC,	  /* POST /hosts/<hid>/sync */
 	API_ROUTE_MODULES,	  /* GET /modules */
 	API_ROUTE_MODULES_ENSURE, /* POST /modules/ensure */
+	API_ROUTE_DISK_OP,	  /* POST /disks/<storage>/<op>/<disk> (agent/diskops.h) */
+	API_ROUTE_DISK_STATUS,	  /* GET /disks/<storage>/<disk>/status */
+	API_ROUTE_IMAGE_CACHE,	  /* POST /disks/image_cache (agent/imagecache.h) */
+	API_ROUTE_IMAGE_UNCACHE,  /* DELETE /disks/image_cache */
 	_API_ROUTE_MAX,
 };
 
@@ -40,15 +44,17 @@ struct api_route {
 	const char *method;
 	const char *template; /* "/servers/:sid/status": the metrics label, never a raw id */
 	enum api_auth auth;
-	int op; /* enum guest_op for server routes, -1 otherwise */
+	int op; /* enum guest_op for server routes, enum disk_op for disk routes, -1 otherwise */
 };
 
-/* The outcome of routing a request. On success route is set and id holds the decoded
- * <sid>/<hid> ("" when the route has none). On failure code is 400, 404 or 405, details
+/* The outcome of routing a request. On success route is set, id holds the decoded first path
+ * parameter (<sid>, <hid>, <storage>; "" when the route has none) and id2 the second one
+ * (<disk>; "" when none). On failure code is 400, 404 or 405, details
  * says why and, for 405, allow lists the accepted methods ("GET, HEAD"). */
 struct api_match {
 	const struct api_route *route;
 	char id[API_ID_MAX + 1];
+	char id2[API_ID_MAX + 1];
 	int code;
 	char allow[API_ALLOW_MAX];
 	char details[160];

@@ -1,6 +1,7 @@
 #include <stdarg.h>
 
 #include "agent/api-internal.h"
+#include "agent/diskops.h"
 #include "agent/ops.h"
 #include "common/macros.h"
 #include "common/path.h"
@@ -25,6 +26,13 @@ static const struct api_route routes[] = {
     {API_ROUTE_HOST_SYNC, "POST", "/hosts/:hid/sync", API_AUTH_TOKEN, -1},
     {API_ROUTE_MODULES, "GET", "/modules", API_AUTH_TOKEN, -1},
     {API_ROUTE_MODULES_ENSURE, "POST", "/modules/ensure", API_AUTH_TOKEN, -1},
+    /* Literal routes before parameter routes of the same shape. */
+    {API_ROUTE_IMAGE_CACHE, "POST", "/disks/image_cache", API_AUTH_TOKEN, -1},
+    {API_ROUTE_IMAGE_UNCACHE, "DELETE", "/disks/image_cache", API_AUTH_TOKEN, -1},
+    {API_ROUTE_DISK_OP, "POST", "/disks/:storage/create/:disk", API_AUTH_TOKEN, DISK_OP_CREATE},
+    {API_ROUTE_DISK_OP, "POST", "/disks/:storage/delete/:disk", API_AUTH_TOKEN, DISK_OP_DELETE},
+    {API_ROUTE_DISK_OP, "POST", "/disks/:storage/resize/:disk", API_AUTH_TOKEN, DISK_OP_RESIZE},
+    {API_ROUTE_DISK_STATUS, "GET", "/disks/:storage/:disk/status", API_AUTH_TOKEN, DISK_OP_STATUS},
 };
 
 const struct api_route *api_route_by_id(enum api_route_id id)
@@ -35,7 +43,8 @@ const struct api_route *api_route_by_id(enum api_route_id id)
 	return NULL;
 }
 
-#define MAX_SEGMENTS 4
+#define MAX_SEGMENTS 6
+#define MAX_PARAMS   2
 
 struct segment {
 	const char *s;
@@ -65,24 +74,26 @@ static int split(const char *url, struct segment *seg, size_t *ret_n)
 	return 0;
 }
 
-/* Matches the shape of a template; *ret_param points at the segment of :sid/:hid. */
+/* Matches the shape of a template; ret_params[k] points at the segment of its k-th :param
+ * (NULL when the template has fewer). */
 static bool template_matches(const char *template, const struct segment *seg, size_t n,
-			     const struct segment **ret_param)
+			     const struct segment **ret_params)
 {
 	struct segment t[MAX_SEGMENTS];
-	size_t tn;
-	const struct segment *param = NULL;
+	size_t tn, np = 0;
+	const struct segment *params[MAX_PARAMS] = {};
 	if (split(template, t, &tn) < 0 || tn != n)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		if (t[i].s[0] == ':') {
-			param = &seg[i];
+			if (np < MAX_PARAMS)
+				params[np++] = &seg[i];
 			continue;
 		}
 		if (t[i].len != seg[i].len || memcmp(t[i].s, seg[i].s, seg[i].len) != 0)
 			return false;
 	}
-	*ret_param = param;
+	memcpy(ret_params, params, sizeof(params));
 	return true;
 }
 
@@ -142,11 +153,11 @@ int api_route_match(const char *method, const char *url, struct api_match *m)
 		return fail(m, 404, "no such resource");
 
 	const struct api_route *found = NULL;
-	const struct segment *param = NULL;
+	const struct segment *param[MAX_PARAMS] = {};
 	bool shape = false;
 	for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
-		const struct segment *p = NULL;
-		if (!template_matches(routes[i].template, seg, n, &p))
+		const struct segment *p[MAX_PARAMS];
+		if (!template_matches(routes[i].template, seg, n, p))
 			continue;
 		if (!shape) {
 			shape = true;
@@ -158,7 +169,7 @@ int api_route_match(const char *method, const char *url, struct api_match *m)
 		if (streq(routes[i].method, method) ||
 		    (streq(method, "HEAD") && streq(routes[i].method, "GET"))) {
 			found = &routes[i];
-			param = p;
+			memcpy(param, p, sizeof(param));
 			break;
 		}
 	}
@@ -173,9 +184,12 @@ int api_route_match(const char *method, const char *url, struct api_match *m)
 		memcpy(m->allow, allow, sizeof(allow));
 		return 405;
 	}
-	if (param) {
-		if (api_percent_decode(param->s, param->len, m->id, sizeof(m->id)) < 0 ||
-		    !id_is_valid(m->id, API_ID_MAX))
+	char *out[MAX_PARAMS] = {m->id, m->id2};
+	for (size_t k = 0; k < MAX_PARAMS; k++) {
+		if (!param[k])
+			continue;
+		if (api_percent_decode(param[k]->s, param[k]->len, out[k], API_ID_MAX + 1) < 0 ||
+		    !id_is_valid(out[k], API_ID_MAX))
 			return fail(m, 400, "invalid id in path");
 	}
 	m->route = found;

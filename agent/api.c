@@ -14,6 +14,8 @@
 #include "agent/api.h"
 #include "agent/modules.h"
 #include "agent/auth.h"
+#include "agent/diskops.h"
+#include "agent/imagecache.h"
 #include "agent/metrics.h"
 #include "agent/region.h"
 #include "agent/tasks.h"
@@ -381,6 +383,9 @@ static void on_op_done(struct op_reply *reply, void *userdata)
 		}
 		log_info("Task finished task_id=%s sid=%s op=%s code=%d", c->task_id, c->sid,
 			 c->op >= 0 ? guest_op_to_string(c->op) : "-", reply->code);
+		if (reply->code >= 400 && c->op < 0)
+			log_warning("Task failed task_id=%s: %s", c->task_id,
+				    json_string_value(json_object_get(body, "__reason__")) ?: "?");
 	} else if (c->req)
 		finish_json(c->req, reply->code, json_incref(reply->body));
 	call_free(c);
@@ -391,7 +396,10 @@ static void start_guest_op(struct api_request *req, json_t *args)
 	struct api *api = req->l->api;
 	const struct api_route *route = req->match.route;
 	const char *task_id = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Task-Id");
-	bool async = task_id && route->id != API_ROUTE_SERVER_STATUS;
+	bool async =
+	    task_id && route->id != API_ROUTE_SERVER_STATUS && route->id != API_ROUTE_DISK_STATUS;
+	bool guest = route->id == API_ROUTE_SERVER_OP || route->id == API_ROUTE_SERVER_STATUS ||
+		     route->id == API_ROUTE_SERVER_DELETE;
 	if (async && !id_is_valid(task_id, API_ID_MAX))
 		return finish_error(req, 400, NULL, "invalid X-Task-Id");
 
@@ -399,15 +407,24 @@ static void start_guest_op(struct api_request *req, json_t *args)
 	if (!c)
 		return finish_json(req, 500, NULL);
 	snprintf(c->sid, sizeof(c->sid), "%s", req->match.id);
-	c->op = route->op;
+	c->op = guest ? route->op : -1;
 	if (async && !(c->task_id = strdup(task_id))) {
 		call_free(c);
 		return finish_json(req, 500, NULL);
 	}
 	if (async)
 		c->refusal_req = req;
-	int r =
-	    agent_guest_op(api->a, (enum guest_op)route->op, req->match.id, args, on_op_done, c);
+	int r;
+	if (route->id == API_ROUTE_DISK_OP || route->id == API_ROUTE_DISK_STATUS)
+		r = agent_disk_op(api->a, (enum disk_op)route->op, req->match.id, req->match.id2,
+				  args, on_op_done, c);
+	else if (route->id == API_ROUTE_IMAGE_CACHE)
+		r = agent_image_cache(api->a, args, on_op_done, c);
+	else if (route->id == API_ROUTE_IMAGE_UNCACHE)
+		r = agent_image_uncache(api->a, args, on_op_done, c);
+	else
+		r = agent_guest_op(api->a, (enum guest_op)route->op, req->match.id, args,
+				   on_op_done, c);
 	if (r < 0) {
 		/* The callback will not run: the call is still ours. */
 		call_free(c);
@@ -420,7 +437,7 @@ static void start_guest_op(struct api_request *req, json_t *args)
 	if (async) {
 		c->refusal_req = NULL;
 		log_info("Task accepted task_id=%s sid=%s op=%s", task_id, req->match.id,
-			 guest_op_to_string(route->op));
+			 guest ? guest_op_to_string(route->op) : route->template);
 		finish_json(req, 200, json_pack("{s:s}", "result", "ok"));
 	}
 }
@@ -642,6 +659,10 @@ static void dispatch(struct api_request *req)
 	case API_ROUTE_SERVER_OP:
 	case API_ROUTE_SERVER_STATUS:
 	case API_ROUTE_SERVER_DELETE:
+	case API_ROUTE_DISK_OP:
+	case API_ROUTE_DISK_STATUS:
+	case API_ROUTE_IMAGE_CACHE:
+	case API_ROUTE_IMAGE_UNCACHE:
 		if (!args && !(args = json_object()))
 			return finish_json(req, 500, NULL);
 		return start_guest_op(req, args);

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "agent/disks.h"
+#include "agent/imagecheck.h"
 #include "common/path.h"
 #include "common/spawn.h"
 
@@ -134,6 +135,16 @@ static int backing_format(const struct guest_disk *k, char *const *roots, const 
 		return fail(ret_error, -EMEDIUMTYPE,
 			    "disk %s: image %s has a backing file itself (chains are refused)",
 			    k->disk_id, k->image_path);
+	/* The announced format checked again as untrusted: an external data file (H2 of the
+	 * security review) or a protocol filename is refused too. */
+	if (streq(info.format, "qcow2") || streq(info.format, "raw")) {
+		struct image_info ii;
+		_cleanup_free_ char *why = NULL;
+		r = image_inspect(k->image_path, info.format, &ii, &why);
+		if (r < 0)
+			return fail(ret_error, r == -ENOMEM ? r : -EMEDIUMTYPE, "disk %s: %s",
+				    k->disk_id, strempty(why));
+	}
 	if (streq(info.format, "qcow2"))
 		*ret = "qcow2";
 	else if (streq(info.format, "raw"))

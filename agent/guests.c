@@ -391,6 +391,18 @@ static char *path_user(const struct config *cfg, const char *sid, const char *pa
 	return user;
 }
 
+/* True when the disk's path is <root>/<disk_id> of one of the disk roots. */
+static bool disk_at_own_path(const struct config *cfg, const struct guest_disk *k)
+{
+	STRV_FOREACH (root, cfg->local_image_path) {
+		size_t l = strlen(*root);
+		if (strneq(k->path, *root, l) && k->path[l] == '/' &&
+		    streq(k->path + l + 1, k->disk_id))
+			return true;
+	}
+	return false;
+}
+
 /* Refuses (400) an image_path or cdrom that is another guest's disk, and a disk that another
  * guest uses as a backing image or cdrom. */
 static bool check_shared_paths(struct op_ctx *c, const struct guest_desc *d)
@@ -503,6 +515,12 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 		for (size_t k = 0; old && k < old->n_disks; k++)
 			if (streq(old->disks[k].path, d->disks[i].path))
 				own = true;
+		/* The disk routes (agent/diskops.h) create a disk at <root>/<disk_id> before the
+		 * guest that uses it: that file is this disk when no other guest claims it. */
+		_cleanup_free_ char *claimed = NULL;
+		if (!own && disk_at_own_path(cfg, &d->disks[i]) &&
+		    !(claimed = path_user(cfg, c->sid, d->disks[i].path, true)))
+			own = true;
 		if (!own) {
 			reply_error(
 			    c, 409, "ConflictError",

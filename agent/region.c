@@ -61,6 +61,7 @@ struct region {
 	struct tasks *validate_pool;
 	char *token;
 	char *compute_url;
+	char *image_url;	/* the catalog's image service (glance), NULL when it has none */
 	uint64_t token_expires; /* CLOCK_MONOTONIC usec */
 	sd_event_source *renew_timer;
 	struct region_http *auth_http;
@@ -407,6 +408,12 @@ static void on_auth_done(int err, const struct http_response *resp, void *userda
 	r->token = t;
 	free(r->compute_url);
 	r->compute_url = TAKE_PTR(url);
+	/* Optional: only the image cache needs it, and it says so when it is missing. */
+	static const char *const image_types[] = {"image", NULL};
+	free(r->image_url);
+	r->image_url = NULL;
+	(void)keystone_catalog_find(body, image_types, isempty(c->region) ? NULL : c->region,
+				    c->session_endpoint_type, &r->image_url);
 	uint64_t life = expires - issued;
 	r->token_expires = now_mono() + life;
 	r->auth_failures = 0;
@@ -471,6 +478,11 @@ const char *region_token(struct region *r)
 const char *region_compute_url(struct region *r)
 {
 	return r ? r->compute_url : NULL;
+}
+
+const char *region_image_url(struct region *r)
+{
+	return r ? r->image_url : NULL;
 }
 
 /* ---- task callbacks ---- */
@@ -693,6 +705,7 @@ struct region *region_free(struct region *r)
 		free(r->token);
 	}
 	free(r->compute_url);
+	free(r->image_url);
 	free(r);
 	return NULL;
 }

@@ -27,6 +27,8 @@ const char *region_token(struct region *r);
 /* Task callbacks not yet accepted by the region (the drain at shutdown waits for them). */
 size_t region_pending_callbacks(struct region *r);
 const char *region_compute_url(struct region *r);
+/* The image service (catalog type "image", e.g. http://glance:9292/v1), NULL when none. */
+const char *region_image_url(struct region *r);
 
 /* Asks for a new service token now (Keystone answered 401 to the current one). */
 void region_token_invalid(struct region *r);

@@ -366,3 +366,24 @@ void virt_connection_lost(struct virt *v)
 	pthread_cond_broadcast(&v->cond);
 	pthread_mutex_unlock(&v->lock);
 }
+
+int virt_block_resize(virConnectPtr conn, const char *name, const char *path,
+		      unsigned long long bytes, char **ret_error)
+{
+	if (!conn)
+		return -ESRCH;
+	virDomainPtr dom = virDomainLookupByName(conn, name);
+	if (!dom)
+		return -ESRCH;
+	int r = 0;
+	if (virDomainIsActive(dom) != 1)
+		r = -ESRCH;
+	else if (virDomainBlockResize(dom, path, bytes, VIR_DOMAIN_BLOCK_RESIZE_BYTES) < 0) {
+		const char *m = virGetLastErrorMessage();
+		if (ret_error)
+			*ret_error = strdup(m ? m : "unknown libvirt error");
+		r = -EIO;
+	}
+	virDomainFree(dom);
+	return r;
+}

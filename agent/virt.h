@@ -24,3 +24,9 @@ virConnectPtr virt_conn_ref(struct virt *v);
 unsigned virt_reconnects(struct virt *v);
 /* Called by users that saw a call fail with a connection error: schedules a reconnect. */
 void virt_connection_lost(struct virt *v);
+
+/* Grows the disk at path of the running domain called name to bytes, through QEMU
+ * (virDomainBlockResize). -ESRCH when no such domain runs (resize it offline instead), -EIO with
+ * libvirt's message in *ret_error (optional) otherwise. Blocking: worker threads only. */
+int virt_block_resize(virConnectPtr conn, const char *name, const char *path,
+		      unsigned long long bytes, char **ret_error);

@@ -7,7 +7,7 @@ set -euo pipefail
 PKGS=(
 	build-essential autoconf automake libtool pkg-config
 	libvirt-dev libkmod-dev libnl-3-dev libnl-route-3-dev libsystemd-dev libjansson-dev
-	libmicrohttpd-dev libcurl4-gnutls-dev libgnutls28-dev libyaml-dev libxml2-dev libcmocka-dev
+	libmicrohttpd-dev libcurl4-gnutls-dev libgnutls28-dev nettle-dev libyaml-dev libxml2-dev libcmocka-dev
 	qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
 	iproute2 curl python3 clang-format
 	${HOSTAGENT_EXTRA_PKGS:-}

@@ -21,6 +21,9 @@ Content-Type application/json and a JSON object.
   POST /hosts/<id>/online, /offline: {"host": {...}}; sets host_status.
   POST /hosts/<id>/ping: {"host": {...}} with memory_used_mb (integer), cpu_usage_percent
     (number, optional), storage_stats (list, optional).
+  PUT /storagecaches/<scid>/cachedimages/<id>?auto_create=true: {"storagecachedimage":
+    {"status": "active", "path": absolute}}; kept in state "cachedimages".
+  PUT /servers/<sid>: {"server": {"progress": 0..100, "progress_mbps": number}}.
   POST /servers/<sid>/status: {"server": {"status": a Cloudpods guest status, "power_states":
     "on"|"off"}}; the latest per server is kept.
 Anything wrong is recorded with a problem and answered 4xx (404 for unknown hosts).
@@ -55,6 +58,8 @@ ROUTES = [
     ("POST", re.compile(r"^/hosts/" + ID + r"/ping$"), "ping"),
     ("POST", re.compile(r"^/servers/" + ID + r"/status$"), "server-status"),
     ("POST", TASK_PATH, "task"),
+    ("PUT", re.compile(r"^/storagecaches/" + ID + r"/cachedimages/" + ID + r"$"), "cachedimage"),
+    ("PUT", re.compile(r"^/servers/" + ID + r"$"), "server-update"),
 ]
 MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 GUEST_STATUSES = {"running", "ready", "suspend", "crashed", "stopping", "unknown", "starting",
@@ -122,6 +127,7 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/__state":
             with srv.lock:
                 return self._answer(200, {"hosts": srv.hosts, "servers": srv.servers,
+                                          "cachedimages": srv.cachedimages,
                                           "outage": srv.outage_until > time.time()})
         if url.path == "/__outage" and self.command == "POST":
             q = urllib.parse.parse_qs(url.query)
@@ -156,7 +162,7 @@ class Handler(BaseHTTPRequestHandler):
             rec["task_id"] = m.group(1)
         elif kind in ("host-update", "add-netif", "online", "offline", "ping"):
             rec["host_id"] = m.group(1)
-        elif kind == "server-status":
+        elif kind in ("server-status", "server-update"):
             rec["sid"] = m.group(1)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(min(length, MAX_BODY)) if length > 0 else b""
@@ -246,6 +252,34 @@ class Handler(BaseHTTPRequestHandler):
                 srv.servers[m.group(1)] = {"status": s["status"],
                                            "power_states": s["power_states"]}
             return 200, {"server": {"id": m.group(1), "status": s["status"]}}
+        if kind == "cachedimage":
+            # hostutils.RemoteStoragecacheCacheImage: auto_create=true, status and path.
+            if urllib.parse.parse_qs(url.query).get("auto_create") != ["true"]:
+                problems.append("PUT cachedimages without auto_create=true")
+            ci = self._wrapped(body, "storagecachedimage", problems)
+            if ci is not None:
+                if ci.get("status") != "active":
+                    problems.append("storagecachedimage.status is %r" % ci.get("status"))
+                if not isinstance(ci.get("path"), str) or not ci["path"].startswith("/"):
+                    problems.append("storagecachedimage.path is %r" % ci.get("path"))
+            if problems:
+                return 400, {}
+            with srv.lock:
+                srv.cachedimages["%s/%s" % (m.group(1), m.group(2))] = ci
+            return 200, {"storagecachedimage": dict(ci, storagecache_id=m.group(1),
+                                                    cachedimage_id=m.group(2))}
+        if kind == "server-update":
+            # UpdateServerProgress: {"server": {progress, progress_mbps}}.
+            s = self._wrapped(body, "server", problems)
+            if s is not None:
+                p = s.get("progress")
+                if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p <= 100:
+                    problems.append("server.progress is %r" % p)
+                if not isinstance(s.get("progress_mbps"), (int, float)):
+                    problems.append("server.progress_mbps is %r" % s.get("progress_mbps"))
+            if problems:
+                return 400, {}
+            return 200, {"server": {"id": m.group(1)}}
         h = self._wrapped(body, "host", problems)
         if h is None:
             return 400, {}
@@ -331,6 +365,7 @@ def main():
     srv.keystone, srv.record, srv.fail_first = a.keystone, a.record, a.fail_first
     srv.lock, srv.deliveries = threading.Lock(), {}
     srv.hosts, srv.servers, srv.outage_until, srv.state_file = {}, {}, 0, a.state
+    srv.cachedimages = {}
     if a.state and os.path.exists(a.state):
         with open(a.state) as f:
             srv.hosts = json.load(f)

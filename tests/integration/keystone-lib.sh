@@ -3,7 +3,7 @@
 #   keystone_start [COMPUTE_URL]   # ~6-10 s; exports the variables below
 #   ... KS_URL, tokens via ks_token USER PASSWORD [PROJECT] ...
 #   (keystone_stop runs on exit; call it earlier if you like)
-# Environment knobs: KS_TOKEN_EXPIRATION (seconds, default 3600), KS_PORT (default: a free
+# Environment knobs: KS_IMAGE_URL (registers an image service with that URL), KS_TOKEN_EXPIRATION (seconds, default 3600), KS_PORT (default: a free
 # port; set it to know KS_URL before keystone runs), KS_TEMPLATE_DIR (where the prepared
 # database and keys are kept between runs; default under TMPDIR).
 #
@@ -132,7 +132,7 @@ EOF
 	# The region service as Cloudpods registers it (three interfaces), plus a decoy endpoint in
 	# another region. Written into the database before keystone starts: see above.
 	python3 - "$d/keystone.db" "$KS_REGION" "$KS_COMPUTE_URL" "$KS_URL/" <<'PY' || hard "catalog setup failed"
-import sqlite3, sys, uuid
+import os, sqlite3, sys, uuid
 db, region, url = sys.argv[1:4]
 c = sqlite3.connect(db)
 # The identity endpoints may come from a template made on another port.
@@ -146,6 +146,15 @@ for itf, reg, u in (("public", region, url), ("internal", region, url), ("admin"
                     ("internal", "RegionOther", "http://127.0.0.1:9/other")):
     c.execute("INSERT INTO endpoint (id, interface, service_id, url, extra, enabled, region_id)"
               " VALUES (?, ?, ?, ?, '{}', 1, ?)", (uuid.uuid4().hex, itf, sid, u, reg))
+# An image service (glance) when the test asks for one: KS_IMAGE_URL, ending in /v1 like glance.
+img = os.environ.get("KS_IMAGE_URL")
+if img:
+    iid = uuid.uuid4().hex
+    c.execute("INSERT INTO service (id, type, enabled, extra) VALUES (?, 'image', 1, ?)",
+              (iid, '{"name": "glance"}'))
+    for itf in ("public", "internal"):
+        c.execute("INSERT INTO endpoint (id, interface, service_id, url, extra, enabled, region_id)"
+                  " VALUES (?, ?, ?, ?, '{}', 1, ?)", (uuid.uuid4().hex, itf, iid, img, region))
 c.commit()
 PY
 	OS_KEYSTONE_CONFIG_FILES=$d/keystone.conf keystone-wsgi-public --host 127.0.0.1 --port "$port" \

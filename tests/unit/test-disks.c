@@ -240,7 +240,27 @@ static void test_backing_chain_refused(void **state)
 	assert_int_equal(access(d->disks[0].path, F_OK), -1);
 }
 
+/* H2: a base image whose qcow2 header names an external data file would give the guest that
+ * file; it is refused, naming the data file, and no disk is left. */
+static void test_data_file_refused(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *evil = strjoin(f->images, "/evil.qcow2");
+	_cleanup_free_ char *opt = strjoin("data_file=", f->dir, "/secret.raw,data_file_raw=on");
+	run_ok((char *[]){"qemu-img", "create", "-q", "-f", "qcow2", "-o", opt, evil, "64K", NULL});
+	_cleanup_(guest_desc_freep) struct guest_desc *d =
+	    parse(f,
+		  DESC_HEAD
+		  "\"disks\": [{\"disk_id\": \"a\", \"image_path\": \"%1$s/images/evil.qcow2\"}]}",
+		  f->dir);
+	_cleanup_free_ char *err = NULL;
+	assert_int_equal(disks_prepare(d, f->roots, &err), -EMEDIUMTYPE);
+	assert_non_null(strstr(err, "secret.raw"));
+	assert_int_equal(access(d->disks[0].path, F_OK), -1);
+}
+
 TEST_MAIN(cmocka_unit_test_setup_teardown(test_create_and_remove, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_data_file_refused, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_failure_cleans_up, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_existing_file_kept, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_outside_root, setup, teardown),

@@ -2,6 +2,7 @@
  * 404/405/400 with details, error body shape and task-result bodies. Pure functions: no
  * agent, no network. */
 #include "agent/api-internal.h"
+#include "agent/diskops.h"
 #include "tests/unit/test-common.h"
 
 static void expect_route(const char *method, const char *url, enum api_route_id id, int op,
@@ -227,7 +228,51 @@ static void test_task_result(void **state)
 	json_decref(r);
 }
 
-TEST_MAIN(cmocka_unit_test(test_matching), cmocka_unit_test(test_not_found),
-	  cmocka_unit_test(test_method), cmocka_unit_test(test_ids), cmocka_unit_test(test_decode),
-	  cmocka_unit_test(test_body), cmocka_unit_test(test_errors),
-	  cmocka_unit_test(test_task_result))
+/* The disk routes: two path parameters, literal /disks/image_cache before the parameters. */
+static void test_disk_routes(void **state)
+{
+	struct api_match m;
+	static const struct {
+		const char *name;
+		int op;
+	} ops[] = {
+	    {"create", DISK_OP_CREATE}, {"delete", DISK_OP_DELETE}, {"resize", DISK_OP_RESIZE}};
+	for (size_t i = 0; i < ELEMENTSOF(ops); i++) {
+		char url[128], tpl[128];
+		snprintf(url, sizeof(url), "/disks/st-1/%s/disk_2", ops[i].name);
+		snprintf(tpl, sizeof(tpl), "/disks/:storage/%s/:disk", ops[i].name);
+		expect_route("POST", url, API_ROUTE_DISK_OP, ops[i].op, "st-1", tpl);
+		assert_int_equal(api_route_match("POST", url, &m), 0);
+		assert_string_equal(m.id2, "disk_2");
+	}
+	expect_route("GET", "/disks/st-1/d%2D1/status", API_ROUTE_DISK_STATUS, DISK_OP_STATUS,
+		     "st-1", "/disks/:storage/:disk/status");
+	assert_int_equal(api_route_match("GET", "/disks/st-1/d%2D1/status", &m), 0);
+	assert_string_equal(m.id2, "d-1");
+	expect_route("POST", "/disks/image_cache", API_ROUTE_IMAGE_CACHE, -1, "",
+		     "/disks/image_cache");
+	expect_route("DELETE", "/disks/image_cache", API_ROUTE_IMAGE_UNCACHE, -1, "",
+		     "/disks/image_cache");
+	assert_int_equal(api_route_match("POST", "/disks/image_cache", &m), 0);
+	assert_string_equal(m.id2, "");
+	/* Either parameter is validated after decoding. */
+	expect_fail("POST", "/disks/st-1/create/..", 400, NULL);
+	expect_fail("POST", "/disks/st-1/create/a%2Fb", 400, NULL);
+	expect_fail("POST", "/disks/%2e%2e/create/d1", 400, NULL);
+	expect_fail("GET", "/disks/st-1/create/d1", 405, "POST");
+	expect_fail("GET", "/disks/image_cache", 405, "POST, DELETE");
+	expect_fail("POST", "/disks/st-1/explode/d1", 404, NULL);
+	expect_fail("POST", "/disks/st-1/create/d1/x", 404, NULL);
+	expect_fail("GET", "/disks/st-1/d1", 404, NULL);
+	/* Server routes keep one parameter and no second. */
+	assert_int_equal(api_route_match("GET", "/servers/abc/status", &m), 0);
+	assert_string_equal(m.id2, "");
+	assert_int_equal(api_route_by_id(API_ROUTE_DISK_OP)->auth, API_AUTH_TOKEN);
+	assert_int_equal(api_route_by_id(API_ROUTE_IMAGE_CACHE)->auth, API_AUTH_TOKEN);
+	assert_int_equal(api_route_by_id(API_ROUTE_IMAGE_UNCACHE)->auth, API_AUTH_TOKEN);
+}
+
+TEST_MAIN(cmocka_unit_test(test_matching), cmocka_unit_test(test_disk_routes),
+	  cmocka_unit_test(test_not_found), cmocka_unit_test(test_method),
+	  cmocka_unit_test(test_ids), cmocka_unit_test(test_decode), cmocka_unit_test(test_body),
+	  cmocka_unit_test(test_errors), cmocka_unit_test(test_task_result))

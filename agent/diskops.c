@@ -1,0 +1,389 @@
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/diskops.h"
+#include "agent/imagecache.h"
+#include "agent/imagecheck.h"
+#include "agent/storage.h"
+#include "agent/tasks.h"
+#include "agent/virt.h"
+#include "common/log.h"
+#include "common/macros.h"
+#include "common/path.h"
+#include "common/spawn.h"
+
+#define QEMU_IMG_TIMEOUT_MS (5 * 60 * 1000)
+#define MIB		    (1024LL * 1024)
+#define DISK_MAX_MB	    (64LL * 1024 * 1024) /* 64 TiB */
+
+static const char *const op_names[_DISK_OP_MAX] = {
+    [DISK_OP_CREATE] = "create",
+    [DISK_OP_DELETE] = "delete",
+    [DISK_OP_RESIZE] = "resize",
+    [DISK_OP_STATUS] = "status",
+};
+
+const char *disk_op_to_string(enum disk_op op)
+{
+	return op >= 0 && op < _DISK_OP_MAX ? op_names[op] : "unknown";
+}
+
+struct disk_job {
+	enum disk_op op;
+	op_done_fn cb;
+	void *userdata;
+	char *disk_id, *root, *cache_dir, *path;
+	json_t *args; /* the "disk" object */
+	virConnectPtr conn;
+	int code; /* 0: not run (dropped by the pool) */
+	json_t *body;
+};
+
+static void job_free(struct disk_job *j)
+{
+	free(j->disk_id);
+	free(j->root);
+	free(j->cache_dir);
+	free(j->path);
+	json_decref(j->args);
+	json_decref(j->body);
+	if (j->conn)
+		virConnectClose(j->conn);
+	free(j);
+}
+
+_printf_(3, 4) static void job_error(struct disk_job *j, int code, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	j->code = code;
+	json_decref(j->body);
+	j->body = op_error_body(code, NULL, "disk %s: %s", j->disk_id, buf);
+}
+
+/* First line of a command's stderr, bounded. */
+static const char *first_line(char *s)
+{
+	if (!s)
+		return "";
+	s[strcspn(s, "\n")] = 0;
+	if (strlen(s) > 400)
+		s[400] = 0;
+	return s;
+}
+
+static int qemu_img(const char *const *argv, char **ret_out, char **ret_err)
+{
+	struct spawn_opts o = {.timeout_ms = QEMU_IMG_TIMEOUT_MS, .capture = true};
+	_cleanup_(spawn_result_done) struct spawn_result res = {};
+	int r = spawn_run((char *const *)argv, &o, &res);
+	if (r < 0)
+		return r;
+	if (res.timed_out)
+		return -ETIMEDOUT;
+	if (res.exit_status != 0) {
+		if (ret_err)
+			*ret_err = TAKE_PTR(res.err);
+		return -EIO;
+	}
+	if (ret_out)
+		*ret_out = TAKE_PTR(res.out);
+	return 0;
+}
+
+/* Format, virtual size and backing file of one of our own disks (-U: a running guest may hold
+ * it). */
+static int disk_info(const char *path, char *ret_format, int64_t *ret_size, char **ret_backing,
+		     char **ret_err)
+{
+	const char *argv[] = {"qemu-img", "info", "-U", "--output=json", "--", path, NULL};
+	_cleanup_free_ char *out = NULL;
+	int r = qemu_img(argv, &out, ret_err);
+	if (r < 0)
+		return r;
+	json_auto_t *j = json_loads(out, 0, NULL);
+	const char *fmt = json_string_value(json_object_get(j, "format"));
+	json_t *vs = json_object_get(j, "virtual-size");
+	if (!fmt || !json_is_integer(vs))
+		return -EBADMSG;
+	snprintf(ret_format, 16, "%s", fmt);
+	*ret_size = json_integer_value(vs);
+	if (ret_backing) {
+		const char *b = json_string_value(json_object_get(j, "full-backing-filename"));
+		*ret_backing = b ? strdup(b) : NULL;
+	}
+	return 0;
+}
+
+static void reply_disk(struct disk_job *j, const char *format, int64_t bytes)
+{
+	j->code = 200;
+	json_decref(j->body);
+	j->body = json_pack("{s:s,s:I,s:s,s:s}", "disk_id", j->disk_id, "disk_size",
+			    (json_int_t)((bytes + MIB - 1) / MIB), "format", format, "disk_path",
+			    j->path);
+}
+
+static bool get_mb(struct disk_job *j, const char *key, bool required, int64_t *ret)
+{
+	json_t *v = json_object_get(j->args, key);
+	if (!v && !required) {
+		*ret = 0;
+		return true;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
+	    json_integer_value(v) > DISK_MAX_MB) {
+		job_error(j, 400, "disk.%s: %s", key,
+			  v ? "must be an integer between 1 and 67108864 (MB)" : "missing");
+		return false;
+	}
+	*ret = json_integer_value(v);
+	return true;
+}
+
+static void do_create(struct disk_job *j)
+{
+	const char *format = json_string_value(json_object_get(j->args, "format"));
+	const char *image_id = json_string_value(json_object_get(j->args, "image_id"));
+	int64_t size_mb;
+	if (!get_mb(j, "disk_size_mb", isempty(image_id), &size_mb))
+		return;
+	_cleanup_free_ char *image = NULL;
+	char bfmt[16] = "";
+	struct image_info ii = {};
+	if (!isempty(image_id)) {
+		/* An overlay on a cached template: always qcow2, whatever was asked. */
+		if (!id_is_valid(image_id, 128))
+			return job_error(j, 400, "disk.image_id: invalid");
+		if (asprintf(&image, "%s/%s", j->cache_dir, image_id) < 0)
+			return job_error(j, 500, "out of memory");
+		if (access(image, F_OK) < 0)
+			return job_error(j, 404, "image %s is not in the cache %s", image_id,
+					 j->cache_dir);
+		int r = imagecache_read_format(j->cache_dir, image_id, bfmt);
+		if (r < 0)
+			return job_error(j, 409, "image %s has no valid description in %s (%s)",
+					 image_id, j->cache_dir, strerror(-r));
+		_cleanup_free_ char *err = NULL;
+		r = image_inspect(image, bfmt, &ii, &err);
+		if (r < 0)
+			return job_error(j, 409, "cached image %s refused: %s", image_id,
+					 strempty(err));
+		format = "qcow2";
+	} else if (!format)
+		format = "qcow2";
+	if (!streq(format, "qcow2") && !streq(format, "raw"))
+		return job_error(j, 400, "disk.format: %s is not supported (qcow2 or raw)", format);
+	int64_t bytes = MAX(size_mb * MIB, ii.virtual_size);
+
+	/* Claim the path: nothing that exists is written over. */
+	_cleanup_close_ int fd =
+	    open(j->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		if (errno != EEXIST)
+			return job_error(j, 500, "cannot create %s: %m", j->path);
+		/* A retried create of the same disk is answered as the first one. */
+		char efmt[16];
+		int64_t esize;
+		_cleanup_free_ char *eback = NULL;
+		struct stat st;
+		if (lstat(j->path, &st) == 0 && S_ISREG(st.st_mode) &&
+		    disk_info(j->path, efmt, &esize, &eback, NULL) == 0 && streq(efmt, format) &&
+		    esize == bytes && streq_ptr(eback, image))
+			return reply_disk(j, format, esize);
+		return job_error(j, 409, "%s already exists and is a different disk", j->path);
+	}
+	fd = safe_close(fd);
+	char size[32];
+	snprintf(size, sizeof(size), "%" PRId64, bytes);
+	const char *argv[12];
+	size_t n = 0;
+	argv[n++] = "qemu-img";
+	argv[n++] = "create";
+	argv[n++] = "-q";
+	argv[n++] = "-f";
+	argv[n++] = format;
+	if (image) {
+		argv[n++] = "-b";
+		argv[n++] = image;
+		argv[n++] = "-F";
+		argv[n++] = bfmt;
+	}
+	argv[n++] = j->path;
+	argv[n++] = size;
+	argv[n] = NULL;
+	_cleanup_free_ char *err = NULL;
+	int r = qemu_img(argv, NULL, &err);
+	if (r < 0) {
+		(void)unlink(j->path);
+		return job_error(j, r == -ENOSPC ? 507 : 500, "qemu-img create failed: %s",
+				 err ? first_line(err) : strerror(-r));
+	}
+	log_debug("Disk created path=%s format=%s bytes=%" PRId64 " backing=%s", j->path, format,
+		  bytes, strempty(image));
+	reply_disk(j, format, bytes);
+}
+
+static void do_delete(struct disk_job *j)
+{
+	struct stat st;
+	if (lstat(j->path, &st) < 0) {
+		if (errno == ENOENT) {
+			j->code = 200;
+			j->body = json_object();
+			return;
+		}
+		return job_error(j, 500, "cannot inspect %s: %m", j->path);
+	}
+	if (S_ISDIR(st.st_mode))
+		return job_error(j, 409, "%s is a directory, not a disk", j->path);
+	if (unlink(j->path) < 0 && errno != ENOENT)
+		return job_error(j, 500, "cannot remove %s: %m", j->path);
+	j->code = 200;
+	j->body = json_object();
+}
+
+static void do_resize(struct disk_job *j)
+{
+	int64_t size_mb;
+	if (!get_mb(j, "size", true, &size_mb))
+		return;
+	const char *sid = json_string_value(json_object_get(j->args, "server_id"));
+	if (sid && !id_is_valid(sid, 128))
+		return job_error(j, 400, "disk.server_id: invalid");
+	struct stat st;
+	if (lstat(j->path, &st) < 0 || !S_ISREG(st.st_mode))
+		return job_error(j, 404, "%s does not exist", j->path);
+	char format[16];
+	int64_t cur;
+	_cleanup_free_ char *err = NULL;
+	int r = disk_info(j->path, format, &cur, NULL, &err);
+	if (r < 0)
+		return job_error(j, 500, "cannot inspect %s: %s", j->path,
+				 err ? first_line(err) : strerror(-r));
+	int64_t bytes = size_mb * MIB;
+	if (bytes < cur)
+		return job_error(
+		    j, 400, "shrinking is refused: %s is %" PRId64 " MB, asked for %" PRId64 " MB",
+		    j->path, (int64_t)((cur + MIB - 1) / MIB), size_mb);
+	if (bytes == cur)
+		return reply_disk(j, format, cur);
+	if (sid) {
+		r = virt_block_resize(j->conn, sid, j->path, (unsigned long long)bytes, &err);
+		if (r == 0)
+			return reply_disk(j, format, bytes);
+		if (r != -ESRCH)
+			return job_error(j, 500, "online resize through guest %s failed: %s", sid,
+					 strempty(err));
+	}
+	/* Offline: qemu-img takes the image's write lock, so a disk some QEMU still uses is
+	 * refused rather than changed under it. */
+	char size[32];
+	snprintf(size, sizeof(size), "%" PRId64, bytes);
+	const char *argv[] = {"qemu-img", "resize", "-q", "-f", format, "--", j->path, size, NULL};
+	free(err);
+	err = NULL;
+	r = qemu_img(argv, NULL, &err);
+	if (r < 0)
+		return job_error(j, 500, "qemu-img resize failed: %s",
+				 err ? first_line(err) : strerror(-r));
+	reply_disk(j, format, bytes);
+}
+
+static void disk_work(void *userdata)
+{
+	struct disk_job *j = userdata;
+	switch (j->op) {
+	case DISK_OP_CREATE:
+		return do_create(j);
+	case DISK_OP_DELETE:
+		return do_delete(j);
+	case DISK_OP_RESIZE:
+		return do_resize(j);
+	case DISK_OP_STATUS: {
+		struct stat st;
+		bool exist = lstat(j->path, &st) == 0 && S_ISREG(st.st_mode);
+		j->code = 200;
+		j->body = json_pack("{s:s}", "status", exist ? "exist" : "not_exist");
+		return;
+	}
+	case _DISK_OP_MAX:
+		break;
+	}
+	job_error(j, 400, "unknown disk operation");
+}
+
+static void disk_done(void *userdata)
+{
+	struct disk_job *j = userdata;
+	if (j->code == 0)
+		job_error(j, 503, "the agent is shutting down");
+	if (!j->body)
+		job_error(j, 500, "out of memory");
+	if (j->op != DISK_OP_STATUS)
+		log_info("Disk %s finished disk_id=%s path=%s code=%d", disk_op_to_string(j->op),
+			 j->disk_id, j->path, j->code);
+	struct op_reply rep = {.code = j->code, .body = j->body};
+	j->cb(&rep, j->userdata);
+	job_free(j);
+}
+
+static void refuse(op_done_fn cb, void *userdata, int code, const char *details)
+{
+	struct op_reply rep = {.code = code, .body = op_error_body(code, NULL, "%s", details)};
+	cb(&rep, userdata);
+	json_decref(rep.body);
+}
+
+int agent_disk_op(struct agent *a, enum disk_op op, const char *storage_id, const char *disk_id,
+		  json_t *args, op_done_fn cb, void *userdata)
+{
+	char buf[512];
+	const struct storage *st = storages_find(a->storages, storage_id);
+	if (!st) {
+		snprintf(buf, sizeof(buf), "storage %s is not on this host", storage_id);
+		return refuse(cb, userdata, 404, buf), 0;
+	}
+	if (!id_is_valid(disk_id, 128) || streq(disk_id, "image_cache")) {
+		snprintf(buf, sizeof(buf), "invalid disk id %s", disk_id);
+		return refuse(cb, userdata, 400, buf), 0;
+	}
+	json_t *d = json_object_get(args, "disk");
+	if (!json_is_object(d))
+		d = args;
+	struct disk_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->op = op;
+	j->cb = cb;
+	j->userdata = userdata;
+	j->disk_id = strdup(disk_id);
+	j->root = strdup(st->root);
+	j->cache_dir = strdup(st->cache_dir);
+	j->args = json_deep_copy(d);
+	if (!j->disk_id || !j->root || !j->cache_dir || !j->args ||
+	    asprintf(&j->path, "%s/%s", st->root, disk_id) < 0) {
+		j->path = NULL;
+		job_free(j);
+		return -ENOMEM;
+	}
+	if (op == DISK_OP_RESIZE && a->virt)
+		j->conn = virt_conn_ref(a->virt);
+	/* One operation per disk file at a time, in order. */
+	int r = tasks_submit(a->tasks, j->path, disk_work, disk_done, j);
+	if (r < 0) {
+		job_free(j);
+		return refuse(cb, userdata, 503, "cannot queue the disk operation"), 0;
+	}
+	if (op != DISK_OP_STATUS)
+		log_info("Disk %s queued disk_id=%s storage=%s", disk_op_to_string(op), disk_id,
+			 storage_id);
+	return 0;
+}

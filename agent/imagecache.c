@@ -1,0 +1,781 @@
+#include <dirent.h>
+#include <endian.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/imagecache.h"
+#include "agent/imagecheck.h"
+#include "agent/imagefetch.h"
+#include "agent/region.h"
+#include "agent/storage.h"
+#include "agent/tasks.h"
+#include "common/fs.h"
+#include "common/http-client.h"
+#include "common/log.h"
+#include "common/macros.h"
+#include "common/path.h"
+
+#define POOL_WORKERS	  2
+#define POOL_QUEUE	  256
+#define PROGRESS_USEC	  (2 * 1000 * 1000ULL)
+#define REGION_TIMEOUT_MS 15000
+#define INF_MAX		  (64 * 1024)
+
+struct waiter {
+	struct waiter *next;
+	op_done_fn cb;
+	void *userdata;
+};
+
+struct fetch {
+	struct imagecache *ic;
+	struct fetch *prev, *next;
+	struct waiter *waiters;
+	/* copied on the loop before the job is queued */
+	char *cache_dir, *image_id, *format, *base_url, *token, *scid, *server_id;
+	/* written by the worker */
+	_Atomic uint64_t got;
+	_Atomic int64_t total;
+	int r;
+	int code;
+	char *error;
+	char *path;
+	struct image_meta meta;
+	bool reused;
+	/* loop side */
+	uint64_t last_got, last_usec, started_usec;
+	sd_event_source *timer;
+	struct region_http *put;
+};
+
+struct uncache {
+	struct imagecache *ic;
+	op_done_fn cb;
+	void *userdata;
+	char *cache_dir, *image_id;
+	char **roots;
+	int code;
+	char *error;
+};
+
+struct imagecache {
+	struct agent *a;
+	struct tasks *pool;
+	struct fetch *fetches;
+};
+
+static uint64_t now_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void reply(op_done_fn cb, void *userdata, int code, json_t *body)
+{
+	struct op_reply rep = {.code = code, .body = body};
+	cb(&rep, userdata);
+	json_decref(body);
+}
+
+_printf_(4, 5) static void reply_error(op_done_fn cb, void *userdata, int code, const char *fmt,
+				       ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	reply(cb, userdata, code, op_error_body(code, NULL, "%s", buf));
+}
+
+_printf_(3, 4) static int job_fail(char **ret_error, int r, const char *fmt, ...)
+{
+	if (!*ret_error) {
+		va_list ap;
+		va_start(ap, fmt);
+		if (vasprintf(ret_error, fmt, ap) < 0)
+			*ret_error = NULL;
+		va_end(ap);
+	}
+	return r;
+}
+
+/* The request body: the region wraps it in "disk"; bare is accepted too. */
+static json_t *body_disk(json_t *args)
+{
+	json_t *d = json_object_get(args, "disk");
+	return json_is_object(d) ? d : args;
+}
+
+const struct storage *imagecache_storage(struct agent *a, const char *cache_id)
+{
+	const struct storage *s = storages_find_cache(a->storages, cache_id);
+	return s ? s : storages_find(a->storages, cache_id);
+}
+
+int imagecache_read_format(const char *cache_dir, const char *image_id, char *ret_format)
+{
+	_cleanup_free_ char *p = NULL, *text = NULL;
+	if (asprintf(&p, "%s/%s.inf", cache_dir, image_id) < 0)
+		return -ENOMEM;
+	int r = read_file(p, INF_MAX, &text, NULL);
+	if (r < 0)
+		return r;
+	json_auto_t *j = json_loads(text, 0, NULL);
+	const char *f = json_string_value(json_object_get(j, "format"));
+	if (!image_format_valid(f))
+		return -EBADMSG;
+	snprintf(ret_format, 16, "%s", f);
+	return 0;
+}
+
+/* ---- the fetch, on a worker ----------------------------------------------------------- */
+
+static const char *cause(int r, char *buf, size_t size)
+{
+	switch (r) {
+	case -EACCES:
+		return "the image service refused the agent's token";
+	case -ENOENT:
+		return "the image service does not have it";
+	case -ECONNREFUSED:
+		return "the image service is unreachable (connection refused)";
+	case -ETIMEDOUT:
+		return "the image service timed out";
+	case -EPIPE:
+		return "the download was cut short";
+	default:
+		snprintf(buf, size, "%s", strerror(-r));
+		return buf;
+	}
+}
+
+static int code_for(int r)
+{
+	switch (r) {
+	case -EACCES:
+		return 403;
+	case -ENOENT:
+		return 404;
+	case -EMEDIUMTYPE:
+	case -EBADMSG:
+		return 400;
+	case -ECONNREFUSED:
+	case -ETIMEDOUT:
+	case -EHOSTUNREACH:
+	case -EREMOTEIO:
+	case -EPIPE:
+		return 502;
+	case -ENOSPC:
+		return 507;
+	default:
+		return 500;
+	}
+}
+
+static int write_inf(const struct fetch *f, const char *disk_format, const struct image_info *ii)
+{
+	_cleanup_free_ char *p = NULL, *text = NULL;
+	json_auto_t *j = json_pack("{s:s,s:s,s:s,s:I,s:s,s:I,s:s}", "id", f->image_id, "name",
+				   f->meta.name, "format", disk_format, "size",
+				   (json_int_t)f->meta.size, "checksum", f->meta.checksum,
+				   "virtual_size", (json_int_t)ii->virtual_size, "path", f->path);
+	if (!j || !(text = json_dumps(j, JSON_SORT_KEYS | JSON_INDENT(2))) ||
+	    asprintf(&p, "%s/%s.inf", f->cache_dir, f->image_id) < 0)
+		return -ENOMEM;
+	return write_file_atomic(p, text, strlen(text), 0644);
+}
+
+static int fetch_run(struct fetch *f)
+{
+	char buf[128];
+	int r = mkdir_p(f->cache_dir, 0755);
+	if (r < 0)
+		return job_fail(&f->error, r, "cannot create the cache directory %s: %s",
+				f->cache_dir, strerror(-r));
+	_cleanup_free_ char *url = NULL, *tmp = NULL;
+	if (asprintf(&url, "%s/images/%s?format=%s&scope=system", f->base_url, f->image_id,
+		     f->format) < 0 ||
+	    asprintf(&f->path, "%s/%s", f->cache_dir, f->image_id) < 0 ||
+	    asprintf(&tmp, "%s/%s.tmp", f->cache_dir, f->image_id) < 0)
+		return -ENOMEM;
+	long status = 0;
+	r = imagefetch_head(url, f->token, &f->meta, &status);
+	if (r < 0)
+		return job_fail(&f->error, r, "HEAD: %s (HTTP %ld)", cause(r, buf, sizeof(buf)),
+				status);
+	/* The service may serve another format than the one asked for: trust what it says. */
+	const char *disk_format = f->meta.disk_format[0] ? f->meta.disk_format : f->format;
+	if (!image_format_valid(disk_format))
+		return job_fail(&f->error, -EMEDIUMTYPE,
+				"the image service announces format %s (only qcow2 and raw are "
+				"cached)",
+				disk_format);
+	if (strlen(f->meta.checksum) != 32)
+		return job_fail(&f->error, -EBADMSG,
+				"the image service announces no MD5 checksum (X-Image-Meta-"
+				"Checksum)");
+	atomic_store(&f->total, f->meta.size);
+
+	struct image_info ii;
+	struct stat st;
+	if (lstat(f->path, &st) == 0 && S_ISREG(st.st_mode)) {
+		char md5[IMAGE_MD5_HEX];
+		_cleanup_free_ char *err = NULL;
+		if (imagefetch_file_md5(f->path, md5) == 0 && streq(md5, f->meta.checksum) &&
+		    image_inspect(f->path, disk_format, &ii, &err) == 0) {
+			f->reused = true;
+			atomic_store(&f->got, (uint64_t)st.st_size);
+			return write_inf(f, disk_format, &ii);
+		}
+		log_debug("Cached image %s is stale or unusable, fetching again", f->path);
+	}
+
+	/* Declared before the first jump to fail: cleanup runs on every path out. */
+	_cleanup_free_ char *err = NULL;
+	_cleanup_close_ int dfd = -1;
+	(void)unlink(tmp);
+	_cleanup_close_ int fd =
+	    open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return job_fail(&f->error, -errno, "cannot create %s: %m", tmp);
+	char md5[IMAGE_MD5_HEX];
+	uint64_t bytes = 0;
+	r = imagefetch_get(url, f->token, fd, &f->got, md5, &bytes, &status);
+	if (r < 0) {
+		uint64_t got = atomic_load(&f->got);
+		if (r == -ENOSPC)
+			job_fail(&f->error, r, "no space left in %s after %" PRIu64 " bytes",
+				 f->cache_dir, got);
+		else
+			job_fail(&f->error, r,
+				 "GET: %s after %" PRIu64 " of %" PRId64 " bytes (HTTP %ld)",
+				 cause(r, buf, sizeof(buf)), got, f->meta.size, status);
+		goto fail;
+	}
+	if (f->meta.size >= 0 && bytes != (uint64_t)f->meta.size) {
+		r = job_fail(&f->error, -EPIPE,
+			     "GET: got %" PRIu64 " bytes, the image service announced %" PRId64,
+			     bytes, f->meta.size);
+		goto fail;
+	}
+	if (!streq(md5, f->meta.checksum)) {
+		r = job_fail(&f->error, -EBADMSG,
+			     "checksum mismatch: the download has MD5 %s, the image service "
+			     "announced %s",
+			     md5, f->meta.checksum);
+		goto fail;
+	}
+	if (fsync(fd) < 0) {
+		r = job_fail(&f->error, -errno, "cannot write %s: %m", tmp);
+		goto fail;
+	}
+	fd = safe_close(fd);
+	r = image_inspect(tmp, disk_format, &ii, &err);
+	if (r < 0) {
+		job_fail(&f->error, r, "refused: %s", strempty(err));
+		goto fail;
+	}
+	if (chmod(tmp, 0644) < 0 || rename(tmp, f->path) < 0) {
+		r = job_fail(&f->error, -errno, "cannot move %s into place: %m", tmp);
+		goto fail;
+	}
+	dfd = open(f->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0)
+		(void)fsync(dfd);
+	if (f->meta.size < 0)
+		f->meta.size = (int64_t)bytes;
+	r = write_inf(f, disk_format, &ii);
+	if (r < 0)
+		return job_fail(&f->error, r, "cannot write the image description: %s",
+				strerror(-r));
+	return 0;
+fail:
+	(void)unlink(tmp);
+	return r;
+}
+
+static void fetch_work(void *userdata)
+{
+	struct fetch *f = userdata;
+	f->code = 0;
+	f->r = fetch_run(f);
+	if (f->r < 0 && !f->error)
+		f->error = strdup(strerror(-f->r));
+}
+
+/* ---- the loop side -------------------------------------------------------------------- */
+
+static void fetch_free(struct fetch *f)
+{
+	if (!f)
+		return;
+	struct imagecache *ic = f->ic;
+	if (ic) {
+		if (f->prev)
+			f->prev->next = f->next;
+		else
+			ic->fetches = f->next;
+		if (f->next)
+			f->next->prev = f->prev;
+	}
+	region_http_cancel(f->put);
+	sd_event_source_disable_unref(f->timer);
+	while (f->waiters) {
+		struct waiter *w = f->waiters;
+		f->waiters = w->next;
+		free(w);
+	}
+	free(f->cache_dir);
+	free(f->image_id);
+	free(f->format);
+	free(f->base_url);
+	if (f->token) {
+		explicit_bzero(f->token, strlen(f->token));
+		free(f->token);
+	}
+	free(f->scid);
+	free(f->server_id);
+	free(f->error);
+	free(f->path);
+	free(f);
+}
+
+/* Answers every waiter and frees the fetch. */
+static void fetch_finish(struct fetch *f, int code, json_t *body)
+{
+	struct waiter *ws = TAKE_PTR(f->waiters);
+	fetch_free(f);
+	for (struct waiter *w = ws, *n; w; w = n) {
+		n = w->next;
+		reply(w->cb, w->userdata, code, json_incref(body));
+		free(w);
+	}
+	json_decref(body);
+}
+
+static void fetch_reply(struct fetch *f)
+{
+	if (f->r < 0) {
+		log_warning("Image cache failed image_id=%s cache=%s: %s", f->image_id,
+			    f->cache_dir, f->error);
+		return fetch_finish(
+		    f, f->code,
+		    op_error_body(f->code, NULL, "image %s: %s", f->image_id, strempty(f->error)));
+	}
+	double secs = (double)(now_usec() - f->started_usec) / 1e6;
+	log_info("Image cached image_id=%s path=%s size=%" PRId64 " reused=%s seconds=%.2f",
+		 f->image_id, f->path, f->meta.size, f->reused ? "yes" : "no", secs);
+	fetch_finish(f, 200,
+		     json_pack("{s:s,s:s,s:s,s:I}", "image_id", f->image_id, "path", f->path,
+			       "name", f->meta.name, "size", (json_int_t)f->meta.size));
+}
+
+static void on_put_done(int r, const struct http_response *resp, void *userdata)
+{
+	struct fetch *f = userdata;
+	f->put = NULL;
+	if (r < 0 || resp->status < 200 || resp->status >= 300) {
+		/* The region would not learn the path: the cache did not complete for it. */
+		f->r = r < 0 ? r : -EREMOTEIO;
+		f->code = 502;
+		free(f->error);
+		if (asprintf(&f->error, "the region refused the cached-image record (%s)",
+			     r < 0 ? strerror(-r) : "HTTP error") < 0)
+			f->error = NULL;
+		if (r >= 0 && resp->status == 401)
+			region_token_invalid(f->ic->a->region);
+	}
+	fetch_reply(f);
+}
+
+static int put_cachedimage(struct fetch *f)
+{
+	struct region *rg = f->ic->a->region;
+	const char *token = region_token(rg), *base = region_compute_url(rg);
+	if (!token || !base)
+		return -ENOTCONN;
+	_cleanup_free_ char *url = NULL, *hdr = NULL, *data = NULL;
+	json_auto_t *body =
+	    json_pack("{s:{s:s,s:s}}", "storagecachedimage", "status", "active", "path", f->path);
+	if (!body || !(data = json_dumps(body, JSON_COMPACT)) ||
+	    asprintf(&url, "%s/storagecaches/%s/cachedimages/%s?auto_create=true", base, f->scid,
+		     f->image_id) < 0 ||
+	    asprintf(&hdr, "X-Auth-Token: %s", token) < 0)
+		return -ENOMEM;
+	char *headers[] = {hdr, NULL};
+	return region_http_submit(rg, "PUT", url, headers, data, REGION_TIMEOUT_MS, on_put_done, f,
+				  &f->put);
+}
+
+static void fetch_done(void *userdata)
+{
+	struct fetch *f = userdata;
+	f->timer = sd_event_source_disable_unref(f->timer);
+	if (!f->ic || f->r == -ECANCELED) {
+		/* The cache is going away (or the pool dropped the job). */
+		f->r = -ESHUTDOWN;
+		return fetch_finish(
+		    f, 503,
+		    op_error_body(503, NULL, "image %s: the agent is shutting down", f->image_id));
+	}
+	if (f->r == 0 && f->scid) {
+		int r = put_cachedimage(f);
+		if (r == 0)
+			return;
+		f->r = r;
+		f->code = 503;
+		free(f->error);
+		f->error = strdup("cannot tell the region the cached path (no region session)");
+	}
+	if (f->r < 0 && !f->code)
+		f->code = code_for(f->r);
+	fetch_reply(f);
+}
+
+static void on_progress_put(int r, const struct http_response *resp, void *userdata)
+{
+	if (r < 0 || resp->status >= 300)
+		log_debug("Progress report not accepted: %s", r < 0 ? strerror(-r) : "HTTP error");
+}
+
+static int on_progress(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct fetch *f = userdata;
+	uint64_t now = now_usec(), got = atomic_load(&f->got);
+	int64_t total = atomic_load(&f->total);
+	double dt = (double)(now - f->last_usec) / 1e6;
+	double mbps = dt > 0 ? (double)(got - f->last_got) * 8 / 1e6 / dt : 0;
+	double pct = total > 0 ? 100.0 * (double)got / (double)total : 0;
+	f->last_got = got;
+	f->last_usec = now;
+	log_info("Image download image_id=%s got_bytes=%" PRIu64 " total_bytes=%" PRId64
+		 " progress=%.1f mbps=%.1f",
+		 f->image_id, got, total, pct, mbps);
+	struct region *rg = f->ic->a->region;
+	const char *token = region_token(rg), *base = region_compute_url(rg);
+	if (f->server_id && token && base) {
+		_cleanup_free_ char *url = NULL, *hdr = NULL, *data = NULL;
+		json_auto_t *body =
+		    json_pack("{s:{s:f,s:f}}", "server", "progress", pct, "progress_mbps", mbps);
+		if (body && (data = json_dumps(body, JSON_COMPACT)) &&
+		    asprintf(&url, "%s/servers/%s", base, f->server_id) >= 0 &&
+		    asprintf(&hdr, "X-Auth-Token: %s", token) >= 0) {
+			char *headers[] = {hdr, NULL};
+			(void)region_http_submit(rg, "PUT", url, headers, data, REGION_TIMEOUT_MS,
+						 on_progress_put, NULL, NULL);
+		}
+	}
+	(void)sd_event_source_set_time(s, usec + PROGRESS_USEC);
+	(void)sd_event_source_set_enabled(s, SD_EVENT_ON);
+	return 0;
+}
+
+static int add_waiter(struct fetch *f, op_done_fn cb, void *userdata)
+{
+	struct waiter *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->cb = cb;
+	w->userdata = userdata;
+	w->next = f->waiters;
+	f->waiters = w;
+	return 0;
+}
+
+static char *dup_opt(json_t *d, const char *key)
+{
+	const char *v = json_string_value(json_object_get(d, key));
+	return isempty(v) ? NULL : strdup(v);
+}
+
+int agent_image_cache(struct agent *a, json_t *args, op_done_fn cb, void *userdata)
+{
+	struct imagecache *ic = a->imagecache;
+	json_t *d = body_disk(args);
+	const char *image_id = json_string_value(json_object_get(d, "image_id"));
+	const char *scid = json_string_value(json_object_get(d, "storagecache_id"));
+	const char *format = json_string_value(json_object_get(d, "format"));
+	const char *sid = json_string_value(json_object_get(d, "server_id"));
+	if (!ic)
+		return reply_error(cb, userdata, 503, "the image cache is not available"), 0;
+	if (!id_is_valid(image_id, 128))
+		return reply_error(cb, userdata, 400, "disk.image_id: missing or invalid"), 0;
+	if (!format)
+		format = "qcow2";
+	if (!image_format_valid(format))
+		return reply_error(cb, userdata, 400,
+				   "disk.format: %s is not cached here (qcow2 or raw)", format),
+		       0;
+	if (sid && !isempty(sid) && !id_is_valid(sid, 128))
+		return reply_error(cb, userdata, 400, "disk.server_id: invalid"), 0;
+	if (isempty(scid) || !id_is_valid(scid, 128))
+		return reply_error(cb, userdata, 400, "disk.storagecache_id: missing or invalid"),
+		       0;
+	const struct storage *st = imagecache_storage(a, scid);
+	if (!st)
+		return reply_error(cb, userdata, 404, "storage cache %s is not on this host", scid),
+		       0;
+
+	for (struct fetch *f = ic->fetches; f; f = f->next)
+		if (streq(f->cache_dir, st->cache_dir) && streq(f->image_id, image_id)) {
+			log_info("Image fetch shared image_id=%s", image_id);
+			return add_waiter(f, cb, userdata);
+		}
+
+	const char *token = region_token(a->region), *base = region_image_url(a->region);
+	if (!token)
+		return reply_error(cb, userdata, 503,
+				   "image %s: no service token for the image service%s", image_id,
+				   a->cfg.auth_url ? " yet" : " (standalone mode)"),
+		       0;
+	if (!base)
+		return reply_error(cb, userdata, 503,
+				   "image %s: the keystone catalog has no image service", image_id),
+		       0;
+	struct fetch *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	size_t bl = strlen(base);
+	while (bl > 0 && base[bl - 1] == '/')
+		bl--;
+	f->cache_dir = strdup(st->cache_dir);
+	f->image_id = strdup(image_id);
+	f->format = strdup(format);
+	f->base_url = strndup(base, bl);
+	f->token = strdup(token);
+	f->scid = strdup(scid);
+	f->server_id = dup_opt(d, "server_id");
+	f->started_usec = f->last_usec = now_usec();
+	f->r = -ECANCELED; /* stays so when the pool drops the job */
+	f->code = 503;
+	if (!f->cache_dir || !f->image_id || !f->format || !f->base_url || !f->token || !f->scid ||
+	    add_waiter(f, cb, userdata) < 0) {
+		fetch_free(f);
+		return -ENOMEM;
+	}
+	int r = tasks_submit(ic->pool, f->image_id, fetch_work, fetch_done, f);
+	if (r < 0) {
+		struct waiter *w = TAKE_PTR(f->waiters);
+		free(w);
+		fetch_free(f);
+		return reply_error(cb, userdata, 503, "image %s: cannot queue the download: %s",
+				   image_id, strerror(-r)),
+		       0;
+	}
+	f->ic = ic;
+	f->next = ic->fetches;
+	if (ic->fetches)
+		ic->fetches->prev = f;
+	ic->fetches = f;
+	(void)sd_event_add_time_relative(a->event, &f->timer, CLOCK_MONOTONIC, PROGRESS_USEC, 0,
+					 on_progress, f);
+	log_info("Image fetch started image_id=%s format=%s cache=%s", image_id, format,
+		 st->cache_dir);
+	return 0;
+}
+
+/* ---- uncache -------------------------------------------------------------------------- */
+
+/* The backing file named in a qcow2 header, resolved against the disk's directory; NULL when
+ * the file is not qcow2 or has none. The header is the guest's to write only in a raw disk, and
+ * a raw disk has no backing file, so reading it is safe. */
+static char *qcow2_backing(int dirfd, const char *dir, const char *name)
+{
+	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	uint8_t h[20];
+	if (fd < 0 || pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) || memcmp(h, "QFI\xfb", 4))
+		return NULL;
+	uint64_t off;
+	uint32_t len;
+	memcpy(&off, h + 8, 8);
+	memcpy(&len, h + 16, 4);
+	off = be64toh(off);
+	len = be32toh(len);
+	if (off == 0 || len == 0 || len > 1023)
+		return NULL;
+	char b[1024];
+	if (pread(fd, b, len, (off_t)off) != (ssize_t)len)
+		return NULL;
+	b[len] = 0;
+	char *full = NULL;
+	if (b[0] == '/')
+		full = strdup(b);
+	else if (asprintf(&full, "%s/%s", dir, b) < 0)
+		full = NULL;
+	if (!full)
+		return NULL;
+	char *real = realpath(full, NULL);
+	if (real) {
+		free(full);
+		return real;
+	}
+	return full;
+}
+
+static void uncache_work(void *userdata)
+{
+	struct uncache *u = userdata;
+	_cleanup_free_ char *path = NULL, *real = NULL;
+	if (asprintf(&path, "%s/%s", u->cache_dir, u->image_id) < 0) {
+		u->code = 500;
+		return;
+	}
+	real = realpath(path, NULL);
+	if (real) {
+		STRV_FOREACH (root, u->roots) {
+			DIR *dir = opendir(*root);
+			struct dirent *de;
+			while (dir && !u->error && (de = readdir(dir))) {
+				if (de->d_name[0] == '.' ||
+				    (de->d_type != DT_REG && de->d_type != DT_UNKNOWN))
+					continue;
+				_cleanup_free_ char *b =
+				    qcow2_backing(dirfd(dir), *root, de->d_name);
+				if (b && streq(b, real)) {
+					u->code = 409;
+					if (asprintf(&u->error,
+						     "image %s is the backing file of disk %s/%s",
+						     u->image_id, *root, de->d_name) < 0)
+						u->error = NULL;
+				}
+			}
+			if (dir)
+				closedir(dir);
+			if (u->code)
+				return;
+		}
+	}
+	static const char *const suffixes[] = {"", ".inf", ".tmp"};
+	for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+		_cleanup_free_ char *p = NULL;
+		if (asprintf(&p, "%s/%s%s", u->cache_dir, u->image_id, suffixes[i]) < 0 ||
+		    (unlink(p) < 0 && errno != ENOENT)) {
+			u->code = 500;
+			if (asprintf(&u->error, "image %s: cannot remove %s: %m", u->image_id,
+				     strempty(p)) < 0)
+				u->error = NULL;
+			return;
+		}
+	}
+	u->code = 200;
+}
+
+static void uncache_done(void *userdata)
+{
+	struct uncache *u = userdata;
+	if (u->code == 200) {
+		log_info("Image removed from the cache image_id=%s cache=%s", u->image_id,
+			 u->cache_dir);
+		reply(u->cb, u->userdata, 200, json_object());
+	} else if (u->code == 0)
+		reply_error(u->cb, u->userdata, 503, "image %s: the agent is shutting down",
+			    u->image_id);
+	else
+		reply_error(u->cb, u->userdata, u->code, "%s",
+			    u->error ? u->error : "out of memory");
+	free(u->cache_dir);
+	free(u->image_id);
+	strv_free(u->roots);
+	free(u->error);
+	free(u);
+}
+
+int agent_image_uncache(struct agent *a, json_t *args, op_done_fn cb, void *userdata)
+{
+	struct imagecache *ic = a->imagecache;
+	json_t *d = body_disk(args);
+	const char *image_id = json_string_value(json_object_get(d, "image_id"));
+	const char *scid = json_string_value(json_object_get(d, "storagecache_id"));
+	if (!ic)
+		return reply_error(cb, userdata, 503, "the image cache is not available"), 0;
+	if (!id_is_valid(image_id, 128))
+		return reply_error(cb, userdata, 400, "disk.image_id: missing or invalid"), 0;
+	if (isempty(scid) || !id_is_valid(scid, 128))
+		return reply_error(cb, userdata, 400, "disk.storagecache_id: missing or invalid"),
+		       0;
+	const struct storage *st = imagecache_storage(a, scid);
+	if (!st)
+		return reply_error(cb, userdata, 404, "storage cache %s is not on this host", scid),
+		       0;
+	for (struct fetch *f = ic->fetches; f; f = f->next)
+		if (streq(f->cache_dir, st->cache_dir) && streq(f->image_id, image_id))
+			return reply_error(cb, userdata, 409, "image %s is being fetched",
+					   image_id),
+			       0;
+	struct uncache *u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->ic = ic;
+	u->cb = cb;
+	u->userdata = userdata;
+	u->cache_dir = strdup(st->cache_dir);
+	u->image_id = strdup(image_id);
+	bool oom = false;
+	for (size_t i = 0; i < storages_count(a->storages); i++)
+		oom = oom || strv_extend(&u->roots, storages_get(a->storages, i)->root) < 0;
+	if (!u->cache_dir || !u->image_id || oom) {
+		free(u->cache_dir);
+		free(u->image_id);
+		strv_free(u->roots);
+		free(u);
+		return -ENOMEM;
+	}
+	/* Same key as the fetch: an uncache never races a download of the same image. */
+	int r = tasks_submit(ic->pool, image_id, uncache_work, uncache_done, u);
+	if (r < 0) {
+		u->code = 503;
+		u->error = strdup("cannot queue the removal");
+		uncache_done(u);
+	}
+	return 0;
+}
+
+/* ---- lifetime ------------------------------------------------------------------------- */
+
+int imagecache_new(struct agent *a, struct imagecache **ret)
+{
+	struct imagecache *ic = calloc(1, sizeof(*ic));
+	if (!ic)
+		return -ENOMEM;
+	ic->a = a;
+	int r = tasks_new(a->event, POOL_WORKERS, POOL_QUEUE, &ic->pool);
+	if (r < 0) {
+		free(ic);
+		return r;
+	}
+	*ret = ic;
+	return 0;
+}
+
+struct imagecache *imagecache_free(struct imagecache *ic)
+{
+	if (!ic)
+		return NULL;
+	/* Fetches whose PUT is in flight: cancel it and answer. */
+	for (struct fetch *f = ic->fetches, *n; f; f = n) {
+		n = f->next;
+		if (f->put) {
+			region_http_cancel(f->put);
+			f->put = NULL;
+			fetch_finish(f, 503,
+				     op_error_body(503, NULL,
+						   "image %s: the agent is shutting down",
+						   f->image_id));
+		}
+	}
+	/* The remaining fetches are on the pool: detach them, their done answers 503. */
+	for (struct fetch *f = ic->fetches; f; f = f->next)
+		f->ic = NULL;
+	ic->fetches = NULL;
+	ic->pool = tasks_free(ic->pool);
+	free(ic);
+	return NULL;
+}

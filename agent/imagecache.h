@@ -1,0 +1,36 @@
+/* The image cache of each local storage (<root>/image_cache, Cloudpods' image_cache_path),
+ * filled from the image service (glance) as the region asks:
+ *   POST /disks/image_cache {"disk": {image_id, storagecache_id, format, server_id?, ...}}
+ *   DELETE /disks/image_cache {"disk": {image_id, storagecache_id}}
+ * A fetch HEADs the image for its properties, reuses a cached file whose MD5 equals the
+ * announced checksum, else streams it into <cache>/<id>.tmp (MD5 on the way), verifies size and
+ * checksum, checks the image (agent/imagecheck.h), renames it into place and writes
+ * <cache>/<id>.inf. Then PUT /storagecaches/<scid>/cachedimages/<id>?auto_create=true tells
+ * the region the path. Concurrent requests for one image share one fetch. Downloads run on
+ * the cache's own worker pool; everything here is called on the loop thread. */
+#pragma once
+
+#include <jansson.h>
+
+#include "agent/ops.h"
+
+struct agent;
+struct imagecache;
+struct storage;
+
+int imagecache_new(struct agent *a, struct imagecache **ret);
+/* Pending requests are answered 503. NULL-safe. */
+struct imagecache *imagecache_free(struct imagecache *ic);
+
+/* The reply (to cb, exactly once unless < 0 is returned) is {image_id, path, name, size} or an
+ * error body naming the image and the cause. */
+int agent_image_cache(struct agent *a, json_t *args, op_done_fn cb, void *userdata);
+/* Removes a cached image (missing is success); 409 naming a disk that uses it as its backing
+ * file, or when a fetch of it is running. */
+int agent_image_uncache(struct agent *a, json_t *args, op_done_fn cb, void *userdata);
+
+/* The storage whose cache the region calls cache_id: its storagecache id or, before
+ * registration and standalone, the storage's own id or name. */
+const struct storage *imagecache_storage(struct agent *a, const char *cache_id);
+/* Reads <cache_dir>/<image_id>.inf: the image's format ("qcow2"/"raw", size 16). Blocking. */
+int imagecache_read_format(const char *cache_dir, const char *image_id, char *ret_format);

@@ -1,0 +1,77 @@
+#!/bin/bash
+# Benchmark (not a test): a 1 GiB qcow2 image through the fake image service on loopback, in one
+# run: the agent's image_cache (HEAD, GET with MD5 while streaming, fsync, qemu-img check, as
+# its log reports it) against `curl -o` of the same URL followed by md5sum. Prints both and the
+# ratio (target <= 1.0). Then a 20 GiB disk from the cached template (an overlay, no copy),
+# timed through the synchronous API (target < 100 ms).
+# Usage: tests/bench/image-cache.sh [SIZE_MB] (root, built tree, python3-keystone).
+set -euo pipefail
+SIZE_MB=${1:-1024}
+top_builddir=${top_builddir:-$(cd "$(dirname "$0")/../.." && pwd)}
+top_srcdir=${top_srcdir:-$top_builddir}
+. "$(dirname "$0")/../integration/lib.sh"
+. "$(dirname "$0")/../integration/keystone-lib.sh"
+need_root
+set +e
+
+KS_PORT=$(ks_free_port)
+export KS_PORT
+FR_PORT=$(ks_free_port)
+FI_PORT=$(ks_free_port)
+FI=http://127.0.0.1:$FI_PORT
+export KS_IMAGE_URL=$FI/v1
+keystone_start "http://127.0.0.1:$FR_PORT" >/dev/null
+fake_region_start "$FR_PORT"
+python3 "$top_srcdir/tests/integration/fake-image.py" --port "$FI_PORT" --record "$T/fi.jsonl" \
+	--keystone "$KS_URL" >"$T/fake-image.log" 2>&1 &
+on_exit "kill $!"
+wait_for 20 curl -sf -o /dev/null "$FI/__ready" || hard "fake image service did not start"
+
+echo "# making a ${SIZE_MB} MiB qcow2 image"
+qemu-img create -q -f qcow2 "$T/big.qcow2" "$((SIZE_MB + 64))M" || hard "qemu-img"
+qemu-io -f qcow2 -c "write -P 7 0 ${SIZE_MB}M" "$T/big.qcow2" >/dev/null || hard "qemu-io"
+curl -sf -X POST "$FI/__image" -d "{\"id\":\"bench1\",\"path\":\"$T/big.qcow2\",\"name\":\"bench\"}" >/dev/null
+bytes=$(stat -c %s "$T/big.qcow2")
+
+mkdir -p "$T/disks"
+region_conf "$T/host.conf" "$(ks_free_port)" </dev/null
+"$HOSTAGENT" --config "$T/host.conf" --log-level info >>"$T/agent.log" 2>&1 9>&- &
+on_exit "kill -TERM $!; wait $!"
+SOCK=$T/admin.sock
+wait_for 20 test -S "$SOCK" || fail "no admin socket"
+wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
+
+# Warm the page cache for both, and the fake's token cache.
+cat "$T/big.qcow2" >/dev/null
+TOKEN=$(ks_token "$KS_AGENT_USER" "$KS_AGENT_PASSWORD" "$KS_AGENT_PROJECT")
+URL="$FI/v1/images/bench1?format=qcow2&scope=system"
+curl -sf -I -H "X-Auth-Token: $TOKEN" "$URL" >/dev/null || hard "HEAD with a token"
+
+# curl -o + md5sum
+start=$(date +%s.%N)
+curl -sf -H "X-Auth-Token: $TOKEN" -o "$T/curl.img" "$URL" || hard "curl"
+md5=$(md5sum "$T/curl.img" | cut -d' ' -f1)
+end=$(date +%s.%N)
+curl_s=$(python3 -c "print(round($end - $start, 3))")
+rm -f "$T/curl.img"
+
+# the agent (synchronous call: no X-Task-Id)
+out=$(curl -s --unix-socket "$SOCK" --max-time 600 -X POST -H 'Content-Type: application/json' \
+	--data-binary '{"disk":{"image_id":"bench1","storagecache_id":"local_storage_0","format":"qcow2"}}' \
+	http://localhost/disks/image_cache)
+expect_contains "$out" '"path"' "image_cache reply"
+agent_s=$(sed -n 's/.*Image cached image_id=bench1 .*seconds=\([0-9.]*\).*/\1/p' "$T/agent.log" | tail -1)
+[ "$(md5sum "$T/disks/image_cache/bench1" | cut -d' ' -f1)" = "$md5" ] || fail "cached file differs"
+echo "image ${bytes} bytes: agent ${agent_s} s ($(python3 -c "print(round($bytes/1e6/$agent_s))") MB/s), curl -o + md5sum ${curl_s} s ($(python3 -c "print(round($bytes/1e6/$curl_s))") MB/s), ratio agent/curl $(python3 -c "print(round($agent_s/$curl_s, 2))") (target <= 1.0)"
+
+# A 20 GiB disk from the cached template.
+times=()
+for i in 1 2 3 4 5; do
+	t=$(curl -s -o "$T/body" -w '%{time_total}' --unix-socket "$SOCK" -X POST \
+		-H 'Content-Type: application/json' \
+		--data-binary '{"disk":{"format":"qcow2","disk_size_mb":20480,"image_id":"bench1"}}' \
+		"http://localhost/disks/local_storage_0/create/bench-disk-$i")
+	expect_contains "$(cat "$T/body")" '"disk_size":20480' "20 GiB disk reply"
+	times+=("$(python3 -c "print(round($t * 1000, 1))")")
+done
+echo "20 GiB disk from the cached template: ${times[*]} ms (target < 100 ms)"

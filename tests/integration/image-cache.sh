@@ -1,0 +1,292 @@
+#!/bin/bash
+# Images and disks as the region drives them (agent/imagecache.c, agent/diskops.c) against a
+# real Keystone, the checking fake region and the fake image service
+# (tests/integration/fake-image.py), real qemu-img images and the real libvirtd:
+# image_cache (HEAD + GET, MD5, PUT cachedimage, callback) -> disks/.../create (an overlay of
+# the cache file) -> servers/.../create -> start: the guest runs on the overlay -> stop ->
+# disks/.../delete -> image_cache delete. Every fault leaves nothing behind and a retry works:
+# cut download, wrong checksum, image service down, bad token, unknown image, disk full; the
+# H2 image (qcow2 with an external data file) is refused naming the data file; concurrent
+# requests share one download; uncache refuses an image a disk is backed by.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/keystone-lib.sh"
+need_root
+[ -e /dev/kvm ] || skip "no /dev/kvm"
+command -v qemu-img >/dev/null || skip "no qemu-img"
+libvirtd_lock shared
+libvirtd_up || hard "libvirtd does not start"
+
+KS_PORT=$(ks_free_port)
+export KS_PORT
+FR_PORT=$(ks_free_port)
+FI_PORT=$(ks_free_port)
+FI=http://127.0.0.1:$FI_PORT
+export KS_IMAGE_URL=$FI/v1
+API_PORT=$(ks_free_port)
+keystone_start "http://127.0.0.1:$FR_PORT"
+fake_region_start "$FR_PORT"
+FI_RECORD=$T/fake-image.jsonl
+python3 "$top_srcdir/tests/integration/fake-image.py" --port "$FI_PORT" --record "$FI_RECORD" \
+	--keystone "$KS_URL" >"$T/fake-image.log" 2>&1 &
+FI_PID=$!
+on_exit "kill $FI_PID"
+wait_for 20 curl -sf -o /dev/null "$FI/__ready" || hard "fake image service did not start"
+
+mkdir -p "$T/disks"
+region_conf "$T/host.conf" "$API_PORT" </dev/null
+"$HOSTAGENT" --config "$T/host.conf" --log-level debug >>"$T/agent.log" 2>&1 9>&- &
+AGENT_PID=$!
+on_exit "kill -TERM $AGENT_PID; wait $AGENT_PID"
+SOCK=$T/admin.sock
+wait_for 20 test -S "$SOCK" || fail "agent did not create its admin socket"
+wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
+
+ST=local_storage_0
+CACHE=$T/disks/image_cache
+S1=it-img-$$
+on_exit "virsh -c qemu:///system destroy $S1; virsh -c qemu:///system undefine $S1 --nvram"
+
+# tapi TASK METHOD PATH JSON: an asynchronous call as the region makes it (X-Task-Id).
+tapi() {
+	curl -s -o "$T/body" -w '%{http_code}' -X "$2" --unix-socket "$SOCK" --max-time 60 \
+		-H "X-Task-Id: $1" -H 'Content-Type: application/json' --data-binary "$4" \
+		"http://localhost$3" >"$T/code" || echo 000 >"$T/code"
+	cat "$T/body"
+}
+# task TASK METHOD PATH JSON: runs it, expects {"result":"ok"}, prints the callback body.
+task() {
+	local out
+	out=$(tapi "$@")
+	[ "$(last_code)" = 200 ] || fail "$2 $3: HTTP $(last_code): $out"
+	expect_contains "$out" '"result":"ok"' "$2 $3 reply"
+	fake_region_wait "$1" 120 | json 'json.dumps(j["body"])' || fail "no callback for $1 ($2 $3)"
+}
+upload() { # ID FILE [FORMAT]
+	curl -sf -X POST "$FI/__image" -d "{\"id\":\"$1\",\"path\":\"$2\",\"name\":\"img $1\",\"disk_format\":\"${3:-qcow2}\"}" >/dev/null ||
+		hard "upload to the fake image service"
+}
+fault() { curl -sf -X POST "$FI/__fault" -d "$1" >/dev/null || hard "fake image fault"; }
+cache_body() { echo "{\"disk\":{\"image_id\":\"$1\",\"storagecache_id\":\"$ST\",\"format\":\"qcow2\"${2:-}}}"; }
+no_leftovers() { # ID
+	[ ! -e "$CACHE/$1" ] || fail "$1 left in the cache under its final name"
+	[ ! -e "$CACHE/$1.tmp" ] || fail "$1.tmp left in the cache"
+}
+region_problems() {
+	python3 - "$FR_RECORD" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    # Only what this test drives: the shared libvirtd's other guests are reported too.
+    if r["problems"] and r["kind"] in ("cachedimage", "server-update", "unknown"):
+        print(json.dumps(r))
+PY
+}
+image_problems() {
+	python3 - "$FI_RECORD" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["problems"]:
+        print(json.dumps(r))
+PY
+}
+# Task ids: a counter in a file, so that it also counts inside $(...).
+next_task() {
+	local n=$(($(cat "$T/task-n" 2>/dev/null || echo 0) + 1))
+	echo "$n" >"$T/task-n"
+	echo "t$$-$n"
+}
+
+# A real guest image: a qcow2 with data in it (a boot sector's worth is enough for QEMU).
+qemu-img create -q -f qcow2 "$T/base.qcow2" 48M || hard "qemu-img"
+qemu-io -f qcow2 -c "write -P 90 0 1M" "$T/base.qcow2" >/dev/null 2>&1 || hard "qemu-io"
+upload img1 "$T/base.qcow2"
+want_md5=$(md5sum <"$T/base.qcow2" | cut -d' ' -f1)
+
+# ---- 1. cache the image ----
+cb=$(task "$(next_task)" POST /disks/image_cache "$(cache_body img1 ',"server_id":"'"$S1"'"')")
+expect_eq "$(echo "$cb" | json 'j.get("__status__","")')" "" "image_cache callback status: $cb"
+expect_eq "$(echo "$cb" | json 'j["image_id"]')" img1 "callback image_id"
+expect_eq "$(echo "$cb" | json 'j["path"]')" "$CACHE/img1" "callback path"
+expect_eq "$(echo "$cb" | json 'j["name"]')" "img img1" "callback name"
+expect_eq "$(echo "$cb" | json 'j["size"]')" "$(stat -c %s "$T/base.qcow2")" "callback size"
+expect_eq "$(md5sum <"$CACHE/img1" | cut -d' ' -f1)" "$want_md5" "cached file content"
+expect_eq "$(json 'j["checksum"]' <"$CACHE/img1.inf")" "$want_md5" ".inf checksum"
+[ ! -e "$CACHE/img1.tmp" ] || fail ".tmp left after success"
+ci=$(curl -sf "http://127.0.0.1:$FR_PORT/__state" | json 'json.dumps(j["cachedimages"].get("'"$ST"'/img1"))')
+expect_eq "$(echo "$ci" | json 'j["path"]')" "$CACHE/img1" "PUT cachedimage path"
+expect_eq "$(echo "$ci" | json 'j["status"]')" active "PUT cachedimage status"
+# The image service saw the catalog's /v1, format, scope=system and a valid token, HEAD first.
+heads=$(grep -c '"method": "HEAD", "path": "/v1/images/img1?format=qcow2&scope=system"' "$FI_RECORD")
+gets=$(grep -c '"method": "GET", "path": "/v1/images/img1?format=qcow2&scope=system"' "$FI_RECORD")
+[ "$heads" -ge 1 ] && [ "$gets" = 1 ] || fail "image service calls: HEAD $heads GET $gets"
+grep '"image_id": "img1"' "$FI_RECORD" | grep -q '"token_valid": false' && fail "agent sent a bad token"
+ok "image cached: callback, PUT cachedimage, file and description"
+
+# ---- 2. a second request reuses the verified file (fresh HEAD, no GET) ----
+cb=$(task "$(next_task)" POST /disks/image_cache "$(cache_body img1)")
+expect_eq "$(echo "$cb" | json 'j["path"]')" "$CACHE/img1" "reuse callback path"
+expect_eq "$(grep -c '"method": "GET", "path": "/v1/images/img1' "$FI_RECORD")" 1 "GETs after reuse"
+expect_eq "$(grep -c '"method": "HEAD", "path": "/v1/images/img1' "$FI_RECORD")" $((heads + 1)) "HEADs after reuse"
+ok "cached image reused after a fresh HEAD"
+
+# ---- 3. disk from the template, blank disk, status, resize ----
+D1=disk1-$$
+cb=$(task "$(next_task)" POST "/disks/$ST/create/$D1" '{"disk":{"format":"qcow2","disk_size_mb":64,"image_id":"img1","image_format":"qcow2"}}')
+expect_eq "$(echo "$cb" | json 'j["disk_id"]')" "$D1" "disk callback id"
+expect_eq "$(echo "$cb" | json 'j["disk_size"]')" 64 "disk callback size (MB)"
+expect_eq "$(echo "$cb" | json 'j["format"]')" qcow2 "disk callback format"
+expect_eq "$(echo "$cb" | json 'j["disk_path"]')" "$T/disks/$D1" "disk callback path"
+info=$(qemu-img info -U --output=json "$T/disks/$D1")
+expect_eq "$(echo "$info" | json 'j["full-backing-filename"]')" "$CACHE/img1" "overlay backing file"
+expect_eq "$(echo "$info" | json 'j["virtual-size"]')" $((64 << 20)) "overlay size"
+out=$(expect_api 200 GET "/disks/$ST/$D1/status")
+expect_eq "$(echo "$out" | json 'j["status"]')" exist "status of the disk"
+out=$(expect_api 200 GET "/disks/$ST/nosuch/status")
+expect_eq "$(echo "$out" | json 'j["status"]')" not_exist "status of a missing disk"
+expect_api 404 GET "/disks/nosuchstorage/$D1/status" >/dev/null
+cb=$(task "$(next_task)" POST "/disks/nosuchstorage/create/x" '{"disk":{"disk_size_mb":8}}' 2>/dev/null) && fail "unknown storage accepted"
+expect_eq "$(last_code)" 404 "create on an unknown storage"
+D2=blank-$$
+cb=$(task "$(next_task)" POST "/disks/$ST/create/$D2" '{"disk":{"format":"raw","disk_size_mb":16}}')
+expect_eq "$(echo "$cb" | json 'j["disk_size"]')" 16 "blank disk size"
+expect_eq "$(qemu-img info -U --output=json "$T/disks/$D2" | json 'j["format"]')" raw "blank disk format"
+cb=$(task "$(next_task)" POST "/disks/$ST/resize/$D2" '{"disk":{"size":32}}')
+expect_eq "$(echo "$cb" | json 'j["disk_size"]')" 32 "resized disk size"
+expect_eq "$(stat -c %s "$T/disks/$D2")" $((32 << 20)) "resized file"
+cb=$(task "$(next_task)" POST "/disks/$ST/resize/$D2" '{"disk":{"size":8}}')
+expect_eq "$(echo "$cb" | json 'j["__status__"]')" error "shrink refused"
+expect_contains "$(echo "$cb" | json 'j["__reason__"]')" "shrinking is refused" "shrink reason"
+expect_eq "$(stat -c %s "$T/disks/$D2")" $((32 << 20)) "file after a refused shrink"
+ok "disk routes: template overlay, blank, status, resize, shrink refused, unknown storage 404"
+
+# ---- 4. the guest runs on the overlay of the cached image ----
+U=$(python3 -c 'import uuid; print(uuid.uuid4())')
+DESC="{\"desc\": {\"uuid\": \"$U\", \"name\": \"img guest\", \"cpu\": 1, \"mem\": 128,
+  \"disks\": [{\"disk_id\": \"$D1\", \"index\": 0, \"size\": 64, \"format\": \"qcow2\",
+               \"path\": \"$T/disks/$D1\", \"image_path\": \"$CACHE/img1\"}]}}"
+cb=$(task "$(next_task)" POST "/servers/$S1/create" "$DESC")
+expect_eq "$(echo "$cb" | json 'j.get("__status__","")')" "" "guest create: $cb"
+cb=$(task "$(next_task)" POST "/servers/$S1/start" '{}')
+wait_for 30 sh -c "virsh -c qemu:///system domstate $S1 | grep -qx running" || fail "guest not running"
+src=$(virsh -c qemu:///system domblklist "$S1" --details | awk '$2=="disk"{print $4}')
+expect_eq "$src" "$T/disks/$D1" "guest disk source"
+expect_eq "$(qemu-img info -U --output=json "$src" | json 'j["full-backing-filename"]')" "$CACHE/img1" "running disk backing"
+# The cached image is in use: uncache is refused naming the disk.
+TID=$(next_task)
+out=$(tapi "$TID" DELETE /disks/image_cache "$(cache_body img1)")
+cb=$(fake_region_wait "$TID" 30 | json 'json.dumps(j["body"])')
+expect_eq "$(echo "$cb" | json 'j["__status__"]')" error "uncache of a used image"
+expect_contains "$(echo "$cb" | json 'j["__reason__"]')" "$D1" "uncache names the disk"
+[ -f "$CACHE/img1" ] || fail "a used image was removed"
+cb=$(task "$(next_task)" POST "/servers/$S1/stop" '{"timeout": 1, "is_force": true}')
+wait_for 30 sh -c "virsh -c qemu:///system domstate $S1 | grep -qx 'shut off'" || fail "guest not stopped"
+ok "guest ran on the overlay of the cached image; uncache refused while used"
+
+# ---- 5. delete the disks, then the image ----
+virsh -c qemu:///system undefine "$S1" --nvram >/dev/null 2>&1
+rm -rf "$T/servers/$S1"
+cb=$(task "$(next_task)" POST "/disks/$ST/delete/$D1" '{"clean_snapshots":false}')
+[ ! -e "$T/disks/$D1" ] || fail "disk not deleted"
+cb=$(task "$(next_task)" POST "/disks/$ST/delete/$D1" '{}')
+expect_eq "$(echo "$cb" | json 'j.get("__status__","")')" "" "deleting a missing disk is success"
+task "$(next_task)" POST "/disks/$ST/delete/$D2" '{}' >/dev/null
+cb=$(task "$(next_task)" DELETE /disks/image_cache "$(cache_body img1)")
+expect_eq "$(echo "$cb" | json 'j.get("__status__","")')" "" "uncache: $cb"
+[ ! -e "$CACHE/img1" ] && [ ! -e "$CACHE/img1.inf" ] || fail "image not removed from the cache"
+ok "disks deleted (missing is success), image removed from the cache"
+
+# ---- 6. faults: nothing half-done, the task names image and cause, a retry succeeds ----
+expect_fault() { # ID TASKBODY-EXTRA CAUSE
+	local cb
+	cb=$(task "$(next_task)" POST /disks/image_cache "$(cache_body "$1")")
+	expect_eq "$(echo "$cb" | json 'j.get("__status__","")')" error "$1 task status: $cb"
+	expect_contains "$(echo "$cb" | json 'j["__reason__"]')" "image $1" "$1 reason names the image"
+	expect_contains "$(echo "$cb" | json 'j["__reason__"]')" "$2" "$1 reason names the cause"
+	no_leftovers "$1"
+}
+retry_ok() {
+	local cb
+	cb=$(task "$(next_task)" POST /disks/image_cache "$(cache_body "$1")")
+	expect_eq "$(echo "$cb" | json 'j.get("__status__","")')" "" "$1 retry: $cb"
+	expect_eq "$(md5sum <"$CACHE/$1" | cut -d' ' -f1)" "$(md5sum <"$2" | cut -d' ' -f1)" "$1 content after retry"
+}
+qemu-img create -q -f qcow2 "$T/big.qcow2" 64M && qemu-io -f qcow2 -c "write -P 17 0 24M" "$T/big.qcow2" >/dev/null || hard "qemu-img"
+upload cut1 "$T/big.qcow2"
+fault '{"id":"cut1","mode":"cut"}'
+expect_fault cut1 "cut short"
+fault '{"id":"cut1","mode":"none"}'
+retry_ok cut1 "$T/big.qcow2"
+ok "cut download: no file left, reason, retry succeeds"
+
+upload sum1 "$T/big.qcow2"
+fault '{"id":"sum1","mode":"badsum"}'
+expect_fault sum1 "checksum mismatch"
+fault '{"id":"sum1","mode":"none"}'
+retry_ok sum1 "$T/big.qcow2"
+ok "wrong checksum: refused, nothing left, retry succeeds"
+
+expect_fault nosuch "does not have it"
+ok "unknown image: 404 cause"
+
+# The service down: kill it, fail, restart it (same port), retry.
+upload down1 "$T/base.qcow2"
+kill "$FI_PID"; wait "$FI_PID" 2>/dev/null
+expect_fault down1 "unreachable"
+python3 "$top_srcdir/tests/integration/fake-image.py" --port "$FI_PORT" --record "$FI_RECORD" \
+	--keystone "$KS_URL" >>"$T/fake-image.log" 2>&1 &
+FI_PID=$!
+on_exit "kill $FI_PID"
+wait_for 20 curl -sf -o /dev/null "$FI/__ready" || hard "fake image service did not restart"
+upload down1 "$T/base.qcow2"
+retry_ok down1 "$T/base.qcow2"
+ok "image service down: reason, retry succeeds"
+
+# Disk full: the cache on a small tmpfs.
+mkdir -p "$CACHE.small"
+mount -t tmpfs -o size=8m tmpfs "$CACHE.small" || hard "tmpfs"
+on_exit "umount $CACHE.small"
+mv "$CACHE" "$CACHE.big" && ln -s "$CACHE.small" "$CACHE" || hard "swap the cache dir"
+upload full1 "$T/big.qcow2"
+expect_fault full1 "no space left"
+[ -z "$(ls "$CACHE.small")" ] || fail "disk full left files: $(ls "$CACHE.small")"
+rm "$CACHE" && mv "$CACHE.big" "$CACHE"
+retry_ok full1 "$T/big.qcow2"
+ok "disk full: nothing left, reason, retry succeeds"
+
+# ---- 7. the H2 image: a qcow2 whose header names a data file outside the roots ----
+mkdir -p "$T/secret"
+printf 'HOST-SECRET' >"$T/secret/secret.raw"
+qemu-img create -q -f qcow2 -o data_file="$T/secret/secret.raw",data_file_raw=on "$T/evil.qcow2" 64K || hard "qemu-img"
+upload evil1 "$T/evil.qcow2"
+expect_fault evil1 "data file $T/secret/secret.raw"
+# An image announced as raw but sent as qcow2 is refused (format other than announced).
+upload liar1 "$T/base.qcow2" raw
+cb=$(task "$(next_task)" POST /disks/image_cache "$(cache_body liar1)")
+expect_eq "$(echo "$cb" | json 'j.get("__status__","")')" "" "raw-announced image is cached as raw: $cb"
+expect_eq "$(json 'j["format"]' <"$CACHE/liar1.inf")" raw "format recorded is the announced one"
+# A backing-file image is refused.
+qemu-img create -q -f qcow2 -b "$T/base.qcow2" -F qcow2 "$T/chain.qcow2" || hard "qemu-img"
+upload chain1 "$T/chain.qcow2"
+expect_fault chain1 "backing file"
+ok "H2 data-file image and backing-file image refused, naming the file"
+
+# ---- 8. concurrent requests share one download; progress reaches the region ----
+upload slow1 "$T/big.qcow2"
+fault '{"id":"slow1","mode":"slow","rate":6000000}'
+A=$(next_task); B=$(next_task)
+tapi "$A" POST /disks/image_cache "$(cache_body slow1 ',"server_id":"'"$S1"'"')" >/dev/null
+tapi "$B" POST /disks/image_cache "$(cache_body slow1)" >/dev/null
+ca=$(fake_region_wait "$A" 120 | json 'json.dumps(j["body"])') || fail "no callback for $A"
+cb=$(fake_region_wait "$B" 120 | json 'json.dumps(j["body"])') || fail "no callback for $B"
+expect_eq "$(echo "$ca" | json 'j["path"]')" "$CACHE/slow1" "first waiter"
+expect_eq "$(echo "$cb" | json 'j["path"]')" "$CACHE/slow1" "second waiter"
+expect_eq "$(curl -sf "$FI/__stats" | json 'j["slow1"]["started"]')" 1 "downloads of slow1"
+grep -q '"kind": "server-update"' "$FR_RECORD" || fail "no progress PUT /servers/$S1"
+ok "two concurrent requests, one download; progress PUT to the region"
+
+bad=$(region_problems)
+[ -z "$bad" ] || fail "the fake region saw bad requests: $bad"
+bad=$(image_problems)
+[ -z "$bad" ] || fail "the fake image service saw bad requests: $bad"
+ok "every region and image service call was as the real ones expect"
