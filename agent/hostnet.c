@@ -164,9 +164,12 @@ static int failf(char **ret_error, const struct hostnet *hn, int r, const char *
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
+	char mask[8] = "";
+	if (hn->ip && hn->masklen > 0)
+		snprintf(mask, sizeof(mask), "/%d", hn->masklen);
 	if (ret_error &&
-	    asprintf(ret_error, "networks entry '%s/%s%s%s': %s", hn->ifname, hn->bridge,
-		     hn->ip ? "/" : "", hn->ip ? hn->ip : "", why) < 0)
+	    asprintf(ret_error, "networks entry '%s/%s%s%s%s': %s", hn->ifname, hn->bridge,
+		     hn->ip ? "/" : "", hn->ip ? hn->ip : "", mask, why) < 0)
 		*ret_error = NULL;
 	return r;
 }
