@@ -164,7 +164,7 @@ static int failf(char **ret_error, const struct hostnet *hn, int r, const char *
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	char mask[8] = "";
+	char mask[16] = "";
 	if (hn->ip && hn->masklen > 0)
 		snprintf(mask, sizeof(mask), "/%d", hn->masklen);
 	if (ret_error &&
