@@ -872,7 +872,7 @@ static void reg_next(struct report *rp)
 					  rp->host_id, esc);
 		break;
 	case REG_CACHE_CREATE:
-		body = json_pack("{s:{s:s++,s:s,s:s}}", "storagecache", "name", "local-",
+		body = json_pack("{s:{s:s+,s:s,s:s}}", "storagecache", "name", "local-",
 				 st->name, "path", st->cache_dir, "external_id", rp->host_id);
 		k = body ? asprintf_safe(&path, "/storagecaches") : -ENOMEM;
 		break;
