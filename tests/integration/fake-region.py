@@ -245,7 +245,7 @@ class Handler(BaseHTTPRequestHandler):
         rec = {"method": self.command, "path": self.path, "kind": "unknown", "task_id": None,
                "host_id": None, "sid": None, "body": None, "token_valid": False,
                "ignored": []}
-        self.rec = rec
+        self.rec, self.note = rec, None
         m = None
         for method, rx, kind in ROUTES:
             mm = rx.match(url.path)
@@ -315,7 +315,8 @@ class Handler(BaseHTTPRequestHandler):
                        404: "ResourceNotFoundError", 409: "DuplicateResourceError"}
             self._answer(status, {"code": status,
                                   "class": classes.get(status, "InternalServerError"),
-                                  "details": "; ".join(problems) or "injected failure"})
+                                  "details": "; ".join(problems) or self.note or
+                                  "injected failure"})
 
     def _wrapped(self, body, key, problems):
         inner = body.get(key) if body else None
@@ -385,7 +386,7 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "wire-get":
             w = self._find(db["wires"], m.group(1))
             if not w:
-                problems.append("wire %s not found" % m.group(1))
+                self.note = "wire %s not found" % m.group(1)
                 return 404, {}
             return 200, {"wire": w}
         if kind == "host-list":
@@ -408,13 +409,13 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "storage-get":
             st = self._find(db["storages"], m.group(1))
             if not st:
-                problems.append("storage %s not found" % m.group(1))
+                self.note = "storage %s not found" % m.group(1)  # a lookup: no problem
                 return 404, {}
             return 200, {"storage": st}
         if kind == "hoststorage-get":
             hs = db["hoststorages"].get(m.group(1) + "/" + m.group(2))
             if not hs:
-                problems.append("host %s has no storage %s" % (m.group(1), m.group(2)))
+                self.note = "host %s has no storage %s" % (m.group(1), m.group(2))
                 return 404, {}
             return 200, {"hoststorage": hs}
         if kind == "storagecache-create":
