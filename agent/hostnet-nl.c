@@ -1,6 +1,7 @@
 /* System boundary of agent/hostnet.c: the host's links and IPv4 addresses from rtnetlink
  * (libnl-route), so the rest is pure logic that unit tests feed with fixtures. */
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netlink/addr.h>
 #include <netlink/cache.h>
 #include <netlink/route/addr.h>
@@ -35,6 +36,7 @@ static int fill(struct nl_cache *links, struct nl_cache *addrs, struct hostnet_l
 			snprintf(hl->mac, sizeof(hl->mac), "%02x:%02x:%02x:%02x:%02x:%02x", b[0],
 				 b[1], b[2], b[3], b[4], b[5]);
 		}
+		hl->up = (rtnl_link_get_flags(l) & IFF_UP) != 0;
 		int ifindex = rtnl_link_get_ifindex(l);
 		for (struct nl_object *p = nl_cache_get_first(addrs); p; p = nl_cache_get_next(p)) {
 			struct rtnl_addr *a = (struct rtnl_addr *)p;

@@ -188,9 +188,11 @@ int hostnets_complete(struct hostnets *h, const struct hostnet_links *links,
 		const struct hostnet_link *br = link_find(links, hn->bridge);
 		if (!br)
 			return failf(ret_error, hn, -ENODEV, "bridge %s does not exist", hn->bridge);
-		if (!link_find(links, hn->ifname))
+		const struct hostnet_link *nic = link_find(links, hn->ifname);
+		if (!nic)
 			return failf(ret_error, hn, -ENODEV, "interface %s does not exist",
 				     hn->ifname);
+		hn->link_up = nic->up;
 		if (isempty(br->mac))
 			return failf(ret_error, hn, -EINVAL, "bridge %s has no MAC address",
 				     hn->bridge);

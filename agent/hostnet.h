@@ -19,6 +19,7 @@ struct hostnet {
 	char *mac;     /* MAC of the bridge; NULL until read */
 	char *wire_id; /* region wire id; NULL until registered */
 	char *wire;    /* region wire name */
+	bool link_up;  /* the interface is up (IFF_UP) when read */
 };
 
 struct hostnets;
@@ -32,6 +33,7 @@ struct hostnet_addr {
 struct hostnet_link {
 	char name[IFNAMSIZ];
 	char mac[18]; /* "aa:bb:cc:dd:ee:ff"; empty when the link has none */
+	bool up;      /* IFF_UP */
 	struct hostnet_addr *addrs; /* IPv4 only */
 	size_t n_addrs;
 };

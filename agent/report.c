@@ -220,7 +220,7 @@ int report_netif_body(const struct hostnet *hn, bool access, json_t **ret)
 		return -ENODATA;
 	json_t *b = json_pack("{s:{s:s,s:i,s:s,s:s,s:s,s:b,s:s,s:b}}", "host", "mac", hn->mac,
 			      "vlan_id", 1, "wire", hn->wire, "bridge", hn->bridge, "interface",
-			      hn->ifname, "link_up", true, "ip_addr", hn->ip, "reserve", true);
+			      hn->ifname, "link_up", hn->link_up, "ip_addr", hn->ip, "reserve", true);
 	if (!b)
 		return -ENOMEM;
 	if (access)

@@ -13,10 +13,11 @@
 static struct hostnet_addr br0_addrs[] = {{"10.0.0.5", 24}, {"10.0.1.5", 16}};
 static struct hostnet_addr lo_addrs[] = {{"127.0.0.1", 8}};
 static struct hostnet_link fixture_v[] = {
-    {"lo", "00:00:00:00:00:00", lo_addrs, 1},
-    {"eth0", "52:54:00:00:00:01", NULL, 0},
-    {"br0", "52:54:00:00:00:02", br0_addrs, 2},
-    {"br1", "52:54:00:00:00:03", NULL, 0},
+    {"lo", "00:00:00:00:00:00", true, lo_addrs, 1},
+    {"eth0", "52:54:00:00:00:01", true, NULL, 0},
+    {"br0", "52:54:00:00:00:02", true, br0_addrs, 2},
+    {"br1", "52:54:00:00:00:03", false, NULL, 0},
+    {"eth1", "52:54:00:00:00:04", false, NULL, 0},
 };
 static const struct hostnet_links fixture = {fixture_v, ELEMENTSOF(fixture_v)};
 
@@ -137,6 +138,13 @@ static void test_netif_body(void **state)
 	json_decref(b);
 	assert_int_equal(report_netif_body(hostnets_get(h, 0), false, &b), 0);
 	assert_null(json_object_get(json_object_get(b, "host"), "nic_type"));
+	json_decref(b);
+	hostnets_free(h);
+	/* link_up is the interface's state. */
+	assert_int_equal(complete("eth1/br0", "0.0.0.0", true, &err, &h), 0);
+	assert_int_equal(hostnets_set_wire(h, 0, "w-1", "bcast0"), 0);
+	assert_int_equal(report_netif_body(hostnets_get(h, 0), true, &b), 0);
+	assert_true(json_is_false(json_object_get(json_object_get(b, "host"), "link_up")));
 	json_decref(b);
 	hostnets_free(h);
 }
