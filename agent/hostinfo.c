@@ -88,8 +88,8 @@ int hostinfo_storage(const char *root, json_t **ret)
 	snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/queue/rotational", major(st.st_dev),
 		 minor(st.st_dev));
 	if (read_file(p, 16, &rot, NULL) < 0) {
-		snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/../queue/rotational",
-			 major(st.st_dev), minor(st.st_dev));
+		snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/../queue/rotational", major(st.st_dev),
+			 minor(st.st_dev));
 		(void)read_file(p, 16, &rot, NULL);
 	}
 	if (rot && rot[0] == '1')

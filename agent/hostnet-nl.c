@@ -41,8 +41,9 @@ static int fill(struct nl_cache *links, struct nl_cache *addrs, struct hostnet_l
 		for (struct nl_object *p = nl_cache_get_first(addrs); p; p = nl_cache_get_next(p)) {
 			struct rtnl_addr *a = (struct rtnl_addr *)p;
 			struct nl_addr *local = rtnl_addr_get_local(a);
-			if (rtnl_addr_get_family(a) != AF_INET || rtnl_addr_get_ifindex(a) != ifindex ||
-			    !local || nl_addr_get_len(local) != 4)
+			if (rtnl_addr_get_family(a) != AF_INET ||
+			    rtnl_addr_get_ifindex(a) != ifindex || !local ||
+			    nl_addr_get_len(local) != 4)
 				continue;
 			struct hostnet_addr *v =
 			    realloc(hl->addrs, (hl->n_addrs + 1) * sizeof(*hl->addrs));

@@ -187,7 +187,8 @@ int hostnets_complete(struct hostnets *h, const struct hostnet_links *links,
 		struct hostnet *hn = &h->v[i];
 		const struct hostnet_link *br = link_find(links, hn->bridge);
 		if (!br)
-			return failf(ret_error, hn, -ENODEV, "bridge %s does not exist", hn->bridge);
+			return failf(ret_error, hn, -ENODEV, "bridge %s does not exist",
+				     hn->bridge);
 		const struct hostnet_link *nic = link_find(links, hn->ifname);
 		if (!nic)
 			return failf(ret_error, hn, -ENODEV, "interface %s does not exist",
@@ -206,17 +207,17 @@ int hostnets_complete(struct hostnets *h, const struct hostnet_links *links,
 				if (streq(br->addrs[k].ip, hn->ip))
 					found = &br->addrs[k];
 			if (!found)
-				return failf(ret_error, hn, -EINVAL, "address %s is not on bridge %s",
-					     hn->ip, hn->bridge);
-			if (hn->masklen && hn->masklen != found->masklen)
 				return failf(ret_error, hn, -EINVAL,
-					     "bridge %s has %s/%d, not /%d", hn->bridge, hn->ip,
-					     found->masklen, hn->masklen);
+					     "address %s is not on bridge %s", hn->ip, hn->bridge);
+			if (hn->masklen && hn->masklen != found->masklen)
+				return failf(ret_error, hn, -EINVAL, "bridge %s has %s/%d, not /%d",
+					     hn->bridge, hn->ip, found->masklen, hn->masklen);
 		} else {
 			if (br->n_addrs == 0)
-				return failf(ret_error, hn, -EINVAL,
-					     "bridge %s has no IPv4 address (give one in the entry)",
-					     hn->bridge);
+				return failf(
+				    ret_error, hn, -EINVAL,
+				    "bridge %s has no IPv4 address (give one in the entry)",
+				    hn->bridge);
 			found = &br->addrs[0];
 		}
 		if (setstr(&hn->ip, found->ip) < 0 || setstr(&hn->mac, br->mac) < 0)
@@ -236,9 +237,9 @@ int hostnets_complete(struct hostnets *h, const struct hostnet_links *links,
 					break;
 				}
 		if (!mac && need_access) {
-			if (ret_error && asprintf(ret_error,
-						  "listen_address %s is on no interface of this host",
-						  listen_address) < 0)
+			if (ret_error &&
+			    asprintf(ret_error, "listen_address %s is on no interface of this host",
+				     listen_address) < 0)
 				*ret_error = NULL;
 			return -EINVAL;
 		}

@@ -32,8 +32,8 @@ struct hostnet_addr {
 };
 struct hostnet_link {
 	char name[IFNAMSIZ];
-	char mac[18]; /* "aa:bb:cc:dd:ee:ff"; empty when the link has none */
-	bool up;      /* IFF_UP */
+	char mac[18];		    /* "aa:bb:cc:dd:ee:ff"; empty when the link has none */
+	bool up;		    /* IFF_UP */
 	struct hostnet_addr *addrs; /* IPv4 only */
 	size_t n_addrs;
 };

@@ -218,9 +218,10 @@ int report_netif_body(const struct hostnet *hn, bool access, json_t **ret)
 {
 	if (!hn || isempty(hn->mac) || isempty(hn->ip) || isempty(hn->wire))
 		return -ENODATA;
-	json_t *b = json_pack("{s:{s:s,s:i,s:s,s:s,s:s,s:b,s:s,s:b}}", "host", "mac", hn->mac,
-			      "vlan_id", 1, "wire", hn->wire, "bridge", hn->bridge, "interface",
-			      hn->ifname, "link_up", hn->link_up, "ip_addr", hn->ip, "reserve", true);
+	json_t *b =
+	    json_pack("{s:{s:s,s:i,s:s,s:s,s:s,s:b,s:s,s:b}}", "host", "mac", hn->mac, "vlan_id", 1,
+		      "wire", hn->wire, "bridge", hn->bridge, "interface", hn->ifname, "link_up",
+		      hn->link_up, "ip_addr", hn->ip, "reserve", true);
 	if (!b)
 		return -ENOMEM;
 	if (access)
@@ -339,11 +340,10 @@ static void stats_work(void *userdata)
 		json_auto_t *f = NULL;
 		if (isempty(id) || hostinfo_storage(*root, &f) < 0)
 			continue;
-		json_array_append_new(storages,
-				      json_pack("{s:s,s:O,s:O}", "storage_id", id, "capacity_mb",
-						json_object_get(f, "capacity_mb"),
-						"actual_capacity_used_mb",
-						json_object_get(f, "used_mb")));
+		json_array_append_new(
+		    storages, json_pack("{s:s,s:O,s:O}", "storage_id", id, "capacity_mb",
+					json_object_get(f, "capacity_mb"),
+					"actual_capacity_used_mb", json_object_get(f, "used_mb")));
 	}
 	j->r = report_ping_body(host, storages, &j->result);
 }
@@ -513,7 +513,8 @@ static void load_ids(struct report *rp)
 		const char *cid = json_string_value(json_object_get(e, "cache_id"));
 		for (size_t i = 0; root && i < storages_count(a->storages); i++)
 			if (streq(storages_get(a->storages, i)->root, root))
-				(void)storages_set_ids(a->storages, i, outbox_sid_valid(id) ? id : NULL,
+				(void)storages_set_ids(a->storages, i,
+						       outbox_sid_valid(id) ? id : NULL,
 						       outbox_sid_valid(cid) ? cid : NULL);
 	}
 	json_array_foreach (json_object_get(j, "wires"), n, e) {
@@ -530,8 +531,9 @@ static void ids_changed(struct report *rp)
 {
 	int k = save_ids(rp);
 	if (k < 0)
-		log_warning_errno(k, "Cannot save the region ids in %s (looked up again at the "
-				     "next start): %m",
+		log_warning_errno(k,
+				  "Cannot save the region ids in %s (looked up again at the "
+				  "next start): %m",
 				  rp->ids_path);
 }
 
@@ -592,8 +594,8 @@ static void on_reg_done(int err, const struct http_response *resp, void *userdat
 		id = json_string_value(json_object_get(json_array_get(nets, 0), "wire_id"));
 		if (!outbox_sid_valid(id))
 			return reg_failed(rp, 0, "network of %s without a usable wire_id", hn->ip);
-		if (!streq_ptr(hn->wire_id, id) && hostnets_set_wire(a->hostnets, rp->idx, id,
-								     NULL) < 0)
+		if (!streq_ptr(hn->wire_id, id) &&
+		    hostnets_set_wire(a->hostnets, rp->idx, id, NULL) < 0)
 			return reg_failed(rp, -ENOMEM, "wire of %s", hn->ip);
 		rp->step = REG_WIRE;
 		return reg_next(rp);
@@ -601,8 +603,8 @@ static void on_reg_done(int err, const struct http_response *resp, void *userdat
 	case REG_WIRE: {
 		if (k < 0)
 			return FAIL("GET /wires/%s", hn->wire_id);
-		const char *name = json_string_value(
-		    json_object_get(json_object_get(j, "wire"), "name"));
+		const char *name =
+		    json_string_value(json_object_get(json_object_get(j, "wire"), "name"));
 		if (isempty(name))
 			return reg_failed(rp, 0, "GET /wires/%s: reply without a wire name",
 					  hn->wire_id);
@@ -680,7 +682,8 @@ static void on_reg_done(int err, const struct http_response *resp, void *userdat
 		if (rp->step == REG_CACHE_FIND) {
 			json_t *l = json_object_get(j, "storagecaches");
 			if (!json_is_array(l))
-				return reg_failed(rp, 0, "GET /storagecaches: reply without a list");
+				return reg_failed(rp, 0,
+						  "GET /storagecaches: reply without a list");
 			if (json_array_size(l) == 0) {
 				rp->step = REG_CACHE_CREATE;
 				return reg_next(rp);
@@ -872,8 +875,8 @@ static void reg_next(struct report *rp)
 					  rp->host_id, esc);
 		break;
 	case REG_CACHE_CREATE:
-		body = json_pack("{s:{s:s+,s:s,s:s}}", "storagecache", "name", "local-",
-				 st->name, "path", st->cache_dir, "external_id", rp->host_id);
+		body = json_pack("{s:{s:s+,s:s,s:s}}", "storagecache", "name", "local-", st->name,
+				 "path", st->cache_dir, "external_id", rp->host_id);
 		k = body ? asprintf_safe(&path, "/storagecaches") : -ENOMEM;
 		break;
 	case REG_STORAGE_FIND:

@@ -13,10 +13,8 @@
 static struct hostnet_addr br0_addrs[] = {{"10.0.0.5", 24}, {"10.0.1.5", 16}};
 static struct hostnet_addr lo_addrs[] = {{"127.0.0.1", 8}};
 static struct hostnet_link fixture_v[] = {
-    {"lo", "00:00:00:00:00:00", true, lo_addrs, 1},
-    {"eth0", "52:54:00:00:00:01", true, NULL, 0},
-    {"br0", "52:54:00:00:00:02", true, br0_addrs, 2},
-    {"br1", "52:54:00:00:00:03", false, NULL, 0},
+    {"lo", "00:00:00:00:00:00", true, lo_addrs, 1},   {"eth0", "52:54:00:00:00:01", true, NULL, 0},
+    {"br0", "52:54:00:00:00:02", true, br0_addrs, 2}, {"br1", "52:54:00:00:00:03", false, NULL, 0},
     {"eth1", "52:54:00:00:00:04", false, NULL, 0},
 };
 static const struct hostnet_links fixture = {fixture_v, ELEMENTSOF(fixture_v)};
@@ -36,8 +34,11 @@ static int complete(const char *entry, const char *listen, bool need, char **err
 
 static void test_parse(void **state)
 {
-	char *bad[][2] = {{"eth0", NULL}, {"eth0/", NULL}, {"/br0", NULL},
-			  {"eth0/br0/10.0.0.5/33", NULL}, {"eth0/a-very-long-bridge-name", NULL}};
+	char *bad[][2] = {{"eth0", NULL},
+			  {"eth0/", NULL},
+			  {"/br0", NULL},
+			  {"eth0/br0/10.0.0.5/33", NULL},
+			  {"eth0/a-very-long-bridge-name", NULL}};
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		struct hostnets *h = NULL;
 		_cleanup_free_ char *err = NULL;
@@ -130,10 +131,10 @@ static void test_netif_body(void **state)
 	assert_int_equal(report_netif_body(hostnets_get(h, 0), true, &b), -ENODATA);
 	assert_int_equal(hostnets_set_wire(h, 0, "w-1", "bcast0"), 0);
 	assert_int_equal(report_netif_body(hostnets_get(h, 0), true, &b), 0);
-	json_auto_t *want = json_pack(
-	    "{s:{s:s,s:i,s:s,s:s,s:s,s:b,s:s,s:b,s:s}}", "host", "mac", "52:54:00:00:00:02",
-	    "vlan_id", 1, "wire", "bcast0", "bridge", "br0", "interface", "eth0", "link_up", 1,
-	    "ip_addr", "10.0.0.5", "reserve", 1, "nic_type", "admin");
+	json_auto_t *want = json_pack("{s:{s:s,s:i,s:s,s:s,s:s,s:b,s:s,s:b,s:s}}", "host", "mac",
+				      "52:54:00:00:00:02", "vlan_id", 1, "wire", "bcast0", "bridge",
+				      "br0", "interface", "eth0", "link_up", 1, "ip_addr",
+				      "10.0.0.5", "reserve", 1, "nic_type", "admin");
 	assert_true(json_equal(b, want));
 	json_decref(b);
 	assert_int_equal(report_netif_body(hostnets_get(h, 0), false, &b), 0);
@@ -168,11 +169,10 @@ static void test_storage_and_ping_bodies(void **state)
 	assert_int_equal(report_storage_body(st, facts, "zone1", true, &b), -ENODATA);
 	assert_int_equal(storages_set_ids(s, 0, NULL, "sc-1"), 0);
 	assert_int_equal(report_storage_body(st, facts, "zone1", true, &b), 0);
-	json_auto_t *want =
-	    json_pack("{s:{s:s,s:i,s:i,s:s,s:s,s:s,s:s}}", "storage", "name",
-		      "host_10.0.0.5_local_storage_0", "capacity", 1000, "actual_capacity_used",
-		      300, "storage_type", "local", "medium_type", "rotate", "zone", "zone1",
-		      "storagecache_id", "sc-1");
+	json_auto_t *want = json_pack(
+	    "{s:{s:s,s:i,s:i,s:s,s:s,s:s,s:s}}", "storage", "name", "host_10.0.0.5_local_storage_0",
+	    "capacity", 1000, "actual_capacity_used", 300, "storage_type", "local", "medium_type",
+	    "rotate", "zone", "zone1", "storagecache_id", "sc-1");
 	assert_true(json_equal(b, want));
 	json_decref(b);
 	assert_int_equal(report_storage_body(st, facts, "zone1", false, &b), 0);
