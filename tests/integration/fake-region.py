@@ -10,6 +10,7 @@ Every request is checked and recorded, one JSON object per line in --record:
    storage-create, storage-update, hoststorage-get, hoststorage-create, server-status or
    unknown), "task_id", "host_id", "sid", "status" (what we answered), "token_valid"
    (X-Auth-Token accepted by keystone), "token_sha" (sha256 of the token, first 16 hex),
+   "token_rejected" (present when a token refused after /__reject-tokens was sent),
    "body" (parsed JSON or null), "ignored" (add-netif fields the real region silently
    ignores), "problems" ([] when all is well)}
 Checks for every request: the method and path of a known route, X-Auth-Token a valid keystone
