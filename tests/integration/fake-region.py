@@ -109,8 +109,12 @@ def keystone_valid(keystone, token):
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status == 200
+    except urllib.error.HTTPError as e:
+        return None if e.code >= 500 else False
     except (urllib.error.URLError, OSError):
-        return False
+        # Keystone did not answer (a loaded machine): the region cannot tell either and
+        # answers 5xx; not the agent's fault.
+        return None
 
 
 def is_int(v, minimum=0):
@@ -285,8 +289,12 @@ class Handler(BaseHTTPRequestHandler):
         rec["token_sha"] = sha if token else None
         with srv.lock:
             rejected = sha in srv.rejected
-        rec["token_valid"] = not rejected and keystone_valid(srv.keystone, token)
-        if rec["token_valid"]:
+        valid = None if rejected else keystone_valid(srv.keystone, token)
+        keystone_down = valid is None and not rejected
+        rec["token_valid"] = bool(valid)
+        if keystone_down:
+            self.note = "keystone did not answer the token validation"
+        elif rec["token_valid"]:
             with srv.lock:
                 srv.seen_tokens.add(sha)
         elif rejected:
@@ -295,7 +303,7 @@ class Handler(BaseHTTPRequestHandler):
             problems.append("X-Auth-Token is missing or not a valid keystone token")
 
         status, reply = 200, {}
-        if outage:
+        if outage or keystone_down:
             status = 503
         elif not rec["token_valid"]:
             # The real region treats a bad token as anonymous: 403 ForbiddenError, not 401.

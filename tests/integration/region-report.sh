@@ -320,3 +320,25 @@ expect_contains "$(cat "$T/bad.log")" "bridge nosuchbr0 does not exist" "missing
 bad_start "$DU/$BR/10.254.254.254"
 expect_contains "$(cat "$T/bad.log")" "address 10.254.254.254 is not on bridge $BR" "IP not on the bridge"
 ok "a missing bridge or an IP not on it stops the agent, naming the entry"
+
+# 9. What the region refuses reaches readiness with its reason: a zone that does not exist
+# (the real region: 404 "zone ... not found"), an access address in no network of the region.
+IP2=10.214.$((RANDOM % 250 + 1)).7
+ip addr add "$IP2/24" dev "$BR" || hard "cannot address $BR"
+refused() { # CONF-SED EXPECTED: the agent stays up, not ready, and says why
+	sed "$1" "$T/host.conf" >"$T/ref.conf"
+	: >"$T/ref.log"
+	"$HOSTAGENT" --config "$T/ref.conf" --log-level debug >"$T/ref.log" 2>&1 9>&- &
+	AGENT_PID=$!
+	wait_for 60 grep -qF "$2" "$T/ref.log" || fail "no '$2' in the agent log"
+	expect_eq "$(ready_code)" 503 "readyz while the region refuses"
+	expect_contains "$(cat "$T/ready")" "$2" "readiness reason"
+	stop_agent
+}
+rm -f "$T/state/host-id" "$T/state/region-ids.json"
+# Without networks the access address is listen_address (127.0.0.1): a MAC the region does
+# not know, so the host would be created.
+refused "s|^zone: .*|zone: nosuchzone|; s|^networks: .*|networks: []|" "zone nosuchzone not found"
+refused "s|^networks: .*|networks: [$DU/$BR/$IP2]|" "no network of the region contains $IP2"
+expect_eq "$(state | json 'len(j["hosts"])')" 1 "nothing created for refused registrations"
+ok "a missing zone or a network unknown to the region: not ready, with the region's reason"
