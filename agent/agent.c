@@ -156,9 +156,44 @@ struct agent *agent_free(struct agent *a)
 	return NULL;
 }
 
+/* The host networks completed from the host's links (bridge MAC, address) and the access
+ * address the region gets; a missing bridge or an address not on it stops the agent. */
+static int agent_networks_start(struct agent *a)
+{
+	struct hostnet_links links = {0};
+	int r = hostnet_links_read(&links);
+	if (r < 0)
+		return log_error_errno(r, "Failed to read the host's network links: %m");
+	_cleanup_free_ char *err = NULL;
+	r = hostnets_complete(a->hostnets, &links, a->cfg.listen_address,
+			      !config_standalone(&a->cfg), &err);
+	hostnet_links_done(&links);
+	if (r < 0)
+		return err ? log_error_errno(r, "%s", err)
+			   : log_error_errno(r, "Failed to complete the host networks: %m");
+	for (size_t i = 0; i < hostnets_count(a->hostnets); i++) {
+		const struct hostnet *hn = hostnets_get(a->hostnets, i);
+		_cleanup_free_ char *ipm = NULL;
+		if (asprintf(&ipm, "%s/%d", hn->ip, hn->masklen) < 0)
+			return -ENOMEM;
+		log_kv(LOG_INFO, "Host network", "interface", hn->ifname, "bridge", hn->bridge,
+		       "ip", ipm, "mac", hn->mac, NULL);
+	}
+	const char *ip = hostnets_access_ip(a->hostnets);
+	if (ip) {
+		r = storages_set_names(a->storages, ip);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 int agent_start(struct agent *a)
 {
-	int r = agent_modules_start(a->modules);
+	int r = agent_networks_start(a);
+	if (r < 0)
+		return r;
+	r = agent_modules_start(a->modules);
 	if (r < 0)
 		return r;
 	r = placer_start(a->placer);

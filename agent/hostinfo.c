@@ -1,13 +1,16 @@
-#include <ifaddrs.h>
-#include <net/if.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
 #include "agent/hostinfo.h"
+#include "agent/hostnet.h"
 #include "agent/modules.h"
 #include "agent/report.h"
 #include "agent/tasks.h"
@@ -56,29 +59,49 @@ static void os_release(const char *root, json_t *sys)
 		}
 }
 
-/* The first up, non-loopback interface with an IPv4 address: the host's access address. */
-static void access_address(json_t *host)
+/* KVM_CAP_MAX_VCPUS of /dev/kvm: the most vCPUs one guest may have; -1 without KVM. */
+static long kvm_max_vcpus(void)
 {
-	struct ifaddrs *ifs;
-	if (getifaddrs(&ifs) < 0)
-		return;
-	for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
-		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET ||
-		    (i->ifa_flags & IFF_LOOPBACK) || !(i->ifa_flags & IFF_UP))
-			continue;
-		char ip[INET_ADDRSTRLEN];
-		inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, ip, sizeof(ip));
-		json_object_set_new(host, "access_ip", json_string(ip));
-		_cleanup_free_ char *p = strjoin("/sys/class/net/", i->ifa_name, "/address"),
-				    *mac = NULL;
-		if (p && read_file(p, 64, &mac, NULL) >= 0) {
-			mac[strcspn(mac, "\n")] = 0;
-			json_object_set_new(host, "access_mac", json_string(mac));
-		}
-		json_object_set_new(host, "access_interface", json_string(i->ifa_name));
-		break;
+	_cleanup_close_ int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int n = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (n <= 0)
+		n = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	return n > 0 ? n : -1;
+}
+
+int hostinfo_storage(const char *root, json_t **ret)
+{
+	struct statvfs sv;
+	struct stat st, rst;
+	if (statvfs(root, &sv) < 0 || stat(root, &st) < 0)
+		return negative_errno();
+	json_int_t total = (json_int_t)(sv.f_blocks * sv.f_frsize / (1024 * 1024));
+	json_int_t avail = (json_int_t)(sv.f_bavail * sv.f_frsize / (1024 * 1024));
+	json_int_t used = (json_int_t)((sv.f_blocks - sv.f_bfree) * sv.f_frsize / (1024 * 1024));
+	/* The block device's queue/rotational; a partition's queue is its parent's. Not a block
+	 * device (tmpfs, overlay): no spinning disk under it. */
+	bool rotational = false;
+	char p[PATH_MAX];
+	_cleanup_free_ char *rot = NULL;
+	snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/queue/rotational", major(st.st_dev),
+		 minor(st.st_dev));
+	if (read_file(p, 16, &rot, NULL) < 0) {
+		snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/../queue/rotational", major(st.st_dev),
+			 minor(st.st_dev));
+		(void)read_file(p, 16, &rot, NULL);
 	}
-	freeifaddrs(ifs);
+	if (rot && rot[0] == '1')
+		rotational = true;
+	bool is_root = stat("/", &rst) == 0 && rst.st_dev == st.st_dev;
+	json_t *o = json_pack("{s:I,s:I,s:I,s:s,s:b}", "capacity_mb", total, "used_mb", used,
+			      "free_mb", avail, "medium_type", rotational ? "rotate" : "ssd",
+			      "is_root_partition", is_root);
+	if (!o)
+		return -ENOMEM;
+	*ret = o;
+	return 0;
 }
 
 int hostinfo_collect(const struct config *cfg, const char *root, virConnectPtr conn, json_t **ret)
@@ -94,8 +117,16 @@ int hostinfo_collect(const struct config *cfg, const char *root, virConnectPtr c
 		json_object_set_new(host, "name", json_string(u.nodename));
 		json_object_set_new(sys, "kernel", json_string(u.release));
 		json_object_set_new(sys, "arch", json_string(u.machine));
+		/* Cloudpods' CPU_ARCH_X86_64 / CPU_ARCH_AARCH64 are the kernel's names. */
+		json_object_set_new(host, "cpu_architecture", json_string(u.machine));
 	}
-	json_object_set_new(host, "host_type", json_string("kvm"));
+	long page = sysconf(_SC_PAGESIZE);
+	if (page > 0)
+		json_object_set_new(host, "page_size_kb", json_integer(page / 1024));
+	long maxv = kvm_max_vcpus();
+	if (maxv > 0)
+		json_object_set_new(host, "kvm_cap_max_vcpu", json_integer(maxv));
+	json_object_set_new(host, "host_type", json_string("hypervisor"));
 	json_object_set_new(host, "version", json_string(PACKAGE_VERSION));
 	json_object_set_new(host, "cpu_count", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
 
@@ -111,10 +142,13 @@ int hostinfo_collect(const struct config *cfg, const char *root, virConnectPtr c
 	_cleanup_free_ char *memp = path_in(root, "/proc/meminfo"), *meminfo = NULL;
 	if (read_file(memp, 1024 * 1024, &meminfo, NULL) >= 0) {
 		_cleanup_free_ char *total = proc_field(meminfo, "MemTotal");
-		if (total)
-			json_object_set_new(host, "mem_size", json_integer(atoll(total) / 1024));
+		if (total) {
+			long long mb = atoll(total) / 1024;
+			json_object_set_new(host, "mem_size", json_integer(mb));
+			/* What the region itself picks when none is given: min(mem/8, 4 GiB). */
+			json_object_set_new(host, "mem_reserved", json_integer(MIN(mb / 8, 4096)));
+		}
 	}
-	json_object_set_new(host, "mem_reserved", json_integer(0));
 
 	json_int_t storage_mb = 0, free_mb = 0;
 	STRV_FOREACH (r, cfg->local_image_path) {
@@ -127,7 +161,6 @@ int hostinfo_collect(const struct config *cfg, const char *root, virConnectPtr c
 	json_object_set_new(host, "storage_size", json_integer(storage_mb));
 	json_object_set_new(host, "storage_free", json_integer(free_mb));
 	json_object_set_new(host, "kvm", json_boolean(access("/dev/kvm", R_OK | W_OK) == 0));
-	access_address(host);
 
 	if (conn) {
 		virNodeInfo ni;
@@ -146,6 +179,15 @@ int hostinfo_collect(const struct config *cfg, const char *root, virConnectPtr c
 	json_object_set_new(host, "sys_info", sys);
 	*ret = host;
 	return 0;
+}
+
+void hostinfo_set_access(struct agent *a, json_t *host)
+{
+	const char *ip = hostnets_access_ip(a->hostnets), *mac = hostnets_access_mac(a->hostnets);
+	if (ip && mac) {
+		json_object_set_new(host, "access_ip", json_string(ip));
+		json_object_set_new(host, "access_mac", json_string(mac));
+	}
 }
 
 struct sync {
@@ -179,6 +221,7 @@ static void sync_done(void *userdata)
 			json_object_set(s->host, "kernel_modules", json_object_get(m, "modules"));
 			json_decref(m);
 		}
+		hostinfo_set_access(s->a, s->host);
 		reply = (struct op_reply){200, json_pack("{s:O}", "host", s->host)};
 		report_host_info(s->a->report, s->host);
 		log_info("Host information re-read");

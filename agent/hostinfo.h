@@ -13,6 +13,13 @@ struct agent;
 /* Collects the host info; conn may be NULL (libvirt fields left out). root: "/" or a fixture
  * tree for tests (reads <root>/proc/cpuinfo, <root>/proc/meminfo, <root>/etc/os-release). */
 int hostinfo_collect(const struct config *cfg, const char *root, virConnectPtr conn, json_t **ret);
+/* Capacity of a local_image_path root as the region's storage wants it: {capacity_mb,
+ * used_mb, free_mb, medium_type ("ssd" or "rotate" from the block device's rotational flag),
+ * is_root_partition}. */
+int hostinfo_storage(const char *root, json_t **ret);
+/* Loop thread: adds access_ip/access_mac (agent/hostnet.h, from the networks configuration)
+ * to a collected host object. */
+void hostinfo_set_access(struct agent *a, json_t *host);
 /* POST /hosts/<hid>/sync: re-reads the host info on the worker pool and answers
  * {"host": {...}}; the handler for api_set_host_sync(). */
 int hostinfo_sync(struct agent *a, const char *hid, op_done_fn cb, void *userdata);

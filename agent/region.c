@@ -459,7 +459,7 @@ void region_token_invalid(struct region *r)
 {
 	if (!r || r->standalone || r->auth_http)
 		return;
-	/* Several 401s in a row ask once. */
+	/* Several 401s/403s in a row ask once. */
 	if (r->last_auth && now_mono() - r->last_auth < RENEW_MIN_USEC)
 		return;
 	log_info("Keystone refused the service token, authenticating again");
@@ -543,10 +543,11 @@ static void on_callback_done(int err, const struct http_response *resp, void *us
 		log_kv(LOG_DEBUG, "Task callback delivered", "task_id", cb->task_id, NULL);
 		return callback_free(cb);
 	}
-	if (err >= 0 && status == 401)
+	/* The real region answers 403, not 401, for a bad or expired token. */
+	if (err >= 0 && (status == 401 || status == 403))
 		region_token_invalid(r);
-	bool retryable =
-	    err < 0 || status >= 500 || status == 401 || status == 408 || status == 429;
+	bool retryable = err < 0 || status >= 500 || status == 401 || status == 403 ||
+			 status == 408 || status == 429;
 	if (!retryable || cb->attempts >= CALLBACK_ATTEMPTS) {
 		if (err < 0)
 			log_error_errno(err, "Task callback %s dropped after %u attempts: %m",

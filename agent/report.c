@@ -1,8 +1,4 @@
-#include <dirent.h>
-#include <ifaddrs.h>
-#include <net/if.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <sys/random.h>
 #include <sys/statvfs.h>
@@ -12,10 +8,12 @@
 #include "agent/agent.h"
 #include "agent/guests.h"
 #include "agent/hostinfo.h"
+#include "agent/hostnet.h"
 #include "agent/metrics.h"
 #include "agent/outbox.h"
 #include "agent/region.h"
 #include "agent/report.h"
+#include "agent/storage.h"
 #include "agent/tasks.h"
 #include "agent/virt.h"
 #include "common/fs.h"
@@ -32,17 +30,30 @@
 #define SESSION_POLL_USEC	     (1 * USEC_PER_SEC)
 #define PING_RETRY_USEC		     (20 * USEC_PER_SEC)
 #define HOST_ID_MAX		     256
+#define IDS_MAX			     (256 * 1024)
 #define PING_FAILURES_METRIC	     "hostagent_region_ping_failures_total"
 #define OUTBOX_METRIC		     "hostagent_region_outbox_pending"
 #define OUTBOX_WRITE_FAILURES_METRIC "hostagent_region_outbox_write_failures_total"
 
+/* Registration as the region expects it (CONTRACT.md 1.1): the wire of each network, the host
+ * record, one netif per network, per storage its cache, the storage and the host link, then
+ * online (the link must exist before online or the storage stays offline). */
 enum reg_step {
 	REG_IDLE,
 	REG_COLLECT,
-	REG_UPDATE,
-	REG_LOOKUP,
-	REG_CREATE,
-	REG_NETIF,
+	REG_NETWORK,	    /* GET /networks?ip= (network idx) */
+	REG_WIRE,	    /* GET /wires/<id> */
+	REG_UPDATE,	    /* PUT /hosts/<id> */
+	REG_LOOKUP,	    /* GET /hosts?any_mac= */
+	REG_CREATE,	    /* POST /zones/<zone>/hosts */
+	REG_NETIF,	    /* POST /hosts/<id>/add-netif (network idx) */
+	REG_CACHE_FIND,	    /* GET /storagecaches?external_id=&path= (storage idx) */
+	REG_CACHE_CREATE,   /* POST /storagecaches */
+	REG_STORAGE_FIND,   /* GET /storages/<id or name> */
+	REG_STORAGE_CREATE, /* POST /storages */
+	REG_STORAGE_UPDATE, /* PUT /storages/<id> */
+	REG_LINK_FIND,	    /* GET /hosts/<id>/storages/<storage id> */
+	REG_LINK,	    /* POST /hosts/<id>/storages/<storage id> */
 	REG_ONLINE,
 };
 
@@ -51,7 +62,8 @@ struct report_job {
 	struct report *rp; /* loop thread only */
 	struct agent *a;   /* for the worker: immutable config, libvirt connection */
 	bool stats;
-	json_t *result; /* {"host": hostinfo, "nics": [...]} or the ping body */
+	char **storage_ids; /* stats: region id per local_image_path root ("" when none) */
+	json_t *result;	    /* {"host": hostinfo, "storages": [...]} or the ping body */
 	int r;
 	uint64_t cpu_total, cpu_idle; /* stats: previous sample in, current out */
 };
@@ -62,14 +74,16 @@ struct report {
 	bool stopping;
 	struct outbox *outbox;
 	char *id_path;
+	char *ids_path; /* state_dir/region-ids.json: storage, storagecache and wire ids */
 	char *host_id;
 	bool registered;
 	char *last_error;
 
 	enum reg_step step;
-	json_t *host_body; /* {"host": {...}} */
-	json_t *nics;	   /* [{"mac", "ip", "ifname"}] */
-	size_t nic_index;
+	json_t *host_info;     /* hostinfo_collect() object with the access address */
+	json_t *storage_facts; /* per storage hostinfo_storage() (or null) */
+	size_t idx;	       /* network or storage of the current step */
+	bool storage_by_name;  /* the saved storage id was unknown: look up by name */
 	unsigned reg_failures;
 	sd_event_source *reg_timer;
 	struct region_http *reg_http;
@@ -133,7 +147,7 @@ const char *report_power_state(const char *status)
 	return "off";
 }
 
-int report_host_body(json_t *hostinfo, const struct config *cfg, json_t **ret)
+int report_host_body(json_t *hostinfo, const struct config *cfg, bool create, json_t **ret)
 {
 	const char *ip = json_string_value(json_object_get(hostinfo, "access_ip"));
 	const char *mac = json_string_value(json_object_get(hostinfo, "access_mac"));
@@ -142,18 +156,33 @@ int report_host_body(json_t *hostinfo, const struct config *cfg, json_t **ret)
 	json_auto_t *host = json_object();
 	if (!host)
 		return -ENOMEM;
-	static const char *const strings[] = {"name", "cpu_desc", "version"};
+	static const char *const strings[] = {"cpu_desc", "version", "cpu_architecture"};
 	for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
 		json_t *v = json_object_get(hostinfo, strings[i]);
 		if (json_is_string(v))
 			json_object_set(host, strings[i], v);
 	}
-	static const char *const ints[] = {"cpu_count", "cpu_mhz", "mem_size", "mem_reserved",
-					   "storage_size"};
+	static const char *const ints[] = {"cpu_count", "cpu_mhz", "mem_size", "storage_size"};
 	for (size_t i = 0; i < ELEMENTSOF(ints); i++) {
 		json_t *v = json_object_get(hostinfo, ints[i]);
 		json_object_set_new(host, ints[i],
 				    json_integer(json_is_integer(v) ? json_integer_value(v) : 0));
+	}
+	static const char *const optional_ints[] = {"kvm_cap_max_vcpu", "page_size_kb"};
+	for (size_t i = 0; i < ELEMENTSOF(optional_ints); i++) {
+		json_t *v = json_object_get(hostinfo, optional_ints[i]);
+		if (json_is_integer(v) && json_integer_value(v) > 0)
+			json_object_set(host, optional_ints[i], v);
+	}
+	/* Create only: the region names the host from generate_name (unique) and an admin's
+	 * later rename or reserved memory survive re-registration. */
+	if (create) {
+		json_t *name = json_object_get(hostinfo, "name");
+		if (json_is_string(name))
+			json_object_set(host, "generate_name", name);
+		json_t *v = json_object_get(hostinfo, "mem_reserved");
+		if (json_is_integer(v) && json_integer_value(v) >= 0)
+			json_object_set(host, "mem_reserved", v);
 	}
 	json_t *nodes = json_object_get(hostinfo, "node_count");
 	json_object_set_new(host, "node_count",
@@ -168,7 +197,8 @@ int report_host_body(json_t *hostinfo, const struct config *cfg, json_t **ret)
 			    json_sprintf("%s://%s:%d",
 					 isempty(cfg->tls_cert_file) ? "http" : "https", ip,
 					 cfg->port));
-	json_object_set_new(host, "host_type", json_string("kvm"));
+	/* The region's KVM host driver and the scheduler know "hypervisor", not "kvm". */
+	json_object_set_new(host, "host_type", json_string("hypervisor"));
 	json_t *sys = json_object_get(hostinfo, "sys_info");
 	json_t *s = json_is_object(sys) ? json_deep_copy(sys) : json_object();
 	const char *luri = json_string_value(json_object_get(hostinfo, "manager_uri"));
@@ -177,8 +207,6 @@ int report_host_body(json_t *hostinfo, const struct config *cfg, json_t **ret)
 	if (s && json_is_boolean(json_object_get(hostinfo, "kvm")))
 		json_object_set(s, "kvm", json_object_get(hostinfo, "kvm"));
 	json_object_set_new(host, "sys_info", s ? s : json_object());
-	if (!isempty(cfg->zone))
-		json_object_set_new(host, "zone", json_string(cfg->zone));
 	json_t *body = json_pack("{s:O}", "host", host);
 	if (!body)
 		return -ENOMEM;
@@ -186,62 +214,64 @@ int report_host_body(json_t *hostinfo, const struct config *cfg, json_t **ret)
 	return 0;
 }
 
-/* ---- worker jobs (agent pool) ---- */
-
-static bool nic_is_virtual(const char *name)
+int report_netif_body(const struct hostnet *hn, bool access, json_t **ret)
 {
-	static const char *const prefixes[] = {"tap", "vnet", "veth", "macvtap", "tun"};
-	for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
-		if (strneq(name, prefixes[i], strlen(prefixes[i])))
-			return true;
-	char p[PATH_MAX];
-	snprintf(p, sizeof(p), "/sys/class/net/%s/tun_flags", name);
-	return access(p, F_OK) == 0;
+	if (!hn || isempty(hn->mac) || isempty(hn->ip) || isempty(hn->wire))
+		return -ENODATA;
+	json_t *b =
+	    json_pack("{s:{s:s,s:i,s:s,s:s,s:s,s:b,s:s,s:b}}", "host", "mac", hn->mac, "vlan_id", 1,
+		      "wire", hn->wire, "bridge", hn->bridge, "interface", hn->ifname, "link_up",
+		      hn->link_up, "ip_addr", hn->ip, "reserve", true);
+	if (!b)
+		return -ENOMEM;
+	if (access)
+		json_object_set_new(json_object_get(b, "host"), "nic_type", json_string("admin"));
+	*ret = b;
+	return 0;
 }
 
-static json_t *collect_nics(void)
+int report_storage_body(const struct storage *st, json_t *facts, const char *zone, bool create,
+			json_t **ret)
 {
-	json_t *nics = json_array();
-	struct ifaddrs *ifa = NULL;
-	(void)getifaddrs(&ifa);
-	DIR *d = opendir("/sys/class/net");
-	struct dirent *de;
-	while (d && nics && (de = readdir(d))) {
-		if (de->d_name[0] == '.' || nic_is_virtual(de->d_name))
-			continue;
-		char p[PATH_MAX];
-		_cleanup_free_ char *type = NULL, *mac = NULL;
-		snprintf(p, sizeof(p), "/sys/class/net/%s/type", de->d_name);
-		/* ARPHRD_ETHER only: loopback (772) and tunnels have no MAC to report. */
-		if (read_file(p, 64, &type, NULL) < 0 || strtol(type, NULL, 10) != 1)
-			continue;
-		snprintf(p, sizeof(p), "/sys/class/net/%s/address", de->d_name);
-		if (read_file(p, 64, &mac, NULL) < 0)
-			continue;
-		mac[strcspn(mac, "\n")] = 0;
-		if (strlen(mac) != 17 || streq(mac, "00:00:00:00:00:00"))
-			continue;
-		json_t *nic = json_pack("{s:s,s:s}", "mac", mac, "ifname", de->d_name);
-		for (struct ifaddrs *i = ifa; nic && i; i = i->ifa_next) {
-			if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET ||
-			    !streq(i->ifa_name, de->d_name))
-				continue;
-			char ip[INET_ADDRSTRLEN];
-			if (inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, ip,
-				      sizeof(ip))) {
-				json_object_set_new(nic, "ip", json_string(ip));
-				break;
-			}
-		}
-		if (nic)
-			json_array_append_new(nics, nic);
+	json_t *cap = json_object_get(facts, "capacity_mb"),
+	       *used = json_object_get(facts, "used_mb");
+	const char *medium = json_string_value(json_object_get(facts, "medium_type"));
+	if (!st || isempty(st->cache_id) || !json_is_integer(cap) || !json_is_integer(used) ||
+	    !medium)
+		return -ENODATA;
+	json_t *b = json_pack("{s:{s:O,s:O,s:s,s:s,s:s}}", "storage", "capacity", cap,
+			      "actual_capacity_used", used, "storage_type", "local", "medium_type",
+			      medium, "storagecache_id", st->cache_id);
+	if (!b)
+		return -ENOMEM;
+	json_t *in = json_object_get(b, "storage");
+	if (create) {
+		json_object_set_new(in, "name", json_string(st->name));
+		if (!isempty(zone))
+			json_object_set_new(in, "zone", json_string(zone));
 	}
-	if (d)
-		closedir(d);
-	if (ifa)
-		freeifaddrs(ifa);
-	return nics;
+	*ret = b;
+	return 0;
 }
+
+int report_ping_body(json_t *stats, json_t *storages, json_t **ret)
+{
+	json_t *host = json_is_object(stats) ? json_deep_copy(stats) : json_object();
+	if (!host)
+		return -ENOMEM;
+	json_object_set_new(host, "storage_stats",
+			    json_is_array(storages) ? json_incref(storages) : json_array());
+	/* The region sets qga_status of every guest not listed to unknown; no QGA use yet. */
+	json_object_set_new(host, "qga_running_guests", json_array());
+	json_object_set_new(host, "with_data", json_true());
+	json_t *b = json_pack("{s:o}", "host", host);
+	if (!b)
+		return -ENOMEM;
+	*ret = b;
+	return 0;
+}
+
+/* ---- worker jobs (agent pool) ---- */
 
 static void collect_work(void *userdata)
 {
@@ -252,8 +282,14 @@ static void collect_work(void *userdata)
 	j->r = hostinfo_collect(&a->cfg, "/", conn, &host);
 	if (conn)
 		virConnectClose(conn);
-	if (j->r >= 0)
-		j->result = json_pack("{s:o,s:o}", "host", host, "nics", collect_nics());
+	if (j->r < 0)
+		return;
+	json_t *st = json_array();
+	STRV_FOREACH (root, a->cfg.local_image_path) {
+		json_t *f = NULL;
+		json_array_append_new(st, hostinfo_storage(*root, &f) >= 0 ? f : json_null());
+	}
+	j->result = json_pack("{s:o,s:o}", "host", host, "storages", st);
 }
 
 static json_int_t meminfo_kb(const char *text, const char *key)
@@ -271,7 +307,7 @@ static void stats_work(void *userdata)
 {
 	struct report_job *j = userdata;
 	struct agent *a = j->a;
-	json_t *host = json_object();
+	json_auto_t *host = json_object();
 	_cleanup_free_ char *mem = NULL, *stat = NULL;
 	if (read_file("/proc/meminfo", 65536, &mem, NULL) >= 0) {
 		json_int_t total = meminfo_kb(mem, "MemTotal:"),
@@ -296,22 +332,20 @@ static void stats_work(void *userdata)
 			j->cpu_idle = idle;
 		}
 	}
-	/* Cloudpods storage_stats: per local storage its capacity and use, in MiB. */
-	json_t *storages = json_array();
+	/* SHostPingInput storage_stats: per registered storage its capacity and use, in MiB. */
+	json_auto_t *storages = json_array();
+	size_t i = 0;
 	STRV_FOREACH (root, a->cfg.local_image_path) {
-		struct statvfs sv;
-		if (statvfs(*root, &sv) < 0)
+		const char *id = j->storage_ids ? j->storage_ids[i++] : NULL;
+		json_auto_t *f = NULL;
+		if (isempty(id) || hostinfo_storage(*root, &f) < 0)
 			continue;
-		json_int_t total = (json_int_t)(sv.f_blocks * sv.f_frsize / (1024 * 1024));
-		json_int_t free_mb = (json_int_t)(sv.f_bavail * sv.f_frsize / (1024 * 1024));
-		json_array_append_new(storages, json_pack("{s:s,s:I,s:I,s:I}", "mount_point", *root,
-							  "capacity_mb", total, "used_mb",
-							  total - free_mb, "free_mb", free_mb));
+		json_array_append_new(
+		    storages, json_pack("{s:s,s:O,s:O}", "storage_id", id, "capacity_mb",
+					json_object_get(f, "capacity_mb"),
+					"actual_capacity_used_mb", json_object_get(f, "used_mb")));
 	}
-	json_object_set_new(host, "storage_stats", storages);
-	json_object_set_new(host, "with_data", json_true());
-	j->result = json_pack("{s:o}", "host", host);
-	j->r = j->result ? 0 : -ENOMEM;
+	j->r = report_ping_body(host, storages, &j->result);
 }
 
 /* ---- HTTP ---- */
@@ -344,9 +378,35 @@ static int answer(struct report *rp, int err, const struct http_response *resp, 
 		return err;
 	if (resp->status >= 200 && resp->status < 300)
 		return 0;
-	if (resp->status == 401)
+	/* The real region answers 403 (not 401) for a bad or expired token. */
+	if (resp->status == 401 || resp->status == 403)
 		region_token_invalid(rp->a->region);
 	return resp->status == 404 ? -ENOENT : -EIO;
+}
+
+/* The region's error details ("details" top level or under "error"), for messages. */
+static const char *answer_details(json_t *j)
+{
+	json_t *e = json_object_get(j, "error");
+	const char *d = json_string_value(json_object_get(json_is_object(e) ? e : j, "details"));
+	return d ? d : "";
+}
+
+/* Percent-encodes a query value. */
+static char *url_escape(const char *s)
+{
+	size_t n = strlen(s);
+	char *out = malloc(3 * n + 1), *o = out;
+	if (!out)
+		return NULL;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (isalnum(*p) || strchr("-_.~", *p))
+			*o++ = (char)*p;
+		else
+			o += sprintf(o, "%%%02X", *p);
+	}
+	*o = 0;
+	return out;
 }
 
 static json_t *answer_json(const struct http_response *resp)
@@ -372,7 +432,7 @@ static int on_reg_timer(sd_event_source *s, uint64_t usec, void *userdata)
 static void reg_failed(struct report *rp, int err, const char *fmt, ...) _printf_(3, 4);
 static void reg_failed(struct report *rp, int err, const char *fmt, ...)
 {
-	char what[384];
+	char what[512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
@@ -406,15 +466,161 @@ static int save_host_id(struct report *rp, const char *id)
 	return write_file_atomic(rp->id_path, line, strlen(line), 0600);
 }
 
+/* state_dir/region-ids.json: {"host_id", "storages": [{root, id, cache_id}], "wires":
+ * [{bridge, wire_id, wire}]}, so that a restart uses the region's ids before (and without)
+ * registering again. */
+static int save_ids(struct report *rp)
+{
+	struct agent *a = rp->a;
+	json_auto_t *st = json_array(), *w = json_array();
+	for (size_t i = 0; i < storages_count(a->storages); i++) {
+		const struct storage *s = storages_get(a->storages, i);
+		json_array_append_new(st, json_pack("{s:s,s:s?,s:s?}", "root", s->root, "id", s->id,
+						    "cache_id", s->cache_id));
+	}
+	for (size_t i = 0; i < hostnets_count(a->hostnets); i++) {
+		const struct hostnet *hn = hostnets_get(a->hostnets, i);
+		json_array_append_new(w, json_pack("{s:s,s:s?,s:s?}", "bridge", hn->bridge,
+						   "wire_id", hn->wire_id, "wire", hn->wire));
+	}
+	json_auto_t *j =
+	    json_pack("{s:s?,s:O,s:O}", "host_id", rp->host_id, "storages", st, "wires", w);
+	_cleanup_free_ char *text = j ? json_dumps(j, JSON_INDENT(1)) : NULL;
+	if (!text)
+		return -ENOMEM;
+	return write_file_atomic(rp->ids_path, text, strlen(text), 0600);
+}
+
+static void load_ids(struct report *rp)
+{
+	struct agent *a = rp->a;
+	_cleanup_free_ char *text = NULL;
+	int k = read_file(rp->ids_path, IDS_MAX, &text, NULL);
+	if (k == -ENOENT)
+		return;
+	json_error_t jerr;
+	json_auto_t *j = k >= 0 ? json_loads(text, 0, &jerr) : NULL;
+	if (!json_is_object(j)) {
+		log_warning("Ignoring unusable %s (ids are looked up in the region again)",
+			    rp->ids_path);
+		return;
+	}
+	size_t n;
+	json_t *e;
+	json_array_foreach (json_object_get(j, "storages"), n, e) {
+		const char *root = json_string_value(json_object_get(e, "root"));
+		const char *id = json_string_value(json_object_get(e, "id"));
+		const char *cid = json_string_value(json_object_get(e, "cache_id"));
+		for (size_t i = 0; root && i < storages_count(a->storages); i++)
+			if (streq(storages_get(a->storages, i)->root, root))
+				(void)storages_set_ids(a->storages, i,
+						       outbox_sid_valid(id) ? id : NULL,
+						       outbox_sid_valid(cid) ? cid : NULL);
+	}
+	json_array_foreach (json_object_get(j, "wires"), n, e) {
+		const char *br = json_string_value(json_object_get(e, "bridge"));
+		const char *id = json_string_value(json_object_get(e, "wire_id"));
+		const char *w = json_string_value(json_object_get(e, "wire"));
+		for (size_t i = 0; br && id && w && i < hostnets_count(a->hostnets); i++)
+			if (streq(hostnets_get(a->hostnets, i)->bridge, br) && outbox_sid_valid(id))
+				(void)hostnets_set_wire(a->hostnets, i, id, w);
+	}
+}
+
+static void ids_changed(struct report *rp)
+{
+	int k = save_ids(rp);
+	if (k < 0)
+		log_warning_errno(k,
+				  "Cannot save the region ids in %s (looked up again at the "
+				  "next start): %m",
+				  rp->ids_path);
+}
+
+/* Moves to the first step of the next phase. */
+static void reg_goto(struct report *rp, enum reg_step step)
+{
+	struct agent *a = rp->a;
+	rp->idx = 0;
+	rp->storage_by_name = false;
+	if (step == REG_NETWORK && hostnets_count(a->hostnets) == 0)
+		step = REG_UPDATE;
+	if (step == REG_UPDATE && !rp->host_id)
+		step = REG_LOOKUP;
+	if (step == REG_NETIF && hostnets_count(a->hostnets) == 0)
+		step = REG_CACHE_FIND;
+	if (step == REG_CACHE_FIND && storages_count(a->storages) == 0)
+		step = REG_ONLINE;
+	rp->step = step;
+}
+
+static void reg_next_storage(struct report *rp)
+{
+	size_t i = rp->idx + 1;
+	if (i >= storages_count(rp->a->storages))
+		return reg_goto(rp, REG_ONLINE);
+	rp->idx = i;
+	rp->storage_by_name = false;
+	rp->step = REG_CACHE_FIND;
+}
+
 static void on_reg_done(int err, const struct http_response *resp, void *userdata)
 {
 	struct report *rp = userdata;
+	struct agent *a = rp->a;
 	rp->reg_http = NULL;
 	long status;
 	int k = answer(rp, err, resp, &status);
 	json_auto_t *j = answer_json(resp);
 	const char *id = NULL;
+	const char *det = answer_details(j);
+	struct hostnet *hn = hostnets_get(a->hostnets, rp->idx);
+	const struct storage *st = storages_get(a->storages, rp->idx);
+#define FAIL(what, ...)                                                                            \
+	reg_failed(rp, err < 0 ? err : 0, what ": HTTP %ld%s%s%s", __VA_ARGS__, status,            \
+		   *det ? " (" : "", det, *det ? ")" : "")
 	switch (rp->step) {
+	case REG_NETWORK: {
+		if (k < 0)
+			return FAIL("GET /networks?ip=%s", hn->ip);
+		json_t *nets = json_object_get(j, "networks");
+		if (!json_is_array(nets))
+			return reg_failed(rp, 0, "GET /networks: reply without a networks list");
+		if (json_array_size(nets) == 0)
+			return reg_failed(rp, 0,
+					  "no network of the region contains %s (networks entry "
+					  "%s/%s): create it in the region",
+					  hn->ip, hn->ifname, hn->bridge);
+		id = json_string_value(json_object_get(json_array_get(nets, 0), "wire_id"));
+		if (!outbox_sid_valid(id))
+			return reg_failed(rp, 0, "network of %s without a usable wire_id", hn->ip);
+		if (!streq_ptr(hn->wire_id, id) &&
+		    hostnets_set_wire(a->hostnets, rp->idx, id, NULL) < 0)
+			return reg_failed(rp, -ENOMEM, "wire of %s", hn->ip);
+		rp->step = REG_WIRE;
+		return reg_next(rp);
+	}
+	case REG_WIRE: {
+		if (k < 0)
+			return FAIL("GET /wires/%s", hn->wire_id);
+		const char *name =
+		    json_string_value(json_object_get(json_object_get(j, "wire"), "name"));
+		if (isempty(name))
+			return reg_failed(rp, 0, "GET /wires/%s: reply without a wire name",
+					  hn->wire_id);
+		if (!streq_ptr(hn->wire, name)) {
+			_cleanup_free_ char *wid = strdup(hn->wire_id);
+			if (!wid || hostnets_set_wire(a->hostnets, rp->idx, wid, name) < 0)
+				return reg_failed(rp, -ENOMEM, "wire of %s", hn->ip);
+			ids_changed(rp);
+		}
+		if (rp->idx + 1 < hostnets_count(a->hostnets)) {
+			rp->idx++;
+			rp->step = REG_NETWORK;
+		} else
+			reg_goto(rp, REG_UPDATE);
+		return reg_next(rp);
+	}
 	case REG_UPDATE:
 		if (k == -ENOENT) {
 			log_kv(LOG_WARNING,
@@ -426,14 +632,12 @@ static void on_reg_done(int err, const struct http_response *resp, void *userdat
 			return reg_next(rp);
 		}
 		if (k < 0)
-			return reg_failed(rp, err < 0 ? err : 0, "PUT /hosts/%s: HTTP %ld",
-					  rp->host_id, status);
-		rp->step = REG_NETIF;
-		rp->nic_index = 0;
+			return FAIL("PUT /hosts/%s", rp->host_id);
+		reg_goto(rp, REG_NETIF);
 		return reg_next(rp);
 	case REG_LOOKUP: {
 		if (k < 0)
-			return reg_failed(rp, err < 0 ? err : 0, "GET /hosts: HTTP %ld", status);
+			return FAIL("GET /hosts%s", "");
 		json_t *hosts = json_object_get(j, "hosts");
 		if (!json_is_array(hosts))
 			return reg_failed(rp, 0, "GET /hosts: reply without a hosts list");
@@ -452,32 +656,98 @@ static void on_reg_done(int err, const struct http_response *resp, void *userdat
 	}
 	case REG_CREATE:
 		if (k < 0)
-			return reg_failed(rp, err < 0 ? err : 0, "POST host: HTTP %ld", status);
+			return FAIL("POST host%s", "");
 		id = json_string_value(json_object_get(json_object_get(j, "host"), "id"));
 		if (!outbox_sid_valid(id))
 			return reg_failed(rp, 0, "POST host: reply without a usable host id");
 		k = save_host_id(rp, id);
 		if (k < 0)
 			return reg_failed(rp, k, "cannot save the host id");
+		ids_changed(rp);
 		log_kv(LOG_INFO, "Host record created in the region", "host_id", id, NULL);
-		rp->step = REG_NETIF;
-		rp->nic_index = 0;
+		reg_goto(rp, REG_NETIF);
 		return reg_next(rp);
 	case REG_NETIF:
-		/* A NIC the region already knows answers 4xx: that is fine. */
-		if (err < 0 || status >= 500 || status == 401)
-			return reg_failed(rp, err < 0 ? err : 0, "add-netif: HTTP %ld", status);
 		if (k < 0)
-			log_kv(LOG_DEBUG, "Region refused add-netif", "ifname",
-			       json_string_value(json_object_get(
-				   json_array_get(rp->nics, rp->nic_index), "ifname")),
-			       NULL);
-		rp->nic_index++;
+			return FAIL("add-netif %s (bridge %s)", hn->ip, hn->bridge);
+		if (rp->idx + 1 < hostnets_count(a->hostnets))
+			rp->idx++;
+		else
+			reg_goto(rp, REG_CACHE_FIND);
+		return reg_next(rp);
+	case REG_CACHE_FIND:
+	case REG_CACHE_CREATE: {
+		if (k < 0)
+			return FAIL("storagecache of %s", st->cache_dir);
+		if (rp->step == REG_CACHE_FIND) {
+			json_t *l = json_object_get(j, "storagecaches");
+			if (!json_is_array(l))
+				return reg_failed(rp, 0,
+						  "GET /storagecaches: reply without a list");
+			if (json_array_size(l) == 0) {
+				rp->step = REG_CACHE_CREATE;
+				return reg_next(rp);
+			}
+			id = json_string_value(json_object_get(json_array_get(l, 0), "id"));
+		} else
+			id = json_string_value(
+			    json_object_get(json_object_get(j, "storagecache"), "id"));
+		if (!outbox_sid_valid(id))
+			return reg_failed(rp, 0, "storagecache of %s without a usable id",
+					  st->cache_dir);
+		if (!streq_ptr(st->cache_id, id)) {
+			if (storages_set_ids(a->storages, rp->idx, NULL, id) < 0)
+				return reg_failed(rp, -ENOMEM, "storagecache id");
+			ids_changed(rp);
+		}
+		rp->step = REG_STORAGE_FIND;
+		return reg_next(rp);
+	}
+	case REG_STORAGE_FIND:
+		if (k == -ENOENT && st->id && !rp->storage_by_name) {
+			rp->storage_by_name = true;
+			return reg_next(rp);
+		}
+		if (k == -ENOENT) {
+			rp->step = REG_STORAGE_CREATE;
+			return reg_next(rp);
+		}
+		__attribute__((fallthrough));
+	case REG_STORAGE_CREATE:
+		if (k < 0)
+			return FAIL("storage %s (%s)", st->name, st->root);
+		id = json_string_value(json_object_get(json_object_get(j, "storage"), "id"));
+		if (!outbox_sid_valid(id))
+			return reg_failed(rp, 0, "storage %s without a usable id", st->name);
+		if (!streq_ptr(st->id, id)) {
+			if (storages_set_ids(a->storages, rp->idx, id, NULL) < 0)
+				return reg_failed(rp, -ENOMEM, "storage id");
+			ids_changed(rp);
+		}
+		rp->step = rp->step == REG_STORAGE_FIND ? REG_STORAGE_UPDATE : REG_LINK_FIND;
+		return reg_next(rp);
+	case REG_STORAGE_UPDATE:
+		if (k < 0)
+			return FAIL("PUT /storages/%s", st->id);
+		rp->step = REG_LINK_FIND;
+		return reg_next(rp);
+	case REG_LINK_FIND:
+		if (k == -ENOENT) {
+			rp->step = REG_LINK;
+			return reg_next(rp);
+		}
+		if (k < 0)
+			return FAIL("GET /hosts/%s/storages/%s", rp->host_id, st->id);
+		reg_next_storage(rp);
+		return reg_next(rp);
+	case REG_LINK:
+		if (k < 0)
+			return FAIL("POST /hosts/%s/storages/%s", rp->host_id, st->id);
+		reg_next_storage(rp);
 		return reg_next(rp);
 	case REG_ONLINE:
 		if (k < 0)
-			return reg_failed(rp, err < 0 ? err : 0, "POST /hosts/%s/online: HTTP %ld",
-					  rp->host_id, status);
+			return FAIL("POST /hosts/%s/online", rp->host_id);
 		rp->registered = true;
 		rp->reg_failures = 0;
 		rp->step = REG_IDLE;
@@ -491,6 +761,7 @@ static void on_reg_done(int err, const struct http_response *resp, void *userdat
 	default:
 		return;
 	}
+#undef FAIL
 }
 
 static void on_collect_done(void *userdata)
@@ -499,23 +770,22 @@ static void on_collect_done(void *userdata)
 	struct report *rp = j->rp;
 	if (rp) {
 		rp->collect_job = NULL;
+		json_t *host = json_object_get(j->result, "host");
+		json_t *probe = NULL;
 		if (j->r < 0 || !j->result)
 			reg_failed(rp, j->r < 0 ? j->r : -ECANCELED,
 				   "cannot read host information");
+		else if (hostinfo_set_access(rp->a, host),
+			 report_host_body(host, &rp->a->cfg, true, &probe) < 0)
+			reg_failed(rp, 0, "no access address for the region");
 		else {
-			json_t *body = NULL;
-			int k = report_host_body(json_object_get(j->result, "host"), &rp->a->cfg,
-						 &body);
-			if (k < 0)
-				reg_failed(rp, 0, "host information without access_ip/access_mac");
-			else {
-				json_decref(rp->host_body);
-				rp->host_body = body;
-				json_decref(rp->nics);
-				rp->nics = json_incref(json_object_get(j->result, "nics"));
-				rp->step = rp->host_id ? REG_UPDATE : REG_LOOKUP;
-				reg_next(rp);
-			}
+			json_decref(probe);
+			json_decref(rp->host_info);
+			rp->host_info = json_incref(host);
+			json_decref(rp->storage_facts);
+			rp->storage_facts = json_incref(json_object_get(j->result, "storages"));
+			reg_goto(rp, REG_NETWORK);
+			reg_next(rp);
 		}
 	}
 	json_decref(j->result);
@@ -524,10 +794,11 @@ static void on_collect_done(void *userdata)
 
 static void reg_next(struct report *rp)
 {
+	struct agent *a = rp->a;
 	if (rp->stopping || rp->reg_http || rp->collect_job)
 		return;
 	if (rp->step == REG_IDLE) {
-		if (!region_token(rp->a->region) || !region_compute_url(rp->a->region)) {
+		if (!region_token(a->region) || !region_compute_url(a->region)) {
 			if (!rp->last_error)
 				set_error(rp, "waiting for the keystone session");
 			int k = arm(rp, &rp->reg_timer, SESSION_POLL_USEC, on_reg_timer);
@@ -540,8 +811,8 @@ static void reg_next(struct report *rp)
 		if (!j)
 			return reg_failed(rp, -ENOMEM, "cannot read host information");
 		j->rp = rp;
-		j->a = rp->a;
-		int k = tasks_submit(rp->a->tasks, "host-info", collect_work, on_collect_done, j);
+		j->a = a;
+		int k = tasks_submit(a->tasks, "host-info", collect_work, on_collect_done, j);
 		if (k < 0) {
 			free(j);
 			return reg_failed(rp, k, "cannot read host information");
@@ -549,39 +820,93 @@ static void reg_next(struct report *rp)
 		rp->collect_job = j;
 		return;
 	}
-	_cleanup_free_ char *path = NULL;
+	_cleanup_free_ char *path = NULL, *esc = NULL;
 	json_auto_t *body = NULL;
 	const char *method = "POST";
-	json_t *host = json_object_get(rp->host_body, "host");
-	const char *mac = json_string_value(json_object_get(host, "access_mac"));
+	const char *mac = hostnets_access_mac(a->hostnets);
+	const struct hostnet *hn = hostnets_get(a->hostnets, rp->idx);
+	const struct storage *st = storages_get(a->storages, rp->idx);
+	json_t *facts = json_array_get(rp->storage_facts, rp->idx);
 	int k = -ENOMEM;
 	switch (rp->step) {
+	case REG_NETWORK:
+		method = "GET";
+		k = asprintf_safe(&path, "/networks?ip=%s&is_classic=true&scope=system", hn->ip);
+		break;
+	case REG_WIRE:
+		method = "GET";
+		k = asprintf_safe(&path, "/wires/%s", hn->wire_id);
+		break;
 	case REG_UPDATE:
 		method = "PUT";
-		body = json_incref(rp->host_body);
-		k = asprintf_safe(&path, "/hosts/%s", rp->host_id);
+		k = report_host_body(rp->host_info, &a->cfg, false, &body);
+		if (k >= 0)
+			k = asprintf_safe(&path, "/hosts/%s", rp->host_id);
 		break;
 	case REG_LOOKUP:
 		method = "GET";
-		k = asprintf_safe(&path, "/hosts?any_mac=%s", mac);
+		esc = url_escape(strempty(mac));
+		if (esc)
+			k = asprintf_safe(
+			    &path, "/hosts?provider=OneCloud&details=true&scope=system&any_mac=%s",
+			    esc);
 		break;
 	case REG_CREATE:
-		body = json_incref(rp->host_body);
-		if (isempty(rp->a->cfg.zone))
+		k = report_host_body(rp->host_info, &a->cfg, true, &body);
+		if (k < 0)
+			break;
+		if (isempty(a->cfg.zone))
 			k = asprintf_safe(&path, "/hosts");
-		else if (!outbox_sid_valid(rp->a->cfg.zone))
-			return reg_failed(rp, 0, "zone '%s' cannot be used in a URL",
-					  rp->a->cfg.zone);
+		else if (!outbox_sid_valid(a->cfg.zone))
+			return reg_failed(rp, 0, "zone '%s' cannot be used in a URL", a->cfg.zone);
 		else
-			k = asprintf_safe(&path, "/zones/%s/hosts", rp->a->cfg.zone);
+			k = asprintf_safe(&path, "/zones/%s/hosts", a->cfg.zone);
 		break;
 	case REG_NETIF:
-		if (rp->nic_index >= json_array_size(rp->nics)) {
-			rp->step = REG_ONLINE;
-			return reg_next(rp);
+		k = report_netif_body(hn, rp->idx == 0, &body);
+		if (k >= 0)
+			k = asprintf_safe(&path, "/hosts/%s/add-netif", rp->host_id);
+		break;
+	case REG_CACHE_FIND:
+		method = "GET";
+		esc = url_escape(st->cache_dir);
+		if (esc)
+			k = asprintf_safe(&path, "/storagecaches?external_id=%s&path=%s",
+					  rp->host_id, esc);
+		break;
+	case REG_CACHE_CREATE:
+		body = json_pack("{s:{s:s+,s:s,s:s}}", "storagecache", "name", "local-", st->name,
+				 "path", st->cache_dir, "external_id", rp->host_id);
+		k = body ? asprintf_safe(&path, "/storagecaches") : -ENOMEM;
+		break;
+	case REG_STORAGE_FIND:
+		method = "GET";
+		k = asprintf_safe(&path, "/storages/%s",
+				  st->id && !rp->storage_by_name ? st->id : st->name);
+		break;
+	case REG_STORAGE_CREATE:
+	case REG_STORAGE_UPDATE:
+		if (!json_is_object(facts))
+			return reg_failed(rp, 0, "cannot read the capacity of %s", st->root);
+		k = report_storage_body(st, facts, a->cfg.zone, rp->step == REG_STORAGE_CREATE,
+					&body);
+		if (k >= 0 && rp->step == REG_STORAGE_CREATE)
+			k = asprintf_safe(&path, "/storages");
+		else if (k >= 0) {
+			method = "PUT";
+			k = asprintf_safe(&path, "/storages/%s", st->id);
 		}
-		body = json_pack("{s:O}", "host", json_array_get(rp->nics, rp->nic_index));
-		k = asprintf_safe(&path, "/hosts/%s/add-netif", rp->host_id);
+		break;
+	case REG_LINK_FIND:
+		method = "GET";
+		k = asprintf_safe(&path, "/hosts/%s/storages/%s", rp->host_id, st->id);
+		break;
+	case REG_LINK:
+		body = json_pack("{s:{s:s,s:b}}", "hoststorage", "mount_point", st->root,
+				 "is_root_partition",
+				 json_is_true(json_object_get(facts, "is_root_partition")));
+		k = body ? asprintf_safe(&path, "/hosts/%s/storages/%s", rp->host_id, st->id)
+			 : -ENOMEM;
 		break;
 	case REG_ONLINE:
 		body = json_pack("{s:{}}", "host");
@@ -674,6 +999,7 @@ static void on_stats_done(void *userdata)
 		if (k < 0)
 			ping_failed(rp, k, 0);
 	}
+	strv_free(j->storage_ids);
 	json_decref(j->result);
 	free(j);
 }
@@ -693,8 +1019,17 @@ static int on_ping_timer(sd_event_source *s, uint64_t usec, void *userdata)
 				 .stats = true,
 				 .cpu_total = rp->cpu_total,
 				 .cpu_idle = rp->cpu_idle};
+	/* The worker reads the configuration only; the ids are the loop thread's. */
+	size_t n = storages_count(rp->a->storages);
+	j->storage_ids = calloc(n + 1, sizeof(char *));
+	for (size_t i = 0; j->storage_ids && i < n; i++)
+		if (!(j->storage_ids[i] = strdup(strempty(storages_get(rp->a->storages, i)->id)))) {
+			strv_free(j->storage_ids);
+			j->storage_ids = NULL;
+		}
 	int k = tasks_submit(rp->a->tasks, "host-stats", stats_work, on_stats_done, j);
 	if (k < 0) {
+		strv_free(j->storage_ids);
 		free(j);
 		ping_failed(rp, k, 0);
 		return 0;
@@ -744,7 +1079,9 @@ static void on_outbox_done(int err, const struct http_response *resp, void *user
 	_cleanup_free_ char *sid = TAKE_PTR(rp->outbox_sid);
 	long status;
 	int k = answer(rp, err, resp, &status);
-	bool retry = err < 0 || status >= 500 || status == 401 || status == 408 || status == 429;
+	/* 403 too: the real region's answer to an expired token (renewed by answer()). */
+	bool retry = err < 0 || status >= 500 || status == 401 || status == 403 || status == 408 ||
+		     status == 429;
 	if (k < 0 && retry) {
 		if (err < 0)
 			log_warning_errno(err, "Guest status for %s not delivered, kept: %m", sid);
@@ -840,12 +1177,12 @@ void report_host_info(struct report *rp, json_t *hostinfo)
 {
 	if (!rp || !rp->enabled || rp->stopping)
 		return;
-	json_t *body = NULL;
-	int k = report_host_body(hostinfo, &rp->a->cfg, &body);
+	json_auto_t *body = NULL;
+	int k = report_host_body(hostinfo, &rp->a->cfg, false, &body);
 	if (k < 0)
 		return;
-	json_decref(rp->host_body);
-	rp->host_body = body;
+	json_decref(rp->host_info);
+	rp->host_info = json_incref(hostinfo);
 	if (!rp->registered || rp->sync_http)
 		return;
 	_cleanup_free_ char *path = NULL;
@@ -924,6 +1261,8 @@ int report_new(struct agent *a, struct report **ret)
 		if (k >= 0)
 			k = asprintf_safe(&rp->id_path, "%s/host-id", a->cfg.state_dir);
 		if (k >= 0)
+			k = asprintf_safe(&rp->ids_path, "%s/region-ids.json", a->cfg.state_dir);
+		if (k >= 0)
 			k = outbox_open(dir, &rp->outbox);
 		if (k >= 0)
 			k = guests_add_hooks(a->guests, NULL, on_guest_state, rp);
@@ -958,6 +1297,7 @@ int report_start(struct report *rp)
 			log_warning("Ignoring unusable host id in %s", rp->id_path);
 	} else if (k != -ENOENT)
 		log_warning_errno(k, "Cannot read %s, looking the host up: %m", rp->id_path);
+	load_ids(rp);
 	metrics_counter_add(rp->a->metrics, PING_FAILURES_METRIC,
 			    "Heartbeats to the region that failed", NULL, 0);
 	outbox_gauge(rp);
@@ -986,11 +1326,12 @@ struct report *report_free(struct report *rp)
 	sd_event_source_disable_unref(rp->ping_timer);
 	sd_event_source_disable_unref(rp->outbox_timer);
 	outbox_free(rp->outbox);
-	json_decref(rp->host_body);
-	json_decref(rp->nics);
+	json_decref(rp->host_info);
+	json_decref(rp->storage_facts);
 	free(rp->outbox_sid);
 	free(rp->host_id);
 	free(rp->id_path);
+	free(rp->ids_path);
 	free(rp->last_error);
 	free(rp);
 	return NULL;

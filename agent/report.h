@@ -1,5 +1,7 @@
 /* Reporting the host and its guests to the region (Cloudpods protocol), region mode only:
- * registration (find or create the host record, update it, add its NICs, online), the
+ * registration (CONTRACT.md 1.1: wires of the configured networks, find or create the host
+ * record, one netif per network, per local_image_path root a storagecache, a storage and the
+ * host link, then online; region ids kept in state_dir/region-ids.json), the
  * heartbeat (POST /hosts/<id>/ping), guest status through the persistent outbox
  * (agent/outbox.h) and offline on a graceful stop. In standalone mode every call is a no-op.
  * Loop thread only. */
@@ -31,8 +33,20 @@ void report_reasons(struct report *rp, json_t *reasons);
 void report_host_info(struct report *rp, json_t *hostinfo);
 
 /* Exposed for unit tests. */
-/* {"host": {...}} for create and update from hostinfo_collect()'s object; -ENODATA without an
+struct hostnet;
+struct storage;
+/* {"host": {...}} (api.HostCreateInput) for create (generate_name, mem_reserved) or update
+ * (neither) from hostinfo_collect()'s object with the access address; -ENODATA without an
  * access_mac or access_ip. */
-int report_host_body(json_t *hostinfo, const struct config *cfg, json_t **ret);
+int report_host_body(json_t *hostinfo, const struct config *cfg, bool create, json_t **ret);
+/* add-netif {"host": {mac, vlan_id, wire, bridge, interface, link_up, ip_addr, reserve,
+ * nic_type ("admin" for the access network)}}; -ENODATA before the wire is known. */
+int report_netif_body(const struct hostnet *hn, bool access, json_t **ret);
+/* {"storage": {...}} from hostinfo_storage()'s facts: create carries name and zone, update
+ * neither; -ENODATA without the storagecache id or the facts. */
+int report_storage_body(const struct storage *st, json_t *facts, const char *zone, bool create,
+			json_t **ret);
+/* SHostPingInput {"host": {stats..., storage_stats, qga_running_guests, with_data}}. */
+int report_ping_body(json_t *stats, json_t *storages, json_t **ret);
 /* Cloudpods power state for a guest status: "on" while QEMU runs, "off" otherwise. */
 const char *report_power_state(const char *status);

@@ -1,38 +1,66 @@
 #!/usr/bin/env python3
 """Stands in for the Cloudpods region in integration tests: task callbacks and the endpoints a
-host agent reports to, emulated statefully (hosts and their NICs, guest statuses).
+host agent reports to, emulated statefully after the real region (CONTRACT.md 1.1, 3.2, 5 A
+and REAL-CONTROL-PLANE.md): zones, wires, networks found by IP, hosts and their netifs,
+storagecaches, storages, hoststorages, guest statuses.
 
 Every request is checked and recorded, one JSON object per line in --record:
   {"method", "path", "kind" (task, host-list, host-create, host-update, add-netif, online,
-   offline, ping, server-status or unknown), "task_id", "host_id", "sid", "status" (what we
-   answered), "token_valid" (X-Auth-Token accepted by keystone), "body" (parsed JSON or null),
-   "problems" ([] when all is well)}
+   offline, ping, network-list, wire-get, storagecache-list, storagecache-create, storage-get,
+   storage-create, storage-update, hoststorage-get, hoststorage-create, server-status or
+   unknown), "task_id", "host_id", "sid", "status" (what we answered), "token_valid"
+   (X-Auth-Token accepted by keystone), "token_sha" (sha256 of the token, first 16 hex),
+   "token_rejected" (present when a token refused after /__reject-tokens was sent),
+   "body" (parsed JSON or null), "ignored" (add-netif fields the real region silently
+   ignores), "problems" ([] when all is well)}
 Checks for every request: the method and path of a known route, X-Auth-Token a valid keystone
-token (validated with itself as subject against --keystone); for requests with a body,
-Content-Type application/json and a JSON object.
-  POST /tasks/<id>: "__status__" (if present) is "error" with a non-empty "__reason__" string.
-  GET /hosts?any_mac=<mac>: answers {"hosts": [...], "total": N} (hosts whose access_mac or a
-    NIC has that MAC).
-  POST /zones/<zone>/hosts (or POST /hosts), PUT /hosts/<id>: {"host": {...}} with access_ip,
-    access_mac (MAC), manager_uri (http/https URL), cpu_count, node_count, mem_size (> 0),
-    cpu_mhz, mem_reserved, storage_size (integers >= 0), cpu_desc, version (strings), host_type
-    "kvm", sys_info (object). Creating a second host with the same access_mac is refused (409).
-  POST /hosts/<id>/add-netif: {"host": {"mac", "ifname", "ip" (optional)}}.
-  POST /hosts/<id>/online, /offline: {"host": {...}}; sets host_status.
-  POST /hosts/<id>/ping: {"host": {...}} with memory_used_mb (integer), cpu_usage_percent
-    (number, optional), storage_stats (list, optional).
+token (validated with itself as subject against --keystone; a bad one gets 403
+ForbiddenError, as the real region answers); for requests with a body, Content-Type
+application/json and a JSON object. Every body's field names and types are checked against
+api.HostCreateInput, HostAddNetifInput, StoragecacheCreateInput, StorageCreateInput,
+HoststorageCreateInput and SHostPingInput (FIELDS below): an unknown or mistyped field is a
+problem and a 400, except in add-netif, where the real region ignores unknown fields (200,
+listed in "ignored").
+  GET /networks?ip=<ip>&is_classic=true&scope=system: the networks (--network) holding ip.
+  GET /wires/<id|name>: {"wire": {id, name, zone_id}} or 404.
+  GET /hosts?...&scope=system&any_mac=<mac>: {"hosts": [...], "total": N}.
+  POST /zones/<zone>/hosts (or POST /hosts): host_type "hypervisor", access_mac, a
+    generate_name or name; a missing zone is 404; a second host with the same access_mac is
+    409; the new host is enabled: false, host_status offline.
+  PUT /hosts/<id>: no generate_name, name or mem_reserved (an admin's changes survive).
+  POST /hosts/<id>/add-netif: mac; an ip_addr in no network is 400 "IP x not attach to any
+    wire"; a wire (name or id) must exist; the netif takes the network's wire.
+  GET /storagecaches?external_id=&path=, POST /storagecaches {"storagecache": {name, path,
+    external_id}}.
+  GET /storages/<id|name>, POST /storages {"storage": {name (unique), capacity, ...,
+    storage_type "local", medium_type ssd|rotate, zone (must exist), storagecache_id (must
+    exist)}}, PUT /storages/<id>.
+  GET, POST /hosts/<id>/storages/<storage id> {"hoststorage": {mount_point,
+    is_root_partition}}: host of type hypervisor, storage known, no second link (409).
+  POST /hosts/<id>/online, /offline: sets host_status (online also status running); going
+    online brings the host's attached storages online (SyncStatusWithHosts): a storage linked
+    after online stays offline.
+  POST /hosts/<id>/ping: SHostPingInput; storage_stats update storages by storage_id.
   PUT /storagecaches/<scid>/cachedimages/<id>?auto_create=true: {"storagecachedimage":
     {"status": "active", "path": absolute}}; kept in state "cachedimages".
   PUT /servers/<sid>: {"server": {"progress": 0..100, "progress_mbps": number}}.
   POST /servers/<sid>/status: {"server": {"status": a Cloudpods guest status, "power_states":
     "on"|"off"}}; the latest per server is kept.
-Anything wrong is recorded with a problem and answered 4xx (404 for unknown hosts).
-Control (no token, not recorded): GET /__ready, GET /__state (hosts, servers, outage),
-POST /__outage?seconds=N (answer 503 to every request for N seconds; 0 ends it).
---fail-first N answers 500 to the first N deliveries of each task id (the agent must retry).
---state FILE keeps the hosts across restarts of the fake. Writes its port to --port-file.
+  POST /tasks/<id>: "__status__" (if present) is "error" with a non-empty "__reason__" string.
+Anything wrong is recorded with a problem and answered 4xx (404 for unknown records), in the
+region's error shape {"code", "class", "details"}.
+Control (no token, not recorded): GET /__ready, GET /__state (zones, wires, networks, hosts,
+storagecaches, storages, hoststorages, servers, outage), POST /__outage?seconds=N (answer 503
+to every request for N seconds; 0 ends it), POST /__reject-tokens (every token seen so far is
+answered 403 from now on, as an expired one).
+--zone NAME (repeatable; default zone1) and --network NAME=CIDR@WIRE (repeatable; the wire is
+created in the first zone) seed the region. --fail-first N answers 500 to the first N
+deliveries of each task id (the agent must retry). --state FILE keeps the region's records
+across restarts of the fake. Writes its port to --port-file.
 """
 import argparse
+import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -48,6 +76,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 TASK_PATH = re.compile(r"^/tasks/([A-Za-z0-9._-]{1,128})$")
 ID = r"([A-Za-z0-9._-]{1,128})"
 ROUTES = [
+    ("GET", re.compile(r"^/networks$"), "network-list"),
+    ("GET", re.compile(r"^/wires/" + ID + r"$"), "wire-get"),
+    ("GET", re.compile(r"^/storagecaches$"), "storagecache-list"),
+    ("POST", re.compile(r"^/storagecaches$"), "storagecache-create"),
+    ("GET", re.compile(r"^/storages/" + ID + r"$"), "storage-get"),
+    ("POST", re.compile(r"^/storages$"), "storage-create"),
+    ("PUT", re.compile(r"^/storages/" + ID + r"$"), "storage-update"),
+    ("GET", re.compile(r"^/hosts/" + ID + r"/storages/" + ID + r"$"), "hoststorage-get"),
+    ("POST", re.compile(r"^/hosts/" + ID + r"/storages/" + ID + r"$"), "hoststorage-create"),
     ("GET", re.compile(r"^/hosts$"), "host-list"),
     ("POST", re.compile(r"^/zones/" + ID + r"/hosts$"), "host-create"),
     ("POST", re.compile(r"^/hosts$"), "host-create"),
@@ -77,33 +114,97 @@ def keystone_valid(keystone, token):
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status == 200
+    except urllib.error.HTTPError as e:
+        return None if e.code >= 500 else False
     except (urllib.error.URLError, OSError):
-        return False
+        # Keystone did not answer (a loaded machine): the region cannot tell either and
+        # answers 5xx; not the agent's fault.
+        return None
 
 
 def is_int(v, minimum=0):
     return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
 
 
-def check_host(h, problems):
-    for k in ("access_ip", "cpu_desc", "version"):
-        if not isinstance(h.get(k), str) or not h[k]:
-            problems.append("host.%s is not a non-empty string" % k)
+def is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+STR, INT, BOOL, NUM, OBJ, LIST = "string", "integer", "boolean", "number", "object", "list"
+TYPES = {STR: lambda v: isinstance(v, str), INT: lambda v: is_int(v, 0),
+         BOOL: lambda v: isinstance(v, bool), NUM: is_num,
+         OBJ: lambda v: isinstance(v, dict), LIST: lambda v: isinstance(v, list)}
+# Field names and types of the region's inputs (pkg/apis/compute, CONTRACT.md 1.1 and 5 A).
+FIELDS = {
+    # api.HostCreateInput (the subset a KVM host agent sends)
+    "host": {"generate_name": STR, "name": STR, "host_type": STR, "manager_uri": STR,
+             "access_ip": STR, "access_mac": STR, "cpu_count": INT, "node_count": INT,
+             "cpu_desc": STR, "cpu_mhz": INT, "cpu_architecture": STR,
+             "kvm_cap_max_vcpu": INT, "mem_size": INT, "mem_reserved": INT,
+             "page_size_kb": INT, "storage_size": INT, "storage_type": STR,
+             "storage_driver": STR, "sys_info": OBJ, "sn": STR, "version": STR,
+             "metadata": OBJ, "cpu_cache": STR, "cpu_microcode": STR, "hostname": STR},
+    # api.HostAddNetifInput
+    "netif": {"mac": STR, "vlan_id": INT, "wire": STR, "wire_id": STR, "ip_addr": STR,
+              "interface": STR, "bridge": STR, "link_up": BOOL, "reserve": BOOL,
+              "nic_type": STR, "mtu": INT, "index": INT, "require_designated_ip": BOOL},
+    "storagecache": {"name": STR, "path": STR, "external_id": STR},
+    "storage": {"name": STR, "capacity": INT, "actual_capacity_used": INT,
+                "storage_type": STR, "medium_type": STR, "zone": STR, "zone_id": STR,
+                "storagecache_id": STR, "hardware_info": OBJ},
+    "hoststorage": {"mount_point": STR, "is_root_partition": BOOL},
+    # api.SHostPingInput
+    "ping": {"with_data": BOOL, "memory_used_mb": INT, "cpu_usage_percent": NUM,
+             "root_partition_used_capacity_mb": INT, "storage_stats": LIST,
+             "qga_running_guests": LIST},
+    "storage_stat": {"storage_id": STR, "capacity_mb": INT, "actual_capacity_used_mb": INT},
+}
+
+
+def check_fields(obj, kind, what, problems, ignore_unknown=False):
+    """Problems for unknown or mistyped fields; returns the unknown names."""
+    unknown = []
+    for k, v in obj.items():
+        t = FIELDS[kind].get(k)
+        if t is None:
+            unknown.append(k)
+            if not ignore_unknown:
+                problems.append("%s.%s is not a field of the region's input" % (what, k))
+        elif not TYPES[t](v):
+            problems.append("%s.%s is not a %s: %r" % (what, k, t, v))
+    return unknown
+
+
+def check_host(h, problems, create):
+    check_fields(h, "host", "host", problems)
     if not isinstance(h.get("access_mac"), str) or not MAC.match(h["access_mac"]):
         problems.append("host.access_mac is not a MAC address: %r" % h.get("access_mac"))
     uri = h.get("manager_uri")
     if not isinstance(uri, str) or not re.match(r"^https?://[^/]+:\d+$", uri):
         problems.append("host.manager_uri is not http(s)://host:port: %r" % uri)
+    for k in ("access_ip", "cpu_desc", "version"):
+        if not isinstance(h.get(k), str) or not h[k]:
+            problems.append("host.%s is not a non-empty string" % k)
     for k in ("cpu_count", "node_count", "mem_size"):
         if not is_int(h.get(k), 1):
             problems.append("host.%s is not a positive integer" % k)
-    for k in ("cpu_mhz", "mem_reserved", "storage_size"):
-        if not is_int(h.get(k), 0):
-            problems.append("host.%s is not an integer >= 0" % k)
-    if h.get("host_type") != "kvm":
-        problems.append("host.host_type is %r" % h.get("host_type"))
+    # The region's KVM host driver and the scheduler know "hypervisor" only.
+    if h.get("host_type") != "hypervisor":
+        problems.append("host.host_type is %r, not 'hypervisor'" % h.get("host_type"))
+    if h.get("cpu_architecture") not in ("x86_64", "aarch64", "riscv64"):
+        problems.append("host.cpu_architecture is %r" % h.get("cpu_architecture"))
     if not isinstance(h.get("sys_info"), dict):
         problems.append("host.sys_info is not an object")
+    if create and not (h.get("generate_name") or h.get("name")):
+        problems.append("host create without generate_name")
+    if not create:
+        for k in ("generate_name", "name", "mem_reserved"):
+            if k in h:
+                problems.append("host update carries %s (undoes an admin's change)" % k)
+
+
+def new_id():
+    return str(uuid.uuid4())
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -126,9 +227,14 @@ class Handler(BaseHTTPRequestHandler):
             return self._answer(200, {})
         if url.path == "/__state":
             with srv.lock:
-                return self._answer(200, {"hosts": srv.hosts, "servers": srv.servers,
-                                          "cachedimages": srv.cachedimages,
-                                          "outage": srv.outage_until > time.time()})
+                return self._answer(200, dict(srv.db, servers=srv.servers,
+                                              cachedimages=srv.cachedimages,
+                                              outage=srv.outage_until > time.time()))
+        if url.path == "/__reject-tokens" and self.command == "POST":
+            with srv.lock:
+                srv.rejected |= srv.seen_tokens
+                n = len(srv.rejected)
+            return self._answer(200, {"rejected": n})
         if url.path == "/__outage" and self.command == "POST":
             q = urllib.parse.parse_qs(url.query)
             secs = float(q.get("seconds", ["0"])[0])
@@ -148,7 +254,9 @@ class Handler(BaseHTTPRequestHandler):
         with srv.lock:
             outage = srv.outage_until > time.time()
         rec = {"method": self.command, "path": self.path, "kind": "unknown", "task_id": None,
-               "host_id": None, "sid": None, "body": None, "token_valid": False}
+               "host_id": None, "sid": None, "body": None, "token_valid": False,
+               "ignored": []}
+        self.rec, self.note = rec, None
         m = None
         for method, rx, kind in ROUTES:
             mm = rx.match(url.path)
@@ -160,7 +268,8 @@ class Handler(BaseHTTPRequestHandler):
         kind = rec["kind"]
         if kind == "task":
             rec["task_id"] = m.group(1)
-        elif kind in ("host-update", "add-netif", "online", "offline", "ping"):
+        elif kind in ("host-update", "add-netif", "online", "offline", "ping",
+                      "hoststorage-get", "hoststorage-create"):
             rec["host_id"] = m.group(1)
         elif kind in ("server-status", "server-update"):
             rec["sid"] = m.group(1)
@@ -181,15 +290,30 @@ class Handler(BaseHTTPRequestHandler):
                     body = None
             except (ValueError, UnicodeDecodeError) as e:
                 problems.append("body is not JSON: %s" % e)
-        rec["token_valid"] = keystone_valid(srv.keystone, self.headers.get("X-Auth-Token"))
-        if not rec["token_valid"]:
+        token = self.headers.get("X-Auth-Token") or ""
+        sha = hashlib.sha256(token.encode()).hexdigest()[:16]
+        rec["token_sha"] = sha if token else None
+        with srv.lock:
+            rejected = sha in srv.rejected
+        valid = None if rejected else keystone_valid(srv.keystone, token)
+        keystone_down = valid is None and not rejected
+        rec["token_valid"] = bool(valid)
+        if keystone_down:
+            self.note = "keystone did not answer the token validation"
+        elif rec["token_valid"]:
+            with srv.lock:
+                srv.seen_tokens.add(sha)
+        elif rejected:
+            rec["token_rejected"] = True  # expected: the agent must renew it, not a problem
+        else:
             problems.append("X-Auth-Token is missing or not a valid keystone token")
 
         status, reply = 200, {}
-        if outage:
+        if outage or keystone_down:
             status = 503
         elif not rec["token_valid"]:
-            status = 401
+            # The real region treats a bad token as anonymous: 403 ForbiddenError, not 401.
+            status = 403
         elif problems:
             status = 404 if not m else 400
         else:
@@ -202,8 +326,12 @@ class Handler(BaseHTTPRequestHandler):
         if status == 200:
             self._answer(200, reply)
         else:
-            self._answer(status, {"error": {"code": status, "details": "; ".join(problems)
-                                            or "injected failure"}})
+            classes = {400: "InputParameterError", 403: "ForbiddenError",
+                       404: "ResourceNotFoundError", 409: "DuplicateResourceError"}
+            self._answer(status, {"code": status,
+                                  "class": classes.get(status, "InternalServerError"),
+                                  "details": "; ".join(problems) or self.note or
+                                  "injected failure"})
 
     def _wrapped(self, body, key, problems):
         inner = body.get(key) if body else None
@@ -228,17 +356,11 @@ class Handler(BaseHTTPRequestHandler):
             if n <= srv.fail_first:
                 return 500, {}
             return 200, {"task": {"id": m.group(1), "stage": "OnCallback"}}
-        if kind == "host-list":
-            q = urllib.parse.parse_qs(url.query)
-            mac = q.get("any_mac", [None])[0]
-            if not mac:
-                problems.append("GET /hosts without any_mac")
-                return 400, {}
+        if kind in REGISTRATION_KINDS:
             with srv.lock:
-                found = [h for h in srv.hosts.values()
-                         if h.get("access_mac") == mac or
-                         any(n.get("mac") == mac for n in h.get("netifs", []))]
-            return 200, {"hosts": found, "total": len(found)}
+                r = self._registration(kind, m, url, body, problems)
+                srv.save()
+            return r
         if kind == "server-status":
             s = self._wrapped(body, "server", problems)
             if s is not None:
@@ -280,67 +402,257 @@ class Handler(BaseHTTPRequestHandler):
             if problems:
                 return 400, {}
             return 200, {"server": {"id": m.group(1)}}
+        problems.append("unhandled kind " + kind)
+        return 500, {}
+
+    # ---- registration: zones, wires, networks, hosts, netifs, storages (lock held) ----
+
+    def _query(self, url):
+        return {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+
+    def _registration(self, kind, m, url, body, problems):
+        db = self.server.db
+        q = self._query(url)
+        if kind == "network-list":
+            if q.get("scope") != "system" or q.get("is_classic") != "true":
+                problems.append("GET /networks without is_classic=true&scope=system")
+            try:
+                ip = ipaddress.ip_address(q.get("ip", ""))
+            except ValueError:
+                problems.append("GET /networks: ip %r is not an address" % q.get("ip"))
+                return 400, {}
+            if problems:
+                return 400, {}
+            found = [n for n in db["networks"].values()
+                     if ip in ipaddress.ip_network(n["cidr"])]
+            return 200, {"networks": found, "total": len(found)}
+        if kind == "wire-get":
+            w = self._find(db["wires"], m.group(1))
+            if not w:
+                self.note = "wire %s not found" % m.group(1)
+                return 404, {}
+            return 200, {"wire": w}
+        if kind == "host-list":
+            if q.get("scope") != "system":
+                problems.append("GET /hosts without scope=system")
+            mac = q.get("any_mac")
+            if not mac:
+                problems.append("GET /hosts without any_mac")
+            if problems:
+                return 400, {}
+            found = [h for h in db["hosts"].values()
+                     if h.get("access_mac") == mac or
+                     any(n.get("mac") == mac for n in h.get("netifs", []))]
+            return 200, {"hosts": found, "total": len(found)}
+        if kind == "storagecache-list":
+            found = [c for c in db["storagecaches"].values()
+                     if ("external_id" not in q or c["external_id"] == q["external_id"]) and
+                     ("path" not in q or c["path"] == q["path"])]
+            return 200, {"storagecaches": found, "total": len(found)}
+        if kind == "storage-get":
+            st = self._find(db["storages"], m.group(1))
+            if not st:
+                self.note = "storage %s not found" % m.group(1)  # a lookup: no problem
+                return 404, {}
+            return 200, {"storage": st}
+        if kind == "hoststorage-get":
+            hs = db["hoststorages"].get(m.group(1) + "/" + m.group(2))
+            if not hs:
+                self.note = "host %s has no storage %s" % (m.group(1), m.group(2))
+                return 404, {}
+            return 200, {"hoststorage": hs}
+        if kind == "storagecache-create":
+            c = self._wrapped(body, "storagecache", problems)
+            if c is None:
+                return 400, {}
+            check_fields(c, "storagecache", "storagecache", problems)
+            for k in ("name", "path", "external_id"):
+                if not c.get(k):
+                    problems.append("storagecache.%s missing" % k)
+            if problems:
+                return 400, {}
+            if any(x["name"] == c["name"] for x in db["storagecaches"].values()):
+                problems.append("storagecache name %s exists" % c["name"])
+                return 409, {}
+            cid = new_id()
+            db["storagecaches"][cid] = dict(c, id=cid)
+            return 200, {"storagecache": db["storagecaches"][cid]}
+        if kind in ("storage-create", "storage-update"):
+            st = self._wrapped(body, "storage", problems)
+            if st is None:
+                return 400, {}
+            check_fields(st, "storage", "storage", problems)
+            if "storage_type" in st and st["storage_type"] != "local":
+                problems.append("storage.storage_type is %r" % st["storage_type"])
+            if "medium_type" in st and st["medium_type"] not in ("ssd", "rotate"):
+                problems.append("storage.medium_type is %r" % st["medium_type"])
+            if "storagecache_id" in st and st["storagecache_id"] not in db["storagecaches"]:
+                problems.append("storagecache %s not found" % st["storagecache_id"])
+            if problems:
+                return 400, {}
+            if kind == "storage-create":
+                for k in ("name", "capacity", "storage_type", "medium_type",
+                          "storagecache_id"):
+                    if k not in st:
+                        problems.append("storage.%s missing" % k)
+                zone = st.get("zone") or st.get("zone_id")
+                if problems:
+                    return 400, {}
+                if not zone or not self._find(db["zones"], zone):
+                    problems.append("zone %s not found" % zone)
+                    return 404, {}
+                if any(x["name"] == st["name"] for x in db["storages"].values()):
+                    problems.append("storage name %s exists" % st["name"])
+                    return 409, {}
+                sid = new_id()
+                db["storages"][sid] = dict(st, id=sid, zone_id=self._find(db["zones"], zone)["id"],
+                                           status="offline", enabled=True)
+            else:
+                rec = self._find(db["storages"], m.group(1))
+                if not rec:
+                    problems.append("storage %s not found" % m.group(1))
+                    return 404, {}
+                sid = rec["id"]
+                rec.update(st)
+            return 200, {"storage": db["storages"][sid]}
+        if kind == "hoststorage-create":
+            hid, sid = m.group(1), m.group(2)
+            hs = self._wrapped(body, "hoststorage", problems)
+            if hs is None:
+                return 400, {}
+            check_fields(hs, "hoststorage", "hoststorage", problems)
+            if not hs.get("mount_point"):
+                problems.append("hoststorage.mount_point missing")
+            if problems:
+                return 400, {}
+            host, st = db["hosts"].get(hid), db["storages"].get(sid)
+            if not host or not st:
+                problems.append("no host %s or storage %s" % (hid, sid))
+                return 404, {}
+            if host.get("host_type") != "hypervisor":
+                problems.append("host %s has no KVM host driver" % hid)
+                return 400, {}
+            key = hid + "/" + sid
+            if key in db["hoststorages"]:
+                problems.append("storage %s already attached to host %s" % (sid, hid))
+                return 409, {}
+            db["hoststorages"][key] = dict(hs, host_id=hid, storage_id=sid)
+            return 200, {"hoststorage": db["hoststorages"][key]}
+
         h = self._wrapped(body, "host", problems)
         if h is None:
             return 400, {}
         if kind in ("host-create", "host-update"):
-            check_host(h, problems)
+            check_host(h, problems, kind == "host-create")
             if problems:
                 return 400, {}
-            with srv.lock:
-                if kind == "host-create":
-                    if any(x.get("access_mac") == h["access_mac"] for x in srv.hosts.values()):
-                        problems.append("a host with access_mac %s exists" % h["access_mac"])
-                        return 409, {}
-                    hid = str(uuid.uuid4())
-                    rec = dict(h, id=hid, host_status="offline", netifs=[],
-                               zone=m.group(1) if m.groups() else None)
-                    srv.hosts[hid] = rec
-                else:
-                    hid = m.group(1)
-                    if hid not in srv.hosts:
-                        problems.append("no host " + hid)
+            if kind == "host-create":
+                zone = None
+                if m.groups():
+                    zone = self._find(db["zones"], m.group(1))
+                    if not zone:
+                        problems.append("zone %s not found" % m.group(1))
                         return 404, {}
-                    srv.hosts[hid].update(h)
-                out = dict(srv.hosts[hid])
-                srv.save()
-            return 200, {"host": out}
+                if any(x.get("access_mac") == h["access_mac"] for x in db["hosts"].values()):
+                    problems.append("a host with access_mac %s exists" % h["access_mac"])
+                    return 409, {}
+                hid = new_id()
+                h = dict(h)  # the request body is recorded as it came
+                name = h.pop("generate_name", None) or h.get("name")
+                if any(x.get("name") == name for x in db["hosts"].values()):
+                    name += "-" + hid[:4]
+                db["hosts"][hid] = dict(h, id=hid, name=name, host_status="offline",
+                                        status="init", enabled=False, netifs=[],
+                                        zone_id=zone["id"] if zone else None)
+            else:
+                hid = m.group(1)
+                if hid not in db["hosts"]:
+                    problems.append("no host " + hid)
+                    return 404, {}
+                db["hosts"][hid].update(h)
+            return 200, {"host": db["hosts"][hid]}
         hid = m.group(1)
-        with srv.lock:
-            if hid not in srv.hosts:
-                problems.append("no host " + hid)
-                return 404, {}
-            host = srv.hosts[hid]
-            if kind == "add-netif":
-                if not isinstance(h.get("mac"), str) or not MAC.match(h["mac"]):
-                    problems.append("host.mac is not a MAC address: %r" % h.get("mac"))
-                if not isinstance(h.get("ifname"), str) or not h["ifname"]:
-                    problems.append("host.ifname is not a non-empty string")
-                if "ip" in h and not isinstance(h["ip"], str):
-                    problems.append("host.ip is not a string")
-                if problems:
+        if hid not in db["hosts"]:
+            problems.append("no host " + hid)
+            return 404, {}
+        host = db["hosts"][hid]
+        if kind == "add-netif":
+            # The real region ignores unknown fields (200, NIC stored without them).
+            self.rec["ignored"] = check_fields(h, "netif", "host", problems,
+                                               ignore_unknown=True)
+            if not isinstance(h.get("mac"), str) or not MAC.match(h["mac"]):
+                problems.append("host.mac is not a MAC address: %r" % h.get("mac"))
+            if problems:
+                return 400, {}
+            wire = None
+            if h.get("wire") or h.get("wire_id"):
+                wire = self._find(db["wires"], h.get("wire") or h.get("wire_id"))
+                if not wire:
+                    problems.append("wire %s not found" % (h.get("wire") or h.get("wire_id")))
+                    return 404, {}
+            if h.get("ip_addr"):
+                ip = ipaddress.ip_address(h["ip_addr"])
+                nets = [n for n in db["networks"].values()
+                        if ip in ipaddress.ip_network(n["cidr"])]
+                if not nets:
+                    problems.append("IP %s not attach to any wire" % h["ip_addr"])
                     return 400, {}
-                if not any(n["mac"] == h["mac"] for n in host["netifs"]):
-                    host["netifs"].append({k: h[k] for k in ("mac", "ifname", "ip") if k in h})
-            elif kind in ("online", "offline"):
-                host["host_status"] = kind
-            elif kind == "ping":
-                if not is_int(h.get("memory_used_mb"), 0):
-                    problems.append("host.memory_used_mb is not an integer >= 0")
-                cpu = h.get("cpu_usage_percent")
-                if cpu is not None and (not isinstance(cpu, (int, float)) or
-                                        isinstance(cpu, bool) or not 0 <= cpu <= 100):
-                    problems.append("host.cpu_usage_percent is %r" % cpu)
-                if "storage_stats" in h and not isinstance(h["storage_stats"], list):
-                    problems.append("host.storage_stats is not a list")
-                if problems:
+                if wire and nets[0]["wire_id"] != wire["id"]:
+                    problems.append("IP %s is not on wire %s" % (h["ip_addr"], wire["name"]))
                     return 400, {}
-                host["last_ping"] = time.time()
-            out = dict(host)
-            srv.save()
-        return 200, {"host": out}
+                wire = db["wires"][nets[0]["wire_id"]]
+            nic = {k: h[k] for k in FIELDS["netif"] if k in h and k not in ("wire", "wire_id")}
+            nic["wire_id"] = wire["id"] if wire else None
+            nic["wire"] = wire["name"] if wire else None
+            nic["link_up"] = bool(h.get("link_up")) and bool(h.get("interface"))
+            host["netifs"] = [n for n in host["netifs"] if n["mac"] != h["mac"]] + [nic]
+        elif kind == "online":
+            if host["host_status"] != "online":
+                # PerformOnline -> SyncStatusWithHosts: attached storages come online.
+                for hs in db["hoststorages"].values():
+                    if hs["host_id"] == hid and hs["storage_id"] in db["storages"]:
+                        db["storages"][hs["storage_id"]]["status"] = "online"
+            host["host_status"], host["status"] = "online", "running"
+        elif kind == "offline":
+            host["host_status"] = "offline"
+        elif kind == "ping":
+            check_fields(h, "ping", "host", problems)
+            cpu = h.get("cpu_usage_percent")
+            if cpu is not None and is_num(cpu) and not 0 <= cpu <= 100:
+                problems.append("host.cpu_usage_percent is %r" % cpu)
+            for e in h.get("storage_stats") or []:
+                if not isinstance(e, dict):
+                    problems.append("host.storage_stats entry is not an object")
+                    continue
+                check_fields(e, "storage_stat", "host.storage_stats[]", problems)
+                if e.get("storage_id") not in db["storages"]:
+                    problems.append("storage_stats for unknown storage %r" % e.get("storage_id"))
+            for g in h.get("qga_running_guests") or []:
+                if not isinstance(g, str):
+                    problems.append("host.qga_running_guests entry is not a string")
+            if problems:
+                return 400, {}
+            for e in h.get("storage_stats") or []:
+                st = db["storages"][e["storage_id"]]
+                st["capacity"] = e.get("capacity_mb", st.get("capacity"))
+                st["actual_capacity_used"] = e.get("actual_capacity_used_mb",
+                                                   st.get("actual_capacity_used"))
+            host["last_ping"] = time.time()
+        return 200, {"host": host}
+
+    def _find(self, table, key):
+        if key in table:
+            return table[key]
+        return next((x for x in table.values() if x.get("name") == key), None)
 
     do_POST = do_GET = do_PUT = do_DELETE = _handle
+
+
+REGISTRATION_KINDS = {"network-list", "wire-get", "host-list", "host-create", "host-update",
+                      "add-netif", "online", "offline", "ping", "storagecache-list",
+                      "storagecache-create", "storage-get", "storage-create",
+                      "storage-update", "hoststorage-get", "hoststorage-create"}
+TABLES = ("zones", "wires", "networks", "hosts", "storagecaches", "storages", "hoststorages")
 
 
 class Server(ThreadingHTTPServer):
@@ -348,8 +660,28 @@ class Server(ThreadingHTTPServer):
         if self.state_file:
             tmp = self.state_file + ".tmp"
             with open(tmp, "w") as f:
-                json.dump(self.hosts, f)
+                json.dump(self.db, f)
             os.rename(tmp, self.state_file)
+
+    def seed(self, zones, networks):
+        db = self.db
+        for z in zones or ["zone1"]:
+            if not any(x["name"] == z for x in db["zones"].values()):
+                zid = new_id()
+                db["zones"][zid] = {"id": zid, "name": z, "status": "enable"}
+        first = next(x for x in db["zones"].values() if x["name"] == (zones or ["zone1"])[0])
+        for spec in networks or []:
+            name, rest = spec.split("=", 1)
+            cidr, wire = rest.split("@", 1)
+            ipaddress.ip_network(cidr)
+            w = next((x for x in db["wires"].values() if x["name"] == wire), None)
+            if not w:
+                wid = new_id()
+                w = db["wires"][wid] = {"id": wid, "name": wire, "zone_id": first["id"]}
+            if not any(x["name"] == name for x in db["networks"].values()):
+                nid = new_id()
+                db["networks"][nid] = {"id": nid, "name": name, "cidr": cidr,
+                                       "wire_id": w["id"], "is_classic": True}
 
 
 def main():
@@ -360,15 +692,19 @@ def main():
     ap.add_argument("--keystone", required=True, help="keystone v3 URL")
     ap.add_argument("--fail-first", type=int, default=0)
     ap.add_argument("--state")
+    ap.add_argument("--zone", action="append")
+    ap.add_argument("--network", action="append", help="NAME=CIDR@WIRE")
     a = ap.parse_args()
     srv = Server(("127.0.0.1", a.port), Handler)
     srv.keystone, srv.record, srv.fail_first = a.keystone, a.record, a.fail_first
     srv.lock, srv.deliveries = threading.Lock(), {}
-    srv.hosts, srv.servers, srv.outage_until, srv.state_file = {}, {}, 0, a.state
+    srv.db, srv.servers, srv.outage_until, srv.state_file = {t: {} for t in TABLES}, {}, 0, a.state
+    srv.seen_tokens, srv.rejected = set(), set()
     srv.cachedimages = {}
     if a.state and os.path.exists(a.state):
         with open(a.state) as f:
-            srv.hosts = json.load(f)
+            srv.db.update(json.load(f))
+    srv.seed(a.zone, a.network)
     open(a.record, "a").close()
     if a.port_file:
         with open(a.port_file + ".tmp", "w") as f:

@@ -1,9 +1,15 @@
 #!/bin/bash
 # The agent reports itself and its guests to the region (agent/report.c, agent/outbox.c)
-# against a real Keystone, the real libvirtd with a small KVM guest, and the checking, stateful
-# fake region (tests/integration/fake-region.py): registration retried through a region
-# outage (readiness says why), the host record created with the right fields, a restart
-# updates the same record (PUT, no second create), the heartbeat arrives, guest state changes
+# against a real Keystone, the real libvirtd with a small KVM guest, a real Linux bridge made
+# for the test (the `networks` entry), and the checking, stateful fake region
+# (tests/integration/fake-region.py, the real region's contract): registration retried
+# through a region outage (readiness says why); the host registered as the region expects it
+# (host_type hypervisor, the bridge's address as access_ip, the wire of its network found by
+# IP, one netif with wire and bridge, the storage cache, local storage and host link of the
+# disk root, all before online); a restart reuses every id and creates nothing twice (PUT
+# only); a 403 for an expired token makes the agent renew it; a bridge missing from the
+# host, or an IP not on it, stops the agent with a message naming the entry; the heartbeat
+# carries storage_stats by storage id; guest state changes
 # are posted, and during an outage (also across an agent restart) they wait in the outbox and
 # are delivered after it, latest wins; SIGTERM posts offline, exits 0 and leaves the guest
 # running.
@@ -14,6 +20,23 @@ need_root
 libvirtd_lock shared
 libvirtd_up || hard "libvirtd does not start"
 
+# The access network: a bridge with an address and a "physical" interface in it (one end of a
+# veth pair: this kernel may have no dummy driver).
+BR=harbr$$
+BR=${BR:0:15}
+DU=hadu$$
+DU=${DU:0:13}
+NET=10.213.$((RANDOM % 250 + 1))
+IP=$NET.$((RANDOM % 200 + 10))
+ip link add "$BR" type bridge || hard "cannot create bridge $BR"
+on_exit "ip link del $BR"
+ip link add "$DU" type veth peer name "${DU}p" || hard "cannot create veth $DU"
+on_exit "ip link del $DU"
+ip link set "$DU" master "$BR" && ip link set "$DU" up && ip link set "$BR" up ||
+	hard "cannot set up $BR"
+ip addr add "$IP/24" dev "$BR" || hard "cannot address $BR"
+BR_MAC=$(cat "/sys/class/net/$BR/address")
+
 KS_PORT=$(ks_free_port)
 export KS_PORT
 FR_PORT=$(ks_free_port)
@@ -21,11 +44,12 @@ FR=http://127.0.0.1:$FR_PORT
 API_PORT=$(ks_free_port)
 API=http://127.0.0.1:$API_PORT
 keystone_start "$FR"
-fake_region_start "$FR_PORT"
+fake_region_start "$FR_PORT" --zone zone1 --network "adm0=$NET.0/24@bcast0"
 
 region_conf "$T/host.conf" "$API_PORT" <<YAML
 ping_region_interval: 5
 shutdown_timeout: 10
+networks: [$DU/$BR]
 YAML
 
 AGENT_PID=
@@ -69,7 +93,7 @@ outage 600
 start
 wait_for 30 curl -sf "$API/ping" || fail "agent does not answer /ping"
 wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
-wait_for 20 has 0 'r["kind"] == "host-list" and r["status"] == 503' || fail "no registration attempt"
+wait_for 20 has 0 'r["kind"] == "network-list" and r["status"] == 503' || fail "no registration attempt"
 expect_eq "$(ready_code)" 503 "readyz while the region is down"
 expect_contains "$(cat "$T/ready")" "region: not registered" "readiness reason"
 expect_contains "$(cat "$T/ready")" "HTTP 503" "readiness reason carries the last error"
@@ -86,26 +110,55 @@ expect_eq "$(cat "$T/state/host-id")" "$HID" "host id persisted in state_dir"
 rec=$(recs 0 'r["kind"] == "host-create" and r["status"] == 200' | head -n1)
 [ -n "$rec" ] || fail "no host create"
 expect_eq "$(echo "$rec" | json 'j["path"]')" /zones/zone1/hosts "create path"
-expect_eq "$(echo "$rec" | json 'j["body"]["host"]["host_type"]')" kvm "host_type"
-expect_eq "$(echo "$rec" | json 'j["body"]["host"]["manager_uri"].endswith(":'"$API_PORT"'")')" true "manager_uri"
+expect_eq "$(echo "$rec" | json 'j["body"]["host"]["host_type"]')" hypervisor "host_type"
+expect_eq "$(echo "$rec" | json 'j["body"]["host"]["access_ip"]')" "$IP" "access_ip is the bridge's address"
+expect_eq "$(echo "$rec" | json 'j["body"]["host"]["access_mac"]')" "$BR_MAC" "access_mac is the bridge's MAC"
+expect_eq "$(echo "$rec" | json 'j["body"]["host"]["manager_uri"]')" "http://$IP:$API_PORT" "manager_uri"
 expect_eq "$(echo "$rec" | json 'j["body"]["host"]["cpu_count"]')" "$(nproc)" "cpu_count"
-MAC=$(echo "$rec" | json 'j["body"]["host"]["access_mac"]')
-has 0 'r["kind"] == "host-list" and r["path"] == "/hosts?any_mac='"$MAC"'" and r["status"] == 200' ||
-	fail "no lookup by any_mac"
-has 0 'r["kind"] == "add-netif" and r["status"] == 200 and r["body"]["host"]["mac"] == "'"$MAC"'"' ||
-	fail "access NIC not added"
-has 0 'r["kind"] == "add-netif" and (r["body"]["host"]["ifname"] == "lo" or r["body"]["host"]["ifname"].startswith(("vnet", "tap")))' &&
-	fail "loopback or tap NIC reported"
+expect_eq "$(echo "$rec" | json 'j["body"]["host"]["cpu_architecture"]')" "$(uname -m)" "cpu_architecture"
+expect_eq "$(echo "$rec" | json '"generate_name" in j["body"]["host"] and "mem_reserved" in j["body"]["host"]')" true "generate_name and mem_reserved on create"
+expect_eq "$(state | json 'j["hosts"]["'"$HID"'"]["enabled"]')" false "a new host starts disabled"
+has 0 'r["kind"] == "host-list" and r["status"] == 200 and "scope=system" in r["path"] and "any_mac='"${BR_MAC//:/%3A}"'" in r["path"]' ||
+	fail "no lookup by any_mac with scope=system"
+has 0 'r["kind"] == "network-list" and r["status"] == 200 and r["path"] == "/networks?ip='"$IP"'&is_classic=true&scope=system"' ||
+	fail "wire not looked up by the network of $IP"
+# One netif, for the configured network, with the fields the region reads.
+expect_eq "$(recs 0 'r["kind"] == "add-netif"' | wc -l)" 1 "one add-netif per configured network"
+rec=$(recs 0 'r["kind"] == "add-netif" and r["status"] == 200' | head -n1)
+expect_eq "$(echo "$rec" | json 'j["body"]["host"] == {"mac": "'"$BR_MAC"'", "vlan_id": 1, "wire": "bcast0", "bridge": "'"$BR"'", "interface": "'"$DU"'", "link_up": True, "ip_addr": "'"$IP"'", "reserve": True, "nic_type": "admin"}')" true "add-netif body"
+expect_eq "$(echo "$rec" | json 'j["ignored"]')" "[]" "add-netif fields the region would ignore"
+expect_eq "$(state | json '[(n["wire"], n["bridge"], n["interface"]) for n in j["hosts"]["'"$HID"'"]["netifs"]]')" "[('bcast0', '$BR', '$DU')]" "region's netif has wire and bridge"
+# One local storage for the disk root, its cache and the host link, all before online.
+expect_eq "$(state | json 'len(j["storages"]), len(j["storagecaches"]), len(j["hoststorages"])')" "(1, 1, 1)" "one storage, cache and link"
+SID=$(state | json 'list(j["storages"])[0]')
+SCID=$(state | json 'list(j["storagecaches"])[0]')
+expect_eq "$(state | json 'j["storages"]["'"$SID"'"]["name"]')" "host_${IP}_local_storage_0" "storage name"
+expect_eq "$(state | json 'j["storages"]["'"$SID"'"]["storagecache_id"]')" "$SCID" "storage's cache"
+expect_eq "$(state | json 'j["storagecaches"]["'"$SCID"'"]["path"], j["storagecaches"]["'"$SCID"'"]["external_id"]')" "('$T/disks/image_cache', '$HID')" "storagecache path and host"
+expect_eq "$(state | json 'j["hoststorages"]["'"$HID/$SID"'"]["mount_point"]')" "$T/disks" "host-storage mount point"
+# The fake brings linked storages online when the host goes online: online only if linked first.
+expect_eq "$(state | json 'j["storages"]["'"$SID"'"]["status"]')" online "storage online (linked before /online)"
+order=$(python3 - "$FR_RECORD" <<'PY'
+import json, sys
+kinds = [json.loads(l)["kind"] for l in open(sys.argv[1]) if json.loads(l)["status"] == 200]
+first = lambda k: kinds.index(k) if k in kinds else 10**9
+print(first("wire-get") < first("host-create") < first("add-netif") < first("storagecache-create")
+      < first("storage-create") < first("hoststorage-create") < first("online"))
+PY
+)
+expect_eq "$order" True "registration order: wire, host, netif, cache, storage, link, online"
+expect_eq "$(json 'sorted((s["root"], s["id"], s["cache_id"]) for s in j["storages"])' <"$T/state/region-ids.json")" "[('$T/disks', '$SID', '$SCID')]" "storage ids kept in state_dir"
 expect_eq "$(state | json 'j["hosts"]["'"$HID"'"]["host_status"]')" online "host status in the region"
 no_problems
-ok "registered: host created under zone1 with checked fields, NICs added, online, id persisted"
+ok "registered as the region expects: hypervisor, netif with wire and bridge, storage with cache and link before online"
 
 # 2. Heartbeat (ping_region_interval 5 s +-10%).
 L=$(lines)
 wait_for 20 has "$L" 'r["kind"] == "ping" and r["status"] == 200 and r["host_id"] == "'"$HID"'"' ||
 	fail "no heartbeat"
 rec=$(recs "$L" 'r["kind"] == "ping"' | head -n1)
-expect_eq "$(echo "$rec" | json 'isinstance(j["body"]["host"]["storage_stats"], list)')" true "ping storage_stats"
+expect_eq "$(echo "$rec" | json '[s["storage_id"] for s in j["body"]["host"]["storage_stats"]]')" "['$SID']" "ping storage_stats by storage id"
+expect_eq "$(echo "$rec" | json 'j["body"]["host"]["qga_running_guests"]')" "[]" "ping qga_running_guests"
 wait_for 20 sh -c "[ \$(python3 -c 'import json,sys; print(sum(1 for l in open(sys.argv[1]) if json.loads(l)[\"kind\"] == \"ping\"))' $FR_RECORD) -ge 3 ]" ||
 	fail "heartbeat not periodic"
 expect_contains "$(curl -s -H "X-Auth-Token: $(ks_token "$KS_OP_USER" "$KS_OP_PASSWORD" system)" "$API/metrics")" \
@@ -153,6 +206,14 @@ wait_for 60 has "$L" 'r["kind"] == "online" and r["status"] == 200' || fail "not
 has "$L" 'r["kind"] == "host-update" and r["status"] == 200 and r["host_id"] == "'"$HID"'"' || fail "no PUT of the known host"
 has "$L" 'r["kind"] == "host-create"' && fail "restart created a second host record"
 expect_eq "$(state | json 'len(j["hosts"])')" 1 "still one host record"
+has "$L" 'r["kind"] in ("storagecache-create", "storage-create", "hoststorage-create")' &&
+	fail "restart created a storage record again: $(recs "$L" 'r["kind"].endswith("-create")')"
+has "$L" 'r["kind"] == "storage-get" and r["path"] == "/storages/'"$SID"'" and r["status"] == 200' ||
+	fail "restart did not reuse the saved storage id"
+has "$L" 'r["kind"] == "storage-update" and r["status"] == 200' || fail "storage not updated on restart"
+expect_eq "$(state | json 'len(j["storages"]), len(j["storagecaches"]), len(j["hoststorages"]), len(j["hosts"]["'"$HID"'"]["netifs"])')" "(1, 1, 1, 1)" "records after the restart"
+rec=$(recs "$L" 'r["kind"] == "host-update" and r["status"] == 200' | head -n1)
+expect_eq "$(echo "$rec" | json '[k for k in ("name", "generate_name", "mem_reserved") if k in j["body"]["host"]]')" "[]" "update keeps the admin's name and reserved memory"
 # Adoption reports the guest once after registration.
 wait_for 30 has "$L" 'r["sid"] == "'"$S"'" and r["status"] == 200 and r["body"]["server"]["status"] == "running"' ||
 	fail "adopted guest not reported"
@@ -228,6 +289,15 @@ call POST "/hosts/$HID/sync" '{}'
 wait_for 20 has "$L" 'r["kind"] == "host-update" and r["status"] == 200' || fail "sync did not re-report"
 ok "host sync re-reports with PUT /hosts/<id>"
 
+# 6b. An expired token gets 403 from the region (not 401): the agent renews it and goes on.
+L=$(lines)
+curl -sf -X POST "$FR/__reject-tokens" >/dev/null || hard "fake region control"
+wait_for 30 has "$L" 'r["status"] == 403 and r.get("token_rejected")' || fail "no request refused with 403"
+OLD=$(recs "$L" 'r["status"] == 403' | head -n1 | json 'j["token_sha"]')
+wait_for 40 has "$L" 'r["kind"] == "ping" and r["status"] == 200 and r["token_sha"] != "'"$OLD"'"' ||
+	fail "token not renewed after a 403"
+ok "403 for an expired token: the agent renews it and pings again"
+
 # 7. Final SIGTERM: offline, exit 0, guest still running.
 L=$(lines)
 stop_agent
@@ -235,3 +305,40 @@ has "$L" 'r["kind"] == "offline" and r["status"] == 200' || fail "no offline on 
 expect_eq "$(vstate $S)" running "guest after the final SIGTERM"
 no_problems
 ok "final SIGTERM: offline, exit 0, guest running"
+
+# 8. A networks entry whose bridge does not exist, or whose IP is not on the bridge, stops the
+# agent at startup with a message naming the entry.
+bad_start() { # ENTRY: expects a non-zero exit and the entry named in the log
+	sed "s|^networks: .*|networks: [$1]|" "$T/host.conf" >"$T/bad.conf"
+	local rc=0
+	timeout 60 "$HOSTAGENT" --config "$T/bad.conf" >"$T/bad.log" 2>&1 9>&- || rc=$?
+	[ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "agent with networks [$1] exited $rc"
+	expect_contains "$(cat "$T/bad.log")" "networks entry '$1'" "startup error names the entry"
+}
+bad_start "$DU/nosuchbr0"
+expect_contains "$(cat "$T/bad.log")" "bridge nosuchbr0 does not exist" "missing bridge"
+bad_start "$DU/$BR/10.254.254.254"
+expect_contains "$(cat "$T/bad.log")" "address 10.254.254.254 is not on bridge $BR" "IP not on the bridge"
+ok "a missing bridge or an IP not on it stops the agent, naming the entry"
+
+# 9. What the region refuses reaches readiness with its reason: a zone that does not exist
+# (the real region: 404 "zone ... not found"), an access address in no network of the region.
+IP2=10.214.$((RANDOM % 250 + 1)).7
+ip addr add "$IP2/24" dev "$BR" || hard "cannot address $BR"
+refused() { # CONF-SED EXPECTED: the agent stays up, not ready, and says why
+	sed "$1" "$T/host.conf" >"$T/ref.conf"
+	: >"$T/ref.log"
+	"$HOSTAGENT" --config "$T/ref.conf" --log-level debug >"$T/ref.log" 2>&1 9>&- &
+	AGENT_PID=$!
+	wait_for 60 grep -qF "$2" "$T/ref.log" || fail "no '$2' in the agent log"
+	expect_eq "$(ready_code)" 503 "readyz while the region refuses"
+	expect_contains "$(cat "$T/ready")" "$2" "readiness reason"
+	stop_agent
+}
+rm -f "$T/state/host-id" "$T/state/region-ids.json"
+# Without networks the access address is listen_address (127.0.0.1): a MAC the region does
+# not know, so the host would be created.
+refused "s|^zone: .*|zone: nosuchzone|; s|^networks: .*|networks: []|" "zone nosuchzone not found"
+refused "s|^networks: .*|networks: [$DU/$BR/$IP2]|" "no network of the region contains $IP2"
+expect_eq "$(state | json 'len(j["hosts"])')" 1 "nothing created for refused registrations"
+ok "a missing zone or a network unknown to the region: not ready, with the region's reason"

@@ -243,12 +243,16 @@ static void test_invalid_ids(void **state)
 
 static json_t *sample_hostinfo(void)
 {
-	return json_pack(
+	json_t *h = json_pack(
 	    "{s:s,s:s,s:s,s:i,s:i,s:s,s:i,s:i,s:i,s:i,s:s,s:s,s:s,s:{s:s},s:b}", "name", "node1",
 	    "access_ip", "10.0.0.5", "access_mac", "52:54:00:12:34:56", "cpu_count", 8,
 	    "node_count", 2, "cpu_desc", "Some CPU", "cpu_mhz", 2400, "mem_size", 16000,
-	    "mem_reserved", 0, "storage_size", 500000, "host_type", "kvm", "version", "0.1.0",
-	    "manager_uri", "qemu:///system", "sys_info", "os_name", "Debian", "kvm", 1);
+	    "mem_reserved", 2000, "storage_size", 500000, "host_type", "hypervisor", "version",
+	    "0.1.0", "manager_uri", "qemu:///system", "sys_info", "os_name", "Debian", "kvm", 1);
+	json_object_set_new(h, "cpu_architecture", json_string("x86_64"));
+	json_object_set_new(h, "kvm_cap_max_vcpu", json_integer(288));
+	json_object_set_new(h, "page_size_kb", json_integer(4));
+	return h;
 }
 
 static void test_host_body(void **state)
@@ -260,22 +264,28 @@ static void test_host_body(void **state)
 	cfg.zone = strdup("zone1");
 	json_auto_t *info = sample_hostinfo();
 	json_auto_t *body = NULL;
-	assert_int_equal(report_host_body(info, &cfg, &body), 0);
+	assert_int_equal(report_host_body(info, &cfg, true, &body), 0);
 	json_t *h = json_object_get(body, "host");
 	assert_true(json_is_object(h));
+	/* Create only: generate_name and mem_reserved; never name or zone. */
+	assert_string_equal(json_string_value(json_object_get(h, "generate_name")), "node1");
+	assert_null(json_object_get(h, "name"));
 	assert_int_equal(json_object_size(body), 1);
 	assert_string_equal(json_string_value(json_object_get(h, "access_ip")), "10.0.0.5");
 	assert_string_equal(json_string_value(json_object_get(h, "access_mac")),
 			    "52:54:00:12:34:56");
 	assert_string_equal(json_string_value(json_object_get(h, "manager_uri")),
 			    "http://10.0.0.5:8885");
-	assert_string_equal(json_string_value(json_object_get(h, "host_type")), "kvm");
-	assert_string_equal(json_string_value(json_object_get(h, "zone")), "zone1");
+	assert_string_equal(json_string_value(json_object_get(h, "host_type")), "hypervisor");
+	assert_null(json_object_get(h, "zone"));
+	assert_string_equal(json_string_value(json_object_get(h, "cpu_architecture")), "x86_64");
+	assert_int_equal(json_integer_value(json_object_get(h, "kvm_cap_max_vcpu")), 288);
+	assert_int_equal(json_integer_value(json_object_get(h, "page_size_kb")), 4);
 	assert_string_equal(json_string_value(json_object_get(h, "cpu_desc")), "Some CPU");
 	assert_string_equal(json_string_value(json_object_get(h, "version")), "0.1.0");
 	static const char *const ints[] = {"cpu_count", "node_count",	"cpu_mhz",
 					   "mem_size",	"mem_reserved", "storage_size"};
-	static const json_int_t want[] = {8, 2, 2400, 16000, 0, 500000};
+	static const json_int_t want[] = {8, 2, 2400, 16000, 2000, 500000};
 	for (size_t i = 0; i < ELEMENTSOF(ints); i++)
 		assert_int_equal(json_integer_value(json_object_get(h, ints[i])), want[i]);
 	json_t *sys = json_object_get(h, "sys_info");
@@ -290,8 +300,12 @@ static void test_host_body(void **state)
 	json_object_del(info, "cpu_mhz");
 	json_decref(body);
 	body = NULL;
-	assert_int_equal(report_host_body(info, &cfg, &body), 0);
+	assert_int_equal(report_host_body(info, &cfg, false, &body), 0);
 	h = json_object_get(body, "host");
+	/* Update: an admin's name and reserved memory survive. */
+	assert_null(json_object_get(h, "generate_name"));
+	assert_null(json_object_get(h, "name"));
+	assert_null(json_object_get(h, "mem_reserved"));
 	assert_string_equal(json_string_value(json_object_get(h, "manager_uri")),
 			    "https://10.0.0.5:8885");
 	assert_int_equal(json_integer_value(json_object_get(h, "node_count")), 1);
@@ -300,7 +314,7 @@ static void test_host_body(void **state)
 	/* No access address: nothing to register with. */
 	json_object_del(info, "access_mac");
 	json_t *none = NULL;
-	assert_int_equal(report_host_body(info, &cfg, &none), -ENODATA);
+	assert_int_equal(report_host_body(info, &cfg, true, &none), -ENODATA);
 	assert_null(none);
 	config_done(&cfg);
 }
