@@ -507,6 +507,7 @@ struct auth *auth_free(struct auth *au)
 		pending_free(p);
 	}
 	auth_cache_free(au->cache);
+	auth_cache_free(au->refused);
 	if (au->static_token) {
 		explicit_bzero(au->static_token, strlen(au->static_token));
 		free(au->static_token);

@@ -24,7 +24,7 @@ FI=http://127.0.0.1:$FI_PORT
 export KS_IMAGE_URL=$FI/v1
 API_PORT=$(ks_free_port)
 keystone_start "http://127.0.0.1:$FR_PORT"
-fake_region_start "$FR_PORT"
+fake_region_start "$FR_PORT" --zone zone1
 FI_RECORD=$T/fake-image.jsonl
 python3 "$top_srcdir/tests/integration/fake-image.py" --port "$FI_PORT" --record "$FI_RECORD" \
 	--keystone "$KS_URL" >"$T/fake-image.log" 2>&1 &
@@ -41,7 +41,13 @@ SOCK=$T/admin.sock
 wait_for 20 test -S "$SOCK" || fail "agent did not create its admin socket"
 wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
 
-ST=local_storage_0
+# The ids the region gave the host's storage and its cache at registration: the region calls
+# the disk routes with the storage id and the image cache with the storagecache id.
+wait_for 60 sh -c "curl -sf http://127.0.0.1:$FR_PORT/__state | python3 -c 'import json,sys; j=json.load(sys.stdin); sys.exit(0 if j[\"storages\"] and j[\"storagecaches\"] else 1)'" ||
+	fail "the agent did not register its storage"
+ST=$(curl -sf "http://127.0.0.1:$FR_PORT/__state" | json 'list(j["storages"])[0]')
+SC=$(curl -sf "http://127.0.0.1:$FR_PORT/__state" | json 'list(j["storagecaches"])[0]')
+[ -n "$ST" ] && [ -n "$SC" ] || fail "no storage or storagecache id in the region"
 CACHE=$T/disks/image_cache
 S1=it-img-$$
 on_exit "virsh -c qemu:///system destroy $S1; virsh -c qemu:///system undefine $S1 --nvram"
@@ -66,7 +72,7 @@ upload() { # ID FILE [FORMAT]
 		hard "upload to the fake image service"
 }
 fault() { curl -sf -X POST "$FI/__fault" -d "$1" >/dev/null || hard "fake image fault"; }
-cache_body() { echo "{\"disk\":{\"image_id\":\"$1\",\"storagecache_id\":\"$ST\",\"format\":\"qcow2\"${2:-}}}"; }
+cache_body() { echo "{\"disk\":{\"image_id\":\"$1\",\"storagecache_id\":\"$SC\",\"format\":\"qcow2\"${2:-}}}"; }
 no_leftovers() { # ID
 	[ ! -e "$CACHE/$1" ] || fail "$1 left in the cache under its final name"
 	[ ! -e "$CACHE/$1.tmp" ] || fail "$1.tmp left in the cache"
@@ -113,7 +119,7 @@ expect_eq "$(echo "$cb" | json 'j["size"]')" "$(stat -c %s "$T/base.qcow2")" "ca
 expect_eq "$(md5sum <"$CACHE/img1" | cut -d' ' -f1)" "$want_md5" "cached file content"
 expect_eq "$(json 'j["checksum"]' <"$CACHE/img1.inf")" "$want_md5" ".inf checksum"
 [ ! -e "$CACHE/img1.tmp" ] || fail ".tmp left after success"
-ci=$(curl -sf "http://127.0.0.1:$FR_PORT/__state" | json 'json.dumps(j["cachedimages"].get("'"$ST"'/img1"))')
+ci=$(curl -sf "http://127.0.0.1:$FR_PORT/__state" | json 'json.dumps(j["cachedimages"].get("'"$SC"'/img1"))')
 expect_eq "$(echo "$ci" | json 'j["path"]')" "$CACHE/img1" "PUT cachedimage path"
 expect_eq "$(echo "$ci" | json 'j["status"]')" active "PUT cachedimage status"
 # The image service saw the catalog's /v1, format, scope=system and a valid token, HEAD first.
