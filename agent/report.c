@@ -277,11 +277,10 @@ static void collect_work(void *userdata)
 {
 	struct report_job *j = userdata;
 	struct agent *a = j->a;
-	virConnectPtr conn = virt_conn_ref(a->virt);
+	struct virt_node_facts nf;
+	bool have = virt_node_facts(a->virt, &nf) >= 0;
 	json_t *host = NULL;
-	j->r = hostinfo_collect(&a->cfg, "/", conn, &host);
-	if (conn)
-		virConnectClose(conn);
+	j->r = hostinfo_collect(&a->cfg, "/", have ? &nf : NULL, &host);
 	if (j->r < 0)
 		return;
 	json_t *st = json_array();
