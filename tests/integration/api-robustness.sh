@@ -112,7 +112,8 @@ def check(label, result, codes, error_shape=True, allow=None):
         return
     if error_shape:
         try:
-            e = json.loads(body)["error"]
+            e = json.loads(body)
+            assert "error" not in e
             assert e["code"] == status and isinstance(e["class"], str) and e["details"]
         except Exception:
             failures.append("%s: bad error body %r" % (label, body[:200]))

@@ -1,0 +1,87 @@
+#include "agent/agent.h"
+#include "agent/serverpush.h"
+#include "common/http-client.h"
+#include "common/log.h"
+#include "common/macros.h"
+
+#define PUSH_TIMEOUT_MS (15 * 1000)
+
+json_t *serverpush_metadata_body(const char *qemu_version, int vnc_port, const char *vnc_password)
+{
+	json_auto_t *meta = json_object();
+	if (!meta)
+		return NULL;
+	if (qemu_version &&
+	    json_object_set_new(meta, "__qemu_version", json_string(qemu_version)) < 0)
+		return NULL;
+	if (vnc_port >= 0 && json_object_set_new(meta, "__vnc_port", json_integer(vnc_port)) < 0)
+		return NULL;
+	if (vnc_password &&
+	    json_object_set_new(meta, "__vnc_password", json_string(vnc_password)) < 0)
+		return NULL;
+	return json_pack("{s:O}", "server", meta);
+}
+
+static int post(struct agent *a, const char *path, json_t *body, region_http_done_fn done,
+		void *userdata)
+{
+	const char *token = a->region ? region_token(a->region) : NULL;
+	const char *base = a->region ? region_compute_url(a->region) : NULL;
+	if (config_standalone(&a->cfg) || !a->region)
+		return -ESHUTDOWN;
+	if (!token || !base)
+		return -ENOTCONN;
+	_cleanup_free_ char *url = NULL, *hdr = NULL, *data = json_dumps(body, JSON_COMPACT);
+	if (!data || asprintf_safe(&url, "%s%s", base, path) < 0 ||
+	    asprintf_safe(&hdr, "X-Auth-Token: %s", token) < 0)
+		return -ENOMEM;
+	char *headers[] = {hdr, NULL};
+	int k = region_http_submit(a->region, "POST", url, headers, data, PUSH_TIMEOUT_MS, done,
+				   userdata, NULL);
+	explicit_bzero(hdr, strlen(hdr));
+	return k;
+}
+
+static void on_metadata_done(int err, const struct http_response *resp, void *userdata)
+{
+	_cleanup_free_ char *sid = userdata;
+	if (err < 0)
+		log_kv(LOG_WARNING, "Guest metadata not posted to the region", "sid", sid, "error",
+		       strerror(-err), NULL);
+	else if (resp->status < 200 || resp->status >= 300) {
+		char status[16];
+		snprintf(status, sizeof(status), "%ld", resp->status);
+		log_kv(LOG_WARNING, "Region refused the guest metadata", "sid", sid, "status",
+		       status, NULL);
+	} else
+		log_kv(LOG_DEBUG, "Guest metadata posted", "sid", sid, NULL);
+}
+
+void serverpush_started(struct agent *a, const char *sid, const char *qemu_version, int vnc_port)
+{
+	if (config_standalone(&a->cfg))
+		return;
+	/* CONSOLE-PASSWORD: once guests get a console password (security review H1), pass it
+	 * here as __vnc_password; the region reads it with the VNC port. */
+	const char *vnc_password = NULL;
+	json_auto_t *body = serverpush_metadata_body(qemu_version, vnc_port, vnc_password);
+	_cleanup_free_ char *path = NULL;
+	char *ud = strdup(sid);
+	int k = body && ud ? asprintf_safe(&path, "/servers/%s/metadata", sid) : -ENOMEM;
+	if (k >= 0)
+		k = post(a, path, body, on_metadata_done, ud);
+	if (k < 0) {
+		free(ud);
+		log_kv(LOG_WARNING, "Guest metadata not posted to the region", "sid", sid, "error",
+		       strerror(-k), NULL);
+	}
+}
+
+int serverpush_upload_status(struct agent *a, json_t *guests, region_http_done_fn done,
+			     void *userdata)
+{
+	json_auto_t *body = json_pack("{s:{s:O}}", "servers", "guests", guests);
+	if (!body)
+		return -ENOMEM;
+	return post(a, "/servers/upload-status", body, done, userdata);
+}

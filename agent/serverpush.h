@@ -1,0 +1,24 @@
+/* What the server routes tell the region besides task callbacks, with the agent's service
+ * token: guest metadata after a QEMU started (POST /servers/<sid>/metadata, which the region's
+ * VNC parsing reads) and the bulk status upload (POST /servers/upload-status). Region mode
+ * only; in standalone mode nothing is sent. Loop thread only. */
+#pragma once
+
+#include <jansson.h>
+
+#include "agent/region.h"
+
+struct agent;
+
+/* {"server": {"__qemu_version": "x.y.z", "__vnc_port": N[, "__vnc_password": "..."]}}: the
+ * body of POST /servers/<sid>/metadata. vnc_port < 0 and vnc_password NULL are left out. */
+json_t *serverpush_metadata_body(const char *qemu_version, int vnc_port, const char *vnc_password);
+
+/* A QEMU of sid started (start or cold reboot): posts its metadata, once, and logs a failure
+ * (the next start posts it again). */
+void serverpush_started(struct agent *a, const char *sid, const char *qemu_version, int vnc_port);
+
+/* {"servers": {"guests": guests}}: guests is {<sid>: {status, power_states, host_id}}. done
+ * runs on the loop with the region's answer; -ESHUTDOWN in standalone mode. */
+int serverpush_upload_status(struct agent *a, json_t *guests, region_http_done_fn done,
+			     void *userdata);
