@@ -55,6 +55,9 @@ static void test_matching(void **state)
 	expect_route("DELETE", "/servers/abc", API_ROUTE_SERVER_DELETE, GUEST_OP_DELETE, "abc",
 		     "/servers/:sid");
 	expect_route("POST", "/hosts/h1/sync", API_ROUTE_HOST_SYNC, -1, "h1", "/hosts/:hid/sync");
+	expect_route("POST", "/servers/upload-status", API_ROUTE_UPLOAD_STATUS, -1, "",
+		     "/servers/upload-status");
+	assert_int_equal(api_route_by_id(API_ROUTE_UPLOAD_STATUS)->auth, API_AUTH_TOKEN);
 	/* Encoded characters that are valid in an id decode to themselves. */
 	expect_route("GET", "/servers/a%2Db/status", API_ROUTE_SERVER_STATUS, GUEST_OP_STATUS,
 		     "a-b", "/servers/:sid/status");
