@@ -384,6 +384,9 @@ static void on_op_done(struct op_reply *reply, void *userdata)
 		}
 		_cleanup_(json_decrefp) json_t *body =
 		    notfound ? json_incref(notfound) : api_task_result(reply->code, reply->body);
+		if (body && c->op == GUEST_OP_STATUS)
+			json_object_del(body,
+					"qemu_pid"); /* the region's input has no such field */
 		if (!body)
 			log_oom();
 		else if (!c->a->region)
