@@ -29,7 +29,7 @@ YAML
 mkdir -p "$T/disks"
 "$HOSTAGENT" --config "$T/host.conf" --log-level debug >"$T/agent.log" 2>&1 9>&- &
 AGENT_PID=$!
-on_exit "kill -TERM $AGENT_PID; wait $AGENT_PID"
+on_exit "kill -TERM $AGENT_PID && wait $AGENT_PID"
 
 state() { curl -sf "$FR/__state"; }
 lines() { wc -l <"$FR_RECORD"; }
@@ -218,3 +218,9 @@ ign=$(recs 0 'r["ignored"] and r["kind"] != "task"')
 [ -z "$ign" ] || fail "fields the region ignores were sent: $ign"
 kill -0 "$AGENT_PID" || fail "agent died"
 ok "every request the region received was valid"
+kill -TERM "$AGENT_PID"
+rc=0
+wait "$AGENT_PID" || rc=$?
+expect_eq "$rc" 0 "agent exit code after SIGTERM"
+grep -q "Sanitizer\|runtime error" "$T/agent.log" && fail "sanitizer report in the agent log"
+ok "clean exit"
