@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "agent/agent.h"
+#include "agent/console.h"
 #include "agent/desc.h"
 #include "agent/disks.h"
 #include "agent/domxml.h"
@@ -316,6 +317,7 @@ struct op_ctx {
 	/* a QEMU was started: its version ("x.y.z") and VNC port go to the region's metadata */
 	char *qemu_version;
 	int vnc_port;
+	char *vnc_password; /* the console password (agent/console.h), when the guest has one */
 };
 
 static void reply_set(struct op_ctx *c, int code, json_t *body)
@@ -654,6 +656,16 @@ static char *hypervisor_version(virDomainPtr dom)
 	return s;
 }
 
+/* What the region learns of a new QEMU (serverpush_started()): version and console password;
+ * the VNC port is read by the caller. */
+static void started_metadata(struct op_ctx *c, virDomainPtr dom)
+{
+	c->qemu_version = hypervisor_version(dom);
+	_cleanup_free_ char *ws = workspace_dir(&c->a->cfg, c->sid);
+	if (ws && console_password_read(ws, &c->vnc_password) < 0)
+		c->vnc_password = NULL;
+}
+
 static void op_start(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0;
@@ -677,7 +689,7 @@ static void op_start(struct op_ctx *c, virDomainPtr dom)
 	c->new_status = strdup("running");
 	c->vnc_port = domain_vnc_port(dom);
 	if (!streq(details, "already running"))
-		c->qemu_version = hypervisor_version(dom);
+		started_metadata(c, dom);
 	reply_ok(c, json_pack("{s:i,s:b,s:s}", "vnc_port", c->vnc_port, "is_running", 1, "details",
 			      details));
 }
@@ -793,7 +805,7 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 				r = start_domain(dom, c->sid);
 			if (r == 0) {
 				c->vnc_port = domain_vnc_port(dom);
-				c->qemu_version = hypervisor_version(dom);
+				started_metadata(c, dom);
 			}
 		}
 		c->new_status = strdup("running");
@@ -1025,7 +1037,7 @@ static void op_done(void *userdata)
 			json_object_set_new(c->reply.body, "host_id", json_string(hid));
 	}
 	if (c->qemu_version && c->reply.code < 300)
-		serverpush_started(c->a, c->sid, c->qemu_version, c->vnc_port);
+		serverpush_started(c->a, c->sid, c->qemu_version, c->vnc_port, c->vnc_password);
 	log_kv(c->reply.code < 300 ? LOG_INFO : LOG_WARNING, "Guest operation finished", "op",
 	       guest_op_to_string(c->op), "sid", c->sid, "code",
 	       c->reply.code >= 500   ? "5xx"
@@ -1038,6 +1050,7 @@ static void op_done(void *userdata)
 	free(c->new_status);
 	free(c->name);
 	free(c->qemu_version);
+	erase_and_free(c->vnc_password);
 	free(c->sid);
 	free(c);
 }

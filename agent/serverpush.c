@@ -39,6 +39,7 @@ static int post(struct agent *a, const char *path, json_t *body, region_http_don
 	int k = region_http_submit(a->region, "POST", url, headers, data, PUSH_TIMEOUT_MS, done,
 				   userdata, NULL);
 	explicit_bzero(hdr, strlen(hdr));
+	explicit_bzero(data, strlen(data)); /* may hold the console password */
 	return k;
 }
 
@@ -57,13 +58,11 @@ static void on_metadata_done(int err, const struct http_response *resp, void *us
 		log_kv(LOG_DEBUG, "Guest metadata posted", "sid", sid, NULL);
 }
 
-void serverpush_started(struct agent *a, const char *sid, const char *qemu_version, int vnc_port)
+void serverpush_started(struct agent *a, const char *sid, const char *qemu_version, int vnc_port,
+			const char *vnc_password)
 {
 	if (config_standalone(&a->cfg))
 		return;
-	/* CONSOLE-PASSWORD: once guests get a console password (security review H1), pass it
-	 * here as __vnc_password; the region reads it with the VNC port. */
-	const char *vnc_password = NULL;
 	json_auto_t *body = serverpush_metadata_body(qemu_version, vnc_port, vnc_password);
 	_cleanup_free_ char *path = NULL;
 	char *ud = strdup(sid);

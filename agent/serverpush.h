@@ -15,8 +15,10 @@ struct agent;
 json_t *serverpush_metadata_body(const char *qemu_version, int vnc_port, const char *vnc_password);
 
 /* A QEMU of sid started (start or cold reboot): posts its metadata, once, and logs a failure
- * (the next start posts it again). */
-void serverpush_started(struct agent *a, const char *sid, const char *qemu_version, int vnc_port);
+ * (the next start posts it again). vnc_password: the guest's console password (security
+ * review H1, agent/console.h) or NULL while it has none. */
+void serverpush_started(struct agent *a, const char *sid, const char *qemu_version, int vnc_port,
+			const char *vnc_password);
 
 /* {"servers": {"guests": guests}}: guests is {<sid>: {status, power_states, host_id}}. done
  * runs on the loop with the region's answer; -ESHUTDOWN in standalone mode. */
