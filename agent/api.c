@@ -508,7 +508,8 @@ static void on_statuses(struct op_reply *reply, void *userdata)
 	}
 	if (json_object_size(guests) == 0)
 		return upload_finish(c, 200, NULL);
-	int r = serverpush_upload_status(c->a, guests, on_upload_posted, c);
+	int r = serverpush_upload_status(config_standalone(&c->a->cfg) ? NULL : c->a->region,
+					 guests, on_upload_posted, c);
 	if (r == -ESHUTDOWN)
 		return upload_finish(
 		    c, 200, json_pack("{s:s}", "details", "standalone: no region to post to"));

@@ -1037,7 +1037,8 @@ static void op_done(void *userdata)
 			json_object_set_new(c->reply.body, "host_id", json_string(hid));
 	}
 	if (c->qemu_version && c->reply.code < 300)
-		serverpush_started(c->a, c->sid, c->qemu_version, c->vnc_port, c->vnc_password);
+		serverpush_started(config_standalone(&c->a->cfg) ? NULL : c->a->region, c->sid,
+				   c->qemu_version, c->vnc_port, c->vnc_password);
 	log_kv(c->reply.code < 300 ? LOG_INFO : LOG_WARNING, "Guest operation finished", "op",
 	       guest_op_to_string(c->op), "sid", c->sid, "code",
 	       c->reply.code >= 500   ? "5xx"

@@ -1,4 +1,3 @@
-#include "agent/agent.h"
 #include "agent/serverpush.h"
 #include "common/http-client.h"
 #include "common/log.h"
@@ -22,13 +21,12 @@ json_t *serverpush_metadata_body(const char *qemu_version, int vnc_port, const c
 	return json_pack("{s:O}", "server", meta);
 }
 
-static int post(struct agent *a, const char *path, json_t *body, region_http_done_fn done,
+static int post(struct region *r, const char *path, json_t *body, region_http_done_fn done,
 		void *userdata)
 {
-	const char *token = a->region ? region_token(a->region) : NULL;
-	const char *base = a->region ? region_compute_url(a->region) : NULL;
-	if (config_standalone(&a->cfg) || !a->region)
+	if (!r)
 		return -ESHUTDOWN;
+	const char *token = region_token(r), *base = region_compute_url(r);
 	if (!token || !base)
 		return -ENOTCONN;
 	_cleanup_free_ char *url = NULL, *hdr = NULL, *data = json_dumps(body, JSON_COMPACT);
@@ -36,8 +34,8 @@ static int post(struct agent *a, const char *path, json_t *body, region_http_don
 	    asprintf_safe(&hdr, "X-Auth-Token: %s", token) < 0)
 		return -ENOMEM;
 	char *headers[] = {hdr, NULL};
-	int k = region_http_submit(a->region, "POST", url, headers, data, PUSH_TIMEOUT_MS, done,
-				   userdata, NULL);
+	int k = region_http_submit(r, "POST", url, headers, data, PUSH_TIMEOUT_MS, done, userdata,
+				   NULL);
 	explicit_bzero(hdr, strlen(hdr));
 	explicit_bzero(data, strlen(data)); /* may hold the console password */
 	return k;
@@ -58,17 +56,17 @@ static void on_metadata_done(int err, const struct http_response *resp, void *us
 		log_kv(LOG_DEBUG, "Guest metadata posted", "sid", sid, NULL);
 }
 
-void serverpush_started(struct agent *a, const char *sid, const char *qemu_version, int vnc_port,
+void serverpush_started(struct region *r, const char *sid, const char *qemu_version, int vnc_port,
 			const char *vnc_password)
 {
-	if (config_standalone(&a->cfg))
+	if (!r)
 		return;
 	json_auto_t *body = serverpush_metadata_body(qemu_version, vnc_port, vnc_password);
 	_cleanup_free_ char *path = NULL;
 	char *ud = strdup(sid);
 	int k = body && ud ? asprintf_safe(&path, "/servers/%s/metadata", sid) : -ENOMEM;
 	if (k >= 0)
-		k = post(a, path, body, on_metadata_done, ud);
+		k = post(r, path, body, on_metadata_done, ud);
 	if (k < 0) {
 		free(ud);
 		log_kv(LOG_WARNING, "Guest metadata not posted to the region", "sid", sid, "error",
@@ -76,11 +74,11 @@ void serverpush_started(struct agent *a, const char *sid, const char *qemu_versi
 	}
 }
 
-int serverpush_upload_status(struct agent *a, json_t *guests, region_http_done_fn done,
+int serverpush_upload_status(struct region *r, json_t *guests, region_http_done_fn done,
 			     void *userdata)
 {
 	json_auto_t *body = json_pack("{s:{s:O}}", "servers", "guests", guests);
 	if (!body)
 		return -ENOMEM;
-	return post(a, "/servers/upload-status", body, done, userdata);
+	return post(r, "/servers/upload-status", body, done, userdata);
 }
