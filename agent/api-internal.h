@@ -30,6 +30,7 @@ enum api_route_id {
 	API_ROUTE_DISK_STATUS,	  /* GET /disks/<storage>/<disk>/status */
 	API_ROUTE_IMAGE_CACHE,	  /* POST /disks/image_cache (agent/imagecache.h) */
 	API_ROUTE_IMAGE_UNCACHE,  /* DELETE /disks/image_cache */
+	API_ROUTE_UPLOAD_STATUS,  /* POST /servers/upload-status */
 	_API_ROUTE_MAX,
 };
 

@@ -382,8 +382,9 @@ int domxml_render(const struct guest_desc *d, const char *sid, const struct domx
 	for (size_t i = 0; i < d->n_nics; i++)
 		if (d->nics[i].vlan > 1 && !strv_contains(o->ovs_bridges, d->nics[i].bridge))
 			return refuse(ret_error,
-				      "nics[%zu].vlan: VLAN %d needs an Open vSwitch bridge, "
-				      "%s is not one",
+				      "nics[%zu].vlan: VLAN %d cannot be tagged on %s, a Linux "
+				      "bridge (tagged networks need Open vSwitch, which this host "
+				      "does not use yet)",
 				      i, d->nics[i].vlan, d->nics[i].bridge);
 
 	_cleanup_(boot_free) struct boot b = {};

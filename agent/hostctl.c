@@ -55,7 +55,7 @@ static void print_reply(const char *text, long code, bool raw)
 		json_array_foreach (reasons, i, v)
 			printf("  - %s\n", strempty(json_string_value(v)));
 	} else if (code >= 400) {
-		json_t *err = json_object_get(j, "error");
+		json_t *err = j;
 		const char *details = json_string_value(json_object_get(err, "details"));
 		const char *cls = json_string_value(json_object_get(err, "class"));
 		if (details)

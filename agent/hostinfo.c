@@ -210,7 +210,7 @@ static void sync_done(void *userdata)
 	struct sync *s = userdata;
 	struct op_reply reply;
 	if (s->r < 0 || !s->host)
-		reply = (struct op_reply){500, op_error_body(500, "HostInfoError",
+		reply = (struct op_reply){500, op_error_body(500, NULL,
 							     "cannot read host information: %s",
 							     strerror(s->r < 0 ? -s->r : EIO))};
 	else {

@@ -312,8 +312,9 @@ static void test_refusals(void **state)
 	o = opts;
 	o.ovs_bridges = NULL;
 	assert_int_equal(domxml_render(d, "s1", &o, &xml, &err), -EOPNOTSUPP);
-	assert_string_equal(err, "nics[1].vlan: VLAN 42 needs an Open vSwitch bridge, ovsbr0 is "
-				 "not one");
+	assert_string_equal(err, "nics[1].vlan: VLAN 42 cannot be tagged on ovsbr0, a Linux bridge "
+				 "(tagged networks need Open vSwitch, which this host does not use "
+				 "yet)");
 	assert_null(xml);
 
 	/* Without KVM: TCG domain, no host-passthrough CPU. */
