@@ -120,22 +120,36 @@ QEMU_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 MAX_BODY = 1 << 20
 
 
+_VALID, _VALID_LOCK = {}, threading.Lock()
+VALID_CACHE_SECONDS = 30
+
+
 def keystone_valid(keystone, token):
+    """True, False, or None when keystone did not answer. A token keystone accepted is trusted
+    for VALID_CACHE_SECONDS, as the real region caches validations (a region that asked keystone
+    for every call would not keep up)."""
     if not keystone or not token:
         return False
+    with _VALID_LOCK:
+        if _VALID.get(token, 0) > time.time():
+            return True
     req = urllib.request.Request(
         keystone.rstrip("/") + "/auth/tokens?nocatalog",
         headers={"X-Auth-Token": token, "X-Subject-Token": token},
     )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status == 200
+            ok = resp.status == 200
     except urllib.error.HTTPError as e:
         return None if e.code >= 500 else False
     except (urllib.error.URLError, OSError):
         # Keystone did not answer (a loaded machine): the region cannot tell either and
         # answers 5xx; not the agent's fault.
         return None
+    if ok:
+        with _VALID_LOCK:
+            _VALID[token] = time.time() + VALID_CACHE_SECONDS
+    return ok
 
 
 def is_int(v, minimum=0):
