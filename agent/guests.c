@@ -485,6 +485,18 @@ static bool check_shared_paths(struct op_ctx *c, const struct guest_desc *d)
 	return true;
 }
 
+/* M4: a domain the agent did not define is left alone, whatever the caller asks. */
+static bool refuse_foreign(struct op_ctx *c, virDomainPtr dom)
+{
+	if (!dom || virt_domain_is_ours(dom))
+		return false;
+	reply_error(c, 409, "ConflictError",
+		    "domain %s was not defined by hostagent (no hostagent metadata): it is not "
+		    "managed here and is left alone",
+		    c->sid);
+	return true;
+}
+
 static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 {
 	const struct config *cfg = &c->a->cfg;
@@ -506,6 +518,8 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	_cleanup_guest_desc_ struct guest_desc *old = NULL;
 	int have_ws = load_desc(cfg, c->sid, &old_json, &old, NULL);
 
+	if (refuse_foreign(c, dom))
+		return;
 	if (!is_sync && dom) {
 		if (have_ws >= 0 && json_equal(old_json, dj)) {
 			reply_ok(
@@ -916,6 +930,8 @@ static void op_delete(struct op_ctx *c, virConnectPtr conn)
 		reply_error(c, 500, NULL, "%s", vir_msg());
 		return;
 	}
+	if (refuse_foreign(c, dom))
+		return;
 	_cleanup_free_ char *ws = workspace_dir(cfg, c->sid);
 	struct stat st;
 	if (!dom && stat(ws, &st) < 0) {
@@ -979,6 +995,8 @@ static void op_work(void *userdata)
 		}
 		return;
 	}
+	if (c->op != GUEST_OP_STATUS && refuse_foreign(c, dom))
+		return;
 	switch (c->op) {
 	case GUEST_OP_START:
 		op_start(c, dom);

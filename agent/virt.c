@@ -7,6 +7,7 @@
 
 #include <libvirt/virterror.h>
 
+#include "agent/domxml.h"
 #include "agent/virt.h"
 #include "common/log.h"
 #include "common/macros.h"
@@ -415,4 +416,15 @@ int virt_node_facts(struct virt *v, struct virt_node_facts *ret)
 	virConnectClose(conn);
 	*ret = f;
 	return 0;
+}
+
+bool virt_domain_is_ours(virDomainPtr dom)
+{
+	char *md = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, DOMXML_NS_URI, 0);
+	if (!md) {
+		virResetLastError();
+		return false;
+	}
+	free(md);
+	return true;
 }

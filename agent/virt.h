@@ -35,6 +35,11 @@ struct virt_node_facts {
 /* -ENOTCONN while disconnected. Blocking: worker threads only. */
 int virt_node_facts(struct virt *v, struct virt_node_facts *ret);
 
+/* True when the domain carries the agent's own metadata element (agent/domxml.h
+ * DOMXML_NS_URI), i.e. hostagent defined it. A domain without it is someone else's: the agent
+ * never stops, redefines, deletes or sends monitor commands to it (security review M4). */
+bool virt_domain_is_ours(virDomainPtr dom);
+
 /* Grows the disk at path of the running domain called name to bytes, through QEMU
  * (virDomainBlockResize). -ESRCH when no such domain runs (resize it offline instead), -EIO with
  * libvirt's message in *ret_error (optional) otherwise. Blocking: worker threads only. */
