@@ -17,6 +17,7 @@
 #include "agent/disks.h"
 #include "agent/domxml.h"
 #include "agent/guests.h"
+#include "agent/monitor.h"
 #include "agent/metrics.h"
 #include "agent/modules.h"
 #include "agent/placer.h"
@@ -863,37 +864,6 @@ static void op_status(struct op_ctx *c, virDomainPtr dom)
 /* The monitor reaches QEMU, which runs as root on the host: commands that write files
  * (screendump, dump-guest-memory), open host paths (drive_add, blockdev-add) or run programs
  * (migrate exec:) must not pass. Read-only queries and run control do. */
-static bool monitor_allowed(const char *cmd, bool qmp)
-{
-	static const char *const control[] = {"system_powerdown", "system_reset", "stop", "cont"};
-	const char *name = NULL;
-	_cleanup_free_ char *word = NULL;
-	if (qmp) {
-		json_error_t e;
-		json_t *j = json_loads(cmd, 0, &e);
-		const char *x = j ? json_string_value(json_object_get(j, "execute")) : NULL;
-		word = x ? strdup(x) : NULL;
-		json_decref(j);
-		if (!word)
-			return false;
-		name = word;
-		if (strneq(name, "query-", 6))
-			return true;
-	} else {
-		size_t n = strcspn(cmd, " \t");
-		word = strndup(cmd, n);
-		if (!word)
-			return false;
-		name = word;
-		if (streq(name, "info"))
-			return !strpbrk(cmd, "\n\r;");
-	}
-	for (size_t i = 0; i < ELEMENTSOF(control); i++)
-		if (streq(name, control[i]))
-			return qmp || cmd[strlen(name)] == 0;
-	return false;
-}
-
 static void op_monitor(struct op_ctx *c, virDomainPtr dom)
 {
 	json_t *cmd = json_object_get(c->args, "cmd"), *qmp = json_object_get(c->args, "qmp");
@@ -906,15 +876,25 @@ static void op_monitor(struct op_ctx *c, virDomainPtr dom)
 		reply_error(c, 400, NULL, "qmp: expected boolean");
 		return;
 	}
-	if (!monitor_allowed(json_string_value(cmd), json_is_true(qmp))) {
+	_cleanup_free_ char *fwd = NULL;
+	int r = monitor_filter(json_string_value(cmd), json_is_true(qmp), &fwd);
+	if (r == -EPERM) {
 		reply_error(c, 403, "ForbiddenError",
 			    "cmd: only read-only queries (HMP info ..., QMP query-*) and power/run "
-			    "control (system_powerdown, system_reset, stop, cont) are allowed");
+			    "control (system_powerdown, system_reset, stop, cont) are allowed; QMP "
+			    "takes only execute, arguments and id");
+		return;
+	}
+	if (r < 0) {
+		reply_error(c, 400, NULL, "cmd: %s",
+			    r == -EINVAL ? "malformed (QMP: one JSON object without duplicate "
+					   "keys; HMP: one line)"
+					 : strerror(-r));
 		return;
 	}
 	char *out = NULL;
 	unsigned flags = json_is_true(qmp) ? 0 : VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP;
-	if (virDomainQemuMonitorCommand(dom, json_string_value(cmd), &out, flags) < 0) {
+	if (virDomainQemuMonitorCommand(dom, fwd, &out, flags) < 0) {
 		reply_error(c, 409, NULL, "%s", vir_msg());
 		return;
 	}
