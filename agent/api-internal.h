@@ -38,6 +38,7 @@ enum api_auth {
 	API_AUTH_NONE,	  /* probes */
 	API_AUTH_TOKEN,	  /* every other route */
 	API_AUTH_METRICS, /* per metrics_require_token */
+	API_AUTH_ADMIN,	  /* the local admin socket only (secrets: console passwords) */
 };
 
 struct api_route {

@@ -23,6 +23,7 @@ static const struct api_route routes[] = {
     {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/sync", API_AUTH_TOKEN, GUEST_OP_SYNC},
     {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/monitor", API_AUTH_TOKEN, GUEST_OP_MONITOR},
     {API_ROUTE_SERVER_STATUS, "GET", "/servers/:sid/status", API_AUTH_TOKEN, GUEST_OP_STATUS},
+    {API_ROUTE_SERVER_OP, "GET", "/servers/:sid/console", API_AUTH_ADMIN, GUEST_OP_CONSOLE},
     {API_ROUTE_SERVER_DELETE, "DELETE", "/servers/:sid", API_AUTH_TOKEN, GUEST_OP_DELETE},
     {API_ROUTE_HOST_SYNC, "POST", "/hosts/:hid/sync", API_AUTH_TOKEN, -1},
     {API_ROUTE_MODULES, "GET", "/modules", API_AUTH_TOKEN, -1},

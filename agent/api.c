@@ -850,6 +850,9 @@ static void authenticate(struct api_request *req)
 	struct api *api = req->l->api;
 	struct agent *a = api->a;
 	enum api_auth need = req->match.route->auth;
+	/* Over TCP an admin-only route does not exist, whatever the token. */
+	if (need == API_AUTH_ADMIN && !req->l->admin)
+		return finish_error(req, 404, NULL, "no such route");
 	if (req->l->admin || need == API_AUTH_NONE ||
 	    (need == API_AUTH_METRICS && !a->cfg.metrics_require_token)) {
 		req->authenticated = true;

@@ -17,6 +17,7 @@
 #include "agent/disks.h"
 #include "agent/domxml.h"
 #include "agent/guests.h"
+#include "agent/hostnet.h"
 #include "agent/monitor.h"
 #include "agent/metrics.h"
 #include "agent/modules.h"
@@ -58,7 +59,7 @@ static const char *const op_names[_GUEST_OP_MAX] = {
     [GUEST_OP_CREATE] = "create", [GUEST_OP_START] = "start",	  [GUEST_OP_STOP] = "stop",
     [GUEST_OP_REBOOT] = "reboot", [GUEST_OP_SUSPEND] = "suspend", [GUEST_OP_RESUME] = "resume",
     [GUEST_OP_SYNC] = "sync",	  [GUEST_OP_STATUS] = "status",	  [GUEST_OP_MONITOR] = "monitor",
-    [GUEST_OP_DELETE] = "delete",
+    [GUEST_OP_DELETE] = "delete", [GUEST_OP_CONSOLE] = "console",
 };
 
 const char *guest_op_to_string(enum guest_op op)
@@ -380,11 +381,17 @@ static int load_desc(const struct config *cfg, const char *sid, json_t **ret_jso
 	return 0;
 }
 
-static void domxml_options(const struct config *cfg, struct domxml_opts *o)
+/* Consoles listen on vnc_listen, by default on the node's access address (set once at startup,
+ * before any operation runs, so workers may read it), never on every address (H1). */
+static void domxml_options(const struct agent *a, struct domxml_opts *o)
 {
+	const struct config *cfg = &a->cfg;
+	const char *listen = cfg->vnc_listen;
+	if (isempty(listen))
+		listen = hostnets_access_ip(a->hostnets);
 	*o = (struct domxml_opts){
 	    .kvm = domxml_kvm_available(),
-	    .vnc_listen = cfg->vnc_listen,
+	    .vnc_listen = isempty(listen) ? "127.0.0.1" : listen,
 	};
 	const char *code, *vars;
 	if (domxml_find_ovmf(&code, &vars) >= 0) {
@@ -393,11 +400,12 @@ static void domxml_options(const struct config *cfg, struct domxml_opts *o)
 	}
 }
 
-static int render_domain(const struct config *cfg, const char *sid, const struct guest_desc *d,
-			 char **ret_xml, char **ret_error)
+static int render_domain(const struct agent *a, const char *sid, const struct guest_desc *d,
+			 const char *console_password, char **ret_xml, char **ret_error)
 {
 	struct domxml_opts o;
-	domxml_options(cfg, &o);
+	domxml_options(a, &o);
+	o.console_password = console_password;
 	_cleanup_free_ char *err = NULL;
 	int r = domxml_render(d, sid, &o, ret_xml, &err);
 	if (r < 0 && ret_error)
@@ -545,7 +553,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	if (!check_shared_paths(c, d))
 		return;
 	_cleanup_free_ char *xml = NULL;
-	r = render_domain(cfg, c->sid, d, &xml, &err);
+	r = render_domain(c->a, c->sid, d, NULL, &xml, &err);
 	if (r < 0) {
 		reply_error(c, r == -ENOMEM ? 500 : 400, NULL, "%s", strempty(err));
 		return;
@@ -561,6 +569,20 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 			return;
 		}
 		made_ws = true;
+	}
+	/* The console password lives in the workspace (0600) and goes into the domain (H1). */
+	char *console_pw = NULL;
+	r = console_password_ensure(ws, &console_pw);
+	if (r >= 0) {
+		free(xml);
+		xml = NULL;
+		r = render_domain(c->a, c->sid, d, console_pw, &xml, &err);
+	}
+	console_pw = erase_and_free(console_pw);
+	if (r < 0) {
+		reply_error(c, 500, NULL, "cannot set the console password of %s: %s", c->sid,
+			    err ? err : strerror(-r));
+		goto rollback;
 	}
 	/* Disks: only the ones that do not exist yet are created, and only those are removed
 	 * again when a later step fails. */
@@ -902,6 +924,29 @@ static void op_monitor(struct op_ctx *c, virDomainPtr dom)
 	free(out);
 }
 
+/* The console of a guest as an operator connects to it: port, address, password (H1). */
+static void op_console(struct op_ctx *c, virDomainPtr dom)
+{
+	_cleanup_free_ char *ws = workspace_dir(&c->a->cfg, c->sid);
+	char *pw = NULL;
+	int r = console_password_read(ws, &pw);
+	if (r < 0 && r != -ENOENT) {
+		reply_error(c, 500, NULL, "cannot read the console password of %s: %s", c->sid,
+			    strerror(-r));
+		return;
+	}
+	struct domxml_opts o;
+	domxml_options(c->a, &o);
+	json_t *b =
+	    json_pack("{s:i,s:s}", "vnc_port", domain_vnc_port(dom), "listen", o.vnc_listen);
+	if (b && pw)
+		json_object_set_new(b, "password", json_string(pw));
+	else if (b)
+		json_object_set_new(b, "password", json_null());
+	pw = erase_and_free(pw);
+	reply_ok(c, b);
+}
+
 static void op_delete(struct op_ctx *c, virConnectPtr conn)
 {
 	const struct config *cfg = &c->a->cfg;
@@ -989,6 +1034,9 @@ static void op_work(void *userdata)
 		break;
 	case GUEST_OP_MONITOR:
 		op_monitor(c, dom);
+		break;
+	case GUEST_OP_CONSOLE:
+		op_console(c, dom);
 		break;
 	default:
 		op_simple(c, dom);

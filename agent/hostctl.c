@@ -120,7 +120,7 @@ static void usage(FILE *f)
 {
 	fputs("Usage: hostctl [--socket PATH] COMMAND\n"
 	      "  vm list                       guests on this host with status\n"
-	      "  vm show SID                   status of one guest\n"
+	      "  vm show SID                   status and console (port, address, password)\n"
 	      "  vm status SID                 status of one guest\n"
 	      "  vm create SID FILE.json       create from a descriptor ({\"desc\": ...} or the "
 	      "desc)\n"
@@ -162,8 +162,17 @@ static int vm_command(const char *sock, int argc, char **argv, bool force, long 
 		fprintf(stderr, "hostctl: invalid guest id '%s'\n", sid);
 		return 2;
 	}
-	if ((streq(verb, "show") || streq(verb, "status")) && argc == 2) {
+	if (streq(verb, "status") && argc == 2) {
 		snprintf(path, sizeof(path), "/servers/%s/status", sid);
+		return request(sock, "GET", path, NULL, timeout, false);
+	}
+	/* show: the status, then the console (port, address, password: admin socket only). */
+	if (streq(verb, "show") && argc == 2) {
+		snprintf(path, sizeof(path), "/servers/%s/status", sid);
+		int r = request(sock, "GET", path, NULL, timeout, false);
+		if (r != 0)
+			return r;
+		snprintf(path, sizeof(path), "/servers/%s/console", sid);
 		return request(sock, "GET", path, NULL, timeout, false);
 	}
 	if (streq(verb, "delete") && argc == 2) {

@@ -19,6 +19,7 @@ enum guest_op {
 	GUEST_OP_STATUS,  /* reply: {"status": "...", "power_states": "on|off"} */
 	GUEST_OP_MONITOR, /* args: {"cmd": "...", "qmp": bool}; reply: {"result": "..."} */
 	GUEST_OP_DELETE,
+	GUEST_OP_CONSOLE, /* reply: {"vnc_port", "listen", "password"}; admin socket only */
 	_GUEST_OP_MAX,
 };
 

@@ -109,6 +109,42 @@ expect_api 403 POST "/servers/$S1/monitor" '{"cmd": "{\"execute\":\"migrate\",\"
 expect_api 403 POST "/servers/$S1/monitor" '{"cmd": "info status\nscreendump /tmp/y"}' >/dev/null
 ok "monitor"
 
+# ---- console (H1): a random password per guest, VNC authentication only, on the access address ----
+con=$(expect_api 200 GET "/servers/$S1/console")
+pw=$(echo "$con" | json 'j["password"]')
+vport=$(echo "$con" | json 'j["vnc_port"]')
+expect_eq "$(echo "$con" | json 'j["listen"]')" 127.0.0.1 "console listen address (the access address)"
+[ ${#pw} = 8 ] || fail "console password '$pw' is not 8 characters"
+expect_eq "$(stat -c %a "$T/servers/$S1/console-password")" 600 "console password file mode"
+virsh -c qemu:///system dumpxml --security-info "$S1" | grep -q "passwd='$pw'" || fail "domain XML has no console password"
+python3 - "$vport" "$pw" <<'PY' || fail "VNC authentication"
+import socket, subprocess, sys
+port, pw = int(sys.argv[1]), sys.argv[2]
+def des(key, data):
+    # VNC authentication: DES-ECB of the challenge, key = password bytes with bits reversed.
+    k = bytes(int("{:08b}".format(b)[::-1], 2) for b in key.encode().ljust(8, b"\0")[:8])
+    return subprocess.run(["openssl", "enc", "-des-ecb", "-nopad", "-K", k.hex(), "-provider",
+                           "legacy", "-provider", "default"], input=data, capture_output=True,
+                          check=True).stdout
+def attempt(password):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    assert s.recv(12).startswith(b"RFB "), "no RFB greeting"
+    s.sendall(b"RFB 003.008\n")
+    n = s.recv(1)[0]
+    types = list(s.recv(n))
+    assert types == [2], "security types offered: %r (1 = None)" % types
+    s.sendall(bytes([2]))
+    challenge = s.recv(16)
+    s.sendall(des(password, challenge))
+    result = int.from_bytes(s.recv(4), "big")
+    s.close()
+    return result
+assert attempt("wrongpw1") != 0, "a wrong password was accepted"
+assert attempt(pw) == 0, "the guest's password was refused"
+print("ok: only VNC authentication offered; wrong password refused, the guest's accepted")
+PY
+ok "console password"
+
 # ---- stop: graceful (ACPI, then force at the timeout: these guests have no OS) and forced ----
 out=$(expect_api 200 POST "/servers/$S1/stop" '{"timeout": 2}')
 expect_eq "$(vstate $S1)" "shut off" "virsh state after graceful stop"
