@@ -328,7 +328,7 @@ static int load_desc(const struct config *cfg, const char *sid, json_t **ret_jso
 static void domxml_options(const struct config *cfg, struct domxml_opts *o)
 {
 	*o = (struct domxml_opts){
-	    .kvm = domxml_kvm_available(),
+	    .kvm = domxml_virt_is_kvm(cfg->virt_type),
 	    .vnc_listen = cfg->vnc_listen,
 	};
 	const char *code, *vars;
@@ -1365,7 +1365,7 @@ json_t *agent_not_ready_reasons(struct agent *a)
 	if (!guests_libvirt_connected(a->guests))
 		json_array_append_new(
 		    reasons, json_sprintf("libvirt: not connected to %s", a->cfg.libvirt_uri));
-	if (access("/dev/kvm", R_OK | W_OK) < 0)
+	if (domxml_virt_is_kvm(a->cfg.virt_type) && access("/dev/kvm", R_OK | W_OK) < 0)
 		json_array_append_new(reasons, json_string("kvm: /dev/kvm is not usable"));
 	if (a->modules)
 		agent_modules_reasons(a->modules, reasons);
