@@ -31,24 +31,7 @@ while getopts c:f o; do
 done
 say() { echo "guest-image: $*" >&2; }
 
-# Host tools, installed once (idempotent: only what is missing, apt lists refreshed only when an
-# install fails on stale ones).
-pkgs=(mmdebstrap qemu-utils e2fsprogs dosfstools mtools syslinux syslinux-common fdisk
-	systemd-boot-efi xorriso)
-missing=()
-for p in "${pkgs[@]}"; do
-	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
-		missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	[ "$(id -u)" = 0 ] || { say "needs root to install: ${missing[*]}"; exit 1; }
-	say "installing ${missing[*]}"
-	apt_install() {
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-			"${missing[@]}" >&2
-	}
-	apt_install || { apt-get update -q >&2 && apt_install; }
-fi
+"$here/host-tools.sh"
 [ "$(id -u)" = 0 ] || { say "mmdebstrap --mode=root needs root"; exit 1; }
 
 hash=$(cat "$here/build.sh" "$here/prune-modules.sh" "$here/guest-hook.sh" | sha256sum |
