@@ -24,15 +24,23 @@ BASE=$IMAGES/$(basename "$IMAGE")
 # but stops the guest at its first instruction it cannot emulate: syslinux dies within a second.
 kvm_runs_guests() {
 	[ -w /dev/kvm ] || return 1
-	local log
+	local log pid i bad=1
 	log=$(mktemp)
-	timeout 8 qemu-system-x86_64 -machine pc,accel=kvm -m 256 -nodefaults -display none \
-		-no-user-config -snapshot -drive "file=$BASE,format=qcow2,if=virtio" \
-		-serial none -monitor none >"$log" 2>&1 || true
-	! grep -q "KVM internal error\|Could not access KVM\|failed to initialize kvm" "$log"
-	local r=$?
+	qemu-system-x86_64 -machine pc,accel=kvm -m 256 -nodefaults -display none -no-user-config \
+		-snapshot -drive "file=$BASE,format=qcow2,if=virtio" -serial none -monitor none \
+		>"$log" 2>&1 &
+	pid=$!
+	# 8 s of a healthy boot, or the first error (within about a second here).
+	for i in $(seq 40); do
+		grep -q "KVM internal error\|Could not access KVM\|failed to initialize" "$log" && break
+		kill -0 $pid 2>/dev/null || break
+		sleep 0.2
+	done
+	[ "$i" = 40 ] && kill -0 $pid 2>/dev/null && bad=0
+	kill $pid 2>/dev/null || true
+	wait $pid 2>/dev/null || true
 	rm -f "$log"
-	return $r
+	[ $bad = 0 ]
 }
 VIRT_TYPE=kvm
 if ! kvm_runs_guests; then

@@ -70,6 +70,7 @@ vstate() { virsh -c qemu:///system domstate "$SID" 2>/dev/null | head -n1; }
 fail_diag() {
 	echo "--- domain XML"; virsh -c qemu:///system dumpxml "$SID" 2>/dev/null | head -n 80
 	echo "--- /var/log/libvirt/qemu/$SID.log"; tail -n 20 "/var/log/libvirt/qemu/$SID.log" 2>/dev/null
+	echo "--- serial console"; tr -d '\r' <"$T/console.log" 2>/dev/null | tail -n 40
 }
 
 # What the host says about the domain type.
@@ -96,6 +97,10 @@ expect_contains "$(qemu-img info -U "$T/disks/$SID-sys")" "backing file: $T/disk
 t0=$SECONDS
 out=$(expect_api 200 POST "/servers/$SID/start" '{}')
 expect_eq "$(echo "$out" | json 'j["is_running"]')" true "start"
+# The serial console (a pty) goes to a file, for the failure report.
+pty=$(virsh -c qemu:///system ttyconsole "$SID") || fail "no serial console"
+cat "$pty" >"$T/console.log" 2>/dev/null &
+on_exit "kill $!"
 pinged() { ip netns exec "$NS" ping -c1 -W1 -q "$GUEST_IP"; }
 while ! pinged >/dev/null 2>&1; do
 	[ "$(vstate)" = running ] || fail "guest stopped while booting: $(vstate)"
@@ -112,6 +117,30 @@ got=$(qga '{"execute":"guest-get-host-name"}' | json 'j["return"]["host-name"]')
 expect_eq "$got" "$HOSTNAME_WANT" "hostname from the NoCloud seed"
 ok "guest agent answers after $((SECONDS - t0)) s; hostname $got from the seed"
 
+# qga_exec PROGRAM ARG...: runs a program in the guest through the guest agent; prints its
+# stdout once it exited.
+qga_exec() {
+	local args pid st
+	args=$(python3 -c 'import json,sys; print(json.dumps({"execute": "guest-exec", "arguments":
+		{"path": sys.argv[1], "arg": sys.argv[2:], "capture-output": True}}))' "$@")
+	pid=$(qga "$args" | json 'j["return"]["pid"]') || return 1
+	for _ in $(seq 600); do
+		st=$(qga "{\"execute\":\"guest-exec-status\",\"arguments\":{\"pid\":$pid}}") || return 1
+		if [ "$(echo "$st" | json 'j["return"]["exited"]')" = true ]; then
+			echo "$st" | json '__import__("base64").b64decode(j["return"].get("out-data", "")).decode()'
+			return 0
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+# The power button is only handled once logind runs: press it after the boot finished, as a
+# user would (a press before that is lost, and the stop is forced at the timeout).
+booted=$(qga_exec /bin/systemctl is-system-running --wait) || fail "cannot ask the guest's systemd"
+case $booted in running | degraded) ;; *) fail "guest boot did not finish: '$booted'" ;; esac
+BOOT_DONE=$((SECONDS - t0))
+ok "guest boot finished after ${BOOT_DONE} s (systemd: $booted)"
+
 # ACPI stop: the power button, the guest powers itself off.
 t1=$SECONDS
 out=$(expect_api 200 POST "/servers/$SID/stop" '{"timeout": 30}')
@@ -122,4 +151,4 @@ expect_eq "$(vstate)" "shut off" "state after stop"
 ok "stop powered the guest off by ACPI in ${STOP_S} s (graceful)"
 
 expect_api 200 DELETE "/servers/$SID" >/dev/null
-echo "# boot-to-ping ${BOOT_TO_PING} s, ACPI stop ${STOP_S} s, image $(du -m "$IMAGE" | cut -f1) MiB"
+echo "# boot-to-ping ${BOOT_TO_PING} s, boot finished ${BOOT_DONE} s, ACPI stop ${STOP_S} s, image $(du -m "$IMAGE" | cut -f1) MiB"
