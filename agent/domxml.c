@@ -459,6 +459,30 @@ bool domxml_kvm_available(void)
 	return access("/dev/kvm", R_OK | W_OK) == 0;
 }
 
+bool domxml_virt_is_kvm(const char *virt_type)
+{
+	return streq_ptr(virt_type, "kvm");
+}
+
+int domxml_virt_check(const char *virt_type, const char *kvm_dev, char **ret_error)
+{
+	if (streq_ptr(virt_type, "qemu"))
+		return 0;
+	if (!streq_ptr(virt_type, "kvm")) {
+		refuse(ret_error, "virt_type: must be kvm or qemu, not %s",
+		       virt_type ? virt_type : "(unset)");
+		return -EINVAL;
+	}
+	if (access(kvm_dev, R_OK | W_OK) == 0)
+		return 0;
+	int e = errno;
+	refuse(ret_error,
+	       "virt_type is kvm but %s cannot be opened (%s): load the kvm modules, or set "
+	       "virt_type: qemu to run guests under TCG (much slower)",
+	       kvm_dev, strerror(e));
+	return -ENODEV;
+}
+
 int domxml_find_ovmf(const char **ret_code, const char **ret_vars)
 {
 	static const char *const pairs[][2] = {

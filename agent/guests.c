@@ -390,7 +390,7 @@ static void domxml_options(const struct agent *a, struct domxml_opts *o)
 	if (isempty(listen))
 		listen = hostnets_access_ip(a->hostnets);
 	*o = (struct domxml_opts){
-	    .kvm = domxml_kvm_available(),
+	    .kvm = domxml_virt_is_kvm(cfg->virt_type),
 	    .vnc_listen = isempty(listen) ? "127.0.0.1" : listen,
 	};
 	const char *code, *vars;
@@ -1608,7 +1608,7 @@ json_t *agent_not_ready_reasons(struct agent *a)
 	if (!guests_libvirt_connected(a->guests))
 		json_array_append_new(
 		    reasons, json_sprintf("libvirt: not connected to %s", a->cfg.libvirt_uri));
-	if (access("/dev/kvm", R_OK | W_OK) < 0)
+	if (domxml_virt_is_kvm(a->cfg.virt_type) && access("/dev/kvm", R_OK | W_OK) < 0)
 		json_array_append_new(reasons, json_string("kvm: /dev/kvm is not usable"));
 	if (a->modules)
 		agent_modules_reasons(a->modules, reasons);

@@ -128,6 +128,9 @@ int hostinfo_collect(const struct config *cfg, const char *root, const struct vi
 	if (maxv > 0)
 		json_object_set_new(host, "kvm_cap_max_vcpu", json_integer(maxv));
 	json_object_set_new(host, "host_type", json_string("hypervisor"));
+	/* The domain type guests get: "qemu" means TCG emulation, several times slower. */
+	if (cfg->virt_type)
+		json_object_set_new(sys, "virt_type", json_string(cfg->virt_type));
 	json_object_set_new(host, "version", json_string(PACKAGE_VERSION));
 	json_object_set_new(host, "cpu_count", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
 
