@@ -398,11 +398,6 @@ static int parse_disk(struct ctx *c, const json_t *v, size_t i, struct guest_dis
 
 	if ((r = get_path(c, v, prefix, "image_path", &d->image_path)) < 0)
 		return r;
-	if (d->image_path && d->format != DISK_FORMAT_QCOW2)
-		return fail(c, "%s.image_path: a backing image needs format \"qcow2\"", prefix);
-	if (d->size_mb == 0 && !d->image_path)
-		return fail(c, "%s.size: missing (required without image_path)", prefix);
-
 	if ((r = get_path(c, v, prefix, "path", &d->path)) < 0)
 		return r;
 	if (!d->path) {
@@ -413,6 +408,31 @@ static int parse_disk(struct ctx *c, const json_t *v, size_t i, struct guest_dis
 		if ((r = confine(c, f.s, p, &d->path)) < 0)
 			return r;
 	}
+	/* A region that never heard the cached image's path (the PUT of the image cache) sends
+	 * only template_id: the image is then in the image cache of the disk's storage,
+	 * <root>/image_cache/<template_id> (Cloudpods' image_cache_path). */
+	if (!d->image_path &&
+	    (r = get_string(c, v, prefix, "template_id", false, GUEST_ID_MAX, 0, &s)) > 0 && *s) {
+		if (!id_is_valid(s, GUEST_ID_MAX))
+			return fail(c, "%s.template_id: invalid id %s", prefix, quote(s).s);
+		const char *root = c->roots[0];
+		for (char *const *rt = c->roots; *rt; rt++) {
+			size_t l = strlen(*rt);
+			if (strneq(d->path, *rt, l) && d->path[l] == '/')
+				root = *rt;
+		}
+		_cleanup_free_ char *p = strjoin(root, "/image_cache/", s);
+		if (!p)
+			return oom(c);
+		struct fname f = field(prefix, "template_id");
+		if ((r = confine(c, f.s, p, &d->image_path)) < 0)
+			return r;
+	} else if (r < 0)
+		return r;
+	if (d->image_path && d->format != DISK_FORMAT_QCOW2)
+		return fail(c, "%s.image_path: a backing image needs format \"qcow2\"", prefix);
+	if (d->size_mb == 0 && !d->image_path)
+		return fail(c, "%s.size: missing (required without image_path)", prefix);
 	make_dev(d->dev, bus_prefix(d->bus), d->index);
 	return 0;
 }

@@ -423,6 +423,34 @@ static void test_parse_full(void **state)
 	assert_true(json_equal(n1, n2));
 }
 
+/* A disk with only template_id (the region never got the cache path) backs onto the image
+ * cache of its own storage; image_path, when given, wins. */
+static void test_template_id(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(guest_desc_freep) struct guest_desc *d = NULL;
+	_cleanup_free_ char *err = NULL;
+	assert_int_equal(parse_text(f,
+				    "{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": ["
+				    "{\"disk_id\": \"d0\", \"template_id\": \"img-1\"},"
+				    "{\"disk_id\": \"d1\", \"path\": \"@ROOT@/images/d1\", "
+				    "\"template_id\": \"img-1\"},"
+				    "{\"disk_id\": \"d2\", \"template_id\": \"img-1\", "
+				    "\"image_path\": \"@ROOT@/images/base\"}]}",
+				    &d, &err),
+			 0);
+	_cleanup_free_ char *c0 = strjoin(f->disks, "/image_cache/img-1");
+	_cleanup_free_ char *c1 = strjoin(f->images, "/image_cache/img-1");
+	_cleanup_free_ char *c2 = strjoin(f->images, "/base");
+	assert_string_equal(d->disks[0].image_path, c0);
+	assert_string_equal(d->disks[1].image_path, c1);
+	assert_string_equal(d->disks[2].image_path, c2);
+	expect_refusal(f,
+		       "{" U ", \"name\": \"a\", \"mem\": 128, \"disks\": ["
+		       "{\"disk_id\": \"d0\", \"template_id\": \"../../etc\"}]}",
+		       "disks[0].template_id: invalid id \"../../etc\"");
+}
+
 static void test_ids(void **state)
 {
 	assert_true(guest_uuid_is_valid("0c4ce5a8-7f3e-4d57-8a0e-5b4f1b2d9e01"));
@@ -443,4 +471,5 @@ TEST_MAIN(cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_metadata_limits, setup, teardown),
 	  cmocka_unit_test(test_fill_bridges),
 	  cmocka_unit_test_setup_teardown(test_parse_full, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_template_id, setup, teardown),
 	  cmocka_unit_test(test_ids))
