@@ -46,7 +46,7 @@ ok "hostctl and metrics"
 
 host=$(expect_api 200 POST /hosts/local/sync '{}')
 expect_eq "$(echo "$host" | json 'j["host"]["cpu_count"]')" "$(nproc)" "cpu_count"
-expect_eq "$(echo "$host" | json 'j["host"]["host_type"]')" kvm "host_type"
+expect_eq "$(echo "$host" | json 'j["host"]["host_type"]')" hypervisor "host_type (the region's KVM host driver type)"
 [ "$(echo "$host" | json 'j["host"]["mem_size"]')" -gt 0 ] || fail "mem_size in $host"
 expect_eq "$(echo "$host" | json 'j["host"]["kvm"]')" true "kvm usable"
 expect_contains "$(echo "$host" | json 'j["host"]["sys_info"]["libvirt_version"]')" "." "libvirt version"
