@@ -582,7 +582,11 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	if (r < 0) {
 		reply_error(c, 500, NULL, "cannot set the console password of %s: %s", c->sid,
 			    err ? err : strerror(-r));
-		goto rollback;
+		/* Not goto rollback: that label is in the scope of cleanup variables declared
+		 * below, which a jump from here would skip. */
+		if (made_ws)
+			rm_rf(ws);
+		return;
 	}
 	/* Disks: only the ones that do not exist yet are created, and only those are removed
 	 * again when a later step fails. */
