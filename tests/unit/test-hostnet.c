@@ -131,10 +131,10 @@ static void test_netif_body(void **state)
 	assert_int_equal(report_netif_body(hostnets_get(h, 0), true, &b), -ENODATA);
 	assert_int_equal(hostnets_set_wire(h, 0, "w-1", "bcast0"), 0);
 	assert_int_equal(report_netif_body(hostnets_get(h, 0), true, &b), 0);
-	json_auto_t *want = json_pack("{s:{s:s,s:i,s:s,s:s,s:s,s:b,s:s,s:b,s:s}}", "host", "mac",
-				      "52:54:00:00:00:02", "vlan_id", 1, "wire", "bcast0", "bridge",
-				      "br0", "interface", "eth0", "link_up", 1, "ip_addr",
-				      "10.0.0.5", "reserve", 1, "nic_type", "admin");
+	json_auto_t *want = json_pack(
+	    "{s:{s:s,s:i,s:s,s:s,s:s,s:b,s:s,s:b,s:b,s:s}}", "host", "mac", "52:54:00:00:00:02",
+	    "vlan_id", 1, "wire", "bcast0", "bridge", "br0", "interface", "eth0", "link_up", 1,
+	    "ip_addr", "10.0.0.5", "reserve", 1, "require_designated_ip", 1, "nic_type", "admin");
 	assert_true(json_equal(b, want));
 	json_decref(b);
 	assert_int_equal(report_netif_body(hostnets_get(h, 0), false, &b), 0);
