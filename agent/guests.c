@@ -327,9 +327,19 @@ static int load_desc(const struct config *cfg, const char *sid, json_t **ret_jso
 
 static void domxml_options(const struct config *cfg, struct domxml_opts *o)
 {
+	/* Probed once: without sfq every guest with a NIC limit (the real region gives each NIC
+	 * its wire's bandwidth by default) would fail to start. */
+	static int sfq = -1;
+	if (sfq < 0) {
+		sfq = domxml_sfq_available();
+		if (!sfq)
+			log_warning("Guest NIC bandwidth limits are not applied: the kernel has no "
+				    "sfq qdisc (sch_sfq), which libvirt needs to shape them");
+	}
 	*o = (struct domxml_opts){
 	    .kvm = domxml_kvm_available(),
 	    .vnc_listen = cfg->vnc_listen,
+	    .no_bandwidth = !sfq,
 	};
 	const char *code, *vars;
 	if (domxml_find_ovmf(&code, &vars) >= 0) {
