@@ -2,6 +2,7 @@
 
 #include "agent/agent.h"
 #include "agent/api.h"
+#include "agent/domxml.h"
 #include "agent/auth.h"
 #include "agent/region.h"
 #include "agent/report.h"
@@ -89,9 +90,21 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = hostnets_new(a->cfg.networks, &a->hostnets, &nerr);
 	if (r < 0)
 		return nerr ? log_error_errno(r, "%s", nerr) : r;
+	/* A KVM host without /dev/kvm would define guests that can never start. */
+	_cleanup_free_ char *verr = NULL;
+	r = domxml_virt_check(a->cfg.virt_type, "/dev/kvm", &verr);
+	if (r < 0)
+		return log_error_errno(r, "%s", verr ? verr : "virt_type: refused");
+	if (!domxml_virt_is_kvm(a->cfg.virt_type))
+		log_info("Guests run under QEMU's TCG emulator (virt_type=qemu), not KVM");
 	r = metrics_new(&a->metrics);
 	if (r < 0)
 		return r;
+	metrics_gauge_set(a->metrics, "hostagent_virt_type",
+			  "libvirt domain type the agent defines guests with (config virt_type; "
+			  "always 1).",
+			  domxml_virt_is_kvm(a->cfg.virt_type) ? "type=\"kvm\"" : "type=\"qemu\"",
+			  1);
 	r = virt_new(a->event, a->cfg.libvirt_uri, &a->virt);
 	if (r < 0)
 		return r;

@@ -30,6 +30,7 @@ enum api_route_id {
 	API_ROUTE_DISK_STATUS,	  /* GET /disks/<storage>/<disk>/status */
 	API_ROUTE_IMAGE_CACHE,	  /* POST /disks/image_cache (agent/imagecache.h) */
 	API_ROUTE_IMAGE_UNCACHE,  /* DELETE /disks/image_cache */
+	API_ROUTE_UPLOAD_STATUS,  /* POST /servers/upload-status */
 	_API_ROUTE_MAX,
 };
 
@@ -37,6 +38,7 @@ enum api_auth {
 	API_AUTH_NONE,	  /* probes */
 	API_AUTH_TOKEN,	  /* every other route */
 	API_AUTH_METRICS, /* per metrics_require_token */
+	API_AUTH_ADMIN,	  /* the local admin socket only (secrets: console passwords) */
 };
 
 struct api_route {

@@ -13,6 +13,7 @@ static const struct api_route routes[] = {
     {API_ROUTE_METRICS, "GET", "/metrics", API_AUTH_METRICS, -1},
     {API_ROUTE_VERSION, "GET", "/version", API_AUTH_TOKEN, -1},
     {API_ROUTE_SERVERS, "GET", "/servers", API_AUTH_TOKEN, -1},
+    {API_ROUTE_UPLOAD_STATUS, "POST", "/servers/upload-status", API_AUTH_TOKEN, -1},
     {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/create", API_AUTH_TOKEN, GUEST_OP_CREATE},
     {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/start", API_AUTH_TOKEN, GUEST_OP_START},
     {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/stop", API_AUTH_TOKEN, GUEST_OP_STOP},
@@ -22,6 +23,7 @@ static const struct api_route routes[] = {
     {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/sync", API_AUTH_TOKEN, GUEST_OP_SYNC},
     {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/monitor", API_AUTH_TOKEN, GUEST_OP_MONITOR},
     {API_ROUTE_SERVER_STATUS, "GET", "/servers/:sid/status", API_AUTH_TOKEN, GUEST_OP_STATUS},
+    {API_ROUTE_SERVER_OP, "GET", "/servers/:sid/console", API_AUTH_ADMIN, GUEST_OP_CONSOLE},
     {API_ROUTE_SERVER_DELETE, "DELETE", "/servers/:sid", API_AUTH_TOKEN, GUEST_OP_DELETE},
     {API_ROUTE_HOST_SYNC, "POST", "/hosts/:hid/sync", API_AUTH_TOKEN, -1},
     {API_ROUTE_MODULES, "GET", "/modules", API_AUTH_TOKEN, -1},
@@ -228,7 +230,9 @@ const char *api_error_class(int code)
 	}
 }
 
-/* The one builder of Cloudpods error bodies, for the API and the operations (agent/ops.h). */
+/* The one builder of Cloudpods error bodies, for the API and the operations (agent/ops.h):
+ * the top-level {"code", "class", "details"} of Cloudpods' httperrors, so that the region's
+ * client recovers the class (its not-found checks compare it). */
 json_t *op_error_body(int code, const char *cls, const char *fmt, ...)
 {
 	char details[2048];
@@ -236,8 +240,8 @@ json_t *op_error_body(int code, const char *cls, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(details, sizeof(details), fmt, ap);
 	va_end(ap);
-	return json_pack("{s:{s:i,s:s,s:s}}", "error", "code", code, "class",
-			 cls ? cls : api_error_class(code), "details", details);
+	return json_pack("{s:i,s:s,s:s}", "code", code, "class", cls ? cls : api_error_class(code),
+			 "details", details);
 }
 
 int api_parse_body(const char *data, size_t len, json_t **ret, json_t **ret_error)
@@ -285,9 +289,7 @@ json_t *api_task_result(int code, json_t *body)
 	if (code < 400)
 		return r;
 	const char *reason = NULL;
-	json_t *err = json_object_get(r, "error");
-	if (err)
-		reason = json_string_value(json_object_get(err, "details"));
+	reason = json_string_value(json_object_get(r, "details"));
 	char fallback[32];
 	if (!reason) {
 		snprintf(fallback, sizeof(fallback), "failed with status %d", code);

@@ -18,10 +18,13 @@
 #include "agent/imagecache.h"
 #include "agent/metrics.h"
 #include "agent/region.h"
+#include "agent/report.h"
+#include "agent/serverpush.h"
 #include "agent/tasks.h"
 #include "agent/tls.h"
 #include "agent/virt.h"
 #include "common/fs.h"
+#include "common/http-client.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/path.h"
@@ -250,8 +253,8 @@ static void finish_raw(struct api_request *req, int code, char *text, size_t len
 	}
 	if (!text) {
 		static const char oom[] =
-		    "{\"error\": {\"code\": 500, \"class\": "
-		    "\"InternalServerError\", \"details\": \"out of memory\"}}";
+		    "{\"code\": 500, \"class\": \"InternalServerError\", \"details\": "
+		    "\"out of memory\"}";
 		code = 500;
 		content_type = "application/json";
 		req->response = MHD_create_response_from_buffer(strlen(oom), (void *)oom,
@@ -369,7 +372,21 @@ static void on_op_done(struct op_reply *reply, void *userdata)
 		finish_json(c->refusal_req, reply->code, json_incref(reply->body));
 		return; /* start_guest_op() frees the call */
 	} else if (c->task_id) {
-		_cleanup_(json_decrefp) json_t *body = api_task_result(reply->code, reply->body);
+		/* The region's status task waits for this callback: a guest the host does not
+		 * have is a status (notfound), not a failure (RequestDetachDisk skips a sync). */
+		_cleanup_(json_decrefp) json_t *notfound = NULL;
+		if (c->op == GUEST_OP_STATUS && reply->code == 404) {
+			const char *hid = report_host_id(c->a->report);
+			notfound = json_pack("{s:s,s:s,s:i}", "status", "notfound", "power_states",
+					     "off", "block_jobs_count", 0);
+			if (notfound && hid)
+				json_object_set_new(notfound, "host_id", json_string(hid));
+		}
+		_cleanup_(json_decrefp) json_t *body =
+		    notfound ? json_incref(notfound) : api_task_result(reply->code, reply->body);
+		if (body && c->op == GUEST_OP_STATUS)
+			json_object_del(body,
+					"qemu_pid"); /* the region's input has no such field */
 		if (!body)
 			log_oom();
 		else if (!c->a->region)
@@ -396,8 +413,7 @@ static void start_guest_op(struct api_request *req, json_t *args)
 	struct api *api = req->l->api;
 	const struct api_route *route = req->match.route;
 	const char *task_id = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Task-Id");
-	bool async =
-	    task_id && route->id != API_ROUTE_SERVER_STATUS && route->id != API_ROUTE_DISK_STATUS;
+	bool async = task_id && route->id != API_ROUTE_DISK_STATUS;
 	bool guest = route->id == API_ROUTE_SERVER_OP || route->id == API_ROUTE_SERVER_STATUS ||
 		     route->id == API_ROUTE_SERVER_DELETE;
 	if (async && !id_is_valid(task_id, API_ID_MAX))
@@ -438,6 +454,107 @@ static void start_guest_op(struct api_request *req, json_t *args)
 		c->refusal_req = NULL;
 		log_info("Task accepted task_id=%s sid=%s op=%s", task_id, req->match.id,
 			 guest ? guest_op_to_string(route->op) : route->template);
+		/* delay_clean: the region waits for the callback of an undeploy instead of going
+		 * on at once (RequestUndeployGuestOnHost). */
+		if (route->id == API_ROUTE_SERVER_DELETE)
+			finish_json(req, 200, json_pack("{s:b}", "delay_clean", 1));
+		else
+			finish_json(req, 200, json_pack("{s:s}", "result", "ok"));
+	}
+}
+
+/* POST /servers/upload-status {"guest_ids": [...]}: the statuses from libvirt, posted to the
+ * region in one POST /servers/upload-status, then the callback (or the reply) {}. */
+
+#define UPLOAD_IDS_MAX 4096
+
+static void upload_finish(struct api_call *c, int code, json_t *body)
+{
+	struct op_reply r = {code, body ? body : json_object()};
+	on_op_done(&r, c);
+	json_decref(r.body);
+}
+
+static void on_upload_posted(int err, const struct http_response *resp, void *userdata)
+{
+	struct api_call *c = userdata;
+	if (err < 0)
+		return upload_finish(
+		    c, 503, op_error_body(503, NULL, "region unreachable: %s", strerror(-err)));
+	if (resp->status < 200 || resp->status >= 300)
+		return upload_finish(c, 502,
+				     op_error_body(502, NULL,
+						   "region refused upload-status (HTTP %ld)",
+						   resp->status));
+	upload_finish(c, 200, NULL);
+}
+
+static void on_statuses(struct op_reply *reply, void *userdata)
+{
+	struct api_call *c = userdata;
+	if (reply->code != 200 || (c->task_id && c->refusal_req))
+		return on_op_done(reply, c);
+	json_t *guests = json_object_get(reply->body, "guests");
+	json_t *missing = json_object_get(reply->body, "notfound");
+	const char *hid = report_host_id(c->a->report), *sid;
+	json_t *g;
+	json_object_foreach (guests, sid, g)
+		if (hid)
+			json_object_set_new(g, "host_id", json_string(hid));
+	if (json_array_size(missing) > 0) {
+		_cleanup_free_ char *list = json_dumps(missing, JSON_COMPACT);
+		log_kv(LOG_INFO, "upload-status: guests not on this host left out", "guests",
+		       strempty(list), NULL);
+	}
+	if (json_object_size(guests) == 0)
+		return upload_finish(c, 200, NULL);
+	int r = serverpush_upload_status(config_standalone(&c->a->cfg) ? NULL : c->a->region,
+					 guests, on_upload_posted, c);
+	if (r == -ESHUTDOWN)
+		return upload_finish(
+		    c, 200, json_pack("{s:s}", "details", "standalone: no region to post to"));
+	if (r < 0)
+		upload_finish(c, 503,
+			      op_error_body(503, NULL, "region not reachable: %s", strerror(-r)));
+}
+
+static void start_upload_status(struct api_request *req, json_t *args)
+{
+	struct api *api = req->l->api;
+	const char *task_id = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Task-Id");
+	if (task_id && !id_is_valid(task_id, API_ID_MAX))
+		return finish_error(req, 400, NULL, "invalid X-Task-Id");
+	json_t *ids = json_object_get(args, "guest_ids"), *v;
+	size_t i;
+	if (!json_is_array(ids))
+		return finish_error(req, 400, NULL, "guest_ids: missing or not an array");
+	if (json_array_size(ids) > UPLOAD_IDS_MAX)
+		return finish_error(req, 400, NULL, "guest_ids: more than 4096 guests");
+	json_array_foreach (ids, i, v)
+		if (!json_is_string(v) || !id_is_valid(json_string_value(v), 64)) {
+			char msg[64];
+			snprintf(msg, sizeof(msg), "guest_ids[%zu]: not a guest id", i);
+			return finish_error(req, 400, NULL, msg);
+		}
+	struct api_call *c = call_new(api, task_id ? NULL : req);
+	if (!c)
+		return finish_json(req, 500, NULL);
+	if (task_id) {
+		if (!(c->task_id = strdup(task_id))) {
+			call_free(c);
+			return finish_json(req, 500, NULL);
+		}
+		c->refusal_req = req;
+	}
+	(void)agent_guest_statuses(api->a, ids, on_statuses, c);
+	if (task_id && c->refused) {
+		call_free(c);
+		return;
+	}
+	if (task_id) {
+		c->refusal_req = NULL;
+		log_info("Task accepted task_id=%s op=upload-status guests=%zu", task_id,
+			 json_array_size(ids));
 		finish_json(req, 200, json_pack("{s:s}", "result", "ok"));
 	}
 }
@@ -666,6 +783,8 @@ static void dispatch(struct api_request *req)
 		if (!args && !(args = json_object()))
 			return finish_json(req, 500, NULL);
 		return start_guest_op(req, args);
+	case API_ROUTE_UPLOAD_STATUS:
+		return start_upload_status(req, args);
 	case API_ROUTE_HOST_SYNC: {
 		if (!api->host_sync)
 			return finish_error(req, 501, NULL,
@@ -731,6 +850,9 @@ static void authenticate(struct api_request *req)
 	struct api *api = req->l->api;
 	struct agent *a = api->a;
 	enum api_auth need = req->match.route->auth;
+	/* Over TCP an admin-only route does not exist, whatever the token. */
+	if (need == API_AUTH_ADMIN && !req->l->admin)
+		return finish_error(req, 404, NULL, "no such route");
 	if (req->l->admin || need == API_AUTH_NONE ||
 	    (need == API_AUTH_METRICS && !a->cfg.metrics_require_token)) {
 		req->authenticated = true;

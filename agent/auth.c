@@ -172,8 +172,61 @@ bool auth_token_wellformed(const char *token)
 	return true;
 }
 
-int auth_check_validation(long status, const char *body, size_t body_len, char *const *roles,
-			  uint64_t *ret_expires)
+static bool project_listed(json_t *project, char *const *list, const char *own_domain)
+{
+	const char *id = json_string_value(json_object_get(project, "id"));
+	const char *name = json_string_value(json_object_get(project, "name"));
+	const char *domain =
+	    json_string_value(json_object_get(json_object_get(project, "domain"), "name"));
+	for (char *const *e = list; e && *e; e++) {
+		const char *slash = strchr(*e, '/');
+		if (id && streq(*e, id))
+			return true;
+		if (!name || !domain)
+			continue;
+		if (slash && strlen(domain) == (size_t)(slash - *e) &&
+		    strneq(*e, domain, strlen(domain)) && streq(slash + 1, name))
+			return true;
+		if (!slash && streq(*e, name) && streq_ptr(own_domain, domain))
+			return true;
+	}
+	return false;
+}
+
+int auth_token_allowed(json_t *token_body, const struct auth_policy *p)
+{
+	json_t *token = json_object_get(token_body, "token");
+	if (!json_is_object(token))
+		return -EBADMSG;
+	json_t *project = json_object_get(token, "project");
+	bool have_projects = p && p->projects && p->projects[0];
+	bool have_roles = p && p->roles && p->roles[0];
+	if (have_projects &&
+	    !(json_is_object(project) && project_listed(project, p->projects, p->own_domain)))
+		return -EPERM;
+	if (!have_roles)
+		return 0;
+	if (!have_projects) {
+		json_t *sys = json_object_get(token, "system");
+		bool system_all = json_is_true(json_object_get(sys, "all"));
+		char *const own[] = {(char *)p->own_project, NULL};
+		if (!system_all && !(p->own_project && json_is_object(project) &&
+				     project_listed(project, own, p->own_domain)))
+			return -EPERM;
+	}
+	json_t *list = json_object_get(token, "roles");
+	size_t i;
+	json_t *role;
+	json_array_foreach (list, i, role) {
+		const char *name = json_string_value(json_object_get(role, "name"));
+		if (name && strv_contains(p->roles, name))
+			return 0;
+	}
+	return -EPERM;
+}
+
+int auth_check_validation(long status, const char *body, size_t body_len,
+			  const struct auth_policy *policy, uint64_t *ret_expires)
 {
 	switch (status) {
 	case 200:
@@ -195,7 +248,7 @@ int auth_check_validation(long status, const char *body, size_t body_len, char *
 	uint64_t issued, expires;
 	if (keystone_token_times(j, &issued, &expires) < 0)
 		return -EBADMSG;
-	int r = keystone_token_has_role(j, roles);
+	int r = auth_token_allowed(j, policy);
 	if (r < 0)
 		return r;
 	*ret_expires = expires;
@@ -282,8 +335,15 @@ static void on_validate_done(int err, const struct http_response *resp, void *us
 	int result = err;
 	if (err >= 0) {
 		uint64_t expires = 0;
-		result = auth_check_validation(resp->status, resp->body, resp->body_len,
-					       au->agent->cfg.api_roles, &expires);
+		const struct config *cfg = &au->agent->cfg;
+		const struct auth_policy policy = {
+		    .roles = cfg->api_roles,
+		    .projects = cfg->api_projects,
+		    .own_project = cfg->admin_project,
+		    .own_domain = cfg->admin_project_domain,
+		};
+		result = auth_check_validation(resp->status, resp->body, resp->body_len, &policy,
+					       &expires);
 		if (resp->status == 401)
 			region_token_invalid(au->agent->region);
 		else if (resp->status == 403)

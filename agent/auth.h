@@ -7,6 +7,8 @@
  * api_roles. Implemented in agent/auth.c. */
 #pragma once
 
+#include <jansson.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,7 +49,22 @@ uint64_t auth_cache_until(uint64_t now_usec, unsigned cache_seconds, uint64_t ex
 bool auth_token_equal(const char *given, const char *expected);
 /* Tokens reach an HTTP header: printable ASCII without spaces, at most 8 KiB. */
 bool auth_token_wellformed(const char *token);
+/* Who may call the API, beyond holding a token Keystone validates. The region forwards the
+ * requesting user's token (Cloudpods' STask.GetTaskRequestHeader), so with neither list set
+ * any valid token passes, as with the Go agent. projects (api_projects): the token must be
+ * scoped to one of them, named by id, by "DOMAIN/NAME", or by a bare name in own_domain.
+ * roles (api_roles): the token must carry one of them in its own scope, and that scope must
+ * be one of projects (when set), else the agent's own project (own_project in own_domain)
+ * or the whole system: a role held in a tenant's project counts for nothing here. */
+struct auth_policy {
+	char *const *roles;
+	char *const *projects;
+	const char *own_project;
+	const char *own_domain;
+};
+/* 0 when the validated token body passes policy, -EPERM when not, -EBADMSG when malformed. */
+int auth_token_allowed(json_t *token_body, const struct auth_policy *policy);
 /* Maps Keystone's answer to GET /v3/auth/tokens to a validation result (see auth_done_fn);
  * on 0 *ret_expires is the token's expires_at. */
-int auth_check_validation(long status, const char *body, size_t body_len, char *const *roles,
-			  uint64_t *ret_expires);
+int auth_check_validation(long status, const char *body, size_t body_len,
+			  const struct auth_policy *policy, uint64_t *ret_expires);

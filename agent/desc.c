@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "agent/desc.h"
+#include "agent/hostnet.h"
 #include "common/parse.h"
 #include "common/path.h"
 
@@ -660,10 +661,10 @@ static int parse_metadata(struct ctx *c, const json_t *j, struct guest_desc *d)
 		return oom(c);
 	const char *key;
 	json_t *v;
-	size_t i = 0;
+	size_t i = 0, total = 0;
 	json_object_foreach (m, key, v) {
-		char fname[64];
-		if (id_is_valid(key, 32))
+		char fname[160];
+		if (id_is_valid(key, GUEST_META_KEY_MAX))
 			snprintf(fname, sizeof(fname), "metadata.%s", key);
 		else
 			snprintf(fname, sizeof(fname), "metadata key #%zu", i);
@@ -678,6 +679,12 @@ static int parse_metadata(struct ctx *c, const json_t *j, struct guest_desc *d)
 			       GUEST_META_VALUE_MAX, TEXT_MULTILINE);
 		if (r < 0)
 			return r;
+		total += strlen(key) + json_string_length(v);
+		if (total > GUEST_META_TOTAL_MAX)
+			return fail(c,
+				    "%s: metadata too large in all (over %d bytes of keys and "
+				    "values)",
+				    fname, GUEST_META_TOTAL_MAX);
 		struct guest_meta *e = &d->metadata[i++];
 		d->n_metadata = i;
 		if ((r = dup_string(c, key, &e->key)) < 0 ||
@@ -876,4 +883,58 @@ json_t *guest_desc_to_json(const struct guest_desc *d)
 			 "bios", bios_names[d->bios], "boot_order", d->boot_order, "vga",
 			 vga_to_cloudpods(d->vga), "vdi", vdi_names[d->vdi], "disks", disks,
 			 "cdroms", cdroms, "nics", nics, "metadata", meta);
+}
+
+int guest_desc_fill_bridges(json_t *desc, const struct hostnets *h, json_t **ret, char **ret_error)
+{
+	json_t *nics = json_object_get(desc, "nics");
+	size_t i;
+	json_t *nic;
+	bool need = false;
+	*ret = NULL;
+	if (!json_is_array(nics))
+		return 0; /* the parser names a bad type */
+	json_array_foreach (nics, i, nic) {
+		json_t *b = json_object_get(nic, "bridge");
+		if (json_is_object(nic) &&
+		    (!b || json_is_null(b) || (json_is_string(b) && json_string_length(b) == 0)))
+			need = true;
+	}
+	if (!need)
+		return 0;
+	json_auto_t *copy = json_deep_copy(desc);
+	json_t *cnics = json_object_get(copy, "nics");
+	if (!copy || !cnics)
+		return -ENOMEM;
+	json_array_foreach (cnics, i, nic) {
+		json_t *b = json_object_get(nic, "bridge");
+		if (!json_is_object(nic) ||
+		    (b && !json_is_null(b) && !(json_is_string(b) && json_string_length(b) == 0)))
+			continue;
+		const char *wire = json_string_value(json_object_get(nic, "wire_id"));
+		const struct hostnet *n = wire && *wire ? hostnets_find_wire(h, wire) : NULL;
+		if (!n) {
+			if (ret_error) {
+				char text[256];
+				if (wire && *wire)
+					snprintf(
+					    text, sizeof(text),
+					    "nics[%zu].bridge: missing, and no host network of "
+					    "this host is on wire %s",
+					    i, quote(wire).s);
+				else
+					snprintf(
+					    text, sizeof(text),
+					    "nics[%zu].bridge: missing, and no wire_id to find "
+					    "the host network by",
+					    i);
+				*ret_error = strdup(text);
+			}
+			return -EINVAL;
+		}
+		if (json_object_set_new(nic, "bridge", json_string(n->bridge)) < 0)
+			return -ENOMEM;
+	}
+	*ret = TAKE_PTR(copy);
+	return 0;
 }

@@ -24,9 +24,11 @@
 #define GUEST_CDROMS_MAX     4
 #define GUEST_BOOT_INDEX_MAX 63
 #define GUEST_IFNAME_MAX     15 /* IFNAMSIZ - 1 */
-#define GUEST_META_MAX	     64 /* entries */
+/* Real guests carry all their metadata (the whole QEMU command line, user data, login keys) */
+#define GUEST_META_MAX	     1024 /* entries */
 #define GUEST_META_KEY_MAX   128
-#define GUEST_META_VALUE_MAX 4096
+#define GUEST_META_VALUE_MAX (256 * 1024)  /* bytes per value */
+#define GUEST_META_TOTAL_MAX (1024 * 1024) /* bytes of keys and values together */
 
 enum guest_bios {
 	GUEST_BIOS_BIOS, /* SeaBIOS */
@@ -114,6 +116,13 @@ int guest_desc_parse(json_t *j, char *const *disk_roots, struct guest_desc **ret
 struct guest_desc *guest_desc_free(struct guest_desc *d);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct guest_desc *, guest_desc_free)
 #define _cleanup_guest_desc_ _cleanup_(guest_desc_freep)
+
+/* NICs that arrive without a bridge (Cloudpods leaves it out when its host netif has none
+ * recorded) take the bridge of the host network on their wire_id. *ret is a filled-in copy
+ * of desc, or NULL when no NIC needed one. -EINVAL with a message naming the NIC when a NIC
+ * has neither a bridge nor a wire_id of a host network. */
+struct hostnets;
+int guest_desc_fill_bridges(json_t *desc, const struct hostnets *h, json_t **ret, char **ret_error);
 
 /* The normalized descriptor as JSON (resolved paths, defaults filled in). */
 json_t *guest_desc_to_json(const struct guest_desc *d);

@@ -8,6 +8,7 @@
 #include "agent/diskops.h"
 #include "agent/imagecache.h"
 #include "agent/imagecheck.h"
+#include "agent/qemuimg.h"
 #include "agent/storage.h"
 #include "agent/tasks.h"
 #include "agent/virt.h"
@@ -16,9 +17,8 @@
 #include "common/path.h"
 #include "common/spawn.h"
 
-#define QEMU_IMG_TIMEOUT_MS (5 * 60 * 1000)
-#define MIB		    (1024LL * 1024)
-#define DISK_MAX_MB	    (64LL * 1024 * 1024) /* 64 TiB */
+#define MIB	    (1024LL * 1024)
+#define DISK_MAX_MB (64LL * 1024 * 1024) /* 64 TiB */
 
 static const char *const op_names[_DISK_OP_MAX] = {
     [DISK_OP_CREATE] = "create",
@@ -68,57 +68,19 @@ _printf_(3, 4) static void job_error(struct disk_job *j, int code, const char *f
 	j->body = op_error_body(code, NULL, "disk %s: %s", j->disk_id, buf);
 }
 
-/* First line of a command's stderr, bounded. */
-static const char *first_line(char *s)
-{
-	if (!s)
-		return "";
-	s[strcspn(s, "\n")] = 0;
-	if (strlen(s) > 400)
-		s[400] = 0;
-	return s;
-}
-
-static int qemu_img(const char *const *argv, char **ret_out, char **ret_err)
-{
-	struct spawn_opts o = {.timeout_ms = QEMU_IMG_TIMEOUT_MS, .capture = true};
-	_cleanup_(spawn_result_done) struct spawn_result res = {};
-	int r = spawn_run((char *const *)argv, &o, &res);
-	if (r < 0)
-		return r;
-	if (res.timed_out)
-		return -ETIMEDOUT;
-	if (res.exit_status != 0) {
-		if (ret_err)
-			*ret_err = TAKE_PTR(res.err);
-		return -EIO;
-	}
-	if (ret_out)
-		*ret_out = TAKE_PTR(res.out);
-	return 0;
-}
-
 /* Format, virtual size and backing file of one of our own disks (-U: a running guest may hold
- * it). */
-static int disk_info(const char *path, char *ret_format, int64_t *ret_size, char **ret_backing,
-		     char **ret_err)
+ * it). format NULL probes it. */
+static int disk_info(const char *path, const char *format, char *ret_format, int64_t *ret_size,
+		     char **ret_backing, char **ret_err)
 {
-	const char *argv[] = {"qemu-img", "info", "-U", "--output=json", "--", path, NULL};
-	_cleanup_free_ char *out = NULL;
-	int r = qemu_img(argv, &out, ret_err);
+	_cleanup_(qemu_img_info_done) struct qemu_img_info i = {};
+	int r = qemu_img_info(path, format, &i, ret_err);
 	if (r < 0)
 		return r;
-	json_auto_t *j = json_loads(out, 0, NULL);
-	const char *fmt = json_string_value(json_object_get(j, "format"));
-	json_t *vs = json_object_get(j, "virtual-size");
-	if (!fmt || !json_is_integer(vs))
-		return -EBADMSG;
-	snprintf(ret_format, 16, "%s", fmt);
-	*ret_size = json_integer_value(vs);
-	if (ret_backing) {
-		const char *b = json_string_value(json_object_get(j, "full-backing-filename"));
-		*ret_backing = b ? strdup(b) : NULL;
-	}
+	snprintf(ret_format, 16, "%s", i.format);
+	*ret_size = i.virtual_size;
+	if (ret_backing)
+		*ret_backing = TAKE_PTR(i.backing);
 	return 0;
 }
 
@@ -201,8 +163,8 @@ static void do_create(struct disk_job *j)
 		_cleanup_free_ char *eback = NULL;
 		struct stat st;
 		if (lstat(j->path, &st) == 0 && S_ISREG(st.st_mode) &&
-		    disk_info(j->path, efmt, &esize, &eback, NULL) == 0 && streq(efmt, format) &&
-		    esize == bytes && streq_ptr(eback, image))
+		    disk_info(j->path, format, efmt, &esize, &eback, NULL) == 0 &&
+		    streq(efmt, format) && esize == bytes && streq_ptr(eback, image))
 			return reply_disk(j, format, esize);
 		return job_error(j, 409, "%s already exists and is a different disk", j->path);
 	}
@@ -226,11 +188,11 @@ static void do_create(struct disk_job *j)
 	argv[n++] = size;
 	argv[n] = NULL;
 	_cleanup_free_ char *err = NULL;
-	int r = qemu_img(argv, NULL, &err);
+	int r = qemu_img_run(argv, NULL, &err);
 	if (r < 0) {
 		(void)unlink(j->path);
 		return job_error(j, r == -ENOSPC ? 507 : 500, "qemu-img create failed: %s",
-				 err ? first_line(err) : strerror(-r));
+				 err ? qemu_img_first_line(err) : strerror(-r));
 	}
 	log_debug("Disk created path=%s format=%s bytes=%" PRId64 " backing=%s", j->path, format,
 		  bytes, strempty(image));
@@ -270,10 +232,12 @@ static void do_resize(struct disk_job *j)
 	char format[16];
 	int64_t cur;
 	_cleanup_free_ char *err = NULL;
-	int r = disk_info(j->path, format, &cur, NULL, &err);
+	/* The resize request names no format: probed (the disk routes made this file, but a guest
+	 * may since have written a header into a raw disk; left for the disk table to record). */
+	int r = disk_info(j->path, NULL, format, &cur, NULL, &err);
 	if (r < 0)
 		return job_error(j, 500, "cannot inspect %s: %s", j->path,
-				 err ? first_line(err) : strerror(-r));
+				 err ? qemu_img_first_line(err) : strerror(-r));
 	int64_t bytes = size_mb * MIB;
 	if (bytes < cur)
 		return job_error(
@@ -296,10 +260,10 @@ static void do_resize(struct disk_job *j)
 	const char *argv[] = {"qemu-img", "resize", "-q", "-f", format, "--", j->path, size, NULL};
 	free(err);
 	err = NULL;
-	r = qemu_img(argv, NULL, &err);
+	r = qemu_img_run(argv, NULL, &err);
 	if (r < 0)
 		return job_error(j, 500, "qemu-img resize failed: %s",
-				 err ? first_line(err) : strerror(-r));
+				 err ? qemu_img_first_line(err) : strerror(-r));
 	reply_disk(j, format, bytes);
 }
 

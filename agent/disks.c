@@ -5,11 +5,11 @@
 
 #include "agent/disks.h"
 #include "agent/imagecheck.h"
+#include "agent/qemuimg.h"
 #include "common/path.h"
 #include "common/spawn.h"
 
-#define QEMU_IMG_TIMEOUT_MS (5 * 60 * 1000)
-#define MIB		    (1024 * 1024)
+#define MIB (1024 * 1024)
 
 _printf_(3, 4) static int fail(char **ret_error, int r, const char *fmt, ...)
 {
@@ -21,82 +21,6 @@ _printf_(3, 4) static int fail(char **ret_error, int r, const char *fmt, ...)
 		va_end(ap);
 	}
 	return r;
-}
-
-/* The first line of qemu-img's stderr, bounded, for messages. */
-static const char *first_line(char *s)
-{
-	if (!s)
-		return "";
-	s[strcspn(s, "\n")] = 0;
-	if (strlen(s) > 400)
-		s[400] = 0;
-	return s;
-}
-
-/* Runs qemu-img; returns 0 when it exited 0. On failure *ret_stderr (optional) gets its stderr. */
-static int qemu_img(const char *const *argv, char **ret_out, char **ret_stderr)
-{
-	struct spawn_opts o = {
-	    .timeout_ms = QEMU_IMG_TIMEOUT_MS,
-	    .capture = true,
-	    .capture_max = 1 << 20,
-	};
-	_cleanup_(spawn_result_done) struct spawn_result res = {};
-	int r = spawn_run((char *const *)argv, &o, &res);
-	if (r < 0)
-		return r;
-	if (res.timed_out)
-		return -ETIMEDOUT;
-	if (res.exit_status != 0) {
-		if (ret_stderr)
-			*ret_stderr = TAKE_PTR(res.err);
-		return -EIO;
-	}
-	if (ret_out)
-		*ret_out = TAKE_PTR(res.out);
-	return 0;
-}
-
-struct img_info {
-	char *format;
-	int64_t virtual_size;
-	char *backing; /* full backing filename or NULL */
-};
-
-static void img_info_done(struct img_info *i)
-{
-	free(i->format);
-	free(i->backing);
-}
-
-static int img_info(const char *path, struct img_info *ret, char **ret_stderr)
-{
-	const char *argv[] = {"qemu-img", "info", "--output=json", "--", path, NULL};
-	_cleanup_free_ char *out = NULL;
-	int r = qemu_img(argv, &out, ret_stderr);
-	if (r < 0)
-		return r;
-	json_auto_t *j = json_loads(out, 0, NULL);
-	if (!j)
-		return -EBADMSG;
-	json_t *fmt = json_object_get(j, "format"), *vs = json_object_get(j, "virtual-size");
-	json_t *bf = json_object_get(j, "full-backing-filename");
-	if (!bf)
-		bf = json_object_get(j, "backing-filename");
-	if (!json_is_string(fmt) || !json_is_integer(vs) || (bf && !json_is_string(bf)))
-		return -EBADMSG;
-	struct img_info i = {
-	    .format = strdup(json_string_value(fmt)),
-	    .virtual_size = json_integer_value(vs),
-	    .backing = bf ? strdup(json_string_value(bf)) : NULL,
-	};
-	if (!i.format || (bf && !i.backing)) {
-		img_info_done(&i);
-		return -ENOMEM;
-	}
-	*ret = i;
-	return 0;
 }
 
 /* The path must still resolve to itself inside the roots (no symlink swapped in). */
@@ -124,12 +48,14 @@ static int backing_format(const struct guest_disk *k, char *const *roots, const 
 	if (!S_ISREG(st.st_mode))
 		return fail(ret_error, -EMEDIUMTYPE, "disk %s: image_path %s is not a regular file",
 			    k->disk_id, k->image_path);
-	_cleanup_(img_info_done) struct img_info info = {};
+	/* A base image the agent keeps (the image cache), not guest content: its format is
+	 * probed, then checked as that format below. */
+	_cleanup_(qemu_img_info_done) struct qemu_img_info info = {};
 	_cleanup_free_ char *err = NULL;
-	r = img_info(k->image_path, &info, &err);
+	r = qemu_img_info(k->image_path, NULL, &info, &err);
 	if (r < 0)
 		return fail(ret_error, r, "disk %s: cannot inspect image %s: %s", k->disk_id,
-			    k->image_path, err ? first_line(err) : strerror(-r));
+			    k->image_path, err ? qemu_img_first_line(err) : strerror(-r));
 	/* Images are leaves: a chain could point anywhere on the host. */
 	if (info.backing)
 		return fail(ret_error, -EMEDIUMTYPE,
@@ -164,12 +90,13 @@ static int check_existing(const struct guest_disk *k, char **ret_error)
 	if (!S_ISREG(st.st_mode))
 		return fail(ret_error, -EEXIST, "disk %s: %s exists and is not a regular file",
 			    k->disk_id, k->path);
-	_cleanup_(img_info_done) struct img_info info = {};
+	/* The guest's own disk: read as the format the descriptor names, never probed (L4). */
+	_cleanup_(qemu_img_info_done) struct qemu_img_info info = {};
 	_cleanup_free_ char *err = NULL;
-	int r = img_info(k->path, &info, &err);
+	int r = qemu_img_info(k->path, disk_format_to_string(k->format), &info, &err);
 	if (r < 0)
 		return fail(ret_error, -EEXIST, "disk %s: %s exists and cannot be inspected: %s",
-			    k->disk_id, k->path, err ? first_line(err) : strerror(-r));
+			    k->disk_id, k->path, err ? qemu_img_first_line(err) : strerror(-r));
 	if (!streq(info.format, disk_format_to_string(k->format)) ||
 	    (k->size_mb > 0 && info.virtual_size != k->size_mb * MIB) ||
 	    !streq_ptr(info.backing, k->image_path))
@@ -224,11 +151,11 @@ static int create_one(const struct guest_disk *k, char *const *roots, char **ret
 	argv[n] = NULL;
 
 	_cleanup_free_ char *err = NULL;
-	r = qemu_img(argv, NULL, &err);
+	r = qemu_img_run(argv, NULL, &err);
 	if (r < 0) {
 		(void)unlink(k->path);
 		return fail(ret_error, r, "disk %s: qemu-img create failed: %s", k->disk_id,
-			    err ? first_line(err) : strerror(-r));
+			    err ? qemu_img_first_line(err) : strerror(-r));
 	}
 	return 1;
 }

@@ -387,8 +387,9 @@ int domxml_render(const struct guest_desc *d, const char *sid, const struct domx
 	for (size_t i = 0; i < d->n_nics; i++)
 		if (d->nics[i].vlan > 1 && !strv_contains(o->ovs_bridges, d->nics[i].bridge))
 			return refuse(ret_error,
-				      "nics[%zu].vlan: VLAN %d needs an Open vSwitch bridge, "
-				      "%s is not one",
+				      "nics[%zu].vlan: VLAN %d cannot be tagged on %s, a Linux "
+				      "bridge (tagged networks need Open vSwitch, which this host "
+				      "does not use yet)",
 				      i, d->nics[i].vlan, d->nics[i].bridge);
 
 	_cleanup_(boot_free) struct boot b = {};
@@ -487,6 +488,30 @@ bool domxml_sfq_available(void)
 		if (strstr(line, "/sch_sfq.ko"))
 			return true;
 	return false;
+}
+
+bool domxml_virt_is_kvm(const char *virt_type)
+{
+	return streq_ptr(virt_type, "kvm");
+}
+
+int domxml_virt_check(const char *virt_type, const char *kvm_dev, char **ret_error)
+{
+	if (streq_ptr(virt_type, "qemu"))
+		return 0;
+	if (!streq_ptr(virt_type, "kvm")) {
+		refuse(ret_error, "virt_type: must be kvm or qemu, not %s",
+		       virt_type ? virt_type : "(unset)");
+		return -EINVAL;
+	}
+	if (access(kvm_dev, R_OK | W_OK) == 0)
+		return 0;
+	int e = errno;
+	refuse(ret_error,
+	       "virt_type is kvm but %s cannot be opened (%s): load the kvm modules, or set "
+	       "virt_type: qemu to run guests under TCG (much slower)",
+	       kvm_dev, strerror(e));
+	return -ENODEV;
 }
 
 int domxml_find_ovmf(const char **ret_code, const char **ret_vars)

@@ -40,6 +40,12 @@ bool domxml_kvm_available(void);
 /* Whether the kernel has the sfq qdisc (loaded, built in, or a module file it can load on
  * demand): libvirt shapes a NIC's <bandwidth> with htb + sfq and fails the start without it. */
 bool domxml_sfq_available(void);
+/* Whether config virt_type ("kvm" or "qemu") asks for KVM domains. */
+bool domxml_virt_is_kvm(const char *virt_type);
+/* Startup check of virt_type against the host: -ENODEV with a message naming the key and the
+ * fix when virt_type is kvm and kvm_dev (normally /dev/kvm) cannot be opened read-write;
+ * -EINVAL for a virt_type that is neither kvm nor qemu. */
+int domxml_virt_check(const char *virt_type, const char *kvm_dev, char **ret_error);
 /* Finds an installed OVMF firmware pair (Debian's ovmf package paths first). Returns 0 with
  * static strings, -ENOENT when none is installed. */
 int domxml_find_ovmf(const char **ret_code, const char **ret_vars);

@@ -12,14 +12,18 @@
 #include <time.h>
 
 #include "agent/agent.h"
+#include "agent/console.h"
 #include "agent/desc.h"
 #include "agent/disks.h"
 #include "agent/domxml.h"
 #include "agent/guests.h"
+#include "agent/hostnet.h"
+#include "agent/monitor.h"
 #include "agent/metrics.h"
 #include "agent/modules.h"
 #include "agent/placer.h"
 #include "agent/report.h"
+#include "agent/serverpush.h"
 #include "agent/ops.h"
 #include "agent/tasks.h"
 #include "agent/virt.h"
@@ -45,6 +49,7 @@ struct guests {
 	bool connected;
 	struct guest_hook hooks[GUESTS_MAX_HOOKS];
 	size_t n_hooks;
+	char **creating; /* sids with a create queued or running, once per create */
 };
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose)
@@ -54,7 +59,7 @@ static const char *const op_names[_GUEST_OP_MAX] = {
     [GUEST_OP_CREATE] = "create", [GUEST_OP_START] = "start",	  [GUEST_OP_STOP] = "stop",
     [GUEST_OP_REBOOT] = "reboot", [GUEST_OP_SUSPEND] = "suspend", [GUEST_OP_RESUME] = "resume",
     [GUEST_OP_SYNC] = "sync",	  [GUEST_OP_STATUS] = "status",	  [GUEST_OP_MONITOR] = "monitor",
-    [GUEST_OP_DELETE] = "delete",
+    [GUEST_OP_DELETE] = "delete", [GUEST_OP_CONSOLE] = "console",
 };
 
 const char *guest_op_to_string(enum guest_op op)
@@ -250,6 +255,52 @@ static int domain_vnc_port(virDomainPtr dom)
 	return port;
 }
 
+/* Block jobs (stream, mirror, commit) running on the disks of an active domain. */
+static int domain_block_jobs(virDomainPtr dom)
+{
+	if (virDomainIsActive(dom) != 1)
+		return 0;
+	_cleanup_free_ char *xml = virDomainGetXMLDesc(dom, 0);
+	if (!xml)
+		return 0;
+	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL, XML_PARSE_NONET);
+	if (!doc)
+		return 0;
+	int n = 0;
+	xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+	xmlXPathObjectPtr o =
+	    ctx ? xmlXPathEvalExpression((const xmlChar *)"/domain/devices/disk/target/@dev", ctx)
+		: NULL;
+	for (int i = 0; o && o->nodesetval && i < o->nodesetval->nodeNr; i++) {
+		xmlChar *dev = xmlNodeGetContent(o->nodesetval->nodeTab[i]);
+		virDomainBlockJobInfo info;
+		if (dev && virDomainGetBlockJobInfo(dom, (const char *)dev, &info, 0) == 1)
+			n++;
+		xmlFree(dev);
+	}
+	xmlXPathFreeObject(o);
+	xmlXPathFreeContext(ctx);
+	xmlFreeDoc(doc);
+	return n;
+}
+
+const char *guest_status_cloudpods(const char *status, const char **ret_reason)
+{
+	const char *reason = NULL, *out = "unknown";
+	if (streq_ptr(status, "running") || streq_ptr(status, "ready") ||
+	    streq_ptr(status, "suspend"))
+		out = status;
+	else if (streq_ptr(status, "stopping"))
+		out = "running"; /* QEMU still runs until the guest has shut down */
+	else if (streq_ptr(status, "crashed")) {
+		out = "ready";
+		reason = "crashed";
+	}
+	if (ret_reason)
+		*ret_reason = reason;
+	return out;
+}
+
 /* ---- operations ---- */
 
 struct op_ctx {
@@ -264,6 +315,11 @@ struct op_ctx {
 	char *new_status;
 	char *name;
 	bool removed, created;
+	bool marked_creating; /* counted in guests->creating */
+	/* a QEMU was started: its version ("x.y.z") and VNC port go to the region's metadata */
+	char *qemu_version;
+	int vnc_port;
+	char *vnc_password; /* the console password (agent/console.h), when the guest has one */
 };
 
 static void reply_set(struct op_ctx *c, int code, json_t *body)
@@ -325,7 +381,9 @@ static int load_desc(const struct config *cfg, const char *sid, json_t **ret_jso
 	return 0;
 }
 
-static void domxml_options(const struct config *cfg, struct domxml_opts *o)
+/* Consoles listen on vnc_listen, by default on the node's access address (set once at startup,
+ * before any operation runs, so workers may read it), never on every address (H1). */
+static void domxml_options(const struct agent *a, struct domxml_opts *o)
 {
 	/* Probed once: without sfq every guest with a NIC limit (the real region gives each NIC
 	 * its wire's bandwidth by default) would fail to start. */
@@ -336,9 +394,13 @@ static void domxml_options(const struct config *cfg, struct domxml_opts *o)
 			log_warning("Guest NIC bandwidth limits are not applied: the kernel has no "
 				    "sfq qdisc (sch_sfq), which libvirt needs to shape them");
 	}
+	const struct config *cfg = &a->cfg;
+	const char *listen = cfg->vnc_listen;
+	if (isempty(listen))
+		listen = hostnets_access_ip(a->hostnets);
 	*o = (struct domxml_opts){
-	    .kvm = domxml_kvm_available(),
-	    .vnc_listen = cfg->vnc_listen,
+	    .kvm = domxml_virt_is_kvm(cfg->virt_type),
+	    .vnc_listen = isempty(listen) ? "127.0.0.1" : listen,
 	    .no_bandwidth = !sfq,
 	};
 	const char *code, *vars;
@@ -348,11 +410,12 @@ static void domxml_options(const struct config *cfg, struct domxml_opts *o)
 	}
 }
 
-static int render_domain(const struct config *cfg, const char *sid, const struct guest_desc *d,
-			 char **ret_xml, char **ret_error)
+static int render_domain(const struct agent *a, const char *sid, const struct guest_desc *d,
+			 const char *console_password, char **ret_xml, char **ret_error)
 {
 	struct domxml_opts o;
-	domxml_options(cfg, &o);
+	domxml_options(a, &o);
+	o.console_password = console_password;
 	_cleanup_free_ char *err = NULL;
 	int r = domxml_render(d, sid, &o, ret_xml, &err);
 	if (r < 0 && ret_error)
@@ -424,7 +487,7 @@ static bool check_shared_paths(struct op_ctx *c, const struct guest_desc *d)
 		const char *p = disk ? d->disks[k].image_path : d->cdroms[k].path;
 		_cleanup_free_ char *owner = p ? path_user(cfg, c->sid, p, true) : NULL;
 		if (owner) {
-			reply_error(c, 400, "InputError", "%s[%zu].%s: %s is a disk of guest %s",
+			reply_error(c, 400, NULL, "%s[%zu].%s: %s is a disk of guest %s",
 				    disk ? "disks" : "cdroms", k, disk ? "image_path" : "path", p,
 				    owner);
 			return false;
@@ -432,7 +495,7 @@ static bool check_shared_paths(struct op_ctx *c, const struct guest_desc *d)
 		_cleanup_free_ char *reader =
 		    disk ? path_user(cfg, c->sid, d->disks[k].path, false) : NULL;
 		if (reader) {
-			reply_error(c, 400, "InputError",
+			reply_error(c, 400, NULL,
 				    "disks[%zu].path: %s is a backing image or cdrom of guest %s",
 				    k, d->disks[k].path, reader);
 			return false;
@@ -441,19 +504,31 @@ static bool check_shared_paths(struct op_ctx *c, const struct guest_desc *d)
 	return true;
 }
 
+/* M4: a domain the agent did not define is left alone, whatever the caller asks. */
+static bool refuse_foreign(struct op_ctx *c, virDomainPtr dom)
+{
+	if (!dom || virt_domain_is_ours(dom))
+		return false;
+	reply_error(c, 409, "ConflictError",
+		    "domain %s was not defined by hostagent (no hostagent metadata): it is not "
+		    "managed here and is left alone",
+		    c->sid);
+	return true;
+}
+
 static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 {
 	const struct config *cfg = &c->a->cfg;
 	json_t *dj = json_object_get(c->args, "desc");
 	if (!json_is_object(dj)) {
-		reply_error(c, 400, "InputError", "desc: missing or not an object");
+		reply_error(c, 400, NULL, "desc: missing or not an object");
 		return;
 	}
 	_cleanup_free_ char *err = NULL, *text = NULL;
 	_cleanup_guest_desc_ struct guest_desc *d = NULL;
 	int r = guest_desc_parse(dj, cfg->local_image_path, &d, &err);
 	if (r < 0) {
-		reply_error(c, 400, "InputError", "%s", err ? err : strerror(-r));
+		reply_error(c, 400, NULL, "%s", err ? err : strerror(-r));
 		return;
 	}
 	c->name = strdup(d->name);
@@ -462,6 +537,8 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	_cleanup_guest_desc_ struct guest_desc *old = NULL;
 	int have_ws = load_desc(cfg, c->sid, &old_json, &old, NULL);
 
+	if (refuse_foreign(c, dom))
+		return;
 	if (!is_sync && dom) {
 		if (have_ws >= 0 && json_equal(old_json, dj)) {
 			reply_ok(
@@ -478,8 +555,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 		return;
 	}
 	if (is_sync && old && !streq(old->uuid, d->uuid)) {
-		reply_error(c, 400, "InputError", "uuid: cannot change from %s to %s", old->uuid,
-			    d->uuid);
+		reply_error(c, 400, NULL, "uuid: cannot change from %s to %s", old->uuid, d->uuid);
 		return;
 	}
 
@@ -487,9 +563,9 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	if (!check_shared_paths(c, d))
 		return;
 	_cleanup_free_ char *xml = NULL;
-	r = render_domain(cfg, c->sid, d, &xml, &err);
+	r = render_domain(c->a, c->sid, d, NULL, &xml, &err);
 	if (r < 0) {
-		reply_error(c, r == -ENOMEM ? 500 : 400, "InputError", "%s", strempty(err));
+		reply_error(c, r == -ENOMEM ? 500 : 400, NULL, "%s", strempty(err));
 		return;
 	}
 	_cleanup_free_ char *ws = workspace_dir(cfg, c->sid), *descp = workspace_desc(cfg, c->sid);
@@ -498,17 +574,31 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	if (stat(ws, &st) < 0) {
 		r = mkdir_p(ws, 0700);
 		if (r < 0) {
-			reply_error(c, 500, "IOError", "cannot create workspace %s: %s", ws,
+			reply_error(c, 500, NULL, "cannot create workspace %s: %s", ws,
 				    strerror(-r));
 			return;
 		}
 		made_ws = true;
 	}
+	/* The console password lives in the workspace (0600) and goes into the domain (H1). */
+	char *console_pw = NULL;
+	r = console_password_ensure(ws, &console_pw);
+	if (r >= 0) {
+		free(xml);
+		xml = NULL;
+		r = render_domain(c->a, c->sid, d, console_pw, &xml, &err);
+	}
+	console_pw = erase_and_free(console_pw);
+	if (r < 0) {
+		reply_error(c, 500, NULL, "cannot set the console password of %s: %s", c->sid,
+			    err ? err : strerror(-r));
+		goto rollback;
+	}
 	/* Disks: only the ones that do not exist yet are created, and only those are removed
 	 * again when a later step fails. */
 	_cleanup_free_ struct guest_disk *fresh = calloc(d->n_disks + 1, sizeof(*fresh));
 	if (!fresh) {
-		reply_error(c, 500, "InternalError", "out of memory");
+		reply_error(c, 500, NULL, "out of memory");
 		goto rollback;
 	}
 	struct guest_desc fresh_desc = *d;
@@ -541,8 +631,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	}
 	r = disks_prepare(d, cfg->local_image_path, &err);
 	if (r < 0) {
-		reply_error(c, r == -EEXIST ? 409 : 500, "DiskError", "%s",
-			    err ? err : strerror(-r));
+		reply_error(c, r == -EEXIST ? 409 : 500, NULL, "%s", err ? err : strerror(-r));
 		goto rollback;
 	}
 	/* The descriptor goes first: a crash between the two steps leaves a workspace the next
@@ -551,13 +640,12 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	text = json_dumps(dj, JSON_SORT_KEYS | JSON_COMPACT);
 	r = text ? write_file_atomic(descp, text, strlen(text), 0600) : -ENOMEM;
 	if (r < 0) {
-		reply_error(c, 500, "IOError", "cannot write %s: %s", descp, strerror(-r));
+		reply_error(c, 500, NULL, "cannot write %s: %s", descp, strerror(-r));
 		goto rollback_disks;
 	}
 	r = define_domain(conn, xml, &err);
 	if (r < 0) {
-		reply_error(c, 500, "LibvirtError", "cannot define domain %s: %s", c->sid,
-			    strempty(err));
+		reply_error(c, 500, NULL, "cannot define domain %s: %s", c->sid, strempty(err));
 		/* Put the previous descriptor back (sync), or take the new one away (create). */
 		_cleanup_free_ char *old_text =
 		    old_json ? json_dumps(old_json, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
@@ -603,30 +691,54 @@ static int start_domain(virDomainPtr dom, const char *sid)
 	}
 }
 
+/* libvirt's hypervisor version (QEMU's for the qemu driver) as "x.y.z"; NULL when unknown. */
+static char *hypervisor_version(virDomainPtr dom)
+{
+	unsigned long v = 0;
+	char *s = NULL;
+	if (virConnectGetVersion(virDomainGetConnect(dom), &v) < 0 || v == 0)
+		return NULL;
+	if (asprintf_safe(&s, "%lu.%lu.%lu", v / 1000000, v / 1000 % 1000, v % 1000) < 0)
+		return NULL;
+	return s;
+}
+
+/* What the region learns of a new QEMU (serverpush_started()): version and console password;
+ * the VNC port is read by the caller. */
+static void started_metadata(struct op_ctx *c, virDomainPtr dom)
+{
+	c->qemu_version = hypervisor_version(dom);
+	_cleanup_free_ char *ws = workspace_dir(&c->a->cfg, c->sid);
+	if (ws && console_password_read(ws, &c->vnc_password) < 0)
+		c->vnc_password = NULL;
+}
+
 static void op_start(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0;
 	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
-		reply_error(c, 500, "LibvirtError", "%s", vir_msg());
+		reply_error(c, 500, NULL, "%s", vir_msg());
 		return;
 	}
 	const char *details = "started";
 	if (state == VIR_DOMAIN_PAUSED) {
 		if (virDomainResume(dom) < 0) {
-			reply_error(c, 500, "LibvirtError", "cannot resume %s: %s", c->sid,
-				    vir_msg());
+			reply_error(c, 500, NULL, "cannot resume %s: %s", c->sid, vir_msg());
 			return;
 		}
 		details = "resumed";
 	} else if (state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_BLOCKED) {
 		details = "already running";
 	} else if (start_domain(dom, c->sid) < 0) {
-		reply_error(c, 500, "LibvirtError", "cannot start %s: %s", c->sid, vir_msg());
+		reply_error(c, 500, NULL, "cannot start %s: %s", c->sid, vir_msg());
 		return;
 	}
 	c->new_status = strdup("running");
-	reply_ok(c, json_pack("{s:i,s:b,s:s}", "vnc_port", domain_vnc_port(dom), "is_running", 1,
-			      "details", details));
+	c->vnc_port = domain_vnc_port(dom);
+	if (!streq(details, "already running"))
+		started_metadata(c, dom);
+	reply_ok(c, json_pack("{s:i,s:b,s:s}", "vnc_port", c->vnc_port, "is_running", 1, "details",
+			      details));
 }
 
 static bool wait_state(virDomainPtr dom, int want, int timeout_ms)
@@ -646,19 +758,19 @@ static void op_stop(struct op_ctx *c, virDomainPtr dom)
 {
 	json_t *t = json_object_get(c->args, "timeout"), *f = json_object_get(c->args, "is_force");
 	if ((t && !json_is_integer(t)) || (f && !json_is_boolean(f))) {
-		reply_error(c, 400, "InputError",
+		reply_error(c, 400, NULL,
 			    t && !json_is_integer(t) ? "timeout: expected integer"
 						     : "is_force: expected boolean");
 		return;
 	}
 	json_int_t timeout = t ? json_integer_value(t) : 30;
 	if (timeout < 0 || timeout > 3600) {
-		reply_error(c, 400, "InputError", "timeout: out of range 0..3600");
+		reply_error(c, 400, NULL, "timeout: out of range 0..3600");
 		return;
 	}
 	int state = 0;
 	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
-		reply_error(c, 500, "LibvirtError", "%s", vir_msg());
+		reply_error(c, 500, NULL, "%s", vir_msg());
 		return;
 	}
 	c->new_status = strdup("ready");
@@ -675,8 +787,7 @@ static void op_stop(struct op_ctx *c, virDomainPtr dom)
 		/* Keep libvirt's message before the state query below replaces it. */
 		_cleanup_free_ char *msg = strdup(vir_msg());
 		if (!wait_state(dom, VIR_DOMAIN_SHUTOFF, 0)) {
-			reply_error(c, 500, "LibvirtError", "cannot stop %s: %s", c->sid,
-				    strempty(msg));
+			reply_error(c, 500, NULL, "cannot stop %s: %s", c->sid, strempty(msg));
 			free(c->new_status);
 			c->new_status = NULL;
 			return;
@@ -689,7 +800,7 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0, r = 0;
 	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
-		reply_error(c, 500, "LibvirtError", "%s", vir_msg());
+		reply_error(c, 500, NULL, "%s", vir_msg());
 		return;
 	}
 	bool running = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_BLOCKED;
@@ -699,7 +810,8 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 		if (state == VIR_DOMAIN_PAUSED)
 			details = "already suspended";
 		else if (!running) {
-			reply_error(c, 409, "InvalidStatus", "guest %s is not running", c->sid);
+			reply_error(c, 409, "InvalidStatusError", "guest %s is not running",
+				    c->sid);
 			return;
 		} else
 			r = virDomainSuspend(dom);
@@ -709,7 +821,8 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 		if (running)
 			details = "already running";
 		else if (state != VIR_DOMAIN_PAUSED) {
-			reply_error(c, 409, "InvalidStatus", "guest %s is not suspended", c->sid);
+			reply_error(c, 409, "InvalidStatusError", "guest %s is not suspended",
+				    c->sid);
 			return;
 		} else
 			r = virDomainResume(dom);
@@ -720,7 +833,8 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 		 * whatever runs inside: ACPI shutdown with a timeout, then a fresh start. */
 		json_t *f = json_object_get(c->args, "is_force");
 		if (!running && state != VIR_DOMAIN_PAUSED) {
-			reply_error(c, 409, "InvalidStatus", "guest %s is not running", c->sid);
+			reply_error(c, 409, "InvalidStatusError", "guest %s is not running",
+				    c->sid);
 			return;
 		}
 		if (json_is_true(f))
@@ -736,6 +850,10 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 				r = virDomainDestroy(dom);
 			if (r == 0)
 				r = start_domain(dom, c->sid);
+			if (r == 0) {
+				c->vnc_port = domain_vnc_port(dom);
+				started_metadata(c, dom);
+			}
 		}
 		c->new_status = strdup("running");
 		details = "rebooted";
@@ -745,8 +863,8 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 		break;
 	}
 	if (r < 0) {
-		reply_error(c, 500, "LibvirtError", "cannot %s %s: %s", guest_op_to_string(c->op),
-			    c->sid, vir_msg());
+		reply_error(c, 500, NULL, "cannot %s %s: %s", guest_op_to_string(c->op), c->sid,
+			    vir_msg());
 		free(c->new_status);
 		c->new_status = NULL;
 		return;
@@ -758,13 +876,17 @@ static void op_status(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0;
 	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
-		reply_error(c, 500, "LibvirtError", "%s", vir_msg());
+		reply_error(c, 500, NULL, "%s", vir_msg());
 		return;
 	}
-	const char *power;
+	const char *power, *reason;
 	const char *status = state_to_status(state, &power);
 	c->new_status = strdup(status);
-	json_t *body = json_pack("{s:s,s:s}", "status", status, "power_states", power);
+	/* The region maps anything but its own states to unknown (SetStatusFromHost). */
+	json_t *body = json_pack("{s:s,s:s,s:i}", "status", guest_status_cloudpods(status, &reason),
+				 "power_states", power, "block_jobs_count", domain_block_jobs(dom));
+	if (body && reason)
+		json_object_set_new(body, "reason", json_string(reason));
 	int pid = streq(power, "on") ? guests_qemu_pid(c->sid) : -1;
 	if (pid > 0)
 		json_object_set_new(body, "qemu_pid", json_integer(pid));
@@ -774,63 +896,65 @@ static void op_status(struct op_ctx *c, virDomainPtr dom)
 /* The monitor reaches QEMU, which runs as root on the host: commands that write files
  * (screendump, dump-guest-memory), open host paths (drive_add, blockdev-add) or run programs
  * (migrate exec:) must not pass. Read-only queries and run control do. */
-static bool monitor_allowed(const char *cmd, bool qmp)
-{
-	static const char *const control[] = {"system_powerdown", "system_reset", "stop", "cont"};
-	const char *name = NULL;
-	_cleanup_free_ char *word = NULL;
-	if (qmp) {
-		json_error_t e;
-		json_t *j = json_loads(cmd, 0, &e);
-		const char *x = j ? json_string_value(json_object_get(j, "execute")) : NULL;
-		word = x ? strdup(x) : NULL;
-		json_decref(j);
-		if (!word)
-			return false;
-		name = word;
-		if (strneq(name, "query-", 6))
-			return true;
-	} else {
-		size_t n = strcspn(cmd, " \t");
-		word = strndup(cmd, n);
-		if (!word)
-			return false;
-		name = word;
-		if (streq(name, "info"))
-			return !strpbrk(cmd, "\n\r;");
-	}
-	for (size_t i = 0; i < ELEMENTSOF(control); i++)
-		if (streq(name, control[i]))
-			return qmp || cmd[strlen(name)] == 0;
-	return false;
-}
-
 static void op_monitor(struct op_ctx *c, virDomainPtr dom)
 {
 	json_t *cmd = json_object_get(c->args, "cmd"), *qmp = json_object_get(c->args, "qmp");
 	if (!json_is_string(cmd) || json_string_length(cmd) == 0 ||
 	    json_string_length(cmd) > 64 * 1024) {
-		reply_error(c, 400, "InputError", "cmd: missing or not a string");
+		reply_error(c, 400, NULL, "cmd: missing or not a string");
 		return;
 	}
 	if (qmp && !json_is_boolean(qmp)) {
-		reply_error(c, 400, "InputError", "qmp: expected boolean");
+		reply_error(c, 400, NULL, "qmp: expected boolean");
 		return;
 	}
-	if (!monitor_allowed(json_string_value(cmd), json_is_true(qmp))) {
+	_cleanup_free_ char *fwd = NULL;
+	int r = monitor_filter(json_string_value(cmd), json_is_true(qmp), &fwd);
+	if (r == -EPERM) {
 		reply_error(c, 403, "ForbiddenError",
 			    "cmd: only read-only queries (HMP info ..., QMP query-*) and power/run "
-			    "control (system_powerdown, system_reset, stop, cont) are allowed");
+			    "control (system_powerdown, system_reset, stop, cont) are allowed; QMP "
+			    "takes only execute, arguments and id");
+		return;
+	}
+	if (r < 0) {
+		reply_error(c, 400, NULL, "cmd: %s",
+			    r == -EINVAL ? "malformed (QMP: one JSON object without duplicate "
+					   "keys; HMP: one line)"
+					 : strerror(-r));
 		return;
 	}
 	char *out = NULL;
 	unsigned flags = json_is_true(qmp) ? 0 : VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP;
-	if (virDomainQemuMonitorCommand(dom, json_string_value(cmd), &out, flags) < 0) {
-		reply_error(c, 409, "MonitorError", "%s", vir_msg());
+	if (virDomainQemuMonitorCommand(dom, fwd, &out, flags) < 0) {
+		reply_error(c, 409, NULL, "%s", vir_msg());
 		return;
 	}
-	reply_ok(c, json_pack("{s:s}", "result", out ? out : ""));
+	reply_ok(c, json_pack("{s:s}", "results", out ? out : ""));
 	free(out);
+}
+
+/* The console of a guest as an operator connects to it: port, address, password (H1). */
+static void op_console(struct op_ctx *c, virDomainPtr dom)
+{
+	_cleanup_free_ char *ws = workspace_dir(&c->a->cfg, c->sid);
+	char *pw = NULL;
+	int r = console_password_read(ws, &pw);
+	if (r < 0 && r != -ENOENT) {
+		reply_error(c, 500, NULL, "cannot read the console password of %s: %s", c->sid,
+			    strerror(-r));
+		return;
+	}
+	struct domxml_opts o;
+	domxml_options(c->a, &o);
+	json_t *b =
+	    json_pack("{s:i,s:s}", "vnc_port", domain_vnc_port(dom), "listen", o.vnc_listen);
+	if (b && pw)
+		json_object_set_new(b, "password", json_string(pw));
+	else if (b)
+		json_object_set_new(b, "password", json_null());
+	pw = erase_and_free(pw);
+	reply_ok(c, b);
 }
 
 static void op_delete(struct op_ctx *c, virConnectPtr conn)
@@ -838,55 +962,36 @@ static void op_delete(struct op_ctx *c, virConnectPtr conn)
 	const struct config *cfg = &c->a->cfg;
 	_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, c->sid);
 	if (!dom && !vir_not_found()) {
-		reply_error(c, 500, "LibvirtError", "%s", vir_msg());
+		reply_error(c, 500, NULL, "%s", vir_msg());
 		return;
 	}
-	_cleanup_guest_desc_ struct guest_desc *d = NULL;
-	_cleanup_free_ char *derr = NULL;
-	int have_ws = load_desc(cfg, c->sid, NULL, &d, &derr);
+	if (refuse_foreign(c, dom))
+		return;
 	_cleanup_free_ char *ws = workspace_dir(cfg, c->sid);
 	struct stat st;
-	if (have_ws < 0 && have_ws != -ENOENT) {
-		/* Without the descriptor the disks are unknown: deleting now would orphan them and
-		 * lose their only record. */
-		reply_error(
-		    c, 409, "InvalidStatus",
-		    "cannot delete %s: its descriptor %s/desc is unreadable (%s); fix it or "
-		    "remove the workspace and its disks by hand, then delete again",
-		    c->sid, ws, derr ? derr : strerror(-have_ws));
-		return;
-	}
-	if (!dom && have_ws == -ENOENT && stat(ws, &st) < 0) {
+	if (!dom && stat(ws, &st) < 0) {
 		c->removed = true;
 		reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", "already deleted"));
 		return;
 	}
 	if (dom) {
 		if (virDomainIsActive(dom) == 1 && virDomainDestroy(dom) < 0) {
-			reply_error(c, 500, "LibvirtError", "cannot destroy %s: %s", c->sid,
-				    vir_msg());
+			reply_error(c, 500, NULL, "cannot destroy %s: %s", c->sid, vir_msg());
 			return;
 		}
 		unsigned flags = VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
 				 VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
 				 VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
 		if (virDomainUndefineFlags(dom, flags) < 0 && virDomainUndefine(dom) < 0) {
-			reply_error(c, 500, "LibvirtError", "cannot undefine %s: %s", c->sid,
-				    vir_msg());
+			reply_error(c, 500, NULL, "cannot undefine %s: %s", c->sid, vir_msg());
 			return;
 		}
 	}
-	if (d) {
-		int r = disks_remove(d, cfg->local_image_path);
-		if (r < 0) {
-			reply_error(c, 500, "DiskError", "domain removed, but disks remain: %s",
-				    strerror(-r));
-			return;
-		}
-	}
+	/* The disk files stay: they are the region's, which deletes them through the disk
+	 * routes (and keeps the ones that outlive the guest). */
 	int r = rm_rf(ws);
 	if (r < 0) {
-		reply_error(c, 500, "IOError", "cannot remove workspace %s: %s", ws, strerror(-r));
+		reply_error(c, 500, NULL, "cannot remove workspace %s: %s", ws, strerror(-r));
 		return;
 	}
 	c->removed = true;
@@ -898,7 +1003,7 @@ static void op_work(void *userdata)
 	struct op_ctx *c = userdata;
 	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(c->a->virt);
 	if (!conn) {
-		reply_error(c, 503, "LibvirtError", "libvirt is not connected");
+		reply_error(c, 503, NULL, "libvirt is not connected");
 		return;
 	}
 	switch (c->op) {
@@ -919,12 +1024,14 @@ static void op_work(void *userdata)
 		if (vir_not_found())
 			reply_error(c, 404, "NotFoundError", "guest %s not found", c->sid);
 		else {
-			reply_error(c, 503, "LibvirtError", "%s", vir_msg());
+			reply_error(c, 503, NULL, "%s", vir_msg());
 			if (virConnectIsAlive(conn) != 1)
 				virt_connection_lost(c->a->virt);
 		}
 		return;
 	}
+	if (c->op != GUEST_OP_STATUS && refuse_foreign(c, dom))
+		return;
 	switch (c->op) {
 	case GUEST_OP_START:
 		op_start(c, dom);
@@ -938,6 +1045,9 @@ static void op_work(void *userdata)
 	case GUEST_OP_MONITOR:
 		op_monitor(c, dom);
 		break;
+	case GUEST_OP_CONSOLE:
+		op_console(c, dom);
+		break;
 	default:
 		op_simple(c, dom);
 		break;
@@ -946,12 +1056,28 @@ static void op_work(void *userdata)
 		virt_connection_lost(c->a->virt);
 }
 
+static void creating_remove(struct guests *g, const char *sid)
+{
+	size_t n = strv_length(g->creating);
+	for (size_t i = 0; i < n; i++)
+		if (streq(g->creating[i], sid)) {
+			free(g->creating[i]);
+			memmove(&g->creating[i], &g->creating[i + 1], sizeof(char *) * (n - i));
+			return;
+		}
+}
+
+bool guests_creating(struct guests *g, const char *sid)
+{
+	return g && strv_contains(g->creating, sid);
+}
+
 static void op_done(void *userdata)
 {
 	struct op_ctx *c = userdata;
 	struct guests *g = c->a->guests;
 	if (!c->reply.body)
-		reply_error(c, 503, "ShutdownError", "the agent is shutting down");
+		reply_error(c, 503, NULL, "the agent is shutting down");
 	if (g && c->reply.code < 300) {
 		g->gen++;
 		if (c->removed)
@@ -959,6 +1085,16 @@ static void op_done(void *userdata)
 		else if (c->new_status || c->created)
 			guest_set(g, c->sid, c->name, c->new_status, c->created ? 1 : -1);
 	}
+	if (g && c->marked_creating)
+		creating_remove(g, c->sid);
+	if (c->op == GUEST_OP_STATUS && c->reply.code == 200 && json_is_object(c->reply.body)) {
+		const char *hid = report_host_id(c->a->report);
+		if (hid)
+			json_object_set_new(c->reply.body, "host_id", json_string(hid));
+	}
+	if (c->qemu_version && c->reply.code < 300)
+		serverpush_started(config_standalone(&c->a->cfg) ? NULL : c->a->region, c->sid,
+				   c->qemu_version, c->vnc_port, c->vnc_password);
 	log_kv(c->reply.code < 300 ? LOG_INFO : LOG_WARNING, "Guest operation finished", "op",
 	       guest_op_to_string(c->op), "sid", c->sid, "code",
 	       c->reply.code >= 500   ? "5xx"
@@ -970,8 +1106,36 @@ static void op_done(void *userdata)
 	json_decref(c->args);
 	free(c->new_status);
 	free(c->name);
+	free(c->qemu_version);
+	erase_and_free(c->vnc_password);
 	free(c->sid);
 	free(c);
+}
+
+/* NICs without a bridge get the one of the host network on their wire (loop thread: the
+ * host network table is the loop's). */
+static void fill_bridges(struct op_ctx *c)
+{
+	json_t *desc = json_object_get(c->args, "desc");
+	_cleanup_free_ char *err = NULL;
+	json_t *filled = NULL;
+	if (!json_is_object(desc))
+		return; /* op_create refuses it */
+	int r = guest_desc_fill_bridges(desc, c->a->hostnets, &filled, &err);
+	if (r < 0) {
+		reply_error(c, r == -ENOMEM ? 500 : 400, NULL, "%s", err ? err : strerror(-r));
+		return;
+	}
+	if (!filled)
+		return;
+	json_t *args = json_copy(c->args);
+	if (!args || json_object_set_new(args, "desc", filled) < 0) {
+		json_decref(args);
+		reply_error(c, 500, NULL, "out of memory");
+		return;
+	}
+	json_decref(c->args);
+	c->args = args;
 }
 
 int agent_guest_op(struct agent *a, enum guest_op op, const char *sid, json_t *args, op_done_fn cb,
@@ -993,22 +1157,100 @@ int agent_guest_op(struct agent *a, enum guest_op op, const char *sid, json_t *a
 		return -ENOMEM;
 	}
 	if (op >= _GUEST_OP_MAX)
-		reply_error(c, 400, "InputError", "unknown operation");
+		reply_error(c, 400, NULL, "unknown operation");
 	else if (!id_is_valid(sid, 64))
-		reply_error(c, 400, "InputError", "sid: invalid guest id");
+		reply_error(c, 400, NULL, "sid: invalid guest id");
 	else if (args && !json_is_object(args))
-		reply_error(c, 400, "InputError", "body: expected a JSON object");
+		reply_error(c, 400, NULL, "body: expected a JSON object");
 	else if (a->stopping)
-		reply_error(c, 503, "ShutdownError", "the agent is shutting down");
+		reply_error(c, 503, NULL, "the agent is shutting down");
+	if (!c->reply.body && (op == GUEST_OP_CREATE || op == GUEST_OP_SYNC))
+		fill_bridges(c);
 	if (!c->reply.body) {
 		int r = tasks_submit(a->tasks, sid, op_work, op_done, c);
-		if (r == 0)
+		if (r == 0) {
+			if (op == GUEST_OP_CREATE && a->guests &&
+			    strv_extend(&a->guests->creating, sid) >= 0)
+				c->marked_creating = true;
 			return 0;
-		reply_error(c, 503, r == -EBUSY ? "BusyError" : "ShutdownError",
+		}
+		reply_error(c, 503, NULL,
 			    r == -EBUSY ? "too many queued operations, retry later"
 					: "the agent is shutting down");
 	}
 	op_done(c);
+	return 0;
+}
+
+/* ---- statuses of listed guests (POST /servers/upload-status) ---- */
+
+struct statuses {
+	struct agent *a;
+	json_t *ids;
+	op_done_fn cb;
+	void *userdata;
+	struct op_reply reply;
+};
+
+static void statuses_work(void *userdata)
+{
+	struct statuses *s = userdata;
+	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(s->a->virt);
+	if (!conn) {
+		s->reply =
+		    (struct op_reply){503, op_error_body(503, NULL, "libvirt is not connected")};
+		return;
+	}
+	json_t *guests = json_object(), *missing = json_array();
+	size_t i;
+	json_t *v;
+	json_array_foreach (s->ids, i, v) {
+		const char *sid = json_string_value(v);
+		_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, sid);
+		int state = 0;
+		if (!dom || virDomainGetState(dom, &state, NULL, 0) < 0) {
+			json_array_append_new(missing, json_string(sid));
+			continue;
+		}
+		const char *power, *reason;
+		const char *status =
+		    guest_status_cloudpods(state_to_status(state, &power), &reason);
+		json_t *e = json_pack("{s:s,s:s}", "status", status, "power_states", power);
+		if (e && reason)
+			json_object_set_new(e, "reason", json_string(reason));
+		json_object_set_new(guests, sid, e);
+	}
+	s->reply =
+	    (struct op_reply){200, json_pack("{s:o,s:o}", "guests", guests, "notfound", missing)};
+}
+
+static void statuses_done(void *userdata)
+{
+	struct statuses *s = userdata;
+	if (!s->reply.body)
+		s->reply =
+		    (struct op_reply){503, op_error_body(503, NULL, "the agent is shutting down")};
+	s->cb(&s->reply, s->userdata);
+	json_decref(s->reply.body);
+	json_decref(s->ids);
+	free(s);
+}
+
+int agent_guest_statuses(struct agent *a, json_t *ids, op_done_fn cb, void *userdata)
+{
+	struct statuses *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	*s = (struct statuses){.a = a, .ids = json_incref(ids), .cb = cb, .userdata = userdata};
+	int r = a->stopping ? -ESHUTDOWN
+			    : tasks_submit(a->tasks, NULL, statuses_work, statuses_done, s);
+	if (r < 0) {
+		s->reply = (struct op_reply){
+		    503, op_error_body(503, NULL, "%s",
+				       r == -EBUSY ? "too many queued operations, retry later"
+						   : "the agent is shutting down")};
+		statuses_done(s);
+	}
 	return 0;
 }
 
@@ -1146,8 +1388,8 @@ static void scan_done(void *userdata)
 			reply = (struct op_reply){200, json_pack("{s:O}", "servers", s->servers)};
 		else
 			reply = (struct op_reply){
-			    503, op_error_body(503, "LibvirtError", "%s",
-					       s->error ? s->error : "shutting down")};
+			    503,
+			    op_error_body(503, NULL, "%s", s->error ? s->error : "shutting down")};
 		s->cb(&reply, s->userdata);
 		json_decref(reply.body);
 	}
@@ -1267,6 +1509,7 @@ struct guests *guests_free(struct guests *g)
 	if (!g)
 		return NULL;
 	table_clear(g);
+	strv_free(g->creating);
 	pthread_mutex_destroy(&g->lock);
 	free(g);
 	return NULL;
@@ -1375,7 +1618,7 @@ json_t *agent_not_ready_reasons(struct agent *a)
 	if (!guests_libvirt_connected(a->guests))
 		json_array_append_new(
 		    reasons, json_sprintf("libvirt: not connected to %s", a->cfg.libvirt_uri));
-	if (access("/dev/kvm", R_OK | W_OK) < 0)
+	if (domxml_virt_is_kvm(a->cfg.virt_type) && access("/dev/kvm", R_OK | W_OK) < 0)
 		json_array_append_new(reasons, json_string("kvm: /dev/kvm is not usable"));
 	if (a->modules)
 		agent_modules_reasons(a->modules, reasons);

@@ -55,7 +55,7 @@ static void print_reply(const char *text, long code, bool raw)
 		json_array_foreach (reasons, i, v)
 			printf("  - %s\n", strempty(json_string_value(v)));
 	} else if (code >= 400) {
-		json_t *err = json_object_get(j, "error");
+		json_t *err = j;
 		const char *details = json_string_value(json_object_get(err, "details"));
 		const char *cls = json_string_value(json_object_get(err, "class"));
 		if (details)
@@ -120,7 +120,7 @@ static void usage(FILE *f)
 {
 	fputs("Usage: hostctl [--socket PATH] COMMAND\n"
 	      "  vm list                       guests on this host with status\n"
-	      "  vm show SID                   status of one guest\n"
+	      "  vm show SID                   status and console (port, address, password)\n"
 	      "  vm status SID                 status of one guest\n"
 	      "  vm create SID FILE.json       create from a descriptor ({\"desc\": ...} or the "
 	      "desc)\n"
@@ -162,8 +162,17 @@ static int vm_command(const char *sock, int argc, char **argv, bool force, long 
 		fprintf(stderr, "hostctl: invalid guest id '%s'\n", sid);
 		return 2;
 	}
-	if ((streq(verb, "show") || streq(verb, "status")) && argc == 2) {
+	if (streq(verb, "status") && argc == 2) {
 		snprintf(path, sizeof(path), "/servers/%s/status", sid);
+		return request(sock, "GET", path, NULL, timeout, false);
+	}
+	/* show: the status, then the console (port, address, password: admin socket only). */
+	if (streq(verb, "show") && argc == 2) {
+		snprintf(path, sizeof(path), "/servers/%s/status", sid);
+		int r = request(sock, "GET", path, NULL, timeout, false);
+		if (r != 0)
+			return r;
+		snprintf(path, sizeof(path), "/servers/%s/console", sid);
 		return request(sock, "GET", path, NULL, timeout, false);
 	}
 	if (streq(verb, "delete") && argc == 2) {

@@ -104,7 +104,8 @@ int hostinfo_storage(const char *root, json_t **ret)
 	return 0;
 }
 
-int hostinfo_collect(const struct config *cfg, const char *root, virConnectPtr conn, json_t **ret)
+int hostinfo_collect(const struct config *cfg, const char *root, const struct virt_node_facts *node,
+		     json_t **ret)
 {
 	json_t *host = json_object(), *sys = json_object();
 	if (!host || !sys) {
@@ -127,6 +128,9 @@ int hostinfo_collect(const struct config *cfg, const char *root, virConnectPtr c
 	if (maxv > 0)
 		json_object_set_new(host, "kvm_cap_max_vcpu", json_integer(maxv));
 	json_object_set_new(host, "host_type", json_string("hypervisor"));
+	/* The domain type guests get: "qemu" means TCG emulation, several times slower. */
+	if (cfg->virt_type)
+		json_object_set_new(sys, "virt_type", json_string(cfg->virt_type));
 	json_object_set_new(host, "version", json_string(PACKAGE_VERSION));
 	json_object_set_new(host, "cpu_count", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
 
@@ -162,18 +166,16 @@ int hostinfo_collect(const struct config *cfg, const char *root, virConnectPtr c
 	json_object_set_new(host, "storage_free", json_integer(free_mb));
 	json_object_set_new(host, "kvm", json_boolean(access("/dev/kvm", R_OK | W_OK) == 0));
 
-	if (conn) {
-		virNodeInfo ni;
-		if (virNodeGetInfo(conn, &ni) == 0)
-			json_object_set_new(host, "node_count", json_integer(ni.nodes));
-		unsigned long lv = 0;
-		if (virConnectGetLibVersion(conn, &lv) == 0)
+	if (node) {
+		if (node->numa_nodes > 0)
+			json_object_set_new(host, "node_count", json_integer(node->numa_nodes));
+		if (node->libvirt_version[0])
 			json_object_set_new(sys, "libvirt_version",
-					    json_sprintf("%lu.%lu.%lu", lv / 1000000,
-							 (lv / 1000) % 1000, lv % 1000));
-		_cleanup_free_ char *uri = virConnectGetURI(conn);
-		if (uri)
-			json_object_set_new(host, "manager_uri", json_string(uri));
+					    json_string(node->libvirt_version));
+		if (node->qemu_version[0])
+			json_object_set_new(sys, "qemu_version", json_string(node->qemu_version));
+		if (node->uri[0])
+			json_object_set_new(host, "manager_uri", json_string(node->uri));
 	}
 	os_release(root, sys);
 	json_object_set_new(host, "sys_info", sys);
@@ -201,10 +203,9 @@ struct sync {
 static void sync_work(void *userdata)
 {
 	struct sync *s = userdata;
-	virConnectPtr conn = virt_conn_ref(s->a->virt);
-	s->r = hostinfo_collect(&s->a->cfg, "/", conn, &s->host);
-	if (conn)
-		virConnectClose(conn);
+	struct virt_node_facts nf;
+	bool have = virt_node_facts(s->a->virt, &nf) >= 0;
+	s->r = hostinfo_collect(&s->a->cfg, "/", have ? &nf : NULL, &s->host);
 }
 
 static void sync_done(void *userdata)
@@ -212,7 +213,7 @@ static void sync_done(void *userdata)
 	struct sync *s = userdata;
 	struct op_reply reply;
 	if (s->r < 0 || !s->host)
-		reply = (struct op_reply){500, op_error_body(500, "HostInfoError",
+		reply = (struct op_reply){500, op_error_body(500, NULL,
 							     "cannot read host information: %s",
 							     strerror(s->r < 0 ? -s->r : EIO))};
 	else {

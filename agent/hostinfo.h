@@ -3,16 +3,18 @@
 #pragma once
 
 #include <jansson.h>
-#include <libvirt/libvirt.h>
 
 #include "agent/ops.h"
+#include "agent/virt.h"
 #include "common/config.h"
 
 struct agent;
 
-/* Collects the host info; conn may be NULL (libvirt fields left out). root: "/" or a fixture
- * tree for tests (reads <root>/proc/cpuinfo, <root>/proc/meminfo, <root>/etc/os-release). */
-int hostinfo_collect(const struct config *cfg, const char *root, virConnectPtr conn, json_t **ret);
+/* Collects the host info; node (from virt_node_facts()) may be NULL (libvirt fields left out).
+ * root: "/" or a fixture tree for tests (reads <root>/proc/cpuinfo, <root>/proc/meminfo,
+ * <root>/etc/os-release). */
+int hostinfo_collect(const struct config *cfg, const char *root, const struct virt_node_facts *node,
+		     json_t **ret);
 /* Capacity of a local_image_path root as the region's storage wants it: {capacity_mb,
  * used_mb, free_mb, medium_type ("ssd" or "rotate" from the block device's rotational flag),
  * is_root_partition}. */

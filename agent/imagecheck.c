@@ -3,10 +3,9 @@
 #include <stdlib.h>
 
 #include "agent/imagecheck.h"
+#include "agent/qemuimg.h"
 #include "common/macros.h"
 #include "common/spawn.h"
-
-#define INSPECT_TIMEOUT_MS (60 * 1000)
 
 _printf_(3, 4) static int refuse(char **ret_error, int r, const char *fmt, ...)
 {
@@ -97,20 +96,16 @@ int image_inspect(const char *path, const char *format, struct image_info *ret, 
 			      strempty(format));
 	const char *argv[] = {"qemu-img",      "info", "-f", format, "-U",
 			      "--output=json", "--",   path, NULL};
-	struct spawn_opts o = {.timeout_ms = INSPECT_TIMEOUT_MS, .capture = true};
-	_cleanup_(spawn_result_done) struct spawn_result res = {};
-	int r = spawn_run((char *const *)argv, &o, &res);
+	_cleanup_free_ char *out = NULL, *err = NULL;
+	int r = qemu_img_run(argv, &out, &err);
+	if (r == -ETIMEDOUT)
+		return refuse(ret_error, r, "qemu-img info of %s timed out", path);
+	if (r == -EIO)
+		return refuse(ret_error, r, "qemu-img cannot read %s as %s: %.300s", path, format,
+			      qemu_img_first_line(err));
 	if (r < 0)
 		return refuse(ret_error, r, "cannot run qemu-img: %s", strerror(-r));
-	if (res.timed_out)
-		return refuse(ret_error, -ETIMEDOUT, "qemu-img info of %s timed out", path);
-	if (res.exit_status != 0) {
-		char *e = res.err ? res.err : (char *)"";
-		e[strcspn(e, "\n")] = 0;
-		return refuse(ret_error, -EIO, "qemu-img cannot read %s as %s: %.300s", path,
-			      format, e);
-	}
-	json_auto_t *j = json_loads(res.out ? res.out : "", 0, NULL);
+	json_auto_t *j = json_loads(out ? out : "", 0, NULL);
 	r = image_info_check(j, path, format, ret, ret_error);
 	if (r == -EBADMSG)
 		return refuse(ret_error, r, "qemu-img info of %s gave unexpected output", path);

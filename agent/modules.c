@@ -78,7 +78,7 @@ static void run_done(void *userdata)
 	if (r->cb) {
 		struct op_reply reply;
 		if (r->error < 0)
-			reply = (struct op_reply){500, op_error_body(500, "ModuleError",
+			reply = (struct op_reply){500, op_error_body(500, NULL,
 								     "cannot check modules: %s",
 								     strerror(-r->error))};
 		else

@@ -19,13 +19,14 @@ enum guest_op {
 	GUEST_OP_STATUS,  /* reply: {"status": "...", "power_states": "on|off"} */
 	GUEST_OP_MONITOR, /* args: {"cmd": "...", "qmp": bool}; reply: {"result": "..."} */
 	GUEST_OP_DELETE,
+	GUEST_OP_CONSOLE, /* reply: {"vnc_port", "listen", "password"}; admin socket only */
 	_GUEST_OP_MAX,
 };
 
 const char *guest_op_to_string(enum guest_op op);
 
 /* A finished operation: HTTP-like status code and a JSON body (owned by the reply).
- * Errors carry {"error": {"code": N, "class": "...", "details": "..."}}. */
+ * Errors carry Cloudpods' {"code": N, "class": "...", "details": "..."}. */
 struct op_reply {
 	int code;
 	json_t *body;
@@ -44,10 +45,15 @@ int agent_guest_op(struct agent *a, enum guest_op op, const char *sid, json_t *a
  * Runs libvirt queries on the worker pool; cb as above. */
 int agent_guest_list(struct agent *a, op_done_fn cb, void *userdata);
 
+/* Statuses of the guests listed in ids (an array of valid guest ids) from libvirt, as
+ * {"guests": {<sid>: {"status", "power_states"}}, "notfound": [sids libvirt does not have]},
+ * statuses in Cloudpods' terms. On the worker pool; cb as above. */
+int agent_guest_statuses(struct agent *a, json_t *ids, op_done_fn cb, void *userdata);
+
 /* Readiness: NULL when ready, else a JSON array of reason strings (caller owns). */
 json_t *agent_not_ready_reasons(struct agent *a);
 
-/* Builds {"error": {"code": N, "class": "...", "details": "..."}}; the class follows the
- * code when cls is NULL. */
+/* Builds {"code": N, "class": "...", "details": "..."}; the class follows the code when cls
+ * is NULL (Cloudpods' class names: InputParameterError, NotFoundError, ConflictError, ...). */
 json_t *op_error_body(int code, const char *cls, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

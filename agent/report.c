@@ -281,11 +281,10 @@ static void collect_work(void *userdata)
 {
 	struct report_job *j = userdata;
 	struct agent *a = j->a;
-	virConnectPtr conn = virt_conn_ref(a->virt);
+	struct virt_node_facts nf;
+	bool have = virt_node_facts(a->virt, &nf) >= 0;
 	json_t *host = NULL;
-	j->r = hostinfo_collect(&a->cfg, "/", conn, &host);
-	if (conn)
-		virConnectClose(conn);
+	j->r = hostinfo_collect(&a->cfg, "/", have ? &nf : NULL, &host);
 	if (j->r < 0)
 		return;
 	json_t *st = json_array();
@@ -1121,7 +1120,7 @@ static void outbox_kick(struct report *rp)
 	const struct outbox_entry *e = outbox_next(rp->outbox, NULL);
 	if (!e)
 		return;
-	json_auto_t *body = outbox_entry_body(e);
+	json_auto_t *body = report_status_body(e, rp->host_id);
 	_cleanup_free_ char *path = NULL;
 	char *sid = strdup(e->sid);
 	int k = body && sid ? asprintf_safe(&path, "/servers/%s/status", e->sid) : -ENOMEM;
@@ -1137,10 +1136,29 @@ static void outbox_kick(struct report *rp)
 	rp->outbox_seq = e->seq;
 }
 
+json_t *report_status_body(const struct outbox_entry *e, const char *host_id)
+{
+	const char *reason;
+	const char *status = guest_status_cloudpods(e->status, &reason);
+	json_t *body =
+	    json_pack("{s:{s:s,s:s}}", "server", "status", status, "power_states", e->power_states);
+	json_t *server = json_object_get(body, "server");
+	if (server && host_id)
+		json_object_set_new(server, "host_id", json_string(host_id));
+	if (server && reason)
+		json_object_set_new(server, "reason", json_string(reason));
+	return body;
+}
+
 static void on_guest_state(const char *sid, const char *status, void *ud)
 {
 	struct report *rp = ud;
 	if (!rp->enabled || !outbox_sid_valid(sid))
+		return;
+	/* A guest shutting down is still running for the region (it has no transitional state
+	 * for it), and while a create runs the region hears the outcome from the task only, as
+	 * from the real agent, which reports nothing during a deploy. */
+	if (status && (streq(status, "stopping") || guests_creating(rp->a->guests, sid)))
 		return;
 	if (!status) {
 		/* Deleted: a status still waiting would describe a server this host no longer
@@ -1245,6 +1263,11 @@ void report_stop(struct report *rp)
 bool report_busy(struct report *rp)
 {
 	return rp && rp->offline_http;
+}
+
+const char *report_host_id(struct report *rp)
+{
+	return rp && rp->enabled ? rp->host_id : NULL;
 }
 
 void report_reasons(struct report *rp, json_t *reasons)

@@ -28,6 +28,8 @@ bool report_busy(struct report *rp);
 /* Appends "region: not registered (...)" while a region is configured and the host is not
  * registered. */
 void report_reasons(struct report *rp, json_t *reasons);
+/* The region's id of this host once known (registered, or read from state_dir), else NULL. */
+const char *report_host_id(struct report *rp);
 /* Fresh host information (hostinfo_collect() shape): re-reported with PUT /hosts/<id> when
  * registered, used by the next registration otherwise. */
 void report_host_info(struct report *rp, json_t *hostinfo);
@@ -48,5 +50,9 @@ int report_storage_body(const struct storage *st, json_t *facts, const char *zon
 			json_t **ret);
 /* SHostPingInput {"host": {stats..., storage_stats, qga_running_guests, with_data}}. */
 int report_ping_body(json_t *stats, json_t *storages, json_t **ret);
+/* The body of POST /servers/<sid>/status for an outbox entry: {"server": {status (a Cloudpods
+ * state, guest_status_cloudpods()), power_states, host_id (when known), reason (crashed)}}. */
+struct outbox_entry;
+json_t *report_status_body(const struct outbox_entry *e, const char *host_id);
 /* Cloudpods power state for a guest status: "on" while QEMU runs, "off" otherwise. */
 const char *report_power_state(const char *status);

@@ -7,6 +7,7 @@
 
 #include <libvirt/virterror.h>
 
+#include "agent/domxml.h"
 #include "agent/virt.h"
 #include "common/log.h"
 #include "common/macros.h"
@@ -386,4 +387,44 @@ int virt_block_resize(virConnectPtr conn, const char *name, const char *path,
 	}
 	virDomainFree(dom);
 	return r;
+}
+
+static void version_string(unsigned long v, char *buf, size_t size)
+{
+	snprintf(buf, size, "%lu.%lu.%lu", v / 1000000, (v / 1000) % 1000, v % 1000);
+}
+
+int virt_node_facts(struct virt *v, struct virt_node_facts *ret)
+{
+	virConnectPtr conn = virt_conn_ref(v);
+	if (!conn)
+		return -ENOTCONN;
+	struct virt_node_facts f = {.numa_nodes = 0};
+	virNodeInfo ni;
+	if (virNodeGetInfo(conn, &ni) == 0)
+		f.numa_nodes = (int)ni.nodes;
+	unsigned long lv = 0;
+	if (virConnectGetLibVersion(conn, &lv) == 0)
+		version_string(lv, f.libvirt_version, sizeof(f.libvirt_version));
+	unsigned long hv = 0;
+	if (virConnectGetVersion(conn, &hv) == 0 && hv > 0)
+		version_string(hv, f.qemu_version, sizeof(f.qemu_version));
+	char *uri = virConnectGetURI(conn);
+	if (uri)
+		snprintf(f.uri, sizeof(f.uri), "%s", uri);
+	free(uri);
+	virConnectClose(conn);
+	*ret = f;
+	return 0;
+}
+
+bool virt_domain_is_ours(virDomainPtr dom)
+{
+	char *md = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, DOMXML_NS_URI, 0);
+	if (!md) {
+		virResetLastError();
+		return false;
+	}
+	free(md);
+	return true;
 }

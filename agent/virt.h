@@ -25,6 +25,21 @@ unsigned virt_reconnects(struct virt *v);
 /* Called by users that saw a call fail with a connection error: schedules a reconnect. */
 void virt_connection_lost(struct virt *v);
 
+/* What the region wants to know about the hypervisor node, read over the current connection. */
+struct virt_node_facts {
+	int numa_nodes;		  /* virNodeInfo.nodes */
+	char libvirt_version[32]; /* "9.0.0" */
+	char qemu_version[32];	  /* the hypervisor's version, "7.2.0"; empty when unknown */
+	char uri[256];		  /* the connection's URI */
+};
+/* -ENOTCONN while disconnected. Blocking: worker threads only. */
+int virt_node_facts(struct virt *v, struct virt_node_facts *ret);
+
+/* True when the domain carries the agent's own metadata element (agent/domxml.h
+ * DOMXML_NS_URI), i.e. hostagent defined it. A domain without it is someone else's: the agent
+ * never stops, redefines, deletes or sends monitor commands to it (security review M4). */
+bool virt_domain_is_ours(virDomainPtr dom);
+
 /* Grows the disk at path of the running domain called name to bytes, through QEMU
  * (virDomainBlockResize). -ESRCH when no such domain runs (resize it offline instead), -EIO with
  * libvirt's message in *ret_error (optional) otherwise. Blocking: worker threads only. */

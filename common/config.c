@@ -76,7 +76,8 @@ static const struct key_def keys[] = {
      .doc = "guest CPU model: default (hypervisor's), host-passthrough, host-model"},
     {"virt_type", KEY_ENUM, OFF(virt_type), .values = virt_types,
      .doc = "libvirt domain type: kvm, or qemu (TCG) where KVM cannot run guests"},
-    {"vnc_listen", KEY_STRING, OFF(vnc_listen), .doc = "VNC listen address of guests"},
+    {"vnc_listen", KEY_STRING, OFF(vnc_listen),
+     .doc = "console (VNC/SPICE) listen address; empty: the node's access address"},
     {"api_max_body", KEY_INT, OFF(api_max_body), 1024, 64 * 1024 * 1024,
      .doc = "request body limit, bytes"},
     {"api_max_connections", KEY_INT, OFF(api_max_connections), 1, 65536,
@@ -89,7 +90,9 @@ static const struct key_def keys[] = {
      .doc = "idle connection timeout, seconds"},
     {"token_cache_seconds", KEY_INT, OFF(token_cache_seconds), 0, 300,
      .doc = "how long a validated token is trusted"},
-    {"api_roles", KEY_STRLIST, OFF(api_roles), .doc = "roles allowed to call the API"},
+    {"api_roles", KEY_STRLIST, OFF(api_roles),
+     .doc = "roles (in the agent's own project or api_projects) required to call the API "
+	    "(empty: any valid token)"},
     {"api_projects", KEY_STRLIST, OFF(api_projects),
      .doc = "projects whose tokens may call the API (empty: any)"},
     {"metrics_require_token", KEY_BOOL, OFF(metrics_require_token),
@@ -209,7 +212,8 @@ int config_init(struct config *cfg)
 	*cfg = (struct config){
 	    .port = 8885,
 	    .ping_region_interval = 60,
-	    .api_max_body = 1024 * 1024,
+	    /* a descriptor carries up to 1 MiB of metadata (agent/desc.h) besides the rest */
+	    .api_max_body = 4 * 1024 * 1024,
 	    .api_max_connections = 256,
 	    .api_max_connections_per_ip = 32,
 	    .api_rate_limit = 200,
@@ -237,7 +241,6 @@ int config_init(struct config *cfg)
 	    {offsetof(struct config, session_endpoint_type), "internal"},
 	    {offsetof(struct config, log_level), "info"},
 	    {offsetof(struct config, log_format), "text"},
-	    {offsetof(struct config, vnc_listen), "0.0.0.0"},
 	    {offsetof(struct config, cpu_mode), "default"},
 	    {offsetof(struct config, virt_type), "kvm"},
 	    {offsetof(struct config, cgroup_root), "/sys/fs/cgroup"},
@@ -246,8 +249,7 @@ int config_init(struct config *cfg)
 	for (size_t i = 0; i < ELEMENTSOF(strings); i++)
 		if (set_string((char **)((char *)cfg + strings[i].off), strings[i].value) < 0)
 			goto oom;
-	if (strv_extend(&cfg->local_image_path, "/opt/cloud/workspace/disks") < 0 ||
-	    strv_extend(&cfg->api_roles, "admin") < 0)
+	if (strv_extend(&cfg->local_image_path, "/opt/cloud/workspace/disks") < 0)
 		goto oom;
 	static const struct {
 		const char *name, *params;

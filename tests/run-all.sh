@@ -15,6 +15,9 @@ deploy/image/setup-podman.sh
 echo "== format check"
 tests/check-format.sh
 
+echo "== layout check (tests/layout.txt)"
+tests/check-layout.sh
+
 echo "== build (werror, sanitizers)"
 deploy/build.sh --enable-werror --enable-sanitizers
 

@@ -51,7 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		json_decref(j);
 	} else {
 		/* Every refusal carries a well-formed error body. */
-		if (r != -EINVAL || !json_is_object(json_object_get(e, "error")))
+		if (r != -EINVAL || !json_is_string(json_object_get(e, "class")) ||
+		    !json_is_string(json_object_get(e, "details")))
 			__builtin_trap();
 		json_decref(e);
 	}

@@ -46,7 +46,12 @@ expect_call() { # CODE METHOD PATH [BODY] [TASK]
 async() {
 	local task=t-$RANDOM$RANDOM out rec
 	out=$(expect_call 200 "$1" "$2" "$3" "$task")
-	expect_eq "$(echo "$out" | json 'j["result"]')" ok "immediate answer of async $1 $2"
+	# DELETE: delay_clean tells the region to wait for the callback (RequestUndeployGuestOnHost).
+	if [ "$1" = DELETE ]; then
+		expect_eq "$(echo "$out" | json 'j["delay_clean"]')" true "immediate answer of async $1 $2"
+	else
+		expect_eq "$(echo "$out" | json 'j["result"]')" ok "immediate answer of async $1 $2"
+	fi
 	rec=$(fake_region_wait "$task" 120) || fail "no good callback for $1 $2: $rec"
 	echo "$rec" | json 'json.dumps(j["body"])'
 }

@@ -41,14 +41,14 @@ stop_agent() {
 	[ ! -e "$T/$name/run/admin.sock" ] || fail "$name: admin socket left behind"
 }
 
-start_agent main --api-rate-limit=1000000
+start_agent main --api-rate-limit=1000000 --api-max-body=1048576
 [ "$(stat -c %a "$T/main/run/admin.sock")" = 600 ] || fail "admin socket is not 0600"
 [ "$(stat -c %a "$T/main/run")" = 700 ] || fail "admin socket directory is not 0700"
 
 python3 - "$PORT_main" "$TOKEN_main" <<'PY' || fail "malformed requests"
 import json, socket, sys, time
 port, token = int(sys.argv[1]), sys.argv[2]
-MAX_BODY = 1024 * 1024
+MAX_BODY = 1024 * 1024  # --api-max-body above (the default is 4 MiB)
 
 def exchange(data, timeout=10):
     """Sends raw bytes on a fresh connection; returns (status, headers, body) or None when the
@@ -112,7 +112,8 @@ def check(label, result, codes, error_shape=True, allow=None):
         return
     if error_shape:
         try:
-            e = json.loads(body)["error"]
+            e = json.loads(body)
+            assert "error" not in e
             assert e["code"] == status and isinstance(e["class"], str) and e["details"]
         except Exception:
             failures.append("%s: bad error body %r" % (label, body[:200]))
@@ -232,16 +233,35 @@ expect_contains "$out" '"servers"' "hostctl vm list"
 "$HOSTCTL" --socket "$T/main/run/admin.sock" vm show ../etc >/dev/null 2>&1 && fail "hostctl accepted a bad id"
 ok "admin socket"
 # Asynchronous (X-Task-Id: {"result":"ok"} at once, the operation still runs) and synchronous
-# operations on the test driver's running domain "test".
+# operations on a guest of the agent's own on the test driver.
 api() { curl -s -H "X-Auth-Token: $TOKEN_main" "$@"; }
 base=http://127.0.0.1:$PORT_main
-out=$(api -X POST -H "X-Task-Id: task-$$" -d '{}' "$base/servers/test/suspend")
+out=$(api -X POST -d '{"desc":{"uuid":"0e0e0e0e-1111-2222-3333-444444444444","name":"rb","mem":64,"cpu":1}}' "$base/servers/rb-own/create")
+expect_contains "$out" '"result":"ok"' "create on the test driver"
+out=$(api -X POST -d '{}' "$base/servers/rb-own/start")
+expect_contains "$out" '"is_running":true' "start on the test driver"
+out=$(api -X POST -H "X-Task-Id: task-$$" -d '{}' "$base/servers/rb-own/suspend")
 expect_eq "$out" '{"result":"ok"}' "asynchronous suspend answer"
-suspended() { api "$base/servers/test/status" | grep -q '"status":"suspend"'; }
+suspended() { api "$base/servers/rb-own/status" | grep -q '"status":"suspend"'; }
 wait_for 10 suspended || fail "asynchronous suspend did not run"
-out=$(api -X POST -d '{}' "$base/servers/test/resume")
-expect_eq "$(api "$base/servers/test/status")" '{"status":"running","power_states":"on"}' "synchronous resume"
+out=$(api -X POST -d '{}' "$base/servers/rb-own/resume")
+expect_eq "$(api "$base/servers/rb-own/status")" '{"status":"running","power_states":"on","block_jobs_count":0}' "synchronous resume"
 ok "asynchronous and synchronous operations"
+
+# M4: the test driver's own running domain "test" was not defined by the agent (no hostagent
+# metadata): it is never stopped, suspended, redefined, deleted or sent monitor commands.
+for call in "POST /servers/test/stop {\"is_force\":true}" "POST /servers/test/suspend {}" \
+	"POST /servers/test/reboot {}" "POST /servers/test/monitor {\"cmd\":\"{\\\"execute\\\":\\\"query-status\\\"}\",\"qmp\":true}" \
+	"POST /servers/test/sync {\"desc\":{\"uuid\":\"6695eb01-f6a4-8304-79aa-97f2502e193f\",\"name\":\"hijack\",\"mem\":64}}" \
+	"DELETE /servers/test {}"; do
+	set -- $call
+	code=$(curl -s -o "$T/m4" -w '%{http_code}' -H "X-Auth-Token: $TOKEN_main" -X "$1" -d "$3" "$base$2")
+	expect_eq "$code" 409 "$1 $2 on a foreign domain"
+	expect_contains "$(cat "$T/m4")" "was not defined by hostagent" "$1 $2 refusal"
+done
+expect_eq "$(api "$base/servers/test/status")" '{"status":"running","power_states":"on","block_jobs_count":0}' "foreign domain untouched"
+[ ! -e "$T/main/servers/test" ] || fail "a workspace was created for the foreign domain"
+ok "M4: a domain the agent did not define is left alone"
 
 # Metrics: route templates only, never raw ids.
 m=$(curl -s "$base/metrics")

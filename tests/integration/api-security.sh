@@ -122,6 +122,9 @@ grep -q "plain HTTP: tokens travel in clear" "$T/plain/agent.log" || fail "no wa
 stop_agent plain
 start_agent loop
 ! grep -q "tokens travel in clear" "$T/loop/agent.log" || fail "plain HTTP warning on loopback"
+# H1: the console route (passwords) exists on the admin socket only, not over TCP.
+expect_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_loop/servers/test/console")" 404 "console route over TCP"
+expect_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_loop/servers/test/status")" 401 "status route over TCP without a token"
 stop_agent loop
 ok "plain HTTP on a non-loopback address logs a warning"
 

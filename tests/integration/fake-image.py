@@ -45,8 +45,12 @@ def keystone_valid(srv, token):
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             ok = r.status == 200
+    except urllib.error.HTTPError as e:
+        return None if e.code >= 500 else False
     except (urllib.error.URLError, OSError):
-        ok = False
+        # Keystone did not answer (a loaded machine): the image service cannot tell and
+        # answers 503; the agent's token is not to blame.
+        return None
     if ok:
         with srv.lock:
             srv.valid[token] = time.time() + 30
@@ -120,6 +124,8 @@ class Handler(BaseHTTPRequestHandler):
             img = srv.images.get(rec["image_id"]) if m else None
         if not m:
             status = 404
+        elif rec["token_valid"] is None:
+            status = 503
         elif not rec["token_valid"]:
             status = 403
         elif not img:
@@ -131,9 +137,11 @@ class Handler(BaseHTTPRequestHandler):
             with open(srv.record, "a") as f:
                 f.write(json.dumps(rec) + "\n")
         if status != 200:
-            return self._json(status, {"error": {"code": status, "class": "NotFoundError"
-                                                 if status == 404 else "ForbiddenError",
-                                                 "details": "image service refused"}})
+            # Cloudpods' httperrors body (top level), as glance answers.
+            cls = {403: "ForbiddenError", 404: "ResourceNotFoundError",
+                   503: "ServiceUnavailableError"}.get(status, "InternalServerError")
+            return self._json(status, {"code": status, "class": cls,
+                                       "details": "image service refused"})
         mode, fault = self._fault(img["id"])
         checksum = img["checksum"]
         if mode == "badsum":

@@ -48,9 +48,18 @@ listed in "ignored").
   PUT /storagecaches/<scid>/cachedimages/<id>?auto_create=true: {"storagecachedimage":
     {"status": "active", "path": absolute}}; kept in state "cachedimages".
   PUT /servers/<sid>: {"server": {"progress": 0..100, "progress_mbps": number}}.
-  POST /servers/<sid>/status: {"server": {"status": a Cloudpods guest status, "power_states":
-    "on"|"off"}}; the latest per server is kept.
-  POST /tasks/<id>: "__status__" (if present) is "error" with a non-empty "__reason__" string.
+  POST /servers/<sid>/status: {"server": {status, power_states, host_id, block_jobs_count,
+    reason}} (api.HostUploadGuestStatusInput): status one SetStatusFromHost knows (running,
+    ready, suspend, unknown, block_stream), power_states "on"|"off", host_id a host of this
+    region; the latest per server is kept. Unknown fields are accepted (the real region
+    ignores them) and listed in "ignored".
+  POST /servers/upload-status: {"servers": {"guests": {<sid>: {status, power_states, host_id}}}}
+    (PerformUploadStatus), each checked as above.
+  POST /servers/<sid>/metadata: {"server": {key: string or number}}; __qemu_version "x.y.z",
+    __vnc_port 1..65535, __vnc_password a string. Kept per server (GET /__state "metadata").
+  POST /tasks/<id>: "__status__" (if present) is "error" with a non-empty "__reason__" string;
+    a callback with status and power_states (the status route's) is checked as a status, with
+    "notfound" allowed; no callback carries an old-style "error" object.
 Anything wrong is recorded with a problem and answered 4xx (404 for unknown records), in the
 region's error shape {"code", "class", "details"}.
 Control (no token, not recorded): GET /__ready, GET /__state (zones, wires, networks, hosts,
@@ -99,33 +108,54 @@ ROUTES = [
     ("POST", re.compile(r"^/hosts/" + ID + r"/online$"), "online"),
     ("POST", re.compile(r"^/hosts/" + ID + r"/offline$"), "offline"),
     ("POST", re.compile(r"^/hosts/" + ID + r"/ping$"), "ping"),
+    ("POST", re.compile(r"^/servers/upload-status$"), "upload-status"),
     ("POST", re.compile(r"^/servers/" + ID + r"/status$"), "server-status"),
+    ("POST", re.compile(r"^/servers/" + ID + r"/metadata$"), "server-metadata"),
     ("POST", TASK_PATH, "task"),
     ("PUT", re.compile(r"^/storagecaches/" + ID + r"/cachedimages/" + ID + r"$"), "cachedimage"),
     ("PUT", re.compile(r"^/servers/" + ID + r"$"), "server-update"),
 ]
 MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-GUEST_STATUSES = {"running", "ready", "suspend", "crashed", "stopping", "unknown", "starting",
-                  "stop_fail", "start_fail", "deleting", "blockstream", "migrating"}
+# What a host may report for a guest: the states SGuest.SetStatusFromHost knows (anything else
+# becomes unknown there); hostagent's own crashed/stopping are not among them.
+GUEST_STATUSES = {"running", "ready", "suspend", "unknown", "block_stream"}
+# Fields of api.HostUploadGuestStatusInput (status push, status callback, upload-status).
+STATUS_FIELDS = {"status": str, "power_states": str, "host_id": str, "block_jobs_count": int,
+                 "reason": str}
+QEMU_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 MAX_BODY = 1 << 20
 
 
+_VALID, _VALID_LOCK = {}, threading.Lock()
+VALID_CACHE_SECONDS = 30
+
+
 def keystone_valid(keystone, token):
+    """True, False, or None when keystone did not answer. A token keystone accepted is trusted
+    for VALID_CACHE_SECONDS, as the real region caches validations (a region that asked keystone
+    for every call would not keep up)."""
     if not keystone or not token:
         return False
+    with _VALID_LOCK:
+        if _VALID.get(token, 0) > time.time():
+            return True
     req = urllib.request.Request(
         keystone.rstrip("/") + "/auth/tokens?nocatalog",
         headers={"X-Auth-Token": token, "X-Subject-Token": token},
     )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status == 200
+            ok = resp.status == 200
     except urllib.error.HTTPError as e:
         return None if e.code >= 500 else False
     except (urllib.error.URLError, OSError):
         # Keystone did not answer (a loaded machine): the region cannot tell either and
         # answers 5xx; not the agent's fault.
         return None
+    if ok:
+        with _VALID_LOCK:
+            _VALID[token] = time.time() + VALID_CACHE_SECONDS
+    return ok
 
 
 def in_range(net, ip):
@@ -240,6 +270,7 @@ class Handler(BaseHTTPRequestHandler):
             with srv.lock:
                 return self._answer(200, dict(srv.db, servers=srv.servers,
                                               cachedimages=srv.cachedimages,
+                                              metadata=srv.metadata,
                                               outage=srv.outage_until > time.time()))
         if url.path == "/__reject-tokens" and self.command == "POST":
             with srv.lock:
@@ -292,7 +323,7 @@ class Handler(BaseHTTPRequestHandler):
         elif kind in ("host-update", "add-netif", "online", "offline", "ping",
                       "hoststorage-get", "hoststorage-create"):
             rec["host_id"] = m.group(1)
-        elif kind in ("server-status", "server-update"):
+        elif kind in ("server-status", "server-update", "server-metadata"):
             rec["sid"] = m.group(1)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(min(length, MAX_BODY)) if length > 0 else b""
@@ -361,14 +392,47 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return inner
 
+    def _check_status(self, s, where, problems, need_host=True):
+        """A guest status as api.HostUploadGuestStatusInput: status, power_states, host_id (a
+        host this region knows), block_jobs_count, reason. Unknown fields are ignored by the
+        real region; they are listed in the record's "ignored"."""
+        for k, v in s.items():
+            t = STATUS_FIELDS.get(k)
+            if t is None:
+                self.rec["ignored"].append("%s.%s" % (where, k))
+            elif not isinstance(v, t) or isinstance(v, bool):
+                problems.append("%s.%s is %r, not a %s" % (where, k, v, t.__name__))
+        if s.get("status") not in GUEST_STATUSES:
+            problems.append("%s.status is %r, not a Cloudpods guest status" %
+                            (where, s.get("status")))
+        if s.get("power_states") not in ("on", "off"):
+            problems.append("%s.power_states is %r" % (where, s.get("power_states")))
+        if need_host or "host_id" in s:
+            with self.server.lock:
+                known = s.get("host_id") in self.server.db["hosts"]
+            if not known:
+                problems.append("%s.host_id is %r, not a host of this region" %
+                                (where, s.get("host_id")))
+        if isinstance(s.get("block_jobs_count"), int) and s["block_jobs_count"] < 0:
+            problems.append("%s.block_jobs_count is negative" % where)
+
     def _route(self, kind, m, url, body, problems):
         srv = self.server
         if kind == "task":
+            if "error" in body:
+                problems.append("callback carries an 'error' object (not a Cloudpods body)")
             if "__status__" in body:
                 if body["__status__"] != "error":
                     problems.append("__status__ is %r" % body["__status__"])
                 if not isinstance(body.get("__reason__"), str) or not body["__reason__"]:
                     problems.append("__status__ without a __reason__ string")
+            elif "status" in body and "power_states" in body:
+                # The callback of GET /servers/<sid>/status (GuestSyncstatusTask,
+                # GuestDetachDiskTask.OnGetGuestStatus): notfound is a status there.
+                st = dict(body)
+                if st.get("status") == "notfound":
+                    st["status"] = "unknown"
+                self._check_status(st, "task", problems)
             if problems:
                 return 400, {}
             with srv.lock:
@@ -385,16 +449,57 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "server-status":
             s = self._wrapped(body, "server", problems)
             if s is not None:
-                if s.get("status") not in GUEST_STATUSES:
-                    problems.append("server.status is %r" % s.get("status"))
-                if s.get("power_states") not in ("on", "off"):
-                    problems.append("server.power_states is %r" % s.get("power_states"))
+                self._check_status(s, "server", problems)
             if problems:
                 return 400, {}
             with srv.lock:
-                srv.servers[m.group(1)] = {"status": s["status"],
-                                           "power_states": s["power_states"]}
+                srv.servers[m.group(1)] = {k: s[k] for k in STATUS_FIELDS if k in s}
             return 200, {"server": {"id": m.group(1), "status": s["status"]}}
+        if kind == "upload-status":
+            # SGuestManager.PerformUploadStatus: {"servers": {"guests": {<sid>: status}}}.
+            s = self._wrapped(body, "servers", problems)
+            guests = s.get("guests") if s is not None else None
+            if s is not None and not isinstance(guests, dict):
+                problems.append("servers.guests is not an object")
+            for sid, g in (guests or {}).items():
+                if not re.match("^" + ID + "$", sid):
+                    problems.append("servers.guests key %r is not a guest id" % sid)
+                elif not isinstance(g, dict):
+                    problems.append("servers.guests.%s is not an object" % sid)
+                else:
+                    self._check_status(g, "servers.guests." + sid, problems)
+            for k in (s or {}):
+                if k != "guests":
+                    self.rec["ignored"].append("servers." + k)
+            if problems:
+                return 400, {}
+            with srv.lock:
+                for sid, g in guests.items():
+                    srv.servers[sid] = {k: g[k] for k in STATUS_FIELDS if k in g}
+            return 200, {}
+        if kind == "server-metadata":
+            # PerformMetadata: {"server": {key: value}}, values strings or numbers; the
+            # __qemu_version, __vnc_port, __vnc_password keys as GetGuestVncInfo reads them.
+            md = self._wrapped(body, "server", problems)
+            for k, v in (md or {}).items():
+                if not isinstance(v, (str, int)) or isinstance(v, bool):
+                    problems.append("server.%s is %r, not a string or number" % (k, v))
+            if md is not None:
+                if not md:
+                    problems.append("server: no metadata")
+                qv = md.get("__qemu_version")
+                if qv is not None and not (isinstance(qv, str) and QEMU_VERSION.match(qv)):
+                    problems.append("server.__qemu_version is %r, not x.y.z" % qv)
+                vp = md.get("__vnc_port")
+                if vp is not None and not (is_int(vp, 1) and vp <= 65535):
+                    problems.append("server.__vnc_port is %r" % vp)
+                if "__vnc_password" in md and not isinstance(md["__vnc_password"], str):
+                    problems.append("server.__vnc_password is not a string")
+            if problems:
+                return 400, {}
+            with srv.lock:
+                srv.metadata.setdefault(m.group(1), {}).update(md)
+            return 200, md
         if kind == "cachedimage":
             # hostutils.RemoteStoragecacheCacheImage: auto_create=true, status and path.
             if urllib.parse.parse_qs(url.query).get("auto_create") != ["true"]:
@@ -742,6 +847,7 @@ def main():
     srv.db, srv.servers, srv.outage_until, srv.state_file = {t: {} for t in TABLES}, {}, 0, a.state
     srv.seen_tokens, srv.rejected = set(), set()
     srv.cachedimages = {}
+    srv.metadata = {}
     if a.state and os.path.exists(a.state):
         with open(a.state) as f:
             srv.db.update(json.load(f))

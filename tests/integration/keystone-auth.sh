@@ -1,9 +1,11 @@
 #!/bin/bash
 # API authentication in region mode against a real OpenStack Keystone: the agent survives a
 # Keystone that is down at start, authenticates once it is up, renews its own token, and the
-# API accepts only valid tokens carrying an allowed role (no token, garbage, expired, revoked
-# or role-less tokens get 401/403; no state-changing route is reachable without a valid
-# token). Task callbacks reach the region's /tasks/<id> with a valid token.
+# API accepts only valid tokens carrying an allowed role when api_roles is set (no token,
+# garbage, expired, revoked or role-less tokens get 401/403; a role held in a tenant's project
+# does not count; no state-changing route is reachable without a valid token); by default any
+# valid token passes, and api_projects restricts to listed projects. Task callbacks reach the
+# region's /tasks/<id> with a valid token.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/keystone-lib.sh"
 
@@ -131,9 +133,61 @@ expect_contains "$rec" '"token_valid": true' "callback token"
 echo "  callback: $rec"
 ok "task callback delivered to the region with a valid keystone token"
 
+# A tenant's project admin (role admin, but in project tenant-x): refused while api_roles asks
+# for admin, as a role counts only in the agent's own project (security review H3).
+TENANT=$(ks_token "$KS_TENANT_USER" "$KS_TENANT_PASSWORD" "$KS_TENANT_PROJECT")
+[ -n "$TENANT" ] || hard "no tenant token"
+expect_eq "$(code GET /servers "$TENANT")" 403 "tenant project admin with api_roles [admin]"
+expect_eq "$(code DELETE "/servers/$sid" "$TENANT")" 403 "tenant project admin may not delete"
+expect_contains "$(cat "$T/resp")" '"class":"ForbiddenError"' "Cloudpods error class of the refusal"
+ok "api_roles: a role held in a tenant project counts for nothing"
+
+# restart_with YAML-LINE...: the agent again with api_roles/api_projects replaced.
+restart_with() {
+	kill -TERM "$AGENT_PID"
+	wait "$AGENT_PID"
+	grep -v '^api_roles:\|^api_projects:' "$T/host.conf" >"$T/host.conf.new"
+	printf '%s\n' "$@" >>"$T/host.conf.new"
+	mv "$T/host.conf.new" "$T/host.conf"
+	chmod 600 "$T/host.conf"
+	local n
+	n=$(grep -c "Authenticated to keystone" "$T/agent.log")
+	"$HOSTAGENT" --config "$T/host.conf" --log-level debug >>"$T/agent.log" 2>&1 &
+	AGENT_PID=$!
+	on_exit "kill $AGENT_PID; wait $AGENT_PID"
+	wait_for 60 sh -c "[ \$(grep -c 'Authenticated to keystone' '$T/agent.log') -gt $n ]" ||
+		fail "the restarted agent did not authenticate"
+}
+
+# The default: the region forwards its users' tokens, so any token Keystone validates passes.
+restart_with
+MEMBER=$(ks_token "$KS_MEMBER_USER" "$KS_MEMBER_PASSWORD" system)
+TENANT=$(ks_token "$KS_TENANT_USER" "$KS_TENANT_PASSWORD" "$KS_TENANT_PROJECT")
+expect_eq "$(code GET /servers "$MEMBER")" 200 "member token with the default policy"
+expect_eq "$(code GET /servers "$TENANT")" 200 "tenant token with the default policy"
+expect_eq "$(code GET /servers garbage-token)" 401 "garbage token with the default policy"
+expect_eq "$(code GET /servers)" 401 "no token with the default policy"
+ok "default policy: any valid token, none without one"
+
+# api_projects: only tokens scoped to a listed project.
+restart_with "api_projects: [$KS_TENANT_PROJECT]"
+OP=$(ks_token "$KS_OP_USER" "$KS_OP_PASSWORD" system)
+TENANT=$(ks_token "$KS_TENANT_USER" "$KS_TENANT_PASSWORD" "$KS_TENANT_PROJECT")
+expect_eq "$(code GET /servers "$TENANT")" 200 "token of a listed project"
+expect_eq "$(code GET /servers "$OP")" 403 "admin token of a project not listed"
+restart_with "api_projects: [Default/system]" "api_roles: [admin]"
+OP=$(ks_token "$KS_OP_USER" "$KS_OP_PASSWORD" system)
+MEMBER=$(ks_token "$KS_MEMBER_USER" "$KS_MEMBER_PASSWORD" system)
+TENANT=$(ks_token "$KS_TENANT_USER" "$KS_TENANT_PASSWORD" "$KS_TENANT_PROJECT")
+expect_eq "$(code GET /servers "$OP")" 200 "admin in the listed project"
+expect_eq "$(code GET /servers "$MEMBER")" 403 "member in the listed project"
+expect_eq "$(code GET /servers "$TENANT")" 403 "admin in another project"
+ok "api_projects restricts to listed projects; with api_roles the role must be held there"
+
 # Secrets stay out of the log.
 grep -q "$AGENT_PASSWORD" "$T/agent.log" && fail "the keystone password was logged"
 grep -qF "$OP" "$T/agent.log" && fail "a caller's token was logged"
+grep -qF "$TENANT" "$T/agent.log" && fail "a caller's token was logged"
 alive
 kill -TERM "$AGENT_PID"
 wait "$AGENT_PID"

@@ -20,6 +20,8 @@
 #                     role admin on project "system" (Default domain)
 #   KS_OP_USER / KS_OP_PASSWORD       role admin on project "system" (an API caller)
 #   KS_MEMBER_USER / KS_MEMBER_PASSWORD  role member only on project "system"
+#   KS_TENANT_USER / KS_TENANT_PASSWORD  role admin on project KS_TENANT_PROJECT ("tenant-x"),
+#                     a tenant's project admin (security review H3)
 #   KS_LOG            keystone's log file
 
 # ks_free_port: prints a free loopback TCP port.
@@ -65,13 +67,14 @@ keystone_start() {
 	KS_AGENT_USER=hostagent KS_AGENT_PASSWORD=agent-secret-2 KS_AGENT_PROJECT=system
 	KS_OP_USER=operator KS_OP_PASSWORD=operator-secret-3
 	KS_MEMBER_USER=viewer KS_MEMBER_PASSWORD=viewer-secret-4
+	KS_TENANT_USER=tenantadmin KS_TENANT_PASSWORD=tenant-secret-5 KS_TENANT_PROJECT=tenant-x
 	KS_LOG=$d/keystone.log
 	# Users and the catalog are made before the server starts, not through the API: on sqlite,
 	# keystone-wsgi-public left the database locked after creating a user or service, and
 	# every later create failed with "database is locked". Token revocations work.
 	export KS_URL KS_REGION KS_COMPUTE_URL KS_ADMIN_USER KS_ADMIN_PASSWORD KS_ADMIN_PROJECT \
 		KS_AGENT_USER KS_AGENT_PASSWORD KS_AGENT_PROJECT KS_OP_USER KS_OP_PASSWORD \
-		KS_MEMBER_USER KS_MEMBER_PASSWORD KS_LOG
+		KS_MEMBER_USER KS_MEMBER_PASSWORD KS_TENANT_USER KS_TENANT_PASSWORD KS_TENANT_PROJECT KS_LOG
 	cat >"$d/keystone.conf" <<EOF
 [DEFAULT]
 log_file = $KS_LOG
@@ -121,7 +124,10 @@ EOF
 					--bootstrap-role-name admin &&
 				"${km[@]}" bootstrap --bootstrap-password "$KS_MEMBER_PASSWORD" \
 					--bootstrap-username "$KS_MEMBER_USER" --bootstrap-project-name system \
-					--bootstrap-role-name member
+					--bootstrap-role-name member &&
+				"${km[@]}" bootstrap --bootstrap-password "$KS_TENANT_PASSWORD" \
+					--bootstrap-username "$KS_TENANT_USER" --bootstrap-project-name "$KS_TENANT_PROJECT" \
+					--bootstrap-role-name admin
 		} >"$d/manage.log" 2>&1 || { tail -n 30 "$d/manage.log" >&2; hard "keystone-manage failed"; }
 		# Publish atomically: parallel tests may build the same template.
 		if mkdir -p "$(dirname "$tpl")" && local tmp && tmp=$(mktemp -d "$tpl.XXXXXX"); then

@@ -183,11 +183,11 @@ U=$(python3 -c 'import uuid; print(uuid.uuid4())')
 call POST "/servers/$S/create" "{\"desc\": {\"uuid\": \"$U\", \"name\": \"report $S\", \"cpu\": 1, \"mem\": 128, \"disks\": [{\"disk_id\": \"$S-sys\", \"index\": 0, \"size\": 32}]}}"
 L=$(lines)
 call POST "/servers/$S/start" '{}'
-wait_for 30 has "$L" 'r["sid"] == "'"$S"'" and r["status"] == 200 and r["body"]["server"] == {"status": "running", "power_states": "on"}' ||
+wait_for 30 has "$L" 'r["sid"] == "'"$S"'" and r["status"] == 200 and r["body"]["server"] == {"status": "running", "power_states": "on", "host_id": "'"$HID"'"}' ||
 	fail "no running status for $S"
 L=$(lines)
 call POST "/servers/$S/stop" '{"is_force": true}'
-wait_for 30 has "$L" 'r["sid"] == "'"$S"'" and r["status"] == 200 and r["body"]["server"] == {"status": "ready", "power_states": "off"}' ||
+wait_for 30 has "$L" 'r["sid"] == "'"$S"'" and r["status"] == 200 and r["body"]["server"] == {"status": "ready", "power_states": "off", "host_id": "'"$HID"'"}' ||
 	fail "no ready status for $S"
 call POST "/servers/$S/start" '{}'
 wait_for 30 sh -c "[ \"\$(curl -sf $FR/__state | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"servers\"].get(\"$S\", {}).get(\"status\"))')\" = running ]" ||

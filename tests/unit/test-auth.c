@@ -102,7 +102,10 @@ static void test_check_validation(void **state)
 	_cleanup_free_ char *admin = fixture_text("keystone/validate-admin.json");
 	_cleanup_free_ char *member = fixture_text("keystone/validate-member.json");
 	_cleanup_free_ char *nf = fixture_text("keystone/validate-404.json");
-	char *roles[] = {"admin", NULL};
+	char *admin_role[] = {"admin", NULL};
+	const struct auth_policy p = {
+	    .roles = admin_role, .own_project = "system", .own_domain = "Default"};
+	const struct auth_policy *roles = &p;
 	uint64_t exp = 0;
 	assert_int_equal(auth_check_validation(200, admin, strlen(admin), roles, &exp), 0);
 	uint64_t want;
@@ -116,6 +119,72 @@ static void test_check_validation(void **state)
 	assert_int_equal(auth_check_validation(500, "", 0, roles, &exp), -EIO);
 	assert_int_equal(auth_check_validation(200, "{\"token\":", 9, roles, &exp), -EBADMSG);
 	assert_int_equal(auth_check_validation(200, "{}", 2, roles, &exp), -EBADMSG);
+}
+
+static json_t *token_body(const char *project, const char *domain, const char *role)
+{
+	json_t *t = json_pack("{s:{s:[{s:s}]}}", "token", "roles", "name", role);
+	if (project)
+		json_object_set_new(json_object_get(t, "token"), "project",
+				    json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", "id-of-project",
+					      "name", project, "domain", "id", "d1", "name",
+					      domain));
+	return t;
+}
+
+/* The region forwards its users' tokens: any valid token passes by default; api_roles and
+ * api_projects restrict, and a role counts only in the token's own project scope (security
+ * review H3: a tenant project's "admin" is nobody here). */
+static void test_policy(void **state)
+{
+	json_auto_t *tenant_admin = token_body("tenant-x", "Default", "admin");
+	json_auto_t *system_admin = token_body("system", "Default", "admin");
+	json_auto_t *system_member = token_body("system", "Default", "member");
+	json_auto_t *other_domain = token_body("system", "Evil", "admin");
+	json_auto_t *unscoped = json_pack("{s:{s:s}}", "token", "expires_at", "x");
+	json_auto_t *sys_scope = json_pack("{s:{s:{s:b},s:[{s:s}]}}", "token", "system", "all", 1,
+					   "roles", "name", "admin");
+	struct config cfg;
+	assert_int_equal(config_init(&cfg), 0);
+	/* Defaults: no role and no project required. */
+	assert_null(cfg.api_roles);
+	assert_null(cfg.api_projects);
+	struct auth_policy any = {.roles = cfg.api_roles,
+				  .projects = cfg.api_projects,
+				  .own_project = "system",
+				  .own_domain = "Default"};
+	assert_int_equal(auth_token_allowed(tenant_admin, &any), 0);
+	assert_int_equal(auth_token_allowed(system_member, &any), 0);
+	assert_int_equal(auth_token_allowed(unscoped, &any), 0);
+	config_done(&cfg);
+
+	char *admin[] = {"admin", NULL};
+	struct auth_policy roles = {
+	    .roles = admin, .own_project = "system", .own_domain = "Default"};
+	assert_int_equal(auth_token_allowed(system_admin, &roles), 0);
+	assert_int_equal(auth_token_allowed(tenant_admin, &roles), -EPERM);
+	assert_int_equal(auth_token_allowed(other_domain, &roles), -EPERM);
+	assert_int_equal(auth_token_allowed(system_member, &roles), -EPERM);
+	assert_int_equal(auth_token_allowed(unscoped, &roles), -EPERM);
+	assert_int_equal(auth_token_allowed(sys_scope, &roles), 0);
+
+	char *tenant[] = {"tenant-x", NULL}, *by_domain[] = {"Evil/system", NULL},
+	     *by_id[] = {"id-of-project", NULL};
+	struct auth_policy projects = {.projects = tenant, .own_domain = "Default"};
+	assert_int_equal(auth_token_allowed(tenant_admin, &projects), 0);
+	assert_int_equal(auth_token_allowed(system_admin, &projects), -EPERM);
+	assert_int_equal(auth_token_allowed(unscoped, &projects), -EPERM);
+	projects.projects = by_domain;
+	assert_int_equal(auth_token_allowed(other_domain, &projects), 0);
+	assert_int_equal(auth_token_allowed(system_admin, &projects), -EPERM);
+	projects.projects = by_id;
+	assert_int_equal(auth_token_allowed(system_member, &projects), 0);
+	/* Both: the role must be held in a listed project. */
+	struct auth_policy both = {.roles = admin, .projects = tenant, .own_domain = "Default"};
+	assert_int_equal(auth_token_allowed(tenant_admin, &both), 0);
+	assert_int_equal(auth_token_allowed(system_admin, &both), -EPERM);
+	json_auto_t *tenant_member = token_body("tenant-x", "Default", "member");
+	assert_int_equal(auth_token_allowed(tenant_member, &both), -EPERM);
 }
 
 struct result {
@@ -227,6 +296,7 @@ static void test_region_mode(void **state)
 	f.s.replies[5] = (struct reply){500, NULL, strdup("{}")};
 	f.s.n_replies = 6;
 	f.a.cfg.token_cache_seconds = 3600;
+	assert_int_equal(strv_extend(&f.a.cfg.api_roles, "admin"), 0);
 	assert_int_equal(region_new(&f.a, &f.a.region), 0);
 	f.r = f.a.region;
 	struct auth *au = NULL;
@@ -299,5 +369,5 @@ static void test_region_mode(void **state)
 
 TEST_MAIN(cmocka_unit_test(test_cache_basic), cmocka_unit_test(test_cache_cap),
 	  cmocka_unit_test(test_cache_until), cmocka_unit_test(test_token_checks),
-	  cmocka_unit_test(test_check_validation), cmocka_unit_test(test_standalone),
-	  cmocka_unit_test(test_region_mode))
+	  cmocka_unit_test(test_check_validation), cmocka_unit_test(test_policy),
+	  cmocka_unit_test(test_standalone), cmocka_unit_test(test_region_mode))

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "agent/desc.h"
+#include "agent/hostnet.h"
 #include "common/fs.h"
 #include "tests/unit/test-common.h"
 
@@ -250,7 +251,7 @@ static void test_hostile_strings(void **state)
 			    json_pack("{s:o}", "k", json_string_nocheck("\xed\xa0\x80")));
 	expect_json_refusal(f, j, "metadata.k: invalid UTF-8");
 	json_object_set_new(j, "metadata", json_pack("{s:s}", "k", big));
-	expect_json_refusal(f, j, "metadata.k: too long (10485760 bytes, max 4096)");
+	expect_json_refusal(f, j, "metadata.k: too long (10485760 bytes, max 262144)");
 	json_object_set_new(j, "metadata", json_pack("{s:s}", "bad key\n", "v"));
 	expect_json_refusal(f, j, "metadata key #0: control character not allowed");
 
@@ -275,6 +276,89 @@ static void test_hostile_strings(void **state)
 		json_array_append_new(disks, json_pack("{s:s, s:i}", "disk_id", "x", "size", 1));
 	json_object_set_new(j, "disks", disks);
 	expect_json_refusal(f, j, "disks: too many entries (17, max 16)");
+}
+
+/* Metadata as real guests carry it: values up to 256 KiB, 1 MiB in all; beyond, a refusal
+ * naming the key. */
+static void test_metadata_limits(void **state)
+{
+	struct fixture *f = *state;
+	size_t n = 256 * 1024;
+	_cleanup_free_ char *v = malloc(n + 2);
+	memset(v, 'a', n + 1);
+	v[n] = 0;
+	json_auto_t *j = base();
+	json_t *m = json_object();
+	json_object_set_new(m, "__qemu_cmdline", json_string(v));
+	json_object_set_new(m, "user_data", json_string("line1\nline2"));
+	json_object_set_new(j, "metadata", m);
+	_cleanup_(guest_desc_freep) struct guest_desc *d = NULL;
+	_cleanup_free_ char *err = NULL;
+	assert_int_equal(guest_desc_parse(j, f->roots, &d, &err), 0);
+	assert_int_equal(d->n_metadata, 2);
+	assert_int_equal(strlen(d->metadata[0].value), n);
+
+	v[n] = 'a';
+	v[n + 1] = 0;
+	json_object_set_new(m, "__qemu_cmdline", json_string(v));
+	expect_json_refusal(f, j, "metadata.__qemu_cmdline: too long (262145 bytes, max 262144)");
+
+	/* Four values of 256 KiB fit, with their keys, only if the total stays under 1 MiB. */
+	v[n] = 0;
+	json_object_clear(m);
+	json_object_set_new(m, "k1", json_string(v));
+	json_object_set_new(m, "k2", json_string(v));
+	json_object_set_new(m, "k3", json_string(v));
+	guest_desc_free(TAKE_PTR(d));
+	assert_int_equal(guest_desc_parse(j, f->roots, &d, &err), 0);
+	json_object_set_new(m, "k4", json_string(v));
+	expect_json_refusal(f, j,
+			    "metadata.k4: metadata too large in all (over 1048576 bytes of "
+			    "keys and values)");
+}
+
+/* NICs without a bridge take the one of the host network on their wire. */
+static void test_fill_bridges(void **state)
+{
+	char *entries[] = {"eth0/br0/192.0.2.10", "eth1/br1", NULL};
+	_cleanup_(hostnets_freep) struct hostnets *h = NULL;
+	_cleanup_free_ char *err = NULL;
+	assert_int_equal(hostnets_new(entries, &h, &err), 0);
+	hostnets_get(h, 1)->wire_id = strdup("wire-b");
+
+	json_auto_t *ok =
+	    json_pack("{s:[{s:s},{s:s,s:s},{s:s,s:s}]}", "nics", "wire_id", "wire-b", "bridge",
+		      "brX", "wire_id", "wire-b", "bridge", "", "wire_id", "wire-b");
+	json_t *filled = NULL;
+	assert_int_equal(guest_desc_fill_bridges(ok, h, &filled, &err), 0);
+	assert_non_null(filled);
+	json_t *nics = json_object_get(filled, "nics");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(nics, 0), "bridge")),
+			    "br1");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(nics, 1), "bridge")),
+			    "brX");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(nics, 2), "bridge")),
+			    "br1");
+	/* The caller's descriptor is untouched. */
+	assert_null(json_object_get(json_array_get(json_object_get(ok, "nics"), 0), "bridge"));
+	json_decref(filled);
+
+	json_auto_t *all_set = json_pack("{s:[{s:s}]}", "nics", "bridge", "br0");
+	assert_int_equal(guest_desc_fill_bridges(all_set, h, &filled, &err), 0);
+	assert_null(filled);
+
+	json_auto_t *unknown =
+	    json_pack("{s:[{s:s},{s:s}]}", "nics", "bridge", "br0", "wire_id", "wire-zz");
+	assert_int_equal(guest_desc_fill_bridges(unknown, h, &filled, &err), -EINVAL);
+	assert_string_equal(err, "nics[1].bridge: missing, and no host network of this host is on "
+				 "wire \"wire-zz\"");
+	free(TAKE_PTR(err));
+	json_auto_t *no_wire = json_pack("{s:[{s:s}]}", "nics", "mac", "00:22:aa:bb:cc:01");
+	assert_int_equal(guest_desc_fill_bridges(no_wire, h, &filled, &err), -EINVAL);
+	assert_string_equal(err, "nics[0].bridge: missing, and no wire_id to find the host network "
+				 "by");
+	free(TAKE_PTR(err));
+	assert_int_equal(guest_desc_fill_bridges(no_wire, NULL, &filled, &err), -EINVAL);
 }
 
 static void test_parse_full(void **state)
@@ -356,5 +440,7 @@ static void test_ids(void **state)
 
 TEST_MAIN(cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_hostile_strings, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_metadata_limits, setup, teardown),
+	  cmocka_unit_test(test_fill_bridges),
 	  cmocka_unit_test_setup_teardown(test_parse_full, setup, teardown),
 	  cmocka_unit_test(test_ids))

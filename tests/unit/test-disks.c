@@ -183,8 +183,9 @@ static void test_existing_file_kept(void **state)
 	_cleanup_(guest_desc_freep) struct guest_desc *d =
 	    parse(f, DESC_HEAD "\"disks\": [{\"disk_id\": \"x\", \"size\": 8}]}", f->dir);
 	_cleanup_free_ char *err = NULL;
+	/* Read as the descriptor's format (qcow2, never probed: L4), the file is not one. */
 	assert_int_equal(disks_prepare(d, f->roots, &err), -EEXIST);
-	assert_non_null(strstr(err, "exists with different format, size or backing file"));
+	assert_non_null(strstr(err, "exists and cannot be inspected"));
 	_cleanup_free_ char *text = NULL;
 	assert_int_equal(read_file(victim, 1024, &text, NULL), 0);
 	assert_string_equal(text, "precious data");
@@ -194,6 +195,29 @@ static void test_existing_file_kept(void **state)
 	free(err);
 	err = NULL;
 	assert_int_equal(disks_prepare(d, f->roots, &err), -EEXIST);
+	assert_non_null(strstr(err, "exists with different format, size or backing file"));
+}
+
+/* L4: a raw disk into which the guest wrote a qcow2 header is still read as raw (its
+ * descriptor's format), so the guest cannot make the agent take it for another image. */
+static void test_guest_written_header(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(guest_desc_freep) struct guest_desc *d = parse(
+	    f, DESC_HEAD "\"disks\": [{\"disk_id\": \"r\", \"size\": 8, \"format\": \"raw\"}]}",
+	    f->dir);
+	_cleanup_free_ char *err = NULL;
+	assert_int_equal(disks_prepare(d, f->roots, &err), 0);
+	/* What a guest can do from inside: a qcow2 header at offset 0 of its raw disk. */
+	_cleanup_free_ char *hdr = strjoin(f->dir, "/hdr.qcow2");
+	run_ok((char *[]){"qemu-img", "create", "-q", "-f", "qcow2", hdr, "1G", NULL});
+	run_ok((char *[]){"dd", "if=/dev/null", "of=/dev/null", NULL});
+	_cleanup_free_ char *cmd = NULL;
+	assert_true(asprintf(&cmd, "dd if=%s of=%s bs=512 count=1 conv=notrunc status=none", hdr,
+			     d->disks[0].path) > 0);
+	assert_int_equal(system(cmd), 0);
+	/* Prepared again (a sync): the same raw disk of 8 MiB, not a 1 GiB qcow2. */
+	assert_int_equal(disks_prepare(d, f->roots, &err), 0);
 }
 
 static void test_outside_root(void **state)
@@ -263,5 +287,6 @@ TEST_MAIN(cmocka_unit_test_setup_teardown(test_create_and_remove, setup, teardow
 	  cmocka_unit_test_setup_teardown(test_data_file_refused, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_failure_cleans_up, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_existing_file_kept, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_guest_written_header, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_outside_root, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_backing_chain_refused, setup, teardown))

@@ -180,12 +180,14 @@ static void libvirt_define(const char *name, const char *xml)
 	virDomainFree(dom);
 }
 
-static void golden(void **state, const char *name)
+/* Renders tests/data/desc/<desc>.json with o and compares with tests/data/domxml/<name>.xml. */
+static void golden_with(void **state, const char *desc, const char *name,
+			const struct domxml_opts *o)
 {
 	struct fixture *f = *state;
-	_cleanup_(guest_desc_freep) struct guest_desc *d = load_desc(f, name);
+	_cleanup_(guest_desc_freep) struct guest_desc *d = load_desc(f, desc);
 	_cleanup_free_ char *xml = NULL, *err = NULL;
-	int r = domxml_render(d, d->uuid, &opts, &xml, &err);
+	int r = domxml_render(d, d->uuid, o, &xml, &err);
 	if (r < 0)
 		fail_msg("%s: render failed: %d %s", name, r, strempty(err));
 	validate(f, name, xml);
@@ -215,6 +217,11 @@ static void golden(void **state, const char *name)
 		fail_msg("%s differs from the rendering (HOSTAGENT_UPDATE_GOLDEN=1 regenerates)",
 			 path);
 	}
+}
+
+static void golden(void **state, const char *name)
+{
+	golden_with(state, name, name, &opts);
 }
 
 static void test_minimal(void **state)
@@ -289,6 +296,46 @@ static void test_hostile(void **state)
 	xmlFreeDoc(doc);
 }
 
+/* virt_type: qemu (TCG): the same guests as KVM ones, without a host CPU model. */
+static void test_qemu(void **state)
+{
+	struct domxml_opts o = opts;
+	o.kvm = false;
+	golden_with(state, "qcow2-backing", "qcow2-backing-qemu", &o);
+	golden_with(state, "uefi", "uefi-qemu", &o);
+}
+
+static void test_virt_check(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *err = NULL, *dev = strjoin(f->dir, "/kvm"),
+			    *missing = strjoin(f->dir, "/no-kvm");
+	assert_int_equal(write_file_atomic(dev, "", 0, 0600), 0);
+
+	assert_true(domxml_virt_is_kvm("kvm"));
+	assert_false(domxml_virt_is_kvm("qemu"));
+	assert_false(domxml_virt_is_kvm(NULL));
+	assert_int_equal(domxml_virt_check("kvm", dev, &err), 0);
+	assert_null(err);
+	/* TCG needs no /dev/kvm. */
+	assert_int_equal(domxml_virt_check("qemu", missing, &err), 0);
+	assert_null(err);
+	assert_int_equal(domxml_virt_check("kvm", missing, &err), -ENODEV);
+	_cleanup_free_ char *want = NULL;
+	assert_int_equal(
+	    asprintf_safe(&want,
+			  "virt_type is kvm but %s cannot be opened (No such file or "
+			  "directory): load the kvm modules, or set virt_type: qemu to "
+			  "run guests under TCG (much slower)",
+			  missing),
+	    0);
+	assert_string_equal(err, want);
+	free(err);
+	err = NULL;
+	assert_int_equal(domxml_virt_check("xen", dev, &err), -EINVAL);
+	assert_string_equal(err, "virt_type: must be kvm or qemu, not xen");
+}
+
 static void test_refusals(void **state)
 {
 	struct fixture *f = *state;
@@ -312,8 +359,9 @@ static void test_refusals(void **state)
 	o = opts;
 	o.ovs_bridges = NULL;
 	assert_int_equal(domxml_render(d, "s1", &o, &xml, &err), -EOPNOTSUPP);
-	assert_string_equal(err, "nics[1].vlan: VLAN 42 needs an Open vSwitch bridge, ovsbr0 is "
-				 "not one");
+	assert_string_equal(err, "nics[1].vlan: VLAN 42 cannot be tagged on ovsbr0, a Linux bridge "
+				 "(tagged networks need Open vSwitch, which this host does not use "
+				 "yet)");
 	assert_null(xml);
 
 	/* Without KVM: TCG domain, no host-passthrough CPU. */
@@ -364,4 +412,6 @@ TEST_MAIN(cmocka_unit_test_setup_teardown(test_minimal, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_no_bandwidth, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_uefi, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_qemu, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_virt_check, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_refusals, setup, teardown))

@@ -6,6 +6,7 @@
 
 #include "agent/outbox.h"
 #include "agent/report.h"
+#include "agent/serverpush.h"
 #include "common/config.h"
 #include "common/fs.h"
 #include "tests/unit/test-common.h"
@@ -330,8 +331,51 @@ static void test_power_state(void **state)
 	assert_string_equal(report_power_state(NULL), "off");
 }
 
+/* Status pushes carry only Cloudpods states and the host id: a crashed guest is ready with a
+ * reason, a stopping one still running (report.c does not push stopping at all). */
+static void test_status_body(void **state)
+{
+	struct outbox_entry e = {.sid = "s1", .status = "crashed", .power_states = "off"};
+	json_auto_t *b = report_status_body(&e, "host-1");
+	json_auto_t *want =
+	    json_pack("{s:{s:s,s:s,s:s,s:s}}", "server", "status", "ready", "power_states", "off",
+		      "host_id", "host-1", "reason", "crashed");
+	assert_true(json_equal(b, want));
+	static const char *const same[] = {"running", "ready", "suspend", "unknown"};
+	for (size_t i = 0; i < ELEMENTSOF(same); i++) {
+		e.status = (char *)same[i];
+		json_auto_t *x = report_status_body(&e, NULL);
+		json_t *srv = json_object_get(x, "server");
+		assert_string_equal(json_string_value(json_object_get(srv, "status")), same[i]);
+		assert_null(json_object_get(srv, "host_id"));
+		assert_null(json_object_get(srv, "reason"));
+	}
+	e.status = "stopping";
+	json_auto_t *st = report_status_body(&e, NULL);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(st, "server"), "status")), "running");
+	e.status = "weird";
+	json_auto_t *w = report_status_body(&e, NULL);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(w, "server"), "status")), "unknown");
+}
+
+/* The metadata the region's VNC parsing needs after a start (GetGuestVncInfo). */
+static void test_metadata_body(void **state)
+{
+	json_auto_t *b = serverpush_metadata_body("8.2.2", 5901, NULL);
+	json_auto_t *want =
+	    json_pack("{s:{s:s,s:i}}", "server", "__qemu_version", "8.2.2", "__vnc_port", 5901);
+	assert_true(json_equal(b, want));
+	json_auto_t *p = serverpush_metadata_body("8.2.2", -1, "pw");
+	json_auto_t *want2 =
+	    json_pack("{s:{s:s,s:s}}", "server", "__qemu_version", "8.2.2", "__vnc_password", "pw");
+	assert_true(json_equal(p, want2));
+}
+
 TEST_MAIN(cmocka_unit_test(test_put_next_ack), cmocka_unit_test(test_latest_wins),
 	  cmocka_unit_test(test_replay_order_after_reopen), cmocka_unit_test(test_atomic_files),
 	  cmocka_unit_test(test_writer_order), cmocka_unit_test(test_no_cap),
 	  cmocka_unit_test(test_invalid_ids), cmocka_unit_test(test_host_body),
-	  cmocka_unit_test(test_power_state))
+	  cmocka_unit_test(test_power_state), cmocka_unit_test(test_status_body),
+	  cmocka_unit_test(test_metadata_body))

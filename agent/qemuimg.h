@@ -1,0 +1,27 @@
+/* qemu-img, run with an argv (common/spawn.h, no shell) and a timeout, and its `info` parsed.
+ * Every probe of an image the agent did not write itself names the format it expects (-f) and
+ * takes no lock (-U): a guest's disk is guest-writable content, and letting qemu-img guess its
+ * format from what the guest wrote is the risk class of CVE-2024-4467 (security review L4).
+ * Blocking: worker threads only. */
+#pragma once
+
+#include <stdint.h>
+
+#define QEMU_IMG_TIMEOUT_MS (5 * 60 * 1000)
+
+/* 0 when qemu-img exited 0 (*ret_out, optional, gets stdout); -EIO with its stderr in
+ * *ret_stderr (optional), -ETIMEDOUT, or the spawn error otherwise. */
+int qemu_img_run(const char *const *argv, char **ret_out, char **ret_stderr);
+/* The first line of a message, bounded to 400 bytes, in place; "" for NULL. */
+const char *qemu_img_first_line(char *s);
+
+struct qemu_img_info {
+	char format[16];
+	int64_t virtual_size;
+	char *backing; /* full backing filename, or NULL */
+};
+/* `qemu-img info -U --output=json [-f format] -- path`; format NULL probes (only for images the
+ * agent itself keeps, never a guest's disk). -EBADMSG when the output is not qemu-img's. */
+int qemu_img_info(const char *path, const char *format, struct qemu_img_info *ret,
+		  char **ret_stderr);
+void qemu_img_info_done(struct qemu_img_info *i);
