@@ -203,8 +203,10 @@ done
 [ -f "$ROOT/image_cache/$IMG" ] || fail "image not cached at $ROOT/image_cache/$IMG"
 [ "$(md5sum <"$ROOT/image_cache/$IMG" | cut -d' ' -f1)" = "$IMG_MD5" ] || fail "cached image differs from the upload"
 qemu-img info -U "$ROOT/$SYSDISK" | grep -q "backing file: $ROOT/image_cache/$IMG" || fail "system disk not backed by the cached image"
-CI=$(cj cached-image-list --storagecache "$SCID" 2>/dev/null | jq -r --arg i "$IMG" '[.data[]? | select(.cachedimage_id == $i or .id == $i)][0].status // empty')
-done_step "server $SID, disks sys $SYSDISK data $DATADISK, cached image ${CI:-?}"
+cached_image() { rget "/storagecachedimages?storagecache_id=$SCID&cachedimage_id=$IMG&scope=system" |
+	jq -r --arg i "$IMG" '[.storagecachedimages[]? | select(.cachedimage_id == $i)][0] | "\(.status) \(.path)"'; }
+[ "$(cached_image)" = "active $ROOT/image_cache/$IMG" ] || fail "the region's cached image: $(cached_image)"
+done_step "server $SID, disks sys $SYSDISK data $DATADISK, image cached in $SCID"
 
 # ---- 5. server-stop ----
 step "server-stop"
@@ -264,6 +266,7 @@ for d in $SYSDISK $DATADISK; do
 	[ "$(rget "/disks/$d?pending_delete=all&scope=system" | jq -r '.code // empty')" = 404 ] || fail "disk $d still in the region"
 done
 [ -f "$ROOT/image_cache/$IMG" ] || fail "the cached image was removed with the guest"
+[ "$(cached_image)" = "active $ROOT/image_cache/$IMG" ] || fail "the region's cached image after the purge: $(cached_image)"
 done_step "nothing of $SID left; cached image kept"
 
 echo "[$(now)] PASS: all steps ($((SECONDS - T0)) s)"
