@@ -115,7 +115,13 @@ static void do_create(struct disk_job *j)
 	const char *format = json_string_value(json_object_get(j->args, "format"));
 	const char *image_id = json_string_value(json_object_get(j->args, "image_id"));
 	int64_t size_mb;
-	if (!get_mb(j, "disk_size_mb", isempty(image_id), &size_mb))
+	json_t *v = json_object_get(j->args, "disk_size_mb");
+	/* The region sends -1 for a system disk of the image's own size (no size asked for):
+	 * the overlay gets the template's virtual size, and the reply's disk_size becomes the
+	 * disk record's size. */
+	if (!isempty(image_id) && json_is_integer(v) && json_integer_value(v) <= 0)
+		size_mb = 0;
+	else if (!get_mb(j, "disk_size_mb", isempty(image_id), &size_mb))
 		return;
 	_cleanup_free_ char *image = NULL;
 	char bfmt[16] = "";

@@ -2,8 +2,13 @@
 #include <inttypes.h>
 #include <libxml/xmlwriter.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
 
 #include "agent/domxml.h"
+#include "common/macros.h"
 #include "common/path.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(xmlTextWriterPtr, xmlFreeTextWriter)
@@ -280,7 +285,7 @@ static void write_nics(struct wr *w, const struct guest_desc *d, const struct do
 		if (n->ifname)
 			empty1(w, "target", "dev", n->ifname);
 		empty1(w, "model", "type", n->driver);
-		if (n->bw_mbps > 0) {
+		if (n->bw_mbps > 0 && !o->no_bandwidth) {
 			/* libvirt's unit is kB/s (1000 bytes, tc's "kbps"): 1 Mbit/s = 125 kB/s. */
 			start(w, "bandwidth");
 			start(w, "inbound");
@@ -457,6 +462,32 @@ int domxml_render(const struct guest_desc *d, const char *sid, const struct domx
 bool domxml_kvm_available(void)
 {
 	return access("/dev/kvm", R_OK | W_OK) == 0;
+}
+
+bool domxml_sfq_available(void)
+{
+	if (access("/sys/module/sch_sfq", F_OK) == 0)
+		return true;
+	struct utsname u;
+	if (uname(&u) < 0)
+		return false;
+	_cleanup_free_ char *dir = NULL, *builtin = NULL;
+	if (asprintf(&dir, "/lib/modules/%s/kernel/net/sched", u.release) < 0 ||
+	    asprintf(&builtin, "/lib/modules/%s/modules.builtin", u.release) < 0)
+		return false;
+	static const char *const files[] = {"sch_sfq.ko", "sch_sfq.ko.xz", "sch_sfq.ko.zst",
+					    "sch_sfq.ko.gz"};
+	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+		_cleanup_free_ char *f = NULL;
+		if (asprintf(&f, "%s/%s", dir, files[i]) >= 0 && access(f, F_OK) == 0)
+			return true;
+	}
+	_cleanup_fclose_ FILE *fp = fopen(builtin, "re");
+	char line[256];
+	while (fp && fgets(line, sizeof(line), fp))
+		if (strstr(line, "/sch_sfq.ko"))
+			return true;
+	return false;
 }
 
 bool domxml_virt_is_kvm(const char *virt_type)

@@ -21,6 +21,8 @@ struct domxml_opts {
 	const char *ovmf_vars;	      /* NVRAM template; NULL: libvirt picks */
 	const char *nvram_dir;	  /* per-guest NVRAM is <nvram_dir>/<sid>_VARS.fd; NULL: libvirt */
 	char *const *ovs_bridges; /* bridges that are Open vSwitch bridges (NULL-terminated) */
+	bool no_bandwidth; /* the kernel has no sfq qdisc, which libvirt's <bandwidth> needs: NIC
+			    * limits are left out (the domain could not start with them) */
 };
 
 /* Renders the domain for guest sid (the domain is named by sid, the human name goes to <title>
@@ -35,6 +37,9 @@ int domxml_render(const struct guest_desc *d, const char *sid, const struct domx
 
 /* Host probes for filling struct domxml_opts. */
 bool domxml_kvm_available(void);
+/* Whether the kernel has the sfq qdisc (loaded, built in, or a module file it can load on
+ * demand): libvirt shapes a NIC's <bandwidth> with htb + sfq and fails the start without it. */
+bool domxml_sfq_available(void);
 /* Whether config virt_type ("kvm" or "qemu") asks for KVM domains. */
 bool domxml_virt_is_kvm(const char *virt_type);
 /* Startup check of virt_type against the host: -ENODEV with a message naming the key and the

@@ -385,6 +385,15 @@ static int load_desc(const struct config *cfg, const char *sid, json_t **ret_jso
  * before any operation runs, so workers may read it), never on every address (H1). */
 static void domxml_options(const struct agent *a, struct domxml_opts *o)
 {
+	/* Probed once: without sfq every guest with a NIC limit (the real region gives each NIC
+	 * its wire's bandwidth by default) would fail to start. */
+	static int sfq = -1;
+	if (sfq < 0) {
+		sfq = domxml_sfq_available();
+		if (!sfq)
+			log_warning("Guest NIC bandwidth limits are not applied: the kernel has no "
+				    "sfq qdisc (sch_sfq), which libvirt needs to shape them");
+	}
 	const struct config *cfg = &a->cfg;
 	const char *listen = cfg->vnc_listen;
 	if (isempty(listen))
@@ -392,6 +401,7 @@ static void domxml_options(const struct agent *a, struct domxml_opts *o)
 	*o = (struct domxml_opts){
 	    .kvm = domxml_virt_is_kvm(cfg->virt_type),
 	    .vnc_listen = isempty(listen) ? "127.0.0.1" : listen,
+	    .no_bandwidth = !sfq,
 	};
 	const char *code, *vars;
 	if (domxml_find_ovmf(&code, &vars) >= 0) {

@@ -197,6 +197,16 @@ int hostnets_complete(struct hostnets *h, const struct hostnet_links *links,
 		if (isempty(br->mac))
 			return failf(ret_error, hn, -EINVAL, "bridge %s has no MAC address",
 				     hn->bridge);
+		/* A bridge that took its MAC from ports falls back to all zeros when the last
+		 * one leaves; the region would take it as the host's access_mac (and make a new
+		 * admin netif of it). */
+		if (streq(br->mac, "00:00:00:00:00:00"))
+			return failf(
+			    ret_error, hn, -EINVAL,
+			    "bridge %s has no MAC address (00:00:00:00:00:00, as a bridge "
+			    "whose ports all left has): give it one (ip link set %s address "
+			    "...)",
+			    hn->bridge, hn->bridge);
 		const struct hostnet_addr *found = NULL;
 		if (hn->ip) {
 			struct in_addr a;

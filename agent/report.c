@@ -218,10 +218,14 @@ int report_netif_body(const struct hostnet *hn, bool access, json_t **ret)
 {
 	if (!hn || isempty(hn->mac) || isempty(hn->ip) || isempty(hn->wire))
 		return -ENODATA;
-	json_t *b =
-	    json_pack("{s:{s:s,s:i,s:s,s:s,s:s,s:b,s:s,s:b}}", "host", "mac", hn->mac, "vlan_id", 1,
-		      "wire", hn->wire, "bridge", hn->bridge, "interface", hn->ifname, "link_up",
-		      hn->link_up, "ip_addr", hn->ip, "reserve", true);
+	/* require_designated_ip: the real region keeps ip_addr only if a network with a gateway
+	 * on the wire holds it in its range; otherwise it silently gives the NIC (and, for the
+	 * admin NIC, the host's access_ip) another address. With the flag it refuses (400
+	 * "Cannot allocate IP ..., not reachable") and the agent says so. */
+	json_t *b = json_pack("{s:{s:s,s:i,s:s,s:s,s:s,s:b,s:s,s:b,s:b}}", "host", "mac", hn->mac,
+			      "vlan_id", 1, "wire", hn->wire, "bridge", hn->bridge, "interface",
+			      hn->ifname, "link_up", hn->link_up, "ip_addr", hn->ip, "reserve",
+			      true, "require_designated_ip", true);
 	if (!b)
 		return -ENOMEM;
 	if (access)
@@ -819,7 +823,7 @@ static void reg_next(struct report *rp)
 		rp->collect_job = j;
 		return;
 	}
-	_cleanup_free_ char *path = NULL, *esc = NULL;
+	_cleanup_free_ char *path = NULL, *esc = NULL, *name = NULL;
 	json_auto_t *body = NULL;
 	const char *method = "POST";
 	const char *mac = hostnets_access_mac(a->hostnets);
@@ -874,8 +878,14 @@ static void reg_next(struct report *rp)
 					  rp->host_id, esc);
 		break;
 	case REG_CACHE_CREATE:
-		body = json_pack("{s:{s:s+,s:s,s:s}}", "storagecache", "name", "local-", st->name,
-				 "path", st->cache_dir, "external_id", rp->host_id);
+		/* Names are unique in the region and a cache outlives its host record (a host
+		 * deleted and registered again gets a new id, so the lookup by external_id finds
+		 * nothing): the creation time makes the name new, as the Go agent's
+		 * "local-<host>-<time>" does. */
+		k = asprintf_safe(&name, "local-%s-%lld", st->name, (long long)time(NULL));
+		body = k >= 0 ? json_pack("{s:{s:s,s:s,s:s}}", "storagecache", "name", name, "path",
+					  st->cache_dir, "external_id", rp->host_id)
+			      : NULL;
 		k = body ? asprintf_safe(&path, "/storagecaches") : -ENOMEM;
 		break;
 	case REG_STORAGE_FIND:

@@ -21,7 +21,8 @@ api.HostCreateInput, HostAddNetifInput, StoragecacheCreateInput, StorageCreateIn
 HoststorageCreateInput and SHostPingInput (FIELDS below): an unknown or mistyped field is a
 problem and a 400, except in add-netif, where the real region ignores unknown fields (200,
 listed in "ignored").
-  GET /networks?ip=<ip>&is_classic=true&scope=system: the networks (--network) holding ip.
+  GET /networks?ip=<ip>&is_classic=true&scope=system: the networks (--network) holding ip
+    (within guest_ip_start..guest_ip_end, as the real region counts it).
   GET /wires/<id|name>: {"wire": {id, name, zone_id}} or 404.
   GET /hosts?...&scope=system&any_mac=<mac>: {"hosts": [...], "total": N}.
   POST /zones/<zone>/hosts (or POST /hosts): host_type "hypervisor", access_mac, a
@@ -29,7 +30,10 @@ listed in "ignored").
     409; the new host is enabled: false, host_status offline.
   PUT /hosts/<id>: no generate_name, name or mem_reserved (an admin's changes survive).
   POST /hosts/<id>/add-netif: mac; an ip_addr in no network is 400 "IP x not attach to any
-    wire"; a wire (name or id) must exist; the netif takes the network's wire.
+    wire"; a wire (name or id) must exist; the netif takes the network's wire. The real
+    region keeps ip_addr only if a network with a gateway holds it (else it gives the NIC,
+    and an admin NIC's host, another address): 400 here, "Cannot allocate IP x, not
+    reachable" with require_designated_ip (as the real one answers).
   GET /storagecaches?external_id=&path=, POST /storagecaches {"storagecache": {name, path,
     external_id}}.
   GET /storages/<id|name>, POST /storages {"storage": {name (unique), capacity, ...,
@@ -60,10 +64,12 @@ Anything wrong is recorded with a problem and answered 4xx (404 for unknown reco
 region's error shape {"code", "class", "details"}.
 Control (no token, not recorded): GET /__ready, GET /__state (zones, wires, networks, hosts,
 storagecaches, storages, hoststorages, servers, outage), POST /__outage?seconds=N (answer 503
-to every request for N seconds; 0 ends it), POST /__reject-tokens (every token seen so far is
+to every request for N seconds; 0 ends it), POST /__delete-host?id=ID (as climc host-delete:
+the host and its storage links go, storages and storagecaches stay), POST /__reject-tokens (every token seen so far is
 answered 403 from now on, as an expired one).
---zone NAME (repeatable; default zone1) and --network NAME=CIDR@WIRE (repeatable; the wire is
-created in the first zone) seed the region. --fail-first N answers 500 to the first N
+--zone NAME (repeatable; default zone1) and --network NAME=CIDR@WIRE[,gateway=IP]
+[,range=START-END] (repeatable; the wire is created in the first zone; the range defaults to
+the CIDR's hosts) seed the region. --fail-first N answers 500 to the first N
 deliveries of each task id (the agent must retry). --state FILE keeps the region's records
 across restarts of the fake. Writes its port to --port-file.
 """
@@ -150,6 +156,11 @@ def keystone_valid(keystone, token):
         with _VALID_LOCK:
             _VALID[token] = time.time() + VALID_CACHE_SECONDS
     return ok
+
+
+def in_range(net, ip):
+    lo, hi = ipaddress.ip_address(net["guest_ip_start"]), ipaddress.ip_address(net["guest_ip_end"])
+    return ip.version == lo.version and lo <= ip <= hi
 
 
 def is_int(v, minimum=0):
@@ -266,6 +277,16 @@ class Handler(BaseHTTPRequestHandler):
                 srv.rejected |= srv.seen_tokens
                 n = len(srv.rejected)
             return self._answer(200, {"rejected": n})
+        if url.path == "/__delete-host" and self.command == "POST":
+            # As an admin's host-delete: the record and its storage links go; storages and
+            # storagecaches stay (the real region keeps both).
+            hid = urllib.parse.parse_qs(url.query).get("id", [""])[0]
+            with srv.lock:
+                gone = srv.db["hosts"].pop(hid, None) is not None
+                for k in [k for k, v in srv.db["hoststorages"].items() if v["host_id"] == hid]:
+                    del srv.db["hoststorages"][k]
+                srv.save()
+            return self._answer(200 if gone else 404, {})
         if url.path == "/__outage" and self.command == "POST":
             q = urllib.parse.parse_qs(url.query)
             secs = float(q.get("seconds", ["0"])[0])
@@ -528,8 +549,7 @@ class Handler(BaseHTTPRequestHandler):
                 return 400, {}
             if problems:
                 return 400, {}
-            found = [n for n in db["networks"].values()
-                     if ip in ipaddress.ip_network(n["cidr"])]
+            found = [n for n in db["networks"].values() if in_range(n, ip)]
             return 200, {"networks": found, "total": len(found)}
         if kind == "wire-get":
             w = self._find(db["wires"], m.group(1))
@@ -697,15 +717,29 @@ class Handler(BaseHTTPRequestHandler):
                     return 404, {}
             if h.get("ip_addr"):
                 ip = ipaddress.ip_address(h["ip_addr"])
-                nets = [n for n in db["networks"].values()
-                        if ip in ipaddress.ip_network(n["cidr"])]
+                # A network holds an IP only within guest_ip_start..guest_ip_end.
+                nets = [n for n in db["networks"].values() if in_range(n, ip)]
                 if not nets:
                     problems.append("IP %s not attach to any wire" % h["ip_addr"])
                     return 400, {}
-                if wire and nets[0]["wire_id"] != wire["id"]:
-                    problems.append("IP %s is not on wire %s" % (h["ip_addr"], wire["name"]))
+                if wire and not any(n["wire_id"] == wire["id"] for n in nets):
+                    problems.append("IP %s not attach to wire %s" % (h["ip_addr"], wire["id"]))
                     return 400, {}
+                if wire:
+                    nets = [n for n in nets if n["wire_id"] == wire["id"]]
                 wire = db["wires"][nets[0]["wire_id"]]
+                # EnableNetif keeps ip_addr only if a network with a gateway holds it;
+                # otherwise the real region drops it and gives the NIC (and an admin NIC's
+                # host, access_ip) an address of some other network on the wire, or with
+                # require_designated_ip refuses.
+                if not any(n.get("guest_gateway") for n in nets):
+                    if h.get("require_designated_ip"):
+                        problems.append("Cannot allocate IP %s, not reachable" % h["ip_addr"])
+                    else:
+                        problems.append("IP %s is in no network with a gateway: the real "
+                                        "region would give the NIC another address"
+                                        % h["ip_addr"])
+                    return 400, {}
             nic = {k: h[k] for k in FIELDS["netif"] if k in h and k not in ("wire", "wire_id")}
             nic["wire_id"] = wire["id"] if wire else None
             nic["wire"] = wire["name"] if wire else None
@@ -777,16 +811,23 @@ class Server(ThreadingHTTPServer):
         first = next(x for x in db["zones"].values() if x["name"] == (zones or ["zone1"])[0])
         for spec in networks or []:
             name, rest = spec.split("=", 1)
+            rest, *opts = rest.split(",")
             cidr, wire = rest.split("@", 1)
-            ipaddress.ip_network(cidr)
+            net = ipaddress.ip_network(cidr)
+            opts = dict(o.split("=", 1) for o in opts)
+            start, _, end = opts.get("range", "").partition("-")
+            hosts = list(net.hosts())
+            extra = {"guest_ip_start": start or str(hosts[0]),
+                     "guest_ip_end": end or str(hosts[-1]),
+                     "guest_gateway": opts.get("gateway")}
             w = next((x for x in db["wires"].values() if x["name"] == wire), None)
             if not w:
                 wid = new_id()
                 w = db["wires"][wid] = {"id": wid, "name": wire, "zone_id": first["id"]}
             if not any(x["name"] == name for x in db["networks"].values()):
                 nid = new_id()
-                db["networks"][nid] = {"id": nid, "name": name, "cidr": cidr,
-                                       "wire_id": w["id"], "is_classic": True}
+                db["networks"][nid] = dict(extra, id=nid, name=name, cidr=cidr,
+                                           wire_id=w["id"], is_classic=True)
 
 
 def main():

@@ -146,6 +146,16 @@ expect_eq "$(echo "$cb" | json 'j["disk_path"]')" "$T/disks/$D1" "disk callback 
 info=$(qemu-img info -U --output=json "$T/disks/$D1")
 expect_eq "$(echo "$info" | json 'j["full-backing-filename"]')" "$CACHE/img1" "overlay backing file"
 expect_eq "$(echo "$info" | json 'j["virtual-size"]')" $((64 << 20)) "overlay size"
+# The real region sends disk_size_mb -1 for a system disk created at the image's own size.
+D0=disk0-$$
+cb=$(task "$(next_task)" POST "/disks/$ST/create/$D0" '{"disk":{"format":"qcow2","disk_size_mb":-1,"image_id":"img1","image_format":"qcow2"}}')
+img_vs=$(qemu-img info -U --output=json "$CACHE/img1" | json 'j["virtual-size"]')
+expect_eq "$(echo "$cb" | json 'j.get("__reason__"), j["disk_size"]')" "(None, $((img_vs >> 20)))" "disk_size_mb -1: the image's size"
+expect_eq "$(qemu-img info -U --output=json "$T/disks/$D0" | json 'j["virtual-size"]')" "$img_vs" "overlay of the image's size"
+cb=$(task "$(next_task)" POST "/disks/$ST/delete/$D0" '{"disk":{}}')
+[ ! -e "$T/disks/$D0" ] || fail "disk $D0 not deleted: $cb"
+cb=$(task "$(next_task)" POST "/disks/$ST/create/blank0-$$" '{"disk":{"format":"qcow2","disk_size_mb":-1}}' 2>/dev/null)
+expect_contains "$(echo "$cb" | json 'j.get("__reason__")')" "disk.disk_size_mb" "a blank disk needs a size"
 out=$(expect_api 200 GET "/disks/$ST/$D1/status")
 expect_eq "$(echo "$out" | json 'j["status"]')" exist "status of the disk"
 out=$(expect_api 200 GET "/disks/$ST/nosuch/status")

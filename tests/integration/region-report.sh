@@ -44,7 +44,10 @@ FR=http://127.0.0.1:$FR_PORT
 API_PORT=$(ks_free_port)
 API=http://127.0.0.1:$API_PORT
 keystone_start "$FR"
-fake_region_start "$FR_PORT" --zone zone1 --network "adm0=$NET.0/24@bcast0"
+NOGW=10.216.$((RANDOM % 250 + 1))
+# adm0 has a gateway: the real region keeps an add-netif ip_addr only in such a network.
+fake_region_start "$FR_PORT" --zone zone1 --network "adm0=$NET.0/24@bcast0,gateway=$NET.254" \
+	--network "nogw0=$NOGW.0/24@bcast0"
 
 region_conf "$T/host.conf" "$API_PORT" <<YAML
 ping_region_interval: 5
@@ -125,7 +128,7 @@ has 0 'r["kind"] == "network-list" and r["status"] == 200 and r["path"] == "/net
 # One netif, for the configured network, with the fields the region reads.
 expect_eq "$(recs 0 'r["kind"] == "add-netif"' | wc -l)" 1 "one add-netif per configured network"
 rec=$(recs 0 'r["kind"] == "add-netif" and r["status"] == 200' | head -n1)
-expect_eq "$(echo "$rec" | json 'j["body"]["host"] == {"mac": "'"$BR_MAC"'", "vlan_id": 1, "wire": "bcast0", "bridge": "'"$BR"'", "interface": "'"$DU"'", "link_up": True, "ip_addr": "'"$IP"'", "reserve": True, "nic_type": "admin"}')" true "add-netif body"
+expect_eq "$(echo "$rec" | json 'j["body"]["host"] == {"mac": "'"$BR_MAC"'", "vlan_id": 1, "wire": "bcast0", "bridge": "'"$BR"'", "interface": "'"$DU"'", "link_up": True, "ip_addr": "'"$IP"'", "reserve": True, "require_designated_ip": True, "nic_type": "admin"}')" true "add-netif body"
 expect_eq "$(echo "$rec" | json 'j["ignored"]')" "[]" "add-netif fields the region would ignore"
 expect_eq "$(state | json '[(n["wire"], n["bridge"], n["interface"]) for n in j["hosts"]["'"$HID"'"]["netifs"]]')" "[('bcast0', '$BR', '$DU')]" "region's netif has wire and bridge"
 # One local storage for the disk root, its cache and the host link, all before online.
@@ -342,3 +345,28 @@ refused "s|^zone: .*|zone: nosuchzone|; s|^networks: .*|networks: []|" "zone nos
 refused "s|^networks: .*|networks: [$DU/$BR/$IP2]|" "no network of the region contains $IP2"
 expect_eq "$(state | json 'len(j["hosts"])')" 1 "nothing created for refused registrations"
 ok "a missing zone or a network unknown to the region: not ready, with the region's reason"
+
+# 9b. An access address in a network without a gateway: the real region would silently give
+# the host another access_ip; the agent asks for its own (require_designated_ip) and is
+# refused with the region's reason.
+ip addr add "$NOGW.7/24" dev "$BR" || hard "cannot address $BR"
+refused "s|^networks: .*|networks: [$DU/$BR/$NOGW.7]|" "Cannot allocate IP $NOGW.7, not reachable"
+ok "an access address in a network without a gateway is refused, not replaced"
+
+# 10. The host record deleted in the region (climc host-delete; storage and storagecache
+# stay) and the agent's state lost: it registers a new host, and its new storagecache gets a
+# name of its own (the region refuses a duplicate name with 409).
+HID=$(state | json 'list(j["hosts"])[0]')
+curl -sf -X POST "$FR/__delete-host?id=$HID" >/dev/null || hard "fake region control"
+rm -f "$T/state/host-id" "$T/state/region-ids.json"
+L=$(lines)
+start
+wait_for 60 has "$L" 'r["kind"] == "online" and r["status"] == 200' ||
+	fail "not online after the host record was deleted: $(recs "$L" 'r["status"] != 200')"
+expect_eq "$(state | json 'len(j["hosts"]), len(j["storagecaches"]), len(set(c["name"] for c in j["storagecaches"].values()))')" \
+	"(1, 2, 2)" "a new host and a second storagecache with a name of its own"
+NHID=$(state | json 'list(j["hosts"])[0]')
+[ "$NHID" != "$HID" ] || fail "the deleted host id came back"
+stop_agent
+[ -z "$(recs "$L" 'r["problems"]')" ] || fail "the fake region saw bad requests: $(recs "$L" 'r["problems"]')"
+ok "host record deleted in the region: registered again with a new storagecache name"

@@ -372,6 +372,23 @@ static void test_refusals(void **state)
 	assert_null(strstr(xml, "host-passthrough"));
 }
 
+/* A kernel without sfq: the NIC limits are left out (libvirt could not start the domain with
+ * them), everything else of the NIC stays. */
+static void test_no_bandwidth(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(guest_desc_freep) struct guest_desc *d = load_desc(f, "two-nics");
+	_cleanup_free_ char *xml = NULL, *shaped = NULL;
+	struct domxml_opts o = opts;
+	assert_int_equal(domxml_render(d, "s1", &o, &shaped, NULL), 0);
+	assert_non_null(strstr(shaped, "<bandwidth>"));
+	o.no_bandwidth = true;
+	assert_int_equal(domxml_render(d, "s1", &o, &xml, NULL), 0);
+	assert_null(strstr(xml, "<bandwidth>"));
+	assert_non_null(strstr(xml, "<interface type=\"bridge\">"));
+	validate(f, "no-bandwidth", xml);
+}
+
 /* H1: the console password reaches <graphics passwd=...>; without one there is no attribute. */
 static void test_console_password(void **state)
 {
@@ -392,6 +409,7 @@ TEST_MAIN(cmocka_unit_test_setup_teardown(test_minimal, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_console_password, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_qcow2_backing, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_two_nics, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_no_bandwidth, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_uefi, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_qemu, setup, teardown),

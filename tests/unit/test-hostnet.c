@@ -12,10 +12,15 @@
 
 static struct hostnet_addr br0_addrs[] = {{"10.0.0.5", 24}, {"10.0.1.5", 16}};
 static struct hostnet_addr lo_addrs[] = {{"127.0.0.1", 8}};
+static struct hostnet_addr br2_addrs[] = {{"10.7.7.7", 24}};
 static struct hostnet_link fixture_v[] = {
-    {"lo", "00:00:00:00:00:00", true, lo_addrs, 1},   {"eth0", "52:54:00:00:00:01", true, NULL, 0},
-    {"br0", "52:54:00:00:00:02", true, br0_addrs, 2}, {"br1", "52:54:00:00:00:03", false, NULL, 0},
+    {"lo", "00:00:00:00:00:00", true, lo_addrs, 1},
+    {"eth0", "52:54:00:00:00:01", true, NULL, 0},
+    {"br0", "52:54:00:00:00:02", true, br0_addrs, 2},
+    {"br1", "52:54:00:00:00:03", false, NULL, 0},
     {"eth1", "52:54:00:00:00:04", false, NULL, 0},
+    /* A bridge whose ports all left: the kernel shows a zero MAC. */
+    {"br2", "00:00:00:00:00:00", true, br2_addrs, 1},
 };
 static const struct hostnet_links fixture = {fixture_v, ELEMENTSOF(fixture_v)};
 
@@ -85,6 +90,7 @@ static void test_complete(void **state)
 	    {"eth0/br0/10.0.0.9", "address 10.0.0.9 is not on bridge br0", -EINVAL},
 	    {"eth0/br0/10.0.0.5/16", "not /16", -EINVAL},
 	    {"eth0/br1", "bridge br1 has no IPv4 address", -EINVAL},
+	    {"eth0/br2/10.7.7.7", "bridge br2 has no MAC address (00:00:00:00:00:00", -EINVAL},
 	};
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		assert_int_equal(complete(bad[i].entry, "0.0.0.0", true, &err, &h), bad[i].r);
@@ -131,10 +137,10 @@ static void test_netif_body(void **state)
 	assert_int_equal(report_netif_body(hostnets_get(h, 0), true, &b), -ENODATA);
 	assert_int_equal(hostnets_set_wire(h, 0, "w-1", "bcast0"), 0);
 	assert_int_equal(report_netif_body(hostnets_get(h, 0), true, &b), 0);
-	json_auto_t *want = json_pack("{s:{s:s,s:i,s:s,s:s,s:s,s:b,s:s,s:b,s:s}}", "host", "mac",
-				      "52:54:00:00:00:02", "vlan_id", 1, "wire", "bcast0", "bridge",
-				      "br0", "interface", "eth0", "link_up", 1, "ip_addr",
-				      "10.0.0.5", "reserve", 1, "nic_type", "admin");
+	json_auto_t *want = json_pack(
+	    "{s:{s:s,s:i,s:s,s:s,s:s,s:b,s:s,s:b,s:b,s:s}}", "host", "mac", "52:54:00:00:00:02",
+	    "vlan_id", 1, "wire", "bcast0", "bridge", "br0", "interface", "eth0", "link_up", 1,
+	    "ip_addr", "10.0.0.5", "reserve", 1, "require_designated_ip", 1, "nic_type", "admin");
 	assert_true(json_equal(b, want));
 	json_decref(b);
 	assert_int_equal(report_netif_body(hostnets_get(h, 0), false, &b), 0);
