@@ -418,6 +418,13 @@ static void start_guest_op(struct api_request *req, json_t *args)
 		     route->id == API_ROUTE_SERVER_DELETE;
 	if (async && !id_is_valid(task_id, API_ID_MAX))
 		return finish_error(req, 400, NULL, "invalid X-Task-Id");
+	if (!async && route->id == API_ROUTE_SERVER_STATUS) {
+		/* From the guest view, on the loop: no worker, no libvirt call. */
+		struct op_reply reply;
+		if (agent_guest_status(api->a, req->match.id, &reply) < 0)
+			return finish_json(req, 500, NULL);
+		return finish_json(req, reply.code, reply.body);
+	}
 
 	struct api_call *c = call_new(api, async ? NULL : req);
 	if (!c)
