@@ -35,7 +35,6 @@ int guests_add_hooks(struct guests *g, guest_running_fn on_running, guest_state_
 /* Removes every hook installed with ud (its owner goes away before the guest table). */
 void guests_remove_hooks(struct guests *g, void *ud);
 
-
 /* True while a create of sid runs (loop thread): its status changes are not reported, as the
  * region learns the outcome from the task. */
 bool guests_creating(struct guests *g, const char *sid);
