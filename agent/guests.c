@@ -44,6 +44,9 @@ struct guests {
 	bool reconciling;    /* a reconciliation is queued or running */
 	uint64_t drift;	     /* differences the reconciliation found (and corrected) */
 	uint64_t reconciled; /* reconciliations completed */
+	/* listings waiting a moment: [0] a rebuild retried, [1] a reconciliation's second look */
+	sd_event_source *delay_src[2];
+	struct scan *delayed[2];
 };
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose)
@@ -1121,7 +1124,7 @@ static void scan_work(void *userdata)
 }
 
 static int scan_submit(struct agent *a, enum scan_kind kind, uint64_t seq, unsigned retries,
-		       char **candidates);
+		       char **candidates, bool delayed);
 
 static void rebuild(struct guests *g, struct scan *s)
 {
@@ -1204,7 +1207,7 @@ static void reconcile_first(struct guests *g, struct scan *s)
 		return;
 	}
 	/* An event may still be on its way: look again in a moment before calling it drift. */
-	if (scan_submit(g->a, SCAN_CONFIRM, s->seq, 0, TAKE_PTR(cand)) < 0)
+	if (scan_submit(g->a, SCAN_CONFIRM, s->seq, 0, TAKE_PTR(cand), true) < 0)
 		g->reconciling = false;
 }
 
@@ -1245,6 +1248,12 @@ static void scan_done(void *userdata)
 {
 	struct scan *s = userdata;
 	struct guests *g = s->a->guests;
+	if (g && !s->ok && g->connected && s->kind == SCAN_REBUILD && !s->a->stopping) {
+		/* The view stays invalid (503) until a listing succeeds: try again shortly. */
+		log_debug("Listing libvirt for the guest view failed, retrying");
+		scan_submit(s->a, SCAN_REBUILD, guestview_seq(g->view), 0, NULL, true);
+		return scan_free(s);
+	}
 	if (!g || !s->ok || !g->connected) {
 		if (g && s->kind != SCAN_REBUILD)
 			g->reconciling = false;
@@ -1252,8 +1261,8 @@ static void scan_done(void *userdata)
 	}
 	if (s->kind == SCAN_REBUILD) {
 		if (guestview_seq(g->view) != s->seq && s->retries < 10 &&
-		    scan_submit(s->a, SCAN_REBUILD, guestview_seq(g->view), s->retries + 1, NULL) >=
-			0)
+		    scan_submit(s->a, SCAN_REBUILD, guestview_seq(g->view), s->retries + 1, NULL,
+				false) >= 0)
 			/* An operation or event changed a guest while libvirt was being listed: the
 			 * list may be older than the view, so list again rather than install it. */
 			return scan_free(s);
@@ -1274,16 +1283,30 @@ static void scan_queue(struct scan *s)
 		scan_done(s); /* !ok: dropped */
 }
 
-static int on_confirm_timer(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_delay_timer(sd_event_source *src, uint64_t usec, void *userdata)
 {
 	struct scan *s = userdata;
-	sd_event_source_unref(src);
+	struct guests *g = s->a->guests;
+	int slot = s->kind == SCAN_CONFIRM;
+	g->delay_src[slot] = sd_event_source_unref(g->delay_src[slot]);
+	g->delayed[slot] = NULL;
 	scan_queue(s);
 	return 0;
 }
 
+static void delayed_drop(struct guests *g, int slot)
+{
+	g->delay_src[slot] = sd_event_source_disable_unref(g->delay_src[slot]);
+	if (g->delayed[slot])
+		scan_free(g->delayed[slot]);
+	g->delayed[slot] = NULL;
+}
+
+/* delayed: the listing starts in a second (libvirt delivers an event within milliseconds: a
+ * second listing one second later that still differs from an unchanged view is no event in
+ * flight; a failed rebuild is retried without spinning). */
 static int scan_submit(struct agent *a, enum scan_kind kind, uint64_t seq, unsigned retries,
-		       char **candidates)
+		       char **candidates, bool delayed)
 {
 	struct scan *s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -1292,16 +1315,17 @@ static int scan_submit(struct agent *a, enum scan_kind kind, uint64_t seq, unsig
 	}
 	*s = (struct scan){
 	    .a = a, .kind = kind, .seq = seq, .retries = retries, .candidates = candidates};
-	if (kind == SCAN_CONFIRM) {
-		/* libvirt delivers an event within milliseconds; a second listing one second
-		 * later that still differs from an unchanged view is not an event in flight. */
-		sd_event_source *src = NULL;
-		int r = sd_event_add_time_relative(a->event, &src, CLOCK_MONOTONIC, USEC_PER_SEC, 0,
-						   on_confirm_timer, s);
+	struct guests *g = a->guests;
+	if (delayed && g) {
+		int slot = kind == SCAN_CONFIRM;
+		delayed_drop(g, slot);
+		int r = sd_event_add_time_relative(a->event, &g->delay_src[slot], CLOCK_MONOTONIC,
+						   USEC_PER_SEC, 0, on_delay_timer, s);
 		if (r < 0) {
 			scan_free(s);
 			return r;
 		}
+		g->delayed[slot] = s;
 		return 0;
 	}
 	scan_queue(s);
@@ -1315,7 +1339,7 @@ static int on_reconcile_timer(sd_event_source *src, uint64_t usec, void *userdat
 	struct guests *g = userdata;
 	if (g->connected && guestview_valid(g->view) && !g->reconciling && !g->a->stopping) {
 		g->reconciling = true;
-		if (scan_submit(g->a, SCAN_RECONCILE, guestview_seq(g->view), 0, NULL) < 0)
+		if (scan_submit(g->a, SCAN_RECONCILE, guestview_seq(g->view), 0, NULL, false) < 0)
 			g->reconciling = false;
 	}
 	schedule_reconcile(g);
@@ -1447,7 +1471,7 @@ static void on_virt_conn(bool connected, void *userdata)
 	/* Never served stale: invalid until the listing of this connection is installed. */
 	guestview_invalidate(g->view);
 	if (connected)
-		scan_submit(g->a, SCAN_REBUILD, guestview_seq(g->view), 0, NULL);
+		scan_submit(g->a, SCAN_REBUILD, guestview_seq(g->view), 0, NULL, false);
 }
 
 /* ---- lifecycle ---- */
@@ -1474,6 +1498,8 @@ struct guests *guests_free(struct guests *g)
 	if (!g)
 		return NULL;
 	sd_event_source_disable_unref(g->reconcile_timer);
+	delayed_drop(g, 0);
+	delayed_drop(g, 1);
 	guestview_free(g->view);
 	strv_free(g->creating);
 	free(g);
