@@ -47,6 +47,10 @@ struct guests {
 	/* listings waiting a moment: [0] a rebuild retried, [1] a reconciliation's second look */
 	sd_event_source *delay_src[2];
 	struct scan *delayed[2];
+	/* GET /servers as text, for the view at list_seq (rebuilt when the view changed) */
+	char *list_text;
+	size_t list_len;
+	uint64_t list_seq;
 };
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose)
@@ -1362,6 +1366,18 @@ static void schedule_reconcile(struct guests *g)
 		log_warning_errno(r, "Cannot schedule the guest view reconciliation: %m");
 }
 
+static json_t *list_json(struct guests *g)
+{
+	json_t *servers = json_array();
+	for (size_t i = 0; servers && i < guestview_size(g->view); i++)
+		if (json_array_append_new(
+			servers, guestview_list_entry_json(guestview_at(g->view, i))) < 0) {
+			json_decref(servers);
+			servers = NULL;
+		}
+	return servers ? json_pack("{s:o}", "servers", servers) : NULL;
+}
+
 int agent_guest_list(struct agent *a, op_done_fn cb, void *userdata)
 {
 	struct guests *g = a->guests;
@@ -1369,20 +1385,30 @@ int agent_guest_list(struct agent *a, op_done_fn cb, void *userdata)
 	if (!g || !g->connected || !guestview_valid(g->view))
 		reply =
 		    (struct op_reply){503, op_error_body(503, NULL, "libvirt is not connected")};
-	else {
-		json_t *servers = json_array();
-		for (size_t i = 0; servers && i < guestview_size(g->view); i++)
-			if (json_array_append_new(
-				servers, guestview_list_entry_json(guestview_at(g->view, i))) < 0) {
-				json_decref(servers);
-				servers = NULL;
-			}
-		reply.body = servers ? json_pack("{s:o}", "servers", servers) : NULL;
-		if (!reply.body)
-			reply = (struct op_reply){500, op_error_body(500, NULL, "out of memory")};
-	}
+	else if (!(reply.body = list_json(g)))
+		reply = (struct op_reply){500, op_error_body(500, NULL, "out of memory")};
 	cb(&reply, userdata);
 	json_decref(reply.body);
+	return 0;
+}
+
+int agent_guest_list_text(struct agent *a, const char **ret_text, size_t *ret_len)
+{
+	struct guests *g = a->guests;
+	if (!g || !g->connected || !guestview_valid(g->view))
+		return -ENOTCONN;
+	if (!g->list_text || g->list_seq != guestview_seq(g->view)) {
+		_cleanup_(json_decrefp) json_t *j = list_json(g);
+		char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		if (!text)
+			return -ENOMEM;
+		free(g->list_text);
+		g->list_text = text;
+		g->list_len = strlen(text);
+		g->list_seq = guestview_seq(g->view);
+	}
+	*ret_text = g->list_text;
+	*ret_len = g->list_len;
 	return 0;
 }
 
@@ -1501,6 +1527,7 @@ struct guests *guests_free(struct guests *g)
 	delayed_drop(g, 0);
 	delayed_drop(g, 1);
 	guestview_free(g->view);
+	free(g->list_text);
 	strv_free(g->creating);
 	free(g);
 	return NULL;

@@ -44,6 +44,9 @@ int agent_guest_op(struct agent *a, enum guest_op op, const char *sid, json_t *a
  * from the agent's view of the guests: cb is called before this returns (503 while libvirt is
  * disconnected). */
 int agent_guest_list(struct agent *a, op_done_fn cb, void *userdata);
+/* The same as JSON text, kept until the view changes (valid until the loop runs on): 0, or
+ * -ENOTCONN while libvirt is disconnected. */
+int agent_guest_list_text(struct agent *a, const char **ret_text, size_t *ret_len);
 
 /* The status of guest sid from the agent's view of the guests (no libvirt call, answered at
  * once), as GUEST_OP_STATUS replies: {"status", "power_states", "block_jobs_count", "reason"
