@@ -1452,6 +1452,8 @@ static void on_virt_event(const char *name, int event, int detail, void *userdat
 			 x->state == GUEST_STATE_NOSTATE || x->state == GUEST_STATE_NO_DOMAIN);
 	if (virt_event_undefined(event)) {
 		/* A running domain that loses its definition goes on as a transient one. */
+		if (x && !off)
+			guestview_set_transient(g->view, name, true);
 		if (!x || !off)
 			return;
 		if (!x->managed)
@@ -1464,6 +1466,8 @@ static void on_virt_event(const char *name, int event, int detail, void *userdat
 	if (virt_event_defined(event)) {
 		/* A new domain (or a workspace's domain defined again); a redefinition of a
 		 * known domain changes nothing the view holds. */
+		if (x)
+			guestview_set_transient(g->view, name, false);
 		if (x && x->state != GUEST_STATE_NO_DOMAIN)
 			return;
 		state = GUEST_STATE_SHUTOFF;
@@ -1481,7 +1485,21 @@ static void on_virt_event(const char *name, int event, int detail, void *userdat
 		int p = virt_qemu_pid(name);
 		pid = p > 0 ? p : 0;
 	}
+	/* A domain that starts without a definition (virsh create) is transient. */
+	bool transient =
+	    x ? x->transient || (virt_event_started(event) && x->state == GUEST_STATE_NO_DOMAIN)
+	      : virt_event_started(event);
+	if (stopped && transient) {
+		/* libvirt forgets a transient domain when it stops (no UNDEFINED event). */
+		if (x && x->managed)
+			guestview_set_state(g->view, name, GUEST_STATE_NO_DOMAIN, 0, 0, NULL);
+		else
+			view_remove(g, name);
+		return;
+	}
 	view_state(g, name, state, reason, pid);
+	if (transient)
+		guestview_set_transient(g->view, name, true);
 	if (stopped)
 		guestview_set_runtime(g->view, name, 0, 0);
 	/* Every new QEMU (an agent start, a cold reboot, or anyone else's start) raises STARTED:

@@ -248,6 +248,14 @@ void guestview_set_runtime(struct guestview *v, const char *sid, int vnc_port, i
 		v->list[i].block_jobs = block_jobs;
 }
 
+void guestview_set_transient(struct guestview *v, const char *sid, bool transient)
+{
+	bool found;
+	size_t i = find(v, sid, &found);
+	if (found)
+		v->list[i].transient = transient;
+}
+
 bool guestview_remove(struct guestview *v, const char *sid)
 {
 	bool found;
@@ -301,6 +309,8 @@ int guestview_put(struct guestview *v, struct guest_info *x)
 bool guest_info_differs(const struct guest_info *a, const struct guest_info *b, char *buf,
 			size_t size)
 {
+	if (b->state == GUEST_STATE_PAUSED && b->reason == GUEST_REASON_PAUSED_STARTING_UP)
+		return false;
 	if (a->state != b->state) {
 		snprintf(buf, size, "state: %s -> %s",
 			 a->state == GUEST_STATE_NO_DOMAIN ? "no domain"

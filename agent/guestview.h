@@ -22,6 +22,10 @@ enum guest_state {
 	GUEST_STATE_NO_DOMAIN = -1, /* a workspace without a libvirt domain */
 };
 
+/* libvirt's VIR_DOMAIN_PAUSED_STARTING_UP: QEMU runs paused while libvirt sets it up; no event
+ * announces it (RESUMED and STARTED end it). */
+#define GUEST_REASON_PAUSED_STARTING_UP 11
+
 struct guest_info {
 	char *sid;
 	char *name;	/* from the descriptor, or NULL */
@@ -32,6 +36,7 @@ struct guest_info {
 	int vnc_port;	/* > 0 when known */
 	int block_jobs; /* block jobs seen at the last listing */
 	bool managed;	/* has a readable workspace */
+	bool transient; /* libvirt forgets the domain when it stops (virsh create) */
 	uint64_t changed_usec; /* CLOCK_REALTIME of the last state change */
 	uint64_t seq;	       /* view sequence number of the last change */
 };
@@ -75,6 +80,7 @@ int guestview_set_desc(struct guestview *v, const char *sid, const char *name, c
 		       int managed);
 /* Runtime facts not carried by events; < 0 leaves a value. */
 void guestview_set_runtime(struct guestview *v, const char *sid, int vnc_port, int block_jobs);
+void guestview_set_transient(struct guestview *v, const char *sid, bool transient);
 /* Returns true when sid was there. */
 bool guestview_remove(struct guestview *v, const char *sid);
 /* Replaces the whole view by the n entries of l (taken over, l freed) and marks it valid. */
@@ -83,7 +89,9 @@ int guestview_replace(struct guestview *v, struct guest_info *l, size_t n);
 int guestview_put(struct guestview *v, struct guest_info *x);
 
 /* What differs between the view's entry a and the listing's b in the fields the view serves
- * (state, QEMU pid, managed): a description "state: running -> ready" in buf, or false. */
+ * (state, QEMU pid, managed): a description "state: running -> ready" in buf, or false. A
+ * listing taken while libvirt starts the domain (paused, starting up) never differs: that
+ * state has no event, the ones that end it are on their way. */
 bool guest_info_differs(const struct guest_info *a, const struct guest_info *b, char *buf,
 			size_t size);
 

@@ -432,6 +432,8 @@ _Static_assert((int)GUEST_STATE_NOSTATE == (int)VIR_DOMAIN_NOSTATE &&
 		   (int)GUEST_STATE_CRASHED == (int)VIR_DOMAIN_CRASHED &&
 		   (int)GUEST_STATE_PMSUSPENDED == (int)VIR_DOMAIN_PMSUSPENDED,
 	       "enum guest_state follows virDomainState");
+_Static_assert(GUEST_REASON_PAUSED_STARTING_UP == (int)VIR_DOMAIN_PAUSED_STARTING_UP,
+	       "GUEST_REASON_PAUSED_STARTING_UP follows libvirt");
 
 bool virt_event_undefined(int event)
 {
@@ -640,6 +642,7 @@ int virt_list_domains(struct virt *v, virConnectPtr conn, struct guest_info **re
 			struct guest_info *x = &l[k++];
 			x->state = state;
 			x->reason = reason;
+			x->transient = virDomainIsPersistent(doms[i]) == 0;
 			bool active = state != VIR_DOMAIN_SHUTOFF && state != VIR_DOMAIN_CRASHED &&
 				      state != VIR_DOMAIN_NOSTATE;
 			int pid = active ? virt_qemu_pid(name) : -1;

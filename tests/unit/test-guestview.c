@@ -76,6 +76,13 @@ static void test_replace_and_differs(void **state)
 	assert_true(guest_info_differs(guestview_get(v, "g2"), &b, buf, sizeof(buf)));
 	assert_string_equal(buf, "qemu_pid: 7 -> 8");
 	b.qemu_pid = 7;
+	b.state = GUEST_STATE_PAUSED; /* libvirt starting it: no event says so, no drift */
+	b.reason = GUEST_REASON_PAUSED_STARTING_UP;
+	assert_false(guest_info_differs(guestview_get(v, "g2"), &b, buf, sizeof(buf)));
+	b.reason = 1; /* paused by a user */
+	assert_true(guest_info_differs(guestview_get(v, "g2"), &b, buf, sizeof(buf)));
+	b.state = GUEST_STATE_RUNNING;
+	b.reason = 0;
 	b.vnc_port = 5901; /* not served: no difference */
 	assert_false(guest_info_differs(guestview_get(v, "g2"), &b, buf, sizeof(buf)));
 	guestview_free(v);
