@@ -1474,6 +1474,15 @@ static void on_virt_event(const char *name, int event, int detail, void *userdat
 		reason = 0;
 	} else if (virt_event_state(event, detail, &state, &reason) < 0)
 		return;
+	/* libvirt raises SHUTDOWN and SUSPENDED from QEMU's own events, which can come after the
+	 * STOPPED of a destroy: for a domain that is off they are stale. (RESUMED is not: a start
+	 * resumes the paused QEMU before STARTED.) */
+	if (off && (state == GUEST_STATE_SHUTDOWN || state == GUEST_STATE_PAUSED ||
+		    state == GUEST_STATE_PMSUSPENDED)) {
+		log_kv(LOG_DEBUG, "Stale lifecycle event for a stopped domain ignored", "domain",
+		       name, "event", ev, NULL);
+		return;
+	}
 	const char *old = x ? guest_state_status(x->state, NULL) : "none";
 	const char *status = guest_state_status(state, NULL);
 	if (!streq(old, status))
@@ -1485,10 +1494,10 @@ static void on_virt_event(const char *name, int event, int detail, void *userdat
 		int p = virt_qemu_pid(name);
 		pid = p > 0 ? p : 0;
 	}
-	/* A domain that starts without a definition (virsh create) is transient. */
+	/* A persistent domain comes to the view through DEFINED or a listing: one that shows up
+	 * running without either (virsh create; RESUMED may come before STARTED) is transient. */
 	bool transient =
-	    x ? x->transient || (virt_event_started(event) && x->state == GUEST_STATE_NO_DOMAIN)
-	      : virt_event_started(event);
+	    !virt_event_defined(event) && (!x || x->transient || x->state == GUEST_STATE_NO_DOMAIN);
 	if (stopped && transient) {
 		/* libvirt forgets a transient domain when it stops (no UNDEFINED event). */
 		if (x && x->managed)
