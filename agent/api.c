@@ -418,6 +418,13 @@ static void start_guest_op(struct api_request *req, json_t *args)
 		     route->id == API_ROUTE_SERVER_DELETE;
 	if (async && !id_is_valid(task_id, API_ID_MAX))
 		return finish_error(req, 400, NULL, "invalid X-Task-Id");
+	if (!async && route->id == API_ROUTE_SERVER_STATUS) {
+		/* From the guest view, on the loop: no worker, no libvirt call. */
+		struct op_reply reply;
+		if (agent_guest_status(api->a, req->match.id, &reply) < 0)
+			return finish_json(req, 500, NULL);
+		return finish_json(req, reply.code, reply.body);
+	}
 
 	struct api_call *c = call_new(api, async ? NULL : req);
 	if (!c)
@@ -764,6 +771,19 @@ static void dispatch(struct api_request *req)
 	case API_ROUTE_METRICS:
 		return start_scrape(req);
 	case API_ROUTE_SERVERS: {
+		/* From the guest view's cached text: no worker, no libvirt call. */
+		const char *text;
+		size_t len;
+		int r = agent_guest_list_text(a, &text, &len);
+		if (r == -ENOTCONN)
+			return finish_error(req, 503, NULL, "libvirt is not connected");
+		if (r >= 0) {
+			char *copy = malloc(len + 1);
+			if (!copy)
+				return finish_json(req, 500, NULL);
+			memcpy(copy, text, len + 1);
+			return finish_raw(req, 200, copy, len, "application/json");
+		}
 		struct api_call *c = call_new(api, req);
 		if (!c)
 			return finish_json(req, 500, NULL);

@@ -19,6 +19,7 @@
 #include "agent/guests.h"
 #include "agent/hostnet.h"
 #include "agent/monitor.h"
+#include "agent/guestview.h"
 #include "agent/metrics.h"
 #include "agent/modules.h"
 #include "agent/placer.h"
@@ -31,25 +32,27 @@
 #include "common/log.h"
 #include "common/path.h"
 
-#define DESC_MAX (4 * 1024 * 1024)
-
-struct guest {
-	char *sid;
-	char *name;   /* human name from the descriptor, or NULL */
-	char *status; /* last known status (events, rebuilds) */
-	bool managed; /* has a readable workspace */
-};
+#define DESC_MAX     (4 * 1024 * 1024)
+#define USEC_PER_SEC 1000000ULL
 
 struct guests {
 	struct agent *a;
-	unsigned long gen;    /* bumped on every change from an operation or event (loop thread) */
-	pthread_mutex_t lock; /* the table is written on the loop; metrics read it elsewhere */
-	struct guest *list;
-	size_t n;
+	struct guestview *view; /* loop thread only */
 	bool connected;
 	struct guest_hook hooks[GUESTS_MAX_HOOKS];
 	size_t n_hooks;
 	char **creating; /* sids with a create queued or running, once per create */
+	sd_event_source *reconcile_timer;
+	bool reconciling;    /* a reconciliation is queued or running */
+	uint64_t drift;	     /* differences the reconciliation found (and corrected) */
+	uint64_t reconciled; /* reconciliations completed */
+	/* listings waiting a moment: [0] a rebuild retried, [1] a reconciliation's second look */
+	sd_event_source *delay_src[2];
+	struct scan *delayed[2];
+	/* GET /servers as text, for the view at list_seq (rebuilt when the view changed) */
+	char *list_text;
+	size_t list_len;
+	uint64_t list_seq;
 };
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose)
@@ -67,56 +70,7 @@ const char *guest_op_to_string(enum guest_op op)
 	return op < _GUEST_OP_MAX ? op_names[op] : "?";
 }
 
-/* ---- guest table (loop thread) ---- */
-
-static struct guest *guest_find(struct guests *g, const char *sid)
-{
-	for (size_t i = 0; i < g->n; i++)
-		if (streq(g->list[i].sid, sid))
-			return &g->list[i];
-	return NULL;
-}
-
-static void guest_clear(struct guest *x)
-{
-	free(x->sid);
-	free(x->name);
-	free(x->status);
-}
-
-static void table_clear(struct guests *g)
-{
-	for (size_t i = 0; i < g->n; i++)
-		guest_clear(&g->list[i]);
-	free(g->list);
-	g->list = NULL;
-	g->n = 0;
-}
-
-static void guest_set_locked(struct guests *g, const char *sid, const char *name,
-			     const char *status, int managed, bool *ret_changed)
-{
-	struct guest *x = guest_find(g, sid);
-	if (!x) {
-		struct guest *l = realloc(g->list, sizeof(*l) * (g->n + 1));
-		if (!l)
-			return;
-		g->list = l;
-		x = &l[g->n++];
-		*x = (struct guest){.sid = strdup(sid)};
-	}
-	if (name) {
-		free(x->name);
-		x->name = strdup(name);
-	}
-	if (status && !streq_ptr(x->status, status)) {
-		free(x->status);
-		x->status = strdup(status);
-		*ret_changed = true;
-	}
-	if (managed >= 0)
-		x->managed = managed;
-}
+/* ---- the view and the hooks (loop thread) ---- */
 
 static bool hooks_want_running(struct guests *g)
 {
@@ -133,14 +87,9 @@ static void hooks_running(struct guests *g, const char *sid, int qemu_pid)
 			g->hooks[i].on_running(sid, qemu_pid, g->hooks[i].ud);
 }
 
-static void guest_set(struct guests *g, const char *sid, const char *name, const char *status,
-		      int managed)
+static void hooks_state(struct guests *g, const char *sid, const char *status)
 {
-	bool changed = false;
-	pthread_mutex_lock(&g->lock);
-	guest_set_locked(g, sid, name, status, managed, &changed);
-	pthread_mutex_unlock(&g->lock);
-	for (size_t i = 0; changed && i < g->n_hooks; i++)
+	for (size_t i = 0; i < g->n_hooks; i++)
 		if (g->hooks[i].on_state)
 			g->hooks[i].on_state(sid, status, g->hooks[i].ud);
 }
@@ -148,60 +97,28 @@ static void guest_set(struct guests *g, const char *sid, const char *name, const
 /* sid left the table: the state hooks get status NULL. */
 static void hooks_gone(struct guests *g, const char *sid)
 {
-	for (size_t i = 0; i < g->n_hooks; i++)
-		if (g->hooks[i].on_state)
-			g->hooks[i].on_state(sid, NULL, g->hooks[i].ud);
+	hooks_state(g, sid, NULL);
 }
 
-static void guest_remove(struct guests *g, const char *sid)
+/* Updates the view first, then tells the hooks when the status changed. */
+static void view_state(struct guests *g, const char *sid, int state, int reason, int qemu_pid)
 {
-	pthread_mutex_lock(&g->lock);
-	struct guest *x = guest_find(g, sid);
-	bool found = x;
-	if (x) {
-		guest_clear(x);
-		size_t i = (size_t)(x - g->list);
-		memmove(&g->list[i], &g->list[i + 1], sizeof(*x) * (g->n - i - 1));
-		g->n--;
+	bool changed = false;
+	if (guestview_set_state(g->view, sid, state, reason, qemu_pid, &changed) < 0) {
+		log_oom();
+		return;
 	}
-	pthread_mutex_unlock(&g->lock);
-	if (found)
+	if (changed)
+		hooks_state(g, sid, guest_state_status(state, NULL));
+}
+
+static void view_remove(struct guests *g, const char *sid)
+{
+	if (guestview_remove(g->view, sid))
 		hooks_gone(g, sid);
 }
 
 /* ---- libvirt helpers (worker threads) ---- */
-
-static const char *state_to_status(int state, const char **ret_power)
-{
-	const char *power = "off", *status = "unknown";
-	switch (state) {
-	case VIR_DOMAIN_RUNNING:
-	case VIR_DOMAIN_BLOCKED:
-		status = "running";
-		power = "on";
-		break;
-	case VIR_DOMAIN_PAUSED:
-	case VIR_DOMAIN_PMSUSPENDED:
-		status = "suspend";
-		power = "on";
-		break;
-	case VIR_DOMAIN_SHUTDOWN:
-		status = "stopping";
-		power = "on";
-		break;
-	case VIR_DOMAIN_SHUTOFF:
-		status = "ready";
-		break;
-	case VIR_DOMAIN_CRASHED:
-		status = "crashed";
-		break;
-	default:
-		break;
-	}
-	if (ret_power)
-		*ret_power = power;
-	return status;
-}
 
 static bool vir_not_found(void)
 {
@@ -215,92 +132,6 @@ static const char *vir_msg(void)
 	return m ? m : "unknown libvirt error";
 }
 
-/* The QEMU pid of a running domain, from libvirt's pid file; negative errno otherwise. */
-static int guests_qemu_pid(const char *sid)
-{
-	_cleanup_free_ char *p = strjoin("/run/libvirt/qemu/", sid, ".pid"), *txt = NULL;
-	if (!p)
-		return -ENOMEM;
-	int r = read_file(p, 64, &txt, NULL);
-	if (r < 0)
-		return r;
-	char *end;
-	long pid = strtol(txt, &end, 10);
-	if (pid <= 0 || (*end && *end != '\n'))
-		return -EINVAL;
-	return (int)pid;
-}
-
-static int domain_vnc_port(virDomainPtr dom)
-{
-	_cleanup_free_ char *xml = virDomainGetXMLDesc(dom, 0);
-	if (!xml)
-		return -1;
-	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL, XML_PARSE_NONET);
-	if (!doc)
-		return -1;
-	int port = -1;
-	xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
-	if (ctx) {
-		xmlXPathObjectPtr o = xmlXPathEvalExpression(
-		    (const xmlChar *)"string(/domain/devices/graphics[@type='vnc']/@port)", ctx);
-		if (o && o->type == XPATH_STRING && o->stringval && *o->stringval)
-			port = atoi((const char *)o->stringval) > 0
-				   ? atoi((const char *)o->stringval)
-				   : -1;
-		xmlXPathFreeObject(o);
-		xmlXPathFreeContext(ctx);
-	}
-	xmlFreeDoc(doc);
-	return port;
-}
-
-/* Block jobs (stream, mirror, commit) running on the disks of an active domain. */
-static int domain_block_jobs(virDomainPtr dom)
-{
-	if (virDomainIsActive(dom) != 1)
-		return 0;
-	_cleanup_free_ char *xml = virDomainGetXMLDesc(dom, 0);
-	if (!xml)
-		return 0;
-	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL, XML_PARSE_NONET);
-	if (!doc)
-		return 0;
-	int n = 0;
-	xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
-	xmlXPathObjectPtr o =
-	    ctx ? xmlXPathEvalExpression((const xmlChar *)"/domain/devices/disk/target/@dev", ctx)
-		: NULL;
-	for (int i = 0; o && o->nodesetval && i < o->nodesetval->nodeNr; i++) {
-		xmlChar *dev = xmlNodeGetContent(o->nodesetval->nodeTab[i]);
-		virDomainBlockJobInfo info;
-		if (dev && virDomainGetBlockJobInfo(dom, (const char *)dev, &info, 0) == 1)
-			n++;
-		xmlFree(dev);
-	}
-	xmlXPathFreeObject(o);
-	xmlXPathFreeContext(ctx);
-	xmlFreeDoc(doc);
-	return n;
-}
-
-const char *guest_status_cloudpods(const char *status, const char **ret_reason)
-{
-	const char *reason = NULL, *out = "unknown";
-	if (streq_ptr(status, "running") || streq_ptr(status, "ready") ||
-	    streq_ptr(status, "suspend"))
-		out = status;
-	else if (streq_ptr(status, "stopping"))
-		out = "running"; /* QEMU still runs until the guest has shut down */
-	else if (streq_ptr(status, "crashed")) {
-		out = "ready";
-		reason = "crashed";
-	}
-	if (ret_reason)
-		*ret_reason = reason;
-	return out;
-}
-
 /* ---- operations ---- */
 
 struct op_ctx {
@@ -311,9 +142,11 @@ struct op_ctx {
 	op_done_fn cb;
 	void *userdata;
 	struct op_reply reply;
-	/* results for the table update on the loop thread */
-	char *new_status;
-	char *name;
+	/* results for the view on the loop thread: libvirt's state after the operation */
+	bool have_state;
+	int new_state, new_reason, new_pid;
+	uint64_t seq; /* the view's seq when the operation was queued */
+	char *name, *uuid;
 	bool removed, created;
 	bool marked_creating; /* counted in guests->creating */
 	/* a QEMU was started: its version ("x.y.z") and VNC port go to the region's metadata */
@@ -532,6 +365,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 		return;
 	}
 	c->name = strdup(d->name);
+	c->uuid = strdup(d->uuid);
 	_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, c->sid);
 	_cleanup_(json_decrefp) json_t *old_json = NULL;
 	_cleanup_guest_desc_ struct guest_desc *old = NULL;
@@ -668,7 +502,6 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 			return;
 		}
 	}
-	c->new_status = strdup("ready");
 	reply_ok(c, NULL);
 	return;
 
@@ -737,8 +570,9 @@ static void op_start(struct op_ctx *c, virDomainPtr dom)
 		reply_error(c, 500, NULL, "cannot start %s: %s", c->sid, vir_msg());
 		return;
 	}
-	c->new_status = strdup("running");
-	c->vnc_port = domain_vnc_port(dom);
+	c->vnc_port = virt_domain_vnc_port(dom);
+	if (c->vnc_port < 0)
+		c->vnc_port = -1;
 	if (!streq(details, "already running"))
 		started_metadata(c, dom);
 	reply_ok(c, json_pack("{s:i,s:b,s:s}", "vnc_port", c->vnc_port, "is_running", 1, "details",
@@ -777,7 +611,6 @@ static void op_stop(struct op_ctx *c, virDomainPtr dom)
 		reply_error(c, 500, NULL, "%s", vir_msg());
 		return;
 	}
-	c->new_status = strdup("ready");
 	if (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED) {
 		reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", "already stopped"));
 		return;
@@ -792,8 +625,6 @@ static void op_stop(struct op_ctx *c, virDomainPtr dom)
 		_cleanup_free_ char *msg = strdup(vir_msg());
 		if (!wait_state(dom, VIR_DOMAIN_SHUTOFF, 0)) {
 			reply_error(c, 500, NULL, "cannot stop %s: %s", c->sid, strempty(msg));
-			free(c->new_status);
-			c->new_status = NULL;
 			return;
 		}
 	}
@@ -819,7 +650,6 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 			return;
 		} else
 			r = virDomainSuspend(dom);
-		c->new_status = strdup("suspend");
 		break;
 	case GUEST_OP_RESUME:
 		if (running)
@@ -830,7 +660,6 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 			return;
 		} else
 			r = virDomainResume(dom);
-		c->new_status = strdup("running");
 		break;
 	case GUEST_OP_REBOOT: {
 		/* is_force: a hardware reset (same QEMU). Otherwise a cold reboot that works
@@ -855,11 +684,12 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 			if (r == 0)
 				r = start_domain(dom, c->sid);
 			if (r == 0) {
-				c->vnc_port = domain_vnc_port(dom);
+				c->vnc_port = virt_domain_vnc_port(dom);
+				if (c->vnc_port < 0)
+					c->vnc_port = -1;
 				started_metadata(c, dom);
 			}
 		}
-		c->new_status = strdup("running");
 		details = "rebooted";
 		break;
 	}
@@ -869,8 +699,6 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 	if (r < 0) {
 		reply_error(c, 500, NULL, "cannot %s %s: %s", guest_op_to_string(c->op), c->sid,
 			    vir_msg());
-		free(c->new_status);
-		c->new_status = NULL;
 		return;
 	}
 	reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", details));
@@ -884,14 +712,14 @@ static void op_status(struct op_ctx *c, virDomainPtr dom)
 		return;
 	}
 	const char *power, *reason;
-	const char *status = state_to_status(state, &power);
-	c->new_status = strdup(status);
+	const char *status = guest_state_status(state, &power);
 	/* The region maps anything but its own states to unknown (SetStatusFromHost). */
-	json_t *body = json_pack("{s:s,s:s,s:i}", "status", guest_status_cloudpods(status, &reason),
-				 "power_states", power, "block_jobs_count", domain_block_jobs(dom));
+	json_t *body =
+	    json_pack("{s:s,s:s,s:i}", "status", guest_status_cloudpods(status, &reason),
+		      "power_states", power, "block_jobs_count", virt_domain_block_jobs(dom));
 	if (body && reason)
 		json_object_set_new(body, "reason", json_string(reason));
-	int pid = streq(power, "on") ? guests_qemu_pid(c->sid) : -1;
+	int pid = streq(power, "on") ? virt_qemu_pid(c->sid) : -1;
 	if (pid > 0)
 		json_object_set_new(body, "qemu_pid", json_integer(pid));
 	reply_ok(c, body);
@@ -951,8 +779,9 @@ static void op_console(struct op_ctx *c, virDomainPtr dom)
 	}
 	struct domxml_opts o;
 	domxml_options(c->a, &o);
+	int port = virt_domain_vnc_port(dom);
 	json_t *b =
-	    json_pack("{s:i,s:s}", "vnc_port", domain_vnc_port(dom), "listen", o.vnc_listen);
+	    json_pack("{s:i,s:s}", "vnc_port", port > 0 ? port : -1, "listen", o.vnc_listen);
 	if (b && pw)
 		json_object_set_new(b, "password", json_string(pw));
 	else if (b)
@@ -1002,6 +831,21 @@ static void op_delete(struct op_ctx *c, virConnectPtr conn)
 	reply_ok(c, NULL);
 }
 
+/* libvirt's state of dom after an operation, for the view. */
+static void record_state(struct op_ctx *c, virDomainPtr dom)
+{
+	int state = 0, reason = 0;
+	if (!dom || virDomainGetState(dom, &state, &reason, 0) < 0)
+		return;
+	c->have_state = true;
+	c->new_state = state;
+	c->new_reason = reason;
+	bool off = state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED ||
+		   state == VIR_DOMAIN_NOSTATE;
+	int pid = off ? 0 : virt_qemu_pid(c->sid);
+	c->new_pid = pid > 0 ? pid : 0;
+}
+
 static void op_work(void *userdata)
 {
 	struct op_ctx *c = userdata;
@@ -1012,10 +856,13 @@ static void op_work(void *userdata)
 	}
 	switch (c->op) {
 	case GUEST_OP_CREATE:
-		op_create(c, conn, false);
-		return;
 	case GUEST_OP_SYNC:
-		op_create(c, conn, true);
+		op_create(c, conn, c->op == GUEST_OP_SYNC);
+		if (c->created) {
+			_cleanup_(virDomainFreep) virDomainPtr d =
+			    virDomainLookupByName(conn, c->sid);
+			record_state(c, d);
+		}
 		return;
 	case GUEST_OP_DELETE:
 		op_delete(c, conn);
@@ -1056,6 +903,8 @@ static void op_work(void *userdata)
 		op_simple(c, dom);
 		break;
 	}
+	if (c->reply.code < 300)
+		record_state(c, dom);
 	if (c->reply.code >= 500 && virConnectIsAlive(conn) != 1)
 		virt_connection_lost(c->a->virt);
 }
@@ -1083,11 +932,21 @@ static void op_done(void *userdata)
 	if (!c->reply.body)
 		reply_error(c, 503, NULL, "the agent is shutting down");
 	if (g && c->reply.code < 300) {
-		g->gen++;
 		if (c->removed)
-			guest_remove(g, c->sid);
-		else if (c->new_status || c->created)
-			guest_set(g, c->sid, c->name, c->new_status, c->created ? 1 : -1);
+			view_remove(g, c->sid);
+		else {
+			/* The operation's own reading of libvirt, unless an event told the view
+			 * about this guest since the operation was queued: events come in order and
+			 * are newer than anything read before they arrived. */
+			const struct guest_info *x = guestview_get(g->view, c->sid);
+			if (c->have_state && (!x || x->seq <= c->seq))
+				view_state(g, c->sid, c->new_state, c->new_reason, c->new_pid);
+			if (c->created && guestview_get(g->view, c->sid) &&
+			    guestview_set_desc(g->view, c->sid, c->name, c->uuid, 1) < 0)
+				log_oom();
+			if (c->vnc_port > 0)
+				guestview_set_runtime(g->view, c->sid, c->vnc_port, -1);
+		}
 	}
 	if (g && c->marked_creating)
 		creating_remove(g, c->sid);
@@ -1108,8 +967,8 @@ static void op_done(void *userdata)
 	c->cb(&c->reply, c->userdata);
 	json_decref(c->reply.body);
 	json_decref(c->args);
-	free(c->new_status);
 	free(c->name);
+	free(c->uuid);
 	free(c->qemu_version);
 	erase_and_free(c->vnc_password);
 	free(c->sid);
@@ -1154,6 +1013,8 @@ int agent_guest_op(struct agent *a, enum guest_op op, const char *sid, json_t *a
 	c->userdata = userdata;
 	c->args = args ? json_incref(args) : json_object();
 	c->sid = strdup(strempty(sid));
+	if (a->guests)
+		c->seq = guestview_seq(a->guests->view);
 	if (!c->sid || !c->args) {
 		json_decref(c->args);
 		free(c->sid);
@@ -1218,7 +1079,7 @@ static void statuses_work(void *userdata)
 		}
 		const char *power, *reason;
 		const char *status =
-		    guest_status_cloudpods(state_to_status(state, &power), &reason);
+		    guest_status_cloudpods(guest_state_status(state, &power), &reason);
 		json_t *e = json_pack("{s:s,s:s}", "status", status, "power_states", power);
 		if (e && reason)
 			json_object_set_new(e, "reason", json_string(reason));
@@ -1258,194 +1119,386 @@ int agent_guest_statuses(struct agent *a, json_t *ids, op_done_fn cb, void *user
 	return 0;
 }
 
-/* ---- listing and rebuilding (worker thread, then loop) ---- */
+/* ---- listing: rebuild and reconciliation (worker thread, then loop) ---- */
+
+enum scan_kind {
+	SCAN_REBUILD,	/* after a (re)connection: replaces the view */
+	SCAN_RECONCILE, /* first look: differences become candidates */
+	SCAN_CONFIRM,	/* a second look a moment later: what still differs is drift */
+};
 
 struct scan {
 	struct agent *a;
-	op_done_fn cb;
-	void *userdata;
-	json_t *servers; /* array of {id, name, status, power_states, managed, qemu_pid} */
+	enum scan_kind kind;
+	struct guest_info *list; /* sorted by sid once on the loop */
+	size_t n;
 	bool ok;
-	char *error;
-	bool rebuild;
-	unsigned long gen; /* g->gen when the scan was submitted */
+	uint64_t seq; /* the view's seq when the first listing was submitted */
 	unsigned retries;
+	char **candidates; /* SCAN_CONFIRM: sids that differed in the first look */
 };
 
+static void scan_free(struct scan *s)
+{
+	guest_info_array_free(s->list, s->n);
+	strv_free(s->candidates);
+	free(s);
+}
+
+/* libvirt's domains and the workspaces, as view entries. */
 static void scan_work(void *userdata)
 {
 	struct scan *s = userdata;
 	const struct config *cfg = &s->a->cfg;
 	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(s->a->virt);
-	if (!conn) {
-		s->error = strdup("libvirt is not connected");
+	if (!conn || virt_list_domains(s->a->virt, conn, &s->list, &s->n) < 0)
 		return;
-	}
-	virDomainPtr *doms = NULL;
-	int n = virConnectListAllDomains(conn, &doms, 0);
-	if (n < 0) {
-		s->error = strdup(vir_msg());
-		if (virConnectIsAlive(conn) != 1)
-			virt_connection_lost(s->a->virt);
-		return;
-	}
-	s->servers = json_array();
-	for (int i = 0; i < n; i++) {
-		const char *name = virDomainGetName(doms[i]);
-		int state = 0;
-		virDomainGetState(doms[i], &state, NULL, 0);
-		const char *power, *status = state_to_status(state, &power);
-		_cleanup_(json_decrefp) json_t *dj = NULL;
+	for (size_t i = 0; i < s->n; i++) {
+		struct guest_info *x = &s->list[i];
 		_cleanup_guest_desc_ struct guest_desc *d = NULL;
-		bool managed = id_is_valid(name, 64) && load_desc(cfg, name, &dj, &d, NULL) >= 0;
-		json_t *e = json_pack("{s:s,s:s,s:s,s:b}", "id", name, "status", status,
-				      "power_states", power, "managed", managed);
-		if (d) {
-			json_object_set_new(e, "name", json_string(d->name));
-			json_object_set_new(e, "uuid", json_string(d->uuid));
-		} else
-			json_object_set_new(e, "workspace", json_string("missing or unreadable"));
-		int pid = streq(power, "on") ? guests_qemu_pid(name) : -1;
-		if (pid > 0)
-			json_object_set_new(e, "qemu_pid", json_integer(pid));
-		json_array_append_new(s->servers, e);
-		virDomainFree(doms[i]);
+		if (id_is_valid(x->sid, 64) && load_desc(cfg, x->sid, NULL, &d, NULL) >= 0) {
+			x->managed = true;
+			x->name = strdup(d->name);
+			x->uuid = strdup(d->uuid);
+		}
 	}
-	free(doms);
 	/* Workspaces without a domain: a half-created or externally undefined guest. */
 	DIR *dir = opendir(cfg->servers_path);
 	struct dirent *de;
+	size_t listed = s->n;
 	while (dir && (de = readdir(dir))) {
 		if (!id_is_valid(de->d_name, 64))
 			continue;
 		bool seen = false;
-		size_t i;
-		json_t *e;
-		json_array_foreach (s->servers, i, e)
-			if (streq(json_string_value(json_object_get(e, "id")), de->d_name))
-				seen = true;
+		for (size_t i = 0; i < listed && !seen; i++)
+			seen = streq(s->list[i].sid, de->d_name);
 		if (seen)
 			continue;
-		json_array_append_new(s->servers,
-				      json_pack("{s:s,s:s,s:s,s:b,s:s}", "id", de->d_name, "status",
-						"unknown", "power_states", "off", "managed", 1,
-						"details", "workspace without a libvirt domain"));
+		struct guest_info *l = realloc(s->list, sizeof(*l) * (s->n + 1));
+		if (!l)
+			break;
+		s->list = l;
+		l[s->n] = (struct guest_info){
+		    .sid = strdup(de->d_name), .state = GUEST_STATE_NO_DOMAIN, .managed = true};
+		if (l[s->n].sid)
+			s->n++;
 	}
 	if (dir)
 		closedir(dir);
 	s->ok = true;
 }
 
+static int scan_submit(struct agent *a, enum scan_kind kind, uint64_t seq, unsigned retries,
+		       char **candidates, bool delayed);
+
+static void rebuild(struct guests *g, struct scan *s)
+{
+	/* Replace the view with what libvirt and the workspaces say now. A guest that is no
+	 * longer there (undefined while the connection was down) leaves through the hooks like a
+	 * deleted one. */
+	_cleanup_strv_free_ char **before = calloc(guestview_size(g->view) + 1, sizeof(char *));
+	for (size_t k = 0; before && k < guestview_size(g->view); k++)
+		before[k] = strdup(guestview_at(g->view, k)->sid);
+	guestview_replace(g->view, TAKE_PTR(s->list), s->n);
+	s->n = 0;
+	for (size_t i = 0; i < guestview_size(g->view); i++) {
+		const struct guest_info *x = guestview_at(g->view, i);
+		const char *status = guest_state_status(x->state, NULL);
+		hooks_state(g, x->sid, status);
+		if (streq(status, "running") || streq(status, "suspend")) {
+			log_kv(LOG_INFO,
+			       x->managed ? "Adopted running guest"
+					  : "Running domain has no readable workspace; left "
+					    "running as unknown",
+			       "sid", x->sid, "status", status, NULL);
+			if (x->qemu_pid > 0)
+				hooks_running(g, x->sid, x->qemu_pid);
+		}
+	}
+	for (size_t k = 0; before && before[k]; k++)
+		if (!guestview_get(g->view, before[k]))
+			hooks_gone(g, before[k]);
+}
+
+static const struct guest_info *list_find(const struct scan *s, const char *sid)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (streq(s->list[i].sid, sid))
+			return &s->list[i];
+	return NULL;
+}
+
+/* Whether the view's entry of sid (a, or its absence) and the listing's (b) differ in what the
+ * view serves, with both described in buf. Entries changed since seq are newer than the
+ * listing's and never differ. */
+static bool entry_differs(struct guests *g, uint64_t seq, const char *sid,
+			  const struct guest_info *b, char *buf, size_t size)
+{
+	const struct guest_info *a = guestview_get(g->view, sid);
+	if (a ? a->seq > seq : guestview_removed_seq(g->view) > seq)
+		return false;
+	if (!a && !b)
+		return false;
+	if (!a || !b) {
+		snprintf(buf, size, "%s -> %s",
+			 a ? guest_state_status(a->state, NULL) : "not in the view",
+			 b ? guest_state_status(b->state, NULL) : "not in libvirt");
+		return true;
+	}
+	return guest_info_differs(a, b, buf, size);
+}
+
+static void reconcile_first(struct guests *g, struct scan *s)
+{
+	_cleanup_strv_free_ char **cand = NULL;
+	char what[256];
+	for (size_t i = 0; i < s->n; i++) {
+		struct guest_info *b = &s->list[i];
+		const struct guest_info *a = guestview_get(g->view, b->sid);
+		if (entry_differs(g, s->seq, b->sid, b, what, sizeof(what)))
+			strv_extend(&cand, b->sid);
+		else if (a && a->seq <= s->seq)
+			/* Not carried by events: refreshed from the listing. */
+			guestview_set_runtime(g->view, b->sid, b->vnc_port, b->block_jobs);
+	}
+	for (size_t i = 0; i < guestview_size(g->view); i++) {
+		const char *sid = guestview_at(g->view, i)->sid;
+		if (!list_find(s, sid) && entry_differs(g, s->seq, sid, NULL, what, sizeof(what)))
+			strv_extend(&cand, sid);
+	}
+	if (!cand) {
+		g->reconciled++;
+		g->reconciling = false;
+		return;
+	}
+	/* An event may still be on its way: look again in a moment before calling it drift. */
+	if (scan_submit(g->a, SCAN_CONFIRM, s->seq, 0, TAKE_PTR(cand), true) < 0)
+		g->reconciling = false;
+}
+
+static void reconcile_confirm(struct guests *g, struct scan *s)
+{
+	char what[256];
+	STRV_FOREACH (sid, s->candidates) {
+		const struct guest_info *b = list_find(s, *sid);
+		if (!entry_differs(g, s->seq, *sid, b, what, sizeof(what)))
+			continue;
+		g->drift++;
+		log_kv(LOG_WARNING, "Guest view differed from libvirt; corrected", "sid", *sid,
+		       "view -> libvirt", what, NULL);
+		if (!b) {
+			view_remove(g, *sid);
+			continue;
+		}
+		const struct guest_info *a = guestview_get(g->view, *sid);
+		const char *before = a ? guest_state_status(a->state, NULL) : NULL;
+		struct guest_info copy = *b;
+		copy.sid = strdup(b->sid);
+		copy.name = b->name ? strdup(b->name) : NULL;
+		copy.uuid = b->uuid ? strdup(b->uuid) : NULL;
+		if (!copy.sid || guestview_put(g->view, &copy) < 0) {
+			guest_info_clear(&copy);
+			log_oom();
+			continue;
+		}
+		const char *after = guest_state_status(b->state, NULL);
+		if (!streq_ptr(before, after))
+			hooks_state(g, *sid, after);
+	}
+	g->reconciled++;
+	g->reconciling = false;
+}
+
 static void scan_done(void *userdata)
 {
 	struct scan *s = userdata;
 	struct guests *g = s->a->guests;
-	if (s->ok && s->rebuild && g && g->gen != s->gen && s->retries < 10) {
-		/* An operation or event changed a guest while libvirt was being listed: the list
-		 * may be older than the table, so list again rather than install it. */
-		struct scan *again = calloc(1, sizeof(*again));
-		if (again) {
-			*again = (struct scan){
-			    .a = s->a, .rebuild = true, .gen = g->gen, .retries = s->retries + 1};
-			if (tasks_submit(s->a->tasks, NULL, scan_work, scan_done, again) >= 0)
-				s->rebuild = false;
-			else
-				free(again);
-		}
+	if (g && !s->ok && g->connected && s->kind == SCAN_REBUILD && !s->a->stopping) {
+		/* The view stays invalid (503) until a listing succeeds: try again shortly. */
+		log_debug("Listing libvirt for the guest view failed, retrying");
+		scan_submit(s->a, SCAN_REBUILD, guestview_seq(g->view), 0, NULL, true);
+		return scan_free(s);
 	}
-	if (s->ok && s->rebuild && g) {
-		/* Replace the table with what libvirt and the workspaces say now. A guest that is
-		 * no longer there (undefined while the connection was down) leaves through the
-		 * hooks like a deleted one. */
-		pthread_mutex_lock(&g->lock);
-		_cleanup_strv_free_ char **before = calloc(g->n + 1, sizeof(char *));
-		for (size_t k = 0; before && k < g->n; k++)
-			before[k] = strdup(g->list[k].sid);
-		table_clear(g);
-		pthread_mutex_unlock(&g->lock);
-		size_t i;
-		json_t *e;
-		json_array_foreach (s->servers, i, e) {
-			const char *sid = json_string_value(json_object_get(e, "id"));
-			const char *status = json_string_value(json_object_get(e, "status"));
-			bool managed = json_is_true(json_object_get(e, "managed"));
-			guest_set(g, sid, json_string_value(json_object_get(e, "name")), status,
-				  managed);
-			json_t *pid = json_object_get(e, "qemu_pid");
-			if (streq(status, "running") || streq(status, "suspend")) {
-				log_kv(LOG_INFO,
-				       managed ? "Adopted running guest"
-					       : "Running domain has no readable workspace; left "
-						 "running as unknown",
-				       "sid", sid, "status", status, NULL);
-				if (json_is_integer(pid))
-					hooks_running(g, sid, (int)json_integer_value(pid));
-			}
-		}
-		for (size_t k = 0; before && before[k]; k++)
-			if (!guest_find(g, before[k]))
-				hooks_gone(g, before[k]);
+	if (!g || !s->ok || !g->connected) {
+		if (g && s->kind != SCAN_REBUILD)
+			g->reconciling = false;
+		return scan_free(s);
 	}
-	if (s->cb) {
-		struct op_reply reply;
-		if (s->ok)
-			reply = (struct op_reply){200, json_pack("{s:O}", "servers", s->servers)};
-		else
-			reply = (struct op_reply){
-			    503,
-			    op_error_body(503, NULL, "%s", s->error ? s->error : "shutting down")};
-		s->cb(&reply, s->userdata);
-		json_decref(reply.body);
-	}
-	json_decref(s->servers);
-	free(s->error);
-	free(s);
+	if (s->kind == SCAN_REBUILD) {
+		if (guestview_seq(g->view) != s->seq && s->retries < 10 &&
+		    scan_submit(s->a, SCAN_REBUILD, guestview_seq(g->view), s->retries + 1, NULL,
+				false) >= 0)
+			/* An operation or event changed a guest while libvirt was being listed: the
+			 * list may be older than the view, so list again rather than install it. */
+			return scan_free(s);
+		rebuild(g, s);
+	} else if (!guestview_valid(g->view))
+		g->reconciling = false; /* a rebuild comes */
+	else if (s->kind == SCAN_RECONCILE)
+		reconcile_first(g, s);
+	else
+		reconcile_confirm(g, s);
+	scan_free(s);
 }
 
-static int scan_submit(struct agent *a, bool rebuild, op_done_fn cb, void *userdata)
+static void scan_queue(struct scan *s)
+{
+	int r = tasks_submit(s->a->tasks, NULL, scan_work, scan_done, s);
+	if (r < 0)
+		scan_done(s); /* !ok: dropped */
+}
+
+static int on_delay_timer(sd_event_source *src, uint64_t usec, void *userdata)
+{
+	struct scan *s = userdata;
+	struct guests *g = s->a->guests;
+	int slot = s->kind == SCAN_CONFIRM;
+	g->delay_src[slot] = sd_event_source_unref(g->delay_src[slot]);
+	g->delayed[slot] = NULL;
+	scan_queue(s);
+	return 0;
+}
+
+static void delayed_drop(struct guests *g, int slot)
+{
+	g->delay_src[slot] = sd_event_source_disable_unref(g->delay_src[slot]);
+	if (g->delayed[slot])
+		scan_free(g->delayed[slot]);
+	g->delayed[slot] = NULL;
+}
+
+/* delayed: the listing starts in a second (libvirt delivers an event within milliseconds: a
+ * second listing one second later that still differs from an unchanged view is no event in
+ * flight; a failed rebuild is retried without spinning). */
+static int scan_submit(struct agent *a, enum scan_kind kind, uint64_t seq, unsigned retries,
+		       char **candidates, bool delayed)
 {
 	struct scan *s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s) {
+		strv_free(candidates);
 		return -ENOMEM;
-	*s = (struct scan){.a = a, .cb = cb, .userdata = userdata, .rebuild = rebuild};
-	if (a->guests)
-		s->gen = a->guests->gen;
-	int r = tasks_submit(a->tasks, NULL, scan_work, scan_done, s);
-	if (r < 0) {
-		s->error = strdup(r == -EBUSY ? "too many queued operations" : "shutting down");
-		scan_done(s);
 	}
+	*s = (struct scan){
+	    .a = a, .kind = kind, .seq = seq, .retries = retries, .candidates = candidates};
+	struct guests *g = a->guests;
+	if (delayed && g) {
+		int slot = kind == SCAN_CONFIRM;
+		delayed_drop(g, slot);
+		int r = sd_event_add_time_relative(a->event, &g->delay_src[slot], CLOCK_MONOTONIC,
+						   USEC_PER_SEC, 0, on_delay_timer, s);
+		if (r < 0) {
+			scan_free(s);
+			return r;
+		}
+		g->delayed[slot] = s;
+		return 0;
+	}
+	scan_queue(s);
 	return 0;
+}
+
+static void schedule_reconcile(struct guests *g);
+
+static int on_reconcile_timer(sd_event_source *src, uint64_t usec, void *userdata)
+{
+	struct guests *g = userdata;
+	if (g->connected && guestview_valid(g->view) && !g->reconciling && !g->a->stopping) {
+		g->reconciling = true;
+		if (scan_submit(g->a, SCAN_RECONCILE, guestview_seq(g->view), 0, NULL, false) < 0)
+			g->reconciling = false;
+	}
+	schedule_reconcile(g);
+	return 0;
+}
+
+static void schedule_reconcile(struct guests *g)
+{
+	uint64_t every = (uint64_t)MAX(g->a->cfg.guest_view_reconcile_seconds, 1) * USEC_PER_SEC;
+	int r;
+	if (!g->reconcile_timer)
+		r = sd_event_add_time_relative(g->a->event, &g->reconcile_timer, CLOCK_MONOTONIC,
+					       every, USEC_PER_SEC / 10, on_reconcile_timer, g);
+	else {
+		r = sd_event_source_set_time_relative(g->reconcile_timer, every);
+		if (r >= 0)
+			r = sd_event_source_set_enabled(g->reconcile_timer, SD_EVENT_ONESHOT);
+	}
+	if (r < 0)
+		log_warning_errno(r, "Cannot schedule the guest view reconciliation: %m");
+}
+
+static json_t *list_json(struct guests *g)
+{
+	json_t *servers = json_array();
+	for (size_t i = 0; servers && i < guestview_size(g->view); i++)
+		if (json_array_append_new(
+			servers, guestview_list_entry_json(guestview_at(g->view, i))) < 0) {
+			json_decref(servers);
+			servers = NULL;
+		}
+	return servers ? json_pack("{s:o}", "servers", servers) : NULL;
 }
 
 int agent_guest_list(struct agent *a, op_done_fn cb, void *userdata)
 {
-	return scan_submit(a, false, cb, userdata);
+	struct guests *g = a->guests;
+	struct op_reply reply = {200, NULL};
+	if (!g || !g->connected || !guestview_valid(g->view))
+		reply =
+		    (struct op_reply){503, op_error_body(503, NULL, "libvirt is not connected")};
+	else if (!(reply.body = list_json(g)))
+		reply = (struct op_reply){500, op_error_body(500, NULL, "out of memory")};
+	cb(&reply, userdata);
+	json_decref(reply.body);
+	return 0;
+}
+
+int agent_guest_list_text(struct agent *a, const char **ret_text, size_t *ret_len)
+{
+	struct guests *g = a->guests;
+	if (!g || !g->connected || !guestview_valid(g->view))
+		return -ENOTCONN;
+	if (!g->list_text || g->list_seq != guestview_seq(g->view)) {
+		_cleanup_(json_decrefp) json_t *j = list_json(g);
+		char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		if (!text)
+			return -ENOMEM;
+		free(g->list_text);
+		g->list_text = text;
+		g->list_len = strlen(text);
+		g->list_seq = guestview_seq(g->view);
+	}
+	*ret_text = g->list_text;
+	*ret_len = g->list_len;
+	return 0;
+}
+
+int agent_guest_status(struct agent *a, const char *sid, struct op_reply *ret)
+{
+	struct guests *g = a->guests;
+	const struct guest_info *x = NULL;
+	if (!id_is_valid(sid, 64))
+		*ret = (struct op_reply){400, op_error_body(400, NULL, "sid: invalid guest id")};
+	else if (a->stopping)
+		*ret =
+		    (struct op_reply){503, op_error_body(503, NULL, "the agent is shutting down")};
+	else if (!g || !g->connected || !guestview_valid(g->view))
+		*ret = (struct op_reply){503, op_error_body(503, NULL, "libvirt is not connected")};
+	else if (!(x = guestview_get(g->view, sid)) || x->state == GUEST_STATE_NO_DOMAIN)
+		*ret = (struct op_reply){
+		    404, op_error_body(404, "NotFoundError", "guest %s not found", sid)};
+	else {
+		json_t *body = guestview_status_json(x);
+		const char *hid = body ? report_host_id(a->report) : NULL;
+		if (hid)
+			json_object_set_new(body, "host_id", json_string(hid));
+		*ret = body ? (struct op_reply){200, body}
+			    : (struct op_reply){500, op_error_body(500, NULL, "out of memory")};
+	}
+	return ret->body ? 0 : -ENOMEM;
 }
 
 /* ---- events ---- */
-
-static const char *event_status(int event, int detail)
-{
-	switch (event) {
-	case VIR_DOMAIN_EVENT_STARTED:
-	case VIR_DOMAIN_EVENT_RESUMED:
-		return "running";
-	case VIR_DOMAIN_EVENT_SUSPENDED:
-	case VIR_DOMAIN_EVENT_PMSUSPENDED:
-		return "suspend";
-	case VIR_DOMAIN_EVENT_SHUTDOWN:
-		return "stopping";
-	case VIR_DOMAIN_EVENT_STOPPED:
-		return detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED ? "crashed" : "ready";
-	case VIR_DOMAIN_EVENT_CRASHED:
-		return "crashed";
-	case VIR_DOMAIN_EVENT_DEFINED:
-		return NULL;
-	default:
-		return NULL;
-	}
-}
 
 static void on_virt_event(const char *name, int event, int detail, void *userdata)
 {
@@ -1455,47 +1508,89 @@ static void on_virt_event(const char *name, int event, int detail, void *userdat
 	snprintf(det, sizeof(det), "%d", detail);
 	log_kv(LOG_DEBUG, "libvirt lifecycle event", "domain", name, "event", ev, "detail", det,
 	       NULL);
-	g->gen++;
-	if (event == VIR_DOMAIN_EVENT_UNDEFINED) {
-		struct guest *x = guest_find(g, name);
-		if (x && !x->managed)
-			guest_remove(g, name);
+	const struct guest_info *x = guestview_get(g->view, name);
+	bool off = x && (x->state == GUEST_STATE_SHUTOFF || x->state == GUEST_STATE_CRASHED ||
+			 x->state == GUEST_STATE_NOSTATE || x->state == GUEST_STATE_NO_DOMAIN);
+	if (virt_event_undefined(event)) {
+		/* A running domain that loses its definition goes on as a transient one. */
+		if (x && !off)
+			guestview_set_transient(g->view, name, true);
+		if (!x || !off)
+			return;
+		if (!x->managed)
+			view_remove(g, name);
+		else /* its workspace stays: listed as a workspace without a domain */
+			guestview_set_state(g->view, name, GUEST_STATE_NO_DOMAIN, 0, 0, NULL);
 		return;
 	}
-	const char *status = event_status(event, detail);
-	if (!status)
+	int state, reason;
+	if (virt_event_defined(event)) {
+		/* A new domain (or a workspace's domain defined again); a redefinition of a
+		 * known domain changes nothing the view holds. */
+		if (x)
+			guestview_set_transient(g->view, name, false);
+		if (x && x->state != GUEST_STATE_NO_DOMAIN)
+			return;
+		state = GUEST_STATE_SHUTOFF;
+		reason = 0;
+	} else if (virt_event_state(event, detail, &state, &reason) < 0)
 		return;
-	struct guest *x = guest_find(g, name);
-	if (!x && !id_is_valid(name, 64))
+	/* libvirt raises SHUTDOWN and SUSPENDED from QEMU's own events, which can come after the
+	 * STOPPED of a destroy: for a domain that is off they are stale. (RESUMED is not: a start
+	 * resumes the paused QEMU before STARTED.) */
+	if (off && (state == GUEST_STATE_SHUTDOWN || state == GUEST_STATE_PAUSED ||
+		    state == GUEST_STATE_PMSUSPENDED)) {
+		log_kv(LOG_DEBUG, "Stale lifecycle event for a stopped domain ignored", "domain",
+		       name, "event", ev, NULL);
 		return;
-	const char *old = x ? x->status : "none";
-	if (!x || !streq_ptr(x->status, status))
-		log_kv(LOG_INFO, "Guest state changed", "sid", name, "from", strempty(old), "to",
-		       status, NULL);
-	guest_set(g, name, NULL, status, x ? -1 : 0);
+	}
+	const char *old = x ? guest_state_status(x->state, NULL) : "none";
+	const char *status = guest_state_status(state, NULL);
+	if (!streq(old, status))
+		log_kv(LOG_INFO, "Guest state changed", "sid", name, "from", old, "to", status,
+		       NULL);
+	bool stopped = state == GUEST_STATE_SHUTOFF || state == GUEST_STATE_CRASHED;
+	int pid = stopped ? 0 : -1;
+	if (virt_event_started(event)) {
+		int p = virt_qemu_pid(name);
+		pid = p > 0 ? p : 0;
+	}
+	/* A persistent domain comes to the view through DEFINED or a listing: one that shows up
+	 * running without either (virsh create; RESUMED may come before STARTED) is transient. */
+	bool transient =
+	    !virt_event_defined(event) && (!x || x->transient || x->state == GUEST_STATE_NO_DOMAIN);
+	if (stopped && transient) {
+		/* libvirt forgets a transient domain when it stops (no UNDEFINED event). */
+		if (x && x->managed)
+			guestview_set_state(g->view, name, GUEST_STATE_NO_DOMAIN, 0, 0, NULL);
+		else
+			view_remove(g, name);
+		return;
+	}
+	view_state(g, name, state, reason, pid);
+	if (transient)
+		guestview_set_transient(g->view, name, true);
+	if (stopped)
+		guestview_set_runtime(g->view, name, 0, 0);
 	/* Every new QEMU (an agent start, a cold reboot, or anyone else's start) raises STARTED:
 	 * with adoption, the only place the running hooks (placement) fire. */
-	if (event == VIR_DOMAIN_EVENT_STARTED && hooks_want_running(g)) {
-		int pid = guests_qemu_pid(name);
-		if (pid > 0)
-			hooks_running(g, name, pid);
-	}
+	if (virt_event_started(event) && pid > 0 && hooks_want_running(g))
+		hooks_running(g, name, pid);
 }
 
 static void on_virt_conn(bool connected, void *userdata)
 {
 	struct guests *g = userdata;
 	g->connected = connected;
+	/* Never served stale: invalid until the listing of this connection is installed. */
+	guestview_invalidate(g->view);
 	if (connected)
-		scan_submit(g->a, true, NULL, NULL);
+		scan_submit(g->a, SCAN_REBUILD, guestview_seq(g->view), 0, NULL, false);
 }
 
 /* ---- lifecycle ---- */
 
 static void collect(FILE *f, void *userdata);
-static void guests_count_states(struct guests *g,
-				void (*fn)(const char *state, unsigned n, void *ud), void *ud);
-static unsigned guests_unknown_locked(struct guests *g);
 
 int guests_new(struct agent *a, struct guests **ret)
 {
@@ -1503,7 +1598,11 @@ int guests_new(struct agent *a, struct guests **ret)
 	if (!g)
 		return -ENOMEM;
 	g->a = a;
-	pthread_mutex_init(&g->lock, NULL);
+	int r = guestview_new(&g->view);
+	if (r < 0) {
+		free(g);
+		return r;
+	}
 	*ret = g;
 	return 0;
 }
@@ -1512,9 +1611,12 @@ struct guests *guests_free(struct guests *g)
 {
 	if (!g)
 		return NULL;
-	table_clear(g);
+	sd_event_source_disable_unref(g->reconcile_timer);
+	delayed_drop(g, 0);
+	delayed_drop(g, 1);
+	guestview_free(g->view);
+	free(g->list_text);
 	strv_free(g->creating);
-	pthread_mutex_destroy(&g->lock);
 	free(g);
 	return NULL;
 }
@@ -1535,6 +1637,7 @@ int guests_start(struct guests *g)
 		if (r < 0)
 			return r;
 	}
+	schedule_reconcile(g);
 	return virt_start(g->a->virt, on_virt_event, on_virt_conn, g);
 }
 
@@ -1543,33 +1646,42 @@ static bool guests_libvirt_connected(struct guests *g)
 	return g && g->connected;
 }
 
-static unsigned guests_unknown_locked(struct guests *g)
-{
-	unsigned n = 0;
-	for (size_t i = 0; i < g->n; i++)
-		if (!g->list[i].managed && streq_ptr(g->list[i].status, "running"))
-			n++;
-	return n;
-}
-
-static void collect_state(const char *state, unsigned n, void *ud)
-{
-	char labels[64];
-	snprintf(labels, sizeof(labels), "state=\"%s\"", state);
-	metrics_write_sample(ud, "hostagent_guests", labels, n);
-}
-
+/* The guest part of /metrics, from the view (loop thread, like every collector). */
 static void collect(FILE *f, void *userdata)
 {
+	static const char *const states[] = {"running",	 "ready",   "suspend",
+					     "stopping", "crashed", "unknown"};
 	struct guests *g = userdata;
+	bool valid = g->connected && guestview_valid(g->view);
+	unsigned counts[ELEMENTSOF(states)] = {0}, unknown = 0;
+	for (size_t i = 0; valid && i < guestview_size(g->view); i++) {
+		const struct guest_info *x = guestview_at(g->view, i);
+		const char *status = guest_state_status(x->state, NULL);
+		for (size_t s = 0; s < ELEMENTSOF(states); s++)
+			if (streq(status, states[s]))
+				counts[s]++;
+		if (!x->managed && streq(status, "running"))
+			unknown++;
+	}
+	/* While libvirt is disconnected nothing is known: no samples rather than stale ones. */
 	metrics_write_family(f, "hostagent_guests", "gauge", "Guests on this host by state.");
-	guests_count_states(g, collect_state, f);
+	for (size_t s = 0; valid && s < ELEMENTSOF(states); s++) {
+		char labels[64];
+		snprintf(labels, sizeof(labels), "state=\"%s\"", states[s]);
+		metrics_write_sample(f, "hostagent_guests", labels, counts[s]);
+	}
 	metrics_write_family(f, "hostagent_guests_unknown", "gauge",
 			     "Running domains without a readable workspace (left running).");
-	pthread_mutex_lock(&g->lock);
-	unsigned unknown = guests_unknown_locked(g);
-	pthread_mutex_unlock(&g->lock);
-	metrics_write_sample(f, "hostagent_guests_unknown", NULL, unknown);
+	if (valid)
+		metrics_write_sample(f, "hostagent_guests_unknown", NULL, unknown);
+	metrics_write_family(f, "hostagent_guest_view_drift_total", "counter",
+			     "Differences between the guest view and a full libvirt listing, "
+			     "found and corrected by the periodic reconciliation.");
+	metrics_write_sample(f, "hostagent_guest_view_drift_total", NULL, (double)g->drift);
+	metrics_write_family(f, "hostagent_guest_view_reconciliations_total", "counter",
+			     "Reconciliations of the guest view with libvirt completed.");
+	metrics_write_sample(f, "hostagent_guest_view_reconciliations_total", NULL,
+			     (double)g->reconciled);
 	metrics_write_family(f, "hostagent_libvirt_connected", "gauge",
 			     "1 while the libvirt connection is up.");
 	metrics_write_sample(f, "hostagent_libvirt_connected", NULL, g->connected ? 1 : 0);
@@ -1577,23 +1689,6 @@ static void collect(FILE *f, void *userdata)
 			     "Times the libvirt connection was re-established.");
 	metrics_write_sample(f, "hostagent_libvirt_reconnects_total", NULL,
 			     virt_reconnects(g->a->virt));
-}
-
-/* Number of guests per state: calls fn(state, count). */
-static void guests_count_states(struct guests *g,
-				void (*fn)(const char *state, unsigned n, void *ud), void *ud)
-{
-	static const char *const states[] = {"running",	 "ready",   "suspend",
-					     "stopping", "crashed", "unknown"};
-	unsigned counts[ELEMENTSOF(states)] = {0};
-	pthread_mutex_lock(&g->lock);
-	for (size_t s = 0; s < ELEMENTSOF(states); s++)
-		for (size_t i = 0; i < g->n; i++)
-			if (streq_ptr(g->list[i].status, states[s]))
-				counts[s]++;
-	pthread_mutex_unlock(&g->lock);
-	for (size_t s = 0; s < ELEMENTSOF(states); s++)
-		fn(states[s], counts[s], ud);
 }
 
 int guests_add_hooks(struct guests *g, guest_running_fn on_running, guest_state_fn on_state,

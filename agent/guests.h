@@ -6,6 +6,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "agent/guestview.h"
+
 struct agent;
 struct guests;
 
@@ -32,11 +34,6 @@ int guests_add_hooks(struct guests *g, guest_running_fn on_running, guest_state_
 		     void *ud);
 /* Removes every hook installed with ud (its owner goes away before the guest table). */
 void guests_remove_hooks(struct guests *g, void *ud);
-
-/* A guest status in Cloudpods' terms (running, ready, suspend, unknown): stopping is still
- * running, crashed is ready with *ret_reason "crashed" (NULL otherwise); anything else is
- * unknown. */
-const char *guest_status_cloudpods(const char *status, const char **ret_reason);
 
 /* True while a create of sid runs (loop thread): its status changes are not reported, as the
  * region learns the outcome from the task. */

@@ -41,9 +41,19 @@ typedef void (*op_done_fn)(struct op_reply *reply, void *userdata);
 int agent_guest_op(struct agent *a, enum guest_op op, const char *sid, json_t *args, op_done_fn cb,
 		   void *userdata);
 
-/* Snapshot of the guests this host knows, as {"servers": [{"id":..,"name":..,"status":..}]}.
- * Runs libvirt queries on the worker pool; cb as above. */
+/* Snapshot of the guests this host knows, as {"servers": [{"id":..,"name":..,"status":..}]},
+ * from the agent's view of the guests: cb is called before this returns (503 while libvirt is
+ * disconnected). */
 int agent_guest_list(struct agent *a, op_done_fn cb, void *userdata);
+/* The same as JSON text, kept until the view changes (valid until the loop runs on): 0, or
+ * -ENOTCONN while libvirt is disconnected. */
+int agent_guest_list_text(struct agent *a, const char **ret_text, size_t *ret_len);
+
+/* The status of guest sid from the agent's view of the guests (no libvirt call, answered at
+ * once), as GUEST_OP_STATUS replies: {"status", "power_states", "block_jobs_count", "reason"
+ * (crashed), "qemu_pid", "host_id"}; 404 for a guest libvirt does not have, 503 while libvirt is
+ * disconnected. *ret's body is the caller's. */
+int agent_guest_status(struct agent *a, const char *sid, struct op_reply *ret);
 
 /* Statuses of the guests listed in ids (an array of valid guest ids) from libvirt, as
  * {"guests": {<sid>: {"status", "power_states"}}, "notfound": [sids libvirt does not have]},

@@ -5,7 +5,11 @@
 #include <sys/eventfd.h>
 #include <time.h>
 
+#include <fcntl.h>
 #include <libvirt/virterror.h>
+#include <libxml/parser.h>
+#include <libxml/xpath.h>
+#include <unistd.h>
 
 #include "agent/domxml.h"
 #include "agent/virt.h"
@@ -427,4 +431,248 @@ bool virt_domain_is_ours(virDomainPtr dom)
 	}
 	free(md);
 	return true;
+}
+
+/* ---- guest states ---- */
+
+_Static_assert((int)GUEST_STATE_NOSTATE == (int)VIR_DOMAIN_NOSTATE &&
+		   (int)GUEST_STATE_RUNNING == (int)VIR_DOMAIN_RUNNING &&
+		   (int)GUEST_STATE_BLOCKED == (int)VIR_DOMAIN_BLOCKED &&
+		   (int)GUEST_STATE_PAUSED == (int)VIR_DOMAIN_PAUSED &&
+		   (int)GUEST_STATE_SHUTDOWN == (int)VIR_DOMAIN_SHUTDOWN &&
+		   (int)GUEST_STATE_SHUTOFF == (int)VIR_DOMAIN_SHUTOFF &&
+		   (int)GUEST_STATE_CRASHED == (int)VIR_DOMAIN_CRASHED &&
+		   (int)GUEST_STATE_PMSUSPENDED == (int)VIR_DOMAIN_PMSUSPENDED,
+	       "enum guest_state follows virDomainState");
+_Static_assert(GUEST_REASON_PAUSED_STARTING_UP == (int)VIR_DOMAIN_PAUSED_STARTING_UP,
+	       "GUEST_REASON_PAUSED_STARTING_UP follows libvirt");
+
+bool virt_event_undefined(int event)
+{
+	return event == VIR_DOMAIN_EVENT_UNDEFINED;
+}
+
+bool virt_event_defined(int event)
+{
+	return event == VIR_DOMAIN_EVENT_DEFINED;
+}
+
+bool virt_event_started(int event)
+{
+	return event == VIR_DOMAIN_EVENT_STARTED;
+}
+
+int virt_event_state(int event, int detail, int *ret_state, int *ret_reason)
+{
+	int state, reason = 0;
+	switch (event) {
+	case VIR_DOMAIN_EVENT_STARTED:
+		state = VIR_DOMAIN_RUNNING;
+		switch (detail) {
+		case VIR_DOMAIN_EVENT_STARTED_BOOTED:
+			reason = VIR_DOMAIN_RUNNING_BOOTED;
+			break;
+		case VIR_DOMAIN_EVENT_STARTED_MIGRATED:
+			reason = VIR_DOMAIN_RUNNING_MIGRATED;
+			break;
+		case VIR_DOMAIN_EVENT_STARTED_RESTORED:
+			reason = VIR_DOMAIN_RUNNING_RESTORED;
+			break;
+		case VIR_DOMAIN_EVENT_STARTED_FROM_SNAPSHOT:
+			reason = VIR_DOMAIN_RUNNING_FROM_SNAPSHOT;
+			break;
+		case VIR_DOMAIN_EVENT_STARTED_WAKEUP:
+			reason = VIR_DOMAIN_RUNNING_WAKEUP;
+			break;
+		}
+		break;
+	case VIR_DOMAIN_EVENT_RESUMED:
+		state = VIR_DOMAIN_RUNNING;
+		reason = detail == VIR_DOMAIN_EVENT_RESUMED_MIGRATED ? VIR_DOMAIN_RUNNING_MIGRATED
+			 : detail == VIR_DOMAIN_EVENT_RESUMED_FROM_SNAPSHOT
+			     ? VIR_DOMAIN_RUNNING_FROM_SNAPSHOT
+			     : VIR_DOMAIN_RUNNING_UNPAUSED;
+		break;
+	case VIR_DOMAIN_EVENT_SUSPENDED:
+		state = VIR_DOMAIN_PAUSED;
+		reason =
+		    detail == VIR_DOMAIN_EVENT_SUSPENDED_IOERROR    ? VIR_DOMAIN_PAUSED_IOERROR
+		    : detail == VIR_DOMAIN_EVENT_SUSPENDED_WATCHDOG ? VIR_DOMAIN_PAUSED_WATCHDOG
+		    : detail == VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED ? VIR_DOMAIN_PAUSED_MIGRATION
+								    : VIR_DOMAIN_PAUSED_USER;
+		break;
+	case VIR_DOMAIN_EVENT_PMSUSPENDED:
+		state = VIR_DOMAIN_PMSUSPENDED;
+		break;
+	case VIR_DOMAIN_EVENT_SHUTDOWN:
+		state = VIR_DOMAIN_SHUTDOWN;
+		break;
+	case VIR_DOMAIN_EVENT_STOPPED:
+		state = VIR_DOMAIN_SHUTOFF;
+		switch (detail) {
+		case VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN:
+			reason = VIR_DOMAIN_SHUTOFF_SHUTDOWN;
+			break;
+		case VIR_DOMAIN_EVENT_STOPPED_DESTROYED:
+			reason = VIR_DOMAIN_SHUTOFF_DESTROYED;
+			break;
+		case VIR_DOMAIN_EVENT_STOPPED_FAILED:
+		case VIR_DOMAIN_EVENT_STOPPED_CRASHED:
+			reason = VIR_DOMAIN_SHUTOFF_CRASHED;
+			break;
+		case VIR_DOMAIN_EVENT_STOPPED_MIGRATED:
+			reason = VIR_DOMAIN_SHUTOFF_MIGRATED;
+			break;
+		case VIR_DOMAIN_EVENT_STOPPED_SAVED:
+			reason = VIR_DOMAIN_SHUTOFF_SAVED;
+			break;
+		case VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT:
+			reason = VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT;
+			break;
+		}
+		break;
+	case VIR_DOMAIN_EVENT_CRASHED:
+		state = VIR_DOMAIN_CRASHED;
+		reason = VIR_DOMAIN_CRASHED_PANICKED;
+		break;
+	default:
+		return -ENODATA;
+	}
+	*ret_state = state;
+	*ret_reason = reason;
+	return 0;
+}
+
+int virt_qemu_pid(const char *name)
+{
+	char p[512], txt[32];
+	if (snprintf(p, sizeof(p), "/run/libvirt/qemu/%s.pid", name) >= (int)sizeof(p))
+		return -ENAMETOOLONG;
+	int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, txt, sizeof(txt) - 1);
+	int e = errno;
+	close(fd);
+	if (n < 0)
+		return -e;
+	txt[n] = 0;
+	char *end;
+	long pid = strtol(txt, &end, 10);
+	if (pid <= 0 || pid > INT32_MAX || (*end && *end != '\n'))
+		return -EINVAL;
+	return (int)pid;
+}
+
+/* The live XML of dom, parsed; NULL on failure. */
+static xmlDocPtr live_xml(virDomainPtr dom)
+{
+	char *xml = virDomainGetXMLDesc(dom, 0);
+	if (!xml)
+		return NULL;
+	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL, XML_PARSE_NONET);
+	free(xml);
+	return doc;
+}
+
+static int xml_vnc_port(xmlDocPtr doc)
+{
+	int port = -ENOENT;
+	xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+	if (!ctx)
+		return -ENOMEM;
+	xmlXPathObjectPtr o = xmlXPathEvalExpression(
+	    (const xmlChar *)"string(/domain/devices/graphics[@type='vnc']/@port)", ctx);
+	if (o && o->type == XPATH_STRING && o->stringval && *o->stringval) {
+		char *end;
+		long p = strtol((const char *)o->stringval, &end, 10);
+		if (*end == 0 && p > 0 && p < 65536)
+			port = (int)p;
+	}
+	xmlXPathFreeObject(o);
+	xmlXPathFreeContext(ctx);
+	return port;
+}
+
+static int xml_block_jobs(virDomainPtr dom, xmlDocPtr doc)
+{
+	int n = 0;
+	xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+	xmlXPathObjectPtr o =
+	    ctx ? xmlXPathEvalExpression((const xmlChar *)"/domain/devices/disk/target/@dev", ctx)
+		: NULL;
+	for (int i = 0; o && o->nodesetval && i < o->nodesetval->nodeNr; i++) {
+		xmlChar *dev = xmlNodeGetContent(o->nodesetval->nodeTab[i]);
+		virDomainBlockJobInfo info;
+		if (dev && virDomainGetBlockJobInfo(dom, (const char *)dev, &info, 0) == 1)
+			n++;
+		xmlFree(dev);
+	}
+	xmlXPathFreeObject(o);
+	xmlXPathFreeContext(ctx);
+	return n;
+}
+
+int virt_domain_vnc_port(virDomainPtr dom)
+{
+	xmlDocPtr doc = live_xml(dom);
+	if (!doc)
+		return -ENOENT;
+	int port = xml_vnc_port(doc);
+	xmlFreeDoc(doc);
+	return port;
+}
+
+int virt_domain_block_jobs(virDomainPtr dom)
+{
+	if (virDomainIsActive(dom) != 1)
+		return 0;
+	xmlDocPtr doc = live_xml(dom);
+	if (!doc)
+		return 0;
+	int n = xml_block_jobs(dom, doc);
+	xmlFreeDoc(doc);
+	return n;
+}
+
+int virt_list_domains(struct virt *v, virConnectPtr conn, struct guest_info **ret, size_t *ret_n)
+{
+	virDomainPtr *doms = NULL;
+	int n = virConnectListAllDomains(conn, &doms, 0);
+	if (n < 0) {
+		if (virConnectIsAlive(conn) != 1)
+			virt_connection_lost(v);
+		return -EIO;
+	}
+	struct guest_info *l = calloc((size_t)n + 1, sizeof(*l));
+	size_t k = 0;
+	for (int i = 0; i < n; i++) {
+		const char *name = virDomainGetName(doms[i]);
+		int state = 0, reason = 0;
+		if (l && name && virDomainGetState(doms[i], &state, &reason, 0) == 0 &&
+		    (l[k].sid = strdup(name))) {
+			struct guest_info *x = &l[k++];
+			x->state = state;
+			x->reason = reason;
+			x->transient = virDomainIsPersistent(doms[i]) == 0;
+			bool active = state != VIR_DOMAIN_SHUTOFF && state != VIR_DOMAIN_CRASHED &&
+				      state != VIR_DOMAIN_NOSTATE;
+			int pid = active ? virt_qemu_pid(name) : -1;
+			x->qemu_pid = pid > 0 ? pid : 0;
+			xmlDocPtr doc = active ? live_xml(doms[i]) : NULL;
+			if (doc) {
+				int port = xml_vnc_port(doc);
+				x->vnc_port = port > 0 ? port : 0;
+				x->block_jobs = xml_block_jobs(doms[i], doc);
+				xmlFreeDoc(doc);
+			}
+		}
+		virDomainFree(doms[i]);
+	}
+	free(doms);
+	if (!l)
+		return -ENOMEM;
+	*ret = l;
+	*ret_n = k;
+	return 0;
 }

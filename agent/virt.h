@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <systemd/sd-event.h>
 
+#include "agent/guestview.h"
+
 struct virt;
 
 /* A lifecycle event as libvirt reported it, delivered on the agent's loop thread. */
@@ -45,3 +47,23 @@ bool virt_domain_is_ours(virDomainPtr dom);
  * libvirt's message in *ret_error (optional) otherwise. Blocking: worker threads only. */
 int virt_block_resize(virConnectPtr conn, const char *name, const char *path,
 		      unsigned long long bytes, char **ret_error);
+
+/* The state and reason a lifecycle event leaves the domain in: 0, or -ENODATA when the event
+ * says nothing about the state (DEFINED, UNDEFINED). */
+int virt_event_state(int event, int detail, int *ret_state, int *ret_reason);
+/* True for VIR_DOMAIN_EVENT_UNDEFINED / _DEFINED. */
+bool virt_event_undefined(int event);
+bool virt_event_defined(int event);
+bool virt_event_started(int event);
+
+/* The QEMU pid of a running domain called name, from libvirt's pid file
+ * (/run/libvirt/qemu/<name>.pid); negative errno otherwise. Reads a file only. */
+int virt_qemu_pid(const char *name);
+/* The VNC port of a running domain (> 0), or -ENOENT. Blocking: worker threads only. */
+int virt_domain_vnc_port(virDomainPtr dom);
+/* Block jobs (stream, mirror, commit) running on the disks of an active domain. Blocking. */
+int virt_domain_block_jobs(virDomainPtr dom);
+/* Every domain libvirt has, as view entries (sid = domain name, state, reason, qemu_pid,
+ * vnc_port, block_jobs; no descriptor facts). Blocking: worker threads only. -EIO with the
+ * connection checked (virt_connection_lost) on failure. */
+int virt_list_domains(struct virt *v, virConnectPtr conn, struct guest_info **ret, size_t *ret_n);

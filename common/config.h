@@ -55,6 +55,7 @@ struct config {
 	char **api_projects;
 	bool metrics_require_token;
 	int task_workers;
+	int guest_view_reconcile_seconds;
 	bool enforce_placement;
 	char *cgroup_root;
 	char *host_cgroup_partition;
