@@ -21,7 +21,7 @@ FI_PORT=$(ks_free_port)
 FI=http://127.0.0.1:$FI_PORT
 export KS_IMAGE_URL=$FI/v1
 keystone_start "http://127.0.0.1:$FR_PORT" >/dev/null
-fake_region_start "$FR_PORT"
+fake_region_start "$FR_PORT" --zone zone1
 python3 "$top_srcdir/tests/integration/fake-image.py" --port "$FI_PORT" --record "$T/fi.jsonl" \
 	--keystone "$KS_URL" >"$T/fake-image.log" 2>&1 &
 on_exit "kill $!"
@@ -40,6 +40,12 @@ on_exit "kill -TERM $!; wait $!"
 SOCK=$T/admin.sock
 wait_for 20 test -S "$SOCK" || fail "no admin socket"
 wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
+# The storage and storagecache ids the region gave at registration.
+state() { curl -sf "http://127.0.0.1:$FR_PORT/__state"; }
+wait_for 60 sh -c "curl -sf http://127.0.0.1:$FR_PORT/__state | python3 -c 'import json,sys; j=json.load(sys.stdin); sys.exit(0 if j[\"storages\"] and j[\"storagecaches\"] else 1)'" ||
+	fail "the agent did not register its storage"
+ST=$(state | python3 -c 'import json,sys; print(list(json.load(sys.stdin)["storages"])[0])')
+SC=$(state | python3 -c 'import json,sys; print(list(json.load(sys.stdin)["storagecaches"])[0])')
 
 # Warm the page cache for both, and the fake's token cache.
 cat "$T/big.qcow2" >/dev/null
@@ -57,7 +63,7 @@ rm -f "$T/curl.img"
 
 # the agent (synchronous call: no X-Task-Id)
 out=$(curl -s --unix-socket "$SOCK" --max-time 600 -X POST -H 'Content-Type: application/json' \
-	--data-binary '{"disk":{"image_id":"bench1","storagecache_id":"local_storage_0","format":"qcow2"}}' \
+	--data-binary '{"disk":{"image_id":"bench1","storagecache_id":"'"$SC"'","format":"qcow2"}}' \
 	http://localhost/disks/image_cache)
 expect_contains "$out" '"path"' "image_cache reply"
 agent_s=$(sed -n 's/.*Image cached image_id=bench1 .*seconds=\([0-9.]*\).*/\1/p' "$T/agent.log" | tail -1)
@@ -70,7 +76,7 @@ for i in 1 2 3 4 5; do
 	t=$(curl -s -o "$T/body" -w '%{time_total}' --unix-socket "$SOCK" -X POST \
 		-H 'Content-Type: application/json' \
 		--data-binary '{"disk":{"format":"qcow2","disk_size_mb":20480,"image_id":"bench1"}}' \
-		"http://localhost/disks/local_storage_0/create/bench-disk-$i")
+		"http://localhost/disks/$ST/create/bench-disk-$i")
 	expect_contains "$(cat "$T/body")" '"disk_size":20480' "20 GiB disk reply"
 	times+=("$(python3 -c "print(round($t * 1000, 1))")")
 done
