@@ -541,71 +541,95 @@ static int cmp_meta(const void *a, const void *b)
 	return strcmp(x->key, y->key);
 }
 
-static int parse_disks(struct ctx *c, const json_t *j, struct guest_desc *d)
+/* Parses the array KEY of J (at most MAX entries of SIZE bytes each) by calling ITEM on each
+ * entry in turn. ITEM gets the new array and first stores it and the count I + 1 in D (so
+ * that guest_desc_free() frees what is parsed so far), then parses entry I. Returns the
+ * number of entries (0 when KEY is absent, null or empty) or a negative errno. */
+typedef int (*parse_item_fn)(struct ctx *c, const json_t *v, size_t i, void *items,
+			     struct guest_desc *d);
+
+static int parse_items(struct ctx *c, const json_t *j, const char *key, size_t max, size_t size,
+		       struct guest_desc *d, parse_item_fn item)
 {
 	json_t *arr;
-	int r = get_array(c, j, "disks", GUEST_DISKS_MAX, &arr);
+	int r = get_array(c, j, key, max, &arr);
 	if (r < 0 || !arr)
 		return r;
 	size_t n = json_array_size(arr);
-	d->disks = calloc(n ? n : 1, sizeof(*d->disks));
-	if (!d->disks)
+	if (n == 0)
+		return 0;
+	void *items = calloc(n, size);
+	if (!items)
 		return oom(c);
-	for (size_t i = 0; i < n; i++) {
-		struct guest_disk *disk = &d->disks[i];
-		d->n_disks = i + 1;
-		if ((r = parse_disk(c, json_array_get(arr, i), i, disk)) < 0)
+	for (size_t i = 0; i < n; i++)
+		if ((r = item(c, json_array_get(arr, i), i, items, d)) < 0)
 			return r;
-		for (size_t k = 0; k < i; k++) {
-			const struct guest_disk *o = &d->disks[k];
-			if (o->index == disk->index)
-				return fail(c, "disks[%zu].index: duplicate index %d", i,
-					    disk->index);
-			if (streq(o->disk_id, disk->disk_id))
-				return fail(c, "disks[%zu].disk_id: duplicate id %s", i,
-					    quote(disk->disk_id).s);
-			if (streq(o->path, disk->path) || streq_ptr(o->image_path, disk->path))
-				return fail(c, "disks[%zu].path: used by disks[%zu]", i, k);
-			if (disk->boot_index >= 0 && o->boot_index == disk->boot_index)
-				return fail(c, "disks[%zu].boot_index: duplicate %d", i,
-					    disk->boot_index);
-			if (streq_ptr(disk->image_path, o->path))
-				return fail(c, "disks[%zu].image_path: is the disk of disks[%zu]",
-					    i, k);
-		}
-		if (streq_ptr(disk->image_path, disk->path))
-			return fail(c, "disks[%zu].image_path: is the disk itself", i);
+	return (int)n;
+}
+
+static int parse_disks_item(struct ctx *c, const json_t *v, size_t i, void *items,
+			    struct guest_desc *d)
+{
+	d->disks = items;
+	d->n_disks = i + 1;
+	struct guest_disk *disk = &d->disks[i];
+	int r = parse_disk(c, v, i, disk);
+	if (r < 0)
+		return r;
+	for (size_t k = 0; k < i; k++) {
+		const struct guest_disk *o = &d->disks[k];
+		if (o->index == disk->index)
+			return fail(c, "disks[%zu].index: duplicate index %d", i, disk->index);
+		if (streq(o->disk_id, disk->disk_id))
+			return fail(c, "disks[%zu].disk_id: duplicate id %s", i,
+				    quote(disk->disk_id).s);
+		if (streq(o->path, disk->path) || streq_ptr(o->image_path, disk->path))
+			return fail(c, "disks[%zu].path: used by disks[%zu]", i, k);
+		if (disk->boot_index >= 0 && o->boot_index == disk->boot_index)
+			return fail(c, "disks[%zu].boot_index: duplicate %d", i, disk->boot_index);
+		if (streq_ptr(disk->image_path, o->path))
+			return fail(c, "disks[%zu].image_path: is the disk of disks[%zu]", i, k);
 	}
+	if (streq_ptr(disk->image_path, disk->path))
+		return fail(c, "disks[%zu].image_path: is the disk itself", i);
+	return 0;
+}
+
+static int parse_disks(struct ctx *c, const json_t *j, struct guest_desc *d)
+{
+	int r = parse_items(c, j, "disks", GUEST_DISKS_MAX, sizeof(*d->disks), d, parse_disks_item);
+	if (r <= 0)
+		return r;
 	qsort(d->disks, d->n_disks, sizeof(*d->disks), cmp_disk);
+	return 0;
+}
+
+static int parse_nics_item(struct ctx *c, const json_t *v, size_t i, void *items,
+			   struct guest_desc *d)
+{
+	d->nics = items;
+	d->n_nics = i + 1;
+	struct guest_nic *nic = &d->nics[i];
+	int r = parse_nic(c, v, i, nic);
+	if (r < 0)
+		return r;
+	for (size_t k = 0; k < i; k++) {
+		if (d->nics[k].index == nic->index)
+			return fail(c, "nics[%zu].index: duplicate index %d", i, nic->index);
+		if (streq(d->nics[k].mac, nic->mac))
+			return fail(c, "nics[%zu].mac: duplicate MAC %s", i, nic->mac);
+		if (nic->ifname && streq_ptr(d->nics[k].ifname, nic->ifname))
+			return fail(c, "nics[%zu].ifname: duplicate name %s", i,
+				    quote(nic->ifname).s);
+	}
 	return 0;
 }
 
 static int parse_nics(struct ctx *c, const json_t *j, struct guest_desc *d)
 {
-	json_t *arr;
-	int r = get_array(c, j, "nics", GUEST_NICS_MAX, &arr);
-	if (r < 0 || !arr)
+	int r = parse_items(c, j, "nics", GUEST_NICS_MAX, sizeof(*d->nics), d, parse_nics_item);
+	if (r <= 0)
 		return r;
-	size_t n = json_array_size(arr);
-	d->nics = calloc(n ? n : 1, sizeof(*d->nics));
-	if (!d->nics)
-		return oom(c);
-	for (size_t i = 0; i < n; i++) {
-		struct guest_nic *nic = &d->nics[i];
-		d->n_nics = i + 1;
-		if ((r = parse_nic(c, json_array_get(arr, i), i, nic)) < 0)
-			return r;
-		for (size_t k = 0; k < i; k++) {
-			if (d->nics[k].index == nic->index)
-				return fail(c, "nics[%zu].index: duplicate index %d", i,
-					    nic->index);
-			if (streq(d->nics[k].mac, nic->mac))
-				return fail(c, "nics[%zu].mac: duplicate MAC %s", i, nic->mac);
-			if (nic->ifname && streq_ptr(d->nics[k].ifname, nic->ifname))
-				return fail(c, "nics[%zu].ifname: duplicate name %s", i,
-					    quote(nic->ifname).s);
-		}
-	}
 	qsort(d->nics, d->n_nics, sizeof(*d->nics), cmp_nic);
 	return 0;
 }
@@ -626,44 +650,44 @@ static bool machine_is_q35(const char *m)
 	return streq(m, "q35") || strneq(m, "pc-q35", 6);
 }
 
+/* CD-ROMs sit on IDE (i440fx) or SATA (q35, which has no IDE), on the first free unit from
+ * hdc / sda so they never collide with a disk's target. */
+static int parse_cdroms_item(struct ctx *c, const json_t *v, size_t i, void *items,
+			     struct guest_desc *d)
+{
+	d->cdroms = items;
+	d->n_cdroms = i + 1;
+	struct guest_cdrom *cd = &d->cdroms[i];
+	int r = parse_cdrom(c, v, i, cd);
+	if (r < 0)
+		return r;
+	if (cd->boot_index >= 0) {
+		for (size_t k = 0; k < d->n_disks; k++)
+			if (d->disks[k].boot_index == cd->boot_index)
+				return fail(c, "cdroms[%zu].boot_index: duplicate %d", i,
+					    cd->boot_index);
+		for (size_t k = 0; k < i; k++)
+			if (d->cdroms[k].boot_index == cd->boot_index)
+				return fail(c, "cdroms[%zu].boot_index: duplicate %d", i,
+					    cd->boot_index);
+	}
+	bool q35 = machine_is_q35(d->machine);
+	int slot = q35 ? 0 : 2, last = q35 ? GUEST_DISK_INDEX_MAX : 3;
+	for (; slot <= last; slot++) {
+		make_dev(cd->dev, q35 ? "sd" : "hd", slot);
+		if (!dev_used(d, cd->dev, i))
+			break;
+	}
+	if (slot > last)
+		return fail(c, "cdroms[%zu]: no free %s unit", i, q35 ? "SATA" : "IDE");
+	return 0;
+}
+
 static int parse_cdroms(struct ctx *c, const json_t *j, struct guest_desc *d)
 {
-	json_t *arr;
-	int r = get_array(c, j, "cdroms", GUEST_CDROMS_MAX, &arr);
-	if (r < 0 || !arr)
-		return r;
-	size_t n = json_array_size(arr);
-	d->cdroms = calloc(n ? n : 1, sizeof(*d->cdroms));
-	if (!d->cdroms)
-		return oom(c);
-	/* CD-ROMs sit on IDE (i440fx) or SATA (q35, which has no IDE), on the first free unit
-	 * from hdc / sda so they never collide with a disk's target. */
-	bool q35 = machine_is_q35(d->machine);
-	for (size_t i = 0; i < n; i++) {
-		struct guest_cdrom *cd = &d->cdroms[i];
-		d->n_cdroms = i + 1;
-		if ((r = parse_cdrom(c, json_array_get(arr, i), i, cd)) < 0)
-			return r;
-		if (cd->boot_index >= 0) {
-			for (size_t k = 0; k < d->n_disks; k++)
-				if (d->disks[k].boot_index == cd->boot_index)
-					return fail(c, "cdroms[%zu].boot_index: duplicate %d", i,
-						    cd->boot_index);
-			for (size_t k = 0; k < i; k++)
-				if (d->cdroms[k].boot_index == cd->boot_index)
-					return fail(c, "cdroms[%zu].boot_index: duplicate %d", i,
-						    cd->boot_index);
-		}
-		int slot = q35 ? 0 : 2, last = q35 ? GUEST_DISK_INDEX_MAX : 3;
-		for (; slot <= last; slot++) {
-			make_dev(cd->dev, q35 ? "sd" : "hd", slot);
-			if (!dev_used(d, cd->dev, i))
-				break;
-		}
-		if (slot > last)
-			return fail(c, "cdroms[%zu]: no free %s unit", i, q35 ? "SATA" : "IDE");
-	}
-	return 0;
+	int r =
+	    parse_items(c, j, "cdroms", GUEST_CDROMS_MAX, sizeof(*d->cdroms), d, parse_cdroms_item);
+	return r < 0 ? r : 0;
 }
 
 static int parse_metadata(struct ctx *c, const json_t *j, struct guest_desc *d)

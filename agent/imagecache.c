@@ -496,6 +496,21 @@ static char *dup_opt(json_t *d, const char *key)
 	return isempty(v) ? NULL : strdup(v);
 }
 
+/* The storage cache SCID names in a request, or NULL after answering the request with why
+ * there is none. */
+static const struct storage *request_storage(struct agent *a, const char *scid, op_done_fn cb,
+					     void *userdata)
+{
+	if (isempty(scid) || !id_is_valid(scid, 128)) {
+		reply_error(cb, userdata, 400, "disk.storagecache_id: missing or invalid");
+		return NULL;
+	}
+	const struct storage *st = imagecache_storage(a, scid);
+	if (!st)
+		reply_error(cb, userdata, 404, "storage cache %s is not on this host", scid);
+	return st;
+}
+
 int agent_image_cache(struct agent *a, json_t *args, op_done_fn cb, void *userdata)
 {
 	struct imagecache *ic = a->imagecache;
@@ -516,13 +531,9 @@ int agent_image_cache(struct agent *a, json_t *args, op_done_fn cb, void *userda
 		       0;
 	if (sid && !isempty(sid) && !id_is_valid(sid, 128))
 		return reply_error(cb, userdata, 400, "disk.server_id: invalid"), 0;
-	if (isempty(scid) || !id_is_valid(scid, 128))
-		return reply_error(cb, userdata, 400, "disk.storagecache_id: missing or invalid"),
-		       0;
-	const struct storage *st = imagecache_storage(a, scid);
+	const struct storage *st = request_storage(a, scid, cb, userdata);
 	if (!st)
-		return reply_error(cb, userdata, 404, "storage cache %s is not on this host", scid),
-		       0;
+		return 0;
 
 	for (struct fetch *f = ic->fetches; f; f = f->next)
 		if (streq(f->cache_dir, st->cache_dir) && streq(f->image_id, image_id)) {
@@ -698,13 +709,9 @@ int agent_image_uncache(struct agent *a, json_t *args, op_done_fn cb, void *user
 		return reply_error(cb, userdata, 503, "the image cache is not available"), 0;
 	if (!id_is_valid(image_id, 128))
 		return reply_error(cb, userdata, 400, "disk.image_id: missing or invalid"), 0;
-	if (isempty(scid) || !id_is_valid(scid, 128))
-		return reply_error(cb, userdata, 400, "disk.storagecache_id: missing or invalid"),
-		       0;
-	const struct storage *st = imagecache_storage(a, scid);
+	const struct storage *st = request_storage(a, scid, cb, userdata);
 	if (!st)
-		return reply_error(cb, userdata, 404, "storage cache %s is not on this host", scid),
-		       0;
+		return 0;
 	for (struct fetch *f = ic->fetches; f; f = f->next)
 		if (streq(f->cache_dir, st->cache_dir) && streq(f->image_id, image_id))
 			return reply_error(cb, userdata, 409, "image %s is being fetched",

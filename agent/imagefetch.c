@@ -167,6 +167,20 @@ static CURL *easy(const char *url, const char *token, struct curl_slist **ret_he
 	return c;
 }
 
+/* Runs the transfer C and frees it and its headers H; the HTTP status (0 when there was no
+ * answer) goes to *STATUS and, when RET_STATUS is not NULL, to *RET_STATUS. */
+static CURLcode perform(CURL *c, struct curl_slist *h, long *status, long *ret_status)
+{
+	CURLcode cc = curl_easy_perform(c);
+	*status = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(h);
+	if (ret_status)
+		*ret_status = *status;
+	return cc;
+}
+
 int imagefetch_head(const char *url, const char *token, struct image_meta *ret, long *ret_status)
 {
 	struct image_meta meta = {.size = -1};
@@ -178,13 +192,8 @@ int imagefetch_head(const char *url, const char *token, struct image_meta *ret, 
 	curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)HEAD_TIMEOUT_MS);
-	CURLcode cc = curl_easy_perform(c);
-	long status = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(h);
-	if (ret_status)
-		*ret_status = status;
+	long status;
+	CURLcode cc = perform(c, h, &status, ret_status);
 	if (cc != CURLE_OK)
 		return curl_error(cc);
 	int r = status_error(status);
@@ -210,13 +219,8 @@ int imagefetch_get(const char *url, const char *token, int fd, _Atomic uint64_t 
 	curl_easy_setopt(c, CURLOPT_BUFFERSIZE, (long)BUFFER_SIZE);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, (long)STALL_BYTES);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)STALL_SECONDS);
-	CURLcode cc = curl_easy_perform(c);
-	long status = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(h);
-	if (ret_status)
-		*ret_status = status;
+	long status;
+	CURLcode cc = perform(c, h, &status, ret_status);
 	if (t.write_error)
 		return t.write_error;
 	if (cc == CURLE_HTTP_RETURNED_ERROR)

@@ -7,41 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || skip "python3 missing"
 
-# start_agent NAME EXTRA-ARGS...: starts an agent, sets PID_<NAME>, PORT_<NAME>, TOKEN_<NAME>.
-start_agent() {
-	local name=$1; shift
-	local d=$T/$name
-	mkdir -p "$d"
-	"$HOSTAGENT" --state-dir "$d/state" --servers-path "$d/servers" --local-image-path "$d/disks" \
-		--admin-socket "$d/run/admin.sock" --listen-address 127.0.0.1 --port 0 \
-		--libvirt-uri test:///default "$@" >"$d/agent.log" 2>&1 &
-	local pid=$!
-	on_exit "kill -KILL $pid"
-	wait_for 20 grep -q "API listening" "$d/agent.log" || { cat "$d/agent.log" >&2; fail "$name: API did not start"; }
-	local port
-	port=$(grep -o 'API listening address=[^ ]* port=[0-9]*' "$d/agent.log" | grep -o '[0-9]*$')
-	[ -n "$port" ] || fail "$name: no port in the log"
-	wait_for 10 test -s "$d/state/api-token" || fail "$name: no API token file"
-	eval "PID_$name=$pid PORT_$name=$port"
-	eval "TOKEN_$name=\$(cat '$d/state/api-token')"
-}
-
-# stop_agent NAME: SIGTERM, exit 0, and no sanitizer report in the log.
-stop_agent() {
-	local name=$1 pid
-	eval "pid=\$PID_$name"
-	kill -0 "$pid" 2>/dev/null || fail "$name: agent died"
-	kill -TERM "$pid"
-	wait "$pid"; local rc=$?
-	[ $rc -eq 0 ] || { tail -n 60 "$T/$name/agent.log" >&2; fail "$name: exit code $rc after SIGTERM"; }
-	if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/$name/agent.log"; then
-		grep -A30 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/$name/agent.log" | head -80 >&2
-		fail "$name: sanitizer report in the agent's log"
-	fi
-	[ ! -e "$T/$name/run/admin.sock" ] || fail "$name: admin socket left behind"
-}
-
-start_agent main --api-rate-limit=1000000 --api-max-body=1048576
+start_named_agent main --api-rate-limit=1000000 --api-max-body=1048576
 [ "$(stat -c %a "$T/main/run/admin.sock")" = 600 ] || fail "admin socket is not 0600"
 [ "$(stat -c %a "$T/main/run")" = 700 ] || fail "admin socket directory is not 0700"
 
@@ -272,7 +238,7 @@ expect_contains "$m" 'hostagent_build_info{name="hostagent",version=' "build inf
 case "$m" in *'route="/servers/test'* | *'route="/servers/vm-'*) fail "raw id in a metrics label";; esac
 ok "metrics"
 
-stop_agent main
+stop_named_agent main
 ok "agent exits cleanly, no sanitizer report"
 
 # HTTPS when a certificate is configured.
@@ -281,19 +247,19 @@ if command -v openssl >/dev/null; then
 	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tls/key.pem" -out "$T/tls/cert.pem" \
 		-days 1 -subj /CN=127.0.0.1 -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null ||
 		hard "openssl cannot create a certificate"
-	start_agent tls --tls-cert-file "$T/tls/cert.pem" --tls-key-file "$T/tls/key.pem"
+	start_named_agent tls --tls-cert-file "$T/tls/cert.pem" --tls-key-file "$T/tls/key.pem"
 	out=$(curl -s --cacert "$T/tls/cert.pem" "https://127.0.0.1:$PORT_tls/ping")
 	expect_eq "$out" pong "HTTPS /ping"
 	code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$T/tls/cert.pem" "https://127.0.0.1:$PORT_tls/servers")
 	expect_eq "$code" 401 "HTTPS without a token"
 	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_tls/ping")
 	expect_eq "$code" 000 "plain HTTP on the HTTPS port"
-	stop_agent tls
+	stop_named_agent tls
 	ok "HTTPS"
 fi
 
 # Limits: rate (429), connection count, request timeout for partial requests (slowloris).
-start_agent limits --api-rate-limit=5 --api-max-connections=8 --api-request-timeout=2
+start_named_agent limits --api-rate-limit=5 --api-max-connections=8 --api-request-timeout=2
 python3 - "$PORT_limits" <<'PY' || fail "limits"
 import socket, sys, time
 port = int(sys.argv[1])
@@ -343,5 +309,5 @@ assert get("/ping") == 200, "agent does not serve after the slow clients"
 print("ok: rate limit, connection limit, request timeout")
 PY
 ok "limits"
-stop_agent limits
+stop_named_agent limits
 ok "api robustness"

@@ -8,29 +8,6 @@
 . "$(dirname "$0")/lib.sh"
 command -v openssl >/dev/null || hard "openssl missing"
 
-start_agent() {
-	local name=$1; shift
-	local d=$T/$name
-	mkdir -p "$d/state"
-	"$HOSTAGENT" --state-dir "$d/state" --servers-path "$d/servers" --local-image-path "$d/disks" \
-		--admin-socket "$d/run/admin.sock" --listen-address "${LISTEN:-127.0.0.1}" --port 0 \
-		--libvirt-uri test:///default "$@" >"$d/agent.log" 2>&1 &
-	local pid=$!
-	on_exit "kill -KILL $pid"
-	wait_for 20 grep -q "API listening" "$d/agent.log" || { cat "$d/agent.log" >&2; fail "$name: API did not start"; }
-	local port
-	port=$(grep -o 'API listening address=[^ ]* port=[0-9]*' "$d/agent.log" | grep -o '[0-9]*$')
-	eval "PID_$name=$pid PORT_$name=$port"
-}
-stop_agent() {
-	local name=$1 pid
-	eval "pid=\$PID_$name"
-	kill -0 "$pid" 2>/dev/null || fail "$name: agent died"
-	kill -TERM "$pid"
-	wait "$pid" || fail "$name: exit code $? after SIGTERM"
-	! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/$name/agent.log" ||
-		fail "$name: sanitizer report"
-}
 # must_refuse NAME MESSAGE ARGS...: the agent exits non-zero at startup, saying MESSAGE.
 must_refuse() {
 	local name=$1 msg=$2; shift 2
@@ -81,7 +58,7 @@ must_refuse l1 "token_cache_seconds" --token-cache-seconds 3600
 ok "L1: token_cache_seconds above 300 refused"
 
 # ---- M5: protocol versions and ciphers ----
-start_agent tls --tls-cert-file "$T/tls0/cert.pem" --tls-key-file "$T/tls0/key.pem"
+start_named_agent tls --tls-cert-file "$T/tls0/cert.pem" --tls-key-file "$T/tls0/key.pem"
 P=$PORT_tls
 handshake "$P" -tls1_3 || fail "TLS 1.3 refused: $(cat "$T/hs")"
 handshake "$P" -tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256 || fail "TLS 1.2 ECDHE-GCM refused: $(cat "$T/hs")"
@@ -113,23 +90,23 @@ wait_for 5 sh -c "[ \"\$(openssl s_client -connect 127.0.0.1:$P </dev/null 2>/de
 	fail "SIGHUP did not load the third certificate"
 out=$(curl -s --cacert "$T/tls2/cert.pem" "https://127.0.0.1:$P/ping")
 expect_eq "$out" pong "HTTPS after reloads"
-stop_agent tls
+stop_named_agent tls
 ok "L6: SIGHUP reloads the TLS pair and keeps the agent running"
 
 # ---- plain HTTP on a node address warns ----
-LISTEN=0.0.0.0 start_agent plain
+LISTEN=0.0.0.0 start_named_agent plain
 grep -q "plain HTTP: tokens travel in clear" "$T/plain/agent.log" || fail "no warning for plain HTTP on 0.0.0.0"
-stop_agent plain
-start_agent loop
+stop_named_agent plain
+start_named_agent loop
 ! grep -q "tokens travel in clear" "$T/loop/agent.log" || fail "plain HTTP warning on loopback"
 # H1: the console route (passwords) exists on the admin socket only, not over TCP.
 expect_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_loop/servers/test/console")" 404 "console route over TCP"
 expect_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_loop/servers/test/status")" 401 "status route over TCP without a token"
-stop_agent loop
+stop_named_agent loop
 ok "plain HTTP on a non-loopback address logs a warning"
 
 # ---- M2 + L5: slowloris from many clients, probes still answered ----
-start_agent slow --api-request-timeout=4 --api-max-connections=256 --api-max-connections-per-ip=32 \
+start_named_agent slow --api-request-timeout=4 --api-max-connections=256 --api-max-connections-per-ip=32 \
 	--api-rate-limit=1000000
 python3 - "$PORT_slow" <<'PY' || fail "slowloris"
 import socket, sys, time, threading
@@ -210,5 +187,5 @@ PY
 sleep 0.3
 n=$(grep -c 'HTTP server:' "$T/slow/agent.log" || true)
 [ "$n" -le 22 ] || fail "L5: $n HTTP server log lines for 300 malformed connections"
-stop_agent slow
+stop_named_agent slow
 ok "L5: malformed-connection log lines rate limited ($n lines for 300)"

@@ -111,3 +111,38 @@ libvirtd_down() {
 	for i in $(seq 100); do host_pgrep libvirtd >/dev/null || return 0; sleep 0.1; done
 	host_pkill -KILL libvirtd || true
 }
+
+# start_named_agent NAME EXTRA-ARGS...: starts an agent (libvirt test driver, on
+# $LISTEN or 127.0.0.1) in $T/NAME, sets PID_<NAME>, PORT_<NAME>, TOKEN_<NAME>.
+start_named_agent() {
+	local name=$1; shift
+	local d=$T/$name
+	mkdir -p "$d/state"
+	"$HOSTAGENT" --state-dir "$d/state" --servers-path "$d/servers" --local-image-path "$d/disks" \
+		--admin-socket "$d/run/admin.sock" --listen-address "${LISTEN:-127.0.0.1}" --port 0 \
+		--libvirt-uri test:///default "$@" >"$d/agent.log" 2>&1 &
+	local pid=$!
+	on_exit "kill -KILL $pid"
+	wait_for 20 grep -q "API listening" "$d/agent.log" || { cat "$d/agent.log" >&2; fail "$name: API did not start"; }
+	local port
+	port=$(grep -o 'API listening address=[^ ]* port=[0-9]*' "$d/agent.log" | grep -o '[0-9]*$')
+	[ -n "$port" ] || fail "$name: no port in the log"
+	wait_for 10 test -s "$d/state/api-token" || fail "$name: no API token file"
+	eval "PID_$name=$pid PORT_$name=$port"
+	eval "TOKEN_$name=\$(cat '$d/state/api-token')"
+}
+
+# stop_named_agent NAME: SIGTERM, exit 0, and no sanitizer report in the log.
+stop_named_agent() {
+	local name=$1 pid
+	eval "pid=\$PID_$name"
+	kill -0 "$pid" 2>/dev/null || fail "$name: agent died"
+	kill -TERM "$pid"
+	wait "$pid"; local rc=$?
+	[ $rc -eq 0 ] || { tail -n 60 "$T/$name/agent.log" >&2; fail "$name: exit code $rc after SIGTERM"; }
+	if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/$name/agent.log"; then
+		grep -A30 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/$name/agent.log" | head -80 >&2
+		fail "$name: sanitizer report in the agent's log"
+	fi
+	[ ! -e "$T/$name/run/admin.sock" ] || fail "$name: admin socket left behind"
+}

@@ -43,3 +43,24 @@ int test_count_entries(const char *dir)
 	closedir(d);
 	return n;
 }
+
+void test_roots_make(char **ret_dir, char **ret_disks, char **ret_images)
+{
+	_cleanup_free_ char *tmp = test_tmpdir();
+	char *dir = realpath(tmp, NULL);
+	assert_non_null(dir);
+	char *disks = strjoin(dir, "/disks"), *images = strjoin(dir, "/images");
+	assert_int_equal(mkdir_p(disks, 0755), 0);
+	assert_int_equal(mkdir_p(images, 0755), 0);
+	*ret_dir = dir;
+	*ret_disks = disks;
+	*ret_images = images;
+}
+
+void test_roots_remove(char *dir, char *disks, char *images)
+{
+	rm_rf(dir);
+	free(dir);
+	free(disks);
+	free(images);
+}

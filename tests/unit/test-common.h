@@ -17,6 +17,10 @@ char *test_data(const char *rel);
 int test_count_entries(const char *dir);
 /* Writes text to dir/name and returns the path. */
 char *test_write(const char *dir, const char *name, const char *text);
+/* A fresh temporary directory (absolute, links resolved) with the subdirectories disks and
+ * images, the roots a test's guests may use; test_roots_remove() removes and frees them. */
+void test_roots_make(char **ret_dir, char **ret_disks, char **ret_images);
+void test_roots_remove(char *dir, char *disks, char *images);
 
 static inline int test_run(const char *name, const struct CMUnitTest *tests, size_t n)
 {

@@ -21,12 +21,7 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	_cleanup_free_ char *tmp = test_tmpdir();
-	f->dir = realpath(tmp, NULL);
-	f->disks = strjoin(f->dir, "/disks");
-	f->images = strjoin(f->dir, "/images");
-	assert_int_equal(mkdir_p(f->disks, 0755), 0);
-	assert_int_equal(mkdir_p(f->images, 0755), 0);
+	test_roots_make(&f->dir, &f->disks, &f->images);
 	_cleanup_free_ char *outside = strjoin(f->dir, "/outside");
 	_cleanup_free_ char *link = strjoin(f->disks, "/link");
 	assert_int_equal(mkdir_p(outside, 0755), 0);
@@ -40,10 +35,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	rm_rf(f->dir);
-	free(f->dir);
-	free(f->disks);
-	free(f->images);
+	test_roots_remove(f->dir, f->disks, f->images);
 	free(f);
 	return 0;
 }

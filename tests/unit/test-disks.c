@@ -34,13 +34,8 @@ static int setup(void **state)
 	if (!have_qemu_img())
 		skip();
 	struct fixture *f = calloc(1, sizeof(*f));
-	_cleanup_free_ char *tmp = test_tmpdir();
-	f->dir = realpath(tmp, NULL);
-	f->disks = strjoin(f->dir, "/disks");
-	f->images = strjoin(f->dir, "/images");
+	test_roots_make(&f->dir, &f->disks, &f->images);
 	f->outside = strjoin(f->dir, "/outside");
-	assert_int_equal(mkdir_p(f->disks, 0755), 0);
-	assert_int_equal(mkdir_p(f->images, 0755), 0);
 	assert_int_equal(mkdir_p(f->outside, 0755), 0);
 	f->roots[0] = f->disks;
 	f->roots[1] = f->images;
@@ -55,10 +50,7 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 	if (!f)
 		return 0;
-	rm_rf(f->dir);
-	free(f->dir);
-	free(f->disks);
-	free(f->images);
+	test_roots_remove(f->dir, f->disks, f->images);
 	free(f->outside);
 	free(f);
 	return 0;

@@ -29,13 +29,7 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	_cleanup_free_ char *tmp = test_tmpdir();
-	f->dir = realpath(tmp, NULL);
-	assert_non_null(f->dir);
-	f->disks = strjoin(f->dir, "/disks");
-	f->images = strjoin(f->dir, "/images");
-	assert_int_equal(mkdir_p(f->disks, 0755), 0);
-	assert_int_equal(mkdir_p(f->images, 0755), 0);
+	test_roots_make(&f->dir, &f->disks, &f->images);
 	f->roots[0] = f->disks;
 	f->roots[1] = f->images;
 	*state = f;
@@ -45,10 +39,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	rm_rf(f->dir);
-	free(f->dir);
-	free(f->disks);
-	free(f->images);
+	test_roots_remove(f->dir, f->disks, f->images);
 	free(f);
 	return 0;
 }
