@@ -551,7 +551,7 @@ typedef int (*parse_item_fn)(struct ctx *c, const json_t *v, size_t i, void *ite
 static int parse_items(struct ctx *c, const json_t *j, const char *key, size_t max, size_t size,
 		       struct guest_desc *d, parse_item_fn item)
 {
-	json_t *arr;
+	json_t *arr = NULL;
 	int r = get_array(c, j, key, max, &arr);
 	if (r < 0 || !arr)
 		return r;
