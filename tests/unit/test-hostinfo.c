@@ -15,8 +15,7 @@ static json_t *collect(const char *virt_type)
 	if (virt_type)
 		assert_int_equal(config_set(&c, "virt_type", virt_type, "test", &err), 0);
 	assert_int_equal(config_finish(&c, &err), 0);
-	char tmp[] = "/tmp/test-hostinfo.XXXXXX";
-	assert_non_null(mkdtemp(tmp));
+	_cleanup_free_ char *tmp = test_tmpdir();
 	_cleanup_free_ char *proc = strjoin(tmp, "/proc"), *cpu = strjoin(tmp, "/proc/cpuinfo");
 	assert_int_equal(mkdir_p(proc, 0755), 0);
 	const char *ci = "model name\t: Test CPU\ncpu MHz\t\t: 2400.000\n";

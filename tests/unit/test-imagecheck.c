@@ -86,8 +86,7 @@ static void test_real_images(void **state)
 {
 	if (!have_qemu_img())
 		skip();
-	char dir[] = "/tmp/test-imagecheck.XXXXXX";
-	assert_non_null(mkdtemp(dir));
+	_cleanup_free_ char *dir = test_tmpdir();
 	char good[256], evil[256], data[256], over[256];
 	snprintf(good, sizeof(good), "%s/good", dir);
 	snprintf(evil, sizeof(evil), "%s/evil", dir);
