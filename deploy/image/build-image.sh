@@ -37,7 +37,7 @@ fi
 packages="libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 qemu-system-x86 qemu-utils ipxe-qemu seabios
 libvirt0 libkmod2 libnl-3-200 libnl-route-3-200 libsystemd0 libjansson4 libmicrohttpd12
-libcurl3-gnutls libyaml-0-2 libxml2 iproute2 kmod ca-certificates procps"
+libcurl3-gnutls libyaml-0-2 libxml2 iproute2 kmod ca-certificates procps dnsmasq-base xorriso"
 
 bins=""
 for b in hostagent hostctl hostexec; do
