@@ -221,7 +221,7 @@ int config_init(struct config *cfg)
 	    .api_rate_limit = 200,
 	    .api_request_timeout = 30,
 	    .token_cache_seconds = 60,
-	    .task_workers = 4,
+	    .task_workers = 8,
 	    .guest_view_reconcile_seconds = 60,
 	    .enforce_placement = true,
 	    .shutdown_timeout = 20,
