@@ -70,7 +70,7 @@ int main(int argc, char **argv)
 	if (!jobs || !threads)
 		return 1;
 	for (int i = 0; i < n; i++) {
-		jobs[i] = (struct job){ .conn = conn, .file = argv[first + i] };
+		jobs[i] = (struct job){.conn = conn, .file = argv[first + i]};
 		if (read_file(jobs[i].file, 1024 * 1024, &jobs[i].xml, NULL) < 0) {
 			fprintf(stderr, "%s: cannot read\n", jobs[i].file);
 			return 1;
