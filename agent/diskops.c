@@ -2,6 +2,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -82,6 +83,31 @@ static int disk_info(const char *path, const char *format, char *ret_format, int
 	if (ret_backing)
 		*ret_backing = TAKE_PTR(i.backing);
 	return 0;
+}
+
+/* The format a disk was created with, recorded on the file itself (an extended attribute): a
+ * guest can write any header into its raw disk, so the format of a disk is never probed once
+ * it is known. Best effort: a filesystem without user xattrs records nothing. */
+#define DISK_FORMAT_XATTR "user.hostagent.format"
+
+static void disk_format_record(const char *path, const char *format)
+{
+	if (setxattr(path, DISK_FORMAT_XATTR, format, strlen(format), 0) < 0)
+		log_debug("Disk format not recorded path=%s: %m", path);
+}
+
+/* 1 with ret_format set (qcow2 or raw), 0 when nothing is recorded. */
+static int disk_format_recorded(const char *path, char ret_format[16])
+{
+	char buf[16];
+	ssize_t n = lgetxattr(path, DISK_FORMAT_XATTR, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	if (!streq(buf, "qcow2") && !streq(buf, "raw"))
+		return -EINVAL;
+	snprintf(ret_format, 16, "%s", buf);
+	return 1;
 }
 
 static void reply_disk(struct disk_job *j, const char *format, int64_t bytes)
@@ -194,6 +220,7 @@ static void do_create(struct disk_job *j)
 		return job_error(j, r == -ENOSPC ? 507 : 500, "qemu-img create failed: %s",
 				 err ? qemu_img_first_line(err) : strerror(-r));
 	}
+	disk_format_record(j->path, format);
 	log_debug("Disk created path=%s format=%s bytes=%" PRId64 " backing=%s", j->path, format,
 		  bytes, strempty(image));
 	reply_disk(j, format, bytes);
@@ -229,15 +256,24 @@ static void do_resize(struct disk_job *j)
 	struct stat st;
 	if (lstat(j->path, &st) < 0 || !S_ISREG(st.st_mode))
 		return job_error(j, 404, "%s does not exist", j->path);
-	char format[16];
+	char format[16] = "", recorded[16] = "";
 	int64_t cur;
 	_cleanup_free_ char *err = NULL;
-	/* The resize request names no format: probed (the disk routes made this file, but a guest
-	 * may since have written a header into a raw disk; left for the disk table to record). */
-	int r = disk_info(j->path, NULL, format, &cur, NULL, &err);
+	/* The resize request names no format: the one recorded when the disk routes made the file
+	 * (a guest may since have written a qcow2 header into its raw disk). Only a disk made
+	 * elsewhere, with nothing recorded, is probed, and only qcow2 or raw is resized. */
+	int r = disk_format_recorded(j->path, recorded);
+	if (r < 0)
+		return job_error(j, 409, "%s has an invalid recorded format", j->path);
+	if (r == 0)
+		log_warning("Disk format not recorded, probing path=%s", j->path);
+	r = disk_info(j->path, r ? recorded : NULL, format, &cur, NULL, &err);
 	if (r < 0)
 		return job_error(j, 500, "cannot inspect %s: %s", j->path,
 				 err ? qemu_img_first_line(err) : strerror(-r));
+	if (!streq(format, "qcow2") && !streq(format, "raw"))
+		return job_error(j, 409, "%s is a %s disk; only qcow2 and raw are resized", j->path,
+				 format);
 	int64_t bytes = size_mb * MIB;
 	if (bytes < cur)
 		return job_error(

@@ -174,7 +174,17 @@ cb=$(task "$(next_task)" POST "/disks/$ST/resize/$D2" '{"disk":{"size":8}}')
 expect_eq "$(echo "$cb" | json 'j["__status__"]')" error "shrink refused"
 expect_contains "$(echo "$cb" | json 'j["__reason__"]')" "shrinking is refused" "shrink reason"
 expect_eq "$(stat -c %s "$T/disks/$D2")" $((32 << 20)) "file after a refused shrink"
-ok "disk routes: template overlay, blank, status, resize, shrink refused, unknown storage 404"
+# The format is recorded at creation and never probed again: a guest that writes a qcow2 header
+# into its raw disk does not make the host treat the disk as qcow2 (a probe would say qcow2, with
+# the header's size, here 1 GiB; and would resize the header, not the disk).
+expect_eq "$(python3 -c "import os,sys; print(os.getxattr(sys.argv[1], 'user.hostagent.format').decode())" "$T/disks/$D2")" raw "recorded format"
+qemu-img create -q -f qcow2 "$T/hdr.qcow2" 1G
+dd if="$T/hdr.qcow2" of="$T/disks/$D2" conv=notrunc status=none
+expect_eq "$(qemu-img info -U --output=json "$T/disks/$D2" | json 'j["format"]')" qcow2 "a probe is fooled by the header"
+cb=$(task "$(next_task)" POST "/disks/$ST/resize/$D2" '{"disk":{"size":48}}')
+expect_eq "$(echo "$cb" | json 'j.get("__reason__"), j["format"], j["disk_size"]')" "(None, 'raw', 48)" "resize of a raw disk with a guest-written qcow2 header"
+expect_eq "$(stat -c %s "$T/disks/$D2")" $((48 << 20)) "raw file grown"
+ok "disk routes: template overlay, blank, status, resize (recorded format, not probed), shrink refused, unknown storage 404"
 
 # ---- 4. the guest runs on the overlay of the cached image ----
 U=$(python3 -c 'import uuid; print(uuid.uuid4())')
