@@ -40,6 +40,7 @@ static int on_drain(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct agent *a = userdata;
 	size_t busy = a->tasks ? tasks_running(a->tasks) + tasks_queued(a->tasks) : 0;
+	busy += guests_busy(a->guests);		     /* stops waiting for a power-off */
 	busy += report_busy(a->report);		     /* offline post to the region */
 	busy += region_pending_callbacks(a->region); /* outcomes of finished tasks */
 	if (busy == 0 || usec >= a->drain_deadline) {

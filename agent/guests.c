@@ -49,6 +49,9 @@ struct guests {
 	/* listings waiting a moment: [0] a rebuild retried, [1] a reconciliation's second look */
 	sd_event_source *delay_src[2];
 	struct scan *delayed[2];
+	/* graceful stops waiting for their guest to power off (loop thread) */
+	struct op_ctx *stop_waits;
+	size_t n_stop_waits;
 	/* GET /servers as text, for the view at list_seq (rebuilt when the view changed) */
 	char *list_text;
 	size_t list_len;
@@ -87,8 +90,11 @@ static void hooks_running(struct guests *g, const char *sid, int qemu_pid)
 			g->hooks[i].on_running(sid, qemu_pid, g->hooks[i].ud);
 }
 
+static void stop_waits_poke(struct guests *g, const char *sid);
+
 static void hooks_state(struct guests *g, const char *sid, const char *status)
 {
+	stop_waits_poke(g, sid);
 	for (size_t i = 0; i < g->n_hooks; i++)
 		if (g->hooks[i].on_state)
 			g->hooks[i].on_state(sid, status, g->hooks[i].ud);
@@ -153,6 +159,13 @@ struct op_ctx {
 	char *qemu_version;
 	int vnc_port;
 	char *vnc_password; /* the console password (agent/console.h), when the guest has one */
+	/* A graceful stop: the worker pressed the power button and left the reply empty; the loop
+	 * then waits for the view to show the guest off (lifecycle events), or for the deadline,
+	 * when a worker forces it. No thread sleeps meanwhile. */
+	enum { STOP_NONE, STOP_AWAIT, STOP_WAITING, STOP_FORCE } stop;
+	uint64_t stop_deadline; /* CLOCK_MONOTONIC usec */
+	sd_event_source *stop_timer;
+	struct op_ctx *stop_next;
 };
 
 static void reply_set(struct op_ctx *c, int code, json_t *body)
@@ -592,6 +605,15 @@ static bool wait_state(virDomainPtr dom, int want, int timeout_ms)
 	}
 }
 
+static void stop_force(struct op_ctx *c, virDomainPtr dom);
+
+static uint64_t now_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static void op_stop(struct op_ctx *c, virDomainPtr dom)
 {
 	json_t *t = json_object_get(c->args, "timeout"), *f = json_object_get(c->args, "is_force");
@@ -615,12 +637,30 @@ static void op_stop(struct op_ctx *c, virDomainPtr dom)
 		reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", "already stopped"));
 		return;
 	}
-	const char *how = "forced";
 	if (!json_is_true(f) && timeout > 0 &&
-	    virDomainShutdownFlags(dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) == 0 &&
-	    wait_state(dom, VIR_DOMAIN_SHUTOFF, (int)timeout * 1000))
-		how = "graceful";
-	else if (virDomainDestroy(dom) < 0) {
+	    virDomainShutdownFlags(dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) == 0) {
+		/* The loop waits for the guest to power off (stop_wait_begin). */
+		c->stop = STOP_AWAIT;
+		c->stop_deadline = now_usec() + (uint64_t)timeout * USEC_PER_SEC;
+		return;
+	}
+	stop_force(c, dom);
+}
+
+/* Forces dom off (a stop without a graceful part, or its deadline): "graceful" when it powered
+ * off by itself in the meantime. */
+static void stop_force(struct op_ctx *c, virDomainPtr dom)
+{
+	int state = 0, reason = 0;
+	if (c->stop == STOP_FORCE && virDomainGetState(dom, &state, &reason, 0) == 0 &&
+	    (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED)) {
+		reply_ok(c,
+			 json_pack("{s:s,s:s}", "result", "ok", "details",
+				   reason == VIR_DOMAIN_SHUTOFF_DESTROYED ? "forced" : "graceful"));
+		return;
+	}
+	const char *how = "forced";
+	if (virDomainDestroy(dom) < 0) {
 		/* Keep libvirt's message before the state query below replaces it. */
 		_cleanup_free_ char *msg = strdup(vir_msg());
 		if (!wait_state(dom, VIR_DOMAIN_SHUTOFF, 0)) {
@@ -629,6 +669,26 @@ static void op_stop(struct op_ctx *c, virDomainPtr dom)
 		}
 	}
 	reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", how));
+}
+
+/* The second half of a cold reboot, on a worker: forced off if it is still up, started again. */
+static void reboot_finish(struct op_ctx *c, virDomainPtr dom)
+{
+	int state = 0, r = 0;
+	if (virDomainGetState(dom, &state, NULL, 0) == 0 && state != VIR_DOMAIN_SHUTOFF &&
+	    state != VIR_DOMAIN_CRASHED)
+		r = virDomainDestroy(dom);
+	if (r == 0)
+		r = start_domain(dom, c->sid);
+	if (r < 0) {
+		reply_error(c, 500, NULL, "cannot reboot %s: %s", c->sid, vir_msg());
+		return;
+	}
+	c->vnc_port = virt_domain_vnc_port(dom);
+	if (c->vnc_port < 0)
+		c->vnc_port = -1;
+	started_metadata(c, dom);
+	reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", "rebooted"));
 }
 
 static void op_simple(struct op_ctx *c, virDomainPtr dom)
@@ -677,18 +737,15 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 			int timeout = json_is_integer(t) ? (int)json_integer_value(t) : 10;
 			if (timeout < 0 || timeout > 3600)
 				timeout = 10;
-			if (!(virDomainShutdownFlags(dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) ==
-				  0 &&
-			      wait_state(dom, VIR_DOMAIN_SHUTOFF, timeout * 1000)))
-				r = virDomainDestroy(dom);
-			if (r == 0)
-				r = start_domain(dom, c->sid);
-			if (r == 0) {
-				c->vnc_port = virt_domain_vnc_port(dom);
-				if (c->vnc_port < 0)
-					c->vnc_port = -1;
-				started_metadata(c, dom);
+			if (timeout > 0 &&
+			    virDomainShutdownFlags(dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) == 0) {
+				/* The loop waits for the power-off, then reboot_finish() starts it.
+				 */
+				c->stop = STOP_AWAIT;
+				c->stop_deadline = now_usec() + (uint64_t)timeout * USEC_PER_SEC;
+				return;
 			}
+			return reboot_finish(c, dom);
 		}
 		details = "rebooted";
 		break;
@@ -888,7 +945,10 @@ static void op_work(void *userdata)
 		op_start(c, dom);
 		break;
 	case GUEST_OP_STOP:
-		op_stop(c, dom);
+		if (c->stop == STOP_FORCE)
+			stop_force(c, dom);
+		else
+			op_stop(c, dom);
 		break;
 	case GUEST_OP_STATUS:
 		op_status(c, dom);
@@ -900,10 +960,13 @@ static void op_work(void *userdata)
 		op_console(c, dom);
 		break;
 	default:
-		op_simple(c, dom);
+		if (c->op == GUEST_OP_REBOOT && c->stop == STOP_FORCE)
+			reboot_finish(c, dom);
+		else
+			op_simple(c, dom);
 		break;
 	}
-	if (c->reply.code < 300)
+	if (c->reply.body && c->reply.code < 300)
 		record_state(c, dom);
 	if (c->reply.code >= 500 && virConnectIsAlive(conn) != 1)
 		virt_connection_lost(c->a->virt);
@@ -925,10 +988,14 @@ bool guests_creating(struct guests *g, const char *sid)
 	return g && strv_contains(g->creating, sid);
 }
 
+static int stop_wait_begin(struct guests *g, struct op_ctx *c);
+
 static void op_done(void *userdata)
 {
 	struct op_ctx *c = userdata;
 	struct guests *g = c->a->guests;
+	if (c->stop == STOP_AWAIT && !c->reply.body && g && stop_wait_begin(g, c) >= 0)
+		return; /* finished by the wait */
 	if (!c->reply.body)
 		reply_error(c, 503, NULL, "the agent is shutting down");
 	if (g && c->reply.code < 300) {
@@ -965,6 +1032,7 @@ static void op_done(void *userdata)
 				      : "2xx",
 	       NULL);
 	c->cb(&c->reply, c->userdata);
+	sd_event_source_disable_unref(c->stop_timer);
 	json_decref(c->reply.body);
 	json_decref(c->args);
 	free(c->name);
@@ -973,6 +1041,105 @@ static void op_done(void *userdata)
 	erase_and_free(c->vnc_password);
 	free(c->sid);
 	free(c);
+}
+
+/* ---- graceful stop: waiting for the power-off (loop thread) ---- */
+
+static void stop_wait_unlink(struct guests *g, struct op_ctx *c)
+{
+	for (struct op_ctx **p = &g->stop_waits; *p; p = &(*p)->stop_next)
+		if (*p == c) {
+			*p = c->stop_next;
+			c->stop_next = NULL;
+			g->n_stop_waits--;
+			return;
+		}
+}
+
+/* Whether the view shows the guest off (or gone), and how it went off. */
+static bool stop_wait_off(struct guests *g, struct op_ctx *c, const char **ret_how)
+{
+	if (!g->connected || !guestview_valid(g->view))
+		return false; /* nothing known until the view is rebuilt: the deadline decides */
+	const struct guest_info *x = guestview_get(g->view, c->sid);
+	if (x && x->state != GUEST_STATE_SHUTOFF && x->state != GUEST_STATE_CRASHED &&
+	    x->state != GUEST_STATE_NO_DOMAIN)
+		return false;
+	bool destroyed =
+	    x && x->state == GUEST_STATE_SHUTOFF && x->reason == VIR_DOMAIN_SHUTOFF_DESTROYED;
+	*ret_how = !x ? "gone" : destroyed ? "forced" : "graceful";
+	return true;
+}
+
+static int on_stop_wait(sd_event_source *src, uint64_t usec, void *userdata)
+{
+	struct op_ctx *c = userdata;
+	struct guests *g = c->a->guests;
+	const char *how = NULL;
+	bool off = stop_wait_off(g, c, &how);
+	if (!off && usec < c->stop_deadline) { /* poked by a change that is not the power-off */
+		sd_event_source_set_time(src, c->stop_deadline);
+		sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+		return 0;
+	}
+	stop_wait_unlink(g, c);
+	if (off && c->op == GUEST_OP_STOP) { /* done without a worker */
+		reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", how));
+		op_done(c);
+		return 0;
+	}
+	/* The deadline of a stop (forced), or a reboot's power-off (started again): a worker
+	 * finishes it, in the guest's queue like any operation. */
+	if (!off)
+		log_kv(LOG_INFO, "Guest did not power off in time, forcing it", "sid", c->sid, "op",
+		       guest_op_to_string(c->op), NULL);
+	c->stop = STOP_FORCE;
+	int r = tasks_submit(c->a->tasks, c->sid, op_work, op_done, c);
+	if (r < 0) {
+		reply_error(c, 503, NULL, "cannot finish the %s of %s: %s",
+			    guest_op_to_string(c->op), c->sid,
+			    r == -EBUSY ? "too many queued operations"
+					: "the agent is shutting down");
+		op_done(c);
+	}
+	return 0;
+}
+
+/* A stop or reboot that pressed the power button waits here; 0, or < 0 with the reply set. */
+static int stop_wait_begin(struct guests *g, struct op_ctx *c)
+{
+	c->stop = STOP_WAITING;
+	int r = sd_event_add_time(c->a->event, &c->stop_timer, CLOCK_MONOTONIC, c->stop_deadline, 0,
+				  on_stop_wait, c);
+	if (r < 0) {
+		reply_error(c, 500, NULL, "cannot wait for %s to power off: %s", c->sid,
+			    strerror(-r));
+		return r;
+	}
+	c->stop_next = g->stop_waits;
+	g->stop_waits = c;
+	g->n_stop_waits++;
+	log_kv(LOG_DEBUG, "Waiting for the guest to power off", "sid", c->sid, "op",
+	       guest_op_to_string(c->op), NULL);
+	/* It may be off already (the event came before this): looked at on the next turn. */
+	stop_waits_poke(g, c->sid);
+	return 0;
+}
+
+/* A change of sid in the view (NULL: of every guest) wakes its waiting stops, which look at the
+ * view on their next turn: never completed from inside the caller. */
+static void stop_waits_poke(struct guests *g, const char *sid)
+{
+	for (struct op_ctx *c = g->stop_waits; c; c = c->stop_next)
+		if (!sid || streq(c->sid, sid)) {
+			sd_event_source_set_time(c->stop_timer, 1);
+			sd_event_source_set_enabled(c->stop_timer, SD_EVENT_ONESHOT);
+		}
+}
+
+size_t guests_busy(struct guests *g)
+{
+	return g ? g->n_stop_waits : 0;
 }
 
 /* NICs without a bridge get the one of the host network on their wire (loop thread: the
@@ -1611,6 +1778,15 @@ struct guests *guests_free(struct guests *g)
 {
 	if (!g)
 		return NULL;
+	while (g->stop_waits) {
+		struct op_ctx *c = g->stop_waits;
+		stop_wait_unlink(g, c);
+		reply_error(
+		    c, 503, NULL,
+		    "the agent stopped while %s was powering off (the power button was pressed)",
+		    c->sid);
+		op_done(c);
+	}
 	sd_event_source_disable_unref(g->reconcile_timer);
 	delayed_drop(g, 0);
 	delayed_drop(g, 1);

@@ -38,3 +38,5 @@ void guests_remove_hooks(struct guests *g, void *ud);
 /* True while a create of sid runs (loop thread): its status changes are not reported, as the
  * region learns the outcome from the task. */
 bool guests_creating(struct guests *g, const char *sid);
+/* Stops and reboots waiting on the loop for their guest to power off (counted by the drain). */
+size_t guests_busy(struct guests *g);

@@ -8,7 +8,8 @@ need_root
 libvirtd_lock shared
 libvirtd_up || hard "libvirtd does not start (deploy/setup-host.sh installs it)"
 
-start_agent
+# One worker: the stop below proves that waiting for a power-off holds none.
+start_agent --task-workers=1
 S1=hatest-$$-a
 S2=hatest-$$-b
 BR=habr$$
@@ -146,7 +147,23 @@ PY
 ok "console password"
 
 # ---- stop: graceful (ACPI, then force at the timeout: these guests have no OS) and forced ----
-out=$(expect_api 200 POST "/servers/$S1/stop" '{"timeout": 2}')
+# The agent has one worker (start_agent above): the wait for the power-off holds none, so S2
+# suspends and resumes while S1's stop waits, and the stop says it was forced at its timeout.
+t0=$(date +%s%N)
+curl -s --unix-socket "$SOCK" -X POST -H 'Content-Type: application/json' --data-binary '{"timeout": 3}' \
+	"http://localhost/servers/$S1/stop" >"$T/stop1.out" &
+stop_pid=$!
+sleep 0.5
+t1=$(date +%s%N)
+expect_api 200 POST "/servers/$S2/suspend" '{}' >/dev/null
+expect_api 200 POST "/servers/$S2/resume" '{}' >/dev/null
+side_ms=$((($(date +%s%N) - t1) / 1000000))
+[ "$side_ms" -lt 2000 ] || fail "another guest's operations waited ${side_ms} ms behind a graceful stop"
+wait "$stop_pid"
+stop_ms=$((($(date +%s%N) - t0) / 1000000))
+expect_contains "$(cat "$T/stop1.out")" '"details":"forced"' "a stop the guest ignores is forced at the timeout"
+[ "$stop_ms" -ge 2900 ] || fail "forced after ${stop_ms} ms, before its 3 s timeout"
+ok "a stop waiting for the power-off holds no worker: another guest's ops took ${side_ms} ms; forced after ${stop_ms} ms"
 expect_eq "$(vstate $S1)" "shut off" "virsh state after graceful stop"
 expect_eq "$(status_of $S1)" ready "agent status after stop"
 out=$(expect_api 200 POST "/servers/$S2/stop" '{"is_force": true}')
