@@ -2,6 +2,7 @@
 
 #include "agent/agent.h"
 #include "agent/api.h"
+#include "agent/claims.h"
 #include "agent/domxml.h"
 #include "agent/auth.h"
 #include "agent/region.h"
@@ -84,6 +85,9 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = tasks_new(a->event, (unsigned)a->cfg.task_workers, 1024, &a->tasks);
 	if (r < 0)
 		return r;
+	r = claims_new(&a->claims);
+	if (r < 0)
+		return r;
 	r = storages_new(&a->cfg, &a->storages);
 	if (r < 0)
 		return r;
@@ -159,6 +163,7 @@ struct agent *agent_free(struct agent *a)
 	a->virt = virt_free(a->virt);
 	a->metrics = metrics_free(a->metrics);
 	a->storages = storages_free(a->storages);
+	a->claims = claims_free(a->claims);
 	a->hostnets = hostnets_free(a->hostnets);
 	sd_event_source_unref(a->drain_timer);
 	sd_event_source_unref(a->sigterm);

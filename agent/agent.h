@@ -19,6 +19,7 @@ struct report;
 struct storages;
 struct hostnets;
 struct imagecache;
+struct claims;
 
 struct agent {
 	struct config cfg;
@@ -38,6 +39,7 @@ struct agent {
 	struct storages *storages;     /* local storages and their image caches (agent/storage.h) */
 	struct hostnets *hostnets;     /* configured host networks (agent/hostnet.h) */
 	struct imagecache *imagecache; /* image cache downloads (agent/imagecache.h) */
+	struct claims *claims;	       /* disk paths owned by guests (agent/claims.h) */
 	sd_event_source *drain_timer;
 	uint64_t drain_deadline;
 	bool stopping;

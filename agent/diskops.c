@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/claims.h"
 #include "agent/diskops.h"
 #include "agent/imagecache.h"
 #include "agent/imagecheck.h"
@@ -37,10 +38,11 @@ struct disk_job {
 	enum disk_op op;
 	op_done_fn cb;
 	void *userdata;
-	char *disk_id, *root, *cache_dir, *path;
+	char *disk_id, *root, *cache_dir, *path, *servers_path;
 	json_t *args; /* the "disk" object */
 	virConnectPtr conn;
-	int code; /* 0: not run (dropped by the pool) */
+	struct claims *claims; /* disk paths owned by guests (agent/claims.h) */
+	int code;	       /* 0: not run (dropped by the pool) */
 	json_t *body;
 };
 
@@ -50,6 +52,7 @@ static void job_free(struct disk_job *j)
 	free(j->root);
 	free(j->cache_dir);
 	free(j->path);
+	free(j->servers_path);
 	json_decref(j->args);
 	json_decref(j->body);
 	if (j->conn)
@@ -239,6 +242,16 @@ static void do_delete(struct disk_job *j)
 	}
 	if (S_ISDIR(st.st_mode))
 		return job_error(j, 409, "%s is a directory, not a disk", j->path);
+	/* M1: a disk some guest on this host still names is that guest's. A claim of a guest
+	 * whose workspace is gone (removed behind the agent's back) is stale. */
+	_cleanup_free_ char *owner = j->claims ? claims_owner(j->claims, j->path) : NULL;
+	if (owner) {
+		_cleanup_free_ char *desc = strjoin(strempty(j->servers_path), "/", owner, "/desc");
+		if (desc && access(desc, F_OK) == 0)
+			return job_error(j, 409, "%s is a disk of guest %s, which still exists",
+					 j->path, owner);
+		claims_release(j->claims, owner, NULL, 0);
+	}
 	if (unlink(j->path) < 0 && errno != ENOENT)
 		return job_error(j, 500, "cannot remove %s: %m", j->path);
 	j->code = 200;
@@ -373,6 +386,8 @@ int agent_disk_op(struct agent *a, enum disk_op op, const char *storage_id, cons
 	j->disk_id = strdup(disk_id);
 	j->root = strdup(st->root);
 	j->cache_dir = strdup(st->cache_dir);
+	j->claims = a->claims;
+	j->servers_path = strdup(a->cfg.servers_path);
 	j->args = json_deep_copy(d);
 	if (!j->disk_id || !j->root || !j->cache_dir || !j->args ||
 	    asprintf(&j->path, "%s/%s", st->root, disk_id) < 0) {

@@ -107,7 +107,8 @@ static int check_existing(const struct guest_disk *k, char **ret_error)
 }
 
 /* Creates one disk; returns 1 when created, 0 when the same disk already existed. */
-static int create_one(const struct guest_disk *k, char *const *roots, char **ret_error)
+static int create_one(const struct guest_disk *k, char *const *roots, bool may_exist,
+		      char **ret_error)
 {
 	int r = reconfine(roots, k->path);
 	if (r < 0)
@@ -125,6 +126,10 @@ static int create_one(const struct guest_disk *k, char *const *roots, char **ret
 		if (errno != EEXIST)
 			return fail(ret_error, negative_errno(), "disk %s: cannot create %s: %m",
 				    k->disk_id, k->path);
+		if (!may_exist)
+			return fail(ret_error, -EEXIST,
+				    "disk %s: %s was created by someone else meanwhile", k->disk_id,
+				    k->path);
 		r = check_existing(k, ret_error);
 		return r < 0 ? r : 0;
 	}
@@ -160,7 +165,8 @@ static int create_one(const struct guest_disk *k, char *const *roots, char **ret
 	return 1;
 }
 
-int disks_prepare(const struct guest_desc *d, char *const *roots, char **ret_error)
+int disks_prepare(const struct guest_desc *d, char *const *roots, const bool *existing,
+		  char **ret_error)
 {
 	if (!d || !roots || !roots[0])
 		return -EINVAL;
@@ -169,7 +175,7 @@ int disks_prepare(const struct guest_desc *d, char *const *roots, char **ret_err
 		return -ENOMEM;
 	_cleanup_free_ char *err = NULL;
 	for (size_t i = 0; i < d->n_disks; i++) {
-		int r = create_one(&d->disks[i], roots, &err);
+		int r = create_one(&d->disks[i], roots, !existing || existing[i], &err);
 		if (r < 0) {
 			for (size_t k = 0; k < i; k++)
 				if (created[k])

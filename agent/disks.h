@@ -11,13 +11,16 @@
  * nothing that exists is ever overwritten.
  * Re-preparing is idempotent: an existing regular file is accepted as the same disk when
  * `qemu-img info` reports the same format, the same virtual size (when size_mb is set) and the
- * same backing file (or none); anything else at the path is -EEXIST.
+ * same backing file (or none); anything else at the path is -EEXIST. With existing (one flag
+ * per disk) only the disks flagged are accepted that way: a file that appears at the path of
+ * an unflagged disk (made by someone else since the caller looked) is -EEXIST, never adopted.
  * All or nothing: on failure the disks created by this call are removed (pre-existing ones are
  * left alone) and the error is returned; *ret_error (optional) then names the disk and carries
  * qemu-img's message. Errors: -EPERM (outside the roots), -EEXIST, -ENOENT (backing image or
  * parent directory missing), -EMEDIUMTYPE (backing image neither qcow2 nor raw, or itself
  * backed), -EIO (qemu-img failed), -ETIMEDOUT, -ENOMEM. */
-int disks_prepare(const struct guest_desc *d, char *const *roots, char **ret_error);
+int disks_prepare(const struct guest_desc *d, char *const *roots, const bool *existing,
+		  char **ret_error);
 
 /* Removes the disk files of d (a missing file is fine). Backing images are never touched.
  * Paths that do not resolve inside roots any more are left alone and reported (-EPERM); the

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "agent/agent.h"
+#include "agent/claims.h"
 #include "agent/console.h"
 #include "agent/desc.h"
 #include "agent/disks.h"
@@ -445,10 +446,35 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 			rm_rf(ws);
 		return;
 	}
+	/* M1: the disk paths become this guest's before any file is looked at, so two creates
+	 * naming one new file cannot both go on. */
+	_cleanup_free_ const char **paths = calloc(d->n_disks + 1, sizeof(char *));
+	_cleanup_free_ const char **old_paths =
+	    calloc((old ? old->n_disks : 0) + 1, sizeof(char *));
+	_cleanup_free_ char *holder = NULL;
+	size_t bad = 0;
+	for (size_t i = 0; paths && i < d->n_disks; i++)
+		paths[i] = d->disks[i].path;
+	for (size_t i = 0; old_paths && old && i < old->n_disks; i++)
+		old_paths[i] = old->disks[i].path;
+	r = paths && old_paths ? claims_take(c->a->claims, c->sid, paths, d->n_disks, &bad, &holder)
+			       : -ENOMEM;
+	if (r < 0) {
+		if (r == -EBUSY)
+			reply_error(c, 409, "ConflictError",
+				    "disks[%zu].path: %s is a disk of guest %s", bad,
+				    d->disks[bad].path, strempty(holder));
+		else
+			reply_error(c, 500, NULL, "out of memory");
+		if (made_ws)
+			rm_rf(ws);
+		return;
+	}
 	/* Disks: only the ones that do not exist yet are created, and only those are removed
 	 * again when a later step fails. */
 	_cleanup_free_ struct guest_disk *fresh = calloc(d->n_disks + 1, sizeof(*fresh));
-	if (!fresh) {
+	_cleanup_free_ bool *existing = calloc(d->n_disks + 1, sizeof(bool));
+	if (!fresh || !existing) {
 		reply_error(c, 500, NULL, "out of memory");
 		goto rollback;
 	}
@@ -460,6 +486,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 			fresh[fresh_desc.n_disks++] = d->disks[i];
 			continue;
 		}
+		existing[i] = true;
 		/* An existing file is only ever this guest's own disk from its stored descriptor:
 		 * never another guest's disk or a base image, which a later delete would remove. */
 		bool own = false;
@@ -480,7 +507,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 			goto rollback;
 		}
 	}
-	r = disks_prepare(d, cfg->local_image_path, &err);
+	r = disks_prepare(d, cfg->local_image_path, existing, &err);
 	if (r < 0) {
 		reply_error(c, r == -EEXIST ? 409 : 500, NULL, "%s", err ? err : strerror(-r));
 		goto rollback;
@@ -507,6 +534,8 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 		goto rollback_disks;
 	}
 	c->created = true;
+	if (is_sync) /* paths the guest no longer names are free again */
+		claims_release(c->a->claims, c->sid, paths, d->n_disks);
 	if (is_sync) {
 		int state = 0;
 		if (dom && virDomainGetState(dom, &state, NULL, 0) == 0 &&
@@ -521,6 +550,8 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 rollback_disks:
 	disks_remove(&fresh_desc, cfg->local_image_path);
 rollback:
+	/* Back to the paths of the stored descriptor (none for a new guest). */
+	claims_release(c->a->claims, c->sid, old_paths, old ? old->n_disks : 0);
 	if (made_ws)
 		rm_rf(ws);
 }
@@ -885,6 +916,8 @@ static void op_delete(struct op_ctx *c, virConnectPtr conn)
 		return;
 	}
 	c->removed = true;
+	/* Its disk files are nobody's now: the region's disk routes may delete them. */
+	claims_release(c->a->claims, c->sid, NULL, 0);
 	reply_ok(c, NULL);
 }
 
@@ -1797,6 +1830,29 @@ struct guests *guests_free(struct guests *g)
 	return NULL;
 }
 
+/* The disk paths of every stored descriptor, claimed for their guest (M1). Two descriptors
+ * that name one file (stored before claims existed) are logged; the first keeps it. */
+static void claims_load(struct guests *g)
+{
+	const struct config *cfg = &g->a->cfg;
+	DIR *dir = opendir(cfg->servers_path);
+	struct dirent *de;
+	while (dir && (de = readdir(dir))) {
+		_cleanup_guest_desc_ struct guest_desc *d = NULL;
+		if (!id_is_valid(de->d_name, 64) || load_desc(cfg, de->d_name, NULL, &d, NULL) < 0)
+			continue;
+		for (size_t i = 0; i < d->n_disks; i++) {
+			const char *p = d->disks[i].path;
+			_cleanup_free_ char *holder = NULL;
+			if (claims_take(g->a->claims, de->d_name, &p, 1, NULL, &holder) == -EBUSY)
+				log_kv(LOG_WARNING, "Two guests name one disk file", "path", p,
+				       "sid", de->d_name, "owner", strempty(holder), NULL);
+		}
+	}
+	if (dir)
+		closedir(dir);
+}
+
 int guests_start(struct guests *g)
 {
 	const struct config *cfg = &g->a->cfg;
@@ -1813,6 +1869,7 @@ int guests_start(struct guests *g)
 		if (r < 0)
 			return r;
 	}
+	claims_load(g);
 	schedule_reconcile(g);
 	return virt_start(g->a->virt, on_virt_event, on_virt_conn, g);
 }

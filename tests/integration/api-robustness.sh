@@ -229,6 +229,57 @@ expect_eq "$(api "$base/servers/test/status")" '{"status":"running","power_state
 [ ! -e "$T/main/servers/test" ] || fail "a workspace was created for the foreign domain"
 ok "M4: a domain the agent did not define is left alone"
 
+# M1: two creates naming one new disk file, sent at once, 10 rounds (the review's reproducer:
+# guest A has [own, P], guest B has [P], B's last byte 20 ms after A). Before the claim table
+# both answered 200 in 9 of 10 rounds. Now one wins, the other gets 409 naming the winner, the
+# file is the winner's, and the loser's refusal removes nothing; the winner's delete frees it.
+qemu-img create -q -f qcow2 "$T/main/disks/m1-base.qcow2" 16M || hard "qemu-img"
+python3 - "$PORT_main" "$TOKEN_main" "$T/main/disks" <<'PY' || fail "M1: concurrent creates on one disk"
+import json, socket, sys, threading, time, uuid, os
+port, token, disks = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def raw(sid, disks_):
+    body = json.dumps({"desc": {"uuid": str(uuid.uuid4()), "name": sid, "mem": 64, "disks": disks_}}).encode()
+    return (f"POST /servers/{sid}/create HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+def answer(s):
+    buf = b""
+    while True:
+        c = s.recv(65536)
+        if not c:
+            break
+        buf += c
+    return int(buf.split(b" ", 2)[1]), buf.partition(b"\r\n\r\n")[2].decode()
+def call(method, path):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+    return answer(s)
+wins = 0
+for rnd in range(10):
+    P = f"{disks}/m1-shared-{rnd}.qcow2"
+    a, b = f"m1a{rnd}", f"m1b{rnd}"
+    # A's own disk is an overlay: checking its base image keeps A busy before it reaches P.
+    ra = raw(a, [{"disk_id": "own", "size": 16, "path": f"{disks}/m1-own-{rnd}.qcow2", "image_path": f"{disks}/m1-base.qcow2"},
+                 {"disk_id": "shared", "index": 1, "size": 16, "path": P}])
+    rb = raw(b, [{"disk_id": "mine", "size": 16, "path": P}])
+    sa = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sb = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sb.sendall(rb[:-1]); sa.sendall(ra); time.sleep(0.02); sb.sendall(rb[-1:])
+    (ca, ta), (cb, tb) = answer(sa), answer(sb)
+    codes = sorted([ca, cb])
+    assert codes == [200, 409], f"round {rnd}: both creates answered {ca}, {cb}: {ta} {tb}"
+    winner, loser, why = (a, b, tb) if ca == 200 else (b, a, ta)
+    assert f"is a disk of guest {winner}" in why or "created by someone else" in why or "already exists" in why, f"round {rnd}: refusal {why}"
+    assert os.path.exists(P), f"round {rnd}: the refused create removed the winner's disk"
+    code, text = call("GET", f"/servers/{loser}/status")
+    assert code == 404, f"round {rnd}: the loser {loser} exists: {code} {text}"
+    code, text = call("DELETE", f"/servers/{winner}")
+    assert code == 200, f"delete {winner}: {code} {text}"
+    wins += winner == a
+print(f"ok: M1: 10 rounds, exactly one create won each time ({wins} by A); the loser got 409 and removed nothing")
+PY
+# The disk routes do not delete a disk a guest still names (needs a storage: region mode only,
+# covered in image-cache.sh).
+
 # Metrics: route templates only, never raw ids.
 m=$(curl -s "$base/metrics")
 expect_contains "$m" 'hostagent_api_requests_total{route="/servers/:sid/status",code="200"}' "requests by route"

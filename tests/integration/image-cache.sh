@@ -210,6 +210,11 @@ wait_for 30 sh -c "virsh -c qemu:///system domstate $S1 | grep -qx 'shut off'" |
 ok "guest ran on the overlay of the cached image; uncache refused while used"
 
 # ---- 5. delete the disks, then the image ----
+# Not while a guest still names the disk (M1 of the security review).
+cb=$(task "$(next_task)" POST "/disks/$ST/delete/$D1" '{"clean_snapshots":false}')
+expect_contains "$(echo "$cb" | json 'j.get("__reason__")')" "is a disk of guest $S1" "delete of a disk a guest names"
+[ -e "$T/disks/$D1" ] || fail "a disk a guest names was deleted"
+# The guest removed behind the agent's back: its claim is stale, the disk goes.
 virsh -c qemu:///system undefine "$S1" --nvram >/dev/null 2>&1
 rm -rf "$T/servers/$S1"
 cb=$(task "$(next_task)" POST "/disks/$ST/delete/$D1" '{"clean_snapshots":false}')

@@ -105,7 +105,7 @@ static void test_create_and_remove(void **state)
 		      "{\"disk_id\": \"fromimage\", \"image_path\": \"%1$s/images/base.qcow2\"}]}",
 	    f->dir);
 	_cleanup_free_ char *err = NULL;
-	assert_int_equal(disks_prepare(d, f->roots, &err), 0);
+	assert_int_equal(disks_prepare(d, f->roots, NULL, &err), 0);
 	assert_null(err);
 
 	json_auto_t *i0 = info(d->disks[0].path);
@@ -126,9 +126,17 @@ static void test_create_and_remove(void **state)
 
 	/* Re-preparing the same disks is a no-op. */
 	ino_t ino = st.st_ino;
-	assert_int_equal(disks_prepare(d, f->roots, NULL), 0);
+	assert_int_equal(disks_prepare(d, f->roots, NULL, NULL), 0);
 	assert_int_equal(stat(d->disks[0].path, &st), 0);
 	assert_int_equal(st.st_ino, ino);
+	/* M1: the caller found the data disk missing, and since someone made the same disk there
+	 * (same format and size): it is not adopted, and it is not removed either. */
+	const bool existing[] = {true, false, true};
+	free(err);
+	err = NULL;
+	assert_int_equal(disks_prepare(d, f->roots, existing, &err), -EEXIST);
+	assert_non_null(strstr(err, "created by someone else"));
+	assert_int_equal(access(d->disks[1].path, F_OK), 0);
 
 	assert_int_equal(disks_remove(d, f->roots), 0);
 	for (size_t i = 0; i < d->n_disks; i++)
@@ -147,7 +155,7 @@ static void test_failure_cleans_up(void **state)
 			    "{\"disk_id\": \"b\", \"size\": 8, \"path\": \"%1$s/disks/nodir/b\"}]}",
 		  f->dir);
 	_cleanup_free_ char *err = NULL;
-	assert_int_equal(disks_prepare(d, f->roots, &err), -ENOENT);
+	assert_int_equal(disks_prepare(d, f->roots, NULL, &err), -ENOENT);
 	assert_non_null(strstr(err, "disk b: cannot create"));
 	assert_int_equal(access(d->disks[0].path, F_OK), -1);
 
@@ -161,7 +169,7 @@ static void test_failure_cleans_up(void **state)
 	_cleanup_free_ char *broken = test_write(f->images, "broken.qcow2", "QFI\xfb garbage");
 	free(err);
 	err = NULL;
-	int r = disks_prepare(d, f->roots, &err);
+	int r = disks_prepare(d, f->roots, NULL, &err);
 	assert_true(r < 0);
 	assert_non_null(strstr(err, "disk b:"));
 	assert_int_equal(access(d->disks[0].path, F_OK), -1);
@@ -176,7 +184,7 @@ static void test_existing_file_kept(void **state)
 	    parse(f, DESC_HEAD "\"disks\": [{\"disk_id\": \"x\", \"size\": 8}]}", f->dir);
 	_cleanup_free_ char *err = NULL;
 	/* Read as the descriptor's format (qcow2, never probed: L4), the file is not one. */
-	assert_int_equal(disks_prepare(d, f->roots, &err), -EEXIST);
+	assert_int_equal(disks_prepare(d, f->roots, NULL, &err), -EEXIST);
 	assert_non_null(strstr(err, "exists and cannot be inspected"));
 	_cleanup_free_ char *text = NULL;
 	assert_int_equal(read_file(victim, 1024, &text, NULL), 0);
@@ -186,7 +194,7 @@ static void test_existing_file_kept(void **state)
 	run_ok((char *[]){"qemu-img", "create", "-q", "-f", "qcow2", victim, "4M", NULL});
 	free(err);
 	err = NULL;
-	assert_int_equal(disks_prepare(d, f->roots, &err), -EEXIST);
+	assert_int_equal(disks_prepare(d, f->roots, NULL, &err), -EEXIST);
 	assert_non_null(strstr(err, "exists with different format, size or backing file"));
 }
 
@@ -199,7 +207,7 @@ static void test_guest_written_header(void **state)
 	    f, DESC_HEAD "\"disks\": [{\"disk_id\": \"r\", \"size\": 8, \"format\": \"raw\"}]}",
 	    f->dir);
 	_cleanup_free_ char *err = NULL;
-	assert_int_equal(disks_prepare(d, f->roots, &err), 0);
+	assert_int_equal(disks_prepare(d, f->roots, NULL, &err), 0);
 	/* What a guest can do from inside: a qcow2 header at offset 0 of its raw disk. */
 	_cleanup_free_ char *hdr = strjoin(f->dir, "/hdr.qcow2");
 	run_ok((char *[]){"qemu-img", "create", "-q", "-f", "qcow2", hdr, "1G", NULL});
@@ -209,7 +217,7 @@ static void test_guest_written_header(void **state)
 			     d->disks[0].path) > 0);
 	assert_int_equal(system(cmd), 0);
 	/* Prepared again (a sync): the same raw disk of 8 MiB, not a 1 GiB qcow2. */
-	assert_int_equal(disks_prepare(d, f->roots, &err), 0);
+	assert_int_equal(disks_prepare(d, f->roots, NULL, &err), 0);
 }
 
 static void test_outside_root(void **state)
@@ -226,7 +234,7 @@ static void test_outside_root(void **state)
 	assert_int_equal(rmdir(sub), 0);
 	assert_int_equal(symlink(f->outside, sub), 0);
 	_cleanup_free_ char *err = NULL;
-	assert_int_equal(disks_prepare(d, f->roots, &err), -EPERM);
+	assert_int_equal(disks_prepare(d, f->roots, NULL, &err), -EPERM);
 	assert_non_null(strstr(err, "is outside the disk roots"));
 	_cleanup_free_ char *escaped = strjoin(f->outside, "/s");
 	assert_int_equal(access(escaped, F_OK), -1);
@@ -251,7 +259,7 @@ static void test_backing_chain_refused(void **state)
 	    "\"disks\": [{\"disk_id\": \"a\", \"image_path\": \"%1$s/images/chained.qcow2\"}]}",
 	    f->dir);
 	_cleanup_free_ char *err = NULL;
-	assert_int_equal(disks_prepare(d, f->roots, &err), -EMEDIUMTYPE);
+	assert_int_equal(disks_prepare(d, f->roots, NULL, &err), -EMEDIUMTYPE);
 	assert_non_null(strstr(err, "chains are refused"));
 	assert_int_equal(access(d->disks[0].path, F_OK), -1);
 }
@@ -270,7 +278,7 @@ static void test_data_file_refused(void **state)
 		  "\"disks\": [{\"disk_id\": \"a\", \"image_path\": \"%1$s/images/evil.qcow2\"}]}",
 		  f->dir);
 	_cleanup_free_ char *err = NULL;
-	assert_int_equal(disks_prepare(d, f->roots, &err), -EMEDIUMTYPE);
+	assert_int_equal(disks_prepare(d, f->roots, NULL, &err), -EMEDIUMTYPE);
 	assert_non_null(strstr(err, "secret.raw"));
 	assert_int_equal(access(d->disks[0].path, F_OK), -1);
 }
