@@ -885,6 +885,63 @@ static const char *vga_to_cloudpods(const char *model)
 }
 
 /* json_pack with "s?" maps NULL to JSON null. */
+static int set_path(json_t *arr, size_t i, const char *key, const char *path)
+{
+	json_t *o = json_array_get(arr, i);
+	if (!path || !json_is_object(o))
+		return 0;
+	return json_object_set_new(o, key, json_string(path));
+}
+
+json_t *guest_desc_resolved_json(const json_t *j, const struct guest_desc *d)
+{
+	json_t *copy = json_deep_copy(j);
+	if (!copy)
+		return NULL;
+	json_t *disks = json_object_get(copy, "disks"), *cdroms = json_object_get(copy, "cdroms");
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < d->n_disks; i++) {
+		r = set_path(disks, i, "path", d->disks[i].path);
+		if (r == 0)
+			r = set_path(disks, i, "image_path", d->disks[i].image_path);
+	}
+	for (size_t i = 0; r == 0 && i < d->n_cdroms; i++)
+		r = set_path(cdroms, i, "path", d->cdroms[i].path);
+	if (r < 0) {
+		json_decref(copy);
+		return NULL;
+	}
+	return copy;
+}
+
+static int check_one(const json_t *arr, size_t i, const char *kind, const char *key,
+		     const char *resolved, char **ret_error)
+{
+	const char *stored = json_string_value(json_object_get(json_array_get(arr, i), key));
+	if (!stored || stored[0] != '/' || streq_ptr(stored, resolved))
+		return 0;
+	if (ret_error && asprintf(ret_error, "%s[%zu].%s: %s now resolves to %s", kind, i, key,
+				  stored, strempty(resolved)) < 0)
+		*ret_error = NULL;
+	return -EPERM;
+}
+
+int guest_desc_check_resolved(const json_t *j, const struct guest_desc *d, char **ret_error)
+{
+	const json_t *disks = json_object_get(j, "disks"), *cdroms = json_object_get(j, "cdroms");
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < d->n_disks; i++) {
+		r = check_one(disks, i, "disks", "path", d->disks[i].path, ret_error);
+		if (r == 0 && d->disks[i].image_path)
+			r = check_one(disks, i, "disks", "image_path", d->disks[i].image_path,
+				      ret_error);
+	}
+	for (size_t i = 0; r == 0 && i < d->n_cdroms; i++)
+		if (d->cdroms[i].path)
+			r = check_one(cdroms, i, "cdroms", "path", d->cdroms[i].path, ret_error);
+	return r;
+}
+
 json_t *guest_desc_to_json(const struct guest_desc *d)
 {
 	json_auto_t *disks = json_array(), *cdroms = json_array(), *nics = json_array(),

@@ -127,6 +127,16 @@ int guest_desc_fill_bridges(json_t *desc, const struct hostnets *h, json_t **ret
 /* The normalized descriptor as JSON (resolved paths, defaults filled in). */
 json_t *guest_desc_to_json(const struct guest_desc *d);
 
+/* What the workspace stores (L7 of the security review): a copy of j, the descriptor d was
+ * parsed from, with every disk, backing image and ISO path replaced by its resolved absolute
+ * path, so a later load does not depend on the order of the roots or on symlinks as they are
+ * then. NULL on out of memory. */
+json_t *guest_desc_resolved_json(const json_t *j, const struct guest_desc *d);
+/* For a stored descriptor: 0 when every absolute path in j still resolves to itself in d (the
+ * parse of j), -EPERM otherwise (a directory became a symlink, say) with a message naming the
+ * field. Relative paths (stored before L7) are not checked. */
+int guest_desc_check_resolved(const json_t *j, const struct guest_desc *d, char **ret_error);
+
 /* True for a canonical UUID (8-4-4-4-12 hex digits). */
 bool guest_uuid_is_valid(const char *s);
 /* True for a Linux network interface name we accept: 1..15 of [A-Za-z0-9._-], not starting

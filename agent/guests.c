@@ -221,6 +221,16 @@ static int load_desc(const struct config *cfg, const char *sid, json_t **ret_jso
 	r = guest_desc_parse(j, cfg->local_image_path, &d, ret_error);
 	if (r < 0)
 		return r;
+	/* L7: the paths stored at create must resolve to themselves still. */
+	_cleanup_free_ char *why = NULL;
+	r = guest_desc_check_resolved(j, d, &why);
+	if (r < 0) {
+		log_kv(LOG_WARNING, "Stored descriptor refused: a path resolves differently now",
+		       "sid", sid, "reason", strempty(why), NULL);
+		if (ret_error)
+			*ret_error = TAKE_PTR(why);
+		return r;
+	}
 	if (ret_desc)
 		*ret_desc = TAKE_PTR(d);
 	if (ret_json)
@@ -380,6 +390,12 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	}
 	c->name = strdup(d->name);
 	c->uuid = strdup(d->uuid);
+	/* What the workspace keeps: the request with its paths resolved (L7). */
+	_cleanup_(json_decrefp) json_t *resolved = guest_desc_resolved_json(dj, d);
+	if (!resolved) {
+		reply_error(c, 500, NULL, "out of memory");
+		return;
+	}
 	_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, c->sid);
 	_cleanup_(json_decrefp) json_t *old_json = NULL;
 	_cleanup_guest_desc_ struct guest_desc *old = NULL;
@@ -388,7 +404,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	if (refuse_foreign(c, dom))
 		return;
 	if (!is_sync && dom) {
-		if (have_ws >= 0 && json_equal(old_json, dj)) {
+		if (have_ws >= 0 && (json_equal(old_json, resolved) || json_equal(old_json, dj))) {
 			reply_ok(
 			    c, json_pack("{s:s,s:s}", "result", "ok", "details", "already exists"));
 			return;
@@ -515,7 +531,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	/* The descriptor goes first: a crash between the two steps leaves a workspace the next
 	 * start lists as "workspace without a libvirt domain" (and a retried create completes),
 	 * never a domain nobody manages. */
-	text = json_dumps(dj, JSON_SORT_KEYS | JSON_COMPACT);
+	text = json_dumps(resolved, JSON_SORT_KEYS | JSON_COMPACT);
 	r = text ? write_file_atomic(descp, text, strlen(text), 0600) : -ENOMEM;
 	if (r < 0) {
 		reply_error(c, 500, NULL, "cannot write %s: %s", descp, strerror(-r));

@@ -443,6 +443,55 @@ static void test_template_id(void **state)
 		       "disks[0].template_id: invalid id \"../../etc\"");
 }
 
+/* L7: the workspace stores resolved paths, and a stored path that resolves elsewhere later (a
+ * directory replaced by a symlink to another guest's directory) is refused at load. */
+static void test_resolved_json(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *sub = strjoin(f->disks, "/g1"), *other = strjoin(f->disks, "/g2");
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(mkdir(other, 0700), 0);
+	json_auto_t *j = json_pack("{s:s,s:s,s:i,s:[{s:s,s:i},{s:s,s:s,s:i}],s:[{s:s}]}", "uuid",
+				   "0c4ce5a8-7f3e-4d57-8a0e-5b4f1b2d9e01", "name", "a", "mem", 128,
+				   "disks", "disk_id", "d0", "size", 8, "disk_id", "d1", "path",
+				   "g1/d1.qcow2", "size", 8, "cdroms", "path", "g1/cd.iso");
+	_cleanup_(guest_desc_freep) struct guest_desc *d = NULL;
+	assert_int_equal(guest_desc_parse(j, f->roots, &d, NULL), 0);
+	json_auto_t *stored = guest_desc_resolved_json(j, d);
+	assert_non_null(stored);
+	_cleanup_free_ char *d0 = strjoin(f->disks, "/d0"), *d1 = strjoin(sub, "/d1.qcow2"),
+			    *cd = strjoin(sub, "/cd.iso");
+	json_t *disks = json_object_get(stored, "disks");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(disks, 0), "path")),
+			    d0);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(disks, 1), "path")),
+			    d1);
+	assert_string_equal(json_string_value(json_object_get(
+				json_array_get(json_object_get(stored, "cdroms"), 0), "path")),
+			    cd);
+	/* The request itself is not changed; the stored copy loads and checks clean. */
+	assert_string_equal(json_string_value(json_object_get(
+				json_array_get(json_object_get(j, "disks"), 1), "path")),
+			    "g1/d1.qcow2");
+	_cleanup_(guest_desc_freep) struct guest_desc *again = NULL;
+	assert_int_equal(guest_desc_parse(stored, f->roots, &again, NULL), 0);
+	assert_int_equal(guest_desc_check_resolved(stored, again, NULL), 0);
+	/* g1 becomes a symlink to g2 (inside the roots, so the parse still accepts it). */
+	_cleanup_free_ char *moved = strjoin(f->disks, "/g1.old");
+	assert_int_equal(rename(sub, moved), 0);
+	assert_int_equal(symlink(other, sub), 0);
+	_cleanup_(guest_desc_freep) struct guest_desc *swapped = NULL;
+	assert_int_equal(guest_desc_parse(stored, f->roots, &swapped, NULL), 0);
+	_cleanup_free_ char *err = NULL;
+	assert_int_equal(guest_desc_check_resolved(stored, swapped, &err), -EPERM);
+	assert_non_null(strstr(err, "disks[1].path"));
+	assert_non_null(strstr(err, "now resolves to"));
+	/* A descriptor stored before L7 (relative paths) is not refused. */
+	assert_int_equal(guest_desc_check_resolved(j, swapped, NULL), 0);
+	assert_int_equal(unlink(sub), 0);
+	assert_int_equal(rename(moved, sub), 0);
+}
+
 static void test_ids(void **state)
 {
 	assert_true(guest_uuid_is_valid("0c4ce5a8-7f3e-4d57-8a0e-5b4f1b2d9e01"));
@@ -459,6 +508,7 @@ static void test_ids(void **state)
 }
 
 TEST_MAIN(cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_resolved_json, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_hostile_strings, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_metadata_limits, setup, teardown),
 	  cmocka_unit_test(test_fill_bridges),
