@@ -760,6 +760,17 @@ static void dispatch(struct api_request *req)
 				reasons = json_array();
 			json_array_append_new(reasons, json_string("shutting down"));
 		}
+		/* L2: the reasons name the libvirt URI, modules and the region: on the admin
+		 * socket only (hostctl status); a probe over TCP needs just the code. */
+		if (reasons && !req->l->admin) {
+			size_t n = json_array_size(reasons);
+			json_decref(reasons);
+			return finish_json(req, 503,
+					   json_pack("{s:s,s:I,s:s}", "status", "not ready",
+						     "reasons_count", (json_int_t)n, "details",
+						     "the reasons are on the admin socket (hostctl "
+						     "status)"));
+		}
 		if (reasons)
 			return finish_json(req, 503, json_pack("{s:o}", "reasons", reasons));
 		return finish_json(req, 200, json_pack("{s:s}", "status", "ready"));
@@ -884,6 +895,11 @@ static void authenticate(struct api_request *req)
 	if (!c)
 		return finish_json(req, 500, NULL);
 	const char *token = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Auth-Token");
+	/* Prometheus sends its credentials as a bearer token (authorization: credentials_file). */
+	const char *authz =
+	    token ? NULL : MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Authorization");
+	if (authz && strncasecmp(authz, "Bearer ", 7) == 0)
+		token = authz + 7;
 	req->auth_pending = true;
 	if (auth_validate(a->auth, token, on_auth_done, c) < 0) {
 		req->auth_pending = false;

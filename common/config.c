@@ -222,6 +222,7 @@ int config_init(struct config *cfg)
 	    .api_request_timeout = 30,
 	    .token_cache_seconds = 60,
 	    .task_workers = 8,
+	    .metrics_require_token = true,
 	    .guest_view_reconcile_seconds = 60,
 	    .enforce_placement = true,
 	    .shutdown_timeout = 20,

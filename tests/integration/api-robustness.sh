@@ -281,7 +281,9 @@ PY
 # covered in image-cache.sh).
 
 # Metrics: route templates only, never raw ids.
-m=$(curl -s "$base/metrics")
+# L2: /metrics needs a token by default (also as a bearer token, as Prometheus sends it).
+expect_eq "$(curl -s -o /dev/null -w '%{http_code}' "$base/metrics")" 401 "/metrics without a token"
+m=$(curl -s -H "Authorization: Bearer $TOKEN_main" "$base/metrics")
 expect_contains "$m" 'hostagent_api_requests_total{route="/servers/:sid/status",code="200"}' "requests by route"
 expect_contains "$m" 'hostagent_api_request_duration_seconds_bucket{route="/servers/:sid/status",le="+Inf"}' "latency histogram"
 expect_contains "$m" '# TYPE hostagent_tasks_queued gauge' "task queue depth"

@@ -69,7 +69,14 @@ stop_agent() {
 	expect_eq "$rc" 0 "agent exit code after SIGTERM"
 }
 on_exit '[ -n "$AGENT_PID" ] && kill -TERM $AGENT_PID && wait $AGENT_PID'
-ready_code() { curl -s -o "$T/ready" -w '%{http_code}' "$API/readyz"; }
+# The code over TCP (a probe), the reasons from the admin socket: over TCP they are not shown (L2).
+ready_code() {
+	local code
+	code=$(curl -s -o "$T/ready.tcp" -w '%{http_code}' "$API/readyz")
+	curl -s -o "$T/ready" --unix-socket "$T/admin.sock" http://localhost/readyz
+	case "$(cat "$T/ready.tcp")" in *reasons\"*) fail "readiness reasons over TCP: $(cat "$T/ready.tcp")";; esac
+	echo "$code"
+}
 outage() { curl -sf -X POST "$FR/__outage?seconds=$1" >/dev/null || hard "fake region control"; }
 state() { curl -sf "$FR/__state"; }
 lines() { wc -l <"$FR_RECORD"; }
