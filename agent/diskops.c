@@ -139,6 +139,15 @@ static bool get_mb(struct disk_job *j, const char *key, bool required, int64_t *
 	return true;
 }
 
+/* Removes <root>/<disk_id> through the root's descriptor (M6; disk_id is one component). */
+static int unlinkat_root(struct disk_job *j)
+{
+	_cleanup_close_ int root = open(j->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return -errno;
+	return unlinkat(root, j->disk_id, 0) < 0 ? -errno : 0;
+}
+
 static void do_create(struct disk_job *j)
 {
 	const char *format = json_string_value(json_object_get(j->args, "format"));
@@ -197,7 +206,6 @@ static void do_create(struct disk_job *j)
 			return reply_disk(j, format, esize);
 		return job_error(j, 409, "%s already exists and is a different disk", j->path);
 	}
-	fd = safe_close(fd);
 	char size[32];
 	snprintf(size, sizeof(size), "%" PRId64, bytes);
 	const char *argv[12];
@@ -213,13 +221,14 @@ static void do_create(struct disk_job *j)
 		argv[n++] = "-F";
 		argv[n++] = bfmt;
 	}
-	argv[n++] = j->path;
+	/* qemu-img writes the file opened above, whatever its name points at by now (M6). */
+	argv[n++] = QEMU_IMG_FD_PATH;
 	argv[n++] = size;
 	argv[n] = NULL;
 	_cleanup_free_ char *err = NULL;
-	int r = qemu_img_run(argv, NULL, &err);
+	int r = qemu_img_run_fd(argv, fd, NULL, &err);
 	if (r < 0) {
-		(void)unlink(j->path);
+		(void)unlinkat_root(j);
 		return job_error(j, r == -ENOSPC ? 507 : 500, "qemu-img create failed: %s",
 				 err ? qemu_img_first_line(err) : strerror(-r));
 	}
@@ -231,6 +240,7 @@ static void do_create(struct disk_job *j)
 
 static void do_delete(struct disk_job *j)
 {
+	int r;
 	struct stat st;
 	if (lstat(j->path, &st) < 0) {
 		if (errno == ENOENT) {
@@ -252,8 +262,9 @@ static void do_delete(struct disk_job *j)
 					 j->path, owner);
 		claims_release(j->claims, owner, NULL, 0);
 	}
-	if (unlink(j->path) < 0 && errno != ENOENT)
-		return job_error(j, 500, "cannot remove %s: %m", j->path);
+	r = unlinkat_root(j);
+	if (r < 0 && r != -ENOENT)
+		return job_error(j, 500, "cannot remove %s: %s", j->path, strerror(-r));
 	j->code = 200;
 	j->body = json_object();
 }

@@ -119,13 +119,18 @@ static int create_one(const struct guest_disk *k, char *const *roots, bool may_e
 	if (k->image_path && (r = backing_format(k, roots, &bfmt, ret_error)) < 0)
 		return r;
 
-	/* Claim the path: never write over something that exists. */
+	/* Claim the path: never write over something that exists. Opened below its root without
+	 * following any symlink (M6), and qemu-img writes that very file. */
 	_cleanup_close_ int fd =
-	    open(k->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	    path_open_beneath(roots, k->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		if (errno != EEXIST)
-			return fail(ret_error, negative_errno(), "disk %s: cannot create %s: %m",
+		if (fd == -ELOOP || fd == -EXDEV || fd == -EPERM)
+			return fail(ret_error, -EPERM,
+				    "disk %s: %s is outside the disk roots (a symlink on the way)",
 				    k->disk_id, k->path);
+		if (fd != -EEXIST)
+			return fail(ret_error, fd, "disk %s: cannot create %s: %s", k->disk_id,
+				    k->path, strerror(-fd));
 		if (!may_exist)
 			return fail(ret_error, -EEXIST,
 				    "disk %s: %s was created by someone else meanwhile", k->disk_id,
@@ -133,7 +138,6 @@ static int create_one(const struct guest_disk *k, char *const *roots, bool may_e
 		r = check_existing(k, ret_error);
 		return r < 0 ? r : 0;
 	}
-	fd = safe_close(fd);
 
 	char size[32];
 	snprintf(size, sizeof(size), "%" PRId64 "M", k->size_mb);
@@ -150,15 +154,15 @@ static int create_one(const struct guest_disk *k, char *const *roots, bool may_e
 		argv[n++] = "-F";
 		argv[n++] = bfmt;
 	}
-	argv[n++] = k->path;
+	argv[n++] = QEMU_IMG_FD_PATH;
 	if (k->size_mb > 0)
 		argv[n++] = size;
 	argv[n] = NULL;
 
 	_cleanup_free_ char *err = NULL;
-	r = qemu_img_run(argv, NULL, &err);
+	r = qemu_img_run_fd(argv, fd, NULL, &err);
 	if (r < 0) {
-		(void)unlink(k->path);
+		(void)path_unlink_beneath(roots, k->path);
 		return fail(ret_error, r, "disk %s: qemu-img create failed: %s", k->disk_id,
 			    err ? qemu_img_first_line(err) : strerror(-r));
 	}
@@ -179,7 +183,7 @@ int disks_prepare(const struct guest_desc *d, char *const *roots, const bool *ex
 		if (r < 0) {
 			for (size_t k = 0; k < i; k++)
 				if (created[k])
-					(void)unlink(d->disks[k].path);
+					(void)path_unlink_beneath(roots, d->disks[k].path);
 			if (ret_error)
 				*ret_error = TAKE_PTR(err);
 			return r;
@@ -196,8 +200,10 @@ int disks_remove(const struct guest_desc *d, char *const *roots)
 	int ret = 0;
 	for (size_t i = 0; i < d->n_disks; i++) {
 		int r = reconfine(roots, d->disks[i].path);
-		if (r == 0 && unlink(d->disks[i].path) < 0 && errno != ENOENT)
-			r = negative_errno();
+		if (r == 0)
+			r = path_unlink_beneath(roots, d->disks[i].path);
+		if (r == -ENOENT)
+			r = 0;
 		if (r < 0 && ret == 0)
 			ret = r;
 	}

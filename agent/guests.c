@@ -525,7 +525,11 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	}
 	r = disks_prepare(d, cfg->local_image_path, existing, &err);
 	if (r < 0) {
-		reply_error(c, r == -EEXIST ? 409 : 500, NULL, "%s", err ? err : strerror(-r));
+		reply_error(c,
+			    r == -EEXIST  ? 409
+			    : r == -EPERM ? 400
+					  : 500,
+			    NULL, "%s", err ? err : strerror(-r));
 		goto rollback;
 	}
 	/* The descriptor goes first: a crash between the two steps leaves a workspace the next

@@ -7,12 +7,25 @@
 #include "common/macros.h"
 #include "common/spawn.h"
 
+static int fd_to_3(void *userdata)
+{
+	int fd = *(int *)userdata;
+	return dup2(fd, 3) < 0 ? -errno : 0;
+}
+
 int qemu_img_run(const char *const *argv, char **ret_out, char **ret_stderr)
+{
+	return qemu_img_run_fd(argv, -1, ret_out, ret_stderr);
+}
+
+int qemu_img_run_fd(const char *const *argv, int fd, char **ret_out, char **ret_stderr)
 {
 	struct spawn_opts o = {
 	    .timeout_ms = QEMU_IMG_TIMEOUT_MS,
 	    .capture = true,
 	    .capture_max = 1 << 20,
+	    .child_setup = fd >= 0 ? fd_to_3 : NULL,
+	    .userdata = &fd,
 	};
 	_cleanup_(spawn_result_done) struct spawn_result res = {};
 	int r = spawn_run((char *const *)argv, &o, &res);

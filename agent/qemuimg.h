@@ -12,6 +12,11 @@
 /* 0 when qemu-img exited 0 (*ret_out, optional, gets stdout); -EIO with its stderr in
  * *ret_stderr (optional), -ETIMEDOUT, or the spawn error otherwise. */
 int qemu_img_run(const char *const *argv, char **ret_out, char **ret_stderr);
+/* The same with fd, an open file, as descriptor 3 of qemu-img: argv names it
+ * QEMU_IMG_FD_PATH, so qemu-img writes the file the caller opened safely (path_open_beneath),
+ * not whatever its name resolves to by then. */
+#define QEMU_IMG_FD_PATH "/proc/self/fd/3"
+int qemu_img_run_fd(const char *const *argv, int fd, char **ret_out, char **ret_stderr);
 /* The first line of a message, bounded to 400 bytes, in place; "" for NULL. */
 const char *qemu_img_first_line(char *s);
 

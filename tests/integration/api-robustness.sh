@@ -277,6 +277,49 @@ for rnd in range(10):
     wins += winner == a
 print(f"ok: M1: 10 rounds, exactly one create won each time ({wins} by A); the loser got 409 and removed nothing")
 PY
+# M6: a directory of a disk path swapped with a symlink to a directory outside the roots, back
+# and forth (renameat2 RENAME_EXCHANGE), while 200 creates name files in it: no file may appear
+# outside the roots (the review saw 29 of 300 there, and rollbacks unlinking through the swap).
+mkdir -p "$T/main/disks/sub" "$T/outside"
+ln -s "$T/outside" "$T/main/disks/sub-link"
+python3 - "$PORT_main" "$TOKEN_main" "$T/main/disks" "$T/outside" <<'PY' || fail "M6: symlink race"
+import ctypes, json, os, socket, sys, threading, uuid
+port, token, disks, outside = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
+a, b = f"{disks}/sub".encode(), f"{disks}/sub-link".encode()
+stop = threading.Event()
+swaps = [0]
+def swapper():
+    while not stop.is_set():
+        if libc.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) == 0:
+            swaps[0] += 1
+t = threading.Thread(target=swapper); t.start()
+def create(i):
+    body = json.dumps({"desc": {"uuid": str(uuid.uuid4()), "name": "m6", "mem": 64,
+                                "disks": [{"disk_id": "d", "size": 8, "path": f"{disks}/sub/sl-{i}"}]}}).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall((f"POST /servers/m6-{i}/create HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body)
+    buf = b""
+    while (c := s.recv(65536)):
+        buf += c
+    return int(buf.split(b" ", 2)[1])
+codes = {}
+try:
+    for i in range(200):
+        c = create(i)
+        codes[c] = codes.get(c, 0) + 1
+finally:
+    stop.set(); t.join()
+# Back to the real directory for the count.
+if os.path.islink(f"{disks}/sub"):
+    libc.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)
+leaked = os.listdir(outside)
+assert not leaked, f"files created outside the roots: {leaked[:5]} ({len(leaked)}), codes {codes}"
+assert codes.get(200, 0) > 0, f"no create succeeded at all: {codes}"
+print(f"ok: M6: 200 creates against {swaps[0]} directory/symlink swaps: {codes}; nothing outside the roots")
+PY
 # The disk routes do not delete a disk a guest still names (needs a storage: region mode only,
 # covered in image-cache.sh).
 

@@ -1,4 +1,6 @@
+#include <fcntl.h>
 #include <limits.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "common/fs.h"
@@ -102,6 +104,49 @@ static void test_second_root(void **state)
 	f->roots[1] = NULL;
 }
 
+/* M6: opened below the root without following any symlink, even one that stays inside. */
+static void test_open_beneath(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *real = strjoin(f->root, "/sub/a.img"),
+			    *via_in = strjoin(f->root, "/in/b.img"),
+			    *via_out = strjoin(f->root, "/out/c.img"),
+			    *outside = strjoin(f->other, "/d.img"),
+			    *in_link = strjoin(f->root, "/in");
+	int fd = path_open_beneath(f->roots, real, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(access(real, F_OK), 0);
+	/* Already there: O_EXCL holds. */
+	assert_int_equal(path_open_beneath(f->roots, real, O_RDWR | O_CREAT | O_EXCL, 0600),
+			 -EEXIST);
+	/* A symlinked directory on the way, inside or out: refused, nothing created. */
+	fd = path_open_beneath(f->roots, via_in, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(fd == -ELOOP || fd == -EXDEV);
+	fd = path_open_beneath(f->roots, via_out, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(fd == -ELOOP || fd == -EXDEV);
+	_cleanup_free_ char *c_out = strjoin(f->other, "/c.img"),
+			    *b_in = strjoin(f->root, "/sub/b.img");
+	assert_int_equal(access(c_out, F_OK), -1);
+	assert_int_equal(access(b_in, F_OK), -1);
+	/* The final component a symlink: not followed either. */
+	_cleanup_free_ char *e = strjoin(f->root, "/sub/e.img");
+	assert_int_equal(symlink(outside, e), 0);
+	fd = path_open_beneath(f->roots, e, O_RDWR | O_CREAT, 0600);
+	assert_true(fd == -ELOOP || fd == -EXDEV);
+	assert_int_equal(access(outside, F_OK), -1);
+	/* Below no root. */
+	assert_int_equal(path_open_beneath(f->roots, outside, O_RDONLY, 0), -EPERM);
+	/* Removal through the parent: a symlinked parent is refused, the real one works. */
+	_cleanup_free_ char *real_via_in = strjoin(f->root, "/in/a.img");
+	int r = path_unlink_beneath(f->roots, real_via_in);
+	assert_true(r == -ELOOP || r == -EXDEV);
+	assert_int_equal(access(real, F_OK), 0);
+	assert_int_equal(path_unlink_beneath(f->roots, real), 0);
+	assert_int_equal(access(real, F_OK), -1);
+	assert_int_equal(path_unlink_beneath(f->roots, real), -ENOENT);
+}
+
 static void test_ids(void **state)
 {
 	assert_true(id_is_valid("a1b2-c3_d4.e", 64));
@@ -119,4 +164,5 @@ static void test_ids(void **state)
 TEST_MAIN(cmocka_unit_test_setup_teardown(test_inside, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_escapes, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_second_root, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_open_beneath, setup, teardown),
 	  cmocka_unit_test(test_ids))
