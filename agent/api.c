@@ -1169,6 +1169,14 @@ static int unix_socket(const char *path, int *ret_fd)
 		int r = mkdir_p(dir, 0700);
 		if (r < 0)
 			return r;
+	} else if (st.st_uid != geteuid() || (st.st_mode & 022)) {
+		/* L8: in a directory others may write, another user could take the path over. */
+		log_error("Admin socket directory %s is %s (mode %04o): it must be owned by this "
+			  "user and writable by nobody else",
+			  dir,
+			  st.st_uid != geteuid() ? "owned by another user" : "writable by others",
+			  (unsigned)(st.st_mode & 07777));
+		return -EPERM;
 	}
 	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)

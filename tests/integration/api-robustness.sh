@@ -198,6 +198,15 @@ out=$("$HOSTCTL" --socket "$T/main/run/admin.sock" vm list) || fail "hostctl vm 
 expect_contains "$out" '"servers"' "hostctl vm list"
 "$HOSTCTL" --socket "$T/main/run/admin.sock" vm show ../etc >/dev/null 2>&1 && fail "hostctl accepted a bad id"
 ok "admin socket"
+
+# L8: an admin socket in a directory others can write is refused at startup, naming it.
+mkdir -p "$T/ww/state" && chmod 1777 "$T/ww"
+timeout 20 "$HOSTAGENT" --state-dir "$T/ww/state" --servers-path "$T/ww/servers" --local-image-path "$T/ww/disks" \
+	--admin-socket "$T/ww/admin.sock" --listen-address 127.0.0.1 --port 0 --libvirt-uri test:///default \
+	>"$T/ww.log" 2>&1 && fail "the agent started with its admin socket in a world-writable directory"
+expect_contains "$(cat "$T/ww.log")" "Admin socket directory $T/ww is writable by others" "socket directory refusal"
+[ ! -e "$T/ww/admin.sock" ] || fail "a socket was created in the world-writable directory"
+ok "L8: admin socket directory writable by others refused"
 # Asynchronous (X-Task-Id: {"result":"ok"} at once, the operation still runs) and synchronous
 # operations on a guest of the agent's own on the test driver.
 api() { curl -s -H "X-Auth-Token: $TOKEN_main" "$@"; }
