@@ -27,6 +27,19 @@ clang -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recove
 	"$srcdir/tests/fuzz/fuzz-desc.c" "$srcdir/agent/desc.c" "$srcdir/agent/domxml.c" "$srcdir/agent/hostnet.c" \
 	"$srcdir/common/path.c" "$srcdir/common/util.c" "$srcdir/common/parse.c" \
 	$(pkg-config --libs jansson libxml-2.0) -o "$work/fuzz-desc" || { echo "ERROR: build failed" >&2; exit 99; }
+# The other untrusted inputs: monitor commands, qemu-img's JSON about a downloaded image.
+clang -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-include "$work/config.h" -I"$srcdir" $(pkg-config --cflags jansson) \
+	"$srcdir/tests/fuzz/fuzz-bodies.c" "$srcdir/agent/monitor.c" "$srcdir/agent/imagecheck.c" \
+	"$srcdir/agent/qemuimg.c" "$srcdir/common/spawn.c" "$srcdir/common/util.c" \
+	$(pkg-config --libs jansson) -o "$work/fuzz-bodies" || { echo "ERROR: build failed" >&2; exit 99; }
+mkdir -p "$work/corpus-bodies"
+printf '\000{"execute":"query-status"}' >"$work/corpus-bodies/qmp"
+printf '\000{"execute":"human-monitor-command","execute":"query-status"}' >"$work/corpus-bodies/qmp-dup"
+printf '\001info status' >"$work/corpus-bodies/hmp"
+printf '\006{"format":"qcow2","virtual-size":1048576,"filename":"/var/lib/cache/img","format-specific":{"type":"qcow2","data":{"data-file":"/etc/shadow"}}}' >"$work/corpus-bodies/img-datafile"
+printf '\002{"format":"raw","virtual-size":1048576,"filename":"/var/lib/cache/img"}' >"$work/corpus-bodies/img-raw"
+printf '\006{"format":"qcow2","virtual-size":1,"filename":"json:{}","backing-filename":"/etc/passwd"}' >"$work/corpus-bodies/img-backing"
 mkdir -p "$work/corpus-desc"
 for f in "$srcdir"/tests/data/desc/*.json; do cp "$f" "$work/corpus-desc/"; done
 
@@ -42,8 +55,8 @@ seed utf8 'POST /servers/abc/monitor\n{"cmd": "\xff\xfe"}'
 seed deep 'POST /hosts/h/sync\n{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}'
 seed esc 'GET /servers/a%2Fb%00/status\n'
 
-# Each target gets half of the time.
-half=$(( (secs + 1) / 2 ))
+# Each target gets a third of the time.
+half=$(( (secs + 2) / 3 ))
 run_target() { # NAME CORPUS
 	echo "fuzzing $1 for ${half}s in $work"
 	"$work/$1" -max_total_time="$half" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
@@ -58,5 +71,6 @@ run_target() { # NAME CORPUS
 }
 run_target fuzz-router "$work/corpus"
 run_target fuzz-desc "$work/corpus-desc"
+run_target fuzz-bodies "$work/corpus-bodies"
 [ -z "${FUZZ_WORKDIR:-}" ] && rm -rf "$work"
 exit 0
