@@ -1864,9 +1864,13 @@ static void claims_load(struct guests *g)
 		for (size_t i = 0; i < d->n_disks; i++) {
 			const char *p = d->disks[i].path;
 			_cleanup_free_ char *holder = NULL;
-			if (claims_take(g->a->claims, de->d_name, &p, 1, NULL, &holder) == -EBUSY)
+			int r = claims_take(g->a->claims, de->d_name, &p, 1, NULL, &holder);
+			if (r == -EBUSY)
 				log_kv(LOG_WARNING, "Two guests name one disk file", "path", p,
 				       "sid", de->d_name, "owner", strempty(holder), NULL);
+			else if (r < 0)
+				log_kv(LOG_ERR, "Disk file not claimed (out of memory)", "path", p,
+				       "sid", de->d_name, NULL);
 		}
 	}
 	if (dir)
