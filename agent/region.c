@@ -1,42 +1,33 @@
 #include <ctype.h>
-#include <stdatomic.h>
 #include <time.h>
 
 #include "agent/agent.h"
 #include "agent/region.h"
-#include "agent/tasks.h"
+#include "agent/httploop.h"
 #include "common/http-client.h"
 #include "common/log.h"
 #include "common/macros.h"
 
-#define USEC_PER_SEC	     1000000ULL
-#define AUTH_TIMEOUT_MS	     10000
-#define CALLBACK_TIMEOUT_MS  15000
-#define BACKOFF_MIN_USEC     (1 * USEC_PER_SEC)
-#define BACKOFF_MAX_USEC     (60 * USEC_PER_SEC)
-#define RENEW_MIN_USEC	     (5 * USEC_PER_SEC)
-#define CALLBACK_ATTEMPTS    10
-#define CALLBACK_MAX_PENDING 4096
-#define HTTP_WORKERS	     2
-#define HTTP_MAX_QUEUED	     512
-#define VALIDATE_WORKERS     2
-#define VALIDATE_MAX_QUEUED  64
+#define USEC_PER_SEC	       1000000ULL
+#define AUTH_TIMEOUT_MS	       10000
+#define CALLBACK_TIMEOUT_MS    15000
+#define BACKOFF_MIN_USEC       (1 * USEC_PER_SEC)
+#define BACKOFF_MAX_USEC       (60 * USEC_PER_SEC)
+#define RENEW_MIN_USEC	       (5 * USEC_PER_SEC)
+#define CALLBACK_ATTEMPTS      10
+#define CALLBACK_MAX_PENDING   4096
+#define HTTP_MAX_IN_FLIGHT     512
+#define VALIDATE_MAX_IN_FLIGHT 64
 /* A callback waiting for a token (Keystone down) gives up after this long. */
 #define CALLBACK_MAX_AGE_USEC (3600 * USEC_PER_SEC)
 
-/* One HTTP request on the worker pool. The worker only touches this struct; the owner may go
- * away meanwhile (region_http_cancel clears done). */
+/* One HTTP request of an agent module on one of the region's loops (agent/httploop.h). */
 struct region_http {
-	struct region *region; /* NULL once the region is freed */
+	struct region *region;
 	struct region_http *prev, *next;
-	struct http_request req;
-	char *method, *url, *body;
-	char **headers;
-	struct http_response resp;
-	int r;
+	struct httploop_req *q;
 	region_http_done_fn done;
 	void *userdata;
-	atomic_bool cancelled; /* set on the loop; a queued request is then never sent */
 };
 
 struct task_callback {
@@ -53,12 +44,13 @@ struct task_callback {
 struct region {
 	struct agent *agent;
 	bool standalone;
-	/* Keystone and region calls get their own small pool: slow guest operations on the
-	 * agent's pool must not delay token checks, nor a hung keystone guest operations. */
-	struct tasks *pool;
-	/* Token validations for API callers (anyone can make the agent ask for one) get a pool
-	 * of their own, so a flood of them never delays heartbeats, reports or callbacks. */
-	struct tasks *validate_pool;
+	/* Keystone and region calls run on the event loop (curl's multi interface), not on the
+	 * agent's workers: slow guest operations never delay token checks, nor a hung keystone
+	 * guest operations. */
+	struct httploop *http;
+	/* Token validations for API callers (anyone can make the agent ask for one) have their
+	 * own cap in flight, so a flood of them never stops heartbeats, reports or callbacks. */
+	struct httploop *validate_http;
 	char *token;
 	char *compute_url;
 	char *image_url;	/* the catalog's image service (glance), NULL when it has none */
@@ -208,81 +200,52 @@ bool region_task_id_valid(const char *task_id)
 
 static void http_job_free(struct region_http *h)
 {
-	if (!h)
-		return;
-	http_response_done(&h->resp);
-	free(h->method);
-	free(h->url);
-	if (h->body) {
-		/* Bodies carry passwords (auth) and region data. */
-		explicit_bzero(h->body, strlen(h->body));
-		free(h->body);
+	struct region *r = h->region;
+	if (r) {
+		if (h->prev)
+			h->prev->next = h->next;
+		else
+			r->jobs = h->next;
+		if (h->next)
+			h->next->prev = h->prev;
 	}
-	strv_free(h->headers);
 	free(h);
 }
 
-static void http_job_unlink(struct region_http *h)
-{
-	struct region *r = h->region;
-	if (!r)
-		return;
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		r->jobs = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
-	h->prev = h->next = NULL;
-	h->region = NULL;
-}
-
-static void http_job_work(void *userdata)
+static void http_job_done(int err, const struct http_response *resp, void *userdata)
 {
 	struct region_http *h = userdata;
-	h->r = atomic_load(&h->cancelled) ? -ECANCELED : http_request_run(&h->req, &h->resp);
-}
-
-static void http_job_done(void *userdata)
-{
-	struct region_http *h = userdata;
-	http_job_unlink(h);
-	if (h->done)
-		h->done(h->r, h->r < 0 ? NULL : &h->resp, h->userdata);
+	region_http_done_fn done = h->done;
+	void *ud = h->userdata;
+	/* The handle is invalid once done runs: free it first (done may submit again). */
 	http_job_free(h);
+	done(err, resp, ud);
 }
 
-static int submit_on(struct region *r, struct tasks *pool, const char *method, const char *url,
+static int submit_on(struct region *r, struct httploop *loop, const char *method, const char *url,
 		     char *const *headers, const char *body, long timeout_ms,
 		     region_http_done_fn done, void *userdata, struct region_http **ret_handle)
 {
+	if (!loop)
+		return -ESHUTDOWN;
 	struct region_http *h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
-	h->method = strdup(method);
-	h->url = strdup(url);
-	h->body = body ? strdup(body) : NULL;
-	h->headers = strv_copy(headers);
-	if (!h->method || !h->url || (body && !h->body) || (headers && !h->headers)) {
-		http_job_free(h);
-		return -ENOMEM;
-	}
-	h->req = (struct http_request){
-	    .method = h->method,
-	    .url = h->url,
-	    .headers = h->headers,
-	    .body = h->body,
-	    .body_len = h->body ? strlen(h->body) : 0,
+	struct http_request req = {
+	    .method = method,
+	    .url = url,
+	    .headers = (char **)headers,
+	    .body = body,
+	    .body_len = body ? strlen(body) : 0,
 	    .timeout_ms = timeout_ms,
 	};
-	h->r = -ECANCELED; /* stays so when the pool drops the job */
-	h->done = done;
-	h->userdata = userdata;
-	int k = pool ? tasks_submit(pool, NULL, http_job_work, http_job_done, h) : -ESHUTDOWN;
+	int k = httploop_submit(loop, &req, http_job_done, h, &h->q);
 	if (k < 0) {
-		http_job_free(h);
+		free(h);
 		return k;
 	}
+	h->done = done;
+	h->userdata = userdata;
 	h->region = r;
 	h->next = r->jobs;
 	if (r->jobs)
@@ -297,7 +260,7 @@ int region_http_submit(struct region *r, const char *method, const char *url, ch
 		       const char *body, long timeout_ms, region_http_done_fn done, void *userdata,
 		       struct region_http **ret_handle)
 {
-	return submit_on(r, r->pool, method, url, headers, body, timeout_ms, done, userdata,
+	return submit_on(r, r->http, method, url, headers, body, timeout_ms, done, userdata,
 			 ret_handle);
 }
 
@@ -305,7 +268,7 @@ int region_validation_submit(struct region *r, const char *url, char *const *hea
 			     long timeout_ms, region_http_done_fn done, void *userdata,
 			     struct region_http **ret_handle)
 {
-	return submit_on(r, r->validate_pool, "GET", url, headers, NULL, timeout_ms, done, userdata,
+	return submit_on(r, r->validate_http, "GET", url, headers, NULL, timeout_ms, done, userdata,
 			 ret_handle);
 }
 
@@ -313,9 +276,8 @@ void region_http_cancel(struct region_http *h)
 {
 	if (!h)
 		return;
-	atomic_store(&h->cancelled, true);
-	h->done = NULL;
-	h->userdata = NULL;
+	httploop_cancel(h->q);
+	http_job_free(h);
 }
 
 /* ---- Keystone session ---- */
@@ -658,12 +620,11 @@ int region_new(struct agent *a, struct region **ret)
 	r->agent = a;
 	r->standalone = config_standalone(&a->cfg);
 	if (!r->standalone) {
-		int k = tasks_new(a->event, HTTP_WORKERS, HTTP_MAX_QUEUED, &r->pool);
+		int k = httploop_new(a->event, HTTP_MAX_IN_FLIGHT, &r->http);
 		if (k >= 0)
-			k = tasks_new(a->event, VALIDATE_WORKERS, VALIDATE_MAX_QUEUED,
-				      &r->validate_pool);
+			k = httploop_new(a->event, VALIDATE_MAX_IN_FLIGHT, &r->validate_http);
 		if (k < 0) {
-			r->pool = tasks_free(r->pool);
+			r->http = httploop_free(r->http);
 			free(r);
 			return k;
 		}
@@ -691,15 +652,11 @@ struct region *region_free(struct region *r)
 		log_warning("Dropping %zu undelivered task callbacks", r->n_callbacks);
 	while (r->callbacks)
 		callback_free(r->callbacks);
-	/* Jobs still on the pool complete without us: running ones finish (bounded by their
-	 * timeouts), queued ones are dropped. */
-	while (r->jobs) {
-		struct region_http *h = r->jobs;
-		region_http_cancel(h);
-		http_job_unlink(h);
-	}
-	r->pool = tasks_free(r->pool);
-	r->validate_pool = tasks_free(r->validate_pool);
+	/* Requests still running are stopped; their done never runs. */
+	while (r->jobs)
+		region_http_cancel(r->jobs);
+	r->http = httploop_free(r->http);
+	r->validate_http = httploop_free(r->validate_http);
 	sd_event_source_disable_unref(r->renew_timer);
 	if (r->token) {
 		explicit_bzero(r->token, strlen(r->token));

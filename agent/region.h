@@ -34,20 +34,21 @@ const char *region_image_url(struct region *r);
 void region_token_invalid(struct region *r);
 
 /* Asynchronous HTTP to keystone and the region for agent modules: the request runs on the
- * region's own small worker pool (agent/tasks.h), done runs on the loop. -ESHUTDOWN in
- * standalone mode. r < 0 when no response came (-ECANCELED: the pool dropped it). */
+ * event loop (agent/httploop.h), done runs there later, never from inside the submit.
+ * -ESHUTDOWN in standalone mode, -EBUSY when too many requests are in flight. r < 0 when no
+ * response came. */
 struct http_response;
 struct region_http;
 typedef void (*region_http_done_fn)(int r, const struct http_response *resp, void *userdata);
 /* headers and body are copied. *ret_handle (optional) lets the caller cancel: done is then
- * never called, and a request still queued is never sent (one already on the wire may still
- * reach the server). The handle is valid until done runs or region_http_cancel(). */
+ * never called (a request already on the wire may still reach the server). The handle is
+ * valid until done runs or region_http_cancel(). */
 int region_http_submit(struct region *r, const char *method, const char *url, char *const *headers,
 		       const char *body, long timeout_ms, region_http_done_fn done, void *userdata,
 		       struct region_http **ret_handle);
 void region_http_cancel(struct region_http *h);
-/* The same for a token validation (GET), on a separate pool of its own: validations asked for
- * by API callers never delay the agent's own requests. -EBUSY when its queue is full. */
+/* The same for a token validation (GET), with a cap in flight of its own: validations asked
+ * for by API callers never stop the agent's own requests. -EBUSY at the cap. */
 int region_validation_submit(struct region *r, const char *url, char *const *headers,
 			     long timeout_ms, region_http_done_fn done, void *userdata,
 			     struct region_http **ret_handle);

@@ -123,18 +123,40 @@ static int curl_code_to_errno(CURLcode c)
 	}
 }
 
-static void curl_slist_freep(struct curl_slist **l)
+struct http_transfer {
+	CURL *easy;
+	struct curl_slist *headers;
+	struct sink sink;
+};
+
+struct http_transfer *http_transfer_free(struct http_transfer *t)
 {
-	curl_slist_free_all(*l);
+	if (!t)
+		return NULL;
+	if (t->easy)
+		curl_easy_cleanup(t->easy);
+	curl_slist_free_all(t->headers);
+	free(t->sink.body);
+	strv_free(t->sink.headers);
+	free(t);
+	return NULL;
 }
 
-static void curl_easy_cleanupp(CURL **c)
+static void http_transfer_freep(struct http_transfer **t)
 {
-	if (*c)
-		curl_easy_cleanup(*c);
+	http_transfer_free(*t);
 }
 
-int http_request_run(const struct http_request *req, struct http_response *ret)
+static int append_header(struct curl_slist **l, const char *h)
+{
+	struct curl_slist *n = curl_slist_append(*l, h);
+	if (!n)
+		return -ENOMEM;
+	*l = n;
+	return 0;
+}
+
+int http_transfer_new(const struct http_request *req, void *userdata, struct http_transfer **ret)
 {
 	if (!req || !req->url || !req->method || !ret)
 		return -EINVAL;
@@ -145,34 +167,25 @@ int http_request_run(const struct http_request *req, struct http_response *ret)
 	if (curl_init_result != CURLE_OK)
 		return -EIO;
 
-	_cleanup_(curl_easy_cleanupp) CURL *c = curl_easy_init();
-	if (!c)
+	_cleanup_(http_transfer_freep) struct http_transfer *t = calloc(1, sizeof(*t));
+	if (!t || !(t->easy = curl_easy_init()))
 		return -ENOMEM;
-	_cleanup_(curl_slist_freep) struct curl_slist *hl = NULL;
-	STRV_FOREACH (h, req->headers) {
-		struct curl_slist *n = curl_slist_append(hl, *h);
-		if (!n)
+	STRV_FOREACH (h, req->headers)
+		if (append_header(&t->headers, *h) < 0)
 			return -ENOMEM;
-		hl = n;
-	}
 	if (req->body) {
 		_cleanup_free_ char *ct = strjoin(
 		    "Content-Type: ", req->content_type ? req->content_type : "application/json");
-		if (!ct)
+		if (!ct || append_header(&t->headers, ct) < 0)
 			return -ENOMEM;
-		struct curl_slist *n = curl_slist_append(hl, ct);
-		if (!n)
-			return -ENOMEM;
-		hl = n;
 	}
 	/* No "Expect: 100-continue" round trip for small JSON bodies. */
-	struct curl_slist *n = curl_slist_append(hl, "Expect:");
-	if (!n)
+	if (append_header(&t->headers, "Expect:") < 0)
 		return -ENOMEM;
-	hl = n;
 
-	struct sink s = {.max = req->max_response ? req->max_response : HTTP_DEFAULT_MAX_RESPONSE};
+	t->sink.max = req->max_response ? req->max_response : HTTP_DEFAULT_MAX_RESPONSE;
 	long timeout = req->timeout_ms > 0 ? req->timeout_ms : HTTP_DEFAULT_TIMEOUT_MS;
+	CURL *c = t->easy;
 	CURLcode cc = CURLE_OK;
 #define SETOPT(o, v)                                                                               \
 	do {                                                                                       \
@@ -188,7 +201,7 @@ int http_request_run(const struct http_request *req, struct http_response *ret)
 	SETOPT(CURLOPT_CUSTOMREQUEST, req->method);
 	if (streq(req->method, "HEAD"))
 		SETOPT(CURLOPT_NOBODY, 1L);
-	SETOPT(CURLOPT_HTTPHEADER, hl);
+	SETOPT(CURLOPT_HTTPHEADER, t->headers);
 	if (req->body) {
 		SETOPT(CURLOPT_POSTFIELDS, req->body);
 		SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
@@ -196,42 +209,70 @@ int http_request_run(const struct http_request *req, struct http_response *ret)
 	SETOPT(CURLOPT_TIMEOUT_MS, timeout);
 	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, MIN(timeout, 5000L));
 	SETOPT(CURLOPT_NOSIGNAL, 1L);
+	/* One connection per request, closed after it, also on a multi handle: an idle kept-alive
+	 * connection pins a single-threaded server (keystone's own WSGI server serves one
+	 * connection at a time), and the next request would wait for its idle timeout. */
+	SETOPT(CURLOPT_FORBID_REUSE, 1L);
 	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
 	SETOPT(CURLOPT_SSL_VERIFYPEER, req->insecure ? 0L : 1L);
 	SETOPT(CURLOPT_SSL_VERIFYHOST, req->insecure ? 0L : 2L);
 	if (req->ca_file)
 		SETOPT(CURLOPT_CAINFO, req->ca_file);
 	SETOPT(CURLOPT_WRITEFUNCTION, on_body);
-	SETOPT(CURLOPT_WRITEDATA, &s);
+	SETOPT(CURLOPT_WRITEDATA, &t->sink);
 	SETOPT(CURLOPT_HEADERFUNCTION, on_header);
-	SETOPT(CURLOPT_HEADERDATA, &s);
+	SETOPT(CURLOPT_HEADERDATA, &t->sink);
 	SETOPT(CURLOPT_USERAGENT, "hostagent/" PACKAGE_VERSION);
+	SETOPT(CURLOPT_PRIVATE, userdata);
 #undef SETOPT
-	if (cc == CURLE_OK)
-		cc = curl_easy_perform(c);
+	if (cc != CURLE_OK)
+		return curl_code_to_errno(cc);
+	*ret = TAKE_PTR(t);
+	return 0;
+}
+
+void *http_transfer_handle(struct http_transfer *t)
+{
+	return t->easy;
+}
+
+int http_transfer_finish(struct http_transfer *t, int curl_code, struct http_response *ret)
+{
+	struct sink *s = &t->sink;
 	int r = 0;
-	if (s.oom)
+	if (s->oom)
 		r = -ENOMEM;
-	else if (s.too_big)
+	else if (s->too_big)
 		r = -EFBIG;
-	else if (cc != CURLE_OK)
-		r = curl_code_to_errno(cc);
-	if (r == 0 && !s.body && !(s.body = strdup("")))
+	else if (curl_code != CURLE_OK)
+		r = curl_code_to_errno((CURLcode)curl_code);
+	if (r == 0 && !s->body && !(s->body = strdup("")))
 		r = -ENOMEM;
-	if (r < 0) {
-		free(s.body);
-		strv_free(s.headers);
+	if (r < 0)
 		return r;
-	}
 	long status = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
 	*ret = (struct http_response){
 	    .status = status,
-	    .headers = s.headers,
-	    .body = s.body,
-	    .body_len = s.len,
+	    .headers = TAKE_PTR(s->headers),
+	    .body = TAKE_PTR(s->body),
+	    .body_len = s->len,
 	};
+	s->n_headers = 0;
+	s->len = s->cap = 0;
 	return 0;
+}
+
+int http_request_run(const struct http_request *req, struct http_response *ret)
+{
+	if (!ret)
+		return -EINVAL;
+	_cleanup_(http_transfer_freep) struct http_transfer *t = NULL;
+	int r = http_transfer_new(req, NULL, &t);
+	if (r < 0)
+		return r;
+	CURLcode cc = curl_easy_perform(t->easy);
+	return http_transfer_finish(t, cc, ret);
 }
 
 void http_response_done(struct http_response *resp)

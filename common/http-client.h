@@ -1,5 +1,6 @@
-/* The libcurl seam: one blocking HTTP request, meant for worker threads (agent/tasks.h),
- * never for the event loop. TLS peers are verified unless a request says otherwise. */
+/* The libcurl seam: one blocking HTTP request, meant for worker threads (agent/tasks.h) and
+ * command-line tools, never for the event loop (agent/httploop.h drives the same requests
+ * there). TLS peers are verified unless a request says otherwise. */
 #pragma once
 
 #include <stdbool.h>
@@ -34,5 +35,15 @@ struct http_response {
  * -EFBIG (response over the cap), -EINVAL (bad URL or method), -EIO otherwise. */
 int http_request_run(const struct http_request *req, struct http_response *ret);
 void http_response_done(struct http_response *resp);
+
+/* The same request driven by a caller's curl multi handle (agent/httploop.c): new prepares
+ * the easy handle (req's body must outlive the transfer; the rest is copied), handle returns
+ * it (a CURL *; CURLINFO_PRIVATE gives userdata back), finish turns curl's result code into
+ * what http_request_run returns. */
+struct http_transfer;
+int http_transfer_new(const struct http_request *req, void *userdata, struct http_transfer **ret);
+void *http_transfer_handle(struct http_transfer *t);
+int http_transfer_finish(struct http_transfer *t, int curl_code, struct http_response *ret);
+struct http_transfer *http_transfer_free(struct http_transfer *t);
 /* Value of the first header called name (case-insensitive), or NULL. */
 const char *http_response_header(const struct http_response *resp, const char *name);

@@ -2,6 +2,7 @@
  * region session and task callbacks against a scripted HTTP server on loopback. */
 
 #include "agent/agent.h"
+#include "agent/httploop.h"
 #include "agent/region.h"
 #include "agent/tasks.h"
 #include "common/fs.h"
@@ -132,6 +133,95 @@ static void test_http_client(void **state)
 	assert_int_equal(http_request_run(&req, &resp), -EINVAL);
 }
 
+static int loop_calls;
+
+struct loop_result {
+	int calls, r;
+	long status;
+	char body[64];
+};
+
+static void on_loop_done(int r, const struct http_response *resp, void *userdata)
+{
+	struct loop_result *res = userdata;
+	res->calls++;
+	loop_calls++;
+	res->r = r;
+	res->status = resp ? resp->status : 0;
+	snprintf(res->body, sizeof(res->body), "%s", resp ? resp->body : "");
+}
+
+static void run_loop(sd_event *e, const int *calls, int want)
+{
+	time_t end = time(NULL) + 10;
+	while (*calls < want && time(NULL) < end)
+		assert_true(sd_event_run(e, 100000) >= 0);
+}
+
+/* Requests on the event loop (curl multi): answers reach done on the loop, never from inside
+ * the submit; the cap in flight; a cancelled request never calls done; errors as with the
+ * blocking client. */
+static void test_httploop(void **state)
+{
+	struct server s = {0};
+	s.replies[0] = (struct reply){200, NULL, strdup("one")};
+	s.replies[1] = (struct reply){201, NULL, strdup("two")};
+	s.n_replies = 2;
+	server_start(&s);
+	sd_event *e = NULL;
+	assert_int_equal(sd_event_new(&e), 0);
+	struct httploop *l = NULL;
+	assert_int_equal(httploop_new(e, 2, &l), 0);
+	_cleanup_free_ char *url = NULL;
+	assert_int_equal(asprintf_safe(&url, "http://127.0.0.1:%d/a", s.port), 0);
+	struct http_request req = {
+	    .method = "POST", .url = url, .body = "{\"x\":1}", .body_len = 7};
+	struct loop_result a = {0}, b = {0}, c = {0};
+	assert_int_equal(httploop_submit(l, &req, on_loop_done, &a, NULL), 0);
+	assert_int_equal(httploop_submit(l, &req, on_loop_done, &b, NULL), 0);
+	assert_int_equal(httploop_submit(l, &req, on_loop_done, &c, NULL), -EBUSY);
+	assert_int_equal(a.calls + b.calls, 0);
+	assert_int_equal(httploop_in_flight(l), 2);
+	loop_calls = 0;
+	run_loop(e, &loop_calls, 2);
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(b.calls, 1);
+	assert_int_equal(a.r, 0);
+	assert_int_equal(b.r, 0);
+	/* Served one after the other, in either order. */
+	assert_int_equal(a.status + b.status, 401);
+	assert_string_equal(a.status == 200 ? a.body : b.body, "one");
+	assert_int_equal(httploop_in_flight(l), 0);
+	assert_int_equal(server_seen(&s), 2);
+	assert_string_equal(s.seen[0].body, "{\"x\":1}");
+	/* Cancelled at once: done never runs. */
+	struct httploop_req *q = NULL;
+	assert_int_equal(httploop_submit(l, &req, on_loop_done, &c, &q), 0);
+	httploop_cancel(q);
+	for (int i = 0; i < 5; i++)
+		assert_true(sd_event_run(e, 20000) >= 0);
+	assert_int_equal(c.calls, 0);
+	/* Nobody listening. */
+	int port = s.port;
+	server_stop(&s);
+	free(url);
+	url = NULL;
+	assert_int_equal(asprintf_safe(&url, "http://127.0.0.1:%d/", port), 0);
+	req = (struct http_request){.method = "GET", .url = url};
+	assert_int_equal(httploop_submit(l, &req, on_loop_done, &c, NULL), 0);
+	run_loop(e, &c.calls, 1);
+	assert_int_equal(c.calls, 1);
+	assert_int_equal(c.r, -ECONNREFUSED);
+	req = (struct http_request){.method = "get", .url = url};
+	assert_int_equal(httploop_submit(l, &req, on_loop_done, &c, NULL), -EINVAL);
+	/* Freed with a request in flight: done never runs. */
+	req = (struct http_request){.method = "GET", .url = "http://192.0.2.1:9/"};
+	assert_int_equal(httploop_submit(l, &req, on_loop_done, &c, NULL), 0);
+	l = httploop_free(l);
+	assert_int_equal(c.calls, 1);
+	sd_event_unref(e);
+}
+
 static void test_region_session_and_callback(void **state)
 {
 	struct fixture f = {0};
@@ -195,5 +285,6 @@ static void test_region_standalone(void **state)
 
 TEST_MAIN(cmocka_unit_test(test_parse_time), cmocka_unit_test(test_catalog),
 	  cmocka_unit_test(test_token_fields), cmocka_unit_test(test_task_id),
-	  cmocka_unit_test(test_http_client), cmocka_unit_test(test_region_session_and_callback),
+	  cmocka_unit_test(test_http_client), cmocka_unit_test(test_httploop),
+	  cmocka_unit_test(test_region_session_and_callback),
 	  cmocka_unit_test(test_region_standalone))
