@@ -208,25 +208,9 @@ static void do_create(struct disk_job *j)
 	}
 	char size[32];
 	snprintf(size, sizeof(size), "%" PRId64, bytes);
-	const char *argv[12];
-	size_t n = 0;
-	argv[n++] = "qemu-img";
-	argv[n++] = "create";
-	argv[n++] = "-q";
-	argv[n++] = "-f";
-	argv[n++] = format;
-	if (image) {
-		argv[n++] = "-b";
-		argv[n++] = image;
-		argv[n++] = "-F";
-		argv[n++] = bfmt;
-	}
 	/* qemu-img writes the file opened above, whatever its name points at by now (M6). */
-	argv[n++] = QEMU_IMG_FD_PATH;
-	argv[n++] = size;
-	argv[n] = NULL;
 	_cleanup_free_ char *err = NULL;
-	int r = qemu_img_run_fd(argv, fd, NULL, &err);
+	int r = qemu_img_create_fd(fd, format, image, bfmt, size, &err);
 	if (r < 0) {
 		(void)unlinkat_root(j);
 		return job_error(j, r == -ENOSPC ? 507 : 500, "qemu-img create failed: %s",

@@ -141,26 +141,9 @@ static int create_one(const struct guest_disk *k, char *const *roots, bool may_e
 
 	char size[32];
 	snprintf(size, sizeof(size), "%" PRId64 "M", k->size_mb);
-	const char *argv[12];
-	size_t n = 0;
-	argv[n++] = "qemu-img";
-	argv[n++] = "create";
-	argv[n++] = "-q";
-	argv[n++] = "-f";
-	argv[n++] = disk_format_to_string(k->format);
-	if (k->image_path) {
-		argv[n++] = "-b";
-		argv[n++] = k->image_path;
-		argv[n++] = "-F";
-		argv[n++] = bfmt;
-	}
-	argv[n++] = QEMU_IMG_FD_PATH;
-	if (k->size_mb > 0)
-		argv[n++] = size;
-	argv[n] = NULL;
-
 	_cleanup_free_ char *err = NULL;
-	r = qemu_img_run_fd(argv, fd, NULL, &err);
+	r = qemu_img_create_fd(fd, disk_format_to_string(k->format), k->image_path, bfmt,
+			       k->size_mb > 0 ? size : NULL, &err);
 	if (r < 0) {
 		(void)path_unlink_beneath(roots, k->path);
 		return fail(ret_error, r, "disk %s: qemu-img create failed: %s", k->disk_id,

@@ -18,6 +18,29 @@ int qemu_img_run(const char *const *argv, char **ret_out, char **ret_stderr)
 	return qemu_img_run_fd(argv, -1, ret_out, ret_stderr);
 }
 
+int qemu_img_create_fd(int fd, const char *format, const char *backing, const char *backing_format,
+		       const char *size, char **ret_stderr)
+{
+	const char *argv[12];
+	size_t n = 0;
+	argv[n++] = "qemu-img";
+	argv[n++] = "create";
+	argv[n++] = "-q";
+	argv[n++] = "-f";
+	argv[n++] = format;
+	if (backing) {
+		argv[n++] = "-b";
+		argv[n++] = backing;
+		argv[n++] = "-F";
+		argv[n++] = backing_format;
+	}
+	argv[n++] = QEMU_IMG_FD_PATH;
+	if (size)
+		argv[n++] = size;
+	argv[n] = NULL;
+	return qemu_img_run_fd(argv, fd, NULL, ret_stderr);
+}
+
 int qemu_img_run_fd(const char *const *argv, int fd, char **ret_out, char **ret_stderr)
 {
 	struct spawn_opts o = {

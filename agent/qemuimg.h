@@ -17,6 +17,10 @@ int qemu_img_run(const char *const *argv, char **ret_out, char **ret_stderr);
  * not whatever its name resolves to by then. */
 #define QEMU_IMG_FD_PATH "/proc/self/fd/3"
 int qemu_img_run_fd(const char *const *argv, int fd, char **ret_out, char **ret_stderr);
+/* `qemu-img create -q -f format [-b backing -F backing_format] <fd> [size]` into fd (as
+ * qemu_img_run_fd); size is qemu-img's ("1073741824", "512M"), NULL for the backing file's. */
+int qemu_img_create_fd(int fd, const char *format, const char *backing, const char *backing_format,
+		       const char *size, char **ret_stderr);
 /* The first line of a message, bounded to 400 bytes, in place; "" for NULL. */
 const char *qemu_img_first_line(char *s);
 
