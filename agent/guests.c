@@ -1411,16 +1411,20 @@ static void scan_work(void *userdata)
 static int scan_submit(struct agent *a, enum scan_kind kind, uint64_t seq, unsigned retries,
 		       char **candidates, bool delayed);
 
-static void rebuild(struct guests *g, struct scan *s)
+/* Replaces the view with what libvirt and the workspaces say now (merge: with the view's
+ * changes since the listing kept, guestview_merge). A guest that is no longer there (undefined
+ * while the connection was down) leaves through the hooks like a deleted one. */
+static int rebuild(struct guests *g, struct scan *s, bool merge)
 {
-	/* Replace the view with what libvirt and the workspaces say now. A guest that is no
-	 * longer there (undefined while the connection was down) leaves through the hooks like a
-	 * deleted one. */
 	_cleanup_strv_free_ char **before = calloc(guestview_size(g->view) + 1, sizeof(char *));
 	for (size_t k = 0; before && k < guestview_size(g->view); k++)
 		before[k] = strdup(guestview_at(g->view, k)->sid);
-	guestview_replace(g->view, TAKE_PTR(s->list), s->n);
+	size_t n = s->n;
 	s->n = 0;
+	int r = merge ? guestview_merge(g->view, TAKE_PTR(s->list), n, s->seq)
+		      : guestview_replace(g->view, TAKE_PTR(s->list), n);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < guestview_size(g->view); i++) {
 		const struct guest_info *x = guestview_at(g->view, i);
 		const char *status = guest_state_status(x->state, NULL);
@@ -1438,6 +1442,7 @@ static void rebuild(struct guests *g, struct scan *s)
 	for (size_t k = 0; before && before[k]; k++)
 		if (!guestview_get(g->view, before[k]))
 			hooks_gone(g, before[k]);
+	return 0;
 }
 
 static const struct guest_info *list_find(const struct scan *s, const char *sid)
@@ -1545,13 +1550,24 @@ static void scan_done(void *userdata)
 		return scan_free(s);
 	}
 	if (s->kind == SCAN_REBUILD) {
-		if (guestview_seq(g->view) != s->seq && s->retries < 10 &&
+		/* An operation or event changed a guest while libvirt was being listed: the list
+		 * may be older than the view. The changes since are merged over it; only a guest
+		 * removed meanwhile (the list may still hold it) needs a fresh listing. Under a
+		 * storm of events a listing never finds a quiet view, so no waiting for one. */
+		bool changed = guestview_seq(g->view) != s->seq;
+		bool removed = guestview_removed_seq(g->view) > s->seq;
+		if (removed && s->retries < 10 &&
 		    scan_submit(s->a, SCAN_REBUILD, guestview_seq(g->view), s->retries + 1, NULL,
 				false) >= 0)
-			/* An operation or event changed a guest while libvirt was being listed: the
-			 * list may be older than the view, so list again rather than install it. */
 			return scan_free(s);
-		rebuild(g, s);
+		int r = rebuild(g, s, changed && !removed);
+		if (r < 0) {
+			log_warning_errno(r,
+					  "Cannot install the guest view's listing, retrying: %m");
+			scan_submit(s->a, SCAN_REBUILD, guestview_seq(g->view), 0, NULL, true);
+		} else if (changed && !removed)
+			log_debug("Guest view listed while guests changed; the changes since were "
+				  "merged over the listing");
 	} else if (!guestview_valid(g->view))
 		g->reconciling = false; /* a rebuild comes */
 	else if (s->kind == SCAN_RECONCILE)

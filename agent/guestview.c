@@ -293,6 +293,51 @@ int guestview_replace(struct guestview *v, struct guest_info *l, size_t n)
 	return 0;
 }
 
+int guestview_merge(struct guestview *v, struct guest_info *l, size_t n, uint64_t seq)
+{
+	if (v->removed_seq > seq) {
+		guest_info_array_free(l, n);
+		return -ESTALE;
+	}
+	if (n > 0)
+		qsort(l, n, sizeof(*l), cmp_sid);
+	size_t listed = n;
+	for (size_t i = 0; i < v->n; i++) {
+		const struct guest_info *x = &v->list[i];
+		if (x->seq <= seq)
+			continue;
+		struct guest_info key = {.sid = x->sid};
+		struct guest_info *e =
+		    listed ? bsearch(&key, l, listed, sizeof(*l), cmp_sid) : NULL;
+		if (e) {
+			/* libvirt was listed before this change reached the view. */
+			e->state = x->state;
+			e->reason = x->reason;
+			e->qemu_pid = x->qemu_pid;
+			e->changed_usec = x->changed_usec;
+			continue;
+		}
+		/* Appeared after the listing (defined or created meanwhile). */
+		struct guest_info *m = realloc(l, sizeof(*l) * (n + 1));
+		if (!m) {
+			guest_info_array_free(l, n);
+			return -ENOMEM;
+		}
+		l = m;
+		l[n] = *x;
+		l[n].sid = strdup(x->sid);
+		l[n].name = x->name ? strdup(x->name) : NULL;
+		l[n].uuid = x->uuid ? strdup(x->uuid) : NULL;
+		if (!l[n].sid || (x->name && !l[n].name) || (x->uuid && !l[n].uuid)) {
+			guest_info_clear(&l[n]);
+			guest_info_array_free(l, n);
+			return -ENOMEM;
+		}
+		n++;
+	}
+	return guestview_replace(v, l, n);
+}
+
 int guestview_put(struct guestview *v, struct guest_info *x)
 {
 	struct guest_info *e = ensure(v, x->sid);

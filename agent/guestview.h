@@ -85,6 +85,11 @@ void guestview_set_transient(struct guestview *v, const char *sid, bool transien
 bool guestview_remove(struct guestview *v, const char *sid);
 /* Replaces the whole view by the n entries of l (taken over, l freed) and marks it valid. */
 int guestview_replace(struct guestview *v, struct guest_info *l, size_t n);
+/* The same for a listing taken while the view was at seq, with the changes the view got since
+ * (events are newer than the listing): an entry changed after seq keeps its state, reason, pid
+ * and change time, and one that appeared after seq is kept. -ESTALE when an entry was removed
+ * after seq (the listing may still hold it): nothing installed. l is taken either way. */
+int guestview_merge(struct guestview *v, struct guest_info *l, size_t n, uint64_t seq);
 /* Takes over x as the entry of x->sid (replacing any), for a drift correction. */
 int guestview_put(struct guestview *v, struct guest_info *x);
 

@@ -88,6 +88,51 @@ static void test_replace_and_differs(void **state)
 	guestview_free(v);
 }
 
+static struct guest_info *listing(int g1_state, int g2_state)
+{
+	struct guest_info *l = calloc(2, sizeof(*l));
+	l[0] = (struct guest_info){.sid = strdup("g1"), .state = g1_state, .managed = true};
+	l[1] = (struct guest_info){.sid = strdup("g2"), .state = g2_state, .qemu_pid = 7};
+	return l;
+}
+
+/* A listing taken while events arrived: the events are newer and win; a guest that appeared
+ * after the listing stays; one removed after it forces a new listing. */
+static void test_merge(void **state)
+{
+	struct guestview *v;
+	assert_int_equal(guestview_new(&v), 0);
+	assert_int_equal(guestview_replace(v, listing(GUEST_STATE_SHUTOFF, GUEST_STATE_RUNNING), 2),
+			 0);
+	guestview_invalidate(v); /* libvirt reconnects: a listing is taken at this seq */
+	uint64_t at = guestview_seq(v);
+	/* Events during the listing: g1 started, g3 defined. */
+	assert_int_equal(guestview_set_state(v, "g1", GUEST_STATE_RUNNING, 1, 42, NULL), 0);
+	assert_int_equal(guestview_set_state(v, "g3", GUEST_STATE_SHUTOFF, 0, 0, NULL), 0);
+	/* The listing still shows g1 off and knows no g3. */
+	assert_int_equal(
+	    guestview_merge(v, listing(GUEST_STATE_SHUTOFF, GUEST_STATE_RUNNING), 2, at), 0);
+	assert_true(guestview_valid(v));
+	assert_int_equal(guestview_size(v), 3);
+	assert_int_equal(guestview_get(v, "g1")->state, GUEST_STATE_RUNNING);
+	assert_int_equal(guestview_get(v, "g1")->qemu_pid, 42);
+	assert_true(guestview_get(v, "g1")->managed); /* descriptor facts from the listing */
+	assert_int_equal(guestview_get(v, "g2")->qemu_pid, 7);
+	assert_int_equal(guestview_get(v, "g3")->state, GUEST_STATE_SHUTOFF);
+	/* Unchanged entries absent from a listing are gone. */
+	at = guestview_seq(v);
+	assert_int_equal(
+	    guestview_merge(v, listing(GUEST_STATE_RUNNING, GUEST_STATE_RUNNING), 2, at), 0);
+	assert_null(guestview_get(v, "g3"));
+	/* A removal after the listing: it may still hold the guest. */
+	at = guestview_seq(v);
+	guestview_remove(v, "g2");
+	assert_int_equal(
+	    guestview_merge(v, listing(GUEST_STATE_RUNNING, GUEST_STATE_RUNNING), 2, at), -ESTALE);
+	assert_null(guestview_get(v, "g2"));
+	guestview_free(v);
+}
+
 static char *dump(json_t *j)
 {
 	char *s = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
@@ -131,4 +176,4 @@ static void test_replies(void **state)
 }
 
 TEST_MAIN(cmocka_unit_test(test_set_get_remove), cmocka_unit_test(test_replace_and_differs),
-	  cmocka_unit_test(test_replies))
+	  cmocka_unit_test(test_merge), cmocka_unit_test(test_replies))
