@@ -311,9 +311,17 @@ int guestview_merge(struct guestview *v, struct guest_info *l, size_t n, uint64_
 		    listed ? bsearch(&key, l, listed, sizeof(*l), cmp_sid) : NULL;
 		if (e) {
 			/* libvirt was listed before this change reached the view. */
+			bool off = x->state == GUEST_STATE_SHUTOFF ||
+				   x->state == GUEST_STATE_CRASHED ||
+				   x->state == GUEST_STATE_NO_DOMAIN;
 			e->state = x->state;
 			e->reason = x->reason;
-			e->qemu_pid = x->qemu_pid;
+			/* Not every event carries the pid: the listing's stays unless the guest
+			 * stopped, or started, since. */
+			if (off)
+				e->qemu_pid = 0;
+			else if (e->qemu_pid <= 0)
+				e->qemu_pid = x->qemu_pid;
 			e->changed_usec = x->changed_usec;
 			continue;
 		}

@@ -119,7 +119,20 @@ static void test_merge(void **state)
 	assert_true(guestview_get(v, "g1")->managed); /* descriptor facts from the listing */
 	assert_int_equal(guestview_get(v, "g2")->qemu_pid, 7);
 	assert_int_equal(guestview_get(v, "g3")->state, GUEST_STATE_SHUTOFF);
-	/* Unchanged entries absent from a listing are gone. */
+	/* g2 paused during a listing (the event has no pid, the view's may be old): the listing's
+	 * pid stays; g1 stopped: no pid. */
+	guestview_invalidate(v);
+	at = guestview_seq(v);
+	assert_int_equal(guestview_set_state(v, "g2", GUEST_STATE_PAUSED, 1, 99, NULL), 0);
+	assert_int_equal(guestview_set_state(v, "g1", GUEST_STATE_SHUTOFF, 0, -1, NULL), 0);
+	struct guest_info *l = listing(GUEST_STATE_RUNNING, GUEST_STATE_RUNNING);
+	l[0].qemu_pid = 42;
+	assert_int_equal(guestview_merge(v, l, 2, at), 0);
+	assert_int_equal(guestview_get(v, "g2")->state, GUEST_STATE_PAUSED);
+	assert_int_equal(guestview_get(v, "g2")->qemu_pid, 7);
+	assert_int_equal(guestview_get(v, "g1")->state, GUEST_STATE_SHUTOFF);
+	assert_int_equal(guestview_get(v, "g1")->qemu_pid, 0);
+	/* Unchanged entries absent from a listing are gone (g3 is not in this one). */
 	at = guestview_seq(v);
 	assert_int_equal(
 	    guestview_merge(v, listing(GUEST_STATE_RUNNING, GUEST_STATE_RUNNING), 2, at), 0);
