@@ -1036,6 +1036,12 @@ static void creating_remove(struct guests *g, const char *sid)
 		}
 }
 
+bool guests_managed(struct guests *g, const char *sid)
+{
+	const struct guest_info *x = g ? guestview_get(g->view, sid) : NULL;
+	return x && x->managed;
+}
+
 bool guests_creating(struct guests *g, const char *sid)
 {
 	return g && strv_contains(g->creating, sid);

@@ -38,5 +38,8 @@ void guests_remove_hooks(struct guests *g, void *ud);
 /* True while a create of sid runs (loop thread): its status changes are not reported, as the
  * region learns the outcome from the task. */
 bool guests_creating(struct guests *g, const char *sid);
+/* True when sid is a guest of this agent (it has a readable workspace): only those are
+ * reported to the region; a domain someone else defined is listed as unmanaged, nothing more. */
+bool guests_managed(struct guests *g, const char *sid);
 /* Stops and reboots waiting on the loop for their guest to power off (counted by the drain). */
 size_t guests_busy(struct guests *g);

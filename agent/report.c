@@ -1160,6 +1160,10 @@ static void on_guest_state(const char *sid, const char *status, void *ud)
 	 * from the real agent, which reports nothing during a deploy. */
 	if (status && (streq(status, "stopping") || guests_creating(rp->a->guests, sid)))
 		return;
+	/* A domain defined by someone else is no server of the region (it would answer 404, or
+	 * worse, learn of a guest it never placed here). */
+	if (status && !guests_managed(rp->a->guests, sid))
+		return;
 	if (!status) {
 		/* Deleted: a status still waiting would describe a server this host no longer
 		 * has. The region learns of the delete from the task callback. */

@@ -203,6 +203,32 @@ wait_for 10 sh -c "[ -z \"\$(ls $T/state/outbox)\" ]" || fail "outbox not emptie
 no_problems
 ok "guest start/stop posted to /servers/<sid>/status"
 
+# A domain someone else defined and started is listed as unmanaged, never reported: the region
+# has no such server. The managed guest's stop right after it is (the hook still runs).
+X=harep-$$-foreign
+on_exit "virsh -c qemu:///system destroy $X; virsh -c qemu:///system undefine $X"
+cat >"$T/foreign.xml" <<XML
+<domain type='qemu'><name>$X</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>
+<os><type arch='x86_64'>hvm</type></os></domain>
+XML
+L=$(lines)
+virsh -c qemu:///system define "$T/foreign.xml" >/dev/null || hard "virsh define"
+virsh -c qemu:///system start "$X" >/dev/null || hard "virsh start"
+wait_for 5 sh -c "curl -s -H 'X-Auth-Token: $TOKEN' $API/servers | grep -q '\"$X\"'" ||
+	fail "the foreign domain is not listed"
+call POST "/servers/$S/stop" '{"is_force": true}'
+wait_for 30 has "$L" 'r["sid"] == "'"$S"'" and r["body"]["server"]["status"] == "ready"' ||
+	fail "no ready status for $S after the foreign domain started"
+! has "$L" 'r.get("sid") == "'"$X"'"' || fail "the foreign domain's status was posted to the region: $(recs "$L" 'r.get("sid") == "'"$X"'"')"
+virsh -c qemu:///system destroy "$X" >/dev/null
+virsh -c qemu:///system undefine "$X" >/dev/null
+call POST "/servers/$S/start" '{}'
+wait_for 30 has "$L" 'r["sid"] == "'"$S"'" and r["body"]["server"]["status"] == "running"' ||
+	fail "no running status for $S again"
+! has "$L" 'r.get("sid") == "'"$X"'"' || fail "the foreign domain's stop was posted to the region"
+wait_for 10 sh -c "[ -z \"\$(ls $T/state/outbox)\" ]" || fail "outbox not emptied: $(ls "$T/state/outbox")"
+ok "a foreign domain is listed but its states never reach the region"
+
 # 4. SIGTERM: offline posted, exit 0, guest still running; a restart updates the same record.
 L=$(lines)
 stop_agent
