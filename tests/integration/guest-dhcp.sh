@@ -5,8 +5,9 @@
 # it runs DHCP on every NIC. The host bridge's own address is in another subnet than the guest's
 # (dnsmasq serves the guest's subnet with --shared-network). The guest must take exactly the
 # descriptor's address and answer ping from a network namespace on the bridge; its second NIC,
-# without ip, gets no lease. Then: sync rewrites the host entries, a killed dnsmasq is noticed and
-# restarted, delete removes the entries and stops the instance.
+# without ip, gets no lease. A second guest on the bridge takes its own address and reaches the
+# first. Then: sync rewrites the host entries, a killed dnsmasq is noticed and restarted, delete
+# removes the entries and, with the last guest, stops the instance.
 . "$(dirname "$0")/lib.sh"
 need_root
 command -v qemu-system-x86_64 >/dev/null || hard "qemu-system-x86_64 is not installed"
@@ -113,7 +114,7 @@ expect_contains "$(cat "$D/leases")" "$MAC $GUEST_IP $HOSTNAME_WANT" "dnsmasq le
 ok "guest took $GUEST_IP from the agent's DHCP and answered ping from the namespace after ${BOOT_TO_PING} s"
 
 # What the guest applied, through its guest agent.
-qga() { virsh -c qemu:///system qemu-agent-command --timeout 5 "$SID" "$1"; }
+qga() { virsh -c qemu:///system qemu-agent-command --timeout 5 "${QSID:-$SID}" "$1"; }
 qga_exec() {
 	local args pid st
 	args=$(python3 -c 'import json,sys; print(json.dumps({"execute": "guest-exec", "arguments":
@@ -149,6 +150,39 @@ expect_contains "$lease" "DNS=10.218.$SUB.53 10.218.$SUB.54" "DNS servers in the
 expect_contains "$lease" "DOMAINNAME=dhcp.test" "domain in the guest's lease"
 ok "guest applied mask, gateway, route, MTU, DNS and domain from the descriptor; the NIC without ip got no lease"
 
+# ---- a second guest on the bridge takes its own address and reaches the first ----
+SID2=hagd-$$-vm2
+MAC3=52:54:00:$(printf '%02x:%02x:%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)))
+GUEST2_IP=10.218.$SUB.12
+on_exit "virsh -c qemu:///system destroy $SID2; virsh -c qemu:///system undefine --nvram $SID2"
+desc2=$(cat <<J
+{"desc": {"uuid": "$(python3 -c 'import uuid; print(uuid.uuid4())')", "name": "guest dhcp 2",
+ "cpu": 1, "mem": 512, "machine": "pc", "bios": "BIOS", "boot_order": "c",
+ "disks": [{"disk_id": "$SID2-sys", "index": 0, "format": "qcow2", "driver": "virtio",
+            "image_path": "$T/disks/images/guest.qcow2"}],
+ "nics": [{"index": 0, "mac": "$MAC3", "bridge": "$BR", "driver": "virtio",
+           "ip": "$GUEST2_IP", "masklen": 24, "gateway": "$GW"}]}}
+J
+)
+expect_api 200 POST "/servers/$SID2/create" "$desc2" >/dev/null
+wait_for 10 grep -q "$MAC3,set:[a-z0-9]*,$GUEST2_IP," "$D/hosts" || fail "no entry for the second guest"
+t2=$SECONDS
+expect_api 200 POST "/servers/$SID2/start" '{}' >/dev/null
+pinged2() { ip netns exec "$NS" ping -c1 -W1 -q "$GUEST2_IP"; }
+while ! pinged2 >/dev/null 2>&1; do
+	[ $((SECONDS - t2)) -lt "$BOOT_LIMIT" ] || fail "no ping from the second guest $GUEST2_IP within $BOOT_LIMIT s"
+	sleep 0.5
+done
+BOOT2_TO_PING=$((SECONDS - t2))
+QSID=$SID2 wait_for 60 qga '{"execute":"guest-ping"}' || fail "the second guest's agent does not answer"
+# Reached: an ICMP echo reply, or a TCP answer from the first guest (a SYN-ACK, or the RST of a
+# closed port: "Connection refused" comes from the peer; an unreachable one times out).
+reach=$(QSID=$SID2 qga_exec /bin/bash -c "if ping -c1 -W2 $GUEST_IP >/dev/null 2>&1; then echo reached;
+	elif timeout 5 bash -c 'exec 3<>/dev/tcp/$GUEST_IP/22' 2>/tmp/e; then echo reached;
+	elif grep -q refused /tmp/e; then echo reached; else cat /tmp/e; fi")
+expect_contains "$reach" reached "second guest -> first guest"
+ok "a second guest took $GUEST2_IP (ping after ${BOOT2_TO_PING} s) and reaches the first one"
+
 # ---- sync: the second NIC gets an address; the host entries follow ----
 old=$(dnsmasq_pid)
 expect_api 200 POST "/servers/$SID/sync" "$(desc "10.218.$SUB.11")" >/dev/null
@@ -156,7 +190,7 @@ wait_for 10 grep -q "$MAC2,set:[a-z0-9]*,10.218.$SUB.11," "$D/hosts" || fail "sy
 wait_for 10 dnsmasq_alive || fail "no dnsmasq after sync"
 [ "$(dnsmasq_pid)" != "$old" ] || [ "$(dnsmasq --version | head -n1 | awk '{print $3}')" != 2.90 ] ||
 	fail "dnsmasq 2.90 was not restarted after the change"
-expect_eq "$(metric hostagent_dhcp_hosts)" 2 "host entries after sync"
+expect_eq "$(metric hostagent_dhcp_hosts)" 3 "host entries after sync"
 wait_for 20 pinged >/dev/null 2>&1 || fail "guest unreachable after sync"
 ok "sync added the second NIC's entry; dnsmasq reloaded ($old -> $(dnsmasq_pid))"
 
@@ -171,10 +205,17 @@ wait_for 15 agent_ready || fail "not ready after the restart: $(api GET /readyz)
 grep -q "Guest DHCP (dnsmasq) exited; restarting" "$T/agent.log" || fail "the exit was not logged"
 ok "killed dnsmasq $old was restarted as $new and counted"
 
-# ---- delete: entries gone, instance stopped ----
+# ---- delete: entries gone, instance stopped with the last guest ----
 expect_api 200 DELETE "/servers/$SID" >/dev/null
+no_first() { ! grep -q -e "$MAC" -e "$MAC2" "$D/hosts"; }
+wait_for 10 no_first || fail "the deleted guest's entries stay: $(cat "$D/hosts")"
+grep -q "$MAC3" "$D/hosts" || fail "the second guest's entry went too"
+wait_for 10 dnsmasq_alive || fail "no dnsmasq for the remaining guest"
+ok "delete removed the first guest's entries; the second guest's stays"
+new=$(dnsmasq_pid)
+expect_api 200 DELETE "/servers/$SID2" >/dev/null
 wait_for 10 test ! -s "$D/hosts" || fail "hosts file not emptied: $(cat "$D/hosts")"
 wait_for 10 gone "$new" || fail "dnsmasq $new still runs with no guest on $BR"
 expect_eq "$(metric 'hostagent_dhcp_instances{state="running"}')" 0 "running instances after delete"
 ok "delete removed the host entries and stopped dnsmasq"
-echo "# boot-to-ping ${BOOT_TO_PING} s (TCG, DHCP, no seed)"
+echo "# boot-to-ping ${BOOT_TO_PING} s (TCG, DHCP, no seed); second guest ${BOOT2_TO_PING} s"
