@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #include "agent/dhcp-conf.h"
 
@@ -36,7 +37,14 @@ static int host_label(const struct guest_desc *d, char **ret)
 	if (!src)
 		return 0;
 	size_t len = strcspn(src, ".");
-	if (len == 0 || len > 63)
+	if (len == 0 || len > 63 || !isalnum((unsigned char)src[0]))
+		return 0;
+	/* dnsmasq reads a host entry's fields by their form: a lease time ("600", "45m") or a
+	 * keyword there would not be a name. */
+	size_t digits = strspn(src, "0123456789");
+	if (digits == len || (digits == len - 1 && strchr("smhdwSMHDW", src[digits])) ||
+	    (len == 6 && strncasecmp(src, "ignore", 6) == 0) ||
+	    (len == 8 && strncasecmp(src, "infinite", 8) == 0))
 		return 0;
 	char *l = strndup(src, len);
 	if (!l)

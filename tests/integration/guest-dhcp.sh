@@ -205,6 +205,18 @@ wait_for 15 agent_ready || fail "not ready after the restart: $(api GET /readyz)
 grep -q "Guest DHCP (dnsmasq) exited; restarting" "$T/agent.log" || fail "the exit was not logged"
 ok "killed dnsmasq $old was restarted as $new and counted"
 
+# ---- agent restart: its dnsmasq goes with it; the new agent serves the stored descriptors ----
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+wait_for 10 gone "$new" || fail "dnsmasq $new outlived its agent"
+: >"$D/hosts" # the new agent must write it again from the descriptors it lists
+start_agent --virt-type qemu
+wait_for 20 grep -q "$MAC3,set:" "$D/hosts" || fail "the restarted agent did not rewrite the host entries"
+grep -q "$MAC,set:[a-z0-9]*,$GUEST_IP," "$D/hosts" || fail "the first guest's entry is missing after the restart"
+wait_for 10 dnsmasq_alive || fail "no dnsmasq after the agent restart"
+new=$(dnsmasq_pid)
+ok "after an agent restart the guests' entries came back from the stored descriptors (dnsmasq $new)"
+
 # ---- delete: entries gone, instance stopped with the last guest ----
 expect_api 200 DELETE "/servers/$SID" >/dev/null
 no_first() { ! grep -q -e "$MAC" -e "$MAC2" "$D/hosts"; }

@@ -79,6 +79,23 @@ static void test_hosts_from_desc(void **state)
 	assert_true(h[0].is_default);
 	assert_string_equal(h[0].hostname, "plain");
 	dhcp_hosts_free(h, n);
+
+	/* Names dnsmasq would read as something else in a host entry are left out. */
+	static const char *const not_names[] = {"600", "45m", "Ignore", "infinite", "_x"};
+	for (size_t i = 0; i < ELEMENTSOF(not_names); i++) {
+		_cleanup_free_ char *t = NULL;
+		assert_true(asprintf(&t,
+				     "{" UUID
+				     ", \"name\": \"%s\", \"mem\": 64, \"nics\": [{\"mac\": "
+				     "\"52:54:00:aa:00:0b\", \"bridge\": \"br0\", \"ip\": "
+				     "\"10.0.0.3\", \"masklen\": 8}]}",
+				     not_names[i]) > 0);
+		_cleanup_(guest_desc_freep) struct guest_desc *g = parse(t);
+		assert_int_equal(dhcp_hosts_from_desc("sid-g", g, &h, &n), 0);
+		assert_int_equal(n, 1);
+		assert_null(h[0].hostname);
+		dhcp_hosts_free(h, n);
+	}
 }
 
 static void test_render(void **state)
