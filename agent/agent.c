@@ -3,6 +3,7 @@
 #include "agent/agent.h"
 #include "agent/api.h"
 #include "agent/claims.h"
+#include "agent/dhcp.h"
 #include "agent/domxml.h"
 #include "agent/auth.h"
 #include "agent/region.h"
@@ -110,6 +111,14 @@ int agent_new(struct config *cfg, struct agent **ret)
 			  "always 1).",
 			  domxml_virt_is_kvm(a->cfg.virt_type) ? "type=\"kvm\"" : "type=\"qemu\"",
 			  1);
+	struct dhcp_config dc = {.event = a->event,
+				 .state_dir = a->cfg.state_dir,
+				 .dnsmasq = a->cfg.dhcp_dnsmasq,
+				 .enable = a->cfg.dhcp,
+				 .metrics = a->metrics};
+	r = dhcp_new(&dc, &a->dhcp);
+	if (r < 0)
+		return r;
 	r = virt_new(a->event, a->cfg.libvirt_uri, &a->virt);
 	if (r < 0)
 		return r;
@@ -159,6 +168,7 @@ struct agent *agent_free(struct agent *a)
 	a->tasks = tasks_free(a->tasks);
 	a->placer = placer_free(a->placer);
 	a->guests = guests_free(a->guests);
+	a->dhcp = dhcp_free(a->dhcp);
 	a->modules = agent_modules_free(a->modules);
 	a->virt = virt_free(a->virt);
 	a->metrics = metrics_free(a->metrics);
@@ -216,6 +226,9 @@ int agent_start(struct agent *a)
 	if (r < 0)
 		return r;
 	r = placer_start(a->placer);
+	if (r < 0)
+		return r;
+	r = dhcp_start(a->dhcp); /* before the guest listing that fills it */
 	if (r < 0)
 		return r;
 	r = guests_start(a->guests);

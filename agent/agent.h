@@ -20,6 +20,7 @@ struct storages;
 struct hostnets;
 struct imagecache;
 struct claims;
+struct dhcp;
 
 struct agent {
 	struct config cfg;
@@ -40,6 +41,7 @@ struct agent {
 	struct hostnets *hostnets;     /* configured host networks (agent/hostnet.h) */
 	struct imagecache *imagecache; /* image cache downloads (agent/imagecache.h) */
 	struct claims *claims;	       /* disk paths owned by guests (agent/claims.h) */
+	struct dhcp *dhcp;	       /* guest DHCP, a dnsmasq per bridge (agent/dhcp.h) */
 	sd_event_source *drain_timer;
 	uint64_t drain_deadline;
 	bool stopping;

@@ -236,6 +236,28 @@ static int get_enum(struct ctx *c, const json_t *obj, const char *prefix, const 
 	return fail(c, "%s: unsupported value %s", field(prefix, key).s, quote(s).s);
 }
 
+bool guest_hostname_is_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0, label = 0;
+	if (n == 0 || n > GUEST_HOSTNAME_MAX)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		char ch = s[i];
+		if (ch == '.' || ch == 0) {
+			if (label == 0 || label > 63 || s[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)ch) && ch != '-' && ch != '_')
+			return false;
+		if (label == 0 && ch == '-')
+			return false;
+		label++;
+	}
+	return true;
+}
+
 bool guest_uuid_is_valid(const char *s)
 {
 	if (!s || strlen(s) != 36)
@@ -439,6 +461,196 @@ static int parse_disk(struct ctx *c, const json_t *v, size_t i, struct guest_dis
 
 static const char *const nic_drivers[] = {"virtio", "e1000", "rtl8139", "vmxnet3"};
 
+/* An IP address field: 1 with *ret_family AF_INET or AF_INET6, 0 when absent or empty. */
+static int get_ip(struct ctx *c, const json_t *obj, const char *prefix, const char *key,
+		  bool v4_only, const char **ret, int *ret_family)
+{
+	const char *s;
+	int r = get_string(c, obj, prefix, key, false, 64, 0, &s);
+	if (r <= 0 || !*s)
+		return r < 0 ? r : 0;
+	unsigned char buf[sizeof(struct in6_addr)];
+	if (inet_pton(AF_INET, s, buf) == 1)
+		*ret_family = AF_INET;
+	else if (!v4_only && inet_pton(AF_INET6, s, buf) == 1)
+		*ret_family = AF_INET6;
+	else
+		return fail(c, "%s: invalid %s address %s", field(prefix, key).s,
+			    v4_only ? "IPv4" : "IP", quote(s).s);
+	*ret = s;
+	return 1;
+}
+
+static int ip_family(const char *s)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	if (inet_pton(AF_INET, s, buf) == 1)
+		return AF_INET;
+	if (inet_pton(AF_INET6, s, buf) == 1)
+		return AF_INET6;
+	return 0;
+}
+
+static int add_dns(struct ctx *c, struct guest_nic *nic, const char *fname, const char *s,
+		   size_t len)
+{
+	char ip[64];
+	while (len > 0 && (*s == ' ' || *s == '\t'))
+		s++, len--;
+	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	if (len == 0)
+		return 0;
+	if (len >= sizeof(ip))
+		return fail(c, "%s: invalid IP address (too long)", fname);
+	memcpy(ip, s, len);
+	ip[len] = 0;
+	if (!ip_family(ip))
+		return fail(c, "%s: invalid IP address %s", fname, quote(ip).s);
+	if (strv_length(nic->dns) >= GUEST_NIC_DNS_MAX)
+		return fail(c, "%s: too many DNS servers (max %d)", fname, GUEST_NIC_DNS_MAX);
+	if (strv_extend(&nic->dns, ip) < 0)
+		return oom(c);
+	return 0;
+}
+
+/* "dns": the region sends one string of comma-separated addresses; a list of strings too. */
+static int parse_nic_dns(struct ctx *c, const json_t *v, const char *prefix, struct guest_nic *nic)
+{
+	struct fname f = field(prefix, "dns");
+	json_t *d = json_object_get(v, "dns");
+	int r;
+	if (!d || json_is_null(d))
+		return 0;
+	if (json_is_string(d)) {
+		const char *s = json_string_value(d);
+		if ((r = check_text(c, f.s, s, json_string_length(d), 1024, 0)) < 0)
+			return r;
+		for (const char *p = s;;) {
+			const char *end = strchr(p, ',');
+			size_t len = end ? (size_t)(end - p) : strlen(p);
+			if ((r = add_dns(c, nic, f.s, p, len)) < 0)
+				return r;
+			if (!end)
+				break;
+			p = end + 1;
+		}
+		return 0;
+	}
+	if (!json_is_array(d))
+		return fail(c, "%s: expected string or array, got %s", f.s, type_name(d));
+	size_t i;
+	json_t *e;
+	json_array_foreach (d, i, e) {
+		char fi[sizeof(f.s) + 24];
+		snprintf(fi, sizeof(fi), "%s[%zu]", f.s, i);
+		if (!json_is_string(e))
+			return fail(c, "%s: expected string, got %s", fi, type_name(e));
+		if ((r = check_text(c, fi, json_string_value(e), json_string_length(e), 64, 0)) < 0)
+			return r;
+		if ((r = add_dns(c, nic, fi, json_string_value(e), json_string_length(e))) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* "routes": [["10.0.0.0/8", "192.168.1.1"], ...] (Cloudpods SRoute). The prefix is stored as
+ * its network address. */
+static int parse_nic_routes(struct ctx *c, const json_t *v, const char *prefix,
+			    struct guest_nic *nic)
+{
+	struct fname f = field(prefix, "routes");
+	json_t *rs = json_object_get(v, "routes");
+	if (!rs || json_is_null(rs))
+		return 0;
+	if (!json_is_array(rs))
+		return fail(c, "%s: expected array, got %s", f.s, type_name(rs));
+	if (json_array_size(rs) > GUEST_NIC_ROUTES_MAX)
+		return fail(c, "%s: too many routes (%zu, max %d)", f.s, json_array_size(rs),
+			    GUEST_NIC_ROUTES_MAX);
+	nic->routes = calloc(json_array_size(rs) + 1, sizeof(*nic->routes));
+	if (!nic->routes)
+		return oom(c);
+	size_t i;
+	json_t *e;
+	json_array_foreach (rs, i, e) {
+		char fi[sizeof(f.s) + 24];
+		snprintf(fi, sizeof(fi), "%s[%zu]", f.s, i);
+		json_t *jp = json_array_get(e, 0), *jg = json_array_get(e, 1);
+		if (!json_is_array(e) || json_array_size(e) != 2 || !json_is_string(jp) ||
+		    !json_is_string(jg))
+			return fail(c, "%s: expected [\"PREFIX/LEN\", \"GATEWAY\"]", fi);
+		const char *ps = json_string_value(jp), *gs = json_string_value(jg);
+		char addr[64];
+		const char *slash = strchr(ps, '/');
+		size_t alen = slash ? (size_t)(slash - ps) : 0;
+		unsigned char buf[sizeof(struct in6_addr)] = {0};
+		int fam = 0;
+		if (slash && alen < sizeof(addr)) {
+			memcpy(addr, ps, alen);
+			addr[alen] = 0;
+			fam = ip_family(addr);
+		}
+		if (!fam || inet_pton(fam, addr, buf) != 1)
+			return fail(c, "%s: invalid prefix %s (ADDRESS/LEN)", fi, quote(ps).s);
+		int maxlen = fam == AF_INET ? 32 : 128;
+		char *end = NULL;
+		errno = 0;
+		long len = strtol(slash + 1, &end, 10);
+		if (errno || end == slash + 1 || *end || len < 0 || len > maxlen)
+			return fail(c, "%s: invalid prefix length in %s", fi, quote(ps).s);
+		if (ip_family(gs) != fam)
+			return fail(c, "%s: invalid gateway %s", fi, quote(gs).s);
+		for (int b = (int)len; b < maxlen; b++)
+			buf[b / 8] &= (unsigned char)~(0x80u >> (b % 8));
+		char net[INET6_ADDRSTRLEN];
+		if (!inet_ntop(fam, buf, net, sizeof(net)))
+			return fail(c, "%s: invalid prefix %s", fi, quote(ps).s);
+		struct guest_route *rt = &nic->routes[i];
+		nic->n_routes = i + 1;
+		rt->len = (int)len;
+		int r;
+		if ((r = dup_string(c, net, &rt->prefix)) < 0 ||
+		    (r = dup_string(c, gs, &rt->gateway)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* The rest of the region's IPAM for the NIC (DHCP): mask length, gateway, DNS, domain, routes. */
+static int parse_nic_ipam(struct ctx *c, const json_t *v, const char *prefix, int family,
+			  struct guest_nic *nic)
+{
+	int64_t n;
+	int r, fam;
+	const char *s;
+	if ((r = get_int(c, v, prefix, "masklen", false, 0, family == AF_INET6 ? 128 : 32, 0, &n)) <
+	    0)
+		return r;
+	nic->masklen = (int)n;
+	if ((r = get_ip(c, v, prefix, "gateway", true, &s, &fam)) < 0)
+		return r;
+	if (r > 0 && (r = dup_string(c, s, &nic->gateway)) < 0)
+		return r;
+	if ((r = parse_nic_dns(c, v, prefix, nic)) < 0)
+		return r;
+	if ((r = get_string(c, v, prefix, "domain", false, GUEST_HOSTNAME_MAX, 0, &s)) < 0)
+		return r;
+	if (r > 0 && *s) {
+		if (!guest_hostname_is_valid(s))
+			return fail(c, "%s.domain: invalid domain name %s", prefix, quote(s).s);
+		if ((r = dup_string(c, s, &nic->domain)) < 0)
+			return r;
+	}
+	if ((r = parse_nic_routes(c, v, prefix, nic)) < 0)
+		return r;
+	json_t *d = json_object_get(v, "is_default");
+	if (d && !json_is_null(d) && !json_is_boolean(d))
+		return fail(c, "%s.is_default: expected boolean, got %s", prefix, type_name(d));
+	nic->is_default = json_is_true(d);
+	return 0;
+}
+
 static int parse_nic(struct ctx *c, const json_t *v, size_t i, struct guest_nic *nic)
 {
 	char prefix[32];
@@ -465,15 +677,13 @@ static int parse_nic(struct ctx *c, const json_t *v, size_t i, struct guest_nic 
 	if (streq(nic->mac, "00:00:00:00:00:00"))
 		return fail(c, "%s.mac: all-zero MAC not allowed", prefix);
 
-	if ((r = get_string(c, v, prefix, "ip", false, 64, 0, &s)) < 0)
+	int family = 0;
+	if ((r = get_ip(c, v, prefix, "ip", false, &s, &family)) < 0)
 		return r;
-	if (r > 0 && *s) {
-		unsigned char buf[sizeof(struct in6_addr)];
-		if (inet_pton(AF_INET, s, buf) != 1 && inet_pton(AF_INET6, s, buf) != 1)
-			return fail(c, "%s.ip: invalid IP address %s", prefix, quote(s).s);
-		if ((r = dup_string(c, s, &nic->ip)) < 0)
-			return r;
-	}
+	if (r > 0 && (r = dup_string(c, s, &nic->ip)) < 0)
+		return r;
+	if ((r = parse_nic_ipam(c, v, prefix, family, nic)) < 0)
+		return r;
 
 	if ((r = get_string(c, v, prefix, "ifname", false, 64, 0, &s)) < 0)
 		return r;
@@ -765,6 +975,15 @@ static int parse_desc(struct ctx *c, json_t *j, struct guest_desc *d)
 	if ((r = dup_string(c, s, &d->name)) < 0)
 		return r;
 
+	if ((r = get_string(c, j, NULL, "hostname", false, GUEST_HOSTNAME_MAX, 0, &s)) < 0)
+		return r;
+	if (r > 0 && *s) {
+		if (!guest_hostname_is_valid(s))
+			return fail(c, "hostname: invalid host name %s", quote(s).s);
+		if ((r = dup_string(c, s, &d->hostname)) < 0)
+			return r;
+	}
+
 	int64_t n;
 	if ((r = get_int(c, j, NULL, "cpu", false, 1, GUEST_CPU_MAX, 1, &n)) < 0)
 		return r;
@@ -857,6 +1076,14 @@ struct guest_desc *guest_desc_free(struct guest_desc *d)
 	free(d->cdroms);
 	for (size_t i = 0; i < d->n_nics; i++) {
 		free(d->nics[i].ip);
+		free(d->nics[i].gateway);
+		strv_free(d->nics[i].dns);
+		free(d->nics[i].domain);
+		for (size_t k = 0; k < d->nics[i].n_routes; k++) {
+			free(d->nics[i].routes[k].prefix);
+			free(d->nics[i].routes[k].gateway);
+		}
+		free(d->nics[i].routes);
 		free(d->nics[i].ifname);
 		free(d->nics[i].bridge);
 		free(d->nics[i].driver);
@@ -869,6 +1096,7 @@ struct guest_desc *guest_desc_free(struct guest_desc *d)
 	free(d->metadata);
 	free(d->uuid);
 	free(d->name);
+	free(d->hostname);
 	free(d->machine);
 	free(d->boot_order);
 	free(d->vga);
@@ -973,16 +1201,37 @@ json_t *guest_desc_to_json(const struct guest_desc *d)
 				      (json_int_t)k->bw_mbps, "mtu", k->mtu, "driver", k->driver);
 		if (!o || json_array_append_new(nics, o) < 0)
 			return NULL;
+		json_t *dns = json_array(), *routes = json_array();
+		if (json_object_set_new(o, "dns", dns) < 0 ||
+		    json_object_set_new(o, "routes", routes) < 0)
+			return NULL;
+		STRV_FOREACH (a, k->dns)
+			if (json_array_append_new(dns, json_string(*a)) < 0)
+				return NULL;
+		for (size_t r = 0; r < k->n_routes; r++) {
+			char p[INET6_ADDRSTRLEN + 8];
+			snprintf(p, sizeof(p), "%s/%d", k->routes[r].prefix, k->routes[r].len);
+			if (json_array_append_new(routes,
+						  json_pack("[s,s]", p, k->routes[r].gateway)) < 0)
+				return NULL;
+		}
+		if (json_object_set_new(o, "masklen", json_integer(k->masklen)) < 0 ||
+		    json_object_set_new(o, "is_default", json_boolean(k->is_default)) < 0 ||
+		    (k->gateway &&
+		     json_object_set_new(o, "gateway", json_string(k->gateway)) < 0) ||
+		    (k->domain && json_object_set_new(o, "domain", json_string(k->domain)) < 0))
+			return NULL;
 	}
 	for (size_t i = 0; i < d->n_metadata; i++)
 		if (json_object_set_new(meta, d->metadata[i].key,
 					json_string(d->metadata[i].value)) < 0)
 			return NULL;
-	return json_pack("{s:s, s:s, s:i, s:i, s:I, s:s, s:s, s:s, s:s, s:s, s:O, s:O, s:O, s:O}",
-			 "uuid", d->uuid, "name", d->name, "cpu", d->cpu, "cpu_sockets",
-			 d->cpu_sockets, "mem", (json_int_t)d->mem_mb, "machine", d->machine,
-			 "bios", bios_names[d->bios], "boot_order", d->boot_order, "vga",
-			 vga_to_cloudpods(d->vga), "vdi", vdi_names[d->vdi], "disks", disks,
+	return json_pack("{s:s, s:s, s:s?, s:i, s:i, s:I, s:s, s:s, s:s, s:s, s:s, s:O, s:O, s:O, "
+			 "s:O}",
+			 "uuid", d->uuid, "name", d->name, "hostname", d->hostname, "cpu", d->cpu,
+			 "cpu_sockets", d->cpu_sockets, "mem", (json_int_t)d->mem_mb, "machine",
+			 d->machine, "bios", bios_names[d->bios], "boot_order", d->boot_order,
+			 "vga", vga_to_cloudpods(d->vga), "vdi", vdi_names[d->vdi], "disks", disks,
 			 "cdroms", cdroms, "nics", nics, "metadata", meta);
 }
 

@@ -24,6 +24,9 @@
 #define GUEST_CDROMS_MAX     4
 #define GUEST_BOOT_INDEX_MAX 63
 #define GUEST_IFNAME_MAX     15 /* IFNAMSIZ - 1 */
+#define GUEST_NIC_DNS_MAX    8	/* DNS servers per NIC */
+#define GUEST_NIC_ROUTES_MAX 32 /* static routes per NIC */
+#define GUEST_HOSTNAME_MAX   253
 /* Real guests carry all their metadata (the whole QEMU command line, user data, login keys) */
 #define GUEST_META_MAX	     1024 /* entries */
 #define GUEST_META_KEY_MAX   128
@@ -71,11 +74,26 @@ struct guest_cdrom {
 	char dev[8];	/* target dev: hdc (pc) or sdX (q35, SATA) */
 };
 
+/* A static route the region gives a NIC (Cloudpods SRoute: ["10.0.0.0/8", "192.168.1.1"]). */
+struct guest_route {
+	char *prefix; /* network address, IPv4 or IPv6, host bits clear */
+	int len;      /* prefix length */
+	char *gateway;
+};
+
 struct guest_nic {
 	int index;    /* 0..GUEST_NIC_INDEX_MAX, unique */
 	char mac[18]; /* lower case aa:bb:cc:dd:ee:ff, unicast */
-	char *ip;     /* informational, validated IPv4/IPv6 or NULL */
-	char *ifname; /* tap device name or NULL (libvirt picks vnetN) */
+	char *ip; /* validated IPv4/IPv6 or NULL; an IPv4 one gets a DHCP lease (agent/dhcp.h) */
+	/* The region's IPAM for the guest's DHCP (CONTRACT.md 2.3); all optional. */
+	int masklen;   /* prefix length of ip: 0 when not given, else 1..32 (IPv4), ..128 */
+	char *gateway; /* IPv4 address or NULL */
+	char **dns;    /* IP addresses (Cloudpods sends "a,b"; a list is accepted), or NULL */
+	char *domain;  /* DNS search domain or NULL */
+	struct guest_route *routes;
+	size_t n_routes;
+	bool is_default; /* the NIC with the default route */
+	char *ifname;	 /* tap device name or NULL (libvirt picks vnetN) */
 	char *bridge;
 	int vlan;	 /* 0 or 1: untagged; 2..4094: tagged (needs an Open vSwitch bridge) */
 	int64_t bw_mbps; /* 0: unlimited */
@@ -88,8 +106,9 @@ struct guest_meta {
 };
 
 struct guest_desc {
-	char *uuid; /* canonical lower-case 8-4-4-4-12 */
-	char *name; /* human name, valid UTF-8, no control characters */
+	char *uuid;	/* canonical lower-case 8-4-4-4-12 */
+	char *name;	/* human name, valid UTF-8, no control characters */
+	char *hostname; /* RFC 1123 host name, or NULL */
 	int cpu, cpu_sockets;
 	int64_t mem_mb;
 	char *machine; /* pc, q35, pc-i440fx-7.2, ... */
@@ -142,6 +161,9 @@ bool guest_uuid_is_valid(const char *s);
 /* True for a Linux network interface name we accept: 1..15 of [A-Za-z0-9._-], not starting
  * with '.' or '-'. */
 bool guest_ifname_is_valid(const char *s);
+/* True for an RFC 1123 host or domain name: dot-separated labels of 1..63 of [A-Za-z0-9-]
+ * (and '_'), not starting or ending with '-', at most GUEST_HOSTNAME_MAX bytes. */
+bool guest_hostname_is_valid(const char *s);
 
 const char *disk_format_to_string(enum disk_format f);
 const char *disk_bus_to_string(enum disk_bus b);

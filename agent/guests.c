@@ -15,6 +15,7 @@
 #include "agent/claims.h"
 #include "agent/console.h"
 #include "agent/desc.h"
+#include "agent/dhcp.h"
 #include "agent/disks.h"
 #include "agent/domxml.h"
 #include "agent/guests.h"
@@ -104,6 +105,7 @@ static void hooks_state(struct guests *g, const char *sid, const char *status)
 /* sid left the table: the state hooks get status NULL. */
 static void hooks_gone(struct guests *g, const char *sid)
 {
+	dhcp_guest_remove(g->a->dhcp, sid);
 	hooks_state(g, sid, NULL);
 }
 
@@ -160,6 +162,10 @@ struct op_ctx {
 	char *qemu_version;
 	int vnc_port;
 	char *vnc_password; /* the console password (agent/console.h), when the guest has one */
+	/* create/sync: the NICs of the accepted descriptor that get a DHCP lease */
+	struct dhcp_host *dhcp_hosts;
+	size_t n_dhcp_hosts;
+	bool dhcp_known; /* dhcp_hosts is the guest's whole set (none when NULL) */
 	/* A graceful stop: the worker pressed the power button and left the reply empty; the loop
 	 * then waits for the view to show the guest off (lifecycle events), or for the deadline,
 	 * when a worker forces it. No thread sleeps meanwhile. */
@@ -554,7 +560,11 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 		goto rollback_disks;
 	}
 	c->created = true;
-	if (is_sync) /* paths the guest no longer names are free again */
+	if (dhcp_hosts_from_desc(c->sid, d, &c->dhcp_hosts, &c->n_dhcp_hosts) >= 0)
+		c->dhcp_known = true;
+	else
+		log_oom(); /* the DHCP keeps the guest's previous entries */
+	if (is_sync)	   /* paths the guest no longer names are free again */
 		claims_release(c->a->claims, c->sid, paths, d->n_disks);
 	if (is_sync) {
 		int state = 0;
@@ -1070,6 +1080,11 @@ static void op_done(void *userdata)
 			if (c->created && guestview_get(g->view, c->sid) &&
 			    guestview_set_desc(g->view, c->sid, c->name, c->uuid, 1) < 0)
 				log_oom();
+			if (c->created && c->dhcp_known) {
+				dhcp_guest_set(c->a->dhcp, c->sid, TAKE_PTR(c->dhcp_hosts),
+					       c->n_dhcp_hosts);
+				c->n_dhcp_hosts = 0;
+			}
 			if (c->vnc_port > 0)
 				guestview_set_runtime(g->view, c->sid, c->vnc_port, -1);
 		}
@@ -1097,6 +1112,7 @@ static void op_done(void *userdata)
 	free(c->name);
 	free(c->uuid);
 	free(c->qemu_version);
+	dhcp_hosts_free(c->dhcp_hosts, c->n_dhcp_hosts);
 	erase_and_free(c->vnc_password);
 	free(c->sid);
 	free(c);
@@ -1361,14 +1377,36 @@ struct scan {
 	bool ok;
 	uint64_t seq; /* the view's seq when the first listing was submitted */
 	unsigned retries;
-	char **candidates; /* SCAN_CONFIRM: sids that differed in the first look */
+	char **candidates;	 /* SCAN_CONFIRM: sids that differed in the first look */
+	struct dhcp_guest *dhcp; /* the NICs of every managed guest that get a DHCP lease */
+	size_t n_dhcp;
 };
 
 static void scan_free(struct scan *s)
 {
 	guest_info_array_free(s->list, s->n);
 	strv_free(s->candidates);
+	dhcp_guests_free(s->dhcp, s->n_dhcp);
 	free(s);
+}
+
+static void scan_add_dhcp(struct scan *s, const char *sid, const struct guest_desc *d)
+{
+	struct dhcp_host *h = NULL;
+	size_t n = 0;
+	if (dhcp_hosts_from_desc(sid, d, &h, &n) < 0 || n == 0)
+		return;
+	struct dhcp_guest *v = realloc(s->dhcp, sizeof(*v) * (s->n_dhcp + 1));
+	char *copy = strdup(sid);
+	if (!v || !copy) {
+		if (v)
+			s->dhcp = v;
+		free(copy);
+		dhcp_hosts_free(h, n);
+		return;
+	}
+	s->dhcp = v;
+	s->dhcp[s->n_dhcp++] = (struct dhcp_guest){copy, h, n};
 }
 
 /* libvirt's domains and the workspaces, as view entries. */
@@ -1386,6 +1424,8 @@ static void scan_work(void *userdata)
 			x->managed = true;
 			x->name = strdup(d->name);
 			x->uuid = strdup(d->uuid);
+			if (s->kind == SCAN_REBUILD)
+				scan_add_dhcp(s, x->sid, d);
 		}
 	}
 	/* Workspaces without a domain: a half-created or externally undefined guest. */
@@ -1431,6 +1471,9 @@ static int rebuild(struct guests *g, struct scan *s, bool merge)
 		      : guestview_replace(g->view, TAKE_PTR(s->list), n);
 	if (r < 0)
 		return r;
+	/* The DHCP serves what the stored descriptors of the listed domains say. */
+	dhcp_guests_replace(g->a->dhcp, TAKE_PTR(s->dhcp), s->n_dhcp);
+	s->n_dhcp = 0;
 	for (size_t i = 0; i < guestview_size(g->view); i++) {
 		const struct guest_info *x = guestview_at(g->view, i);
 		const char *status = guest_state_status(x->state, NULL);
@@ -2004,6 +2047,7 @@ json_t *agent_not_ready_reasons(struct agent *a)
 		placer_reasons(a->placer, reasons);
 	if (a->report)
 		report_reasons(a->report, reasons);
+	dhcp_reasons(a->dhcp, reasons);
 	/* NOT-READY-REASONS: other subsystems append their reasons here. */
 	if (json_array_size(reasons) == 0) {
 		json_decref(reasons);

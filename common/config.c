@@ -108,6 +108,9 @@ static const struct key_def keys[] = {
      .doc = "host cgroup partition QEMU is moved into"},
     {"shutdown_timeout", KEY_INT, OFF(shutdown_timeout), 1, 600,
      .doc = "seconds in-flight tasks get on SIGTERM"},
+    {"dhcp", KEY_BOOL, OFF(dhcp),
+     .doc = "answer guest NICs with their descriptor's address (a dnsmasq per bridge)"},
+    {"dhcp_dnsmasq", KEY_STRING, OFF(dhcp_dnsmasq), .doc = "the dnsmasq program the DHCP runs"},
 };
 #undef OFF
 
@@ -227,6 +230,7 @@ int config_init(struct config *cfg)
 	    .enforce_placement = true,
 	    .shutdown_timeout = 20,
 	    .modprobe_fallback = true,
+	    .dhcp = true,
 	    .modules_host_pid = 1,
 	};
 	static const struct {
@@ -249,6 +253,7 @@ int config_init(struct config *cfg)
 	    {offsetof(struct config, virt_type), "kvm"},
 	    {offsetof(struct config, cgroup_root), "/sys/fs/cgroup"},
 	    {offsetof(struct config, host_cgroup_partition), "/machine"},
+	    {offsetof(struct config, dhcp_dnsmasq), "dnsmasq"},
 	};
 	for (size_t i = 0; i < ELEMENTSOF(strings); i++)
 		if (set_string((char **)((char *)cfg + strings[i].off), strings[i].value) < 0)

@@ -60,6 +60,8 @@ struct config {
 	char *cgroup_root;
 	char *host_cgroup_partition;
 	int shutdown_timeout;
+	bool dhcp;	    /* guest DHCP from the descriptors (agent/dhcp.h) */
+	char *dhcp_dnsmasq; /* program name (searched in PATH) or absolute path */
 };
 
 /* Fills cfg with the embedded defaults (a standalone agent). */

@@ -426,3 +426,47 @@ fail_kill:
 	free(err.buf);
 	return r;
 }
+
+int spawn_start(char *const *argv, const struct spawn_opts *opts, pid_t *ret_pid, int *ret_pidfd)
+{
+	static const struct spawn_opts defaults = {0};
+	const struct spawn_opts *o = opts ? opts : &defaults;
+	char *const *env = o->env ? o->env : spawn_default_env;
+	_cleanup_close_ int errp_r = -1, errp_w = -1, null_fd = -1;
+	int p[2], r;
+
+	if (!argv || !argv[0] || !*argv[0])
+		return -EINVAL;
+	if ((r = make_pipe(p)) < 0)
+		return r;
+	errp_r = p[0];
+	errp_w = p[1];
+	null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (null_fd < 0)
+		return negative_errno();
+	pid_t pid = fork();
+	if (pid < 0)
+		return negative_errno();
+	if (pid == 0)
+		spawn_child(argv, o, env, errp_w, null_fd, -1, -1);
+	errp_w = safe_close(errp_w);
+	/* The pipe closes on exec (O_CLOEXEC) or carries the errno of a failed one. */
+	int child_err = 0;
+	ssize_t n;
+	do
+		n = read(errp_r, &child_err, sizeof(child_err));
+	while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)sizeof(child_err) && child_err < 0) {
+		(void)waitpid(pid, NULL, 0);
+		return child_err;
+	}
+	int pidfd = pidfd_open_compat(pid);
+	if (pidfd < 0) {
+		spawn_kill(-1, pid, SIGKILL);
+		(void)waitpid(pid, NULL, 0);
+		return pidfd;
+	}
+	*ret_pid = pid;
+	*ret_pidfd = pidfd;
+	return 0;
+}

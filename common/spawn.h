@@ -34,5 +34,10 @@ struct spawn_result {
  * exist, another negative errno when it could not be started or child_setup failed. */
 int spawn_run(char *const *argv, const struct spawn_opts *opts, struct spawn_result *ret);
 void spawn_result_done(struct spawn_result *r);
+/* Starts argv[0] and returns once it was executed (or failed to be): for long-running children
+ * the caller supervises. stdin is /dev/null, stdout and stderr are the caller's (capture,
+ * stdin_data and timeout_ms are not used). *ret_pidfd is a pidfd of the child (readable when
+ * it exits; the caller reaps it with waitpid()). -ENOENT when the command does not exist. */
+int spawn_start(char *const *argv, const struct spawn_opts *opts, pid_t *ret_pid, int *ret_pidfd);
 /* pidfd_open(2); -ENOSYS on kernels without it. */
 int spawn_pidfd_open(pid_t pid);

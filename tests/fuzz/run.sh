@@ -25,6 +25,7 @@ clang -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recove
 clang -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-include "$work/config.h" -I"$srcdir" $(pkg-config --cflags jansson libxml-2.0) \
 	"$srcdir/tests/fuzz/fuzz-desc.c" "$srcdir/agent/desc.c" "$srcdir/agent/domxml.c" "$srcdir/agent/hostnet.c" \
+	"$srcdir/agent/dhcp-conf.c" \
 	"$srcdir/common/path.c" "$srcdir/common/util.c" "$srcdir/common/parse.c" \
 	$(pkg-config --libs jansson libxml-2.0) -o "$work/fuzz-desc" || { echo "ERROR: build failed" >&2; exit 99; }
 # The other untrusted inputs: monitor commands, qemu-img's JSON about a downloaded image.

@@ -179,6 +179,41 @@ static const struct {
     {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
      "\"bridge\": \"br0\", \"mtu\": 10}]}",
      "nics[0].mtu: out of range (10, allowed 68..65535)"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"ip\": \"10.0.0.5\", \"masklen\": 33}]}",
+     "nics[0].masklen: out of range (33, allowed 0..32)"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"gateway\": \"fe80::1\"}]}",
+     "nics[0].gateway: invalid IPv4 address \"fe80::1\""},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"dns\": \"8.8.8.8,dns.example\"}]}",
+     "nics[0].dns: invalid IP address \"dns.example\""},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"dns\": [\"8.8.8.8\", 4]}]}",
+     "nics[0].dns[1]: expected string, got integer"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"dns\": 5}]}",
+     "nics[0].dns: expected string or array, got integer"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"domain\": \"a,b\"}]}",
+     "nics[0].domain: invalid domain name \"a,b\""},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"routes\": [[\"10.0.0.0\", \"10.0.0.1\"]]}]}",
+     "nics[0].routes[0]: invalid prefix \"10.0.0.0\" (ADDRESS/LEN)"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"routes\": [[\"10.0.0.0/33\", \"10.0.0.1\"]]}]}",
+     "nics[0].routes[0]: invalid prefix length in \"10.0.0.0/33\""},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"routes\": [[\"10.0.0.0/8\", \"::1\"]]}]}",
+     "nics[0].routes[0]: invalid gateway \"::1\""},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"routes\": [\"10.0.0.0/8\"]}]}",
+     "nics[0].routes[0]: expected [\"PREFIX/LEN\", \"GATEWAY\"]"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"nics\": [{\"mac\": \"52:54:00:00:00:01\", "
+     "\"bridge\": \"br0\", \"is_default\": \"yes\"}]}",
+     "nics[0].is_default: expected boolean, got string"},
+    {"{" U ", \"name\": \"a\", \"mem\": 128, \"hostname\": \"-bad\"}",
+     "hostname: invalid host name \"-bad\""},
     {"{" U ", \"name\": \"a\", \"mem\": 128, \"cdroms\": [{\"path\": \"/etc/shadow\"}]}",
      "cdroms[0].path: \"/etc/shadow\" is outside the disk roots"},
     {"{" U ", \"name\": \"a\", \"mem\": 128, \"metadata\": []}",
@@ -381,6 +416,24 @@ static void test_parse_full(void **state)
 	assert_int_equal(d->nics[1].bw_mbps, 100);
 	assert_int_equal(d->nics[1].mtu, 1450);
 	assert_string_equal(d->nics[1].ifname, "vnet-r-1");
+	/* The region's IPAM for DHCP: dns as a comma list or an array, routes as networks. */
+	assert_string_equal(d->hostname, "router-1");
+	assert_int_equal(d->nics[1].masklen, 24);
+	assert_string_equal(d->nics[1].gateway, "10.0.1.1");
+	assert_int_equal(strv_length(d->nics[1].dns), 2);
+	assert_string_equal(d->nics[1].dns[0], "10.0.1.53");
+	assert_string_equal(d->nics[1].dns[1], "2001:db8::53");
+	assert_string_equal(d->nics[1].domain, "corp.example");
+	assert_int_equal(d->nics[1].n_routes, 2);
+	assert_string_equal(d->nics[1].routes[0].prefix, "172.16.0.0");
+	assert_int_equal(d->nics[1].routes[0].len, 16);
+	assert_string_equal(d->nics[1].routes[0].gateway, "10.0.1.254");
+	assert_string_equal(d->nics[1].routes[1].prefix, "2001:db8:1::");
+	assert_true(d->nics[1].is_default);
+	assert_false(d->nics[0].is_default);
+	assert_null(d->nics[0].gateway);
+	assert_int_equal(strv_length(d->nics[0].dns), 1);
+	assert_string_equal(d->nics[0].dns[0], "192.168.0.53");
 	assert_int_equal(d->n_cdroms, 1);
 	assert_string_equal(d->cdroms[0].dev, "sda"); /* q35: SATA */
 
@@ -505,6 +558,13 @@ static void test_ids(void **state)
 	assert_false(guest_ifname_is_valid("a b"));
 	assert_false(guest_ifname_is_valid(".."));
 	assert_false(guest_ifname_is_valid(""));
+	assert_true(guest_hostname_is_valid("vm-1"));
+	assert_true(guest_hostname_is_valid("a.b-c.example"));
+	assert_false(guest_hostname_is_valid("a..b"));
+	assert_false(guest_hostname_is_valid("a-.b"));
+	assert_false(guest_hostname_is_valid("a b"));
+	assert_false(guest_hostname_is_valid("a."));
+	assert_false(guest_hostname_is_valid(""));
 }
 
 TEST_MAIN(cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),

@@ -1,6 +1,8 @@
 /* spawn_run(): exit codes, signals, capture, stdin, timeouts, missing commands. */
 #include <signal.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "common/fs.h"
 #include "common/spawn.h"
@@ -167,8 +169,27 @@ static void test_background_holder(void **state)
 	spawn_result_done(&r);
 }
 
-TEST_MAIN(cmocka_unit_test(test_exit_codes), cmocka_unit_test(test_capture),
-	  cmocka_unit_test(test_capture_cap), cmocka_unit_test(test_stdin),
-	  cmocka_unit_test(test_missing), cmocka_unit_test(test_env_and_cwd),
-	  cmocka_unit_test(test_child_setup), cmocka_unit_test(test_timeout),
-	  cmocka_unit_test(test_background_holder))
+/* A supervised child: returned once executed, its pidfd readable when it exits. */
+static void test_start(void **state)
+{
+	pid_t pid = 0;
+	int pidfd = -1;
+	assert_int_equal(spawn_start(ARGV("sleep", "30"), NULL, &pid, &pidfd), 0);
+	assert_true(pid > 0);
+	assert_true(pidfd >= 0);
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 100), 0); /* still running */
+	assert_int_equal(kill(pid, SIGTERM), 0);
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, WNOHANG), pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+	close(pidfd);
+	assert_int_equal(spawn_start(ARGV("no-such-command-hagd"), NULL, &pid, &pidfd), -ENOENT);
+}
+
+TEST_MAIN(cmocka_unit_test(test_start), cmocka_unit_test(test_exit_codes),
+	  cmocka_unit_test(test_capture), cmocka_unit_test(test_capture_cap),
+	  cmocka_unit_test(test_stdin), cmocka_unit_test(test_missing),
+	  cmocka_unit_test(test_env_and_cwd), cmocka_unit_test(test_child_setup),
+	  cmocka_unit_test(test_timeout), cmocka_unit_test(test_background_holder))
