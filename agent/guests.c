@@ -1823,7 +1823,8 @@ static void on_virt_conn(bool connected, void *userdata)
 /* ---- the guest agent (issue 13) ---- */
 
 #define QGA_PROBE_INTERVAL_USEC (15 * USEC_PER_SEC)
-#define QGA_PROBE_OTHERS_MAX	3 /* probes of not (yet) answering agents per round */
+#define QGA_PROBE_FRESH_MAX	16 /* probes of agents not probed since their channel came up */
+#define QGA_PROBE_OTHERS_MAX	3  /* probes of agents that did not answer, per round */
 
 static uint64_t realtime_usec(void)
 {
@@ -2162,7 +2163,8 @@ static int on_qga_timer(sd_event_source *src, uint64_t usec, void *userdata)
 {
 	struct guests *g = userdata;
 	if (g->connected && guestview_valid(g->view) && !g->qga_probing && !g->a->stopping) {
-		_cleanup_strv_free_ char **picked = qga_tracker_pick(g->qga, QGA_PROBE_OTHERS_MAX);
+		_cleanup_strv_free_ char **picked =
+		    qga_tracker_pick(g->qga, QGA_PROBE_FRESH_MAX, QGA_PROBE_OTHERS_MAX);
 		char **sids = calloc(1, sizeof(char *));
 		STRV_FOREACH (s, picked)
 			if (sids && qga_trackable(g, *s) && strv_extend(&sids, *s) < 0)

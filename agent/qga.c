@@ -400,7 +400,25 @@ size_t qga_tracker_count_answering(const struct qga_tracker *t)
 	return n;
 }
 
-char **qga_tracker_pick(const struct qga_tracker *t, size_t max_other)
+/* The next not answering entry to probe among those of class fresh (channel up, never probed
+ * since) or not, least recently probed first; NULL when none is left. */
+static const struct qga_entry *next_other(const struct qga_tracker *t, char **picked, bool fresh)
+{
+	const struct qga_entry *best = NULL;
+	for (size_t i = 0; i < t->n; i++) {
+		const struct qga_entry *e = &t->e[i];
+		bool is_fresh =
+		    e->channel == QGA_CHANNEL_CONNECTED && e->answer == QGA_ANSWER_UNKNOWN;
+		if (answering(e) || e->channel == QGA_CHANNEL_DISCONNECTED || is_fresh != fresh ||
+		    strv_contains(picked, e->sid))
+			continue;
+		if (!best || e->probed_usec < best->probed_usec)
+			best = e;
+	}
+	return best;
+}
+
+char **qga_tracker_pick(const struct qga_tracker *t, size_t max_fresh, size_t max_other)
 {
 	char **l = calloc(1, sizeof(char *));
 	if (!l)
@@ -408,21 +426,13 @@ char **qga_tracker_pick(const struct qga_tracker *t, size_t max_other)
 	for (size_t i = 0; i < t->n; i++)
 		if (answering(&t->e[i]) && strv_extend(&l, t->e[i].sid) < 0)
 			return strv_free(l);
-	/* The others, least recently probed first (never probed: 0, first of all). */
-	for (size_t k = 0; k < max_other; k++) {
-		const struct qga_entry *best = NULL;
-		for (size_t i = 0; i < t->n; i++) {
-			const struct qga_entry *e = &t->e[i];
-			if (answering(e) || e->channel == QGA_CHANNEL_DISCONNECTED ||
-			    strv_contains(l, e->sid))
-				continue;
-			if (!best || e->probed_usec < best->probed_usec)
-				best = e;
+	for (int fresh = 1; fresh >= 0; fresh--)
+		for (size_t k = 0; k < (fresh ? max_fresh : max_other); k++) {
+			const struct qga_entry *e = next_other(t, l, fresh);
+			if (!e)
+				break;
+			if (strv_extend(&l, e->sid) < 0)
+				return strv_free(l);
 		}
-		if (!best)
-			break;
-		if (strv_extend(&l, best->sid) < 0)
-			return strv_free(l);
-	}
 	return l;
 }

@@ -96,8 +96,10 @@ enum qga_answer qga_tracker_answer(const struct qga_tracker *t, const char *sid)
 json_t *qga_tracker_running(const struct qga_tracker *t);
 size_t qga_tracker_count_answering(const struct qga_tracker *t);
 /* The guests to probe in a round, a NULL-terminated strv (caller frees): every guest whose
- * agent answered last time (cheap: it answers at once), and at most max_other of the rest whose
- * channel is not known to be disconnected, those probed least recently first; a guest whose
- * channel is disconnected is never probed (libvirt refuses at once). The bound keeps a round's
- * cost at a few probe timeouts whatever the number of unresponsive agents. */
-char **qga_tracker_pick(const struct qga_tracker *t, size_t max_other);
+ * agent answered last time (cheap: it answers at once), at most max_fresh of those whose channel
+ * came up and which were not probed since (after an agent restart: the listing's), and at most
+ * max_other of the rest whose channel is not known to be down (agents that did not answer),
+ * those probed least recently first. A guest whose channel is down is never probed (libvirt
+ * refuses at once). The bounds keep a round's cost at a few probe timeouts whatever the number
+ * of unresponsive agents. */
+char **qga_tracker_pick(const struct qga_tracker *t, size_t max_fresh, size_t max_other);

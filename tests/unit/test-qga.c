@@ -212,11 +212,12 @@ static void test_tracker(void **state)
 	json_auto_t *none = qga_tracker_running(t);
 	assert_int_equal(json_array_size(none), 0);
 
-	/* Ten guests with their channel up that never answer, two that do, one disconnected. */
+	/* Ten guests that never answer, two that do, one disconnected. */
 	char sid[32];
 	for (int i = 0; i < 10; i++) {
 		snprintf(sid, sizeof(sid), "dead-%02d", i);
 		assert_int_equal(qga_tracker_channel(t, sid, QGA_CHANNEL_CONNECTED), 0);
+		assert_int_equal(qga_tracker_answered(t, sid, false, 0), 0);
 	}
 	assert_int_equal(qga_tracker_channel(t, "off", QGA_CHANNEL_DISCONNECTED), 0);
 	assert_int_equal(qga_tracker_answered(t, "good-b", true, 100), 0);
@@ -231,7 +232,7 @@ static void test_tracker(void **state)
 	uint64_t now = 1000;
 	bool seen[10] = {false};
 	for (int round = 0; round < 4; round++) {
-		char **p = qga_tracker_pick(t, 3);
+		char **p = qga_tracker_pick(t, 16, 3);
 		assert_non_null(p);
 		assert_true(strv_len(p) <= 5);
 		assert_string_equal(p[0], "good-a");
@@ -257,12 +258,33 @@ static void test_tracker(void **state)
 	assert_int_equal(qga_tracker_count_answering(t), 0);
 	assert_int_equal(qga_tracker_channel(t, "good-a", QGA_CHANNEL_CONNECTED), 0);
 	assert_int_equal(qga_tracker_answer(t, "good-a"), QGA_ANSWER_UNKNOWN);
-	/* Never probed since: first among the others. */
-	char **p = qga_tracker_pick(t, 1);
-	assert_int_equal(strv_len(p), 1);
+	/* Never probed since its channel came up: a fresh one, probed besides the bounded
+	 * others. */
+	char **p = qga_tracker_pick(t, 1, 1);
+	assert_int_equal(strv_len(p), 2);
 	assert_string_equal(p[0], "good-a");
-	free(p[0]);
+	assert_true(strncmp(p[1], "dead-", 5) == 0 || streq(p[1], "good-b"));
+	for (size_t i = 0; p[i]; i++)
+		free(p[i]);
 	free(p);
+	/* Many fresh ones (agents of guests found running after a restart): at most max_fresh. */
+	for (int i = 0; i < 40; i++) {
+		snprintf(sid, sizeof(sid), "fresh-%02d", i);
+		assert_int_equal(qga_tracker_channel(t, sid, QGA_CHANNEL_CONNECTED), 0);
+	}
+	p = qga_tracker_pick(t, 16, 3);
+	size_t fresh = 0;
+	for (size_t i = 0; p[i]; i++) {
+		fresh += strncmp(p[i], "fresh-", 6) == 0;
+		free(p[i]);
+	}
+	assert_int_equal(fresh, 16);
+	assert_int_equal(strv_len(p), 16 + 3); /* fresh ones (before good-a by name), others */
+	free(p);
+	for (int i = 0; i < 40; i++) {
+		snprintf(sid, sizeof(sid), "fresh-%02d", i);
+		qga_tracker_remove(t, sid);
+	}
 	/* An answer marks the channel up (its event may come later). */
 	assert_int_equal(qga_tracker_answered(t, "off", true, now++), 0);
 	assert_int_equal(qga_tracker_count_answering(t), 1);
