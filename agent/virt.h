@@ -78,8 +78,9 @@ int virt_list_domains(struct virt *v, virConnectPtr conn, struct guest_info **re
  * -EPERM not ours, -EHOSTDOWN not running, -ENOTCONN the guest's agent is not connected (no
  * qemu-guest-agent runs in the guest), -ETIMEDOUT it did not answer within timeout_s, -EIO
  * other libvirt errors; *ret_error (optional) gets libvirt's message. Blocking: worker threads
- * only; each call waits at most about timeout_s (libvirt's agent response timeout of the
- * domain is set to it, which bounds libvirt's own guest-sync as well). */
+ * only; each call waits at most about twice timeout_s: libvirt's guest-sync before the
+ * command (when it is out of sync with the agent) and the command itself, each bounded by it
+ * (the domain's agent response timeout is set to timeout_s). */
 int virt_agent_command(virConnectPtr conn, const char *name, const char *cmd, int timeout_s,
 		       char **ret_reply, char **ret_error);
 /* Sets the password of user in the guest (virDomainSetUserPassword; crypted: password is a
