@@ -31,6 +31,7 @@ enum api_route_id {
 	API_ROUTE_IMAGE_CACHE,	  /* POST /disks/image_cache (agent/imagecache.h) */
 	API_ROUTE_IMAGE_UNCACHE,  /* DELETE /disks/image_cache */
 	API_ROUTE_UPLOAD_STATUS,  /* POST /servers/upload-status */
+	API_ROUTE_SERVER_QGA,	  /* POST /servers/<sid>/qga-* (agent/qga.h) */
 	_API_ROUTE_MAX,
 };
 
@@ -46,7 +47,8 @@ struct api_route {
 	const char *method;
 	const char *template; /* "/servers/:sid/status": the metrics label, never a raw id */
 	enum api_auth auth;
-	int op; /* enum guest_op for server routes, enum disk_op for disk routes, -1 otherwise */
+	int op; /* enum guest_op for server routes, enum disk_op for disk routes, enum qga_op for
+		 * the guest agent's, -1 otherwise */
 };
 
 /* The outcome of routing a request. On success route is set, id holds the decoded first path

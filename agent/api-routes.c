@@ -3,6 +3,7 @@
 #include "agent/api-internal.h"
 #include "agent/diskops.h"
 #include "agent/ops.h"
+#include "agent/qga.h"
 #include "common/macros.h"
 #include "common/path.h"
 
@@ -23,6 +24,18 @@ static const struct api_route routes[] = {
     {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/sync", API_AUTH_TOKEN, GUEST_OP_SYNC},
     {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/monitor", API_AUTH_TOKEN, GUEST_OP_MONITOR},
     {API_ROUTE_SERVER_STATUS, "GET", "/servers/:sid/status", API_AUTH_TOKEN, GUEST_OP_STATUS},
+    {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-guest-ping", API_AUTH_TOKEN, QGA_OP_PING},
+    {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-set-password", API_AUTH_TOKEN,
+     QGA_OP_SET_PASSWORD},
+    {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-command", API_AUTH_TOKEN, QGA_OP_COMMAND},
+    {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-get-network", API_AUTH_TOKEN,
+     QGA_OP_GET_NETWORK},
+    {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-get-os-info", API_AUTH_TOKEN,
+     QGA_OP_GET_OS_INFO},
+    {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-guest-info-task", API_AUTH_TOKEN,
+     QGA_OP_GUEST_INFO},
+    {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-set-network", API_AUTH_TOKEN,
+     QGA_OP_SET_NETWORK},
     {API_ROUTE_SERVER_OP, "GET", "/servers/:sid/console", API_AUTH_ADMIN, GUEST_OP_CONSOLE},
     {API_ROUTE_SERVER_DELETE, "DELETE", "/servers/:sid", API_AUTH_TOKEN, GUEST_OP_DELETE},
     {API_ROUTE_HOST_SYNC, "POST", "/hosts/:hid/sync", API_AUTH_TOKEN, -1},

@@ -15,6 +15,7 @@
 #include "agent/modules.h"
 #include "agent/auth.h"
 #include "agent/diskops.h"
+#include "agent/guests.h"
 #include "agent/imagecache.h"
 #include "agent/metrics.h"
 #include "agent/region.h"
@@ -277,7 +278,8 @@ static void finish_raw(struct api_request *req, int code, char *text, size_t len
 
 static void finish_json(struct api_request *req, int code, json_t *body)
 {
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	/* Any JSON value: a guest agent's reply may be an array or a scalar. */
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 	json_decref(body);
 	finish_raw(req, code, text, text ? strlen(text) : 0, "application/json");
 }
@@ -467,6 +469,113 @@ static void start_guest_op(struct api_request *req, json_t *args)
 			finish_json(req, 200, json_pack("{s:b}", "delay_clean", 1));
 		else
 			finish_json(req, 200, json_pack("{s:s}", "result", "ok"));
+	}
+}
+
+/* POST /servers/<sid>/qga-*: the guest agent (agent/qga.h, guests_qga()). As in the Go
+ * agent, qga-guest-ping and qga-set-password run as tasks when the region sends X-Task-Id
+ * (qga-guest-ping: unless the body says "async": false), answering {"result": "ok"} at once and
+ * posting the outcome to the task; every other qga route answers synchronously, X-Task-Id or
+ * not. */
+
+static int qga_http_code(int r, const char **ret_cls)
+{
+	*ret_cls = NULL;
+	switch (r) {
+	case -EINVAL:
+		return 400;
+	case -EHOSTDOWN:
+		*ret_cls = "InvalidStatusError";
+		return 400;
+	case -EPERM:
+		*ret_cls = "ForbiddenError";
+		return 403;
+	case -ESRCH:
+		*ret_cls = "NotFoundError";
+		return 404;
+	case -EOPNOTSUPP:
+		return 501;
+	case -EREMOTEIO:
+	case -EBADMSG:
+		return 502;
+	case -ENOTCONN:
+	case -ENOLINK:
+	case -EBUSY:
+	case -ESHUTDOWN:
+		return 503;
+	case -ETIMEDOUT:
+		*ret_cls = "TimeoutError";
+		return 504;
+	default:
+		return 500;
+	}
+}
+
+static void on_qga_done(int r, json_t *result, const char *msg, void *userdata)
+{
+	struct api_call *c = userdata;
+	const char *cls;
+	int code = r < 0 ? qga_http_code(r, &cls) : 200;
+	json_t *body = r < 0	? op_error_body(code, cls, "%s", msg ? msg : strerror(-r))
+			  : result ? result
+				: NULL;
+	if (c->task_id) {
+		_cleanup_(json_decrefp) json_t *cb = api_task_result(code, body);
+		if (!cb)
+			log_oom();
+		else if (!c->a->region)
+			log_warning("Task callback dropped: no region client task_id=%s sid=%s",
+				    c->task_id, c->sid);
+		else {
+			int k = region_task_callback(c->a->region, c->task_id, cb);
+			if (k < 0)
+				log_warning_errno(k, "Failed to post task callback task_id=%s: %m",
+						  c->task_id);
+		}
+		log_info("Task finished task_id=%s sid=%s op=%s code=%d", c->task_id, c->sid,
+			 qga_op_to_string(c->op), code);
+		json_decref(body);
+	} else if (c->req)
+		finish_json(c->req, code, body ? body : json_pack("{s:s}", "result", "ok"));
+	else
+		json_decref(body);
+	call_free(c);
+}
+
+static void start_qga(struct api_request *req, json_t *args)
+{
+	struct api *api = req->l->api;
+	enum qga_op op = (enum qga_op)req->match.route->op;
+	const char *task_id = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Task-Id");
+	json_t *async_flag = json_object_get(args, "async");
+	if (async_flag && !json_is_boolean(async_flag))
+		return finish_error(req, 400, NULL, "async: expected a boolean");
+	bool async = task_id && (op == QGA_OP_SET_PASSWORD ||
+				 (op == QGA_OP_PING && !json_is_false(async_flag)));
+	if (async && !id_is_valid(task_id, API_ID_MAX))
+		return finish_error(req, 400, NULL, "invalid X-Task-Id");
+	if (!api->a->guests)
+		return finish_error(req, 503, NULL, "guests are not managed");
+	struct api_call *c = call_new(api, async ? NULL : req);
+	if (!c || (async && !(c->task_id = strdup(task_id)))) {
+		call_free(c);
+		return finish_json(req, 500, NULL);
+	}
+	snprintf(c->sid, sizeof(c->sid), "%s", req->match.id);
+	c->op = (int)op;
+	char err[512] = "";
+	int r =
+	    guests_qga(api->a->guests, op, req->match.id, args, on_qga_done, c, err, sizeof(err));
+	if (r < 0) {
+		call_free(c);
+		const char *cls;
+		int code = qga_http_code(r, &cls);
+		return finish_json(req, code, op_error_body(code, cls, "%s", err));
+	}
+	if (async) {
+		log_info("Task accepted task_id=%s sid=%s op=%s", task_id, req->match.id,
+			 qga_op_to_string(op));
+		finish_json(req, 200, json_pack("{s:s}", "result", "ok"));
 	}
 }
 
@@ -816,6 +925,10 @@ static void dispatch(struct api_request *req)
 		return start_guest_op(req, args);
 	case API_ROUTE_UPLOAD_STATUS:
 		return start_upload_status(req, args);
+	case API_ROUTE_SERVER_QGA:
+		if (!args && !(args = json_object()))
+			return finish_json(req, 500, NULL);
+		return start_qga(req, args);
 	case API_ROUTE_HOST_SYNC: {
 		if (!api->host_sync)
 			return finish_error(req, 501, NULL,

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "agent/guestview.h"
+#include "agent/qga.h"
 
 struct agent;
 struct guests;
@@ -43,3 +44,21 @@ bool guests_creating(struct guests *g, const char *sid);
 bool guests_managed(struct guests *g, const char *sid);
 /* Stops and reboots waiting on the loop for their guest to power off (counted by the drain). */
 size_t guests_busy(struct guests *g);
+
+/* ---- the guest agent (issue 13, agent/qga.h) ----
+ * Runs op for the running guest sid on the worker pool (one agent request of a guest at a
+ * time, apart from its lifecycle operations). Returns 0 when queued, cb then called exactly
+ * once on the loop with r 0 and the result (NULL for qga-guest-ping and qga-set-password; the
+ * agent's "return" value, or the os info object; the callback's reference) or r < 0 and a
+ * message. Refused at once (negative errno, message in err, cb not called): -EINVAL a bad body
+ * or id, -EPERM a command not allowed, -ESRCH no such guest, -EHOSTDOWN not running,
+ * -EOPNOTSUPP qga-set-network, -ENOLINK libvirt not connected, -EBUSY queue full, -ESHUTDOWN.
+ * Later failures: -EPERM not our domain, -ENOTCONN no agent connected in the guest, -ETIMEDOUT
+ * no answer in time, -EREMOTEIO the agent answered with an error, -EBADMSG an unreadable
+ * reply, -EIO other libvirt errors, and the refusals above. Passwords are never logged. */
+typedef void (*guests_qga_fn)(int r, json_t *result, const char *msg, void *userdata);
+int guests_qga(struct guests *g, enum qga_op op, const char *sid, json_t *args, guests_qga_fn cb,
+	       void *userdata, char *err, size_t err_size);
+/* The guests whose agent answered its last command or probe (qga_running_guests of the
+ * heartbeat), a sorted JSON array (new reference; NULL on OOM). */
+json_t *guests_qga_running(struct guests *g);

@@ -35,8 +35,9 @@ struct guest_info {
 	int qemu_pid;	/* > 0 while a QEMU runs and its pid file was readable */
 	int vnc_port;	/* > 0 when known */
 	int block_jobs; /* block jobs seen at the last listing */
-	bool managed;	/* has a readable workspace */
-	bool transient; /* libvirt forgets the domain when it stops (virsh create) */
+	int agent_channel; /* guest agent channel at the last listing: 1 connected, 2 not, 0 ? */
+	bool managed;	   /* has a readable workspace */
+	bool transient;	   /* libvirt forgets the domain when it stops (virsh create) */
 	uint64_t changed_usec; /* CLOCK_REALTIME of the last state change */
 	uint64_t seq;	       /* view sequence number of the last change */
 };

@@ -128,6 +128,11 @@ static void usage(FILE *f)
 	      "  vm stop SID [--force] [--timeout S]\n"
 	      "  vm delete SID\n"
 	      "  vm monitor SID CMD [--qmp]    QEMU monitor passthrough\n"
+	      "  vm ping-agent SID             does the guest agent answer (--timeout S)\n"
+	      "  vm agent-info SID             the guest OS as its agent reports it\n"
+	      "  vm agent-network SID          the guest's interfaces and addresses\n"
+	      "  vm agent-command SID JSON     a read-only guest agent command\n"
+	      "  vm set-password SID USER      a user's password in the guest, read from stdin\n"
 	      "  status                        readiness, with the reasons when not ready\n"
 	      "  modules                       kernel modules: last check\n"
 	      "  modules ensure                check and load the kernel modules again\n"
@@ -212,6 +217,46 @@ static int vm_command(const char *sock, int argc, char **argv, bool force, long 
 		    dump(json_pack("{s:s,s:b}", "cmd", argv[2], "qmp", qmp));
 		snprintf(path, sizeof(path), "/servers/%s/monitor", sid);
 		return request(sock, "POST", path, body ? body : "{}", timeout, false);
+	}
+	/* The guest agent (qga-*): answered synchronously on the admin socket. The request timeout
+	 * leaves room for the agent's. */
+	if (streq(verb, "ping-agent") && argc == 2) {
+		_cleanup_free_ char *body =
+		    dump(json_pack("{s:b,s:I}", "async", 0, "timeout", (json_int_t)timeout));
+		snprintf(path, sizeof(path), "/servers/%s/qga-guest-ping", sid);
+		return request(sock, "POST", path, body ? body : "{}", timeout ? timeout + 5 : 0,
+			       false);
+	}
+	if ((streq(verb, "agent-info") || streq(verb, "agent-network")) && argc == 2) {
+		snprintf(path, sizeof(path), "/servers/%s/%s", sid,
+			 streq(verb, "agent-info") ? "qga-get-os-info" : "qga-get-network");
+		return request(sock, "POST", path, "{}", timeout, false);
+	}
+	if (streq(verb, "agent-command") && argc == 3) {
+		_cleanup_free_ char *body = dump(json_pack("{s:s}", "command", argv[2]));
+		snprintf(path, sizeof(path), "/servers/%s/qga-command", sid);
+		return request(sock, "POST", path, body ? body : "{}", timeout, false);
+	}
+	if (streq(verb, "set-password") && argc == 3) {
+		/* Never on the command line (ps, shell history): one line on stdin. */
+		char *line = NULL;
+		size_t cap = 0;
+		ssize_t n = getline(&line, &cap, stdin);
+		if (n > 0 && line[n - 1] == '\n')
+			line[--n] = 0;
+		if (n <= 0) {
+			erase_and_free(line);
+			fprintf(stderr, "hostctl: no password on stdin\n");
+			return 2;
+		}
+		json_t *j = json_pack("{s:s,s:s}", "username", argv[2], "password", line);
+		line = erase_and_free(line);
+		char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		json_decref(j);
+		snprintf(path, sizeof(path), "/servers/%s/qga-set-password", sid);
+		int r = request(sock, "POST", path, body ? body : "{}", timeout, false);
+		erase_and_free(body);
+		return r;
 	}
 	static const char *const simple[] = {"start", "reboot", "suspend", "resume"};
 	for (size_t i = 0; i < ELEMENTSOF(simple); i++)

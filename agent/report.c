@@ -265,7 +265,8 @@ int report_ping_body(json_t *stats, json_t *storages, json_t **ret)
 		return -ENOMEM;
 	json_object_set_new(host, "storage_stats",
 			    json_is_array(storages) ? json_incref(storages) : json_array());
-	/* The region sets qga_status of every guest not listed to unknown; no QGA use yet. */
+	/* The region sets qga_status of every guest not listed to unknown; the caller fills in
+	 * the guests whose agent answers (guests_qga_running()). */
 	json_object_set_new(host, "qga_running_guests", json_array());
 	json_object_set_new(host, "with_data", json_true());
 	json_t *b = json_pack("{s:o}", "host", host);
@@ -1000,6 +1001,11 @@ static void on_stats_done(void *userdata)
 		rp->cpu_idle = j->cpu_idle;
 		json_auto_t *body =
 		    j->result ? json_incref(j->result) : json_pack("{s:{}}", "host");
+		/* From the guest agents' table on the loop: no probe waits for the heartbeat. */
+		json_t *running = guests_qga_running(rp->a->guests);
+		if (running && json_object_set_new(json_object_get(body, "host"),
+						   "qga_running_guests", running) < 0)
+			log_oom();
 		_cleanup_free_ char *path = NULL;
 		int k = asprintf_safe(&path, "/hosts/%s/ping", rp->host_id);
 		if (k >= 0 && body)

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include <fcntl.h>
+#include <libvirt/libvirt-qemu.h>
 #include <libvirt/virterror.h>
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
@@ -19,6 +20,7 @@
 struct virt_msg {
 	struct virt_msg *next;
 	bool is_conn;
+	bool is_agent; /* an agent lifecycle event: connected tells the channel state */
 	bool connected;
 	char *name;
 	int event, detail;
@@ -31,7 +33,7 @@ struct virt {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	virConnectPtr conn;
-	int lifecycle_cb;
+	int lifecycle_cb, agent_cb;
 	bool want_reconnect;
 	bool quit;
 	bool started;
@@ -41,6 +43,7 @@ struct virt {
 	struct virt_msg *queue, *queue_tail;
 	virt_event_fn on_event;
 	virt_conn_fn on_conn;
+	virt_agent_fn on_agent;
 	void *userdata;
 };
 
@@ -96,6 +99,19 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
 	return 0;
 }
 
+static void on_agent_lifecycle(virConnectPtr conn, virDomainPtr dom, int state, int reason,
+			       void *opaque)
+{
+	struct virt *v = opaque;
+	struct virt_msg *m = calloc(1, sizeof(*m));
+	if (!m)
+		return;
+	m->is_agent = true;
+	m->connected = state == VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED;
+	m->name = strdup(virDomainGetName(dom));
+	push(v, m);
+}
+
 static void on_close(virConnectPtr conn, int reason, void *opaque)
 {
 	struct virt *v = opaque;
@@ -126,14 +142,16 @@ static void *eventloop_thread(void *arg)
 static void drop_conn_unlocking(struct virt *v)
 {
 	virConnectPtr c = v->conn;
-	int cb = v->lifecycle_cb;
+	int cb = v->lifecycle_cb, acb = v->agent_cb;
 	v->conn = NULL;
-	v->lifecycle_cb = -1;
+	v->lifecycle_cb = v->agent_cb = -1;
 	if (!c)
 		return;
 	pthread_mutex_unlock(&v->lock);
 	if (cb >= 0)
 		virConnectDomainEventDeregisterAny(c, cb);
+	if (acb >= 0)
+		virConnectDomainEventDeregisterAny(c, acb);
 	virConnectUnregisterCloseCallback(c, on_close);
 	virConnectClose(c);
 	pthread_mutex_lock(&v->lock);
@@ -176,15 +194,22 @@ static void *connector_thread(void *arg)
 		pthread_mutex_unlock(&v->lock);
 
 		virConnectPtr c = virConnectOpen(v->uri);
-		int cb = -1;
+		int cb = -1, acb = -1;
 		if (c) {
 			virConnectSetKeepAlive(c, 5, 3);
 			cb = virConnectDomainEventRegisterAny(
 			    c, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
 			    VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), v, NULL);
+			/* Agent channel events: optional (the view never depends on them). */
+			if (cb >= 0)
+				acb = virConnectDomainEventRegisterAny(
+				    c, NULL, VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE,
+				    VIR_DOMAIN_EVENT_CALLBACK(on_agent_lifecycle), v, NULL);
 			if (cb < 0 || virConnectRegisterCloseCallback(c, on_close, v, NULL) < 0) {
 				if (cb >= 0)
 					virConnectDomainEventDeregisterAny(c, cb);
+				if (acb >= 0)
+					virConnectDomainEventDeregisterAny(c, acb);
 				virConnectClose(c);
 				c = NULL;
 			}
@@ -194,6 +219,8 @@ static void *connector_thread(void *arg)
 			if (v->quit) {
 				pthread_mutex_unlock(&v->lock);
 				virConnectDomainEventDeregisterAny(c, cb);
+				if (acb >= 0)
+					virConnectDomainEventDeregisterAny(c, acb);
 				virConnectUnregisterCloseCallback(c, on_close);
 				virConnectClose(c);
 				pthread_mutex_lock(&v->lock);
@@ -201,6 +228,7 @@ static void *connector_thread(void *arg)
 			}
 			v->conn = c;
 			v->lifecycle_cb = cb;
+			v->agent_cb = acb;
 			if (v->connects++ > 0)
 				v->reconnects++;
 			backoff_ms = 250;
@@ -246,6 +274,9 @@ static int on_efd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 					    v->uri);
 			if (v->on_conn)
 				v->on_conn(m->connected, v->userdata);
+		} else if (m->is_agent) {
+			if (v->on_agent && m->name)
+				v->on_agent(m->name, m->connected, v->userdata);
 		} else if (v->on_event && m->name)
 			v->on_event(m->name, m->event, m->detail, v->userdata);
 		free(m->name);
@@ -265,7 +296,7 @@ int virt_new(sd_event *event, const char *uri, struct virt **ret)
 	if (!v)
 		return -ENOMEM;
 	v->efd = -1;
-	v->lifecycle_cb = -1;
+	v->lifecycle_cb = v->agent_cb = -1;
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_cond_init(&v->cond, NULL);
 	v->uri = strdup(uri);
@@ -285,6 +316,11 @@ int virt_new(sd_event *event, const char *uri, struct virt **ret)
 fail:
 	virt_free(v);
 	return r;
+}
+
+void virt_set_agent_handler(struct virt *v, virt_agent_fn fn)
+{
+	v->on_agent = fn;
 }
 
 static void wake_timeout(int timer, void *opaque)
@@ -594,6 +630,28 @@ static int xml_vnc_port(xmlDocPtr doc)
 	return port;
 }
 
+/* The guest agent channel's state in the live XML: 1 connected, 2 disconnected, 0 unknown. */
+static int xml_agent_channel(xmlDocPtr doc)
+{
+	int st = 0;
+	xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+	if (!ctx)
+		return 0;
+	xmlXPathObjectPtr o = xmlXPathEvalExpression(
+	    (const xmlChar *)"string(/domain/devices/channel/target[@type='virtio' and "
+			     "@name='org.qemu.guest_agent.0']/@state)",
+	    ctx);
+	if (o && o->type == XPATH_STRING && o->stringval) {
+		if (streq((const char *)o->stringval, "connected"))
+			st = 1;
+		else if (streq((const char *)o->stringval, "disconnected"))
+			st = 2;
+	}
+	xmlXPathFreeObject(o);
+	xmlXPathFreeContext(ctx);
+	return st;
+}
+
 static int xml_block_jobs(virDomainPtr dom, xmlDocPtr doc)
 {
 	int n = 0;
@@ -664,6 +722,7 @@ int virt_list_domains(struct virt *v, virConnectPtr conn, struct guest_info **re
 				int port = xml_vnc_port(doc);
 				x->vnc_port = port > 0 ? port : 0;
 				x->block_jobs = xml_block_jobs(doms[i], doc);
+				x->agent_channel = xml_agent_channel(doc);
 				xmlFreeDoc(doc);
 			}
 		}
@@ -675,4 +734,105 @@ int virt_list_domains(struct virt *v, virConnectPtr conn, struct guest_info **re
 	*ret = l;
 	*ret_n = k;
 	return 0;
+}
+
+/* ---- the guest agent ---- */
+
+static char *last_message(void)
+{
+	const char *m = virGetLastErrorMessage();
+	return strdup(m ? m : "unknown libvirt error");
+}
+
+/* Our running domain called name, or NULL with r and the message set. */
+static virDomainPtr agent_domain(virConnectPtr conn, const char *name, int *ret_r, char **ret_error)
+{
+	virDomainPtr dom = conn ? virDomainLookupByName(conn, name) : NULL;
+	if (!dom) {
+		virErrorPtr e = virGetLastError();
+		*ret_r = !conn || (e && e->code == VIR_ERR_NO_DOMAIN) ? -ESRCH : -EIO;
+		if (ret_error && *ret_r == -EIO)
+			*ret_error = last_message();
+		return NULL;
+	}
+	int r = 0;
+	int state = 0, reason = 0;
+	if (!virt_domain_is_ours(dom))
+		r = -EPERM;
+	else if (virDomainGetState(dom, &state, &reason, 0) < 0) {
+		r = -EIO;
+		if (ret_error)
+			*ret_error = last_message();
+	} else if (state != VIR_DOMAIN_RUNNING)
+		r = -EHOSTDOWN;
+	if (r < 0) {
+		virDomainFree(dom);
+		*ret_r = r;
+		return NULL;
+	}
+	return dom;
+}
+
+/* libvirt's error of a failed agent call as negative errno (message in *ret_error). */
+static int agent_error(char **ret_error)
+{
+	virErrorPtr e = virGetLastError();
+	const char *m = e && e->message ? e->message : "unknown libvirt error";
+	int r = -EIO;
+	if (e && e->code == VIR_ERR_AGENT_UNRESPONSIVE)
+		/* libvirt says "not connected" when no agent opened the channel, and "not
+		 * responding"/"not available" when the command or its guest-sync timed out. */
+		r = strstr(m, "not connected") ? -ENOTCONN : -ETIMEDOUT;
+	else if (e && e->code == VIR_ERR_OPERATION_TIMEOUT)
+		r = -ETIMEDOUT;
+	else if (e && e->code == VIR_ERR_OPERATION_INVALID && strstr(m, "not running"))
+		r = -EHOSTDOWN;
+	else if (e && e->code == VIR_ERR_NO_DOMAIN)
+		r = -ESRCH;
+	if (ret_error)
+		*ret_error = strdup(m);
+	return r;
+}
+
+int virt_agent_command(virConnectPtr conn, const char *name, const char *cmd, int timeout_s,
+		       char **ret_reply, char **ret_error)
+{
+	int r;
+	virDomainPtr dom = agent_domain(conn, name, &r, ret_error);
+	if (!dom)
+		return r;
+	if (timeout_s < 1)
+		timeout_s = 1;
+	/* Also bounds libvirt's guest-sync before the command (QEMU_AGENT_WAIT_TIME otherwise). */
+	if (virDomainAgentSetResponseTimeout(dom, timeout_s, 0) < 0)
+		virResetLastError();
+	char *out = virDomainQemuAgentCommand(dom, cmd, timeout_s, 0);
+	if (!out)
+		r = agent_error(ret_error);
+	else {
+		*ret_reply = out;
+		r = 0;
+	}
+	virDomainFree(dom);
+	return r;
+}
+
+int virt_agent_set_password(virConnectPtr conn, const char *name, const char *user,
+			    const char *password, bool crypted, int timeout_s, char **ret_error)
+{
+	int r;
+	virDomainPtr dom = agent_domain(conn, name, &r, ret_error);
+	if (!dom)
+		return r;
+	if (timeout_s < 1)
+		timeout_s = 1;
+	/* virDomainSetUserPassword has no timeout of its own: the domain's agent timeout. */
+	if (virDomainAgentSetResponseTimeout(dom, timeout_s, 0) < 0)
+		virResetLastError();
+	r = virDomainSetUserPassword(dom, user, password,
+				     crypted ? VIR_DOMAIN_PASSWORD_ENCRYPTED : 0) < 0
+		? agent_error(ret_error)
+		: 0;
+	virDomainFree(dom);
+	return r;
 }

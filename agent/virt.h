@@ -16,7 +16,12 @@ typedef void (*virt_event_fn)(const char *domain_name, int event, int detail, vo
 /* Connection state changes (connected true/false), on the agent's loop thread. */
 typedef void (*virt_conn_fn)(bool connected, void *userdata);
 
+/* The guest agent channel of a domain connected (true) or disconnected, on the loop thread. */
+typedef void (*virt_agent_fn)(const char *domain_name, bool connected, void *userdata);
+
 int virt_new(sd_event *event, const char *uri, struct virt **ret);
+/* Before virt_start(): agent lifecycle events go to fn (same userdata). */
+void virt_set_agent_handler(struct virt *v, virt_agent_fn fn);
 struct virt *virt_free(struct virt *v);
 /* Connects in the background and keeps reconnecting with backoff while disconnected. */
 int virt_start(struct virt *v, virt_event_fn on_event, virt_conn_fn on_conn, void *userdata);
@@ -67,3 +72,18 @@ int virt_domain_block_jobs(virDomainPtr dom);
  * vnc_port, block_jobs; no descriptor facts). Blocking: worker threads only. -EIO with the
  * connection checked (virt_connection_lost) on failure. */
 int virt_list_domains(struct virt *v, virConnectPtr conn, struct guest_info **ret, size_t *ret_n);
+
+/* ---- the guest agent (libvirt's agent API) ----
+ * Only for domains of ours (virt_domain_is_ours), running. Errors: -ESRCH no such domain,
+ * -EPERM not ours, -EHOSTDOWN not running, -ENOTCONN the guest's agent is not connected (no
+ * qemu-guest-agent runs in the guest), -ETIMEDOUT it did not answer within timeout_s, -EIO
+ * other libvirt errors; *ret_error (optional) gets libvirt's message. Blocking: worker threads
+ * only; each call waits at most about twice timeout_s: libvirt's guest-sync before the
+ * command (when it is out of sync with the agent) and the command itself, each bounded by it
+ * (the domain's agent response timeout is set to timeout_s). */
+int virt_agent_command(virConnectPtr conn, const char *name, const char *cmd, int timeout_s,
+		       char **ret_reply, char **ret_error);
+/* Sets the password of user in the guest (virDomainSetUserPassword; crypted: password is a
+ * crypt(3) hash). The password is neither logged nor kept. */
+int virt_agent_set_password(virConnectPtr conn, const char *name, const char *user,
+			    const char *password, bool crypted, int timeout_s, char **ret_error);

@@ -1,0 +1,352 @@
+#!/bin/bash
+# The QEMU guest agent through the API (issue 13; agent/qga.c, routes qga-* of CONTRACT.md row
+# 24), on the real Debian test image booted under TCG with a NoCloud seed (as guest-boot.sh),
+# the agent in region mode against a real Keystone and the checking fake region: tokens are
+# required; qga-guest-ping answers soon after the boot (seconds reported), synchronously and as
+# a task (callback); qga-get-os-info names Debian; qga-get-network lists the seed's address;
+# qga-command runs an allowed read-only command and refuses guest-exec and guest-file-open with
+# 403 naming them; qga-set-network answers 501; qga-set-password changes root's password and
+# the NEW one logs in on the serial console (a wrong one does not), the password appearing
+# nowhere in the agent's log, state or the region's records; the heartbeat lists the guest in
+# qga_running_guests and hostagent_guests_agent_answering counts it; hostctl's verbs work; and
+# once the guest's agent is frozen (SIGSTOP) a ping fails with a timeout error within its bound
+# and the heartbeat drops the guest.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/keystone-lib.sh"
+need_root
+command -v qemu-system-x86_64 >/dev/null || hard "qemu-system-x86_64 is not installed"
+BOOT_LIMIT=${GUEST_BOOT_LIMIT:-180}
+
+IMAGE=$(flock /tmp/guest-image.lock "$top_srcdir/tests/guest-image/build.sh" | tail -n1) ||
+	hard "the guest image build failed"
+[ -s "$IMAGE" ] || hard "no guest image at '$IMAGE'"
+command -v xorriso >/dev/null || hard "xorriso missing (tests/guest-image/build.sh installs it)"
+
+libvirtd_lock shared
+libvirtd_up || hard "libvirtd does not start"
+
+# ---- network: host bridge <-> veth <-> namespace (the test side, 10.214.0.1/24) ----
+NS=hagq-$$
+BR=hagq$$
+VH=hagq$$h
+VN=hagq$$n
+GUEST_IP=10.214.0.10
+MAC=52:54:00:$(printf '%02x:%02x:%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)))
+ip netns add "$NS" || hard "cannot create network namespace $NS"
+on_exit "ip netns del $NS"
+ip link add "$BR" type bridge || hard "cannot create bridge $BR"
+on_exit "ip link del $BR"
+ip link add "$VH" type veth peer name "$VN" || hard "cannot create veth $VH"
+on_exit "ip link del $VH"
+ip link set "$VH" master "$BR"
+ip link set "$VH" up
+ip link set "$BR" up
+ip link set "$VN" netns "$NS"
+ip -n "$NS" link set lo up
+ip -n "$NS" addr add 10.214.0.1/24 dev "$VN"
+ip -n "$NS" link set "$VN" up
+
+# ---- the guest's disks: the cached image as backing file, the NoCloud seed ----
+mkdir -p "$T/disks/images" "$T/seed"
+ln "$IMAGE" "$T/disks/images/guest.qcow2" 2>/dev/null || cp "$IMAGE" "$T/disks/images/guest.qcow2"
+SID=hagq-$$-vm
+HOSTNAME_WANT=vm-qga-$$
+printf 'instance-id: %s\nlocal-hostname: %s\n' "$SID" "$HOSTNAME_WANT" >"$T/seed/meta-data"
+printf '#cloud-config\nhostname: %s\n' "$HOSTNAME_WANT" >"$T/seed/user-data"
+cat >"$T/seed/network-config" <<N
+version: 2
+ethernets:
+  eth0:
+    match: {macaddress: "$MAC"}
+    set-name: eth0
+    addresses: [$GUEST_IP/24]
+    gateway4: 10.214.0.1
+N
+xorriso -as mkisofs -quiet -o "$T/disks/seed.iso" -V cidata -J -r \
+	"$T/seed/user-data" "$T/seed/meta-data" "$T/seed/network-config" ||
+	hard "cannot build the NoCloud seed"
+
+# ---- keystone, the fake region, the agent in region mode ----
+KS_PORT=$(ks_free_port)
+export KS_PORT
+FR_PORT=$(ks_free_port)
+FR=http://127.0.0.1:$FR_PORT
+API_PORT=$(ks_free_port)
+API=http://127.0.0.1:$API_PORT
+keystone_start "$FR"
+fake_region_start "$FR_PORT"
+region_conf "$T/host.conf" "$API_PORT" <<YAML
+ping_region_interval: 5
+virt_type: qemu
+YAML
+SOCK=$T/admin.sock
+start() {
+	"$HOSTAGENT" --config "$T/host.conf" --log-level debug >>"$T/agent.log" 2>&1 9>&- &
+	AGENT_PID=$!
+}
+start
+on_exit '[ -n "$AGENT_PID" ] && kill -TERM $AGENT_PID && wait $AGENT_PID'
+on_exit "virsh -c qemu:///system destroy $SID; virsh -c qemu:///system undefine --nvram $SID"
+
+recs() {
+	python3 - "$FR_RECORD" "$1" "$2" <<'PY'
+import json, sys
+for i, line in enumerate(open(sys.argv[1])):
+    r = json.loads(line)
+    if i >= int(sys.argv[2]) and eval(sys.argv[3]):
+        print(json.dumps(r))
+PY
+}
+has() { [ -n "$(recs "$1" "$2")" ]; }
+lines() { wc -l <"$FR_RECORD"; }
+vstate() { virsh -c qemu:///system domstate "$SID" 2>/dev/null | head -n1; }
+fail_diag() {
+	echo "--- fake region records"; tail -n 5 "$FR_RECORD" 2>/dev/null
+	echo "--- /var/log/libvirt/qemu/$SID.log"; tail -n 10 "/var/log/libvirt/qemu/$SID.log" 2>/dev/null
+	echo "--- serial console (login script)"; tr -d '\r' <"$T/console.txt" 2>/dev/null | tail -n 30
+}
+
+wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
+wait_for 90 has 0 'r["kind"] == "online" and r["status"] == 200' || fail "host never went online"
+TOKEN=$(ks_token "$KS_OP_USER" "$KS_OP_PASSWORD" system)
+[ -n "$TOKEN" ] || hard "no operator token"
+
+# call METHOD PATH [BODY] [TASK_ID]: over TCP with the operator's token, as the region calls;
+# prints the body, leaves the status in $T/code.
+call() {
+	local args=(-s -o "$T/body" -w '%{http_code}' -X "$1" -H "X-Auth-Token: $TOKEN" --max-time 120)
+	[ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
+	[ -n "${4:-}" ] && args+=(-H "X-Task-Id: $4")
+	curl "${args[@]}" "$API$2" >"$T/code" || echo 000 >"$T/code"
+	cat "$T/body"
+}
+expect_call() {
+	local want=$1 out
+	shift
+	out=$(call "$@")
+	[ "$(last_code)" = "$want" ] || fail "$1 $2: expected HTTP $want, got $(last_code): $out"
+	printf '%s' "$out"
+}
+
+desc=$(
+	cat <<D
+{"desc": {"uuid": "$(python3 -c 'import uuid; print(uuid.uuid4())')", "name": "guest qga",
+ "cpu": 2, "mem": 512, "machine": "pc", "bios": "BIOS", "boot_order": "c",
+ "disks": [{"disk_id": "$SID-sys", "index": 0, "format": "qcow2", "driver": "virtio",
+            "image_path": "$T/disks/images/guest.qcow2"}],
+ "nics": [{"index": 0, "mac": "$MAC", "bridge": "$BR", "driver": "virtio"}],
+ "cdroms": [{"path": "$T/disks/seed.iso"}]}}
+D
+)
+expect_call 200 POST "/servers/$SID/create" "$desc" >/dev/null
+
+# A guest that does not run has no agent to ask.
+out=$(expect_call 400 POST "/servers/$SID/qga-guest-ping" '{"async": false}')
+expect_contains "$out" "is not in state running" "ping of a stopped guest"
+expect_call 404 POST "/servers/hagq-$$-none/qga-get-os-info" '{}' >/dev/null
+# Tokens are required like on every /servers route.
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$API/servers/$SID/qga-guest-ping" -d '{}')
+expect_eq "$code" 401 "qga-guest-ping without a token"
+out=$(expect_call 501 POST "/servers/$SID/qga-set-network" '{"device": "eth0", "ipmask": "10.0.0.2/24", "gateway": "10.0.0.1"}')
+expect_contains "$out" "not implemented" "qga-set-network"
+ok "refusals: stopped guest 400, unknown guest 404, no token 401, qga-set-network 501"
+
+t0=$SECONDS
+expect_call 200 POST "/servers/$SID/start" '{}' >/dev/null
+pty=$(virsh -c qemu:///system ttyconsole "$SID") || fail "no serial console"
+
+# qga-guest-ping, synchronous, until the guest's agent answers.
+while :; do
+	out=$(call POST "/servers/$SID/qga-guest-ping" '{"async": false, "timeout": 2}')
+	[ "$(last_code)" = 200 ] && break
+	[ "$(vstate)" = running ] || fail "guest stopped while booting: $(vstate)"
+	[ $((SECONDS - t0)) -lt "$BOOT_LIMIT" ] || fail "the guest agent did not answer within $BOOT_LIMIT s: $out"
+	sleep 0.5
+done
+expect_eq "$out" '{"result":"ok"}' "qga-guest-ping answer"
+PING_AT=$((SECONDS - t0))
+ok "qga-guest-ping answered $PING_AT s after start"
+grep -q "Guest agent connected.*$SID" "$T/agent.log" || fail "no agent lifecycle event in the log"
+
+# Boot completion, asked through libvirt directly (guest-exec is not allowed through the API).
+qga() { virsh -c qemu:///system qemu-agent-command --timeout 60 "$SID" "$1"; }
+exec_guest() {
+	local args pid st
+	args=$(python3 -c 'import json,sys; print(json.dumps({"execute": "guest-exec", "arguments":
+		{"path": sys.argv[1], "arg": sys.argv[2:], "capture-output": True}}))' "$@")
+	pid=$(qga "$args" | json 'j["return"]["pid"]') || return 1
+	for _ in $(seq 600); do
+		st=$(qga "{\"execute\":\"guest-exec-status\",\"arguments\":{\"pid\":$pid}}") || return 1
+		if [ "$(echo "$st" | json 'j["return"]["exited"]')" = true ]; then
+			echo "$st" | json '__import__("base64").b64decode(j["return"].get("out-data", "")).decode()'
+			return 0
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+booted=$(exec_guest /bin/systemctl is-system-running --wait) || fail "cannot ask the guest's systemd"
+BOOT_DONE=$((SECONDS - t0))
+case $booted in running | degraded) ;; *) fail "guest boot did not finish: '$booted'" ;; esac
+t1=$(date +%s%N)
+expect_eq "$(call POST "/servers/$SID/qga-guest-ping" '{"async": false}')" '{"result":"ok"}' "ping after boot"
+PING_MS=$((($(date +%s%N) - t1) / 1000000))
+[ "$PING_MS" -lt 5000 ] || fail "qga-guest-ping after the boot took $PING_MS ms"
+ok "guest boot finished after $BOOT_DONE s; the agent had answered $((BOOT_DONE - PING_AT)) s before that; a ping after it answers in $PING_MS ms"
+
+# As a task: {"result": "ok"} at once, then the callback.
+TASK=hagq-task-$$
+expect_eq "$(expect_call 200 POST "/servers/$SID/qga-guest-ping" '{"timeout": 5}' "$TASK")" '{"result":"ok"}' "async ping answer"
+rec=$(fake_region_wait "$TASK" 30) || fail "no callback of the async ping"
+expect_eq "$(echo "$rec" | json '"__status__" in j["body"]')" false "async ping callback is a success"
+
+# qga-get-os-info: the Go agent's GuestOsInfo.
+out=$(expect_call 200 POST "/servers/$SID/qga-get-os-info" '{}')
+expect_eq "$(echo "$out" | json 'j["id"]')" debian "os id"
+expect_contains "$(echo "$out" | json 'j["pretty-name"]')" "Debian GNU/Linux" "os pretty-name"
+expect_eq "$(echo "$out" | json 'sorted(j)')" "['id', 'kernel-release', 'kernel-version', 'machine', 'name', 'pretty-name', 'version', 'version-id']" "os info fields"
+ok "qga-get-os-info: $(echo "$out" | json 'j["pretty-name"]'), kernel $(echo "$out" | json 'j["kernel-release"]')"
+
+# qga-get-network: guest-network-get-interfaces' array, with the seed's address on the NIC.
+out=$(expect_call 200 POST "/servers/$SID/qga-get-network" '{}')
+got=$(echo "$out" | json '[a["ip-address"] for i in j if i.get("hardware-address") == "'"$MAC"'" for a in i.get("ip-addresses", []) if a["ip-address-type"] == "ipv4"]')
+expect_eq "$got" "['$GUEST_IP']" "guest address by MAC"
+ok "qga-get-network lists $GUEST_IP on $MAC"
+
+# qga-command: allowed read-only commands pass, others are refused naming them.
+out=$(expect_call 200 POST "/servers/$SID/qga-command" '{"command": "{\"execute\": \"guest-get-host-name\"}"}')
+expect_eq "$(echo "$out" | json 'j["host-name"]')" "$HOSTNAME_WANT" "guest-get-host-name"
+out=$(expect_call 200 POST "/servers/$SID/qga-guest-info-task" '{}')
+expect_contains "$(echo "$out" | json '[c["name"] for c in j["supported_commands"]]')" "guest-set-user-password" "guest-info"
+out=$(expect_call 403 POST "/servers/$SID/qga-command" '{"command": "{\"execute\": \"guest-exec\", \"arguments\": {\"path\": \"/bin/touch\", \"arg\": [\"/hagq-pwned\"]}}"}')
+expect_contains "$(echo "$out" | json 'j["details"]')" '"guest-exec" is not allowed' "guest-exec refused"
+expect_contains "$out" '"class":"ForbiddenError"' "guest-exec error class"
+out=$(expect_call 403 POST "/servers/$SID/qga-command" '{"command": {"execute": "guest-file-open", "arguments": {"path": "/etc/shadow"}}}')
+expect_contains "$(echo "$out" | json 'j["details"]')" '"guest-file-open" is not allowed' "guest-file-open refused"
+expect_call 400 POST "/servers/$SID/qga-command" '{"command": "{nope"}' >/dev/null
+[ "$(exec_guest /bin/sh -c 'test -e /hagq-pwned && echo yes || echo no')" = "no" ] || fail "the refused guest-exec ran"
+ok "qga-command: guest-get-host-name answers $HOSTNAME_WANT; guest-exec and guest-file-open get 403"
+
+# The heartbeat lists the guest, the metric counts it.
+from=$(lines)
+wait_for 30 has "$from" 'r["kind"] == "ping" and r["status"] == 200 and "'"$SID"'" in r["body"]["host"]["qga_running_guests"]' ||
+	fail "no heartbeat lists $SID in qga_running_guests: $(recs "$from" 'r["kind"] == "ping"' | tail -n1)"
+[ -z "$(recs 0 'r["kind"] == "ping" and r["problems"]')" ] || fail "the fake region refused a ping: $(recs 0 'r["kind"] == "ping" and r["problems"]' | head -n1)"
+expect_contains "$(curl -s -H "X-Auth-Token: $TOKEN" "$API/metrics")" "hostagent_guests_agent_answering 1" "metric"
+ok "the heartbeat lists $SID in qga_running_guests; hostagent_guests_agent_answering 1"
+
+# hostctl over the admin socket.
+"$HOSTCTL" --socket "$SOCK" vm ping-agent "$SID" --timeout 5 >"$T/hostctl.out" 2>&1 || fail "hostctl vm ping-agent: $(cat "$T/hostctl.out")"
+"$HOSTCTL" --socket "$SOCK" vm agent-info "$SID" >"$T/hostctl.out" 2>&1 || fail "hostctl vm agent-info: $(cat "$T/hostctl.out")"
+expect_contains "$(cat "$T/hostctl.out")" '"id": "debian"' "hostctl vm agent-info"
+if "$HOSTCTL" --socket "$SOCK" vm agent-command "$SID" '{"execute":"guest-shutdown"}' >"$T/hostctl.out" 2>&1; then
+	fail "hostctl vm agent-command guest-shutdown passed"
+fi
+expect_contains "$(cat "$T/hostctl.out")" "403" "hostctl refused command"
+ok "hostctl vm ping-agent, agent-info, agent-command (refusal)"
+
+# ---- qga-set-password: the new password logs in on the serial console ----
+cat >"$T/login.py" <<'PY'
+# login.py PTY USER PASSWORD LOG: logs in on the guest's serial console; prints "ok" when a
+# shell ran a command, "incorrect" when login refused the password.
+import os, re, select, sys, termios, time, tty
+pty, user, pw, logf = sys.argv[1:5]
+fd = os.open(pty, os.O_RDWR | os.O_NOCTTY)
+tty.setraw(fd)
+log = open(logf, "ab")
+buf = b""
+def send(s):
+    os.write(fd, s.encode())
+def expect(pats, timeout, poke=None):
+    global buf
+    end = time.time() + timeout
+    nextpoke = time.time()
+    while time.time() < end:
+        if poke and time.time() >= nextpoke:
+            send(poke); nextpoke = time.time() + 3
+        r, _, _ = select.select([fd], [], [], 0.5)
+        if r:
+            d = os.read(fd, 4096)
+            log.write(d); log.flush()
+            buf += d
+        for i, p in enumerate(pats):
+            m = re.search(p, buf)
+            if m:
+                buf = buf[m.end():]
+                return i
+    return -1
+# Out of any half-typed login first.
+if expect([rb"login: ?$"], 60, poke="\r") < 0:
+    print("no login prompt"); sys.exit(1)
+send(user + "\r")
+if expect([rb"[Pp]assword: ?$"], 20) < 0:
+    print("no password prompt"); sys.exit(1)
+send(pw + "\r")
+i = expect([rb"# ?$", rb"Login incorrect"], 40)
+if i == 1:
+    print("incorrect"); sys.exit(0)
+if i < 0:
+    print("no shell prompt"); sys.exit(1)
+send("echo HAGQ-$((20+22))\r")
+if expect([rb"HAGQ-42"], 20) < 0:
+    print("no command output"); sys.exit(1)
+send("exit\r")
+print("ok")
+PY
+NEWPW="hagq-$$-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
+out=$(expect_call 400 POST "/servers/$SID/qga-set-password" '{"username": "root"}')
+expect_contains "$out" "password: missing" "set-password without a password"
+out=$(expect_call 200 POST "/servers/$SID/qga-set-password" "{\"username\": \"root\", \"password\": \"$NEWPW\"}")
+expect_eq "$out" '{"result":"ok"}' "qga-set-password answer"
+got=$(python3 "$T/login.py" "$pty" root "wrong-$NEWPW" "$T/console.txt") || fail "console login (wrong password): $got"
+expect_eq "$got" incorrect "login with a wrong password"
+got=$(python3 "$T/login.py" "$pty" root "$NEWPW" "$T/console.txt") || fail "console login: $got"
+expect_eq "$got" ok "login with the new password"
+ok "qga-set-password: root logs in on the serial console with the new password, not with a wrong one"
+# The same as a task: the callback says it worked.
+TASK2=hagq-task2-$$
+NEWPW2="hagq2-$$-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
+expect_eq "$(expect_call 200 POST "/servers/$SID/qga-set-password" "{\"username\": \"root\", \"password\": \"$NEWPW2\"}" "$TASK2")" '{"result":"ok"}' "async set-password"
+rec=$(fake_region_wait "$TASK2" 30) || fail "no callback of the async set-password"
+expect_eq "$(echo "$rec" | json '"__status__" in j["body"]')" false "async set-password callback"
+got=$(python3 "$T/login.py" "$pty" root "$NEWPW2" "$T/console.txt") || fail "console login: $got"
+expect_eq "$got" ok "login with the password set as a task"
+for f in "$T/agent.log" "$FR_RECORD"; do
+	! grep -q -e "$NEWPW" -e "$NEWPW2" "$f" || fail "a password appears in $f"
+done
+! grep -rq -e "$NEWPW" -e "$NEWPW2" "$T/state" "$T/servers" || fail "a password is stored"
+ok "the passwords appear in no log, record or state"
+
+# ---- a restarted agent finds the answering agent from its listing (channel state) ----
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+AGENT_PID=
+from=$(lines)
+t3=$SECONDS
+start
+wait_for 60 has "$from" 'r["kind"] == "ping" and r["status"] == 200 and "'"$SID"'" in r["body"]["host"]["qga_running_guests"]' ||
+	fail "after a restart no heartbeat lists $SID"
+ok "after an agent restart the heartbeat lists $SID again within $((SECONDS - t3)) s"
+
+# ---- an agent that does not answer: a timeout error within the bound ----
+qga '{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","sleep 1; kill -STOP $(pidof qemu-ga)"]}}' >/dev/null ||
+	fail "cannot freeze the guest's agent"
+sleep 2
+t2=$SECONDS
+out=$(expect_call 504 POST "/servers/$SID/qga-guest-ping" '{"async": false, "timeout": 3}')
+WAITED=$((SECONDS - t2))
+expect_contains "$out" '"class":"TimeoutError"' "timeout class"
+expect_contains "$out" "did not answer guest-ping within 3 s" "timeout message"
+# Bound: libvirt's guest-sync (when out of sync) and the command, each at most the timeout.
+[ "$WAITED" -le 8 ] || fail "the ping of a frozen agent took $WAITED s (bound 2 x 3 s)"
+out=$(expect_call 504 POST "/servers/$SID/qga-get-os-info" '{"timeout": 2}')
+ok "frozen agent: qga-guest-ping fails with TimeoutError in $WAITED s (timeout 3 s): $(echo "$out" | json 'j["details"]')"
+from=$(lines)
+wait_for 60 has "$from" 'r["kind"] == "ping" and r["status"] == 200 and "'"$SID"'" not in r["body"]["host"]["qga_running_guests"]' ||
+	fail "the heartbeat still lists $SID"
+expect_contains "$(curl -s -H "X-Auth-Token: $TOKEN" "$API/metrics")" "hostagent_guests_agent_answering 0" "metric after the freeze"
+ok "the heartbeat no longer lists the frozen agent"
+
+virsh -c qemu:///system destroy "$SID" >/dev/null 2>&1
+expect_call 200 DELETE "/servers/$SID" >/dev/null
+echo "# qga-guest-ping answered ${PING_AT} s after start, boot finished ${BOOT_DONE} s, ping after boot ${PING_MS} ms; frozen agent error in ${WAITED} s"
