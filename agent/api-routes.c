@@ -22,6 +22,7 @@ static const struct api_route routes[] = {
     {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/resume", API_AUTH_TOKEN, GUEST_OP_RESUME},
     {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/sync", API_AUTH_TOKEN, GUEST_OP_SYNC},
     {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/monitor", API_AUTH_TOKEN, GUEST_OP_MONITOR},
+    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/deploy", API_AUTH_TOKEN, GUEST_OP_DEPLOY},
     {API_ROUTE_SERVER_STATUS, "GET", "/servers/:sid/status", API_AUTH_TOKEN, GUEST_OP_STATUS},
     {API_ROUTE_SERVER_OP, "GET", "/servers/:sid/console", API_AUTH_ADMIN, GUEST_OP_CONSOLE},
     {API_ROUTE_SERVER_DELETE, "DELETE", "/servers/:sid", API_AUTH_TOKEN, GUEST_OP_DELETE},
