@@ -23,6 +23,7 @@ static const struct api_route routes[] = {
     {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/resume", API_AUTH_TOKEN, GUEST_OP_RESUME},
     {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/sync", API_AUTH_TOKEN, GUEST_OP_SYNC},
     {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/monitor", API_AUTH_TOKEN, GUEST_OP_MONITOR},
+    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/deploy", API_AUTH_TOKEN, GUEST_OP_DEPLOY},
     {API_ROUTE_SERVER_STATUS, "GET", "/servers/:sid/status", API_AUTH_TOKEN, GUEST_OP_STATUS},
     {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-guest-ping", API_AUTH_TOKEN, QGA_OP_PING},
     {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-set-password", API_AUTH_TOKEN,

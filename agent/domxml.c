@@ -208,7 +208,28 @@ static void write_os(struct wr *w, const struct guest_desc *d, const char *sid,
 	end(w);
 }
 
-static void write_disks(struct wr *w, const struct guest_desc *d, const struct boot *b)
+static void write_cdrom(struct wr *w, const char *path, const char *dev, bool q35, int boot)
+{
+	start(w, "disk");
+	attr(w, "type", "file");
+	attr(w, "device", "cdrom");
+	start(w, "driver");
+	attr(w, "name", "qemu");
+	attr(w, "type", "raw");
+	end(w);
+	if (path)
+		empty1(w, "source", "file", path);
+	start(w, "target");
+	attr(w, "dev", dev);
+	attr(w, "bus", q35 ? "sata" : "ide");
+	end(w);
+	empty1(w, "readonly", NULL, NULL);
+	boot_elem(w, boot);
+	end(w);
+}
+
+static void write_disks(struct wr *w, const struct guest_desc *d, const struct domxml_opts *o,
+			const char *drive_dev, const struct boot *b)
 {
 	bool scsi = false;
 	for (size_t i = 0; i < d->n_disks; i++) {
@@ -234,25 +255,11 @@ static void write_disks(struct wr *w, const struct guest_desc *d, const struct b
 		end(w);
 	}
 	bool q35 = streq(d->machine, "q35") || strneq(d->machine, "pc-q35", 6);
-	for (size_t i = 0; i < d->n_cdroms; i++) {
-		const struct guest_cdrom *k = &d->cdroms[i];
-		start(w, "disk");
-		attr(w, "type", "file");
-		attr(w, "device", "cdrom");
-		start(w, "driver");
-		attr(w, "name", "qemu");
-		attr(w, "type", "raw");
-		end(w);
-		if (k->path)
-			empty1(w, "source", "file", k->path);
-		start(w, "target");
-		attr(w, "dev", k->dev);
-		attr(w, "bus", q35 ? "sata" : "ide");
-		end(w);
-		empty1(w, "readonly", NULL, NULL);
-		boot_elem(w, b->cdrom[i]);
-		end(w);
-	}
+	for (size_t i = 0; i < d->n_cdroms; i++)
+		write_cdrom(w, d->cdroms[i].path, d->cdroms[i].dev, q35, b->cdrom[i]);
+	/* The config drive: never a boot device. */
+	if (o->config_drive)
+		write_cdrom(w, o->config_drive, drive_dev, q35, 0);
 	if (scsi) {
 		start(w, "controller");
 		attr(w, "type", "scsi");
@@ -307,13 +314,13 @@ static void write_nics(struct wr *w, const struct guest_desc *d, const struct do
 }
 
 static void write_devices(struct wr *w, const struct guest_desc *d, const struct domxml_opts *o,
-			  const struct boot *b)
+			  const char *drive_dev, const struct boot *b)
 {
 	const char *listen = o->vnc_listen ? o->vnc_listen : "127.0.0.1";
 	start(w, "devices");
 	if (o->emulator)
 		elem(w, "emulator", o->emulator);
-	write_disks(w, d, b);
+	write_disks(w, d, o, drive_dev, b);
 	write_nics(w, d, o, b);
 
 	start(w, "serial");
@@ -361,6 +368,30 @@ static void write_devices(struct wr *w, const struct guest_desc *d, const struct
 	end(w);
 }
 
+static bool machine_q35(const struct guest_desc *d)
+{
+	return streq(d->machine, "q35") || strneq(d->machine, "pc-q35", 6);
+}
+
+/* The config drive's unit: the first one no disk or CD-ROM of the desc uses (IDE hdc, hdd, hda,
+ * hdb on i440fx; SATA sda.. on q35). */
+static int config_drive_dev(const struct guest_desc *d, char dev[8])
+{
+	static const int ide[] = {2, 3, 0, 1};
+	bool q35 = machine_q35(d);
+	for (int k = 0; k < (q35 ? GUEST_DISK_INDEX_MAX + 1 : 4); k++) {
+		snprintf(dev, 8, "%s%c", q35 ? "sd" : "hd", 'a' + (q35 ? k : ide[k]));
+		bool used = false;
+		for (size_t i = 0; i < d->n_disks; i++)
+			used = used || streq(d->disks[i].dev, dev);
+		for (size_t i = 0; i < d->n_cdroms; i++)
+			used = used || streq(d->cdroms[i].dev, dev);
+		if (!used)
+			return 0;
+	}
+	return -ENOSPC;
+}
+
 _printf_(2, 3) static int refuse(char **ret_error, const char *fmt, ...)
 {
 	if (ret_error) {
@@ -391,6 +422,16 @@ int domxml_render(const struct guest_desc *d, const char *sid, const struct domx
 				      "bridge (tagged networks need Open vSwitch, which this host "
 				      "does not use yet)",
 				      i, d->nics[i].vlan, d->nics[i].bridge);
+
+	char drive_dev[8] = "";
+	if (o->config_drive) {
+		if (o->config_drive[0] != '/' || strpbrk(o->config_drive, "\n\r"))
+			return -EINVAL;
+		if (config_drive_dev(d, drive_dev) < 0)
+			return refuse(ret_error,
+				      "cdroms: no free %s unit left for the config drive",
+				      machine_q35(d) ? "SATA" : "IDE");
+	}
 
 	_cleanup_(boot_free) struct boot b = {};
 	int r = boot_compute(d, &b);
@@ -444,7 +485,7 @@ int domxml_render(const struct guest_desc *d, const char *sid, const struct domx
 	elem(&w, "on_poweroff", "destroy");
 	elem(&w, "on_reboot", "restart");
 	elem(&w, "on_crash", "destroy");
-	write_devices(&w, d, o, &b);
+	write_devices(&w, d, o, drive_dev, &b);
 	end(&w);
 	if (w.r == 0)
 		check(&w, xmlTextWriterEndDocument(xw));

@@ -21,6 +21,8 @@ struct domxml_opts {
 	const char *ovmf_vars;	      /* NVRAM template; NULL: libvirt picks */
 	const char *nvram_dir;	  /* per-guest NVRAM is <nvram_dir>/<sid>_VARS.fd; NULL: libvirt */
 	char *const *ovs_bridges; /* bridges that are Open vSwitch bridges (NULL-terminated) */
+	const char *config_drive; /* the guest's NoCloud ISO (agent/deploy.h), attached as one more
+				   * read-only CD-ROM on the first free unit; NULL: none */
 	bool no_bandwidth; /* the kernel has no sfq qdisc, which libvirt's <bandwidth> needs: NIC
 			    * limits are left out (the domain could not start with them) */
 };

@@ -13,7 +13,9 @@
 
 #include "agent/agent.h"
 #include "agent/claims.h"
+#include "agent/configdrive.h"
 #include "agent/console.h"
+#include "agent/deploy.h"
 #include "agent/desc.h"
 #include "agent/dhcp.h"
 #include "agent/disks.h"
@@ -72,7 +74,7 @@ static const char *const op_names[_GUEST_OP_MAX] = {
     [GUEST_OP_CREATE] = "create", [GUEST_OP_START] = "start",	  [GUEST_OP_STOP] = "stop",
     [GUEST_OP_REBOOT] = "reboot", [GUEST_OP_SUSPEND] = "suspend", [GUEST_OP_RESUME] = "resume",
     [GUEST_OP_SYNC] = "sync",	  [GUEST_OP_STATUS] = "status",	  [GUEST_OP_MONITOR] = "monitor",
-    [GUEST_OP_DELETE] = "delete", [GUEST_OP_CONSOLE] = "console",
+    [GUEST_OP_DELETE] = "delete", [GUEST_OP_CONSOLE] = "console", [GUEST_OP_DEPLOY] = "deploy",
 };
 
 const char *guest_op_to_string(enum guest_op op)
@@ -280,12 +282,19 @@ static void domxml_options(const struct agent *a, struct domxml_opts *o)
 	}
 }
 
+/* config_drive: attach <workspace>/config-drive.iso (agent/deploy.h). */
 static int render_domain(const struct agent *a, const char *sid, const struct guest_desc *d,
-			 const char *console_password, char **ret_xml, char **ret_error)
+			 const char *console_password, bool config_drive, char **ret_xml,
+			 char **ret_error)
 {
 	struct domxml_opts o;
 	domxml_options(a, &o);
 	o.console_password = console_password;
+	_cleanup_free_ char *ws = config_drive ? workspace_dir(&a->cfg, sid) : NULL;
+	_cleanup_free_ char *iso = ws ? deploy_iso_path(ws) : NULL;
+	if (config_drive && !iso)
+		return -ENOMEM;
+	o.config_drive = iso;
 	_cleanup_free_ char *err = NULL;
 	int r = domxml_render(d, sid, &o, ret_xml, &err);
 	if (r < 0 && ret_error)
@@ -403,6 +412,26 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	}
 	c->name = strdup(d->name);
 	c->uuid = strdup(d->uuid);
+	/* First-boot configuration: checked here, built into the config drive once the disks are
+	 * ready. Its secrets stay out of the stored descriptor, which is built from "desc" only. */
+	_cleanup_configdrive_ struct configdrive *cd = NULL;
+	_cleanup_(json_decrefp) json_t *info = NULL;
+	if (!is_sync && configdrive_requested(c->args)) {
+		r = configdrive_parse(c->args, dj, &cd, &err);
+		if (r < 0) {
+			reply_error(c, r == -ENOMEM ? 500 : 400, NULL, "%s",
+				    err ? err : strerror(-r));
+			return;
+		}
+	}
+	_cleanup_free_ char *ws0 = workspace_dir(cfg, c->sid);
+	_cleanup_free_ char *iso = ws0 ? deploy_iso_path(ws0) : NULL;
+	if (!iso) {
+		reply_error(c, 500, NULL, "out of memory");
+		return;
+	}
+	/* A sync keeps the drive a create or deploy made. */
+	bool drive = cd || access(iso, F_OK) == 0;
 	/* What the workspace keeps: the request with its paths resolved (L7). */
 	_cleanup_(json_decrefp) json_t *resolved = guest_desc_resolved_json(dj, d);
 	if (!resolved) {
@@ -440,7 +469,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	if (!check_shared_paths(c, d))
 		return;
 	_cleanup_free_ char *xml = NULL;
-	r = render_domain(c->a, c->sid, d, NULL, &xml, &err);
+	r = render_domain(c->a, c->sid, d, NULL, drive, &xml, &err);
 	if (r < 0) {
 		reply_error(c, r == -ENOMEM ? 500 : 400, NULL, "%s", strempty(err));
 		return;
@@ -463,7 +492,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	if (r >= 0) {
 		free(xml);
 		xml = NULL;
-		r = render_domain(c->a, c->sid, d, console_pw, &xml, &err);
+		r = render_domain(c->a, c->sid, d, console_pw, drive, &xml, &err);
 	}
 	console_pw = erase_and_free(console_pw);
 	if (r < 0) {
@@ -545,6 +574,14 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 			    NULL, "%s", err ? err : strerror(-r));
 		goto rollback;
 	}
+	if (cd) {
+		r = deploy_build(ws, c->sid, cd, false, &info, &err);
+		if (r < 0) {
+			reply_error(c, 500, NULL, "cannot build the config drive of %s: %s", c->sid,
+				    err ? err : strerror(-r));
+			goto rollback_disks;
+		}
+	}
 	/* The descriptor goes first: a crash between the two steps leaves a workspace the next
 	 * start lists as "workspace without a libvirt domain" (and a retried create completes),
 	 * never a domain nobody manages. */
@@ -581,16 +618,84 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 			return;
 		}
 	}
-	reply_ok(c, NULL);
+	json_t *body = json_pack("{s:s}", "result", "ok");
+	if (body && info)
+		json_object_update(body, info);
+	reply_ok(c, body);
 	return;
 
 rollback_disks:
+	if (cd)
+		(void)unlink(iso);
 	disks_remove(&fresh_desc, cfg->local_image_path);
 rollback:
 	/* Back to the paths of the stored descriptor (none for a new guest). */
 	claims_release(c->a->claims, c->sid, old_paths, old ? old->n_disks : 0);
 	if (made_ws)
 		rm_rf(ws);
+}
+
+/* POST /servers/<sid>/deploy: the config drive built again from the deploy fields and the
+ * request's desc (else the stored one; the stored descriptor is not changed), attached when the
+ * domain did not have one. A new instance-id makes cloud-init apply it at the next boot; a
+ * running QEMU keeps the drive it opened until then. */
+static void op_deploy(struct op_ctx *c, virDomainPtr dom)
+{
+	const struct config *cfg = &c->a->cfg;
+	_cleanup_(json_decrefp) json_t *stored = NULL, *info = NULL;
+	_cleanup_guest_desc_ struct guest_desc *d = NULL;
+	_cleanup_configdrive_ struct configdrive *cd = NULL;
+	_cleanup_free_ char *err = NULL, *xml = NULL;
+	int r = load_desc(cfg, c->sid, &stored, &d, &err);
+	if (r < 0) {
+		reply_error(c, r == -ENOENT ? 404 : 500, NULL,
+			    "cannot load the descriptor of %s: %s", c->sid,
+			    err ? err : strerror(-r));
+		return;
+	}
+	json_t *dj = json_object_get(c->args, "desc");
+	r = configdrive_parse(c->args, dj ? dj : stored, &cd, &err);
+	if (r < 0) {
+		reply_error(c, r == -ENOMEM ? 500 : 400, NULL, "%s", err ? err : strerror(-r));
+		return;
+	}
+	_cleanup_free_ char *ws = workspace_dir(cfg, c->sid);
+	_cleanup_free_ char *iso = ws ? deploy_iso_path(ws) : NULL;
+	if (!iso) {
+		reply_error(c, 500, NULL, "out of memory");
+		return;
+	}
+	bool attached = access(iso, F_OK) == 0;
+	r = deploy_build(ws, c->sid, cd, true, &info, &err);
+	if (r < 0) {
+		reply_error(c, 500, NULL, "cannot build the config drive of %s: %s", c->sid,
+			    err ? err : strerror(-r));
+		return;
+	}
+	if (!attached) {
+		char *pw = NULL;
+		r = console_password_ensure(ws, &pw);
+		if (r >= 0)
+			r = render_domain(c->a, c->sid, d, pw, true, &xml, &err);
+		pw = erase_and_free(pw);
+		if (r >= 0)
+			r = define_domain(virDomainGetConnect(dom), xml, &err);
+		if (r < 0) {
+			(void)unlink(iso);
+			reply_error(c, r == -EOPNOTSUPP ? 400 : 500, NULL,
+				    "cannot attach the config drive to %s: %s", c->sid,
+				    err ? err : strerror(-r));
+			return;
+		}
+	}
+	int state = 0;
+	bool off = virDomainGetState(dom, &state, NULL, 0) == 0 &&
+		   (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED);
+	json_t *body = json_pack("{s:s,s:s,s:b}", "result", "ok", "details",
+				 "the guest applies it at its next boot", "restart_required", !off);
+	if (body && info)
+		json_object_update(body, info);
+	reply_ok(c, body);
 }
 
 /* Starts dom. A VNC autoport can be lost between libvirt's check and QEMU's bind (another
@@ -1028,6 +1133,9 @@ static void op_work(void *userdata)
 		break;
 	case GUEST_OP_CONSOLE:
 		op_console(c, dom);
+		break;
+	case GUEST_OP_DEPLOY:
+		op_deploy(c, dom);
 		break;
 	default:
 		if (c->op == GUEST_OP_REBOOT && c->stop == STOP_FORCE)

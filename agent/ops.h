@@ -9,7 +9,7 @@
 struct agent;
 
 enum guest_op {
-	GUEST_OP_CREATE, /* args: {"desc": {...}} */
+	GUEST_OP_CREATE, /* args: {"desc": {...}} and deploy fields (agent/configdrive.h) */
 	GUEST_OP_START,	 /* reply: {"vnc_port": N, "is_running": bool} */
 	GUEST_OP_STOP,	 /* args: {"timeout": 30, "is_force": false} */
 	GUEST_OP_REBOOT,
@@ -20,6 +20,8 @@ enum guest_op {
 	GUEST_OP_MONITOR, /* args: {"cmd": "...", "qmp": bool}; reply: {"result": "..."} */
 	GUEST_OP_DELETE,
 	GUEST_OP_CONSOLE, /* reply: {"vnc_port", "listen", "password"}; admin socket only */
+	GUEST_OP_DEPLOY,  /* args: deploy fields, optional desc; rebuilds the config drive, which
+			   * the guest reads at its next boot; reply: {"account", "key", "os"} */
 	_GUEST_OP_MAX,
 };
 

@@ -9,7 +9,7 @@ PKGS=(
 	libvirt-dev libkmod-dev libnl-3-dev libnl-route-3-dev libsystemd-dev libjansson-dev
 	libmicrohttpd-dev libcurl4-gnutls-dev libgnutls28-dev nettle-dev libyaml-dev libxml2-dev libcmocka-dev
 	qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
-	iproute2 curl python3 clang-format dnsmasq-base xorriso openssh-client
+	iproute2 curl python3 clang-format dnsmasq-base xorriso openssh-client libcrypt-dev
 	${HOSTAGENT_EXTRA_PKGS:-}
 )
 

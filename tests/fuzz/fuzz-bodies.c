@@ -4,12 +4,17 @@
  *     must refuse it or forward something it accepts again unchanged (L9: the filter and the
  *     executor see the same bytes);
  *   2 the JSON qemu-img prints about a downloaded image (an untrusted image's metadata): the
- *     check accepts it only without a backing or data file.
+ *     check accepts it only without a backing or data file;
+ *   'D' (before the others) a create body with deploy fields: what configdrive accepts renders
+ *     into YAML documents that parse, as a whole, with libyaml's parser.
  * Nothing may crash, leak or read out of bounds. Built and run by tests/fuzz/run.sh. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <yaml.h>
+
+#include "agent/configdrive.h"
 #include "agent/imagecheck.h"
 #include "agent/monitor.h"
 
@@ -46,6 +51,45 @@ static void image(const char *s, bool qcow2)
 	json_decref(j);
 }
 
+static void yaml_parses(const char *doc)
+{
+	yaml_parser_t p;
+	if (!doc)
+		return;
+	if (!yaml_parser_initialize(&p))
+		abort();
+	yaml_parser_set_input_string(&p, (const unsigned char *)doc, strlen(doc));
+	for (;;) {
+		yaml_event_t ev;
+		if (!yaml_parser_parse(&p, &ev))
+			abort(); /* the emitter wrote something that is not YAML */
+		bool end = ev.type == YAML_STREAM_END_EVENT;
+		yaml_event_delete(&ev);
+		if (end)
+			break;
+	}
+	yaml_parser_delete(&p);
+}
+
+static void deploy(const char *s)
+{
+	json_t *j = json_loads(s, 0, NULL);
+	struct configdrive *cd = NULL;
+	char *err = NULL;
+	if (j && configdrive_parse(j, json_object_get(j, "desc"), &cd, &err) == 0) {
+		struct configdrive_docs docs = {};
+		if (configdrive_render(cd, "fuzz-1", "$6$salt$hash", false, &docs) == 0) {
+			yaml_parses(docs.meta_data);
+			yaml_parses(docs.user_data);
+			yaml_parses(docs.network_config);
+			configdrive_docs_done(&docs);
+		}
+		configdrive_free(cd);
+	}
+	free(err);
+	json_decref(j);
+}
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
 	if (size < 1)
@@ -53,6 +97,11 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	char *s = strndup((const char *)data + 1, size - 1);
 	if (!s)
 		return 0;
+	if (data[0] == 'D') {
+		deploy(s);
+		free(s);
+		return 0;
+	}
 	switch (data[0] % 3) {
 	case 0:
 		monitor(s, true);

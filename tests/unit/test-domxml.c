@@ -296,6 +296,21 @@ static void test_qemu(void **state)
 	golden_with(state, "uefi", "uefi-qemu", &o);
 }
 
+/* The config drive (agent/deploy.h): one more read-only CD-ROM, never a boot device, on the first
+ * unit no disk or CD-ROM of the desc uses (hdc on i440fx; after the desc's cdrom on q35). */
+static void test_config_drive(void **state)
+{
+	struct domxml_opts o = opts;
+	o.config_drive = "/opt/cloud/workspace/servers/s1/config-drive.iso";
+	golden_with(state, "minimal", "minimal-config-drive", &o);
+	golden_with(state, "two-nics", "two-nics-config-drive", &o);
+	struct fixture *f = *state;
+	_cleanup_(guest_desc_freep) struct guest_desc *d = load_desc(f, "minimal");
+	_cleanup_free_ char *xml = NULL, *err = NULL;
+	o.config_drive = "relative.iso";
+	assert_int_equal(domxml_render(d, "s1", &o, &xml, &err), -EINVAL);
+}
+
 static void test_virt_check(void **state)
 {
 	struct fixture *f = *state;
@@ -404,5 +419,6 @@ TEST_MAIN(cmocka_unit_test_setup_teardown(test_minimal, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_uefi, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_qemu, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_config_drive, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_virt_check, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_refusals, setup, teardown))
