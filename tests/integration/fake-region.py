@@ -59,7 +59,9 @@ listed in "ignored").
     __vnc_port 1..65535, __vnc_password a string. Kept per server (GET /__state "metadata").
   POST /tasks/<id>: "__status__" (if present) is "error" with a non-empty "__reason__" string;
     a callback with status and power_states (the status route's) is checked as a status, with
-    "notfound" allowed; no callback carries an old-style "error" object.
+    "notfound" allowed; no callback carries an old-style "error" object; the deploy info the
+    region saves (os, account, key, distro, version, arch, language, current_version) is strings,
+    telegraf_deployed a bool.
 Anything wrong is recorded with a problem and answered 4xx (404 for unknown records), in the
 region's error shape {"code", "class", "details"}.
 Control (no token, not recorded): GET /__ready, GET /__state (zones, wires, networks, hosts,
@@ -421,6 +423,14 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "task":
             if "error" in body:
                 problems.append("callback carries an 'error' object (not a Cloudpods body)")
+            # What GuestDeployTask's callback saves (SaveDeployInfo: os_name, login_account,
+            # login_key, ... metadata): strings, and telegraf_deployed a bool.
+            for k in ("os", "account", "key", "distro", "version", "arch", "language",
+                      "current_version"):
+                if k in body and not isinstance(body[k], str):
+                    problems.append("deploy info %s is not a string: %r" % (k, body[k]))
+            if "telegraf_deployed" in body and not isinstance(body["telegraf_deployed"], bool):
+                problems.append("telegraf_deployed is not a bool")
             if "__status__" in body:
                 if body["__status__"] != "error":
                     problems.append("__status__ is %r" % body["__status__"])
