@@ -1,8 +1,11 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <nettle/md5.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -15,7 +18,10 @@
 #define STALL_BYTES	1024
 #define STALL_SECONDS	60
 #define BUFFER_SIZE	(512 * 1024)
-#define WRITEBACK_CHUNK (32ULL * 1024 * 1024)
+#define WRITEBACK_CHUNK (8ULL * 1024 * 1024)
+/* The hasher's ring: the stream is copied into it as it is written to the file. */
+#define RING_SLOTS     8
+#define RING_SLOT_SIZE (1024 * 1024)
 
 static void hex(const uint8_t *d, size_t n, char *out)
 {
@@ -62,12 +68,155 @@ static int status_error(long status)
 	return -EREMOTEIO;
 }
 
+/* The MD5 and the writeback run on threads of their own, beside the one that receives: MD5 is
+ * about as slow as the network on loopback (600 MB/s), and sync_file_range blocks while the
+ * device's queue is full, so on the receiving thread the two added to the transfer time; here
+ * they overlap with it and with each other. The receiver writes each piece to the file first
+ * and then copies it into a ring of RING_SLOTS buffers (no second pass over the file); the
+ * hasher hashes full slots in order; the flusher starts writeback of every WRITEBACK_CHUNK
+ * written, so the disk is busy from the start and the final fsync has little left to do. */
+struct hasher {
+	pthread_t thread, flusher;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint8_t *slot[RING_SLOTS];
+	size_t len[RING_SLOTS];
+	unsigned tail, full; /* first full slot, full slots; the receiver fills (tail+full)%N */
+	bool eof, abort;
+	uint64_t written; /* bytes in the file, under mu */
+	int fd;
+	struct md5_ctx md5;
+};
+
+static void *hasher_main(void *userdata)
+{
+	struct hasher *h = userdata;
+	for (;;) {
+		pthread_mutex_lock(&h->mu);
+		while (h->full == 0 && !h->eof && !h->abort)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (h->abort || h->full == 0) {
+			pthread_mutex_unlock(&h->mu);
+			return NULL;
+		}
+		unsigned i = h->tail;
+		pthread_mutex_unlock(&h->mu);
+
+		md5_update(&h->md5, h->len[i], h->slot[i]);
+
+		pthread_mutex_lock(&h->mu);
+		h->len[i] = 0;
+		h->tail = (h->tail + 1) % RING_SLOTS;
+		h->full--;
+		pthread_cond_broadcast(&h->cv);
+		pthread_mutex_unlock(&h->mu);
+	}
+}
+
+static void *flusher_main(void *userdata)
+{
+	struct hasher *h = userdata;
+	uint64_t flushed = 0;
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		while (h->written - flushed < WRITEBACK_CHUNK && !h->eof && !h->abort)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (h->eof || h->abort)
+			break;
+		uint64_t written = h->written;
+		pthread_mutex_unlock(&h->mu);
+		(void)sync_file_range(h->fd, (off64_t)flushed, (off64_t)(written - flushed),
+				      SYNC_FILE_RANGE_WRITE);
+		flushed = written;
+		pthread_mutex_lock(&h->mu);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+static int hasher_start(struct hasher *h, int fd)
+{
+	*h = (struct hasher){.fd = fd};
+	md5_init(&h->md5);
+	for (unsigned i = 0; i < RING_SLOTS; i++)
+		if (!(h->slot[i] = malloc(RING_SLOT_SIZE)))
+			goto nomem;
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cv, NULL);
+	int r = -pthread_create(&h->thread, NULL, hasher_main, h);
+	if (r == 0) {
+		r = -pthread_create(&h->flusher, NULL, flusher_main, h);
+		if (r == 0)
+			return 0;
+		pthread_mutex_lock(&h->mu);
+		h->abort = true;
+		pthread_cond_broadcast(&h->cv);
+		pthread_mutex_unlock(&h->mu);
+		pthread_join(h->thread, NULL);
+	}
+	pthread_cond_destroy(&h->cv);
+	pthread_mutex_destroy(&h->mu);
+nomem:
+	for (unsigned i = 0; i < RING_SLOTS; i++)
+		free(h->slot[i]);
+	return -ENOMEM;
+}
+
+/* The receiver: n bytes already written to the file, copied into the ring. */
+static void hasher_push(struct hasher *h, const uint8_t *buf, size_t n)
+{
+	pthread_mutex_lock(&h->mu);
+	h->written += n;
+	if (h->written % WRITEBACK_CHUNK < n)
+		pthread_cond_broadcast(&h->cv); /* a chunk for the flusher */
+	while (n > 0) {
+		while (h->full == RING_SLOTS)
+			pthread_cond_wait(&h->cv, &h->mu);
+		unsigned i = (h->tail + h->full) % RING_SLOTS;
+		pthread_mutex_unlock(&h->mu);
+		size_t k = MIN(RING_SLOT_SIZE - h->len[i], n);
+		memcpy(h->slot[i] + h->len[i], buf, k);
+		h->len[i] += k;
+		buf += k, n -= k;
+		pthread_mutex_lock(&h->mu);
+		if (h->len[i] == RING_SLOT_SIZE) {
+			h->full++;
+			pthread_cond_broadcast(&h->cv);
+		}
+	}
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* Ends the hasher: with complete, after hashing the rest, and the digest goes to d; without,
+ * at once. */
+static void hasher_stop(struct hasher *h, bool complete, uint8_t d[MD5_DIGEST_SIZE])
+{
+	pthread_mutex_lock(&h->mu);
+	if (complete) {
+		unsigned i = (h->tail + h->full) % RING_SLOTS;
+		if (h->len[i] > 0 && h->full < RING_SLOTS)
+			h->full++;
+		h->eof = true;
+	} else
+		h->abort = true;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->thread, NULL);
+	pthread_join(h->flusher, NULL);
+	if (complete)
+		md5_digest(&h->md5, MD5_DIGEST_SIZE, d);
+	pthread_cond_destroy(&h->cv);
+	pthread_mutex_destroy(&h->mu);
+	for (unsigned i = 0; i < RING_SLOTS; i++)
+		free(h->slot[i]);
+}
+
 struct transfer {
 	struct image_meta *meta;
 	int fd;
 	int write_error;
-	struct md5_ctx md5;
-	uint64_t bytes, flushed;
+	struct hasher *hasher;
+	uint64_t bytes;
 	_Atomic uint64_t *progress;
 };
 
@@ -118,7 +267,6 @@ static size_t on_data(char *buf, size_t size, size_t n, void *userdata)
 {
 	struct transfer *t = userdata;
 	size_t len = size * n;
-	md5_update(&t->md5, len, (const uint8_t *)buf);
 	for (size_t off = 0; off < len;) {
 		ssize_t w = write(t->fd, buf + off, len - off);
 		if (w < 0) {
@@ -130,12 +278,7 @@ static size_t on_data(char *buf, size_t size, size_t n, void *userdata)
 		off += (size_t)w;
 	}
 	t->bytes += len;
-	/* Start writeback as the data arrives, so the final fsync has little left to do. */
-	if (t->bytes - t->flushed >= WRITEBACK_CHUNK) {
-		(void)sync_file_range(t->fd, (off64_t)t->flushed, (off64_t)(t->bytes - t->flushed),
-				      SYNC_FILE_RANGE_WRITE);
-		t->flushed = t->bytes;
-	}
+	hasher_push(t->hasher, (const uint8_t *)buf, len);
 	if (t->progress)
 		atomic_store(t->progress, t->bytes);
 	return len;
@@ -206,12 +349,17 @@ int imagefetch_head(const char *url, const char *token, struct image_meta *ret, 
 int imagefetch_get(const char *url, const char *token, int fd, _Atomic uint64_t *progress,
 		   char ret_md5[IMAGE_MD5_HEX], uint64_t *ret_bytes, long *ret_status)
 {
-	struct transfer t = {.fd = fd, .progress = progress};
-	md5_init(&t.md5);
+	struct hasher hasher;
+	struct transfer t = {.fd = fd, .progress = progress, .hasher = &hasher};
 	struct curl_slist *h = NULL;
 	CURL *c = easy(url, token, &h);
 	if (!c)
 		return -ENOMEM;
+	if (hasher_start(&hasher, fd) < 0) {
+		curl_easy_cleanup(c);
+		curl_slist_free_all(h);
+		return -ENOMEM;
+	}
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
@@ -221,6 +369,9 @@ int imagefetch_get(const char *url, const char *token, int fd, _Atomic uint64_t 
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)STALL_SECONDS);
 	long status;
 	CURLcode cc = perform(c, h, &status, ret_status);
+	uint8_t d[MD5_DIGEST_SIZE];
+	bool complete = cc == CURLE_OK && !t.write_error && status_error(status) == 0;
+	hasher_stop(&hasher, complete, d);
 	if (t.write_error)
 		return t.write_error;
 	if (cc == CURLE_HTTP_RETURNED_ERROR)
@@ -230,8 +381,6 @@ int imagefetch_get(const char *url, const char *token, int fd, _Atomic uint64_t 
 	int r = status_error(status);
 	if (r < 0)
 		return r;
-	uint8_t d[MD5_DIGEST_SIZE];
-	md5_digest(&t.md5, sizeof(d), d);
 	hex(d, sizeof(d), ret_md5);
 	*ret_bytes = t.bytes;
 	return 0;

@@ -52,8 +52,10 @@ def keystone_valid(srv, token):
         # answers 503; the agent's token is not to blame.
         return None
     if ok:
+        # keystonemiddleware in front of the real image service keeps a validated token for
+        # token_cache_time, 300 s by default
         with srv.lock:
-            srv.valid[token] = time.time() + 30
+            srv.valid[token] = time.time() + 300
     return ok
 
 
