@@ -18,6 +18,7 @@
 #include "agent/storage.h"
 #include "agent/hostnet.h"
 #include "agent/imagecache.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "common/macros.h"
 
@@ -96,6 +97,18 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = hostnets_new(a->cfg.networks, &a->hostnets, &nerr);
 	if (r < 0)
 		return nerr ? log_error_errno(r, "%s", nerr) : r;
+	/* QEMU's user (qemu_user): the files the agent makes for a guest are given to it. */
+	r = fs_qemu_owner_set(a->cfg.qemu_user);
+	if (r < 0)
+		return log_error_errno(r, "qemu_user %s: %s (expected a user name or UID:GID)",
+				       a->cfg.qemu_user,
+				       r == -ESRCH ? "no such user" : strerror(-r));
+	uid_t quid;
+	gid_t qgid;
+	if (fs_qemu_owner(&quid, &qgid))
+		log_info(
+		    "QEMU runs as uid=%u gid=%u: guest disks and config drives are given to it",
+		    (unsigned)quid, (unsigned)qgid);
 	/* A KVM host without /dev/kvm would define guests that can never start. */
 	_cleanup_free_ char *verr = NULL;
 	r = domxml_virt_check(a->cfg.virt_type, "/dev/kvm", &verr);

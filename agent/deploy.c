@@ -231,9 +231,21 @@ int deploy_build(const char *workspace, const char *sid, const struct configdriv
 	(void)unlink(tmp_iso);
 	if ((r = make_iso(tmpl, tmp_iso, docs.network_config, ret_error)) < 0)
 		goto out;
-	if (chmod(tmp_iso, 0600) < 0 || rename(tmp_iso, iso) < 0) {
-		r = fail(ret_error, -errno, "cannot put %s in place: %m", iso);
-		goto out;
+	/* QEMU reads the ISO (qemu_user): root:QEMU's group 0640 in a workspace it may traverse
+	 * (0710: its other files, 0600 root, stay out of reach). As root: 0600. */
+	{
+		_cleanup_close_ int ifd = open(tmp_iso, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		_cleanup_close_ int wfd =
+		    open(workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		r = ifd < 0 || wfd < 0 || fchmod(ifd, 0600) < 0 ? -errno : 0;
+		if (r >= 0 && (r = fs_share_with_qemu(ifd, 0640)) >= 0)
+			r = fs_share_with_qemu(wfd, 0710);
+		if (r >= 0 && rename(tmp_iso, iso) < 0)
+			r = -errno;
+		if (r < 0) {
+			r = fail(ret_error, r, "cannot put %s in place: %s", iso, strerror(-r));
+			goto out;
+		}
 	}
 	json_t *info = json_object();
 	if (!info) {

@@ -15,6 +15,7 @@
 #include "agent/tasks.h"
 #include "agent/virt.h"
 #include "common/log.h"
+#include "common/fs.h"
 #include "common/macros.h"
 #include "common/path.h"
 #include "common/spawn.h"
@@ -206,11 +207,18 @@ static void do_create(struct disk_job *j)
 			return reply_disk(j, format, esize);
 		return job_error(j, 409, "%s already exists and is a different disk", j->path);
 	}
+	/* QEMU's own file (qemu_user): libvirt chowns nothing (dynamic_ownership = 0). */
+	int r = fs_give_to_qemu(fd);
+	if (r < 0) {
+		(void)unlinkat_root(j);
+		return job_error(j, 500, "cannot give %s to QEMU's user: %s", j->path,
+				 strerror(-r));
+	}
 	char size[32];
 	snprintf(size, sizeof(size), "%" PRId64, bytes);
 	/* qemu-img writes the file opened above, whatever its name points at by now (M6). */
 	_cleanup_free_ char *err = NULL;
-	int r = qemu_img_create_fd(fd, format, image, bfmt, size, &err);
+	r = qemu_img_create_fd(fd, format, image, bfmt, size, &err);
 	if (r < 0) {
 		(void)unlinkat_root(j);
 		return job_error(j, r == -ENOSPC ? 507 : 500, "qemu-img create failed: %s",

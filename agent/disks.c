@@ -6,6 +6,7 @@
 #include "agent/disks.h"
 #include "agent/imagecheck.h"
 #include "agent/qemuimg.h"
+#include "common/fs.h"
 #include "common/path.h"
 #include "common/spawn.h"
 
@@ -139,6 +140,13 @@ static int create_one(const struct guest_disk *k, char *const *roots, bool may_e
 		return r < 0 ? r : 0;
 	}
 
+	/* QEMU's own file (qemu_user): libvirt chowns nothing (dynamic_ownership = 0). */
+	r = fs_give_to_qemu(fd);
+	if (r < 0) {
+		(void)path_unlink_beneath(roots, k->path);
+		return fail(ret_error, r, "disk %s: cannot give %s to QEMU's user: %s", k->disk_id,
+			    k->path, strerror(-r));
+	}
 	char size[32];
 	snprintf(size, sizeof(size), "%" PRId64 "M", k->size_mb);
 	_cleanup_free_ char *err = NULL;

@@ -76,6 +76,9 @@ static const struct key_def keys[] = {
      .doc = "guest CPU model: default (hypervisor's), host-passthrough, host-model"},
     {"virt_type", KEY_ENUM, OFF(virt_type), .values = virt_types,
      .doc = "libvirt domain type: kvm, or qemu (TCG) where KVM cannot run guests"},
+    {"qemu_user", KEY_STRING, OFF(qemu_user),
+     .doc = "user QEMU runs as (libvirt qemu.conf user/group): NAME or UID:GID; guest disks and "
+	    "config drives are given to it. Empty: root (QEMU as root, files stay root's)"},
     {"vnc_listen", KEY_STRING, OFF(vnc_listen),
      .doc = "console (VNC/SPICE) listen address; empty: the node's access address"},
     {"api_max_body", KEY_INT, OFF(api_max_body), 1024, 64 * 1024 * 1024,

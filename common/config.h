@@ -45,6 +45,7 @@ struct config {
 	char *vnc_listen;
 	char *cpu_mode;
 	char *virt_type; /* "kvm" or "qemu" */
+	char *qemu_user; /* NAME or UID:GID QEMU runs as; NULL/empty: root */
 	int api_max_body;
 	int api_max_connections;
 	int api_max_connections_per_ip;

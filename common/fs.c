@@ -1,11 +1,14 @@
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <libgen.h>
+#include <pwd.h>
 #include <sys/stat.h>
 
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/parse.h"
 
 int (*fs_atomic_hook)(const char *tmp_path);
 int (*fs_dirsync_hook)(int dir_fd);
@@ -159,4 +162,66 @@ int rm_rf(const char *path)
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : negative_errno();
 	return rm_rf_at(AT_FDCWD, path, st.st_dev);
+}
+
+static bool qemu_owner_set;
+static uid_t qemu_uid;
+static gid_t qemu_gid;
+
+int fs_qemu_owner_set(const char *spec)
+{
+	qemu_owner_set = false;
+	if (!spec || !*spec)
+		return 0;
+	const char *colon = strchr(spec, ':');
+	int u, g;
+	if (colon) {
+		_cleanup_free_ char *us = strndup(spec, (size_t)(colon - spec));
+		if (!us)
+			return -ENOMEM;
+		if (parse_int(us, 0, INT32_MAX, &u) < 0 ||
+		    parse_int(colon + 1, 0, INT32_MAX, &g) < 0)
+			return -EINVAL;
+	} else {
+		struct passwd pw, *res = NULL;
+		char buf[4096];
+		int r = getpwnam_r(spec, &pw, buf, sizeof(buf), &res);
+		if (r != 0)
+			return -r;
+		if (!res)
+			return -ESRCH;
+		u = (int)pw.pw_uid;
+		g = (int)pw.pw_gid;
+	}
+	qemu_uid = (uid_t)u;
+	qemu_gid = (gid_t)g;
+	qemu_owner_set = true;
+	return 0;
+}
+
+bool fs_qemu_owner(uid_t *ret_uid, gid_t *ret_gid)
+{
+	if (qemu_owner_set) {
+		if (ret_uid)
+			*ret_uid = qemu_uid;
+		if (ret_gid)
+			*ret_gid = qemu_gid;
+	}
+	return qemu_owner_set;
+}
+
+int fs_give_to_qemu(int fd)
+{
+	if (!qemu_owner_set)
+		return 0;
+	return fchown(fd, qemu_uid, qemu_gid) < 0 ? negative_errno() : 0;
+}
+
+int fs_share_with_qemu(int fd, mode_t mode)
+{
+	if (!qemu_owner_set)
+		return 0;
+	if (fchown(fd, 0, qemu_gid) < 0 || fchmod(fd, mode) < 0)
+		return negative_errno();
+	return 0;
 }

@@ -1,6 +1,7 @@
 /* Filesystem helpers: atomic replace, bounded reads, directory creation and removal. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -18,3 +19,15 @@ int rm_rf(const char *path);
 extern int (*fs_atomic_hook)(const char *tmp_path);
 /* Test seam: when set, replaces the directory fsync after the rename. */
 extern int (*fs_dirsync_hook)(int dir_fd);
+
+/* The user and group QEMU runs as (config qemu_user; libvirt's qemu.conf user/group). libvirt
+ * runs with dynamic_ownership = 0, so it never chowns a disk: the agent gives QEMU exactly the
+ * files it made for a guest. Unset (the default, QEMU as root): every call below is a no-op. */
+/* "NAME" (its uid and primary group) or "UID:GID"; "" or NULL unsets. */
+int fs_qemu_owner_set(const char *spec);
+bool fs_qemu_owner(uid_t *ret_uid, gid_t *ret_gid);
+/* A file QEMU reads and writes (a guest disk): owned by QEMU's user and group. */
+int fs_give_to_qemu(int fd);
+/* A file QEMU only reads (0640) or a directory it only traverses (0710): root-owned, group
+ * QEMU's, that mode. */
+int fs_share_with_qemu(int fd, mode_t mode);

@@ -37,7 +37,7 @@ fi
 packages="libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 qemu-system-x86 qemu-utils ipxe-qemu seabios
 libvirt0 libkmod2 libnl-3-200 libnl-route-3-200 libsystemd0 libjansson4 libmicrohttpd12
-libcurl3-gnutls libyaml-0-2 libxml2 iproute2 kmod ca-certificates procps dnsmasq-base xorriso"
+libcurl3-gnutls libyaml-0-2 libxml2 iproute2 kmod ca-certificates procps dnsmasq-base xorriso acl"
 
 bins=""
 for b in hostagent hostctl hostexec; do
@@ -52,8 +52,13 @@ for b in $bins; do
 	fi
 done
 packages=$(printf '%s\n' $packages | sort -u | tr '\n' ' ')
+# The user QEMU runs as (qemu.conf user/group, the agent's qemu_user): a fixed uid/gid so the
+# disks it owns on host paths keep their owner across image versions. Not Debian's
+# libvirt-qemu, whose uid is allocated at install time (64055 on Ubuntu hosts).
+qemu_user=hostagent-qemu
+qemu_uid=64107
 
-hash=$(printf '%s|%s|%s|%s\n' "$packages" "$suite" "$mirror" \
+hash=$(printf '%s|%s|%s|%s|%s\n' "$packages" "$suite" "$mirror" "$qemu_user:$qemu_uid" \
 	"$(cat "$here/qemu.conf" "$here/libvirtd.conf" "$here/virtlogd.conf" \
 		"$here/entry-agent.sh" "$here/entry-libvirt.sh" | sha256sum)" |
 	sha256sum | cut -c1-16)
@@ -74,6 +79,8 @@ if [ ! -f "$rootfs" ] || [ ! -s "$rootfs" ]; then
 		--dpkgopt='path-exclude=/usr/share/man/*' \
 		--dpkgopt='path-exclude=/usr/share/locale/*' \
 		--include="$(echo $packages | tr ' ' ',')" \
+		--customize-hook="chroot \"\$1\" groupadd -r -g $qemu_uid $qemu_user" \
+		--customize-hook="chroot \"\$1\" useradd -r -u $qemu_uid -g $qemu_uid -M -d /nonexistent -s /usr/sbin/nologin -c 'QEMU of hostagent' $qemu_user" \
 		--customize-hook="install -m 0644 '$here/qemu.conf' \"\$1/etc/libvirt/qemu.conf\"" \
 		--customize-hook="install -m 0644 '$here/libvirtd.conf' \"\$1/etc/libvirt/libvirtd.conf\"" \
 		--customize-hook="install -m 0644 '$here/virtlogd.conf' \"\$1/etc/libvirt/virtlogd.conf\"" \

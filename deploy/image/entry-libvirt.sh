@@ -12,6 +12,19 @@ if ! /usr/sbin/virtlogd --version >/dev/null 2>&1; then
 fi
 /usr/sbin/virtlogd &
 
+# QEMU runs as hostagent-qemu (qemu.conf user) and opens /dev/kvm itself. /dev is the host's
+# (a hostPath): its kvm node is root:root 0600, or root:kvm 0660 with a host gid that means
+# nothing in the image. One ACL entry for QEMU's uid gives it access without changing the
+# node's owner, group or mode for anyone else (a chgrp to the image's gid would hand the node
+# to whatever that gid is on the host). Set on every start: udev drops it when it recreates
+# the node (kvm module reload). Without it libvirt finds KVM unusable for that user and
+# refuses type="kvm" domains. Running QEMUs keep their open descriptor either way.
+qemu_user=$(sed -n 's/^user *= *"\(.*\)"/\1/p' /etc/libvirt/qemu.conf)
+if [ -c /dev/kvm ] && [ -n "$qemu_user" ] && [ "$qemu_user" != root ]; then
+	setfacl -m "u:$(id -u "$qemu_user"):rw" /dev/kvm ||
+		echo "entry-libvirt: cannot give $qemu_user access to /dev/kvm (setfacl): KVM guests will not start" >&2
+fi
+
 # LIBVIRT_VNC_PORTS=MIN-MAX: the ports libvirt gives VNC consoles (autoport), for a node
 # firewall or when another libvirtd on the same host network hands out ports too (libvirt
 # checks only its own allocations; two daemons sharing a range race for the same port).

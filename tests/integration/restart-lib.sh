@@ -42,6 +42,9 @@ pod_setup() {
 		{ cat "$T/build-image.log" >&2; hard "image build failed"; }
 	on_exit "podman rmi -f $IMAGE"
 	echo "# image $IMAGE built in $((SECONDS - t0)) s: $(tail -n1 "$T/build-image.log")"
+	# QEMU runs as an unprivileged user in the image (qemu.conf user): it must traverse $T to
+	# the node paths below it (its per-domain directories, disks), as it does / on a node.
+	chmod 0755 "$T"
 	MAPS=()
 	local p
 	for p in /run/libvirt /var/lib/libvirt /etc/libvirt/qemu /var/log/libvirt /opt/cloud/workspace \
