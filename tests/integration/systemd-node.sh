@@ -15,7 +15,8 @@ need_root
 
 pkgs="systemd systemd-sysv dbus systemd-container procps libvirt0 libkmod2 libnl-3-200
 libnl-route-3-200 libsystemd0 libjansson4 libmicrohttpd12 libcurl3-gnutls libyaml-0-2 libxml2
-libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 ipxe-qemu seabios"
+libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 ipxe-qemu seabios
+acl"
 ldd "$HOSTAGENT" | grep -q libasan && pkgs="$pkgs libasan8 libubsan1"
 t0=$SECONDS
 node_image $pkgs || exit 99
@@ -39,6 +40,9 @@ podman cp "$HOSTAGENT" "$node:/usr/local/sbin/hostagent" || hard "podman cp host
 podman cp "$top_srcdir/deploy/image/qemu.conf" "$node:/etc/libvirt/qemu.conf" || hard "podman cp qemu.conf"
 podman exec -i "$node" bash -s <<'IN' || hard "node setup"
 set -e
+# The image's QEMU user (deploy/image/build-image.sh; qemu.conf user/group, qemu_user).
+groupadd -r -g 64107 hostagent-qemu
+useradd -r -u 64107 -g 64107 -M -d /nonexistent -s /usr/sbin/nologin hostagent-qemu
 # The distribution's libvirt units would start a second libvirtd outside the "pod".
 systemctl mask --now libvirtd.service libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket \
 	virtlogd.service virtlogd.socket virtlogd-admin.socket virtlockd.socket virtlockd-admin.socket \
@@ -51,11 +55,14 @@ libvirt_uri: qemu:///system
 enforce_placement: true
 shutdown_timeout: 20
 log_level: debug
+qemu_user: hostagent-qemu
 EOF
 cat >/usr/local/bin/pod.sh <<'EOF'
 #!/bin/sh
 # The "pod": virtlogd and libvirtd beside the agent, all in this service's cgroup.
 mkdir -p /run/libvirt /var/lib/libvirt/qemu /var/log/libvirt/qemu /run/hostagent
+# As entry-libvirt.sh: QEMU's uid may open /dev/kvm.
+setfacl -m u:64107:rw /dev/kvm
 /usr/sbin/virtlogd &
 /usr/sbin/libvirtd &
 exec /usr/local/sbin/hostagent --config=/etc/yunion/host.conf
@@ -98,6 +105,8 @@ check() {
 		cg=$(n cat "/proc/${PID[$s]}/cgroup")
 		grep -q '^0::\(.*/\)\?machine.slice/machine-qemu[^/]*\.scope' <<<"$cg" || fail "$1: QEMU of $s not in machine.slice: $cg"
 		grep -q 'hostagent-pod' <<<"$cg" && fail "$1: QEMU of $s in the pod service's cgroup: $cg"
+		# qemu.conf of the image: QEMU runs as hostagent-qemu, not root.
+		expect_eq "$(n awk '/^Uid:/ {print $2}' "/proc/${PID[$s]}/status")" 64107 "$1: uid of $s's QEMU"
 		expect_eq "$(n virsh -q -c qemu:///system domstate "$s" | head -n1)" running "$1: virsh domstate $s"
 		expect_eq "$(api GET "/servers/$s/status" | json 'j["status"]')" running "$1: agent status of $s"
 		expect_eq "$(api GET "/servers/$s/status" | json 'j["qemu_pid"]')" "${PID[$s]}" "$1: agent's pid of $s"

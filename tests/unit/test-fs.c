@@ -1,4 +1,5 @@
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -114,5 +115,55 @@ static void test_mkdir_rm(void **state)
 	rm_rf(outside);
 }
 
+/* qemu_user: NAME or UID:GID; unset, the helpers leave files alone. */
+static void test_qemu_owner(void **state)
+{
+	uid_t u = 1;
+	gid_t g = 1;
+	assert_int_equal(fs_qemu_owner_set(NULL), 0);
+	assert_false(fs_qemu_owner(&u, &g));
+	assert_int_equal(fs_qemu_owner_set("64107:64108"), 0);
+	assert_true(fs_qemu_owner(&u, &g));
+	assert_int_equal(u, 64107);
+	assert_int_equal(g, 64108);
+	assert_int_equal(fs_qemu_owner_set("root"), 0);
+	assert_true(fs_qemu_owner(&u, &g));
+	assert_int_equal(u, 0);
+	assert_int_equal(g, 0);
+	assert_int_equal(fs_qemu_owner_set("64107:"), -EINVAL);
+	assert_false(fs_qemu_owner(NULL, NULL));
+	assert_int_equal(fs_qemu_owner_set("-1:5"), -EINVAL);
+	assert_int_equal(fs_qemu_owner_set("no-such-user-hostagent"), -ESRCH);
+
+	_cleanup_free_ char *dir = test_tmpdir();
+	_cleanup_free_ char *f = test_write(dir, "disk", "x");
+	int fd = open(f, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fchmod(fd, 0600), 0);
+	struct stat st;
+	assert_int_equal(fs_qemu_owner_set(""), 0);
+	assert_int_equal(fs_give_to_qemu(fd), 0);
+	assert_int_equal(fs_share_with_qemu(fd, 0640), 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600); /* unset: untouched */
+	if (geteuid() == 0) {
+		assert_int_equal(fs_qemu_owner_set("64107:64108"), 0);
+		assert_int_equal(fs_give_to_qemu(fd), 0);
+		assert_int_equal(fstat(fd, &st), 0);
+		assert_int_equal(st.st_uid, 64107);
+		assert_int_equal(st.st_gid, 64108);
+		assert_int_equal(st.st_mode & 0777, 0600);
+		assert_int_equal(fs_share_with_qemu(fd, 0640), 0);
+		assert_int_equal(fstat(fd, &st), 0);
+		assert_int_equal(st.st_uid, 0);
+		assert_int_equal(st.st_gid, 64108);
+		assert_int_equal(st.st_mode & 0777, 0640);
+	}
+	fs_qemu_owner_set(NULL);
+	close(fd);
+	rm_rf(dir);
+}
+
 TEST_MAIN(cmocka_unit_test(test_write_and_read), cmocka_unit_test(test_interrupted_write_keeps_old),
-	  cmocka_unit_test(test_dirsync_failure_after_rename), cmocka_unit_test(test_mkdir_rm))
+	  cmocka_unit_test(test_dirsync_failure_after_rename), cmocka_unit_test(test_mkdir_rm),
+	  cmocka_unit_test(test_qemu_owner))
