@@ -3,8 +3,9 @@
 # libvirtd, node paths under $T) QEMU runs as hostagent-qemu through libvirt's DAC driver
 # (deploy/image/qemu.conf user/group, dynamic_ownership = 0), and the agent gives it exactly
 # the files it makes for a guest (config qemu_user).
-# (a) A guest created and started through the API, with a disk the descriptor creates (an
-#     overlay on a root-owned base image in the disk root) and a config drive: its QEMU runs
+# (a) A guest created and started through the API, with disks the descriptor creates (an
+#     overlay on a root-owned base image in the disk root, a blank one), one made before by
+#     the disk route (/disks/STORAGE/create/DISK), and a config drive: its QEMU runs
 #     with uid/gid 64107, not 0; the disk is 64107:64107 0600, the config drive root:64107
 #     0640; QEMU has both open read-write / read-only; the agent reports it running.
 # (b) A domain defined straight through the pod's libvirtd (virsh: the agent refuses such
@@ -42,6 +43,13 @@ qemu-img create -q -f qcow2 "$H$DROOT/images/haqu-base-$$.qcow2" 32M || hard "qe
 chmod 0644 "$H$DROOT/images/haqu-base-$$.qcow2"
 S=haqu$$g
 POD_SIDS+=("$S")
+# A disk made through the disk route (the region's call; synchronous without X-Task-Id) on the
+# node's local storage (named after the access address, here the listen address).
+ST=host_127.0.0.1_local_storage_0
+RD=$S-route
+out=$(expect_api 200 POST "/disks/$ST/create/$RD" '{"disk":{"format":"qcow2","disk_size_mb":16}}')
+expect_eq "$(json 'j["disk_path"]' <<<"$out")" "$DROOT/$RD" "disk route: path"
+on_exit "rm -f '$H$DROOT/$RD'"
 body=$(python3 - "$S" "$DROOT" "$$" <<'P'
 import json, sys, uuid
 sid, droot, pid = sys.argv[1:]
@@ -49,7 +57,9 @@ print(json.dumps({
     "desc": {"uuid": str(uuid.uuid4()), "name": sid, "cpu": 1, "mem": 128, "os_name": "Linux",
              "disks": [{"disk_id": sid + "-sys", "index": 0, "format": "qcow2",
                         "image_path": f"{droot}/images/haqu-base-{pid}.qcow2"},
-                       {"disk_id": sid + "-data", "index": 1, "format": "qcow2", "size": 16}]},
+                       {"disk_id": sid + "-data", "index": 1, "format": "qcow2", "size": 16},
+                       {"disk_id": sid + "-route", "index": 2, "format": "qcow2", "size": 16,
+                        "path": f"{droot}/{sid}-route"}]},
     "action": "create", "reset_password": True, "password": "haqu-Pw-1234", "enable_cloud_init": True,
 }))
 P
@@ -70,7 +80,7 @@ for d in E.fromstring(sys.stdin.read()).findall("devices/disk"):
     s = d.find("source")
     if s is not None and s.get("file"):
         print(s.get("file"))' <<<"$xml")
-[ "${#disks[@]}" -ge 3 ] || fail "expected 2 disks and a config drive in the domain: ${disks[*]}"
+[ "${#disks[@]}" = 4 ] || fail "expected 3 disks and a config drive in the domain: ${disks[*]}"
 iso=""
 for f in "${disks[@]}"; do
 	case $f in
