@@ -7,12 +7,13 @@
 #     overlay on a root-owned base image in the disk root, a blank one), one made before by
 #     the disk route (/disks/STORAGE/create/DISK), and a config drive: its QEMU runs
 #     with uid/gid 64107, not 0; the disk is 64107:64107 0600, the config drive root:64107
-#     0640; QEMU has both open read-write / read-only; the agent reports it running.
+#     0640; QEMU has the disks open read-write and the drive open; the agent reports it
+#     running. Its NIC's tap (made by libvirt, as root) is on the bridge and in QEMU's fds.
 # (b) A domain defined straight through the pod's libvirtd (virsh: the agent refuses such
 #     paths) whose disk is a root-only file (root 0600 under $T/node) does not start: QEMU reports
 #     "Permission denied" for that file. Control: the same domain on a copy of the file owned
 #     by 64107 starts, so (b) fails only for the file's owner.
-# Time: about 20 s warm; +60 s once for the image rootfs.
+# Time: about 20 s warm; +45 s once for the image rootfs.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/restart-lib.sh"
 libvirtd_lock shared
@@ -50,16 +51,28 @@ RD=$S-route
 out=$(expect_api 200 POST "/disks/$ST/create/$RD" '{"disk":{"format":"qcow2","disk_size_mb":16}}')
 expect_eq "$(json 'j["disk_path"]' <<<"$out")" "$DROOT/$RD" "disk route: path"
 on_exit "rm -f '$H$DROOT/$RD'"
-body=$(python3 - "$S" "$DROOT" "$$" <<'P'
+# A NIC on a bridge of the host network (the pod's): libvirt makes the tap and hands QEMU its
+# descriptor, as root.
+BR=haqub$$
+BR=${BR:0:15}
+ip link add "$BR" type bridge || hard "cannot create bridge $BR"
+on_exit "ip link del $BR"
+ip link set "$BR" up
+# Our own tap name: the host's libvirtd hands out vnetN on the same host network.
+TAP=haqut$$
+TAP=${TAP:0:15}
+body=$(python3 - "$S" "$DROOT" "$$" "$BR" "$TAP" <<'P'
 import json, sys, uuid
-sid, droot, pid = sys.argv[1:]
+sid, droot, pid, br, tap = sys.argv[1:]
 print(json.dumps({
     "desc": {"uuid": str(uuid.uuid4()), "name": sid, "cpu": 1, "mem": 128, "os_name": "Linux",
              "disks": [{"disk_id": sid + "-sys", "index": 0, "format": "qcow2",
                         "image_path": f"{droot}/images/haqu-base-{pid}.qcow2"},
                        {"disk_id": sid + "-data", "index": 1, "format": "qcow2", "size": 16},
                        {"disk_id": sid + "-route", "index": 2, "format": "qcow2", "size": 16,
-                        "path": f"{droot}/{sid}-route"}]},
+                        "path": f"{droot}/{sid}-route"}],
+             "nics": [{"index": 0, "mac": "52:54:00:7a:%02x:%02x" % (int(pid) >> 8 & 255, int(pid) & 255),
+                       "bridge": br, "ifname": tap, "driver": "virtio"}]},
     "action": "create", "reset_password": True, "password": "haqu-Pw-1234", "enable_cloud_init": True,
 }))
 P
@@ -103,7 +116,13 @@ expect_eq "$(stat -c '%u:%g %a' "$H$iso")" "0:$QUID 640" "owner and mode of the 
 expect_eq "$(stat -c '%u:%g %a' "$H$(dirname "$iso")")" "0:$QUID 710" "owner and mode of the workspace"
 ls -l "/proc/$pid/fd" | grep -q " $iso\$" || fail "QEMU has no descriptor on the config drive"
 expect_eq "$(stat -c '%u:%g %a' "$H$DROOT/images/haqu-base-$$.qcow2")" "0:0 644" "base image untouched"
-ok "disks $QUID:$QUID 0600 open read-write, config drive root:$QUID 0640 open, base image root 0644"
+ok "disks $QUID:$QUID 0600 open read-write (descriptor and disk route), config drive root:$QUID 0640 open, base image root 0644"
+tap=$(virsh_ domiflist "$S" | awk 'NR == 1 {print $1}')
+expect_eq "$tap" "$TAP" "tap of $S"
+[ -d "/sys/class/net/$tap" ] || fail "no tap device for $S: $(virsh_ domiflist "$S")"
+expect_eq "$(cat "/sys/class/net/$tap/master/ifindex" 2>/dev/null)" "$(cat "/sys/class/net/$BR/ifindex")" "$tap on $BR"
+ls -l "/proc/$pid/fd" | grep -q ' /dev/net/tun$' || fail "QEMU of $S holds no tap descriptor"
+ok "NIC: tap $tap on $BR, its descriptor in QEMU"
 expect_api 200 POST "/servers/$S/stop" '{"is_force": true}' >/dev/null
 
 # ---- (b) a root-only file as a disk, through libvirt directly ----
