@@ -105,10 +105,24 @@ int agent_new(struct config *cfg, struct agent **ret)
 				       r == -ESRCH ? "no such user" : strerror(-r));
 	uid_t quid;
 	gid_t qgid;
-	if (fs_qemu_owner(&quid, &qgid))
+	if (fs_qemu_owner(&quid, &qgid)) {
 		log_info(
 		    "QEMU runs as uid=%u gid=%u: guest disks and config drives are given to it",
 		    (unsigned)quid, (unsigned)qgid);
+		/* A disk root QEMU cannot reach fails every guest start with EACCES: say so now. */
+		for (char **root = a->cfg.local_image_path; root && *root; root++) {
+			_cleanup_free_ char *blocker = NULL;
+			if (fs_qemu_can_traverse(*root, &blocker) == 0)
+				log_warning("QEMU (uid %u) cannot reach disk root %s: %s is not "
+					    "searchable by it",
+					    (unsigned)quid, *root, blocker);
+		}
+		_cleanup_free_ char *blocker = NULL;
+		if (fs_qemu_can_traverse(a->cfg.servers_path, &blocker) == 0)
+			log_warning("QEMU (uid %u) cannot reach the config drives in %s: %s is not "
+				    "searchable by it",
+				    (unsigned)quid, a->cfg.servers_path, blocker);
+	}
 	/* A KVM host without /dev/kvm would define guests that can never start. */
 	_cleanup_free_ char *verr = NULL;
 	r = domxml_virt_check(a->cfg.virt_type, "/dev/kvm", &verr);

@@ -225,3 +225,32 @@ int fs_share_with_qemu(int fd, mode_t mode)
 		return negative_errno();
 	return 0;
 }
+
+int fs_qemu_can_traverse(const char *path, char **ret_blocker)
+{
+	if (!qemu_owner_set || qemu_uid == 0)
+		return 1;
+	_cleanup_free_ char *p = strdup(path);
+	if (!p)
+		return -ENOMEM;
+	size_t n = strlen(p);
+	for (size_t i = 1; i <= n; i++) {
+		if (p[i] != '/' && p[i] != 0)
+			continue;
+		char c = p[i];
+		p[i] = 0;
+		struct stat st;
+		if (stat(p, &st) < 0)
+			return negative_errno();
+		bool ok = st.st_uid == qemu_uid	  ? (st.st_mode & S_IXUSR)
+			  : st.st_gid == qemu_gid ? (st.st_mode & S_IXGRP)
+						  : (st.st_mode & S_IXOTH);
+		if (!ok) {
+			if (ret_blocker && !(*ret_blocker = strdup(p)))
+				return -ENOMEM;
+			return 0;
+		}
+		p[i] = c;
+	}
+	return 1;
+}

@@ -31,3 +31,8 @@ int fs_give_to_qemu(int fd);
 /* A file QEMU only reads (0640) or a directory it only traverses (0710): root-owned, group
  * QEMU's, that mode. */
 int fs_share_with_qemu(int fd, mode_t mode);
+/* Whether QEMU's user can traverse every directory from / down to path (path included), from
+ * the mode bits (owner, group, other; ACLs and supplementary groups are not read): 1 yes, 0 no
+ * with *ret_blocker the first directory in the way (to free), negative errno when a component
+ * cannot be inspected. Always 1 when unset. */
+int fs_qemu_can_traverse(const char *path, char **ret_blocker);

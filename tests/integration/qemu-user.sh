@@ -23,6 +23,9 @@ QUID=64107
 pod start >/dev/null || hard "run-pod.py start failed"
 pod_wait_ready 60
 ok "pod started, agent ready"
+log=$(podman logs "$POD-agent" 2>&1)
+expect_contains "$log" "QEMU runs as uid=$QUID gid=$QUID" "agent log"
+grep 'cannot reach' <<<"$log" && fail "the agent says QEMU cannot reach its files"
 
 fail_diag() {
 	pod_logs

@@ -159,6 +159,18 @@ static void test_qemu_owner(void **state)
 		assert_int_equal(st.st_gid, 64108);
 		assert_int_equal(st.st_mode & 0777, 0640);
 	}
+	/* Traversal from the mode bits: a 0700 root directory stops QEMU, 0711 does not. */
+	assert_int_equal(fs_qemu_owner_set("64107:64108"), 0);
+	_cleanup_free_ char *sub = strjoin(dir, "/a/b");
+	assert_int_equal(mkdir_p(sub, 0755), 0);
+	assert_int_equal(chmod(dir, 0711), 0);
+	assert_int_equal(fs_qemu_can_traverse(sub, NULL), 1);
+	assert_int_equal(chmod(dir, 0700), 0);
+	_cleanup_free_ char *blocker = NULL;
+	assert_int_equal(fs_qemu_can_traverse(sub, &blocker), 0);
+	assert_string_equal(blocker, dir);
+	assert_int_equal(fs_qemu_owner_set(NULL), 0);
+	assert_int_equal(fs_qemu_can_traverse(sub, NULL), 1);
 	fs_qemu_owner_set(NULL);
 	close(fd);
 	rm_rf(dir);
