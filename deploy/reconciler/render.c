@@ -273,7 +273,7 @@ static int render_hostagent_config(const struct rc *r, json_t *array)
 				"servers_path: /opt/cloud/workspace/servers\n"
 				"state_dir: /var/lib/hostagent\nenforce_placement: true\n"
 				"cgroup_root: /sys/fs/cgroup\nhost_cgroup_partition: /machine\n"
-				"shutdown_timeout: 20\nregion: %s\n",
+				"shutdown_timeout: 20\nqemu_user: hostagent-qemu\nregion: %s\n",
 				r->c->region) < 0)
 		return -ENOMEM;
 	int k = set(o, "data", json_pack("{s:s}", "host.conf", text));
