@@ -1,4 +1,7 @@
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include "agent/agent.h"
 #include "agent/api.h"
@@ -18,9 +21,13 @@
 #include "agent/storage.h"
 #include "agent/hostnet.h"
 #include "agent/imagecache.h"
+#include "agent/deploy.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/path.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir)
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
@@ -37,6 +44,71 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 	log_info("Received SIGHUP, reloading the TLS certificate");
 	(void)api_reload(a->api);
 	return 0;
+}
+
+/* An upgrade from an image whose QEMU ran as root: the disks it made are root:root 0600 and
+ * its config drives root 0600, which QEMU's user cannot open on the guest's next start. The
+ * disks claimed by stored descriptors (below the disk roots, opened beneath them without
+ * symlinks) that are exactly that, a single link and outside the image caches, and each
+ * workspace's config drive, are given to QEMU as the agent makes them now. Cached images
+ * (0644) and any other file stay as they are. */
+static void adopt_disk(const char *path, const char *owner, void *userdata)
+{
+	struct agent *a = userdata;
+	for (char **root = a->cfg.local_image_path; root && *root; root++) {
+		_cleanup_free_ char *cache = strjoin(*root, "/image_cache/");
+		if (!cache || strneq(path, cache, strlen(cache)))
+			return;
+	}
+	_cleanup_close_ int fd = path_open_beneath(a->cfg.local_image_path, path,
+						   O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 ||
+	    st.st_gid != 0 || (st.st_mode & 07777) != 0600 || st.st_nlink != 1)
+		return;
+	int r = fs_give_to_qemu(fd);
+	if (r < 0)
+		log_warning_errno(r, "Cannot give disk %s of guest %s to QEMU's user: %m", path,
+				  owner);
+	else
+		log_notice(
+		    "Disk of a guest made when QEMU ran as root given to QEMU's user path=%s "
+		    "sid=%s",
+		    path, owner);
+}
+
+static void adopt_guest_files(struct agent *a)
+{
+	if (!fs_qemu_owner(NULL, NULL))
+		return;
+	claims_foreach(a->claims, adopt_disk, a);
+	_cleanup_(closedirp) DIR *dir = opendir(a->cfg.servers_path);
+	struct dirent *de;
+	while (dir && (de = readdir(dir))) {
+		if (de->d_name[0] == '.')
+			continue;
+		_cleanup_close_ int ws =
+		    openat(dirfd(dir), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		_cleanup_close_ int iso =
+		    ws < 0 ? -1
+			   : openat(ws, DEPLOY_ISO_NAME,
+				    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		struct stat st;
+		if (iso < 0 || fstat(iso, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 ||
+		    st.st_gid != 0 || (st.st_mode & 07777) != 0600)
+			continue;
+		int r = fs_share_with_qemu(iso, 0640);
+		if (r >= 0)
+			r = fs_share_with_qemu(ws, 0710);
+		if (r < 0)
+			log_warning_errno(
+			    r, "Cannot give the config drive of guest %s to QEMU's group: %m",
+			    de->d_name);
+		else
+			log_notice("Config drive made when QEMU ran as root shared with QEMU's "
+				   "group sid=%s",
+				   de->d_name);
+	}
 }
 
 static int on_drain(sd_event_source *s, uint64_t usec, void *userdata)
@@ -261,6 +333,7 @@ int agent_start(struct agent *a)
 	r = guests_start(a->guests);
 	if (r < 0)
 		return r;
+	adopt_guest_files(a); /* after guests_start: the claims are loaded */
 	/* SUBSYSTEMS-START: start subsystems here, in order; return on failure. */
 	r = region_start(a->region); /* keystone unreachable is not fatal: retried */
 	if (r < 0)

@@ -140,3 +140,12 @@ size_t claims_count(struct claims *c)
 	pthread_mutex_unlock(&c->lock);
 	return n;
 }
+
+void claims_foreach(struct claims *c,
+		    void (*fn)(const char *path, const char *owner, void *userdata), void *userdata)
+{
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n; i++)
+		fn(c->v[i].path, c->v[i].owner, userdata);
+	pthread_mutex_unlock(&c->lock);
+}

@@ -26,3 +26,9 @@ void claims_release(struct claims *c, const char *owner, const char *const *keep
 /* A copy of the id of the guest that owns path, or NULL (none, or out of memory). */
 char *claims_owner(struct claims *c, const char *path);
 size_t claims_count(struct claims *c);
+
+/* Calls fn for every claimed path with its owner, under the table's mutex (fn must not call
+ * back into the table). */
+void claims_foreach(struct claims *c,
+		    void (*fn)(const char *path, const char *owner, void *userdata),
+		    void *userdata);

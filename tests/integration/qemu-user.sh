@@ -9,6 +9,9 @@
 #     with uid/gid 64107, not 0; the disk is 64107:64107 0600, the config drive root:64107
 #     0640; QEMU has the disks open read-write and the drive open; the agent reports it
 #     running. Its NIC's tap (made by libvirt, as root) is on the bridge and in QEMU's fds.
+#     Upgrade: with its files made root:root 0600 (as an image with QEMU as root left them) it
+#     does not start; after an agent restart they are QEMU's again (an unclaimed root-only file
+#     and the base image are not) and it starts.
 # (b) A domain defined straight through the pod's libvirtd (virsh: the agent refuses such
 #     paths) whose disk is a root-only file (root 0600 under $T/node) does not start: QEMU reports
 #     "Permission denied" for that file. Control: the same domain on a copy of the file owned
@@ -127,6 +130,36 @@ expect_eq "$(cat "/sys/class/net/$tap/master/ifindex" 2>/dev/null)" "$(cat "/sys
 ls -l "/proc/$pid/fd" | grep -q ' /dev/net/tun$' || fail "QEMU of $S holds no tap descriptor"
 ok "NIC: tap $tap on $BR, its descriptor in QEMU"
 expect_api 200 POST "/servers/$S/stop" '{"is_force": true}' >/dev/null
+
+# ---- upgrade: files made when QEMU ran as root ----
+# An older image left the disks root:root 0600, the config drive root 0600 in a 0700
+# workspace. The next agent gives exactly those to QEMU (claimed disks, config drives); an
+# unclaimed root 0600 file in the disk root and the base image stay root's.
+ws=$H$(dirname "$iso")
+for f in "${disks[@]}" "$iso"; do chown 0:0 "$H$f" && chmod 0600 "$H$f"; done
+chown 0:0 "$ws" && chmod 0700 "$ws"
+truncate -s 1M "$H$DROOT/haqu-unclaimed-$$"
+chmod 0600 "$H$DROOT/haqu-unclaimed-$$"
+out=$(api POST "/servers/$S/start" '{}')
+[ "$(last_code)" = 200 ] && fail "the guest started on root-only disks: $out"
+ok "with root:root 0600 disks (an older image's) the guest does not start: $(last_code)"
+pod kill agent >/dev/null
+pod start agent >/dev/null
+pod_wait_ready 60
+for f in "${disks[@]}"; do
+	case $f in
+	*.iso) expect_eq "$(stat -c '%u:%g %a' "$H$f")" "0:$QUID 640" "config drive after the agent's restart" ;;
+	*) expect_eq "$(stat -c '%u:%g %a' "$H$f")" "$QUID:$QUID 600" "disk $f after the agent's restart" ;;
+	esac
+done
+expect_eq "$(stat -c '%u:%g %a' "$ws")" "0:$QUID 710" "workspace after the agent's restart"
+expect_eq "$(stat -c '%u:%g %a' "$H$DROOT/haqu-unclaimed-$$")" "0:0 600" "an unclaimed root-only file"
+expect_eq "$(stat -c '%u:%g %a' "$H$DROOT/images/haqu-base-$$.qcow2")" "0:0 644" "base image"
+expect_api 200 POST "/servers/$S/start" '{}' >/dev/null
+pid=$(qemu_pid "$S")
+expect_eq "$(proc_ids "$pid")" "$QUID $QUID" "uid and gid of $S's QEMU after the upgrade"
+expect_api 200 POST "/servers/$S/stop" '{"is_force": true}' >/dev/null
+ok "after the agent's restart the guest's own disks and config drive are QEMU's again and it starts"
 
 # ---- (b) a root-only file as a disk, through libvirt directly ----
 # Under $T on this machine, seen by the pod's libvirtd and QEMU below a node path.
