@@ -283,7 +283,36 @@ static void test_data_file_refused(void **state)
 	assert_int_equal(access(d->disks[0].path, F_OK), -1);
 }
 
+/* qemu_user set: a disk the agent creates is QEMU's, 0600; an existing one is left alone. */
+static void test_given_to_qemu(void **state)
+{
+	struct fixture *f = *state;
+	if (geteuid() != 0)
+		skip();
+	_cleanup_(guest_desc_freep) struct guest_desc *d =
+	    parse(f, DESC_HEAD "\"disks\": [{\"disk_id\": \"q\", \"size\": 8}]}");
+	assert_int_equal(fs_qemu_owner_set("64107:64108"), 0);
+	_cleanup_free_ char *err = NULL;
+	int r = disks_prepare(d, f->roots, NULL, &err);
+	fs_qemu_owner_set(NULL);
+	assert_int_equal(r, 0);
+	struct stat st;
+	assert_int_equal(stat(d->disks[0].path, &st), 0);
+	assert_int_equal(st.st_uid, 64107);
+	assert_int_equal(st.st_gid, 64108);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	/* Prepared again (it exists): not chowned by disks_prepare. */
+	assert_int_equal(chown(d->disks[0].path, 0, 0), 0);
+	assert_int_equal(fs_qemu_owner_set("64107:64108"), 0);
+	r = disks_prepare(d, f->roots, NULL, NULL);
+	fs_qemu_owner_set(NULL);
+	assert_int_equal(r, 0);
+	assert_int_equal(stat(d->disks[0].path, &st), 0);
+	assert_int_equal(st.st_uid, 0);
+}
+
 TEST_MAIN(cmocka_unit_test_setup_teardown(test_create_and_remove, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_given_to_qemu, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_data_file_refused, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_failure_cleans_up, setup, teardown),
 	  cmocka_unit_test_setup_teardown(test_existing_file_kept, setup, teardown),
