@@ -8,6 +8,7 @@
 #include "agent/agent.h"
 #include "agent/claims.h"
 #include "agent/diskops.h"
+#include "agent/diskreq.h"
 #include "agent/imagecache.h"
 #include "agent/imagecheck.h"
 #include "agent/qemuimg.h"
@@ -20,8 +21,7 @@
 #include "common/path.h"
 #include "common/spawn.h"
 
-#define MIB	    (1024LL * 1024)
-#define DISK_MAX_MB (64LL * 1024 * 1024) /* 64 TiB */
+#define MIB (1024LL * 1024)
 
 static const char *const op_names[_DISK_OP_MAX] = {
     [DISK_OP_CREATE] = "create",
@@ -40,7 +40,8 @@ struct disk_job {
 	op_done_fn cb;
 	void *userdata;
 	char *disk_id, *root, *cache_dir, *path, *servers_path;
-	json_t *args; /* the "disk" object */
+	json_t *args;		 /* the request body */
+	struct disk_request req; /* parsed from args (create, resize) */
 	virConnectPtr conn;
 	struct claims *claims; /* disk paths owned by guests (agent/claims.h) */
 	int code;	       /* 0: not run (dropped by the pool) */
@@ -123,23 +124,6 @@ static void reply_disk(struct disk_job *j, const char *format, int64_t bytes)
 			    j->path);
 }
 
-static bool get_mb(struct disk_job *j, const char *key, bool required, int64_t *ret)
-{
-	json_t *v = json_object_get(j->args, key);
-	if (!v && !required) {
-		*ret = 0;
-		return true;
-	}
-	if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
-	    json_integer_value(v) > DISK_MAX_MB) {
-		job_error(j, 400, "disk.%s: %s", key,
-			  v ? "must be an integer between 1 and 67108864 (MB)" : "missing");
-		return false;
-	}
-	*ret = json_integer_value(v);
-	return true;
-}
-
 /* Removes <root>/<disk_id> through the root's descriptor (M6; disk_id is one component). */
 static int unlinkat_root(struct disk_job *j)
 {
@@ -151,24 +135,16 @@ static int unlinkat_root(struct disk_job *j)
 
 static void do_create(struct disk_job *j)
 {
-	const char *format = json_string_value(json_object_get(j->args, "format"));
-	const char *image_id = json_string_value(json_object_get(j->args, "image_id"));
-	int64_t size_mb;
-	json_t *v = json_object_get(j->args, "disk_size_mb");
-	/* The region sends -1 for a system disk of the image's own size (no size asked for):
-	 * the overlay gets the template's virtual size, and the reply's disk_size becomes the
-	 * disk record's size. */
-	if (!isempty(image_id) && json_is_integer(v) && json_integer_value(v) <= 0)
-		size_mb = 0;
-	else if (!get_mb(j, "disk_size_mb", isempty(image_id), &size_mb))
-		return;
+	/* The body was checked when the request came (disk_request_parse). A size of 0 with a
+	 * template: the overlay gets the template's virtual size, and the reply's disk_size
+	 * becomes the disk record's size. */
+	const char *format = j->req.format, *image_id = j->req.image_id;
+	int64_t size_mb = j->req.size_mb;
 	_cleanup_free_ char *image = NULL;
 	char bfmt[16] = "";
 	struct image_info ii = {};
-	if (!isempty(image_id)) {
+	if (image_id) {
 		/* An overlay on a cached template: always qcow2, whatever was asked. */
-		if (!id_is_valid(image_id, 128))
-			return job_error(j, 400, "disk.image_id: invalid");
 		if (asprintf(&image, "%s/%s", j->cache_dir, image_id) < 0)
 			return job_error(j, 500, "out of memory");
 		if (access(image, F_OK) < 0)
@@ -183,11 +159,7 @@ static void do_create(struct disk_job *j)
 		if (r < 0)
 			return job_error(j, 409, "cached image %s refused: %s", image_id,
 					 strempty(err));
-		format = "qcow2";
-	} else if (!format)
-		format = "qcow2";
-	if (!streq(format, "qcow2") && !streq(format, "raw"))
-		return job_error(j, 400, "disk.format: %s is not supported (qcow2 or raw)", format);
+	}
 	int64_t bytes = MAX(size_mb * MIB, ii.virtual_size);
 
 	/* Claim the path: nothing that exists is written over. */
@@ -263,12 +235,8 @@ static void do_delete(struct disk_job *j)
 
 static void do_resize(struct disk_job *j)
 {
-	int64_t size_mb;
-	if (!get_mb(j, "size", true, &size_mb))
-		return;
-	const char *sid = json_string_value(json_object_get(j->args, "server_id"));
-	if (sid && !id_is_valid(sid, 128))
-		return job_error(j, 400, "disk.server_id: invalid");
+	int64_t size_mb = j->req.size_mb;
+	const char *sid = j->req.server_id;
 	struct stat st;
 	if (lstat(j->path, &st) < 0 || !S_ISREG(st.st_mode))
 		return job_error(j, 404, "%s does not exist", j->path);
@@ -377,9 +345,6 @@ int agent_disk_op(struct agent *a, enum disk_op op, const char *storage_id, cons
 		snprintf(buf, sizeof(buf), "invalid disk id %s", disk_id);
 		return refuse(cb, userdata, 400, buf), 0;
 	}
-	json_t *d = json_object_get(args, "disk");
-	if (!json_is_object(d))
-		d = args;
 	struct disk_job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
@@ -391,12 +356,21 @@ int agent_disk_op(struct agent *a, enum disk_op op, const char *storage_id, cons
 	j->cache_dir = strdup(st->cache_dir);
 	j->claims = a->claims;
 	j->servers_path = strdup(a->cfg.servers_path);
-	j->args = json_deep_copy(d);
+	j->args = args ? json_deep_copy(args) : json_object();
 	if (!j->disk_id || !j->root || !j->cache_dir || !j->args ||
 	    asprintf(&j->path, "%s/%s", st->root, disk_id) < 0) {
 		j->path = NULL;
 		job_free(j);
 		return -ENOMEM;
+	}
+	/* A bad body is refused now, before anything is queued. */
+	if (op == DISK_OP_CREATE || op == DISK_OP_RESIZE) {
+		_cleanup_free_ char *err = NULL;
+		if (disk_request_parse(op == DISK_OP_CREATE ? DISK_REQ_CREATE : DISK_REQ_RESIZE,
+				       j->args, &j->req, &err) < 0) {
+			job_free(j);
+			return refuse(cb, userdata, 400, err ? err : "out of memory"), 0;
+		}
 	}
 	if (op == DISK_OP_RESIZE && a->virt)
 		j->conn = virt_conn_ref(a->virt);

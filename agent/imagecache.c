@@ -10,6 +10,7 @@
 
 #include "agent/agent.h"
 #include "agent/imagecache.h"
+#include "agent/diskreq.h"
 #include "agent/imagecheck.h"
 #include "agent/imagefetch.h"
 #include "agent/region.h"
@@ -106,13 +107,6 @@ _printf_(3, 4) static int job_fail(char **ret_error, int r, const char *fmt, ...
 		va_end(ap);
 	}
 	return r;
-}
-
-/* The request body: the region wraps it in "disk"; bare is accepted too. */
-static json_t *body_disk(json_t *args)
-{
-	json_t *d = json_object_get(args, "disk");
-	return json_is_object(d) ? d : args;
 }
 
 const struct storage *imagecache_storage(struct agent *a, const char *cache_id)
@@ -512,50 +506,36 @@ static int add_waiter(struct fetch *f, op_done_fn cb, void *userdata)
 	return 0;
 }
 
-static char *dup_opt(json_t *d, const char *key)
-{
-	const char *v = json_string_value(json_object_get(d, key));
-	return isempty(v) ? NULL : strdup(v);
-}
-
-/* The storage cache SCID names in a request, or NULL after answering the request with why
- * there is none. */
-static const struct storage *request_storage(struct agent *a, const char *scid, op_done_fn cb,
+/* The request of a cache or uncache body, and the storage cache it names; NULL after answering
+ * the request with why there is none. */
+static const struct storage *request_storage(struct agent *a, enum disk_req_kind kind, json_t *args,
+					     struct disk_request *req, op_done_fn cb,
 					     void *userdata)
 {
-	if (isempty(scid) || !id_is_valid(scid, 128)) {
-		reply_error(cb, userdata, 400, "disk.storagecache_id: missing or invalid");
+	if (!a->imagecache) {
+		reply_error(cb, userdata, 503, "the image cache is not available");
 		return NULL;
 	}
-	const struct storage *st = imagecache_storage(a, scid);
+	_cleanup_free_ char *err = NULL;
+	if (disk_request_parse(kind, args, req, &err) < 0) {
+		reply_error(cb, userdata, 400, "%s", err ? err : "out of memory");
+		return NULL;
+	}
+	const struct storage *st = imagecache_storage(a, req->storagecache_id);
 	if (!st)
-		reply_error(cb, userdata, 404, "storage cache %s is not on this host", scid);
+		reply_error(cb, userdata, 404, "storage cache %s is not on this host",
+			    req->storagecache_id);
 	return st;
 }
 
 int agent_image_cache(struct agent *a, json_t *args, op_done_fn cb, void *userdata)
 {
 	struct imagecache *ic = a->imagecache;
-	json_t *d = body_disk(args);
-	const char *image_id = json_string_value(json_object_get(d, "image_id"));
-	const char *scid = json_string_value(json_object_get(d, "storagecache_id"));
-	const char *format = json_string_value(json_object_get(d, "format"));
-	const char *sid = json_string_value(json_object_get(d, "server_id"));
-	if (!ic)
-		return reply_error(cb, userdata, 503, "the image cache is not available"), 0;
-	if (!id_is_valid(image_id, 128))
-		return reply_error(cb, userdata, 400, "disk.image_id: missing or invalid"), 0;
-	if (!format)
-		format = "qcow2";
-	if (!image_format_valid(format))
-		return reply_error(cb, userdata, 400,
-				   "disk.format: %s is not cached here (qcow2 or raw)", format),
-		       0;
-	if (sid && !isempty(sid) && !id_is_valid(sid, 128))
-		return reply_error(cb, userdata, 400, "disk.server_id: invalid"), 0;
-	const struct storage *st = request_storage(a, scid, cb, userdata);
+	struct disk_request req;
+	const struct storage *st = request_storage(a, DISK_REQ_CACHE, args, &req, cb, userdata);
 	if (!st)
 		return 0;
+	const char *image_id = req.image_id, *format = req.format;
 
 	for (struct fetch *f = ic->fetches; f; f = f->next)
 		if (streq(f->cache_dir, st->cache_dir) && streq(f->image_id, image_id)) {
@@ -584,13 +564,13 @@ int agent_image_cache(struct agent *a, json_t *args, op_done_fn cb, void *userda
 	f->format = strdup(format);
 	f->base_url = strndup(base, bl);
 	f->token = strdup(token);
-	f->scid = strdup(scid);
-	f->server_id = dup_opt(d, "server_id");
+	f->scid = strdup(req.storagecache_id);
+	f->server_id = req.server_id ? strdup(req.server_id) : NULL;
 	f->started_usec = f->last_usec = now_usec();
 	f->r = -ECANCELED; /* stays so when the pool drops the job */
 	f->code = 503;
 	if (!f->cache_dir || !f->image_id || !f->format || !f->base_url || !f->token || !f->scid ||
-	    add_waiter(f, cb, userdata) < 0) {
+	    (req.server_id && !f->server_id) || add_waiter(f, cb, userdata) < 0) {
 		fetch_free(f);
 		return -ENOMEM;
 	}
@@ -724,16 +704,11 @@ static void uncache_done(void *userdata)
 int agent_image_uncache(struct agent *a, json_t *args, op_done_fn cb, void *userdata)
 {
 	struct imagecache *ic = a->imagecache;
-	json_t *d = body_disk(args);
-	const char *image_id = json_string_value(json_object_get(d, "image_id"));
-	const char *scid = json_string_value(json_object_get(d, "storagecache_id"));
-	if (!ic)
-		return reply_error(cb, userdata, 503, "the image cache is not available"), 0;
-	if (!id_is_valid(image_id, 128))
-		return reply_error(cb, userdata, 400, "disk.image_id: missing or invalid"), 0;
-	const struct storage *st = request_storage(a, scid, cb, userdata);
+	struct disk_request req;
+	const struct storage *st = request_storage(a, DISK_REQ_UNCACHE, args, &req, cb, userdata);
 	if (!st)
 		return 0;
+	const char *image_id = req.image_id;
 	for (struct fetch *f = ic->fetches; f; f = f->next)
 		if (streq(f->cache_dir, st->cache_dir) && streq(f->image_id, image_id))
 			return reply_error(cb, userdata, 409, "image %s is being fetched",

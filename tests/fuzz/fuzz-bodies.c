@@ -6,7 +6,10 @@
  *   2 the JSON qemu-img prints about a downloaded image (an untrusted image's metadata): the
  *     check accepts it only without a backing or data file;
  *   'D' (before the others) a create body with deploy fields: what configdrive accepts renders
- *     into YAML documents that parse, as a whole, with libyaml's parser.
+ *     into YAML documents that parse, as a whole, with libyaml's parser;
+ *   'K' (before the others) a disk route or image cache body, the next byte picking which ('0'
+ *     create, '1' resize, '2' image cache, '3' uncache):
+ *     what disk_request_parse accepts has valid ids, a cached format and a size in range.
  * Nothing may crash, leak or read out of bounds. Built and run by tests/fuzz/run.sh. */
 #include <jansson.h>
 #include <stdlib.h>
@@ -15,8 +18,10 @@
 #include <yaml.h>
 
 #include "agent/configdrive.h"
+#include "agent/diskreq.h"
 #include "agent/imagecheck.h"
 #include "agent/monitor.h"
+#include "common/path.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
@@ -90,6 +95,39 @@ static void deploy(const char *s)
 	json_decref(j);
 }
 
+static void opt_id_ok(const char *id, bool required)
+{
+	if ((required && !id) || (id && !id_is_valid(id, 128)))
+		abort();
+}
+
+static void disk_body(unsigned char k, const char *s)
+{
+	enum disk_req_kind kind = (enum disk_req_kind)(k % 4);
+	json_t *j = json_loads(s, JSON_DECODE_ANY, NULL);
+	struct disk_request req;
+	char *err = NULL;
+	if (j && disk_request_parse(kind, j, &req, &err) == 0) {
+		bool fmt = kind == DISK_REQ_CREATE || kind == DISK_REQ_CACHE;
+		if (fmt &&
+		    (!req.format || (strcmp(req.format, "qcow2") && strcmp(req.format, "raw"))))
+			abort();
+		opt_id_ok(req.image_id, kind == DISK_REQ_CACHE || kind == DISK_REQ_UNCACHE);
+		opt_id_ok(req.storagecache_id, kind == DISK_REQ_CACHE || kind == DISK_REQ_UNCACHE);
+		opt_id_ok(req.server_id, false);
+		if (req.size_mb < 0 || req.size_mb > DISK_MAX_MB)
+			abort();
+		if (kind == DISK_REQ_CREATE && ((req.size_mb == 0 && !req.image_id) ||
+						(req.image_id && strcmp(req.format, "qcow2"))))
+			abort();
+		if (kind == DISK_REQ_RESIZE && req.size_mb == 0)
+			abort();
+	} else if (j && !err)
+		abort(); /* a refusal always says why */
+	free(err);
+	json_decref(j);
+}
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
 	if (size < 1)
@@ -99,6 +137,13 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		return 0;
 	if (data[0] == 'D') {
 		deploy(s);
+		free(s);
+		return 0;
+	}
+	if (data[0] == 'K' && size >= 2) {
+		free(s);
+		if ((s = strndup((const char *)data + 2, size - 2)))
+			disk_body(data[1], s);
 		free(s);
 		return 0;
 	}

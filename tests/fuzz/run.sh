@@ -33,8 +33,8 @@ clang -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recove
 clang -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-include "$work/config.h" -I"$srcdir" $(pkg-config --cflags jansson yaml-0.1 nettle) \
 	"$srcdir/tests/fuzz/fuzz-bodies.c" "$srcdir/agent/monitor.c" "$srcdir/agent/imagecheck.c" \
-	"$srcdir/agent/qemuimg.c" "$srcdir/agent/configdrive.c" "$srcdir/common/spawn.c" \
-	"$srcdir/common/util.c" "$srcdir/common/parse.c" \
+	"$srcdir/agent/qemuimg.c" "$srcdir/agent/configdrive.c" "$srcdir/agent/diskreq.c" \
+	"$srcdir/common/spawn.c" "$srcdir/common/util.c" "$srcdir/common/parse.c" "$srcdir/common/path.c" \
 	$(pkg-config --libs jansson yaml-0.1 nettle) -o "$work/fuzz-bodies" || { echo "ERROR: build failed" >&2; exit 99; }
 mkdir -p "$work/corpus-bodies"
 printf '\000{"execute":"query-status"}' >"$work/corpus-bodies/qmp"
@@ -43,6 +43,10 @@ printf '\001info status' >"$work/corpus-bodies/hmp"
 printf 'D{"password":"p\\"w","public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA x\\": y","deploys":[{"path":"/etc/a: b","content":"x","action":"append"}],"desc":{"hostname":"h-1","nics":[{"mac":"52:54:00:00:00:01","ip":"10.0.0.2","masklen":24,"gateway":"10.0.0.1","dns":"10.0.0.3"}]}}' >"$work/corpus-bodies/deploy"
 printf '\006{"format":"qcow2","virtual-size":1048576,"filename":"/var/lib/cache/img","format-specific":{"type":"qcow2","data":{"data-file":"/etc/shadow"}}}' >"$work/corpus-bodies/img-datafile"
 printf '\002{"format":"raw","virtual-size":1048576,"filename":"/var/lib/cache/img"}' >"$work/corpus-bodies/img-raw"
+printf 'K0{"disk":{"format":"raw","image_id":"img-1","disk_size_mb":-1}}' >"$work/corpus-bodies/disk-create"
+printf 'K1{"disk":{"size":2048,"server_id":"s-1"}}' >"$work/corpus-bodies/disk-resize"
+printf 'K2{"disk":{"image_id":"i1","storagecache_id":"sc1","format":"qcow2","server_id":"s1"}}' >"$work/corpus-bodies/image-cache"
+printf 'K3{"disk":{"image_id":"i1","storagecache_id":"sc1"}}' >"$work/corpus-bodies/image-uncache"
 printf '\006{"format":"qcow2","virtual-size":1,"filename":"json:{}","backing-filename":"/etc/passwd"}' >"$work/corpus-bodies/img-backing"
 mkdir -p "$work/corpus-desc"
 for f in "$srcdir"/tests/data/desc/*.json; do cp "$f" "$work/corpus-desc/"; done

@@ -154,8 +154,11 @@ expect_eq "$(echo "$cb" | json 'j.get("__reason__"), j["disk_size"]')" "(None, $
 expect_eq "$(qemu-img info -U --output=json "$T/disks/$D0" | json 'j["virtual-size"]')" "$img_vs" "overlay of the image's size"
 cb=$(task "$(next_task)" POST "/disks/$ST/delete/$D0" '{"disk":{}}')
 [ ! -e "$T/disks/$D0" ] || fail "disk $D0 not deleted: $cb"
-cb=$(task "$(next_task)" POST "/disks/$ST/create/blank0-$$" '{"disk":{"format":"qcow2","disk_size_mb":-1}}' 2>/dev/null)
-expect_contains "$(echo "$cb" | json 'j.get("__reason__")')" "disk.disk_size_mb" "a blank disk needs a size"
+# A bad body is refused at once (400 naming the field), with no task accepted and no file.
+out=$(tapi "$(next_task)" POST "/disks/$ST/create/blank0-$$" '{"disk":{"format":"qcow2","disk_size_mb":-1}}')
+expect_eq "$(last_code)" 400 "a blank disk without a size: $out"
+expect_contains "$out" "disk.disk_size_mb" "a blank disk needs a size"
+[ ! -e "$T/disks/blank0-$$" ] || fail "a refused create left a file"
 out=$(expect_api 200 GET "/disks/$ST/$D1/status")
 expect_eq "$(echo "$out" | json 'j["status"]')" exist "status of the disk"
 out=$(expect_api 200 GET "/disks/$ST/nosuch/status")
