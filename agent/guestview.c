@@ -1,4 +1,5 @@
 /* The guest view: a sorted array of entries, looked up by binary search. Loop thread only. */
+#include <assert.h>
 #include <time.h>
 
 #include "agent/guestview.h"
@@ -124,21 +125,8 @@ uint64_t guestview_removed_seq(const struct guestview *v)
 /* Index of sid, or of where it would go (*ret_found false). */
 static size_t find(const struct guestview *v, const char *sid, bool *ret_found)
 {
-	size_t lo = 0, hi = v->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(v->list[mid].sid, sid);
-		if (c == 0) {
-			*ret_found = true;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*ret_found = false;
-	return lo;
+	static_assert(offsetof(struct guest_info, sid) == 0, "sorted by the first member");
+	return keyed_find(v->list, v->n, sizeof(*v->list), sid, ret_found);
 }
 
 const struct guest_info *guestview_get(const struct guestview *v, const char *sid)
@@ -165,21 +153,10 @@ static struct guest_info *ensure(struct guestview *v, const char *sid)
 	size_t i = find(v, sid, &found);
 	if (found)
 		return &v->list[i];
-	if (v->n == v->alloc) {
-		size_t alloc = MAX(v->alloc * 2, (size_t)16);
-		struct guest_info *l = realloc(v->list, sizeof(*l) * alloc);
-		if (!l)
-			return NULL;
-		v->list = l;
-		v->alloc = alloc;
-	}
-	char *s = strdup(sid);
-	if (!s)
-		return NULL;
-	memmove(&v->list[i + 1], &v->list[i], sizeof(*v->list) * (v->n - i));
-	v->n++;
-	v->list[i] = (struct guest_info){.sid = s, .state = GUEST_STATE_NO_DOMAIN};
-	return &v->list[i];
+	struct guest_info *x = keyed_insert(&v->list, &v->n, &v->alloc, sizeof(*v->list), i, sid);
+	if (x)
+		x->state = GUEST_STATE_NO_DOMAIN;
+	return x;
 }
 
 int guestview_set_state(struct guestview *v, const char *sid, int state, int reason, int qemu_pid,

@@ -1,5 +1,6 @@
 /* The guest agent's pure parts: allow-list, request bodies, replies, and the table of which
  * guests' agents answer (loop thread). */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -292,21 +293,8 @@ struct qga_tracker *qga_tracker_free(struct qga_tracker *t)
 
 static size_t find(const struct qga_tracker *t, const char *sid, bool *found)
 {
-	size_t lo = 0, hi = t->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(t->e[mid].sid, sid);
-		if (c == 0) {
-			*found = true;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*found = false;
-	return lo;
+	static_assert(offsetof(struct qga_entry, sid) == 0, "sorted by the first member");
+	return keyed_find(t->e, t->n, sizeof(*t->e), sid, found);
 }
 
 static struct qga_entry *ensure(struct qga_tracker *t, const char *sid)
@@ -315,21 +303,7 @@ static struct qga_entry *ensure(struct qga_tracker *t, const char *sid)
 	size_t i = find(t, sid, &found);
 	if (found)
 		return &t->e[i];
-	if (t->n == t->alloc) {
-		size_t alloc = MAX(t->alloc * 2, (size_t)16);
-		struct qga_entry *e = realloc(t->e, sizeof(*e) * alloc);
-		if (!e)
-			return NULL;
-		t->e = e;
-		t->alloc = alloc;
-	}
-	char *s = strdup(sid);
-	if (!s)
-		return NULL;
-	memmove(&t->e[i + 1], &t->e[i], sizeof(*t->e) * (t->n - i));
-	t->n++;
-	t->e[i] = (struct qga_entry){.sid = s};
-	return &t->e[i];
+	return keyed_insert(&t->e, &t->n, &t->alloc, sizeof(*t->e), i, sid);
 }
 
 int qga_tracker_channel(struct qga_tracker *t, const char *sid, enum qga_channel ch)

@@ -126,6 +126,12 @@ static inline void strv_freep(char ***l)
 }
 #define _cleanup_strv_free_ _cleanup_(strv_freep)
 
+/* Arrays of structs kept sorted by their first member, a `char *` key they own (a guest id):
+ * the index of key, or where it would go (*ret_found false); and the insertion there of a zeroed
+ * element holding a copy of key, growing the array basep points to (NULL on OOM). */
+size_t keyed_find(const void *base, size_t n, size_t size, const char *key, bool *ret_found);
+void *keyed_insert(void *basep, size_t *n, size_t *alloc, size_t size, size_t i, const char *key);
+
 char *strjoin_real(const char *first, ...) _sentinel_;
 #define strjoin(a, ...) strjoin_real((a), __VA_ARGS__, NULL)
 int asprintf_safe(char **ret, const char *fmt, ...) _printf_(2, 3);

@@ -91,3 +91,51 @@ int asprintf_safe(char **ret, const char *fmt, ...)
 	*ret = s;
 	return 0;
 }
+
+static const char *key_at(const void *base, size_t size, size_t i)
+{
+	return *(char *const *)((const char *)base + i * size);
+}
+
+size_t keyed_find(const void *base, size_t n, size_t size, const char *key, bool *ret_found)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(key_at(base, size, mid), key);
+		if (c == 0) {
+			*ret_found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*ret_found = false;
+	return lo;
+}
+
+void *keyed_insert(void *basep, size_t *n, size_t *alloc, size_t size, size_t i, const char *key)
+{
+	void *base;
+	memcpy(&base, basep, sizeof(base)); /* basep points to the caller's typed pointer */
+	if (*n == *alloc) {
+		size_t a = MAX(*alloc * 2, (size_t)16);
+		void *b = realloc(base, size * a);
+		if (!b)
+			return NULL;
+		memcpy(basep, &b, sizeof(b));
+		base = b;
+		*alloc = a;
+	}
+	char *k = strdup(key);
+	if (!k)
+		return NULL;
+	char *at = (char *)base + i * size;
+	memmove(at + size, at, size * (*n - i));
+	(*n)++;
+	memset(at, 0, size);
+	memcpy(at, &k, sizeof(k));
+	return at;
+}
