@@ -84,6 +84,8 @@ static struct quoted quote(const char *v)
 
 static const char *type_name(const json_t *v)
 {
+	if (!v)
+		return "nothing";
 	switch (json_typeof(v)) {
 	case JSON_OBJECT:
 		return "object";
@@ -153,22 +155,31 @@ static int check_text(struct ctx *c, const char *fname, const char *s, size_t le
 	return 0;
 }
 
+/* The value of key: 1 when present, 0 when absent or null, refused when absent and required. */
+static int field_value(struct ctx *c, const json_t *obj, const struct fname *f, const char *key,
+		       bool required, json_t **ret)
+{
+	json_t *v = json_object_get(obj, key);
+	*ret = v && !json_is_null(v) ? v : NULL;
+	if (*ret)
+		return 1;
+	return required ? fail(c, "%s: missing", f->s) : 0;
+}
+
 /* Returns 1 and the string when present, 0 when absent (or null), negative on refusal. */
 static int get_string(struct ctx *c, const json_t *obj, const char *prefix, const char *key,
 		      bool required, size_t max, unsigned flags, const char **ret)
 {
 	struct fname f = field(prefix, key);
-	json_t *v = json_object_get(obj, key);
-	if (!v || json_is_null(v)) {
-		if (required)
-			return fail(c, "%s: missing", f.s);
-		*ret = NULL;
-		return 0;
-	}
+	json_t *v;
+	int r = field_value(c, obj, &f, key, required, &v);
+	*ret = NULL;
+	if (r <= 0)
+		return r;
 	if (!json_is_string(v))
 		return fail(c, "%s: expected string, got %s", f.s, type_name(v));
 	const char *s = json_string_value(v);
-	int r = check_text(c, f.s, s, json_string_length(v), max, flags);
+	r = check_text(c, f.s, s, json_string_length(v), max, flags);
 	if (r < 0)
 		return r;
 	if (required && !*s)
@@ -193,13 +204,11 @@ static int get_int(struct ctx *c, const json_t *obj, const char *prefix, const c
 		   bool required, int64_t min, int64_t max, int64_t def, int64_t *ret)
 {
 	struct fname f = field(prefix, key);
-	json_t *v = json_object_get(obj, key);
-	if (!v || json_is_null(v)) {
-		if (required)
-			return fail(c, "%s: missing", f.s);
-		*ret = def;
-		return 0;
-	}
+	json_t *v;
+	int r = field_value(c, obj, &f, key, required, &v);
+	*ret = def;
+	if (r <= 0)
+		return r;
 	if (!json_is_integer(v))
 		return fail(c, "%s: expected integer, got %s", f.s, type_name(v));
 	json_int_t n = json_integer_value(v);
