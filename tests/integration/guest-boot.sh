@@ -7,41 +7,18 @@
 # its guest agent must report the seed's hostname. `stop` with a timeout then powers it off by
 # the ACPI power button ("graceful"), well before the timeout.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/guest-lib.sh"
 need_root
-command -v qemu-system-x86_64 >/dev/null || hard "qemu-system-x86_64 is not installed"
 BOOT_LIMIT=${GUEST_BOOT_LIMIT:-120} # seconds from start to ping (about 20 s measured here)
-
-IMAGE=$("$top_srcdir/tests/guest-image/build.sh" | tail -n1) || hard "the guest image build failed"
-[ -s "$IMAGE" ] || hard "no guest image at '$IMAGE'"
-command -v xorriso >/dev/null || hard "xorriso missing (tests/guest-image/build.sh installs it)"
-
-libvirtd_lock shared
-libvirtd_up || hard "libvirtd does not start"
+guest_prepare
 
 # ---- network: host bridge <-> veth <-> namespace (the test side, 10.213.0.1/24) ----
-NS=hagb-$$
-BR=hagb$$
-VH=hagv$$h
-VN=hagv$$n
+guest_net hagb 10.213.0.1/24
 GUEST_IP=10.213.0.10
-MAC=52:54:00:$(printf '%02x:%02x:%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)))
-ip netns add "$NS" || hard "cannot create network namespace $NS"
-on_exit "ip netns del $NS"
-ip link add "$BR" type bridge || hard "cannot create bridge $BR"
-on_exit "ip link del $BR"
-ip link add "$VH" type veth peer name "$VN" || hard "cannot create veth $VH"
-on_exit "ip link del $VH"
-ip link set "$VH" master "$BR"
-ip link set "$VH" up
-ip link set "$BR" up
-ip link set "$VN" netns "$NS"
-ip -n "$NS" link set lo up
-ip -n "$NS" addr add 10.213.0.1/24 dev "$VN"
-ip -n "$NS" link set "$VN" up
+MAC=$(random_mac)
 
 # ---- the guest's disks: the cached image as backing file, the NoCloud seed ----
-mkdir -p "$T/disks/images" "$T/seed"
-ln "$IMAGE" "$T/disks/images/guest.qcow2" 2>/dev/null || cp "$IMAGE" "$T/disks/images/guest.qcow2"
+mkdir -p "$T/seed"
 SID=hagb-$$-vm
 HOSTNAME_WANT=vm-boot-$$
 printf 'instance-id: %s\nlocal-hostname: %s\n' "$SID" "$HOSTNAME_WANT" >"$T/seed/meta-data"
@@ -60,13 +37,10 @@ ethernets:
     addresses: [$GUEST_IP/24]
     gateway4: 10.213.0.1
 N
-xorriso -as mkisofs -quiet -o "$T/disks/seed.iso" -V cidata -J -r \
-	"$T/seed/user-data" "$T/seed/meta-data" "$T/seed/network-config" ||
-	hard "cannot build the NoCloud seed"
+guest_seed_iso
 
 start_agent --virt-type qemu
 on_exit "virsh -c qemu:///system destroy $SID; virsh -c qemu:///system undefine --nvram $SID"
-vstate() { virsh -c qemu:///system domstate "$SID" 2>/dev/null | head -n1; }
 fail_diag() {
 	echo "--- domain XML"; virsh -c qemu:///system dumpxml "$SID" 2>/dev/null | head -n 80
 	echo "--- /var/log/libvirt/qemu/$SID.log"; tail -n 20 "/var/log/libvirt/qemu/$SID.log" 2>/dev/null
@@ -98,42 +72,17 @@ t0=$SECONDS
 out=$(expect_api 200 POST "/servers/$SID/start" '{}')
 expect_eq "$(echo "$out" | json 'j["is_running"]')" true "start"
 # The serial console (a pty) goes to a file, for the failure report.
-pty=$(virsh -c qemu:///system ttyconsole "$SID") || fail "no serial console"
-cat "$pty" >"$T/console.log" 2>/dev/null &
-on_exit "kill $!"
-pinged() { ip netns exec "$NS" ping -c1 -W1 -q "$GUEST_IP"; }
-while ! pinged >/dev/null 2>&1; do
-	[ "$(vstate)" = running ] || fail "guest stopped while booting: $(vstate)"
-	[ $((SECONDS - t0)) -lt "$BOOT_LIMIT" ] || fail "no ping from $GUEST_IP within $BOOT_LIMIT s"
-	sleep 0.5
-done
+guest_console
+wait_ping "$GUEST_IP"
 BOOT_TO_PING=$((SECONDS - t0))
 ok "guest booted from its disk under TCG and answered ping from the namespace after ${BOOT_TO_PING} s"
 
 # The guest agent answers and cloud-init applied the seed's hostname.
-qga() { virsh -c qemu:///system qemu-agent-command --timeout 5 "$SID" "$1"; }
 wait_for 60 qga '{"execute":"guest-ping"}' || fail "qemu-guest-agent does not answer"
 got=$(qga '{"execute":"guest-get-host-name"}' | json 'j["return"]["host-name"]')
 expect_eq "$got" "$HOSTNAME_WANT" "hostname from the NoCloud seed"
 ok "guest agent answers after $((SECONDS - t0)) s; hostname $got from the seed"
 
-# qga_exec PROGRAM ARG...: runs a program in the guest through the guest agent; prints its
-# stdout once it exited.
-qga_exec() {
-	local args pid st
-	args=$(python3 -c 'import json,sys; print(json.dumps({"execute": "guest-exec", "arguments":
-		{"path": sys.argv[1], "arg": sys.argv[2:], "capture-output": True}}))' "$@")
-	pid=$(qga "$args" | json 'j["return"]["pid"]') || return 1
-	for _ in $(seq 600); do
-		st=$(qga "{\"execute\":\"guest-exec-status\",\"arguments\":{\"pid\":$pid}}") || return 1
-		if [ "$(echo "$st" | json 'j["return"]["exited"]')" = true ]; then
-			echo "$st" | json '__import__("base64").b64decode(j["return"].get("out-data", "")).decode()'
-			return 0
-		fi
-		sleep 0.2
-	done
-	return 1
-}
 # The power button is only handled once logind runs: press it after the boot finished, as a
 # user would (a press before that is lost, and the stop is forced at the timeout).
 booted=$(qga_exec /bin/systemctl is-system-running --wait) || fail "cannot ask the guest's systemd"

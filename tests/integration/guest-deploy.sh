@@ -9,42 +9,17 @@
 # carries the login_key the region decrypts with the guest id, and after a reboot the guest has
 # the new password and file while its SSH host keys stayed the same.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/guest-lib.sh"
 need_root
-command -v qemu-system-x86_64 >/dev/null || hard "qemu-system-x86_64 is not installed"
-command -v xorriso >/dev/null || hard "xorriso missing (Debian package xorriso)"
 command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || hard "openssh-client missing"
 BOOT_LIMIT=${GUEST_BOOT_LIMIT:-240} # seconds from start to ssh
-
-IMAGE=$(flock /tmp/guest-image.lock "$top_srcdir/tests/guest-image/build.sh" | tail -n1) ||
-	hard "the guest image build failed"
-[ -s "$IMAGE" ] || hard "no guest image at '$IMAGE'"
-
-libvirtd_lock shared
-libvirtd_up || hard "libvirtd does not start"
+guest_prepare
 
 # ---- network: host bridge <-> veth <-> namespace (the test side, 10.214.0.1/24) ----
-NS=hagc-$$
-BR=hagc$$
-VH=hagc$$h
-VN=hagc$$n
+guest_net hagc 10.214.0.1/24
 GUEST_IP=10.214.0.10
-MAC=52:54:00:$(printf '%02x:%02x:%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)))
-ip netns add "$NS" || hard "cannot create network namespace $NS"
-on_exit "ip netns del $NS"
-ip link add "$BR" type bridge || hard "cannot create bridge $BR"
-on_exit "ip link del $BR"
-ip link add "$VH" type veth peer name "$VN" || hard "cannot create veth $VH"
-on_exit "ip link del $VH"
-ip link set "$VH" master "$BR"
-ip link set "$VH" up
-ip link set "$BR" up
-ip link set "$VN" netns "$NS"
-ip -n "$NS" link set lo up
-ip -n "$NS" addr add 10.214.0.1/24 dev "$VN"
-ip -n "$NS" link set "$VN" up
+MAC=$(random_mac)
 
-mkdir -p "$T/disks/images"
-ln "$IMAGE" "$T/disks/images/guest.qcow2" 2>/dev/null || cp "$IMAGE" "$T/disks/images/guest.qcow2"
 ssh-keygen -q -t ed25519 -N '' -C "hagc-$$" -f "$T/id" || hard "ssh-keygen failed"
 PUBKEY=$(cat "$T/id.pub")
 KEYTEXT=$(cut -d' ' -f2 "$T/id.pub") # the base64 part: what must not be logged or stored
@@ -56,7 +31,6 @@ HOSTNAME_WANT=hagc-vm-$$
 
 start_agent --virt-type qemu
 on_exit "virsh -c qemu:///system destroy $SID; virsh -c qemu:///system undefine --nvram $SID"
-vstate() { virsh -c qemu:///system domstate "$SID" 2>/dev/null | head -n1; }
 fail_diag() {
 	echo "--- domain XML"; virsh -c qemu:///system dumpxml "$SID" 2>/dev/null | grep -A8 cdrom
 	echo "--- /var/log/libvirt/qemu/$SID.log"; tail -n 20 "/var/log/libvirt/qemu/$SID.log" 2>/dev/null
@@ -66,12 +40,6 @@ gssh() {
 	ip netns exec "$NS" ssh -i "$T/id" -o BatchMode=yes -o ConnectTimeout=5 \
 		-o UserKnownHostsFile="$T/known_hosts" -o StrictHostKeyChecking="${HOSTKEYS:-accept-new}" \
 		-o LogLevel=ERROR "root@$GUEST_IP" -- "PATH=/usr/sbin:/usr/bin:/sbin:/bin; $*"
-}
-console_to_file() {
-	local pty
-	pty=$(virsh -c qemu:///system ttyconsole "$SID") || fail "no serial console"
-	cat "$pty" >>"$T/console.log" 2>/dev/null &
-	on_exit "kill $! 2>/dev/null"
 }
 # Logs in until cloud-init has finished (its ssh module restarts sshd, on a first boot with new
 # host keys: those are the ones recorded afterwards, unless HOSTKEYS=yes demands the old ones).
@@ -137,7 +105,7 @@ expect_contains "$(echo "$xml" | grep -A8 "$ISO")" "<readonly/>" "config drive r
 ok "create built the config drive (cidata, 0600) and attached it read-only"
 
 expect_api 200 POST "/servers/$SID/start" '{}' >/dev/null
-console_to_file
+guest_console
 S1=$(wait_ssh)
 ok "root logs in over ssh with the deployed key after ${S1} s"
 check_password "$PASSWORD"
@@ -172,7 +140,7 @@ out=$(expect_api 200 POST "/servers/$SID/deploy" "$body2")
 out=$(expect_api 200 POST "/servers/$SID/stop" '{"timeout": 60}')
 expect_eq "$(vstate)" "shut off" "state after stop"
 expect_api 200 POST "/servers/$SID/start" '{}' >/dev/null
-console_to_file
+guest_console
 export HOSTKEYS=yes # the host keys must be the ones of the first boot
 S2=$(wait_ssh)
 ok "after the deploy and a reboot root logs in again after ${S2} s, same SSH host keys"

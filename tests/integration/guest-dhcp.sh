@@ -9,46 +9,21 @@
 # first. Then: sync rewrites the host entries, a killed dnsmasq is noticed and restarted, delete
 # removes the entries and, with the last guest, stops the instance.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/guest-lib.sh"
 need_root
-command -v qemu-system-x86_64 >/dev/null || hard "qemu-system-x86_64 is not installed"
 command -v dnsmasq >/dev/null || hard "dnsmasq missing (deploy/setup-host.sh installs dnsmasq-base)"
 BOOT_LIMIT=${GUEST_BOOT_LIMIT:-180} # seconds from start to ping
-
-IMAGE=$(flock /tmp/guest-image.lock "$top_srcdir/tests/guest-image/build.sh" | tail -n1) ||
-	hard "the guest image build failed"
-[ -s "$IMAGE" ] || hard "no guest image at '$IMAGE'"
-
-libvirtd_lock shared
-libvirtd_up || hard "libvirtd does not start"
+guest_prepare
 
 # ---- network: host bridge (an address outside the guests' subnet) <-> veth <-> namespace ----
-NS=hagd-$$
-BR=hagd$$
-VH=hagd$$h
-VN=hagd$$n
 SUB=$((($$ % 200) + 20))
 BR_IP=10.217.$SUB.1/30         # the host's address on the bridge
 GW=10.218.$SUB.1               # the namespace plays the guests' router
 GUEST_IP=10.218.$SUB.10
-MAC=52:54:00:$(printf '%02x:%02x:%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)))
-MAC2=52:54:00:$(printf '%02x:%02x:%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)))
-ip netns add "$NS" || hard "cannot create network namespace $NS"
-on_exit "ip netns del $NS"
-ip link add "$BR" type bridge || hard "cannot create bridge $BR"
-on_exit "ip link del $BR"
-ip link add "$VH" type veth peer name "$VN" || hard "cannot create veth $VH"
-on_exit "ip link del $VH"
-ip link set "$VH" master "$BR"
-ip link set "$VH" up
-ip addr add "$BR_IP" dev "$BR"
-ip link set "$BR" up
-ip link set "$VN" netns "$NS"
-ip -n "$NS" link set lo up
-ip -n "$NS" addr add "$GW/24" dev "$VN"
-ip -n "$NS" link set "$VN" up
+MAC=$(random_mac)
+MAC2=$(random_mac)
+guest_net hagd "$GW/24" "$BR_IP"
 
-mkdir -p "$T/disks/images"
-ln "$IMAGE" "$T/disks/images/guest.qcow2" 2>/dev/null || cp "$IMAGE" "$T/disks/images/guest.qcow2"
 SID=hagd-$$-vm
 UUID=$(python3 -c 'import uuid; print(uuid.uuid4())')
 HOSTNAME_WANT=vm-dhcp-$$
@@ -56,7 +31,6 @@ HOSTNAME_WANT=vm-dhcp-$$
 start_agent --virt-type qemu
 on_exit "virsh -c qemu:///system destroy $SID; virsh -c qemu:///system undefine --nvram $SID"
 D=$T/state/dhcp/$BR
-vstate() { virsh -c qemu:///system domstate "$SID" 2>/dev/null | head -n1; }
 dnsmasq_pid() { cat "$D/pid" 2>/dev/null; }
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null && grep -q dnsmasq "/proc/$1/comm"; }
 dnsmasq_alive() { alive "$(dnsmasq_pid)"; }
@@ -100,36 +74,14 @@ ok "create wrote the host entry of the NIC with ip (not the other) and started d
 t0=$SECONDS
 out=$(expect_api 200 POST "/servers/$SID/start" '{}')
 expect_eq "$(echo "$out" | json 'j["is_running"]')" true "start"
-pty=$(virsh -c qemu:///system ttyconsole "$SID") || fail "no serial console"
-cat "$pty" >"$T/console.log" 2>/dev/null &
-on_exit "kill $!"
+guest_console
+wait_ping "$GUEST_IP"
 pinged() { ip netns exec "$NS" ping -c1 -W1 -q "$GUEST_IP"; }
-while ! pinged >/dev/null 2>&1; do
-	[ "$(vstate)" = running ] || fail "guest stopped while booting: $(vstate)"
-	[ $((SECONDS - t0)) -lt "$BOOT_LIMIT" ] || fail "no ping from $GUEST_IP within $BOOT_LIMIT s"
-	sleep 0.5
-done
 BOOT_TO_PING=$((SECONDS - t0))
 expect_contains "$(cat "$D/leases")" "$MAC $GUEST_IP $HOSTNAME_WANT" "dnsmasq lease"
 ok "guest took $GUEST_IP from the agent's DHCP and answered ping from the namespace after ${BOOT_TO_PING} s"
 
 # What the guest applied, through its guest agent.
-qga() { virsh -c qemu:///system qemu-agent-command --timeout 5 "${QSID:-$SID}" "$1"; }
-qga_exec() {
-	local args pid st
-	args=$(python3 -c 'import json,sys; print(json.dumps({"execute": "guest-exec", "arguments":
-		{"path": sys.argv[1], "arg": sys.argv[2:], "capture-output": True}}))' "$@")
-	pid=$(qga "$args" | json 'j["return"]["pid"]') || return 1
-	for _ in $(seq 300); do
-		st=$(qga "{\"execute\":\"guest-exec-status\",\"arguments\":{\"pid\":$pid}}") || return 1
-		if [ "$(echo "$st" | json 'j["return"]["exited"]')" = true ]; then
-			echo "$st" | json '__import__("base64").b64decode(j["return"].get("out-data", "")).decode()'
-			return 0
-		fi
-		sleep 0.2
-	done
-	return 1
-}
 wait_for 60 qga '{"execute":"guest-ping"}' || fail "qemu-guest-agent does not answer"
 ifs=$(qga '{"execute":"guest-network-get-interfaces"}')
 addr_of() { # MAC -> IPv4 addresses of that interface
@@ -152,7 +104,7 @@ ok "guest applied mask, gateway, route, MTU, DNS and domain from the descriptor;
 
 # ---- a second guest on the bridge takes its own address and reaches the first ----
 SID2=hagd-$$-vm2
-MAC3=52:54:00:$(printf '%02x:%02x:%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)))
+MAC3=$(random_mac)
 GUEST2_IP=10.218.$SUB.12
 on_exit "virsh -c qemu:///system destroy $SID2; virsh -c qemu:///system undefine --nvram $SID2"
 desc2=$(cat <<J
@@ -174,10 +126,10 @@ while ! pinged2 >/dev/null 2>&1; do
 	sleep 0.5
 done
 BOOT2_TO_PING=$((SECONDS - t2))
-QSID=$SID2 wait_for 60 qga '{"execute":"guest-ping"}' || fail "the second guest's agent does not answer"
+QGA_SID=$SID2 wait_for 60 qga '{"execute":"guest-ping"}' || fail "the second guest's agent does not answer"
 # Reached: an ICMP echo reply, or a TCP answer from the first guest (a SYN-ACK, or the RST of a
 # closed port: "Connection refused" comes from the peer; an unreachable one times out).
-reach=$(QSID=$SID2 qga_exec /bin/bash -c "if ping -c1 -W2 $GUEST_IP >/dev/null 2>&1; then echo reached;
+reach=$(QGA_SID=$SID2 qga_exec /bin/bash -c "if ping -c1 -W2 $GUEST_IP >/dev/null 2>&1; then echo reached;
 	elif timeout 5 bash -c 'exec 3<>/dev/tcp/$GUEST_IP/22' 2>/tmp/e; then echo reached;
 	elif grep -q refused /tmp/e; then echo reached; else cat /tmp/e; fi")
 expect_contains "$reach" reached "second guest -> first guest"

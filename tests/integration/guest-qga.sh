@@ -13,42 +13,18 @@
 # and the heartbeat drops the guest.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/keystone-lib.sh"
+. "$(dirname "$0")/guest-lib.sh"
 need_root
-command -v qemu-system-x86_64 >/dev/null || hard "qemu-system-x86_64 is not installed"
 BOOT_LIMIT=${GUEST_BOOT_LIMIT:-180}
-
-IMAGE=$(flock /tmp/guest-image.lock "$top_srcdir/tests/guest-image/build.sh" | tail -n1) ||
-	hard "the guest image build failed"
-[ -s "$IMAGE" ] || hard "no guest image at '$IMAGE'"
-command -v xorriso >/dev/null || hard "xorriso missing (tests/guest-image/build.sh installs it)"
-
-libvirtd_lock shared
-libvirtd_up || hard "libvirtd does not start"
+guest_prepare
 
 # ---- network: host bridge <-> veth <-> namespace (the test side, 10.214.0.1/24) ----
-NS=hagq-$$
-BR=hagq$$
-VH=hagq$$h
-VN=hagq$$n
+guest_net hagq 10.214.0.1/24
 GUEST_IP=10.214.0.10
-MAC=52:54:00:$(printf '%02x:%02x:%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)))
-ip netns add "$NS" || hard "cannot create network namespace $NS"
-on_exit "ip netns del $NS"
-ip link add "$BR" type bridge || hard "cannot create bridge $BR"
-on_exit "ip link del $BR"
-ip link add "$VH" type veth peer name "$VN" || hard "cannot create veth $VH"
-on_exit "ip link del $VH"
-ip link set "$VH" master "$BR"
-ip link set "$VH" up
-ip link set "$BR" up
-ip link set "$VN" netns "$NS"
-ip -n "$NS" link set lo up
-ip -n "$NS" addr add 10.214.0.1/24 dev "$VN"
-ip -n "$NS" link set "$VN" up
+MAC=$(random_mac)
 
 # ---- the guest's disks: the cached image as backing file, the NoCloud seed ----
-mkdir -p "$T/disks/images" "$T/seed"
-ln "$IMAGE" "$T/disks/images/guest.qcow2" 2>/dev/null || cp "$IMAGE" "$T/disks/images/guest.qcow2"
+mkdir -p "$T/seed"
 SID=hagq-$$-vm
 HOSTNAME_WANT=vm-qga-$$
 printf 'instance-id: %s\nlocal-hostname: %s\n' "$SID" "$HOSTNAME_WANT" >"$T/seed/meta-data"
@@ -62,9 +38,7 @@ ethernets:
     addresses: [$GUEST_IP/24]
     gateway4: 10.214.0.1
 N
-xorriso -as mkisofs -quiet -o "$T/disks/seed.iso" -V cidata -J -r \
-	"$T/seed/user-data" "$T/seed/meta-data" "$T/seed/network-config" ||
-	hard "cannot build the NoCloud seed"
+guest_seed_iso
 
 # ---- keystone, the fake region, the agent in region mode ----
 KS_PORT=$(ks_free_port)
@@ -99,7 +73,6 @@ PY
 }
 has() { [ -n "$(recs "$1" "$2")" ]; }
 lines() { wc -l <"$FR_RECORD"; }
-vstate() { virsh -c qemu:///system domstate "$SID" 2>/dev/null | head -n1; }
 fail_diag() {
 	echo "--- fake region records"; tail -n 5 "$FR_RECORD" 2>/dev/null
 	echo "--- /var/log/libvirt/qemu/$SID.log"; tail -n 10 "/var/log/libvirt/qemu/$SID.log" 2>/dev/null
@@ -169,23 +142,8 @@ ok "qga-guest-ping answered $PING_AT s after start"
 grep -q "Guest agent connected.*$SID" "$T/agent.log" || fail "no agent lifecycle event in the log"
 
 # Boot completion, asked through libvirt directly (guest-exec is not allowed through the API).
-qga() { virsh -c qemu:///system qemu-agent-command --timeout 60 "$SID" "$1"; }
-exec_guest() {
-	local args pid st
-	args=$(python3 -c 'import json,sys; print(json.dumps({"execute": "guest-exec", "arguments":
-		{"path": sys.argv[1], "arg": sys.argv[2:], "capture-output": True}}))' "$@")
-	pid=$(qga "$args" | json 'j["return"]["pid"]') || return 1
-	for _ in $(seq 600); do
-		st=$(qga "{\"execute\":\"guest-exec-status\",\"arguments\":{\"pid\":$pid}}") || return 1
-		if [ "$(echo "$st" | json 'j["return"]["exited"]')" = true ]; then
-			echo "$st" | json '__import__("base64").b64decode(j["return"].get("out-data", "")).decode()'
-			return 0
-		fi
-		sleep 0.2
-	done
-	return 1
-}
-booted=$(exec_guest /bin/systemctl is-system-running --wait) || fail "cannot ask the guest's systemd"
+QGA_TIMEOUT=60
+booted=$(qga_exec /bin/systemctl is-system-running --wait) || fail "cannot ask the guest's systemd"
 BOOT_DONE=$((SECONDS - t0))
 case $booted in running | degraded) ;; *) fail "guest boot did not finish: '$booted'" ;; esac
 t1=$(date +%s%N)
@@ -224,7 +182,7 @@ expect_contains "$out" '"class":"ForbiddenError"' "guest-exec error class"
 out=$(expect_call 403 POST "/servers/$SID/qga-command" '{"command": {"execute": "guest-file-open", "arguments": {"path": "/etc/shadow"}}}')
 expect_contains "$(echo "$out" | json 'j["details"]')" '"guest-file-open" is not allowed' "guest-file-open refused"
 expect_call 400 POST "/servers/$SID/qga-command" '{"command": "{nope"}' >/dev/null
-[ "$(exec_guest /bin/sh -c 'test -e /hagq-pwned && echo yes || echo no')" = "no" ] || fail "the refused guest-exec ran"
+[ "$(qga_exec /bin/sh -c 'test -e /hagq-pwned && echo yes || echo no')" = "no" ] || fail "the refused guest-exec ran"
 ok "qga-command: guest-get-host-name answers $HOSTNAME_WANT; guest-exec and guest-file-open get 403"
 
 # The heartbeat lists the guest, the metric counts it.
