@@ -313,6 +313,20 @@ rm "$CACHE" && mv "$CACHE.big" "$CACHE"
 retry_ok full1 "$T/big.qcow2"
 ok "disk full: nothing left, reason, retry succeeds"
 
+# Disk full at the last step: the image fits exactly (tmpfs counts whole pages), its
+# description does not; the image, already under its final name, is removed again.
+size=$(stat -c %s "$T/base.qcow2")
+mkdir -p "$CACHE.exact"
+mount -t tmpfs -o size=$(((size + 4095) / 4096 * 4096)) tmpfs "$CACHE.exact" || hard "tmpfs"
+on_exit "umount $CACHE.exact"
+mv "$CACHE" "$CACHE.big" && ln -s "$CACHE.exact" "$CACHE" || hard "swap the cache dir"
+upload inf1 "$T/base.qcow2"
+expect_fault inf1 "image description: No space left"
+[ -z "$(ls -A "$CACHE.exact")" ] || fail "disk full at the description left files: $(ls -A "$CACHE.exact")"
+rm "$CACHE" && mv "$CACHE.big" "$CACHE"
+retry_ok inf1 "$T/base.qcow2"
+ok "disk full at the image description: the image is not left, retry succeeds"
+
 # ---- 7. the H2 image: a qcow2 whose header names a data file outside the roots ----
 mkdir -p "$T/secret"
 printf 'HOST-SECRET' >"$T/secret/secret.raw"
