@@ -327,6 +327,13 @@ rm "$CACHE" && mv "$CACHE.big" "$CACHE"
 retry_ok inf1 "$T/base.qcow2"
 ok "disk full at the image description: the image is not left, retry succeeds"
 
+# A .tmp left by an agent that died mid-download does not block the next download.
+printf 'half a download' >"$CACHE/stale1.tmp"
+upload stale1 "$T/base.qcow2"
+retry_ok stale1 "$T/base.qcow2"
+[ ! -e "$CACHE/stale1.tmp" ] || fail "stale1.tmp left after the download"
+ok "a stale .tmp is replaced by the next download"
+
 # ---- 7. the H2 image: a qcow2 whose header names a data file outside the roots ----
 mkdir -p "$T/secret"
 printf 'HOST-SECRET' >"$T/secret/secret.raw"
