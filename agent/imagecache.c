@@ -296,9 +296,13 @@ static int fetch_run(struct fetch *f)
 	if (f->meta.size < 0)
 		f->meta.size = (int64_t)bytes;
 	r = write_inf(f, disk_format, &ii);
-	if (r < 0)
+	if (r < 0) {
+		/* Not half-done: without its description the file is no cached image (a disk is
+		 * made from both), and it must not stay under the final name. */
+		(void)unlink(f->path);
 		return job_fail(&f->error, r, "cannot write the image description: %s",
 				strerror(-r));
+	}
 	f->place_usec = now_usec() - t3;
 	return 0;
 fail:

@@ -1,7 +1,9 @@
 /* Disk preparation with the real qemu-img in a temporary disk root. */
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent/desc.h"
 #include "agent/disks.h"
@@ -172,6 +174,27 @@ static void test_failure_cleans_up(void **state)
 	int r = disks_prepare(d, f->roots, NULL, &err);
 	assert_true(r < 0);
 	assert_non_null(strstr(err, "disk b:"));
+	assert_int_equal(access(d->disks[0].path, F_OK), -1);
+	assert_int_equal(access(d->disks[1].path, F_OK), -1);
+
+	/* qemu-img failing on a file it was given (a raw disk of 64 TiB: more than ext4 takes)
+	 * leaves neither that file nor the disk before it. */
+	_cleanup_free_ char *probe = strjoin(f->disks, "/probe");
+	_cleanup_close_ int pfd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(pfd >= 0);
+	bool efbig = ftruncate(pfd, 64LL << 40) < 0 && errno == EFBIG;
+	assert_int_equal(unlink(probe), 0);
+	if (!efbig)
+		return; /* a filesystem that takes 64 TiB files: nothing fails here */
+	guest_desc_free(d);
+	d = parse(f,
+		  DESC_HEAD "\"disks\": [{\"disk_id\": \"a\", \"size\": 8},"
+			    "{\"disk_id\": \"b\", \"size\": 67108864, \"format\": \"raw\"}]}",
+		  f->dir);
+	free(err);
+	err = NULL;
+	assert_true(disks_prepare(d, f->roots, NULL, &err) < 0);
+	assert_non_null(strstr(err, "disk b: qemu-img create failed"));
 	assert_int_equal(access(d->disks[0].path, F_OK), -1);
 	assert_int_equal(access(d->disks[1].path, F_OK), -1);
 }

@@ -111,6 +111,10 @@ static void test_real_images(void **state)
 	free(err), err = NULL;
 	/* Read as raw, a qcow2 file is "raw" to qemu-img: announced raw is accepted as raw. */
 	assert_int_equal(image_inspect(good, "raw", &ii, &err), 0);
+	/* Announced qcow2, it is not one (here a raw file): refused, not taken for what it is. */
+	assert_int_equal(image_inspect(data, "qcow2", &ii, &err), -EIO);
+	assert_non_null(strstr(err, "as qcow2"));
+	free(err), err = NULL;
 	unlink(good), unlink(evil), unlink(data), unlink(over), rmdir(dir);
 }
 
