@@ -6,7 +6,8 @@
 # Usage: tests/bench/api-status.sh   (env: top_builddir, BENCH_LIBVIRT_URI (test:///default),
 #        BENCH_GUESTS (50), BENCH_SECONDS (10), BENCH_CONNECTIONS (32), BENCH_THREADS (2),
 #        BENCH_START (0; 1 starts every guest: qemu:///system gives 50 running KVM guests),
-#        BENCH_PATH (status; "list" benchmarks GET /servers instead)).
+#        BENCH_PATH (status; "list" benchmarks GET /servers instead), BENCH_SETTLE (seconds
+#        to let started guests finish their firmware before measuring; 20 with BENCH_START=1)).
 # Build without --enable-sanitizers for representative numbers. Exit 77 when wrk is missing.
 . "$(dirname "$0")/../integration/lib.sh"
 command -v wrk >/dev/null || skip "wrk not installed (apt-get install wrk)"
@@ -57,7 +58,7 @@ JSON
 		"$HOSTCTL" --socket "$T/admin.sock" vm start "$sid" >/dev/null || fail "hostctl vm start $sid"
 	fi
 done
-sleep 1
+sleep "${BENCH_SETTLE:-$([ "$START" = 1 ] && echo 20 || echo 1)}"
 read -r rss1 pss1 priv1 <<<"$(mem $pid)"
 "$HOSTCTL" --socket "$T/admin.sock" vm status "${sids[0]}" >/dev/null || fail "status of ${sids[0]}"
 
