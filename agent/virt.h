@@ -8,6 +8,10 @@
 #include <systemd/sd-event.h>
 
 #include "agent/guestview.h"
+#include "common/macros.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose)
+DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree)
 
 struct virt;
 

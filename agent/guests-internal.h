@@ -1,0 +1,52 @@
+/* Internals of the guest table shared by its modules: agent/guests.c (table, hooks,
+ * operations, lifecycle) and agent/guests-qga.c (the guest agent). Not for other modules.
+ * struct guests is the loop thread's: workers never touch it (they get copies in their jobs
+ * and hand results back through agent/tasks.h). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "agent/guests.h"
+
+#define USEC_PER_SEC 1000000ULL
+
+struct agent;
+struct op_ctx;
+struct scan;
+
+struct guests {
+	struct agent *a;
+	struct guestview *view; /* loop thread only */
+	bool connected;
+	struct guest_hook hooks[GUESTS_MAX_HOOKS];
+	size_t n_hooks;
+	char **creating; /* sids with a create queued or running, once per create */
+	sd_event_source *reconcile_timer;
+	bool reconciling;    /* a reconciliation is queued or running */
+	uint64_t drift;	     /* differences the reconciliation found (and corrected) */
+	uint64_t reconciled; /* reconciliations completed */
+	/* listings waiting a moment: [0] a rebuild retried, [1] a reconciliation's second look */
+	sd_event_source *delay_src[2];
+	struct scan *delayed[2];
+	/* graceful stops waiting for their guest to power off (loop thread) */
+	struct op_ctx *stop_waits;
+	size_t n_stop_waits;
+	/* GET /servers as text, for the view at list_seq (rebuilt when the view changed) */
+	char *list_text;
+	size_t list_len;
+	uint64_t list_seq;
+	/* the guest agents: which answer (agent/qga.h), probed now and then (loop thread) */
+	struct qga_tracker *qga;
+	sd_event_source *qga_timer;
+	bool qga_probing; /* a probe round is queued or running */
+};
+
+/* ---- agent/guests-qga.c (loop thread) ---- */
+/* Schedules the probes of the guest agents and installs the agent channel handler (before
+ * virt_start). */
+int guests_qga_start(struct guests *g);
+/* A status change of sid (NULL: it left the table): only running guests have an agent. */
+void guests_qga_on_state(struct guests *g, const char *sid, const char *status);
