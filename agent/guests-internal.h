@@ -1,5 +1,6 @@
 /* Internals of the guest table shared by its modules: agent/guests.c (table, hooks,
- * operations, lifecycle) and agent/guests-qga.c (the guest agent). Not for other modules.
+ * operations, lifecycle), agent/guests-list.c (listing, reconciliation, lifecycle events, reads
+ * of the view) and agent/guests-qga.c (the guest agent). Not for other modules.
  * struct guests is the loop thread's: workers never touch it (they get copies in their jobs
  * and hand results back through agent/tasks.h). */
 #pragma once
@@ -7,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <systemd/sd-event.h>
 
 #include "agent/guests.h"
@@ -43,6 +45,32 @@ struct guests {
 	sd_event_source *qga_timer;
 	bool qga_probing; /* a probe round is queued or running */
 };
+
+/* ---- agent/guests.c ---- */
+/* The hooks (loop thread): sid started running with qemu_pid; its status changed (NULL: it
+ * left the table; guests_hooks_gone also drops its DHCP hosts). */
+bool guests_hooks_want_running(struct guests *g);
+void guests_hooks_running(struct guests *g, const char *sid, int qemu_pid);
+void guests_hooks_state(struct guests *g, const char *sid, const char *status);
+void guests_hooks_gone(struct guests *g, const char *sid);
+/* Updates the view of sid, then tells the hooks when its status changed (loop thread). */
+void guests_view_state(struct guests *g, const char *sid, int state, int reason, int qemu_pid);
+void guests_view_remove(struct guests *g, const char *sid);
+/* Loads and parses the stored descriptor of sid; -ENOENT when there is no workspace. Any
+ * thread (reads files only). */
+struct config;
+struct guest_desc;
+int guests_load_desc(const struct config *cfg, const char *sid, json_t **ret_json,
+		     struct guest_desc **ret_desc, char **ret_error);
+
+/* ---- agent/guests-list.c (loop thread) ---- */
+/* (Re)arms the periodic reconciliation of the view with libvirt. */
+void guests_schedule_reconcile(struct guests *g);
+/* Drops a delayed listing (slot 0: a rebuild retried, 1: a reconciliation's second look). */
+void guests_list_drop_delayed(struct guests *g, int slot);
+/* libvirt's lifecycle events and connection changes (agent/virt.h handlers). */
+void guests_on_virt_event(const char *name, int event, int detail, void *userdata);
+void guests_on_virt_conn(bool connected, void *userdata);
 
 /* ---- agent/guests-qga.c (loop thread) ---- */
 /* Schedules the probes of the guest agents and installs the agent channel handler (before
