@@ -56,12 +56,6 @@ void guests_hooks_gone(struct guests *g, const char *sid);
 /* Updates the view of sid, then tells the hooks when its status changed (loop thread). */
 void guests_view_state(struct guests *g, const char *sid, int state, int reason, int qemu_pid);
 void guests_view_remove(struct guests *g, const char *sid);
-/* Loads and parses the stored descriptor of sid; -ENOENT when there is no workspace. Any
- * thread (reads files only). */
-struct config;
-struct guest_desc;
-int guests_load_desc(const struct config *cfg, const char *sid, json_t **ret_json,
-		     struct guest_desc **ret_desc, char **ret_error);
 
 /* ---- agent/guests-list.c (loop thread) ---- */
 /* (Re)arms the periodic reconciliation of the view with libvirt. */

@@ -4,7 +4,6 @@
  * guest's status). The listings (scan_work) run on the worker pool and touch only their
  * struct scan; everything else runs on the loop thread, which owns struct guests
  * (agent/guests-internal.h). */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -19,6 +18,7 @@
 #include "agent/report.h"
 #include "agent/tasks.h"
 #include "agent/virt.h"
+#include "agent/workspace.h"
 #include "common/log.h"
 #include "common/path.h"
 
@@ -79,7 +79,8 @@ static void scan_work(void *userdata)
 	for (size_t i = 0; i < s->n; i++) {
 		struct guest_info *x = &s->list[i];
 		_cleanup_guest_desc_ struct guest_desc *d = NULL;
-		if (id_is_valid(x->sid, 64) && guests_load_desc(cfg, x->sid, NULL, &d, NULL) >= 0) {
+		if (id_is_valid(x->sid, 64) &&
+		    workspace_load_desc(cfg, x->sid, NULL, &d, NULL) >= 0) {
 			x->managed = true;
 			x->name = strdup(d->name);
 			x->uuid = strdup(d->uuid);
@@ -88,15 +89,13 @@ static void scan_work(void *userdata)
 		}
 	}
 	/* Workspaces without a domain: a half-created or externally undefined guest. */
-	DIR *dir = opendir(cfg->servers_path);
-	struct dirent *de;
+	_cleanup_strv_free_ char **sids = NULL;
 	size_t listed = s->n;
-	while (dir && (de = readdir(dir))) {
-		if (!id_is_valid(de->d_name, 64))
-			continue;
+	(void)workspace_list(cfg, &sids);
+	STRV_FOREACH (w, sids) {
 		bool seen = false;
 		for (size_t i = 0; i < listed && !seen; i++)
-			seen = streq(s->list[i].sid, de->d_name);
+			seen = streq(s->list[i].sid, *w);
 		if (seen)
 			continue;
 		struct guest_info *l = realloc(s->list, sizeof(*l) * (s->n + 1));
@@ -104,12 +103,10 @@ static void scan_work(void *userdata)
 			break;
 		s->list = l;
 		l[s->n] = (struct guest_info){
-		    .sid = strdup(de->d_name), .state = GUEST_STATE_NO_DOMAIN, .managed = true};
+		    .sid = strdup(*w), .state = GUEST_STATE_NO_DOMAIN, .managed = true};
 		if (l[s->n].sid)
 			s->n++;
 	}
-	if (dir)
-		closedir(dir);
 	s->ok = true;
 }
 

@@ -1,7 +1,6 @@
 /* Guest operations. Each operation runs on the worker pool, keyed by the guest id so that
  * operations on one guest never interleave; the result comes back to the loop thread, which
  * owns the guest table. Nothing here invents state: status answers come from libvirt. */
-#include <dirent.h>
 #include <pthread.h>
 #include <libvirt/libvirt-qemu.h>
 #include <libvirt/virterror.h>
@@ -33,12 +32,12 @@
 #include "agent/serverpush.h"
 #include "agent/ops.h"
 #include "agent/tasks.h"
+#include "agent/workspace.h"
 #include "agent/virt.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/path.h"
 
-#define DESC_MAX (4 * 1024 * 1024)
 static const char *const op_names[_GUEST_OP_MAX] = {
     [GUEST_OP_CREATE] = "create", [GUEST_OP_START] = "start",	  [GUEST_OP_STOP] = "stop",
     [GUEST_OP_REBOOT] = "reboot", [GUEST_OP_SUSPEND] = "suspend", [GUEST_OP_RESUME] = "resume",
@@ -176,51 +175,6 @@ static void reply_ok(struct op_ctx *c, json_t *body)
 	reply_set(c, 200, body ? body : json_pack("{s:s}", "result", "ok"));
 }
 
-static char *workspace_dir(const struct config *cfg, const char *sid)
-{
-	return strjoin(cfg->servers_path, "/", sid);
-}
-
-static char *workspace_desc(const struct config *cfg, const char *sid)
-{
-	return strjoin(cfg->servers_path, "/", sid, "/desc");
-}
-
-/* Loads and parses the stored descriptor; -ENOENT when there is no workspace. */
-int guests_load_desc(const struct config *cfg, const char *sid, json_t **ret_json,
-		     struct guest_desc **ret_desc, char **ret_error)
-{
-	_cleanup_free_ char *p = workspace_desc(cfg, sid), *txt = NULL;
-	if (!p)
-		return -ENOMEM;
-	int r = read_file(p, DESC_MAX, &txt, NULL);
-	if (r < 0)
-		return r;
-	json_error_t jerr;
-	_cleanup_(json_decrefp) json_t *j = json_loads(txt, 0, &jerr);
-	if (!j)
-		return -EBADMSG;
-	_cleanup_guest_desc_ struct guest_desc *d = NULL;
-	r = guest_desc_parse(j, cfg->local_image_path, &d, ret_error);
-	if (r < 0)
-		return r;
-	/* L7: the paths stored at create must resolve to themselves still. */
-	_cleanup_free_ char *why = NULL;
-	r = guest_desc_check_resolved(j, d, &why);
-	if (r < 0) {
-		log_kv(LOG_WARNING, "Stored descriptor refused: a path resolves differently now",
-		       "sid", sid, "reason", strempty(why), NULL);
-		if (ret_error)
-			*ret_error = TAKE_PTR(why);
-		return r;
-	}
-	if (ret_desc)
-		*ret_desc = TAKE_PTR(d);
-	if (ret_json)
-		*ret_json = TAKE_PTR(j);
-	return 0;
-}
-
 /* Consoles listen on vnc_listen, by default on the node's access address (set once at startup,
  * before any operation runs, so workers may read it), never on every address (H1). */
 static void domxml_options(const struct agent *a, struct domxml_opts *o)
@@ -288,14 +242,16 @@ static int define_domain(virConnectPtr conn, const char *xml, char **ret_error)
  * path another guest reads (a cdrom that does not exist yet, say) never becomes a disk. */
 static char *path_user(const struct config *cfg, const char *sid, const char *path, bool as_disk)
 {
-	DIR *dir = opendir(cfg->servers_path);
-	struct dirent *de;
+	_cleanup_strv_free_ char **sids = NULL;
 	char *user = NULL;
-	while (dir && !user && (de = readdir(dir))) {
-		if (!id_is_valid(de->d_name, 64) || streq(de->d_name, sid))
+	(void)workspace_list(cfg, &sids);
+	STRV_FOREACH (w, sids) {
+		if (user)
+			break;
+		if (streq(*w, sid))
 			continue;
 		_cleanup_guest_desc_ struct guest_desc *d = NULL;
-		if (guests_load_desc(cfg, de->d_name, NULL, &d, NULL) < 0)
+		if (workspace_load_desc(cfg, *w, NULL, &d, NULL) < 0)
 			continue;
 		bool hit = false;
 		for (size_t i = 0; i < d->n_disks; i++)
@@ -304,10 +260,8 @@ static char *path_user(const struct config *cfg, const char *sid, const char *pa
 		for (size_t i = 0; !as_disk && i < d->n_cdroms; i++)
 			hit = hit || streq_ptr(d->cdroms[i].path, path);
 		if (hit)
-			user = strdup(de->d_name);
+			user = strdup(*w);
 	}
-	if (dir)
-		closedir(dir);
 	return user;
 }
 
@@ -409,7 +363,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, c->sid);
 	_cleanup_(json_decrefp) json_t *old_json = NULL;
 	_cleanup_guest_desc_ struct guest_desc *old = NULL;
-	int have_ws = guests_load_desc(cfg, c->sid, &old_json, &old, NULL);
+	int have_ws = workspace_load_desc(cfg, c->sid, &old_json, &old, NULL);
 
 	if (refuse_foreign(c, dom))
 		return;
@@ -554,7 +508,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	 * start lists as "workspace without a libvirt domain" (and a retried create completes),
 	 * never a domain nobody manages. */
 	text = json_dumps(resolved, JSON_SORT_KEYS | JSON_COMPACT);
-	r = text ? write_file_atomic(descp, text, strlen(text), 0600) : -ENOMEM;
+	r = text ? workspace_store_desc(cfg, c->sid, text) : -ENOMEM;
 	if (r < 0) {
 		reply_error(c, 500, NULL, "cannot write %s: %s", descp, strerror(-r));
 		goto rollback_disks;
@@ -566,7 +520,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 		_cleanup_free_ char *old_text =
 		    old_json ? json_dumps(old_json, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
 		if (old_text)
-			write_file_atomic(descp, old_text, strlen(old_text), 0600);
+			workspace_store_desc(cfg, c->sid, old_text);
 		else
 			unlink(descp);
 		goto rollback_disks;
@@ -614,7 +568,7 @@ static void op_deploy(struct op_ctx *c, virDomainPtr dom)
 	_cleanup_guest_desc_ struct guest_desc *d = NULL;
 	_cleanup_configdrive_ struct configdrive *cd = NULL;
 	_cleanup_free_ char *err = NULL, *xml = NULL;
-	int r = guests_load_desc(cfg, c->sid, &stored, &d, &err);
+	int r = workspace_load_desc(cfg, c->sid, &stored, &d, &err);
 	if (r < 0) {
 		reply_error(c, r == -ENOENT ? 404 : 500, NULL,
 			    "cannot load the descriptor of %s: %s", c->sid,
@@ -1496,27 +1450,25 @@ struct guests *guests_free(struct guests *g)
 static void claims_load(struct guests *g)
 {
 	const struct config *cfg = &g->a->cfg;
-	DIR *dir = opendir(cfg->servers_path);
-	struct dirent *de;
-	while (dir && (de = readdir(dir))) {
+	_cleanup_strv_free_ char **sids = NULL;
+	(void)workspace_list(cfg, &sids);
+	STRV_FOREACH (w, sids) {
+		const char *sid = *w;
 		_cleanup_guest_desc_ struct guest_desc *d = NULL;
-		if (!id_is_valid(de->d_name, 64) ||
-		    guests_load_desc(cfg, de->d_name, NULL, &d, NULL) < 0)
+		if (workspace_load_desc(cfg, sid, NULL, &d, NULL) < 0)
 			continue;
 		for (size_t i = 0; i < d->n_disks; i++) {
 			const char *p = d->disks[i].path;
 			_cleanup_free_ char *holder = NULL;
-			int r = claims_take(g->a->claims, de->d_name, &p, 1, NULL, &holder);
+			int r = claims_take(g->a->claims, sid, &p, 1, NULL, &holder);
 			if (r == -EBUSY)
 				log_kv(LOG_WARNING, "Two guests name one disk file", "path", p,
-				       "sid", de->d_name, "owner", strempty(holder), NULL);
+				       "sid", sid, "owner", strempty(holder), NULL);
 			else if (r < 0)
 				log_kv(LOG_ERR, "Disk file not claimed (out of memory)", "path", p,
-				       "sid", de->d_name, NULL);
+				       "sid", sid, NULL);
 		}
 	}
-	if (dir)
-		closedir(dir);
 }
 
 int guests_start(struct guests *g)
