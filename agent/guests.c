@@ -103,20 +103,6 @@ void guests_view_remove(struct guests *g, const char *sid)
 		guests_hooks_gone(g, sid);
 }
 
-/* ---- libvirt helpers (worker threads) ---- */
-
-static bool vir_not_found(void)
-{
-	virErrorPtr e = virGetLastError();
-	return e && e->code == VIR_ERR_NO_DOMAIN;
-}
-
-static const char *vir_msg(void)
-{
-	const char *m = virGetLastErrorMessage();
-	return m ? m : "unknown libvirt error";
-}
-
 /* ---- operations ---- */
 
 struct op_ctx {
@@ -222,18 +208,6 @@ static int render_domain(const struct agent *a, const char *sid, const struct gu
 	if (r < 0 && ret_error)
 		*ret_error = err ? TAKE_PTR(err) : strdup(strerror(-r));
 	return r;
-}
-
-static int define_domain(virConnectPtr conn, const char *xml, char **ret_error)
-{
-	virDomainPtr dom = virDomainDefineXML(conn, xml);
-	if (!dom) {
-		if (ret_error)
-			*ret_error = strdup(vir_msg());
-		return -EIO;
-	}
-	virDomainFree(dom);
-	return 0;
 }
 
 /* The guest other than sid whose stored descriptor uses path: as a disk (as_disk), or as a
@@ -513,7 +487,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 		reply_error(c, 500, NULL, "cannot write %s: %s", descp, strerror(-r));
 		goto rollback_disks;
 	}
-	r = define_domain(conn, xml, &err);
+	r = virt_define_domain(conn, xml, &err);
 	if (r < 0) {
 		reply_error(c, 500, NULL, "cannot define domain %s: %s", c->sid, strempty(err));
 		/* Put the previous descriptor back (sync), or take the new one away (create). */
@@ -601,7 +575,7 @@ static void op_deploy(struct op_ctx *c, virDomainPtr dom)
 			r = render_domain(c->a, c->sid, d, pw, true, &xml, &err);
 		pw = erase_and_free(pw);
 		if (r >= 0)
-			r = define_domain(virDomainGetConnect(dom), xml, &err);
+			r = virt_define_domain(virDomainGetConnect(dom), xml, &err);
 		if (r < 0) {
 			(void)unlink(iso);
 			reply_error(c, r == -EOPNOTSUPP ? 400 : 500, NULL,
@@ -620,39 +594,11 @@ static void op_deploy(struct op_ctx *c, virDomainPtr dom)
 	reply_ok(c, body);
 }
 
-/* Starts dom. A VNC autoport can be lost between libvirt's check and QEMU's bind (another
- * process on the node network, or a second libvirtd, took it): libvirt then releases the port
- * and a second attempt gets the next free one. Other failures are not retried. */
-static int start_domain(virDomainPtr dom, const char *sid)
-{
-	for (int attempt = 1;; attempt++) {
-		if (virDomainCreate(dom) == 0)
-			return 0;
-		const char *msg = vir_msg();
-		if (attempt >= 3 || !strstr(msg, "Failed to find an available port"))
-			return -EIO;
-		log_kv(LOG_WARNING, "VNC port taken while QEMU started, starting again", "sid", sid,
-		       NULL);
-	}
-}
-
-/* libvirt's hypervisor version (QEMU's for the qemu driver) as "x.y.z"; NULL when unknown. */
-static char *hypervisor_version(virDomainPtr dom)
-{
-	unsigned long v = 0;
-	char *s = NULL;
-	if (virConnectGetVersion(virDomainGetConnect(dom), &v) < 0 || v == 0)
-		return NULL;
-	if (asprintf_safe(&s, "%lu.%lu.%lu", v / 1000000, v / 1000 % 1000, v % 1000) < 0)
-		return NULL;
-	return s;
-}
-
 /* What the region learns of a new QEMU (serverpush_started()): version and console password;
  * the VNC port is read by the caller. */
 static void started_metadata(struct op_ctx *c, virDomainPtr dom)
 {
-	c->qemu_version = hypervisor_version(dom);
+	c->qemu_version = virt_hypervisor_version(dom);
 	_cleanup_free_ char *ws = workspace_dir(&c->a->cfg, c->sid);
 	if (ws && console_password_read(ws, &c->vnc_password) < 0)
 		c->vnc_password = NULL;
@@ -662,20 +608,21 @@ static void op_start(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0;
 	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
-		reply_error(c, 500, NULL, "%s", vir_msg());
+		reply_error(c, 500, NULL, "%s", virt_last_error_message());
 		return;
 	}
 	const char *details = "started";
 	if (state == VIR_DOMAIN_PAUSED) {
 		if (virDomainResume(dom) < 0) {
-			reply_error(c, 500, NULL, "cannot resume %s: %s", c->sid, vir_msg());
+			reply_error(c, 500, NULL, "cannot resume %s: %s", c->sid,
+				    virt_last_error_message());
 			return;
 		}
 		details = "resumed";
 	} else if (state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_BLOCKED) {
 		details = "already running";
-	} else if (start_domain(dom, c->sid) < 0) {
-		reply_error(c, 500, NULL, "cannot start %s: %s", c->sid, vir_msg());
+	} else if (virt_domain_start(dom, c->sid) < 0) {
+		reply_error(c, 500, NULL, "cannot start %s: %s", c->sid, virt_last_error_message());
 		return;
 	}
 	c->vnc_port = virt_domain_vnc_port(dom);
@@ -725,7 +672,7 @@ static void op_stop(struct op_ctx *c, virDomainPtr dom)
 	}
 	int state = 0;
 	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
-		reply_error(c, 500, NULL, "%s", vir_msg());
+		reply_error(c, 500, NULL, "%s", virt_last_error_message());
 		return;
 	}
 	if (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED) {
@@ -757,7 +704,7 @@ static void stop_force(struct op_ctx *c, virDomainPtr dom)
 	const char *how = "forced";
 	if (virDomainDestroy(dom) < 0) {
 		/* Keep libvirt's message before the state query below replaces it. */
-		_cleanup_free_ char *msg = strdup(vir_msg());
+		_cleanup_free_ char *msg = strdup(virt_last_error_message());
 		if (!wait_state(dom, VIR_DOMAIN_SHUTOFF, 0)) {
 			reply_error(c, 500, NULL, "cannot stop %s: %s", c->sid, strempty(msg));
 			return;
@@ -774,9 +721,10 @@ static void reboot_finish(struct op_ctx *c, virDomainPtr dom)
 	    state != VIR_DOMAIN_CRASHED)
 		r = virDomainDestroy(dom);
 	if (r == 0)
-		r = start_domain(dom, c->sid);
+		r = virt_domain_start(dom, c->sid);
 	if (r < 0) {
-		reply_error(c, 500, NULL, "cannot reboot %s: %s", c->sid, vir_msg());
+		reply_error(c, 500, NULL, "cannot reboot %s: %s", c->sid,
+			    virt_last_error_message());
 		return;
 	}
 	c->vnc_port = virt_domain_vnc_port(dom);
@@ -790,7 +738,7 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0, r = 0;
 	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
-		reply_error(c, 500, NULL, "%s", vir_msg());
+		reply_error(c, 500, NULL, "%s", virt_last_error_message());
 		return;
 	}
 	bool running = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_BLOCKED;
@@ -850,7 +798,7 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 	}
 	if (r < 0) {
 		reply_error(c, 500, NULL, "cannot %s %s: %s", guest_op_to_string(c->op), c->sid,
-			    vir_msg());
+			    virt_last_error_message());
 		return;
 	}
 	reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", details));
@@ -860,7 +808,7 @@ static void op_status(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0;
 	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
-		reply_error(c, 500, NULL, "%s", vir_msg());
+		reply_error(c, 500, NULL, "%s", virt_last_error_message());
 		return;
 	}
 	const char *power, *reason;
@@ -911,7 +859,7 @@ static void op_monitor(struct op_ctx *c, virDomainPtr dom)
 	char *out = NULL;
 	unsigned flags = json_is_true(qmp) ? 0 : VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP;
 	if (virDomainQemuMonitorCommand(dom, fwd, &out, flags) < 0) {
-		reply_error(c, 409, NULL, "%s", vir_msg());
+		reply_error(c, 409, NULL, "%s", virt_last_error_message());
 		return;
 	}
 	reply_ok(c, json_pack("{s:s}", "results", out ? out : ""));
@@ -946,8 +894,8 @@ static void op_delete(struct op_ctx *c, virConnectPtr conn)
 {
 	const struct config *cfg = &c->a->cfg;
 	_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, c->sid);
-	if (!dom && !vir_not_found()) {
-		reply_error(c, 500, NULL, "%s", vir_msg());
+	if (!dom && !virt_last_error_no_domain()) {
+		reply_error(c, 500, NULL, "%s", virt_last_error_message());
 		return;
 	}
 	if (refuse_foreign(c, dom))
@@ -961,14 +909,16 @@ static void op_delete(struct op_ctx *c, virConnectPtr conn)
 	}
 	if (dom) {
 		if (virDomainIsActive(dom) == 1 && virDomainDestroy(dom) < 0) {
-			reply_error(c, 500, NULL, "cannot destroy %s: %s", c->sid, vir_msg());
+			reply_error(c, 500, NULL, "cannot destroy %s: %s", c->sid,
+				    virt_last_error_message());
 			return;
 		}
 		unsigned flags = VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
 				 VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
 				 VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
 		if (virDomainUndefineFlags(dom, flags) < 0 && virDomainUndefine(dom) < 0) {
-			reply_error(c, 500, NULL, "cannot undefine %s: %s", c->sid, vir_msg());
+			reply_error(c, 500, NULL, "cannot undefine %s: %s", c->sid,
+				    virt_last_error_message());
 			return;
 		}
 	}
@@ -1026,10 +976,10 @@ static void op_work(void *userdata)
 	}
 	_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, c->sid);
 	if (!dom) {
-		if (vir_not_found())
+		if (virt_last_error_no_domain())
 			reply_error(c, 404, "NotFoundError", "guest %s not found", c->sid);
 		else {
-			reply_error(c, 503, NULL, "%s", vir_msg());
+			reply_error(c, 503, NULL, "%s", virt_last_error_message());
 			if (virConnectIsAlive(conn) != 1)
 				virt_connection_lost(c->a->virt);
 		}

@@ -836,3 +836,73 @@ int virt_agent_set_password(virConnectPtr conn, const char *name, const char *us
 	virDomainFree(dom);
 	return r;
 }
+
+/* ---- errors and domain calls of the guest operations (worker threads) ---- */
+
+bool virt_last_error_no_domain(void)
+{
+	virErrorPtr e = virGetLastError();
+	return e && e->code == VIR_ERR_NO_DOMAIN;
+}
+
+const char *virt_last_error_message(void)
+{
+	const char *m = virGetLastErrorMessage();
+	return m ? m : "unknown libvirt error";
+}
+
+int virt_last_error(void)
+{
+	virErrorPtr e = virGetLastError();
+	if (!e)
+		return -EIO;
+	switch (e->code) {
+	case VIR_ERR_NO_DOMAIN:
+		return -ENOENT;
+	case VIR_ERR_OPERATION_INVALID:
+		return -EBUSY;
+	case VIR_ERR_NO_CONNECT:
+	case VIR_ERR_INVALID_CONN:
+	case VIR_ERR_RPC:
+		return -ENOTCONN;
+	default:
+		return -EIO;
+	}
+}
+
+int virt_define_domain(virConnectPtr conn, const char *xml, char **ret_error)
+{
+	virDomainPtr dom = virDomainDefineXML(conn, xml);
+	if (!dom) {
+		int r = virt_last_error();
+		if (ret_error)
+			*ret_error = strdup(virt_last_error_message());
+		return r;
+	}
+	virDomainFree(dom);
+	return 0;
+}
+
+int virt_domain_start(virDomainPtr dom, const char *sid)
+{
+	for (int attempt = 1;; attempt++) {
+		if (virDomainCreate(dom) == 0)
+			return 0;
+		const char *msg = virt_last_error_message();
+		if (attempt >= 3 || !strstr(msg, "Failed to find an available port"))
+			return -EIO;
+		log_kv(LOG_WARNING, "VNC port taken while QEMU started, starting again", "sid", sid,
+		       NULL);
+	}
+}
+
+char *virt_hypervisor_version(virDomainPtr dom)
+{
+	unsigned long v = 0;
+	char *s = NULL;
+	if (virConnectGetVersion(virDomainGetConnect(dom), &v) < 0 || v == 0)
+		return NULL;
+	if (asprintf_safe(&s, "%lu.%lu.%lu", v / 1000000, v / 1000 % 1000, v % 1000) < 0)
+		return NULL;
+	return s;
+}

@@ -91,3 +91,22 @@ int virt_agent_command(virConnectPtr conn, const char *name, const char *cmd, in
  * crypt(3) hash). The password is neither logged nor kept. */
 int virt_agent_set_password(virConnectPtr conn, const char *name, const char *user,
 			    const char *password, bool crypted, int timeout_s, char **ret_error);
+
+/* ---- errors and domain calls of the guest operations ----
+ * libvirt's last error of this thread: whether it says no such domain; its message (never
+ * NULL; valid until the thread's next libvirt call); as a negative errno (-ENOENT no domain,
+ * -EBUSY invalid state, -ENOTCONN dead connection, -EIO otherwise). */
+bool virt_last_error_no_domain(void);
+const char *virt_last_error_message(void);
+int virt_last_error(void);
+/* Defines (or redefines) a persistent domain from xml: 0, or the mapped error with libvirt's
+ * message in *ret_error (optional). Blocking: worker threads only. */
+int virt_define_domain(virConnectPtr conn, const char *xml, char **ret_error);
+/* Starts dom. A VNC autoport can be lost between libvirt's check and QEMU's bind (another
+ * process on the node network, or a second libvirtd, took it): libvirt then releases the port
+ * and a second attempt gets the next free one (logged for sid). Other failures are not
+ * retried: -EIO, libvirt's message in virt_last_error_message(). Blocking. */
+int virt_domain_start(virDomainPtr dom, const char *sid);
+/* libvirt's hypervisor version (QEMU's for the qemu driver) as "x.y.z"; NULL when unknown.
+ * Blocking. */
+char *virt_hypervisor_version(virDomainPtr dom);
