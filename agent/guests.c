@@ -2,8 +2,6 @@
  * operations on one guest never interleave; the result comes back to the loop thread, which
  * owns the guest table. Nothing here invents state: status answers come from libvirt. */
 #include <pthread.h>
-#include <libvirt/libvirt-qemu.h>
-#include <libvirt/virterror.h>
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
 #include <stdarg.h>
@@ -334,7 +332,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 		reply_error(c, 500, NULL, "out of memory");
 		return;
 	}
-	_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, c->sid);
+	_cleanup_(virDomainFreep) virDomainPtr dom = virt_domain_lookup(conn, c->sid);
 	_cleanup_(json_decrefp) json_t *old_json = NULL;
 	_cleanup_guest_desc_ struct guest_desc *old = NULL;
 	int have_ws = workspace_load_desc(cfg, c->sid, &old_json, &old, NULL);
@@ -508,8 +506,8 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 		claims_release(c->a->claims, c->sid, paths, d->n_disks);
 	if (is_sync) {
 		int state = 0;
-		if (dom && virDomainGetState(dom, &state, NULL, 0) == 0 &&
-		    state != VIR_DOMAIN_SHUTOFF) {
+		if (dom && virt_domain_get_state(dom, &state, NULL) == 0 &&
+		    state != GUEST_STATE_SHUTOFF) {
 			reply_ok(c, json_pack("{s:s,s:b}", "result", "ok", "restart_required", 1));
 			return;
 		}
@@ -575,7 +573,7 @@ static void op_deploy(struct op_ctx *c, virDomainPtr dom)
 			r = render_domain(c->a, c->sid, d, pw, true, &xml, &err);
 		pw = erase_and_free(pw);
 		if (r >= 0)
-			r = virt_define_domain(virDomainGetConnect(dom), xml, &err);
+			r = virt_domain_redefine(dom, xml, &err);
 		if (r < 0) {
 			(void)unlink(iso);
 			reply_error(c, r == -EOPNOTSUPP ? 400 : 500, NULL,
@@ -585,8 +583,8 @@ static void op_deploy(struct op_ctx *c, virDomainPtr dom)
 		}
 	}
 	int state = 0;
-	bool off = virDomainGetState(dom, &state, NULL, 0) == 0 &&
-		   (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED);
+	bool off = virt_domain_get_state(dom, &state, NULL) == 0 &&
+		   (state == GUEST_STATE_SHUTOFF || state == GUEST_STATE_CRASHED);
 	json_t *body = json_pack("{s:s,s:s,s:b}", "result", "ok", "details",
 				 "the guest applies it at its next boot", "restart_required", !off);
 	if (body && info)
@@ -607,19 +605,19 @@ static void started_metadata(struct op_ctx *c, virDomainPtr dom)
 static void op_start(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0;
-	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
+	if (virt_domain_get_state(dom, &state, NULL) < 0) {
 		reply_error(c, 500, NULL, "%s", virt_last_error_message());
 		return;
 	}
 	const char *details = "started";
-	if (state == VIR_DOMAIN_PAUSED) {
-		if (virDomainResume(dom) < 0) {
+	if (state == GUEST_STATE_PAUSED) {
+		if (virt_domain_resume(dom) < 0) {
 			reply_error(c, 500, NULL, "cannot resume %s: %s", c->sid,
 				    virt_last_error_message());
 			return;
 		}
 		details = "resumed";
-	} else if (state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_BLOCKED) {
+	} else if (state == GUEST_STATE_RUNNING || state == GUEST_STATE_BLOCKED) {
 		details = "already running";
 	} else if (virt_domain_start(dom, c->sid) < 0) {
 		reply_error(c, 500, NULL, "cannot start %s: %s", c->sid, virt_last_error_message());
@@ -638,7 +636,7 @@ static bool wait_state(virDomainPtr dom, int want, int timeout_ms)
 {
 	for (int waited = 0;; waited += 100) {
 		int state = 0;
-		if (virDomainGetState(dom, &state, NULL, 0) == 0 && state == want)
+		if (virt_domain_get_state(dom, &state, NULL) == 0 && state == want)
 			return true;
 		if (waited >= timeout_ms)
 			return false;
@@ -671,16 +669,15 @@ static void op_stop(struct op_ctx *c, virDomainPtr dom)
 		return;
 	}
 	int state = 0;
-	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
+	if (virt_domain_get_state(dom, &state, NULL) < 0) {
 		reply_error(c, 500, NULL, "%s", virt_last_error_message());
 		return;
 	}
-	if (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED) {
+	if (state == GUEST_STATE_SHUTOFF || state == GUEST_STATE_CRASHED) {
 		reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", "already stopped"));
 		return;
 	}
-	if (!json_is_true(f) && timeout > 0 &&
-	    virDomainShutdownFlags(dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) == 0) {
+	if (!json_is_true(f) && timeout > 0 && virt_domain_power_button(dom) == 0) {
 		/* The loop waits for the guest to power off (stop_wait_begin). */
 		c->stop = STOP_AWAIT;
 		c->stop_deadline = now_usec() + (uint64_t)timeout * USEC_PER_SEC;
@@ -694,18 +691,17 @@ static void op_stop(struct op_ctx *c, virDomainPtr dom)
 static void stop_force(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0, reason = 0;
-	if (c->stop == STOP_FORCE && virDomainGetState(dom, &state, &reason, 0) == 0 &&
-	    (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED)) {
-		reply_ok(c,
-			 json_pack("{s:s,s:s}", "result", "ok", "details",
-				   reason == VIR_DOMAIN_SHUTOFF_DESTROYED ? "forced" : "graceful"));
+	if (c->stop == STOP_FORCE && virt_domain_get_state(dom, &state, &reason) == 0 &&
+	    (state == GUEST_STATE_SHUTOFF || state == GUEST_STATE_CRASHED)) {
+		reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details",
+				      reason == VIRT_SHUTOFF_DESTROYED ? "forced" : "graceful"));
 		return;
 	}
 	const char *how = "forced";
-	if (virDomainDestroy(dom) < 0) {
+	if (virt_domain_destroy(dom) < 0) {
 		/* Keep libvirt's message before the state query below replaces it. */
 		_cleanup_free_ char *msg = strdup(virt_last_error_message());
-		if (!wait_state(dom, VIR_DOMAIN_SHUTOFF, 0)) {
+		if (!wait_state(dom, GUEST_STATE_SHUTOFF, 0)) {
 			reply_error(c, 500, NULL, "cannot stop %s: %s", c->sid, strempty(msg));
 			return;
 		}
@@ -717,9 +713,9 @@ static void stop_force(struct op_ctx *c, virDomainPtr dom)
 static void reboot_finish(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0, r = 0;
-	if (virDomainGetState(dom, &state, NULL, 0) == 0 && state != VIR_DOMAIN_SHUTOFF &&
-	    state != VIR_DOMAIN_CRASHED)
-		r = virDomainDestroy(dom);
+	if (virt_domain_get_state(dom, &state, NULL) == 0 && state != GUEST_STATE_SHUTOFF &&
+	    state != GUEST_STATE_CRASHED)
+		r = virt_domain_destroy(dom);
 	if (r == 0)
 		r = virt_domain_start(dom, c->sid);
 	if (r < 0) {
@@ -737,51 +733,50 @@ static void reboot_finish(struct op_ctx *c, virDomainPtr dom)
 static void op_simple(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0, r = 0;
-	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
+	if (virt_domain_get_state(dom, &state, NULL) < 0) {
 		reply_error(c, 500, NULL, "%s", virt_last_error_message());
 		return;
 	}
-	bool running = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_BLOCKED;
+	bool running = state == GUEST_STATE_RUNNING || state == GUEST_STATE_BLOCKED;
 	const char *details = "done";
 	switch (c->op) {
 	case GUEST_OP_SUSPEND:
-		if (state == VIR_DOMAIN_PAUSED)
+		if (state == GUEST_STATE_PAUSED)
 			details = "already suspended";
 		else if (!running) {
 			reply_error(c, 409, "InvalidStatusError", "guest %s is not running",
 				    c->sid);
 			return;
 		} else
-			r = virDomainSuspend(dom);
+			r = virt_domain_suspend(dom);
 		break;
 	case GUEST_OP_RESUME:
 		if (running)
 			details = "already running";
-		else if (state != VIR_DOMAIN_PAUSED) {
+		else if (state != GUEST_STATE_PAUSED) {
 			reply_error(c, 409, "InvalidStatusError", "guest %s is not suspended",
 				    c->sid);
 			return;
 		} else
-			r = virDomainResume(dom);
+			r = virt_domain_resume(dom);
 		break;
 	case GUEST_OP_REBOOT: {
 		/* is_force: a hardware reset (same QEMU). Otherwise a cold reboot that works
 		 * whatever runs inside: ACPI shutdown with a timeout, then a fresh start. */
 		json_t *f = json_object_get(c->args, "is_force");
-		if (!running && state != VIR_DOMAIN_PAUSED) {
+		if (!running && state != GUEST_STATE_PAUSED) {
 			reply_error(c, 409, "InvalidStatusError", "guest %s is not running",
 				    c->sid);
 			return;
 		}
 		if (json_is_true(f))
-			r = virDomainReset(dom, 0);
+			r = virt_domain_reset(dom);
 		else {
 			json_t *t = json_object_get(c->args, "timeout");
 			int timeout = json_is_integer(t) ? (int)json_integer_value(t) : 10;
 			if (timeout < 0 || timeout > 3600)
 				timeout = 10;
-			if (timeout > 0 &&
-			    virDomainShutdownFlags(dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) == 0) {
+			if (timeout > 0 && virt_domain_power_button(dom) == 0) {
 				/* The loop waits for the power-off, then reboot_finish() starts it.
 				 */
 				c->stop = STOP_AWAIT;
@@ -807,7 +802,7 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 static void op_status(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0;
-	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
+	if (virt_domain_get_state(dom, &state, NULL) < 0) {
 		reply_error(c, 500, NULL, "%s", virt_last_error_message());
 		return;
 	}
@@ -857,8 +852,7 @@ static void op_monitor(struct op_ctx *c, virDomainPtr dom)
 		return;
 	}
 	char *out = NULL;
-	unsigned flags = json_is_true(qmp) ? 0 : VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP;
-	if (virDomainQemuMonitorCommand(dom, fwd, &out, flags) < 0) {
+	if (virt_domain_monitor(dom, fwd, !json_is_true(qmp), &out) < 0) {
 		reply_error(c, 409, NULL, "%s", virt_last_error_message());
 		return;
 	}
@@ -893,7 +887,7 @@ static void op_console(struct op_ctx *c, virDomainPtr dom)
 static void op_delete(struct op_ctx *c, virConnectPtr conn)
 {
 	const struct config *cfg = &c->a->cfg;
-	_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, c->sid);
+	_cleanup_(virDomainFreep) virDomainPtr dom = virt_domain_lookup(conn, c->sid);
 	if (!dom && !virt_last_error_no_domain()) {
 		reply_error(c, 500, NULL, "%s", virt_last_error_message());
 		return;
@@ -908,15 +902,12 @@ static void op_delete(struct op_ctx *c, virConnectPtr conn)
 		return;
 	}
 	if (dom) {
-		if (virDomainIsActive(dom) == 1 && virDomainDestroy(dom) < 0) {
+		if (virt_domain_is_active(dom) && virt_domain_destroy(dom) < 0) {
 			reply_error(c, 500, NULL, "cannot destroy %s: %s", c->sid,
 				    virt_last_error_message());
 			return;
 		}
-		unsigned flags = VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
-				 VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
-				 VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
-		if (virDomainUndefineFlags(dom, flags) < 0 && virDomainUndefine(dom) < 0) {
+		if (virt_domain_undefine(dom) < 0) {
 			reply_error(c, 500, NULL, "cannot undefine %s: %s", c->sid,
 				    virt_last_error_message());
 			return;
@@ -939,13 +930,13 @@ static void op_delete(struct op_ctx *c, virConnectPtr conn)
 static void record_state(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0, reason = 0;
-	if (!dom || virDomainGetState(dom, &state, &reason, 0) < 0)
+	if (!dom || virt_domain_get_state(dom, &state, &reason) < 0)
 		return;
 	c->have_state = true;
 	c->new_state = state;
 	c->new_reason = reason;
-	bool off = state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED ||
-		   state == VIR_DOMAIN_NOSTATE;
+	bool off = state == GUEST_STATE_SHUTOFF || state == GUEST_STATE_CRASHED ||
+		   state == GUEST_STATE_NOSTATE;
 	int pid = off ? 0 : virt_qemu_pid(c->sid);
 	c->new_pid = pid > 0 ? pid : 0;
 }
@@ -963,8 +954,7 @@ static void op_work(void *userdata)
 	case GUEST_OP_SYNC:
 		op_create(c, conn, c->op == GUEST_OP_SYNC);
 		if (c->created) {
-			_cleanup_(virDomainFreep) virDomainPtr d =
-			    virDomainLookupByName(conn, c->sid);
+			_cleanup_(virDomainFreep) virDomainPtr d = virt_domain_lookup(conn, c->sid);
 			record_state(c, d);
 		}
 		return;
@@ -974,13 +964,13 @@ static void op_work(void *userdata)
 	default:
 		break;
 	}
-	_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, c->sid);
+	_cleanup_(virDomainFreep) virDomainPtr dom = virt_domain_lookup(conn, c->sid);
 	if (!dom) {
 		if (virt_last_error_no_domain())
 			reply_error(c, 404, "NotFoundError", "guest %s not found", c->sid);
 		else {
 			reply_error(c, 503, NULL, "%s", virt_last_error_message());
-			if (virConnectIsAlive(conn) != 1)
+			if (!virt_conn_alive(conn))
 				virt_connection_lost(c->a->virt);
 		}
 		return;
@@ -1018,7 +1008,7 @@ static void op_work(void *userdata)
 	}
 	if (c->reply.body && c->reply.code < 300)
 		record_state(c, dom);
-	if (c->reply.code >= 500 && virConnectIsAlive(conn) != 1)
+	if (c->reply.code >= 500 && !virt_conn_alive(conn))
 		virt_connection_lost(c->a->virt);
 }
 
@@ -1129,7 +1119,7 @@ static bool stop_wait_off(struct guests *g, struct op_ctx *c, const char **ret_h
 	    x->state != GUEST_STATE_NO_DOMAIN)
 		return false;
 	bool destroyed =
-	    x && x->state == GUEST_STATE_SHUTOFF && x->reason == VIR_DOMAIN_SHUTOFF_DESTROYED;
+	    x && x->state == GUEST_STATE_SHUTOFF && x->reason == VIRT_SHUTOFF_DESTROYED;
 	*ret_how = !x ? "gone" : destroyed ? "forced" : "graceful";
 	return true;
 }
@@ -1301,9 +1291,9 @@ static void statuses_work(void *userdata)
 	json_t *v;
 	json_array_foreach (s->ids, i, v) {
 		const char *sid = json_string_value(v);
-		_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, sid);
+		_cleanup_(virDomainFreep) virDomainPtr dom = virt_domain_lookup(conn, sid);
 		int state = 0;
-		if (!dom || virDomainGetState(dom, &state, NULL, 0) < 0) {
+		if (!dom || virt_domain_get_state(dom, &state, NULL) < 0) {
 			json_array_append_new(missing, json_string(sid));
 			continue;
 		}

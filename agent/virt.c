@@ -906,3 +906,74 @@ char *virt_hypervisor_version(virDomainPtr dom)
 		return NULL;
 	return s;
 }
+
+static int virt_result(int r)
+{
+	return r < 0 ? virt_last_error() : 0;
+}
+
+virDomainPtr virt_domain_lookup(virConnectPtr conn, const char *name)
+{
+	return virDomainLookupByName(conn, name);
+}
+
+int virt_domain_get_state(virDomainPtr dom, int *ret_state, int *ret_reason)
+{
+	return virt_result(virDomainGetState(dom, ret_state, ret_reason, 0));
+}
+
+int virt_domain_resume(virDomainPtr dom)
+{
+	return virt_result(virDomainResume(dom));
+}
+
+int virt_domain_suspend(virDomainPtr dom)
+{
+	return virt_result(virDomainSuspend(dom));
+}
+
+int virt_domain_reset(virDomainPtr dom)
+{
+	return virt_result(virDomainReset(dom, 0));
+}
+
+int virt_domain_destroy(virDomainPtr dom)
+{
+	return virt_result(virDomainDestroy(dom));
+}
+
+int virt_domain_power_button(virDomainPtr dom)
+{
+	return virt_result(virDomainShutdownFlags(dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN));
+}
+
+bool virt_domain_is_active(virDomainPtr dom)
+{
+	return virDomainIsActive(dom) == 1;
+}
+
+int virt_domain_undefine(virDomainPtr dom)
+{
+	unsigned flags = VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+			 VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+			 VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
+	if (virDomainUndefineFlags(dom, flags) < 0 && virDomainUndefine(dom) < 0)
+		return virt_last_error();
+	return 0;
+}
+
+int virt_domain_redefine(virDomainPtr dom, const char *xml, char **ret_error)
+{
+	return virt_define_domain(virDomainGetConnect(dom), xml, ret_error);
+}
+
+int virt_domain_monitor(virDomainPtr dom, const char *cmd, bool hmp, char **ret_out)
+{
+	return virt_result(virDomainQemuMonitorCommand(
+	    dom, cmd, ret_out, hmp ? VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP : 0));
+}
+
+bool virt_conn_alive(virConnectPtr conn)
+{
+	return virConnectIsAlive(conn) == 1;
+}

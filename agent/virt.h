@@ -110,3 +110,27 @@ int virt_domain_start(virDomainPtr dom, const char *sid);
 /* libvirt's hypervisor version (QEMU's for the qemu driver) as "x.y.z"; NULL when unknown.
  * Blocking. */
 char *virt_hypervisor_version(virDomainPtr dom);
+
+/* Thin calls on one domain (blocking: worker threads only). Each returns 0 or the mapped
+ * error (virt_last_error()); libvirt's message stays in virt_last_error_message(). The states
+ * are enum guest_state's (agent/guestview.h, libvirt's numbering). */
+#define VIRT_SHUTOFF_DESTROYED VIR_DOMAIN_SHUTOFF_DESTROYED /* reason of a forced stop */
+/* The domain called name (virDomainFreep it); NULL with the error set. */
+virDomainPtr virt_domain_lookup(virConnectPtr conn, const char *name);
+int virt_domain_get_state(virDomainPtr dom, int *ret_state, int *ret_reason);
+int virt_domain_resume(virDomainPtr dom);
+int virt_domain_suspend(virDomainPtr dom);
+int virt_domain_reset(virDomainPtr dom);
+int virt_domain_destroy(virDomainPtr dom);
+/* The ACPI power button (a graceful stop the guest OS may ignore). */
+int virt_domain_power_button(virDomainPtr dom);
+bool virt_domain_is_active(virDomainPtr dom);
+/* Undefines with its NVRAM, managed save, snapshot and checkpoint metadata (plain undefine
+ * when the driver refuses the flags). */
+int virt_domain_undefine(virDomainPtr dom);
+/* virt_define_domain() on dom's connection. */
+int virt_domain_redefine(virDomainPtr dom, const char *xml, char **ret_error);
+/* A QEMU monitor command (HMP text when hmp, else QMP JSON); *ret_out the reply (free it). */
+int virt_domain_monitor(virDomainPtr dom, const char *cmd, bool hmp, char **ret_out);
+/* True while conn is alive (virConnectIsAlive() == 1). */
+bool virt_conn_alive(virConnectPtr conn);
