@@ -977,3 +977,10 @@ bool virt_conn_alive(virConnectPtr conn)
 {
 	return virConnectIsAlive(conn) == 1;
 }
+
+virConnectPtr virt_conn_unref(virConnectPtr conn)
+{
+	if (conn)
+		virConnectClose(conn);
+	return NULL;
+}

@@ -32,6 +32,8 @@ int virt_start(struct virt *v, virt_event_fn on_event, virt_conn_fn on_conn, voi
 /* A new reference to the connection (virConnectClose() it), NULL while disconnected.
  * Safe from any thread. */
 virConnectPtr virt_conn_ref(struct virt *v);
+/* Drops a reference virt_conn_ref() gave (NULL-safe); returns NULL. */
+virConnectPtr virt_conn_unref(virConnectPtr conn);
 unsigned virt_reconnects(struct virt *v);
 /* Called by users that saw a call fail with a connection error: schedules a reconnect. */
 void virt_connection_lost(struct virt *v);
