@@ -984,3 +984,55 @@ virConnectPtr virt_conn_unref(virConnectPtr conn)
 		virConnectClose(conn);
 	return NULL;
 }
+
+struct virt_stats {
+	virDomainStatsRecordPtr *recs;
+	int n;
+};
+
+int virt_all_domain_stats(virConnectPtr conn, struct virt_stats **ret)
+{
+	struct virt_stats *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->n = virConnectGetAllDomainStats(conn,
+					   VIR_DOMAIN_STATS_CPU_TOTAL | VIR_DOMAIN_STATS_BALLOON |
+					       VIR_DOMAIN_STATS_INTERFACE | VIR_DOMAIN_STATS_BLOCK,
+					   &s->recs, VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
+	if (s->n < 0) {
+		int r = virt_last_error();
+		free(s);
+		return r;
+	}
+	*ret = s;
+	return s->n;
+}
+
+struct virt_stats *virt_stats_free(struct virt_stats *s)
+{
+	if (!s)
+		return NULL;
+	virDomainStatsRecordListFree(s->recs);
+	free(s);
+	return NULL;
+}
+
+const char *virt_stats_name(const struct virt_stats *s, int i)
+{
+	return virDomainGetName(s->recs[i]->dom);
+}
+
+bool virt_stats_uint(const struct virt_stats *s, int i, const char *key, unsigned *ret)
+{
+	return virTypedParamsGetUInt(s->recs[i]->params, s->recs[i]->nparams, key, ret) > 0;
+}
+
+bool virt_stats_ullong(const struct virt_stats *s, int i, const char *key, unsigned long long *ret)
+{
+	return virTypedParamsGetULLong(s->recs[i]->params, s->recs[i]->nparams, key, ret) > 0;
+}
+
+bool virt_stats_string(const struct virt_stats *s, int i, const char *key, const char **ret)
+{
+	return virTypedParamsGetString(s->recs[i]->params, s->recs[i]->nparams, key, ret) > 0;
+}

@@ -136,3 +136,16 @@ int virt_domain_redefine(virDomainPtr dom, const char *xml, char **ret_error);
 int virt_domain_monitor(virDomainPtr dom, const char *cmd, bool hmp, char **ret_out);
 /* True while conn is alive (virConnectIsAlive() == 1). */
 bool virt_conn_alive(virConnectPtr conn);
+
+/* ---- bulk statistics of the active domains (GET /metrics) ----
+ * CPU time, balloon, interfaces and block devices of every active domain: the count of
+ * records, or a negative errno (virt_last_error()). Blocking: worker threads only. The
+ * accessors read record i: its domain's name, and a typed field by libvirt's key (false when
+ * the record has no such field). */
+struct virt_stats;
+int virt_all_domain_stats(virConnectPtr conn, struct virt_stats **ret);
+struct virt_stats *virt_stats_free(struct virt_stats *s);
+const char *virt_stats_name(const struct virt_stats *s, int i);
+bool virt_stats_uint(const struct virt_stats *s, int i, const char *key, unsigned *ret);
+bool virt_stats_ullong(const struct virt_stats *s, int i, const char *key, unsigned long long *ret);
+bool virt_stats_string(const struct virt_stats *s, int i, const char *key, const char **ret);
