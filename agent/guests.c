@@ -1,6 +1,10 @@
-/* Guest operations. Each operation runs on the worker pool, keyed by the guest id so that
- * operations on one guest never interleave; the result comes back to the loop thread, which
- * owns the guest table. Nothing here invents state: status answers come from libvirt. */
+/* The guest table (struct guests, agent/guests-internal.h: its hooks, creates in flight,
+ * graceful stops waiting for power-off, lifecycle and metrics) and the guest operations. Each
+ * operation runs on the worker pool, keyed by the guest id so that operations on one guest never
+ * interleave, and calls libvirt through agent/virt.c only; the result comes back to the loop
+ * thread, which owns the table. Nothing here invents state: status answers come from libvirt.
+ * The listing and events are in agent/guests-list.c, the guest agent in agent/guests-qga.c, the
+ * stored descriptors in agent/workspace.c. */
 #include <pthread.h>
 #include <libxml/parser.h>
 #include <libxml/xpath.h>

@@ -1,5 +1,7 @@
-/* The libvirt boundary: one connection, kept alive (reconnect with backoff), libvirt's event
- * loop on its own thread, domain lifecycle events forwarded to the agent's loop.
+/* The libvirt boundary, the only caller of libvirt besides main's virInitialize()
+ * (tests/check-layout.sh): one connection, kept alive (reconnect with backoff), libvirt's event
+ * loop on its own thread, domain lifecycle events forwarded to the agent's loop, and thin typed
+ * calls whose libvirt errors become negative errno plus libvirt's message.
  * Implemented in agent/virt.c. */
 #pragma once
 
