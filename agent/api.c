@@ -147,8 +147,7 @@ static void call_free(struct api_call *c)
 	}
 	if (c->req)
 		c->req->call = NULL;
-	if (c->conn)
-		virConnectClose(c->conn);
+	virt_conn_unref(c->conn);
 	free(c->task_id);
 	free(c->text);
 	free(c);
@@ -701,31 +700,31 @@ static void stat_sample(struct stat_families *sf, int i, const char *labels, dou
 	metrics_write_sample(sf->f[i], stat_family[i].name, labels, v);
 }
 
-static void stat_devices(struct stat_families *sf, virDomainStatsRecordPtr rec, const char *guest,
-			 const char *kind, const char *label, const char *k1, int i1,
-			 const char *k2, int i2)
+static void stat_devices(struct stat_families *sf, const struct virt_stats *st, int rec,
+			 const char *guest, const char *kind, const char *label, const char *k1,
+			 int i1, const char *k2, int i2)
 {
 	unsigned count = 0;
 	char key[64];
 	snprintf(key, sizeof(key), "%s.count", kind);
-	if (virTypedParamsGetUInt(rec->params, rec->nparams, key, &count) <= 0)
+	if (!virt_stats_uint(st, rec, key, &count))
 		return;
 	for (unsigned i = 0; i < count && i < 1024; i++) {
 		const char *name = NULL;
 		unsigned long long v;
 		char labels[512];
 		snprintf(key, sizeof(key), "%s.%u.name", kind, i);
-		if (virTypedParamsGetString(rec->params, rec->nparams, key, &name) <= 0 || !name)
+		if (!virt_stats_string(st, rec, key, &name) || !name)
 			continue;
 		_cleanup_free_ char *dev = metrics_escape_label_value(name);
 		if (!dev)
 			continue;
 		snprintf(labels, sizeof(labels), "guest=\"%s\",%s=\"%s\"", guest, label, dev);
 		snprintf(key, sizeof(key), "%s.%u.%s", kind, i, k1);
-		if (virTypedParamsGetULLong(rec->params, rec->nparams, key, &v) > 0)
+		if (virt_stats_ullong(st, rec, key, &v))
 			stat_sample(sf, i1, labels, (double)v);
 		snprintf(key, sizeof(key), "%s.%u.%s", kind, i, k2);
-		if (virTypedParamsGetULLong(rec->params, rec->nparams, key, &v) > 0)
+		if (virt_stats_ullong(st, rec, key, &v))
 			stat_sample(sf, i2, labels, (double)v);
 	}
 }
@@ -733,15 +732,12 @@ static void stat_devices(struct stat_families *sf, virDomainStatsRecordPtr rec, 
 static void scrape_work(void *userdata)
 {
 	struct api_call *c = userdata;
-	virDomainStatsRecordPtr *recs = NULL;
+	struct virt_stats *recs = NULL;
 	struct stat_families sf = {};
 	FILE *out;
 	if (!c->conn)
 		return;
-	int n = virConnectGetAllDomainStats(c->conn,
-					    VIR_DOMAIN_STATS_CPU_TOTAL | VIR_DOMAIN_STATS_BALLOON |
-						VIR_DOMAIN_STATS_INTERFACE | VIR_DOMAIN_STATS_BLOCK,
-					    &recs, VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
+	int n = virt_all_domain_stats(c->conn, &recs);
 	if (n < 0)
 		return;
 	for (size_t i = 0; i < ELEMENTSOF(sf.f); i++)
@@ -749,22 +745,20 @@ static void scrape_work(void *userdata)
 			goto out;
 	for (int i = 0; i < n; i++) {
 		unsigned long long v;
-		const char *name = virDomainGetName(recs[i]->dom);
+		const char *name = virt_stats_name(recs, i);
 		_cleanup_free_ char *guest = name ? metrics_escape_label_value(name) : NULL;
 		char labels[256];
 		if (!guest)
 			continue;
 		snprintf(labels, sizeof(labels), "guest=\"%s\"", guest);
-		if (virTypedParamsGetULLong(recs[i]->params, recs[i]->nparams, "cpu.time", &v) > 0)
+		if (virt_stats_ullong(recs, i, "cpu.time", &v))
 			stat_sample(&sf, 0, labels, (double)v / 1e9);
-		if (virTypedParamsGetULLong(recs[i]->params, recs[i]->nparams, "balloon.current",
-					    &v) > 0)
+		if (virt_stats_ullong(recs, i, "balloon.current", &v))
 			stat_sample(&sf, 1, labels, (double)v * 1024);
-		if (virTypedParamsGetULLong(recs[i]->params, recs[i]->nparams, "balloon.rss", &v) >
-		    0)
+		if (virt_stats_ullong(recs, i, "balloon.rss", &v))
 			stat_sample(&sf, 2, labels, (double)v * 1024);
-		stat_devices(&sf, recs[i], guest, "block", "device", "rd.bytes", 3, "wr.bytes", 4);
-		stat_devices(&sf, recs[i], guest, "net", "interface", "rx.bytes", 5, "tx.bytes", 6);
+		stat_devices(&sf, recs, i, guest, "block", "device", "rd.bytes", 3, "wr.bytes", 4);
+		stat_devices(&sf, recs, i, guest, "net", "interface", "rx.bytes", 5, "tx.bytes", 6);
 	}
 	if (!(out = open_memstream(&c->text, &c->text_len)))
 		goto out;
@@ -785,7 +779,7 @@ out:
 			fclose(sf.f[i]);
 		free(sf.buf[i]);
 	}
-	virDomainStatsRecordListFree(recs);
+	virt_stats_free(recs);
 }
 
 static void scrape_render(struct api *api, struct api_request *req, const char *guest_stats)
@@ -835,8 +829,7 @@ static void start_scrape(struct api_request *req)
 	}
 	return;
 inline_render:
-	if (conn)
-		virConnectClose(conn);
+	virt_conn_unref(conn);
 	scrape_render(api, req, NULL);
 }
 

@@ -57,8 +57,7 @@ static void job_free(struct disk_job *j)
 	free(j->servers_path);
 	json_decref(j->args);
 	json_decref(j->body);
-	if (j->conn)
-		virConnectClose(j->conn);
+	virt_conn_unref(j->conn);
 	free(j);
 }
 

@@ -1,10 +1,11 @@
-/* Guest operations. Each operation runs on the worker pool, keyed by the guest id so that
- * operations on one guest never interleave; the result comes back to the loop thread, which
- * owns the guest table. Nothing here invents state: status answers come from libvirt. */
-#include <dirent.h>
+/* The guest table (struct guests, agent/guests-internal.h: its hooks, creates in flight,
+ * graceful stops waiting for power-off, lifecycle and metrics) and the guest operations. Each
+ * operation runs on the worker pool, keyed by the guest id so that operations on one guest never
+ * interleave, and calls libvirt through agent/virt.c only; the result comes back to the loop
+ * thread, which owns the table. Nothing here invents state: status answers come from libvirt.
+ * The listing and events are in agent/guests-list.c, the guest agent in agent/guests-qga.c, the
+ * stored descriptors in agent/workspace.c. */
 #include <pthread.h>
-#include <libvirt/libvirt-qemu.h>
-#include <libvirt/virterror.h>
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 #include "agent/disks.h"
 #include "agent/domxml.h"
 #include "agent/guests.h"
+#include "agent/guests-internal.h"
 #include "agent/hostnet.h"
 #include "agent/monitor.h"
 #include "agent/guestview.h"
@@ -32,43 +34,11 @@
 #include "agent/serverpush.h"
 #include "agent/ops.h"
 #include "agent/tasks.h"
+#include "agent/workspace.h"
 #include "agent/virt.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/path.h"
-
-#define DESC_MAX     (4 * 1024 * 1024)
-#define USEC_PER_SEC 1000000ULL
-
-struct guests {
-	struct agent *a;
-	struct guestview *view; /* loop thread only */
-	bool connected;
-	struct guest_hook hooks[GUESTS_MAX_HOOKS];
-	size_t n_hooks;
-	char **creating; /* sids with a create queued or running, once per create */
-	sd_event_source *reconcile_timer;
-	bool reconciling;    /* a reconciliation is queued or running */
-	uint64_t drift;	     /* differences the reconciliation found (and corrected) */
-	uint64_t reconciled; /* reconciliations completed */
-	/* listings waiting a moment: [0] a rebuild retried, [1] a reconciliation's second look */
-	sd_event_source *delay_src[2];
-	struct scan *delayed[2];
-	/* graceful stops waiting for their guest to power off (loop thread) */
-	struct op_ctx *stop_waits;
-	size_t n_stop_waits;
-	/* GET /servers as text, for the view at list_seq (rebuilt when the view changed) */
-	char *list_text;
-	size_t list_len;
-	uint64_t list_seq;
-	/* the guest agents: which answer (agent/qga.h), probed now and then (loop thread) */
-	struct qga_tracker *qga;
-	sd_event_source *qga_timer;
-	bool qga_probing; /* a probe round is queued or running */
-};
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose)
-DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree)
 
 static const char *const op_names[_GUEST_OP_MAX] = {
     [GUEST_OP_CREATE] = "create", [GUEST_OP_START] = "start",	  [GUEST_OP_STOP] = "stop",
@@ -84,7 +54,7 @@ const char *guest_op_to_string(enum guest_op op)
 
 /* ---- the view and the hooks (loop thread) ---- */
 
-static bool hooks_want_running(struct guests *g)
+bool guests_hooks_want_running(struct guests *g)
 {
 	for (size_t i = 0; i < g->n_hooks; i++)
 		if (g->hooks[i].on_running)
@@ -92,7 +62,7 @@ static bool hooks_want_running(struct guests *g)
 	return false;
 }
 
-static void hooks_running(struct guests *g, const char *sid, int qemu_pid)
+void guests_hooks_running(struct guests *g, const char *sid, int qemu_pid)
 {
 	for (size_t i = 0; i < g->n_hooks; i++)
 		if (g->hooks[i].on_running)
@@ -100,26 +70,25 @@ static void hooks_running(struct guests *g, const char *sid, int qemu_pid)
 }
 
 static void stop_waits_poke(struct guests *g, const char *sid);
-static void qga_on_state(struct guests *g, const char *sid, const char *status);
 
-static void hooks_state(struct guests *g, const char *sid, const char *status)
+void guests_hooks_state(struct guests *g, const char *sid, const char *status)
 {
 	stop_waits_poke(g, sid);
-	qga_on_state(g, sid, status);
+	guests_qga_on_state(g, sid, status);
 	for (size_t i = 0; i < g->n_hooks; i++)
 		if (g->hooks[i].on_state)
 			g->hooks[i].on_state(sid, status, g->hooks[i].ud);
 }
 
 /* sid left the table: the state hooks get status NULL. */
-static void hooks_gone(struct guests *g, const char *sid)
+void guests_hooks_gone(struct guests *g, const char *sid)
 {
 	dhcp_guest_remove(g->a->dhcp, sid);
-	hooks_state(g, sid, NULL);
+	guests_hooks_state(g, sid, NULL);
 }
 
 /* Updates the view first, then tells the hooks when the status changed. */
-static void view_state(struct guests *g, const char *sid, int state, int reason, int qemu_pid)
+void guests_view_state(struct guests *g, const char *sid, int state, int reason, int qemu_pid)
 {
 	bool changed = false;
 	if (guestview_set_state(g->view, sid, state, reason, qemu_pid, &changed) < 0) {
@@ -127,27 +96,13 @@ static void view_state(struct guests *g, const char *sid, int state, int reason,
 		return;
 	}
 	if (changed)
-		hooks_state(g, sid, guest_state_status(state, NULL));
+		guests_hooks_state(g, sid, guest_state_status(state, NULL));
 }
 
-static void view_remove(struct guests *g, const char *sid)
+void guests_view_remove(struct guests *g, const char *sid)
 {
 	if (guestview_remove(g->view, sid))
-		hooks_gone(g, sid);
-}
-
-/* ---- libvirt helpers (worker threads) ---- */
-
-static bool vir_not_found(void)
-{
-	virErrorPtr e = virGetLastError();
-	return e && e->code == VIR_ERR_NO_DOMAIN;
-}
-
-static const char *vir_msg(void)
-{
-	const char *m = virGetLastErrorMessage();
-	return m ? m : "unknown libvirt error";
+		guests_hooks_gone(g, sid);
 }
 
 /* ---- operations ---- */
@@ -208,51 +163,6 @@ static void reply_ok(struct op_ctx *c, json_t *body)
 	reply_set(c, 200, body ? body : json_pack("{s:s}", "result", "ok"));
 }
 
-static char *workspace_dir(const struct config *cfg, const char *sid)
-{
-	return strjoin(cfg->servers_path, "/", sid);
-}
-
-static char *workspace_desc(const struct config *cfg, const char *sid)
-{
-	return strjoin(cfg->servers_path, "/", sid, "/desc");
-}
-
-/* Loads and parses the stored descriptor; -ENOENT when there is no workspace. */
-static int load_desc(const struct config *cfg, const char *sid, json_t **ret_json,
-		     struct guest_desc **ret_desc, char **ret_error)
-{
-	_cleanup_free_ char *p = workspace_desc(cfg, sid), *txt = NULL;
-	if (!p)
-		return -ENOMEM;
-	int r = read_file(p, DESC_MAX, &txt, NULL);
-	if (r < 0)
-		return r;
-	json_error_t jerr;
-	_cleanup_(json_decrefp) json_t *j = json_loads(txt, 0, &jerr);
-	if (!j)
-		return -EBADMSG;
-	_cleanup_guest_desc_ struct guest_desc *d = NULL;
-	r = guest_desc_parse(j, cfg->local_image_path, &d, ret_error);
-	if (r < 0)
-		return r;
-	/* L7: the paths stored at create must resolve to themselves still. */
-	_cleanup_free_ char *why = NULL;
-	r = guest_desc_check_resolved(j, d, &why);
-	if (r < 0) {
-		log_kv(LOG_WARNING, "Stored descriptor refused: a path resolves differently now",
-		       "sid", sid, "reason", strempty(why), NULL);
-		if (ret_error)
-			*ret_error = TAKE_PTR(why);
-		return r;
-	}
-	if (ret_desc)
-		*ret_desc = TAKE_PTR(d);
-	if (ret_json)
-		*ret_json = TAKE_PTR(j);
-	return 0;
-}
-
 /* Consoles listen on vnc_listen, by default on the node's access address (set once at startup,
  * before any operation runs, so workers may read it), never on every address (H1). */
 static void domxml_options(const struct agent *a, struct domxml_opts *o)
@@ -302,32 +212,22 @@ static int render_domain(const struct agent *a, const char *sid, const struct gu
 	return r;
 }
 
-static int define_domain(virConnectPtr conn, const char *xml, char **ret_error)
-{
-	virDomainPtr dom = virDomainDefineXML(conn, xml);
-	if (!dom) {
-		if (ret_error)
-			*ret_error = strdup(vir_msg());
-		return -EIO;
-	}
-	virDomainFree(dom);
-	return 0;
-}
-
 /* The guest other than sid whose stored descriptor uses path: as a disk (as_disk), or as a
  * backing image or cdrom (!as_disk); NULL when none. Base images and ISOs are shared; another
  * guest's disk is that guest's data and never backs or is attached to a second guest, and a
  * path another guest reads (a cdrom that does not exist yet, say) never becomes a disk. */
 static char *path_user(const struct config *cfg, const char *sid, const char *path, bool as_disk)
 {
-	DIR *dir = opendir(cfg->servers_path);
-	struct dirent *de;
+	_cleanup_strv_free_ char **sids = NULL;
 	char *user = NULL;
-	while (dir && !user && (de = readdir(dir))) {
-		if (!id_is_valid(de->d_name, 64) || streq(de->d_name, sid))
+	(void)workspace_list(cfg, &sids);
+	STRV_FOREACH (w, sids) {
+		if (user)
+			break;
+		if (streq(*w, sid))
 			continue;
 		_cleanup_guest_desc_ struct guest_desc *d = NULL;
-		if (load_desc(cfg, de->d_name, NULL, &d, NULL) < 0)
+		if (workspace_load_desc(cfg, *w, NULL, &d, NULL) < 0)
 			continue;
 		bool hit = false;
 		for (size_t i = 0; i < d->n_disks; i++)
@@ -336,10 +236,8 @@ static char *path_user(const struct config *cfg, const char *sid, const char *pa
 		for (size_t i = 0; !as_disk && i < d->n_cdroms; i++)
 			hit = hit || streq_ptr(d->cdroms[i].path, path);
 		if (hit)
-			user = strdup(de->d_name);
+			user = strdup(*w);
 	}
-	if (dir)
-		closedir(dir);
 	return user;
 }
 
@@ -438,10 +336,10 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 		reply_error(c, 500, NULL, "out of memory");
 		return;
 	}
-	_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, c->sid);
+	_cleanup_(virDomainFreep) virDomainPtr dom = virt_domain_lookup(conn, c->sid);
 	_cleanup_(json_decrefp) json_t *old_json = NULL;
 	_cleanup_guest_desc_ struct guest_desc *old = NULL;
-	int have_ws = load_desc(cfg, c->sid, &old_json, &old, NULL);
+	int have_ws = workspace_load_desc(cfg, c->sid, &old_json, &old, NULL);
 
 	if (refuse_foreign(c, dom))
 		return;
@@ -586,19 +484,19 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	 * start lists as "workspace without a libvirt domain" (and a retried create completes),
 	 * never a domain nobody manages. */
 	text = json_dumps(resolved, JSON_SORT_KEYS | JSON_COMPACT);
-	r = text ? write_file_atomic(descp, text, strlen(text), 0600) : -ENOMEM;
+	r = text ? workspace_store_desc(cfg, c->sid, text) : -ENOMEM;
 	if (r < 0) {
 		reply_error(c, 500, NULL, "cannot write %s: %s", descp, strerror(-r));
 		goto rollback_disks;
 	}
-	r = define_domain(conn, xml, &err);
+	r = virt_define_domain(conn, xml, &err);
 	if (r < 0) {
 		reply_error(c, 500, NULL, "cannot define domain %s: %s", c->sid, strempty(err));
 		/* Put the previous descriptor back (sync), or take the new one away (create). */
 		_cleanup_free_ char *old_text =
 		    old_json ? json_dumps(old_json, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
 		if (old_text)
-			write_file_atomic(descp, old_text, strlen(old_text), 0600);
+			workspace_store_desc(cfg, c->sid, old_text);
 		else
 			unlink(descp);
 		goto rollback_disks;
@@ -612,8 +510,8 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 		claims_release(c->a->claims, c->sid, paths, d->n_disks);
 	if (is_sync) {
 		int state = 0;
-		if (dom && virDomainGetState(dom, &state, NULL, 0) == 0 &&
-		    state != VIR_DOMAIN_SHUTOFF) {
+		if (dom && virt_domain_get_state(dom, &state, NULL) == 0 &&
+		    state != GUEST_STATE_SHUTOFF) {
 			reply_ok(c, json_pack("{s:s,s:b}", "result", "ok", "restart_required", 1));
 			return;
 		}
@@ -646,7 +544,7 @@ static void op_deploy(struct op_ctx *c, virDomainPtr dom)
 	_cleanup_guest_desc_ struct guest_desc *d = NULL;
 	_cleanup_configdrive_ struct configdrive *cd = NULL;
 	_cleanup_free_ char *err = NULL, *xml = NULL;
-	int r = load_desc(cfg, c->sid, &stored, &d, &err);
+	int r = workspace_load_desc(cfg, c->sid, &stored, &d, &err);
 	if (r < 0) {
 		reply_error(c, r == -ENOENT ? 404 : 500, NULL,
 			    "cannot load the descriptor of %s: %s", c->sid,
@@ -679,7 +577,7 @@ static void op_deploy(struct op_ctx *c, virDomainPtr dom)
 			r = render_domain(c->a, c->sid, d, pw, true, &xml, &err);
 		pw = erase_and_free(pw);
 		if (r >= 0)
-			r = define_domain(virDomainGetConnect(dom), xml, &err);
+			r = virt_domain_redefine(dom, xml, &err);
 		if (r < 0) {
 			(void)unlink(iso);
 			reply_error(c, r == -EOPNOTSUPP ? 400 : 500, NULL,
@@ -689,8 +587,8 @@ static void op_deploy(struct op_ctx *c, virDomainPtr dom)
 		}
 	}
 	int state = 0;
-	bool off = virDomainGetState(dom, &state, NULL, 0) == 0 &&
-		   (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED);
+	bool off = virt_domain_get_state(dom, &state, NULL) == 0 &&
+		   (state == GUEST_STATE_SHUTOFF || state == GUEST_STATE_CRASHED);
 	json_t *body = json_pack("{s:s,s:s,s:b}", "result", "ok", "details",
 				 "the guest applies it at its next boot", "restart_required", !off);
 	if (body && info)
@@ -698,39 +596,11 @@ static void op_deploy(struct op_ctx *c, virDomainPtr dom)
 	reply_ok(c, body);
 }
 
-/* Starts dom. A VNC autoport can be lost between libvirt's check and QEMU's bind (another
- * process on the node network, or a second libvirtd, took it): libvirt then releases the port
- * and a second attempt gets the next free one. Other failures are not retried. */
-static int start_domain(virDomainPtr dom, const char *sid)
-{
-	for (int attempt = 1;; attempt++) {
-		if (virDomainCreate(dom) == 0)
-			return 0;
-		const char *msg = vir_msg();
-		if (attempt >= 3 || !strstr(msg, "Failed to find an available port"))
-			return -EIO;
-		log_kv(LOG_WARNING, "VNC port taken while QEMU started, starting again", "sid", sid,
-		       NULL);
-	}
-}
-
-/* libvirt's hypervisor version (QEMU's for the qemu driver) as "x.y.z"; NULL when unknown. */
-static char *hypervisor_version(virDomainPtr dom)
-{
-	unsigned long v = 0;
-	char *s = NULL;
-	if (virConnectGetVersion(virDomainGetConnect(dom), &v) < 0 || v == 0)
-		return NULL;
-	if (asprintf_safe(&s, "%lu.%lu.%lu", v / 1000000, v / 1000 % 1000, v % 1000) < 0)
-		return NULL;
-	return s;
-}
-
 /* What the region learns of a new QEMU (serverpush_started()): version and console password;
  * the VNC port is read by the caller. */
 static void started_metadata(struct op_ctx *c, virDomainPtr dom)
 {
-	c->qemu_version = hypervisor_version(dom);
+	c->qemu_version = virt_hypervisor_version(dom);
 	_cleanup_free_ char *ws = workspace_dir(&c->a->cfg, c->sid);
 	if (ws && console_password_read(ws, &c->vnc_password) < 0)
 		c->vnc_password = NULL;
@@ -739,21 +609,22 @@ static void started_metadata(struct op_ctx *c, virDomainPtr dom)
 static void op_start(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0;
-	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
-		reply_error(c, 500, NULL, "%s", vir_msg());
+	if (virt_domain_get_state(dom, &state, NULL) < 0) {
+		reply_error(c, 500, NULL, "%s", virt_last_error_message());
 		return;
 	}
 	const char *details = "started";
-	if (state == VIR_DOMAIN_PAUSED) {
-		if (virDomainResume(dom) < 0) {
-			reply_error(c, 500, NULL, "cannot resume %s: %s", c->sid, vir_msg());
+	if (state == GUEST_STATE_PAUSED) {
+		if (virt_domain_resume(dom) < 0) {
+			reply_error(c, 500, NULL, "cannot resume %s: %s", c->sid,
+				    virt_last_error_message());
 			return;
 		}
 		details = "resumed";
-	} else if (state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_BLOCKED) {
+	} else if (state == GUEST_STATE_RUNNING || state == GUEST_STATE_BLOCKED) {
 		details = "already running";
-	} else if (start_domain(dom, c->sid) < 0) {
-		reply_error(c, 500, NULL, "cannot start %s: %s", c->sid, vir_msg());
+	} else if (virt_domain_start(dom, c->sid) < 0) {
+		reply_error(c, 500, NULL, "cannot start %s: %s", c->sid, virt_last_error_message());
 		return;
 	}
 	c->vnc_port = virt_domain_vnc_port(dom);
@@ -769,7 +640,7 @@ static bool wait_state(virDomainPtr dom, int want, int timeout_ms)
 {
 	for (int waited = 0;; waited += 100) {
 		int state = 0;
-		if (virDomainGetState(dom, &state, NULL, 0) == 0 && state == want)
+		if (virt_domain_get_state(dom, &state, NULL) == 0 && state == want)
 			return true;
 		if (waited >= timeout_ms)
 			return false;
@@ -802,16 +673,15 @@ static void op_stop(struct op_ctx *c, virDomainPtr dom)
 		return;
 	}
 	int state = 0;
-	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
-		reply_error(c, 500, NULL, "%s", vir_msg());
+	if (virt_domain_get_state(dom, &state, NULL) < 0) {
+		reply_error(c, 500, NULL, "%s", virt_last_error_message());
 		return;
 	}
-	if (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED) {
+	if (state == GUEST_STATE_SHUTOFF || state == GUEST_STATE_CRASHED) {
 		reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", "already stopped"));
 		return;
 	}
-	if (!json_is_true(f) && timeout > 0 &&
-	    virDomainShutdownFlags(dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) == 0) {
+	if (!json_is_true(f) && timeout > 0 && virt_domain_power_button(dom) == 0) {
 		/* The loop waits for the guest to power off (stop_wait_begin). */
 		c->stop = STOP_AWAIT;
 		c->stop_deadline = now_usec() + (uint64_t)timeout * USEC_PER_SEC;
@@ -825,18 +695,17 @@ static void op_stop(struct op_ctx *c, virDomainPtr dom)
 static void stop_force(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0, reason = 0;
-	if (c->stop == STOP_FORCE && virDomainGetState(dom, &state, &reason, 0) == 0 &&
-	    (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED)) {
-		reply_ok(c,
-			 json_pack("{s:s,s:s}", "result", "ok", "details",
-				   reason == VIR_DOMAIN_SHUTOFF_DESTROYED ? "forced" : "graceful"));
+	if (c->stop == STOP_FORCE && virt_domain_get_state(dom, &state, &reason) == 0 &&
+	    (state == GUEST_STATE_SHUTOFF || state == GUEST_STATE_CRASHED)) {
+		reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details",
+				      reason == VIRT_SHUTOFF_DESTROYED ? "forced" : "graceful"));
 		return;
 	}
 	const char *how = "forced";
-	if (virDomainDestroy(dom) < 0) {
+	if (virt_domain_destroy(dom) < 0) {
 		/* Keep libvirt's message before the state query below replaces it. */
-		_cleanup_free_ char *msg = strdup(vir_msg());
-		if (!wait_state(dom, VIR_DOMAIN_SHUTOFF, 0)) {
+		_cleanup_free_ char *msg = strdup(virt_last_error_message());
+		if (!wait_state(dom, GUEST_STATE_SHUTOFF, 0)) {
 			reply_error(c, 500, NULL, "cannot stop %s: %s", c->sid, strempty(msg));
 			return;
 		}
@@ -848,13 +717,14 @@ static void stop_force(struct op_ctx *c, virDomainPtr dom)
 static void reboot_finish(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0, r = 0;
-	if (virDomainGetState(dom, &state, NULL, 0) == 0 && state != VIR_DOMAIN_SHUTOFF &&
-	    state != VIR_DOMAIN_CRASHED)
-		r = virDomainDestroy(dom);
+	if (virt_domain_get_state(dom, &state, NULL) == 0 && state != GUEST_STATE_SHUTOFF &&
+	    state != GUEST_STATE_CRASHED)
+		r = virt_domain_destroy(dom);
 	if (r == 0)
-		r = start_domain(dom, c->sid);
+		r = virt_domain_start(dom, c->sid);
 	if (r < 0) {
-		reply_error(c, 500, NULL, "cannot reboot %s: %s", c->sid, vir_msg());
+		reply_error(c, 500, NULL, "cannot reboot %s: %s", c->sid,
+			    virt_last_error_message());
 		return;
 	}
 	c->vnc_port = virt_domain_vnc_port(dom);
@@ -867,51 +737,50 @@ static void reboot_finish(struct op_ctx *c, virDomainPtr dom)
 static void op_simple(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0, r = 0;
-	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
-		reply_error(c, 500, NULL, "%s", vir_msg());
+	if (virt_domain_get_state(dom, &state, NULL) < 0) {
+		reply_error(c, 500, NULL, "%s", virt_last_error_message());
 		return;
 	}
-	bool running = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_BLOCKED;
+	bool running = state == GUEST_STATE_RUNNING || state == GUEST_STATE_BLOCKED;
 	const char *details = "done";
 	switch (c->op) {
 	case GUEST_OP_SUSPEND:
-		if (state == VIR_DOMAIN_PAUSED)
+		if (state == GUEST_STATE_PAUSED)
 			details = "already suspended";
 		else if (!running) {
 			reply_error(c, 409, "InvalidStatusError", "guest %s is not running",
 				    c->sid);
 			return;
 		} else
-			r = virDomainSuspend(dom);
+			r = virt_domain_suspend(dom);
 		break;
 	case GUEST_OP_RESUME:
 		if (running)
 			details = "already running";
-		else if (state != VIR_DOMAIN_PAUSED) {
+		else if (state != GUEST_STATE_PAUSED) {
 			reply_error(c, 409, "InvalidStatusError", "guest %s is not suspended",
 				    c->sid);
 			return;
 		} else
-			r = virDomainResume(dom);
+			r = virt_domain_resume(dom);
 		break;
 	case GUEST_OP_REBOOT: {
 		/* is_force: a hardware reset (same QEMU). Otherwise a cold reboot that works
 		 * whatever runs inside: ACPI shutdown with a timeout, then a fresh start. */
 		json_t *f = json_object_get(c->args, "is_force");
-		if (!running && state != VIR_DOMAIN_PAUSED) {
+		if (!running && state != GUEST_STATE_PAUSED) {
 			reply_error(c, 409, "InvalidStatusError", "guest %s is not running",
 				    c->sid);
 			return;
 		}
 		if (json_is_true(f))
-			r = virDomainReset(dom, 0);
+			r = virt_domain_reset(dom);
 		else {
 			json_t *t = json_object_get(c->args, "timeout");
 			int timeout = json_is_integer(t) ? (int)json_integer_value(t) : 10;
 			if (timeout < 0 || timeout > 3600)
 				timeout = 10;
-			if (timeout > 0 &&
-			    virDomainShutdownFlags(dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) == 0) {
+			if (timeout > 0 && virt_domain_power_button(dom) == 0) {
 				/* The loop waits for the power-off, then reboot_finish() starts it.
 				 */
 				c->stop = STOP_AWAIT;
@@ -928,7 +797,7 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 	}
 	if (r < 0) {
 		reply_error(c, 500, NULL, "cannot %s %s: %s", guest_op_to_string(c->op), c->sid,
-			    vir_msg());
+			    virt_last_error_message());
 		return;
 	}
 	reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", details));
@@ -937,8 +806,8 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 static void op_status(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0;
-	if (virDomainGetState(dom, &state, NULL, 0) < 0) {
-		reply_error(c, 500, NULL, "%s", vir_msg());
+	if (virt_domain_get_state(dom, &state, NULL) < 0) {
+		reply_error(c, 500, NULL, "%s", virt_last_error_message());
 		return;
 	}
 	const char *power, *reason;
@@ -987,9 +856,8 @@ static void op_monitor(struct op_ctx *c, virDomainPtr dom)
 		return;
 	}
 	char *out = NULL;
-	unsigned flags = json_is_true(qmp) ? 0 : VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP;
-	if (virDomainQemuMonitorCommand(dom, fwd, &out, flags) < 0) {
-		reply_error(c, 409, NULL, "%s", vir_msg());
+	if (virt_domain_monitor(dom, fwd, !json_is_true(qmp), &out) < 0) {
+		reply_error(c, 409, NULL, "%s", virt_last_error_message());
 		return;
 	}
 	reply_ok(c, json_pack("{s:s}", "results", out ? out : ""));
@@ -1023,9 +891,9 @@ static void op_console(struct op_ctx *c, virDomainPtr dom)
 static void op_delete(struct op_ctx *c, virConnectPtr conn)
 {
 	const struct config *cfg = &c->a->cfg;
-	_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, c->sid);
-	if (!dom && !vir_not_found()) {
-		reply_error(c, 500, NULL, "%s", vir_msg());
+	_cleanup_(virDomainFreep) virDomainPtr dom = virt_domain_lookup(conn, c->sid);
+	if (!dom && !virt_last_error_no_domain()) {
+		reply_error(c, 500, NULL, "%s", virt_last_error_message());
 		return;
 	}
 	if (refuse_foreign(c, dom))
@@ -1038,15 +906,14 @@ static void op_delete(struct op_ctx *c, virConnectPtr conn)
 		return;
 	}
 	if (dom) {
-		if (virDomainIsActive(dom) == 1 && virDomainDestroy(dom) < 0) {
-			reply_error(c, 500, NULL, "cannot destroy %s: %s", c->sid, vir_msg());
+		if (virt_domain_is_active(dom) && virt_domain_destroy(dom) < 0) {
+			reply_error(c, 500, NULL, "cannot destroy %s: %s", c->sid,
+				    virt_last_error_message());
 			return;
 		}
-		unsigned flags = VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
-				 VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
-				 VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
-		if (virDomainUndefineFlags(dom, flags) < 0 && virDomainUndefine(dom) < 0) {
-			reply_error(c, 500, NULL, "cannot undefine %s: %s", c->sid, vir_msg());
+		if (virt_domain_undefine(dom) < 0) {
+			reply_error(c, 500, NULL, "cannot undefine %s: %s", c->sid,
+				    virt_last_error_message());
 			return;
 		}
 	}
@@ -1067,13 +934,13 @@ static void op_delete(struct op_ctx *c, virConnectPtr conn)
 static void record_state(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0, reason = 0;
-	if (!dom || virDomainGetState(dom, &state, &reason, 0) < 0)
+	if (!dom || virt_domain_get_state(dom, &state, &reason) < 0)
 		return;
 	c->have_state = true;
 	c->new_state = state;
 	c->new_reason = reason;
-	bool off = state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED ||
-		   state == VIR_DOMAIN_NOSTATE;
+	bool off = state == GUEST_STATE_SHUTOFF || state == GUEST_STATE_CRASHED ||
+		   state == GUEST_STATE_NOSTATE;
 	int pid = off ? 0 : virt_qemu_pid(c->sid);
 	c->new_pid = pid > 0 ? pid : 0;
 }
@@ -1091,8 +958,7 @@ static void op_work(void *userdata)
 	case GUEST_OP_SYNC:
 		op_create(c, conn, c->op == GUEST_OP_SYNC);
 		if (c->created) {
-			_cleanup_(virDomainFreep) virDomainPtr d =
-			    virDomainLookupByName(conn, c->sid);
+			_cleanup_(virDomainFreep) virDomainPtr d = virt_domain_lookup(conn, c->sid);
 			record_state(c, d);
 		}
 		return;
@@ -1102,13 +968,13 @@ static void op_work(void *userdata)
 	default:
 		break;
 	}
-	_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, c->sid);
+	_cleanup_(virDomainFreep) virDomainPtr dom = virt_domain_lookup(conn, c->sid);
 	if (!dom) {
-		if (vir_not_found())
+		if (virt_last_error_no_domain())
 			reply_error(c, 404, "NotFoundError", "guest %s not found", c->sid);
 		else {
-			reply_error(c, 503, NULL, "%s", vir_msg());
-			if (virConnectIsAlive(conn) != 1)
+			reply_error(c, 503, NULL, "%s", virt_last_error_message());
+			if (!virt_conn_alive(conn))
 				virt_connection_lost(c->a->virt);
 		}
 		return;
@@ -1146,7 +1012,7 @@ static void op_work(void *userdata)
 	}
 	if (c->reply.body && c->reply.code < 300)
 		record_state(c, dom);
-	if (c->reply.code >= 500 && virConnectIsAlive(conn) != 1)
+	if (c->reply.code >= 500 && !virt_conn_alive(conn))
 		virt_connection_lost(c->a->virt);
 }
 
@@ -1184,14 +1050,15 @@ static void op_done(void *userdata)
 		reply_error(c, 503, NULL, "the agent is shutting down");
 	if (g && c->reply.code < 300) {
 		if (c->removed)
-			view_remove(g, c->sid);
+			guests_view_remove(g, c->sid);
 		else {
 			/* The operation's own reading of libvirt, unless an event told the view
 			 * about this guest since the operation was queued: events come in order and
 			 * are newer than anything read before they arrived. */
 			const struct guest_info *x = guestview_get(g->view, c->sid);
 			if (c->have_state && (!x || x->seq <= c->seq))
-				view_state(g, c->sid, c->new_state, c->new_reason, c->new_pid);
+				guests_view_state(g, c->sid, c->new_state, c->new_reason,
+						  c->new_pid);
 			if (c->created && guestview_get(g->view, c->sid) &&
 			    guestview_set_desc(g->view, c->sid, c->name, c->uuid, 1) < 0)
 				log_oom();
@@ -1256,7 +1123,7 @@ static bool stop_wait_off(struct guests *g, struct op_ctx *c, const char **ret_h
 	    x->state != GUEST_STATE_NO_DOMAIN)
 		return false;
 	bool destroyed =
-	    x && x->state == GUEST_STATE_SHUTOFF && x->reason == VIR_DOMAIN_SHUTOFF_DESTROYED;
+	    x && x->state == GUEST_STATE_SHUTOFF && x->reason == VIRT_SHUTOFF_DESTROYED;
 	*ret_how = !x ? "gone" : destroyed ? "forced" : "graceful";
 	return true;
 }
@@ -1428,9 +1295,9 @@ static void statuses_work(void *userdata)
 	json_t *v;
 	json_array_foreach (s->ids, i, v) {
 		const char *sid = json_string_value(v);
-		_cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByName(conn, sid);
+		_cleanup_(virDomainFreep) virDomainPtr dom = virt_domain_lookup(conn, sid);
 		int state = 0;
-		if (!dom || virDomainGetState(dom, &state, NULL, 0) < 0) {
+		if (!dom || virt_domain_get_state(dom, &state, NULL) < 0) {
 			json_array_append_new(missing, json_string(sid));
 			continue;
 		}
@@ -1476,899 +1343,6 @@ int agent_guest_statuses(struct agent *a, json_t *ids, op_done_fn cb, void *user
 	return 0;
 }
 
-/* ---- listing: rebuild and reconciliation (worker thread, then loop) ---- */
-
-enum scan_kind {
-	SCAN_REBUILD,	/* after a (re)connection: replaces the view */
-	SCAN_RECONCILE, /* first look: differences become candidates */
-	SCAN_CONFIRM,	/* a second look a moment later: what still differs is drift */
-};
-
-struct scan {
-	struct agent *a;
-	enum scan_kind kind;
-	struct guest_info *list; /* sorted by sid once on the loop */
-	size_t n;
-	bool ok;
-	uint64_t seq; /* the view's seq when the first listing was submitted */
-	unsigned retries;
-	char **candidates;	 /* SCAN_CONFIRM: sids that differed in the first look */
-	struct dhcp_guest *dhcp; /* the NICs of every managed guest that get a DHCP lease */
-	size_t n_dhcp;
-};
-
-static void scan_free(struct scan *s)
-{
-	guest_info_array_free(s->list, s->n);
-	strv_free(s->candidates);
-	dhcp_guests_free(s->dhcp, s->n_dhcp);
-	free(s);
-}
-
-static void scan_add_dhcp(struct scan *s, const char *sid, const struct guest_desc *d)
-{
-	struct dhcp_host *h = NULL;
-	size_t n = 0;
-	if (dhcp_hosts_from_desc(sid, d, &h, &n) < 0 || n == 0)
-		return;
-	struct dhcp_guest *v = realloc(s->dhcp, sizeof(*v) * (s->n_dhcp + 1));
-	char *copy = strdup(sid);
-	if (!v || !copy) {
-		if (v)
-			s->dhcp = v;
-		free(copy);
-		dhcp_hosts_free(h, n);
-		return;
-	}
-	s->dhcp = v;
-	s->dhcp[s->n_dhcp++] = (struct dhcp_guest){copy, h, n};
-}
-
-/* libvirt's domains and the workspaces, as view entries. */
-static void scan_work(void *userdata)
-{
-	struct scan *s = userdata;
-	const struct config *cfg = &s->a->cfg;
-	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(s->a->virt);
-	if (!conn || virt_list_domains(s->a->virt, conn, &s->list, &s->n) < 0)
-		return;
-	for (size_t i = 0; i < s->n; i++) {
-		struct guest_info *x = &s->list[i];
-		_cleanup_guest_desc_ struct guest_desc *d = NULL;
-		if (id_is_valid(x->sid, 64) && load_desc(cfg, x->sid, NULL, &d, NULL) >= 0) {
-			x->managed = true;
-			x->name = strdup(d->name);
-			x->uuid = strdup(d->uuid);
-			if (s->kind == SCAN_REBUILD)
-				scan_add_dhcp(s, x->sid, d);
-		}
-	}
-	/* Workspaces without a domain: a half-created or externally undefined guest. */
-	DIR *dir = opendir(cfg->servers_path);
-	struct dirent *de;
-	size_t listed = s->n;
-	while (dir && (de = readdir(dir))) {
-		if (!id_is_valid(de->d_name, 64))
-			continue;
-		bool seen = false;
-		for (size_t i = 0; i < listed && !seen; i++)
-			seen = streq(s->list[i].sid, de->d_name);
-		if (seen)
-			continue;
-		struct guest_info *l = realloc(s->list, sizeof(*l) * (s->n + 1));
-		if (!l)
-			break;
-		s->list = l;
-		l[s->n] = (struct guest_info){
-		    .sid = strdup(de->d_name), .state = GUEST_STATE_NO_DOMAIN, .managed = true};
-		if (l[s->n].sid)
-			s->n++;
-	}
-	if (dir)
-		closedir(dir);
-	s->ok = true;
-}
-
-static int scan_submit(struct agent *a, enum scan_kind kind, uint64_t seq, unsigned retries,
-		       char **candidates, bool delayed);
-
-/* Replaces the view with what libvirt and the workspaces say now (merge: with the view's
- * changes since the listing kept, guestview_merge). A guest that is no longer there (undefined
- * while the connection was down) leaves through the hooks like a deleted one. */
-static int rebuild(struct guests *g, struct scan *s, bool merge)
-{
-	_cleanup_strv_free_ char **before = calloc(guestview_size(g->view) + 1, sizeof(char *));
-	for (size_t k = 0; before && k < guestview_size(g->view); k++)
-		before[k] = strdup(guestview_at(g->view, k)->sid);
-	size_t n = s->n;
-	s->n = 0;
-	int r = merge ? guestview_merge(g->view, TAKE_PTR(s->list), n, s->seq)
-		      : guestview_replace(g->view, TAKE_PTR(s->list), n);
-	if (r < 0)
-		return r;
-	/* The DHCP serves what the stored descriptors of the listed domains say. */
-	dhcp_guests_replace(g->a->dhcp, TAKE_PTR(s->dhcp), s->n_dhcp);
-	s->n_dhcp = 0;
-	for (size_t i = 0; i < guestview_size(g->view); i++) {
-		const struct guest_info *x = guestview_at(g->view, i);
-		const char *status = guest_state_status(x->state, NULL);
-		hooks_state(g, x->sid, status);
-		/* The agent channel as the listing saw it (no agent call: the view never waits
-		 * for guest agents). */
-		if (x->agent_channel && x->managed && streq(status, "running") &&
-		    qga_tracker_channel(g->qga, x->sid, (enum qga_channel)x->agent_channel) < 0)
-			log_oom();
-		if (streq(status, "running") || streq(status, "suspend")) {
-			log_kv(LOG_INFO,
-			       x->managed ? "Adopted running guest"
-					  : "Running domain has no readable workspace; left "
-					    "running as unknown",
-			       "sid", x->sid, "status", status, NULL);
-			if (x->qemu_pid > 0)
-				hooks_running(g, x->sid, x->qemu_pid);
-		}
-	}
-	for (size_t k = 0; before && before[k]; k++)
-		if (!guestview_get(g->view, before[k]))
-			hooks_gone(g, before[k]);
-	return 0;
-}
-
-static const struct guest_info *list_find(const struct scan *s, const char *sid)
-{
-	for (size_t i = 0; i < s->n; i++)
-		if (streq(s->list[i].sid, sid))
-			return &s->list[i];
-	return NULL;
-}
-
-/* Whether the view's entry of sid (a, or its absence) and the listing's (b) differ in what the
- * view serves, with both described in buf. Entries changed since seq are newer than the
- * listing's and never differ. */
-static bool entry_differs(struct guests *g, uint64_t seq, const char *sid,
-			  const struct guest_info *b, char *buf, size_t size)
-{
-	const struct guest_info *a = guestview_get(g->view, sid);
-	if (a ? a->seq > seq : guestview_removed_seq(g->view) > seq)
-		return false;
-	if (!a && !b)
-		return false;
-	if (!a || !b) {
-		snprintf(buf, size, "%s -> %s",
-			 a ? guest_state_status(a->state, NULL) : "not in the view",
-			 b ? guest_state_status(b->state, NULL) : "not in libvirt");
-		return true;
-	}
-	return guest_info_differs(a, b, buf, size);
-}
-
-static void reconcile_first(struct guests *g, struct scan *s)
-{
-	_cleanup_strv_free_ char **cand = NULL;
-	char what[256];
-	for (size_t i = 0; i < s->n; i++) {
-		struct guest_info *b = &s->list[i];
-		const struct guest_info *a = guestview_get(g->view, b->sid);
-		if (entry_differs(g, s->seq, b->sid, b, what, sizeof(what)))
-			strv_extend(&cand, b->sid);
-		else if (a && a->seq <= s->seq)
-			/* Not carried by events: refreshed from the listing. */
-			guestview_set_runtime(g->view, b->sid, b->vnc_port, b->block_jobs);
-	}
-	for (size_t i = 0; i < guestview_size(g->view); i++) {
-		const char *sid = guestview_at(g->view, i)->sid;
-		if (!list_find(s, sid) && entry_differs(g, s->seq, sid, NULL, what, sizeof(what)))
-			strv_extend(&cand, sid);
-	}
-	if (!cand) {
-		g->reconciled++;
-		g->reconciling = false;
-		return;
-	}
-	/* An event may still be on its way: look again in a moment before calling it drift. */
-	if (scan_submit(g->a, SCAN_CONFIRM, s->seq, 0, TAKE_PTR(cand), true) < 0)
-		g->reconciling = false;
-}
-
-static void reconcile_confirm(struct guests *g, struct scan *s)
-{
-	char what[256];
-	STRV_FOREACH (sid, s->candidates) {
-		const struct guest_info *b = list_find(s, *sid);
-		if (!entry_differs(g, s->seq, *sid, b, what, sizeof(what)))
-			continue;
-		g->drift++;
-		log_kv(LOG_WARNING, "Guest view differed from libvirt; corrected", "sid", *sid,
-		       "view -> libvirt", what, NULL);
-		if (!b) {
-			view_remove(g, *sid);
-			continue;
-		}
-		const struct guest_info *a = guestview_get(g->view, *sid);
-		const char *before = a ? guest_state_status(a->state, NULL) : NULL;
-		struct guest_info copy = *b;
-		copy.sid = strdup(b->sid);
-		copy.name = b->name ? strdup(b->name) : NULL;
-		copy.uuid = b->uuid ? strdup(b->uuid) : NULL;
-		if (!copy.sid || guestview_put(g->view, &copy) < 0) {
-			guest_info_clear(&copy);
-			log_oom();
-			continue;
-		}
-		const char *after = guest_state_status(b->state, NULL);
-		if (!streq_ptr(before, after))
-			hooks_state(g, *sid, after);
-	}
-	g->reconciled++;
-	g->reconciling = false;
-}
-
-static void scan_done(void *userdata)
-{
-	struct scan *s = userdata;
-	struct guests *g = s->a->guests;
-	if (g && !s->ok && g->connected && s->kind == SCAN_REBUILD && !s->a->stopping) {
-		/* The view stays invalid (503) until a listing succeeds: try again shortly. */
-		log_debug("Listing libvirt for the guest view failed, retrying");
-		scan_submit(s->a, SCAN_REBUILD, guestview_seq(g->view), 0, NULL, true);
-		return scan_free(s);
-	}
-	if (!g || !s->ok || !g->connected) {
-		if (g && s->kind != SCAN_REBUILD)
-			g->reconciling = false;
-		return scan_free(s);
-	}
-	if (s->kind == SCAN_REBUILD) {
-		/* An operation or event changed a guest while libvirt was being listed: the list
-		 * may be older than the view. The changes since are merged over it; only a guest
-		 * removed meanwhile (the list may still hold it) needs a fresh listing. Under a
-		 * storm of events a listing never finds a quiet view, so no waiting for one. */
-		bool changed = guestview_seq(g->view) != s->seq;
-		bool removed = guestview_removed_seq(g->view) > s->seq;
-		if (removed && s->retries < 10 &&
-		    scan_submit(s->a, SCAN_REBUILD, guestview_seq(g->view), s->retries + 1, NULL,
-				false) >= 0)
-			return scan_free(s);
-		int r = rebuild(g, s, changed && !removed);
-		if (r < 0) {
-			log_warning_errno(r,
-					  "Cannot install the guest view's listing, retrying: %m");
-			scan_submit(s->a, SCAN_REBUILD, guestview_seq(g->view), 0, NULL, true);
-		} else if (changed && !removed)
-			log_debug("Guest view listed while guests changed; the changes since were "
-				  "merged over the listing");
-	} else if (!guestview_valid(g->view))
-		g->reconciling = false; /* a rebuild comes */
-	else if (s->kind == SCAN_RECONCILE)
-		reconcile_first(g, s);
-	else
-		reconcile_confirm(g, s);
-	scan_free(s);
-}
-
-static void scan_queue(struct scan *s)
-{
-	int r = tasks_submit(s->a->tasks, NULL, scan_work, scan_done, s);
-	if (r < 0)
-		scan_done(s); /* !ok: dropped */
-}
-
-static int on_delay_timer(sd_event_source *src, uint64_t usec, void *userdata)
-{
-	struct scan *s = userdata;
-	struct guests *g = s->a->guests;
-	int slot = s->kind == SCAN_CONFIRM;
-	g->delay_src[slot] = sd_event_source_unref(g->delay_src[slot]);
-	g->delayed[slot] = NULL;
-	scan_queue(s);
-	return 0;
-}
-
-static void delayed_drop(struct guests *g, int slot)
-{
-	g->delay_src[slot] = sd_event_source_disable_unref(g->delay_src[slot]);
-	if (g->delayed[slot])
-		scan_free(g->delayed[slot]);
-	g->delayed[slot] = NULL;
-}
-
-/* delayed: the listing starts in a second (libvirt delivers an event within milliseconds: a
- * second listing one second later that still differs from an unchanged view is no event in
- * flight; a failed rebuild is retried without spinning). */
-static int scan_submit(struct agent *a, enum scan_kind kind, uint64_t seq, unsigned retries,
-		       char **candidates, bool delayed)
-{
-	struct scan *s = calloc(1, sizeof(*s));
-	if (!s) {
-		strv_free(candidates);
-		return -ENOMEM;
-	}
-	*s = (struct scan){
-	    .a = a, .kind = kind, .seq = seq, .retries = retries, .candidates = candidates};
-	struct guests *g = a->guests;
-	if (delayed && g) {
-		int slot = kind == SCAN_CONFIRM;
-		delayed_drop(g, slot);
-		int r = sd_event_add_time_relative(a->event, &g->delay_src[slot], CLOCK_MONOTONIC,
-						   USEC_PER_SEC, 0, on_delay_timer, s);
-		if (r < 0) {
-			scan_free(s);
-			return r;
-		}
-		g->delayed[slot] = s;
-		return 0;
-	}
-	scan_queue(s);
-	return 0;
-}
-
-static void schedule_reconcile(struct guests *g);
-
-static int on_reconcile_timer(sd_event_source *src, uint64_t usec, void *userdata)
-{
-	struct guests *g = userdata;
-	if (g->connected && guestview_valid(g->view) && !g->reconciling && !g->a->stopping) {
-		g->reconciling = true;
-		if (scan_submit(g->a, SCAN_RECONCILE, guestview_seq(g->view), 0, NULL, false) < 0)
-			g->reconciling = false;
-	}
-	schedule_reconcile(g);
-	return 0;
-}
-
-static void schedule_reconcile(struct guests *g)
-{
-	uint64_t every = (uint64_t)MAX(g->a->cfg.guest_view_reconcile_seconds, 1) * USEC_PER_SEC;
-	int r;
-	if (!g->reconcile_timer)
-		r = sd_event_add_time_relative(g->a->event, &g->reconcile_timer, CLOCK_MONOTONIC,
-					       every, USEC_PER_SEC / 10, on_reconcile_timer, g);
-	else {
-		r = sd_event_source_set_time_relative(g->reconcile_timer, every);
-		if (r >= 0)
-			r = sd_event_source_set_enabled(g->reconcile_timer, SD_EVENT_ONESHOT);
-	}
-	if (r < 0)
-		log_warning_errno(r, "Cannot schedule the guest view reconciliation: %m");
-}
-
-static json_t *list_json(struct guests *g)
-{
-	json_t *servers = json_array();
-	for (size_t i = 0; servers && i < guestview_size(g->view); i++)
-		if (json_array_append_new(
-			servers, guestview_list_entry_json(guestview_at(g->view, i))) < 0) {
-			json_decref(servers);
-			servers = NULL;
-		}
-	return servers ? json_pack("{s:o}", "servers", servers) : NULL;
-}
-
-int agent_guest_list(struct agent *a, op_done_fn cb, void *userdata)
-{
-	struct guests *g = a->guests;
-	struct op_reply reply = {200, NULL};
-	if (!g || !g->connected || !guestview_valid(g->view))
-		reply =
-		    (struct op_reply){503, op_error_body(503, NULL, "libvirt is not connected")};
-	else if (!(reply.body = list_json(g)))
-		reply = (struct op_reply){500, op_error_body(500, NULL, "out of memory")};
-	cb(&reply, userdata);
-	json_decref(reply.body);
-	return 0;
-}
-
-int agent_guest_list_text(struct agent *a, const char **ret_text, size_t *ret_len)
-{
-	struct guests *g = a->guests;
-	if (!g || !g->connected || !guestview_valid(g->view))
-		return -ENOTCONN;
-	if (!g->list_text || g->list_seq != guestview_seq(g->view)) {
-		_cleanup_(json_decrefp) json_t *j = list_json(g);
-		char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-		if (!text)
-			return -ENOMEM;
-		free(g->list_text);
-		g->list_text = text;
-		g->list_len = strlen(text);
-		g->list_seq = guestview_seq(g->view);
-	}
-	*ret_text = g->list_text;
-	*ret_len = g->list_len;
-	return 0;
-}
-
-int agent_guest_status(struct agent *a, const char *sid, struct op_reply *ret)
-{
-	struct guests *g = a->guests;
-	const struct guest_info *x = NULL;
-	if (!id_is_valid(sid, 64))
-		*ret = (struct op_reply){400, op_error_body(400, NULL, "sid: invalid guest id")};
-	else if (a->stopping)
-		*ret =
-		    (struct op_reply){503, op_error_body(503, NULL, "the agent is shutting down")};
-	else if (!g || !g->connected || !guestview_valid(g->view))
-		*ret = (struct op_reply){503, op_error_body(503, NULL, "libvirt is not connected")};
-	else if (!(x = guestview_get(g->view, sid)) || x->state == GUEST_STATE_NO_DOMAIN)
-		*ret = (struct op_reply){
-		    404, op_error_body(404, "NotFoundError", "guest %s not found", sid)};
-	else {
-		json_t *body = guestview_status_json(x);
-		const char *hid = body ? report_host_id(a->report) : NULL;
-		if (hid)
-			json_object_set_new(body, "host_id", json_string(hid));
-		*ret = body ? (struct op_reply){200, body}
-			    : (struct op_reply){500, op_error_body(500, NULL, "out of memory")};
-	}
-	return ret->body ? 0 : -ENOMEM;
-}
-
-/* ---- events ---- */
-
-static void on_virt_event(const char *name, int event, int detail, void *userdata)
-{
-	struct guests *g = userdata;
-	char ev[16], det[16];
-	snprintf(ev, sizeof(ev), "%d", event);
-	snprintf(det, sizeof(det), "%d", detail);
-	log_kv(LOG_DEBUG, "libvirt lifecycle event", "domain", name, "event", ev, "detail", det,
-	       NULL);
-	const struct guest_info *x = guestview_get(g->view, name);
-	bool off = x && (x->state == GUEST_STATE_SHUTOFF || x->state == GUEST_STATE_CRASHED ||
-			 x->state == GUEST_STATE_NOSTATE || x->state == GUEST_STATE_NO_DOMAIN);
-	if (virt_event_undefined(event)) {
-		/* A running domain that loses its definition goes on as a transient one. */
-		if (x && !off)
-			guestview_set_transient(g->view, name, true);
-		if (!x || !off)
-			return;
-		if (!x->managed)
-			view_remove(g, name);
-		else /* its workspace stays: listed as a workspace without a domain */
-			guestview_set_state(g->view, name, GUEST_STATE_NO_DOMAIN, 0, 0, NULL);
-		return;
-	}
-	int state, reason;
-	if (virt_event_defined(event)) {
-		/* A new domain (or a workspace's domain defined again); a redefinition of a
-		 * known domain changes nothing the view holds. */
-		if (x)
-			guestview_set_transient(g->view, name, false);
-		if (x && x->state != GUEST_STATE_NO_DOMAIN)
-			return;
-		state = GUEST_STATE_SHUTOFF;
-		reason = 0;
-	} else if (virt_event_state(event, detail, &state, &reason) < 0)
-		return;
-	/* libvirt raises SHUTDOWN and SUSPENDED from QEMU's own events, which can come after the
-	 * STOPPED of a destroy: for a domain that is off they are stale. (RESUMED is not: a start
-	 * resumes the paused QEMU before STARTED.) */
-	if (off && (state == GUEST_STATE_SHUTDOWN || state == GUEST_STATE_PAUSED ||
-		    state == GUEST_STATE_PMSUSPENDED)) {
-		log_kv(LOG_DEBUG, "Stale lifecycle event for a stopped domain ignored", "domain",
-		       name, "event", ev, NULL);
-		return;
-	}
-	const char *old = x ? guest_state_status(x->state, NULL) : "none";
-	const char *status = guest_state_status(state, NULL);
-	if (!streq(old, status))
-		log_kv(LOG_INFO, "Guest state changed", "sid", name, "from", old, "to", status,
-		       NULL);
-	bool stopped = state == GUEST_STATE_SHUTOFF || state == GUEST_STATE_CRASHED;
-	int pid = stopped ? 0 : -1;
-	if (virt_event_started(event)) {
-		int p = virt_qemu_pid(name);
-		pid = p > 0 ? p : 0;
-	}
-	/* A persistent domain comes to the view through DEFINED or a listing: one that shows up
-	 * running without either (virsh create; RESUMED may come before STARTED) is transient. */
-	bool transient =
-	    !virt_event_defined(event) && (!x || x->transient || x->state == GUEST_STATE_NO_DOMAIN);
-	if (stopped && transient) {
-		/* libvirt forgets a transient domain when it stops (no UNDEFINED event). */
-		if (x && x->managed)
-			guestview_set_state(g->view, name, GUEST_STATE_NO_DOMAIN, 0, 0, NULL);
-		else
-			view_remove(g, name);
-		return;
-	}
-	view_state(g, name, state, reason, pid);
-	if (transient)
-		guestview_set_transient(g->view, name, true);
-	if (stopped)
-		guestview_set_runtime(g->view, name, 0, 0);
-	/* Every new QEMU (an agent start, a cold reboot, or anyone else's start) raises STARTED:
-	 * with adoption, the only place the running hooks (placement) fire. */
-	if (virt_event_started(event) && pid > 0 && hooks_want_running(g))
-		hooks_running(g, name, pid);
-}
-
-static void on_virt_conn(bool connected, void *userdata)
-{
-	struct guests *g = userdata;
-	g->connected = connected;
-	/* Never served stale: invalid until the listing of this connection is installed. */
-	guestview_invalidate(g->view);
-	if (connected)
-		scan_submit(g->a, SCAN_REBUILD, guestview_seq(g->view), 0, NULL, false);
-}
-
-/* ---- the guest agent (issue 13) ---- */
-
-#define QGA_PROBE_INTERVAL_USEC (15 * USEC_PER_SEC)
-#define QGA_PROBE_FRESH_MAX	16 /* probes of agents not probed since their channel came up */
-#define QGA_PROBE_OTHERS_MAX	3  /* probes of agents that did not answer, per round */
-
-static uint64_t realtime_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
-}
-
-/* Only running guests have an agent to track. */
-static void qga_on_state(struct guests *g, const char *sid, const char *status)
-{
-	if (g->qga && !streq_ptr(status, "running") && !streq_ptr(status, "stopping"))
-		qga_tracker_remove(g->qga, sid);
-}
-
-/* Whether an outcome says something about the guest's agent: it answered (even with an
- * error), or it did not. */
-static bool qga_outcome(int r, bool *ret_answered)
-{
-	if (r == 0 || r == -EREMOTEIO) {
-		*ret_answered = true;
-		return true;
-	}
-	if (r == -ETIMEDOUT || r == -ENOTCONN) {
-		*ret_answered = false;
-		return true;
-	}
-	return false;
-}
-
-static bool qga_trackable(struct guests *g, const char *sid)
-{
-	const struct guest_info *x = guestview_get(g->view, sid);
-	return x && x->managed && x->state == GUEST_STATE_RUNNING;
-}
-
-static void qga_record(struct guests *g, const char *sid, int r)
-{
-	bool answered;
-	if (!g->qga || !qga_outcome(r, &answered) || !qga_trackable(g, sid))
-		return;
-	enum qga_answer before = qga_tracker_answer(g->qga, sid);
-	if (qga_tracker_answered(g->qga, sid, answered, realtime_usec()) < 0) {
-		log_oom();
-		return;
-	}
-	if ((before == QGA_ANSWER_YES) != answered)
-		log_kv(LOG_INFO, answered ? "Guest agent answers" : "Guest agent does not answer",
-		       "sid", sid, NULL);
-}
-
-struct qga_job {
-	struct agent *a;
-	enum qga_op op;
-	char *sid;
-	char *cmd;	/* the command text (not for set-password) */
-	char *name;	/* the command's name, for messages */
-	char *user;	/* set-password */
-	char *password; /* set-password: erased once used */
-	bool crypted;
-	int timeout;
-	/* outcome */
-	int r;
-	json_t *result;
-	char *msg;
-	guests_qga_fn cb;
-	void *userdata;
-};
-
-static void qga_job_free(struct qga_job *j)
-{
-	free(j->sid);
-	free(j->cmd);
-	free(j->name);
-	free(j->user);
-	erase_and_free(j->password);
-	json_decref(j->result);
-	free(j->msg);
-	free(j);
-}
-
-static void qga_fail(struct qga_job *j, int r, const char *fmt, ...) _printf_(3, 4);
-static void qga_fail(struct qga_job *j, int r, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	free(j->msg);
-	if (vasprintf(&j->msg, fmt, ap) < 0)
-		j->msg = NULL;
-	va_end(ap);
-	j->r = r;
-}
-
-/* The message of a failed agent call, with what the user can do about it. */
-static void qga_fail_virt(struct qga_job *j, int r, const char *verr)
-{
-	const char *sid = j->sid, *what = j->name ? j->name : qga_op_to_string(j->op);
-	switch (r) {
-	case -ESRCH:
-		return qga_fail(j, r, "guest %s not found", sid);
-	case -EPERM:
-		return qga_fail(j, r, "domain %s is not managed by hostagent", sid);
-	case -EHOSTDOWN:
-		return qga_fail(j, r, "guest %s is not running", sid);
-	case -ENOTCONN:
-		return qga_fail(j, r,
-				"the guest agent of %s is not connected (no qemu-guest-agent runs "
-				"in the guest): %s",
-				sid, strempty(verr));
-	case -ETIMEDOUT:
-		return qga_fail(j, r, "the guest agent of %s did not answer %s within %d s: %s",
-				sid, what, j->timeout, strempty(verr));
-	default:
-		return qga_fail(j, r, "%s of %s failed: %s", what, sid, verr ? verr : strerror(-r));
-	}
-}
-
-static void qga_work(void *userdata)
-{
-	struct qga_job *j = userdata;
-	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(j->a->virt);
-	if (!conn)
-		return qga_fail(j, -ENOLINK, "libvirt is not connected");
-	_cleanup_free_ char *verr = NULL;
-	if (j->op == QGA_OP_SET_PASSWORD) {
-		int r = virt_agent_set_password(conn, j->sid, j->user, j->password, j->crypted,
-						j->timeout, &verr);
-		j->password = erase_and_free(j->password);
-		if (r < 0)
-			qga_fail_virt(j, r, verr);
-		else
-			j->r = 0;
-		return;
-	}
-	_cleanup_free_ char *reply = NULL;
-	int r = virt_agent_command(conn, j->sid, j->cmd, j->timeout, &reply, &verr);
-	if (r < 0)
-		return qga_fail_virt(j, r, verr);
-	char err[512];
-	json_t *ret = NULL;
-	r = qga_parse_reply(reply, &ret, err, sizeof(err));
-	if (r < 0)
-		return qga_fail(j, r, "%s of %s: %s", j->name, j->sid, err);
-	j->r = 0;
-	switch (j->op) {
-	case QGA_OP_PING:
-		json_decref(ret);
-		break;
-	case QGA_OP_GET_OS_INFO:
-		j->result = qga_os_info(ret);
-		json_decref(ret);
-		if (!j->result)
-			qga_fail(j, -ENOMEM, "out of memory");
-		break;
-	default:
-		j->result = ret;
-		break;
-	}
-}
-
-static void qga_done(void *userdata)
-{
-	struct qga_job *j = userdata;
-	struct guests *g = j->a->guests;
-	if (j->r == -ESHUTDOWN && !j->msg) /* the pool shut down before it ran */
-		qga_fail(j, -ESHUTDOWN, "the agent is shutting down");
-	if (g)
-		qga_record(g, j->sid, j->r);
-	/* Never the password, nor the command's arguments. */
-	log_kv(j->r < 0 ? LOG_WARNING : LOG_INFO, "Guest agent request finished", "op",
-	       qga_op_to_string(j->op), "sid", j->sid, "command", strempty(j->name), "result",
-	       j->r < 0 ? strempty(j->msg) : "ok", NULL);
-	j->cb(j->r, TAKE_PTR(j->result), j->msg, j->userdata);
-	qga_job_free(j);
-}
-
-int guests_qga(struct guests *g, enum qga_op op, const char *sid, json_t *args, guests_qga_fn cb,
-	       void *userdata, char *err, size_t err_size)
-{
-	struct agent *a = g->a;
-	if (op >= _QGA_OP_MAX)
-		return snprintf(err, err_size, "unknown operation"), -EINVAL;
-	if (!id_is_valid(sid, 64))
-		return snprintf(err, err_size, "sid: invalid guest id"), -EINVAL;
-	if (args && !json_is_object(args))
-		return snprintf(err, err_size, "body: expected a JSON object"), -EINVAL;
-	if (op == QGA_OP_SET_NETWORK)
-		return snprintf(err, err_size,
-				"qga-set-network is not implemented by hostagent: guest addresses "
-				"come from the descriptor (DHCP) and the config drive"),
-		       -EOPNOTSUPP;
-	if (a->stopping)
-		return snprintf(err, err_size, "the agent is shutting down"), -ESHUTDOWN;
-	if (!g->connected || !guestview_valid(g->view))
-		return snprintf(err, err_size, "libvirt is not connected"), -ENOLINK;
-	const struct guest_info *x = guestview_get(g->view, sid);
-	if (!x || x->state == GUEST_STATE_NO_DOMAIN)
-		return snprintf(err, err_size, "guest %s not found", sid), -ESRCH;
-	if (x->state != GUEST_STATE_RUNNING)
-		return snprintf(err, err_size, "guest %s is not in state running", sid), -EHOSTDOWN;
-	struct qga_job *j = calloc(1, sizeof(*j));
-	if (!j || !(j->sid = strdup(sid))) {
-		free(j);
-		return snprintf(err, err_size, "out of memory"), -ENOMEM;
-	}
-	*j = (struct qga_job){
-	    .a = a, .op = op, .sid = j->sid, .r = -ESHUTDOWN, .cb = cb, .userdata = userdata};
-	int r = 0;
-	const char *simple = NULL;
-	switch (op) {
-	case QGA_OP_PING:
-		simple = "guest-ping";
-		break;
-	case QGA_OP_GET_NETWORK:
-		simple = "guest-network-get-interfaces";
-		break;
-	case QGA_OP_GET_OS_INFO:
-		simple = "guest-get-osinfo";
-		break;
-	case QGA_OP_GUEST_INFO:
-		simple = "guest-info";
-		break;
-	case QGA_OP_COMMAND:
-		r = qga_parse_command(args, &j->cmd, &j->name, &j->timeout, err, err_size);
-		break;
-	case QGA_OP_SET_PASSWORD: {
-		const char *user, *pw;
-		r = qga_parse_set_password(args, &user, &pw, &j->crypted, err, err_size);
-		if (r >= 0)
-			r = qga_parse_timeout(args, QGA_TIMEOUT_DEFAULT, &j->timeout, err,
-					      err_size);
-		if (r >= 0 && (!(j->user = strdup(user)) || !(j->password = strdup(pw))))
-			r = -ENOMEM;
-		j->name = strdup("guest-set-user-password");
-		break;
-	}
-	default:
-		break;
-	}
-	if (simple) {
-		r = qga_parse_timeout(args, QGA_TIMEOUT_DEFAULT, &j->timeout, err, err_size);
-		j->name = strdup(simple);
-		if (r >= 0 && !(j->cmd = qga_command_text(simple)))
-			r = -ENOMEM;
-	}
-	if (r >= 0 && !j->name)
-		r = -ENOMEM;
-	if (r == -ENOMEM)
-		snprintf(err, err_size, "out of memory");
-	if (r >= 0) {
-		char key[80];
-		snprintf(key, sizeof(key), "%s/qga", sid);
-		r = tasks_submit(a->tasks, key, qga_work, qga_done, j);
-		if (r < 0)
-			snprintf(err, err_size, "%s",
-				 r == -EBUSY ? "too many queued operations, retry later"
-					     : "the agent is shutting down");
-	}
-	if (r < 0) {
-		qga_job_free(j);
-		return r;
-	}
-	return 0;
-}
-
-json_t *guests_qga_running(struct guests *g)
-{
-	return g && g->qga ? qga_tracker_running(g->qga) : json_array();
-}
-
-/* A probe round: guest-ping to the picked guests, one after the other, each bounded. */
-struct qga_probe {
-	struct agent *a;
-	char **sids;
-	int *results;
-	bool round;
-};
-
-static void qga_probe_work(void *userdata)
-{
-	struct qga_probe *p = userdata;
-	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(p->a->virt);
-	_cleanup_free_ char *cmd = qga_command_text("guest-ping");
-	for (size_t i = 0; p->sids[i]; i++) {
-		char *reply = NULL;
-		p->results[i] = !conn || !cmd ? -ENOLINK
-					      : virt_agent_command(conn, p->sids[i], cmd,
-								   QGA_PROBE_TIMEOUT, &reply, NULL);
-		free(reply);
-	}
-}
-
-static void qga_probe_done(void *userdata)
-{
-	struct qga_probe *p = userdata;
-	struct guests *g = p->a->guests;
-	for (size_t i = 0; g && p->sids[i]; i++)
-		if (p->results[i] != 1) /* 1: not run (the pool shut down) */
-			qga_record(g, p->sids[i], p->results[i]);
-	if (g && p->round)
-		g->qga_probing = false;
-	strv_free(p->sids);
-	free(p->results);
-	free(p);
-}
-
-static int qga_probe_submit(struct guests *g, char **sids, bool round)
-{
-	struct qga_probe *p = calloc(1, sizeof(*p));
-	size_t n = strv_length(sids);
-	if (!p || !(p->results = malloc(sizeof(int) * (n + 1)))) {
-		free(p);
-		strv_free(sids);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < n; i++)
-		p->results[i] = 1;
-	*p = (struct qga_probe){.a = g->a, .sids = sids, .results = p->results, .round = round};
-	char key[80];
-	if (!round)
-		snprintf(key, sizeof(key), "%s/qga", sids[0]);
-	int r =
-	    tasks_submit(g->a->tasks, round ? "qga-probe" : key, qga_probe_work, qga_probe_done, p);
-	if (r < 0) {
-		strv_free(p->sids);
-		free(p->results);
-		free(p);
-		return r;
-	}
-	if (round)
-		g->qga_probing = true;
-	return 0;
-}
-
-static int on_qga_timer(sd_event_source *src, uint64_t usec, void *userdata)
-{
-	struct guests *g = userdata;
-	if (g->connected && guestview_valid(g->view) && !g->qga_probing && !g->a->stopping) {
-		_cleanup_strv_free_ char **picked =
-		    qga_tracker_pick(g->qga, QGA_PROBE_FRESH_MAX, QGA_PROBE_OTHERS_MAX);
-		char **sids = calloc(1, sizeof(char *));
-		STRV_FOREACH (s, picked)
-			if (sids && qga_trackable(g, *s) && strv_extend(&sids, *s) < 0)
-				sids = strv_free(sids);
-		if (sids && sids[0])
-			(void)qga_probe_submit(g, TAKE_PTR(sids), true);
-		strv_free(sids);
-	}
-	(void)sd_event_source_set_time_relative(src, QGA_PROBE_INTERVAL_USEC);
-	(void)sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
-	return 0;
-}
-
-static void on_virt_agent(const char *name, bool connected, void *userdata)
-{
-	struct guests *g = userdata;
-	log_kv(LOG_INFO, connected ? "Guest agent connected" : "Guest agent disconnected", "sid",
-	       name, NULL);
-	if (!qga_trackable(g, name))
-		return;
-	if (qga_tracker_channel(g->qga, name,
-				connected ? QGA_CHANNEL_CONNECTED : QGA_CHANNEL_DISCONNECTED) < 0) {
-		log_oom();
-		return;
-	}
-	/* Probed at once: the heartbeat lists it as soon as it answers. */
-	char **one = NULL;
-	if (connected && strv_extend(&one, name) >= 0)
-		(void)qga_probe_submit(g, one, false);
-}
-
 /* ---- lifecycle ---- */
 
 static void collect(FILE *f, void *userdata);
@@ -2406,8 +1380,8 @@ struct guests *guests_free(struct guests *g)
 	sd_event_source_disable_unref(g->reconcile_timer);
 	sd_event_source_disable_unref(g->qga_timer);
 	qga_tracker_free(g->qga);
-	delayed_drop(g, 0);
-	delayed_drop(g, 1);
+	guests_list_drop_delayed(g, 0);
+	guests_list_drop_delayed(g, 1);
 	guestview_free(g->view);
 	free(g->list_text);
 	strv_free(g->creating);
@@ -2420,26 +1394,25 @@ struct guests *guests_free(struct guests *g)
 static void claims_load(struct guests *g)
 {
 	const struct config *cfg = &g->a->cfg;
-	DIR *dir = opendir(cfg->servers_path);
-	struct dirent *de;
-	while (dir && (de = readdir(dir))) {
+	_cleanup_strv_free_ char **sids = NULL;
+	(void)workspace_list(cfg, &sids);
+	STRV_FOREACH (w, sids) {
+		const char *sid = *w;
 		_cleanup_guest_desc_ struct guest_desc *d = NULL;
-		if (!id_is_valid(de->d_name, 64) || load_desc(cfg, de->d_name, NULL, &d, NULL) < 0)
+		if (workspace_load_desc(cfg, sid, NULL, &d, NULL) < 0)
 			continue;
 		for (size_t i = 0; i < d->n_disks; i++) {
 			const char *p = d->disks[i].path;
 			_cleanup_free_ char *holder = NULL;
-			int r = claims_take(g->a->claims, de->d_name, &p, 1, NULL, &holder);
+			int r = claims_take(g->a->claims, sid, &p, 1, NULL, &holder);
 			if (r == -EBUSY)
 				log_kv(LOG_WARNING, "Two guests name one disk file", "path", p,
-				       "sid", de->d_name, "owner", strempty(holder), NULL);
+				       "sid", sid, "owner", strempty(holder), NULL);
 			else if (r < 0)
 				log_kv(LOG_ERR, "Disk file not claimed (out of memory)", "path", p,
-				       "sid", de->d_name, NULL);
+				       "sid", sid, NULL);
 		}
 	}
-	if (dir)
-		closedir(dir);
 }
 
 int guests_start(struct guests *g)
@@ -2459,13 +1432,11 @@ int guests_start(struct guests *g)
 			return r;
 	}
 	claims_load(g);
-	schedule_reconcile(g);
-	r = sd_event_add_time_relative(g->a->event, &g->qga_timer, CLOCK_MONOTONIC,
-				       QGA_PROBE_INTERVAL_USEC, USEC_PER_SEC, on_qga_timer, g);
+	guests_schedule_reconcile(g);
+	r = guests_qga_start(g);
 	if (r < 0)
-		return log_error_errno(r, "Cannot schedule the guest agent probes: %m");
-	virt_set_agent_handler(g->a->virt, on_virt_agent);
-	return virt_start(g->a->virt, on_virt_event, on_virt_conn, g);
+		return r;
+	return virt_start(g->a->virt, guests_on_virt_event, guests_on_virt_conn, g);
 }
 
 static bool guests_libvirt_connected(struct guests *g)

@@ -836,3 +836,203 @@ int virt_agent_set_password(virConnectPtr conn, const char *name, const char *us
 	virDomainFree(dom);
 	return r;
 }
+
+/* ---- errors and domain calls of the guest operations (worker threads) ---- */
+
+bool virt_last_error_no_domain(void)
+{
+	virErrorPtr e = virGetLastError();
+	return e && e->code == VIR_ERR_NO_DOMAIN;
+}
+
+const char *virt_last_error_message(void)
+{
+	const char *m = virGetLastErrorMessage();
+	return m ? m : "unknown libvirt error";
+}
+
+int virt_last_error(void)
+{
+	virErrorPtr e = virGetLastError();
+	if (!e)
+		return -EIO;
+	switch (e->code) {
+	case VIR_ERR_NO_DOMAIN:
+		return -ENOENT;
+	case VIR_ERR_OPERATION_INVALID:
+		return -EBUSY;
+	case VIR_ERR_NO_CONNECT:
+	case VIR_ERR_INVALID_CONN:
+	case VIR_ERR_RPC:
+		return -ENOTCONN;
+	default:
+		return -EIO;
+	}
+}
+
+int virt_define_domain(virConnectPtr conn, const char *xml, char **ret_error)
+{
+	virDomainPtr dom = virDomainDefineXML(conn, xml);
+	if (!dom) {
+		int r = virt_last_error();
+		if (ret_error)
+			*ret_error = strdup(virt_last_error_message());
+		return r;
+	}
+	virDomainFree(dom);
+	return 0;
+}
+
+int virt_domain_start(virDomainPtr dom, const char *sid)
+{
+	for (int attempt = 1;; attempt++) {
+		if (virDomainCreate(dom) == 0)
+			return 0;
+		const char *msg = virt_last_error_message();
+		if (attempt >= 3 || !strstr(msg, "Failed to find an available port"))
+			return -EIO;
+		log_kv(LOG_WARNING, "VNC port taken while QEMU started, starting again", "sid", sid,
+		       NULL);
+	}
+}
+
+char *virt_hypervisor_version(virDomainPtr dom)
+{
+	unsigned long v = 0;
+	char *s = NULL;
+	if (virConnectGetVersion(virDomainGetConnect(dom), &v) < 0 || v == 0)
+		return NULL;
+	if (asprintf_safe(&s, "%lu.%lu.%lu", v / 1000000, v / 1000 % 1000, v % 1000) < 0)
+		return NULL;
+	return s;
+}
+
+static int virt_result(int r)
+{
+	return r < 0 ? virt_last_error() : 0;
+}
+
+virDomainPtr virt_domain_lookup(virConnectPtr conn, const char *name)
+{
+	return virDomainLookupByName(conn, name);
+}
+
+int virt_domain_get_state(virDomainPtr dom, int *ret_state, int *ret_reason)
+{
+	return virt_result(virDomainGetState(dom, ret_state, ret_reason, 0));
+}
+
+int virt_domain_resume(virDomainPtr dom)
+{
+	return virt_result(virDomainResume(dom));
+}
+
+int virt_domain_suspend(virDomainPtr dom)
+{
+	return virt_result(virDomainSuspend(dom));
+}
+
+int virt_domain_reset(virDomainPtr dom)
+{
+	return virt_result(virDomainReset(dom, 0));
+}
+
+int virt_domain_destroy(virDomainPtr dom)
+{
+	return virt_result(virDomainDestroy(dom));
+}
+
+int virt_domain_power_button(virDomainPtr dom)
+{
+	return virt_result(virDomainShutdownFlags(dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN));
+}
+
+bool virt_domain_is_active(virDomainPtr dom)
+{
+	return virDomainIsActive(dom) == 1;
+}
+
+int virt_domain_undefine(virDomainPtr dom)
+{
+	unsigned flags = VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+			 VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+			 VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
+	if (virDomainUndefineFlags(dom, flags) < 0 && virDomainUndefine(dom) < 0)
+		return virt_last_error();
+	return 0;
+}
+
+int virt_domain_redefine(virDomainPtr dom, const char *xml, char **ret_error)
+{
+	return virt_define_domain(virDomainGetConnect(dom), xml, ret_error);
+}
+
+int virt_domain_monitor(virDomainPtr dom, const char *cmd, bool hmp, char **ret_out)
+{
+	return virt_result(virDomainQemuMonitorCommand(
+	    dom, cmd, ret_out, hmp ? VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP : 0));
+}
+
+bool virt_conn_alive(virConnectPtr conn)
+{
+	return virConnectIsAlive(conn) == 1;
+}
+
+virConnectPtr virt_conn_unref(virConnectPtr conn)
+{
+	if (conn)
+		virConnectClose(conn);
+	return NULL;
+}
+
+struct virt_stats {
+	virDomainStatsRecordPtr *recs;
+	int n;
+};
+
+int virt_all_domain_stats(virConnectPtr conn, struct virt_stats **ret)
+{
+	struct virt_stats *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->n = virConnectGetAllDomainStats(conn,
+					   VIR_DOMAIN_STATS_CPU_TOTAL | VIR_DOMAIN_STATS_BALLOON |
+					       VIR_DOMAIN_STATS_INTERFACE | VIR_DOMAIN_STATS_BLOCK,
+					   &s->recs, VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
+	if (s->n < 0) {
+		int r = virt_last_error();
+		free(s);
+		return r;
+	}
+	*ret = s;
+	return s->n;
+}
+
+struct virt_stats *virt_stats_free(struct virt_stats *s)
+{
+	if (!s)
+		return NULL;
+	virDomainStatsRecordListFree(s->recs);
+	free(s);
+	return NULL;
+}
+
+const char *virt_stats_name(const struct virt_stats *s, int i)
+{
+	return virDomainGetName(s->recs[i]->dom);
+}
+
+bool virt_stats_uint(const struct virt_stats *s, int i, const char *key, unsigned *ret)
+{
+	return virTypedParamsGetUInt(s->recs[i]->params, s->recs[i]->nparams, key, ret) > 0;
+}
+
+bool virt_stats_ullong(const struct virt_stats *s, int i, const char *key, unsigned long long *ret)
+{
+	return virTypedParamsGetULLong(s->recs[i]->params, s->recs[i]->nparams, key, ret) > 0;
+}
+
+bool virt_stats_string(const struct virt_stats *s, int i, const char *key, const char **ret)
+{
+	return virTypedParamsGetString(s->recs[i]->params, s->recs[i]->nparams, key, ret) > 0;
+}

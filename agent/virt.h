@@ -1,5 +1,7 @@
-/* The libvirt boundary: one connection, kept alive (reconnect with backoff), libvirt's event
- * loop on its own thread, domain lifecycle events forwarded to the agent's loop.
+/* The libvirt boundary, the only caller of libvirt besides main's virInitialize()
+ * (tests/check-layout.sh): one connection, kept alive (reconnect with backoff), libvirt's event
+ * loop on its own thread, domain lifecycle events forwarded to the agent's loop, and thin typed
+ * calls whose libvirt errors become negative errno plus libvirt's message.
  * Implemented in agent/virt.c. */
 #pragma once
 
@@ -8,6 +10,10 @@
 #include <systemd/sd-event.h>
 
 #include "agent/guestview.h"
+#include "common/macros.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose)
+DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree)
 
 struct virt;
 
@@ -28,6 +34,8 @@ int virt_start(struct virt *v, virt_event_fn on_event, virt_conn_fn on_conn, voi
 /* A new reference to the connection (virConnectClose() it), NULL while disconnected.
  * Safe from any thread. */
 virConnectPtr virt_conn_ref(struct virt *v);
+/* Drops a reference virt_conn_ref() gave (NULL-safe); returns NULL. */
+virConnectPtr virt_conn_unref(virConnectPtr conn);
 unsigned virt_reconnects(struct virt *v);
 /* Called by users that saw a call fail with a connection error: schedules a reconnect. */
 void virt_connection_lost(struct virt *v);
@@ -87,3 +95,59 @@ int virt_agent_command(virConnectPtr conn, const char *name, const char *cmd, in
  * crypt(3) hash). The password is neither logged nor kept. */
 int virt_agent_set_password(virConnectPtr conn, const char *name, const char *user,
 			    const char *password, bool crypted, int timeout_s, char **ret_error);
+
+/* ---- errors and domain calls of the guest operations ----
+ * libvirt's last error of this thread: whether it says no such domain; its message (never
+ * NULL; valid until the thread's next libvirt call); as a negative errno (-ENOENT no domain,
+ * -EBUSY invalid state, -ENOTCONN dead connection, -EIO otherwise). */
+bool virt_last_error_no_domain(void);
+const char *virt_last_error_message(void);
+int virt_last_error(void);
+/* Defines (or redefines) a persistent domain from xml: 0, or the mapped error with libvirt's
+ * message in *ret_error (optional). Blocking: worker threads only. */
+int virt_define_domain(virConnectPtr conn, const char *xml, char **ret_error);
+/* Starts dom. A VNC autoport can be lost between libvirt's check and QEMU's bind (another
+ * process on the node network, or a second libvirtd, took it): libvirt then releases the port
+ * and a second attempt gets the next free one (logged for sid). Other failures are not
+ * retried: -EIO, libvirt's message in virt_last_error_message(). Blocking. */
+int virt_domain_start(virDomainPtr dom, const char *sid);
+/* libvirt's hypervisor version (QEMU's for the qemu driver) as "x.y.z"; NULL when unknown.
+ * Blocking. */
+char *virt_hypervisor_version(virDomainPtr dom);
+
+/* Thin calls on one domain (blocking: worker threads only). Each returns 0 or the mapped
+ * error (virt_last_error()); libvirt's message stays in virt_last_error_message(). The states
+ * are enum guest_state's (agent/guestview.h, libvirt's numbering). */
+#define VIRT_SHUTOFF_DESTROYED VIR_DOMAIN_SHUTOFF_DESTROYED /* reason of a forced stop */
+/* The domain called name (virDomainFreep it); NULL with the error set. */
+virDomainPtr virt_domain_lookup(virConnectPtr conn, const char *name);
+int virt_domain_get_state(virDomainPtr dom, int *ret_state, int *ret_reason);
+int virt_domain_resume(virDomainPtr dom);
+int virt_domain_suspend(virDomainPtr dom);
+int virt_domain_reset(virDomainPtr dom);
+int virt_domain_destroy(virDomainPtr dom);
+/* The ACPI power button (a graceful stop the guest OS may ignore). */
+int virt_domain_power_button(virDomainPtr dom);
+bool virt_domain_is_active(virDomainPtr dom);
+/* Undefines with its NVRAM, managed save, snapshot and checkpoint metadata (plain undefine
+ * when the driver refuses the flags). */
+int virt_domain_undefine(virDomainPtr dom);
+/* virt_define_domain() on dom's connection. */
+int virt_domain_redefine(virDomainPtr dom, const char *xml, char **ret_error);
+/* A QEMU monitor command (HMP text when hmp, else QMP JSON); *ret_out the reply (free it). */
+int virt_domain_monitor(virDomainPtr dom, const char *cmd, bool hmp, char **ret_out);
+/* True while conn is alive (virConnectIsAlive() == 1). */
+bool virt_conn_alive(virConnectPtr conn);
+
+/* ---- bulk statistics of the active domains (GET /metrics) ----
+ * CPU time, balloon, interfaces and block devices of every active domain: the count of
+ * records, or a negative errno (virt_last_error()). Blocking: worker threads only. The
+ * accessors read record i: its domain's name, and a typed field by libvirt's key (false when
+ * the record has no such field). */
+struct virt_stats;
+int virt_all_domain_stats(virConnectPtr conn, struct virt_stats **ret);
+struct virt_stats *virt_stats_free(struct virt_stats *s);
+const char *virt_stats_name(const struct virt_stats *s, int i);
+bool virt_stats_uint(const struct virt_stats *s, int i, const char *key, unsigned *ret);
+bool virt_stats_ullong(const struct virt_stats *s, int i, const char *key, unsigned long long *ret);
+bool virt_stats_string(const struct virt_stats *s, int i, const char *key, const char **ret);
