@@ -77,6 +77,11 @@ int api_percent_decode(const char *s, size_t len, char *out, size_t size);
  * -EINVAL and sets *ret_error to an error body (400) naming line, column and position. */
 int api_parse_body(const char *data, size_t len, json_t **ret, json_t **ret_error);
 
+/* POST /servers/upload-status {"guest_ids": [...]}: 0 when guest_ids is an array of at most
+ * API_UPLOAD_IDS_MAX guest ids, else -EINVAL with msg naming what is wrong. */
+#define API_UPLOAD_IDS_MAX 4096
+int api_upload_ids_check(const json_t *args, char *msg, size_t size);
+
 /* Error bodies: op_error_body() (agent/ops.h); the class for a status code: */
 const char *api_error_class(int code);
 

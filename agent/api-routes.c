@@ -316,3 +316,18 @@ json_t *api_task_result(int code, json_t *body)
 	}
 	return r;
 }
+
+int api_upload_ids_check(const json_t *args, char *msg, size_t size)
+{
+	json_t *ids = json_object_get(args, "guest_ids"), *v;
+	size_t i;
+	if (!json_is_array(ids))
+		return snprintf(msg, size, "guest_ids: missing or not an array"), -EINVAL;
+	if (json_array_size(ids) > API_UPLOAD_IDS_MAX)
+		return snprintf(msg, size, "guest_ids: more than %d guests", API_UPLOAD_IDS_MAX),
+		       -EINVAL;
+	json_array_foreach (ids, i, v)
+		if (!json_is_string(v) || !id_is_valid(json_string_value(v), 64))
+			return snprintf(msg, size, "guest_ids[%zu]: not a guest id", i), -EINVAL;
+	return 0;
+}

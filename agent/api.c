@@ -581,8 +581,6 @@ static void start_qga(struct api_request *req, json_t *args)
 /* POST /servers/upload-status {"guest_ids": [...]}: the statuses from libvirt, posted to the
  * region in one POST /servers/upload-status, then the callback (or the reply) {}. */
 
-#define UPLOAD_IDS_MAX 4096
-
 static void upload_finish(struct api_call *c, int code, json_t *body)
 {
 	struct op_reply r = {code, body ? body : json_object()};
@@ -639,18 +637,10 @@ static void start_upload_status(struct api_request *req, json_t *args)
 	const char *task_id = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Task-Id");
 	if (task_id && !id_is_valid(task_id, API_ID_MAX))
 		return finish_error(req, 400, NULL, "invalid X-Task-Id");
-	json_t *ids = json_object_get(args, "guest_ids"), *v;
-	size_t i;
-	if (!json_is_array(ids))
-		return finish_error(req, 400, NULL, "guest_ids: missing or not an array");
-	if (json_array_size(ids) > UPLOAD_IDS_MAX)
-		return finish_error(req, 400, NULL, "guest_ids: more than 4096 guests");
-	json_array_foreach (ids, i, v)
-		if (!json_is_string(v) || !id_is_valid(json_string_value(v), 64)) {
-			char msg[64];
-			snprintf(msg, sizeof(msg), "guest_ids[%zu]: not a guest id", i);
-			return finish_error(req, 400, NULL, msg);
-		}
+	char msg[96];
+	if (api_upload_ids_check(args, msg, sizeof(msg)) < 0)
+		return finish_error(req, 400, NULL, msg);
+	json_t *ids = json_object_get(args, "guest_ids");
 	struct api_call *c = call_new(api, task_id ? NULL : req);
 	if (!c)
 		return finish_json(req, 500, NULL);

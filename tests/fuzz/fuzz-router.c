@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "agent/api-internal.h"
+#include "common/path.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -45,6 +46,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int r = api_parse_body((const char *)body, body_len, &j, &e);
 	if (r == 0) {
 		if (!json_is_object(j))
+			__builtin_trap();
+		/* The upload-status body: what is accepted is an array of valid guest ids. */
+		char msg[96];
+		if (api_upload_ids_check(j, msg, sizeof(msg)) == 0) {
+			json_t *ids = json_object_get(j, "guest_ids"), *v;
+			size_t i;
+			if (json_array_size(ids) > API_UPLOAD_IDS_MAX)
+				__builtin_trap();
+			json_array_foreach (ids, i, v)
+				if (!id_is_valid(json_string_value(v), 64))
+					__builtin_trap();
+		} else if (!msg[0])
 			__builtin_trap();
 		json_t *t = api_task_result(500, j);
 		json_decref(t);

@@ -62,6 +62,7 @@ seed trunc 'POST /servers/abc/sync\n{"desc": {"name": '
 seed utf8 'POST /servers/abc/monitor\n{"cmd": "\xff\xfe"}'
 seed deep 'POST /hosts/h/sync\n{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}'
 seed esc 'GET /servers/a%2Fb%00/status\n'
+seed upload 'POST /servers/upload-status\n{"guest_ids": ["a-1", "b-2"]}'
 
 # Each target gets a third of the time.
 half=$(( (secs + 2) / 3 ))

@@ -273,7 +273,42 @@ static void test_disk_routes(void **state)
 	assert_int_equal(api_route_by_id(API_ROUTE_IMAGE_UNCACHE)->auth, API_AUTH_TOKEN);
 }
 
+static void test_upload_ids(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *body, *error;
+	} rows[] = {
+	    {"{\"guest_ids\": [\"a-1\", \"b_2\"]}", NULL},
+	    {"{\"guest_ids\": []}", NULL},
+	    {"{}", "guest_ids: missing or not an array"},
+	    {"{\"guest_ids\": \"a\"}", "guest_ids: missing or not an array"},
+	    {"{\"guest_ids\": [\"a\", 7]}", "guest_ids[1]: not a guest id"},
+	    {"{\"guest_ids\": [\"../x\"]}", "guest_ids[0]: not a guest id"},
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		json_t *j = json_loads(rows[i].body, 0, NULL);
+		assert_non_null(j);
+		char msg[96] = "";
+		int r = api_upload_ids_check(j, msg, sizeof(msg));
+		if (rows[i].error) {
+			assert_int_equal(r, -EINVAL);
+			assert_string_equal(msg, rows[i].error);
+		} else
+			assert_int_equal(r, 0);
+		json_decref(j);
+	}
+	json_t *many = json_pack("{s:[]}", "guest_ids");
+	for (int i = 0; i <= API_UPLOAD_IDS_MAX; i++)
+		json_array_append_new(json_object_get(many, "guest_ids"), json_string("g"));
+	char msg[96];
+	assert_int_equal(api_upload_ids_check(many, msg, sizeof(msg)), -EINVAL);
+	assert_string_equal(msg, "guest_ids: more than 4096 guests");
+	json_decref(many);
+}
+
 TEST_MAIN(cmocka_unit_test(test_matching), cmocka_unit_test(test_disk_routes),
-	  cmocka_unit_test(test_not_found), cmocka_unit_test(test_method),
-	  cmocka_unit_test(test_ids), cmocka_unit_test(test_decode), cmocka_unit_test(test_body),
-	  cmocka_unit_test(test_errors), cmocka_unit_test(test_task_result))
+	  cmocka_unit_test(test_upload_ids), cmocka_unit_test(test_not_found),
+	  cmocka_unit_test(test_method), cmocka_unit_test(test_ids), cmocka_unit_test(test_decode),
+	  cmocka_unit_test(test_body), cmocka_unit_test(test_errors),
+	  cmocka_unit_test(test_task_result))
