@@ -15,19 +15,6 @@
 
 /* ---- checks ---- */
 
-static int fail(char **ret_error, const char *fmt, ...) _printf_(2, 3);
-static int fail(char **ret_error, const char *fmt, ...)
-{
-	if (ret_error) {
-		va_list ap;
-		va_start(ap, fmt);
-		if (vasprintf(ret_error, fmt, ap) < 0)
-			*ret_error = NULL;
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
 /* No C0 control character, no DEL; tab and newline only where allowed. */
 static bool no_controls(const char *s, size_t len, bool newlines)
 {
@@ -51,15 +38,15 @@ static int get_string(const json_t *obj, const char *key, const char *field, siz
 	if (!v || json_is_null(v))
 		return 0;
 	if (!json_is_string(v))
-		return fail(ret_error, "%s: expected a string", field);
+		return error_set(ret_error, -EINVAL, "%s: expected a string", field);
 	const char *s = json_string_value(v);
 	size_t len = json_string_length(v);
 	if (strlen(s) != len)
-		return fail(ret_error, "%s: contains a NUL character", field);
+		return error_set(ret_error, -EINVAL, "%s: contains a NUL character", field);
 	if (len > max)
-		return fail(ret_error, "%s: longer than %zu bytes", field, max);
+		return error_set(ret_error, -EINVAL, "%s: longer than %zu bytes", field, max);
 	if (!no_controls(s, len, newlines))
-		return fail(ret_error, "%s: contains a control character", field);
+		return error_set(ret_error, -EINVAL, "%s: contains a control character", field);
 	*ret = s;
 	return 1;
 }
@@ -72,7 +59,7 @@ static int get_bool(const json_t *obj, const char *key, bool dflt, bool *ret, ch
 		return 0;
 	}
 	if (!json_is_boolean(v))
-		return fail(ret_error, "%s: expected a boolean", key);
+		return error_set(ret_error, -EINVAL, "%s: expected a boolean", key);
 	*ret = json_is_true(v);
 	return 0;
 }
@@ -202,11 +189,13 @@ static int parse_keys(const json_t *args, struct configdrive *cd, char **ret_err
 			len--;
 		if (len > 0) {
 			if (++n > CONFIGDRIVE_KEYS_MAX)
-				return fail(ret_error, "public_key: more than %d keys",
-					    CONFIGDRIVE_KEYS_MAX);
+				return error_set(ret_error, -EINVAL,
+						 "public_key: more than %d keys",
+						 CONFIGDRIVE_KEYS_MAX);
 			if (len > CONFIGDRIVE_KEY_MAX || !pubkey_is_valid(p, len))
-				return fail(ret_error,
-					    "public_key: line %zu is not an OpenSSH public key", n);
+				return error_set(
+				    ret_error, -EINVAL,
+				    "public_key: line %zu is not an OpenSSH public key", n);
 			char *k = strndup(p, len);
 			if (!k || strv_push(&cd->public_keys, k) < 0)
 				return -ENOMEM;
@@ -222,9 +211,10 @@ static int parse_files(const json_t *args, struct configdrive *cd, char **ret_er
 	if (!a || json_is_null(a))
 		return 0;
 	if (!json_is_array(a))
-		return fail(ret_error, "deploys: expected an array");
+		return error_set(ret_error, -EINVAL, "deploys: expected an array");
 	if (json_array_size(a) > CONFIGDRIVE_FILES_MAX)
-		return fail(ret_error, "deploys: more than %d files", CONFIGDRIVE_FILES_MAX);
+		return error_set(ret_error, -EINVAL, "deploys: more than %d files",
+				 CONFIGDRIVE_FILES_MAX);
 	cd->files = calloc(json_array_size(a) + 1, sizeof(*cd->files));
 	if (!cd->files)
 		return -ENOMEM;
@@ -233,7 +223,7 @@ static int parse_files(const json_t *args, struct configdrive *cd, char **ret_er
 	json_array_foreach (a, i, v) {
 		char field[64];
 		if (!json_is_object(v))
-			return fail(ret_error, "deploys[%zu]: expected an object", i);
+			return error_set(ret_error, -EINVAL, "deploys[%zu]: expected an object", i);
 		struct configdrive_file *f = &cd->files[cd->n_files];
 		const char *path, *action;
 		snprintf(field, sizeof(field), "deploys[%zu].path", i);
@@ -241,8 +231,8 @@ static int parse_files(const json_t *args, struct configdrive *cd, char **ret_er
 		if (r < 0)
 			return r;
 		if (!path || !deploy_path_is_valid(path))
-			return fail(
-			    ret_error,
+			return error_set(
+			    ret_error, -EINVAL,
 			    "%s: must be an absolute path without \".\" or \"..\" segments, "
 			    "empty segments or a trailing '/'",
 			    field);
@@ -252,11 +242,13 @@ static int parse_files(const json_t *args, struct configdrive *cd, char **ret_er
 			return r;
 		const json_t *c = json_object_get(v, "content");
 		if (c && !json_is_null(c) && !json_is_string(c))
-			return fail(ret_error, "deploys[%zu].content: expected a string", i);
+			return error_set(ret_error, -EINVAL,
+					 "deploys[%zu].content: expected a string", i);
 		size_t len = json_is_string(c) ? json_string_length(c) : 0;
 		if (len > CONFIGDRIVE_CONTENT_MAX - total)
-			return fail(ret_error, "deploys: contents longer than %d bytes together",
-				    CONFIGDRIVE_CONTENT_MAX);
+			return error_set(ret_error, -EINVAL,
+					 "deploys: contents longer than %d bytes together",
+					 CONFIGDRIVE_CONTENT_MAX);
 		total += len;
 		f->path = strdup(path);
 		f->content = malloc(len + 1);
@@ -283,7 +275,7 @@ static int parse_nic(const json_t *v, size_t i, struct configdrive_nic *n, char 
 	char field[64];
 	const char *s;
 	if (!json_is_object(v))
-		return fail(ret_error, "desc.nics[%zu]: expected an object", i);
+		return error_set(ret_error, -EINVAL, "desc.nics[%zu]: expected an object", i);
 	const json_t *idx = json_object_get(v, "index");
 	n->index =
 	    json_is_integer(idx) && json_integer_value(idx) >= 0 && json_integer_value(idx) <= 255
@@ -294,7 +286,7 @@ static int parse_nic(const json_t *v, size_t i, struct configdrive_nic *n, char 
 	if (r < 0)
 		return r;
 	if (!s || !mac_is_valid(s))
-		return fail(ret_error, "%s: missing or not a MAC address", field);
+		return error_set(ret_error, -EINVAL, "%s: missing or not a MAC address", field);
 	for (size_t k = 0; k < 17; k++)
 		n->mac[k] = (char)((s[k] >= 'A' && s[k] <= 'F') ? s[k] - 'A' + 'a' : s[k]);
 	int af = 0, gaf = 0;
@@ -302,12 +294,13 @@ static int parse_nic(const json_t *v, size_t i, struct configdrive_nic *n, char 
 	if ((r = get_string(v, "ip", field, 64, false, &s, ret_error)) < 0)
 		return r;
 	if (s && *s && !ip_family(s, &af))
-		return fail(ret_error, "%s: not an IP address", field);
+		return error_set(ret_error, -EINVAL, "%s: not an IP address", field);
 	const json_t *m = json_object_get(v, "masklen");
 	if (s && *s && json_is_integer(m)) {
 		json_int_t ml = json_integer_value(m);
 		if (ml < 1 || ml > (af == AF_INET ? 32 : 128))
-			return fail(ret_error, "desc.nics[%zu].masklen: out of range", i);
+			return error_set(ret_error, -EINVAL, "desc.nics[%zu].masklen: out of range",
+					 i);
 		n->masklen = (int)ml;
 		if ((r = dup_or_enomem(s, &n->ip)) < 0)
 			return r;
@@ -317,7 +310,7 @@ static int parse_nic(const json_t *v, size_t i, struct configdrive_nic *n, char 
 		return r;
 	if (s && *s) {
 		if (!ip_family(s, &gaf))
-			return fail(ret_error, "%s: not an IP address", field);
+			return error_set(ret_error, -EINVAL, "%s: not an IP address", field);
 		if (n->ip && gaf == af && (r = dup_or_enomem(s, &n->gateway)) < 0)
 			return r;
 	}
@@ -331,11 +324,13 @@ static int parse_nic(const json_t *v, size_t i, struct configdrive_nic *n, char 
 		size_t len = (size_t)(e - p);
 		int daf;
 		if (len >= sizeof(buf))
-			return fail(ret_error, "%s: not a list of IP addresses", field);
+			return error_set(ret_error, -EINVAL, "%s: not a list of IP addresses",
+					 field);
 		memcpy(buf, p, len);
 		buf[len] = 0;
 		if (len && !ip_family(buf, &daf))
-			return fail(ret_error, "%s: not a list of IP addresses", field);
+			return error_set(ret_error, -EINVAL, "%s: not a list of IP addresses",
+					 field);
 		if (len && strv_length(n->dns) < CONFIGDRIVE_DNS_MAX &&
 		    strv_extend(&n->dns, buf) < 0)
 			return -ENOMEM;
@@ -347,14 +342,14 @@ static int parse_nic(const json_t *v, size_t i, struct configdrive_nic *n, char 
 		return r;
 	if (s && *s) {
 		if (!hostname_is_valid(s))
-			return fail(ret_error, "%s: not a domain name", field);
+			return error_set(ret_error, -EINVAL, "%s: not a domain name", field);
 		if ((r = dup_or_enomem(s, &n->domain)) < 0)
 			return r;
 	}
 	const json_t *mtu = json_object_get(v, "mtu");
 	if (json_is_integer(mtu)) {
 		if (json_integer_value(mtu) < 0 || json_integer_value(mtu) > 65535)
-			return fail(ret_error, "desc.nics[%zu].mtu: out of range", i);
+			return error_set(ret_error, -EINVAL, "desc.nics[%zu].mtu: out of range", i);
 		n->mtu = (int)json_integer_value(mtu);
 	}
 	n->is_default = json_is_true(json_object_get(v, "is_default"));
@@ -367,9 +362,9 @@ static int parse_nics(const json_t *desc, struct configdrive *cd, char **ret_err
 	if (!a || json_is_null(a))
 		return 0;
 	if (!json_is_array(a))
-		return fail(ret_error, "desc.nics: expected an array");
+		return error_set(ret_error, -EINVAL, "desc.nics: expected an array");
 	if (json_array_size(a) > 64)
-		return fail(ret_error, "desc.nics: too many");
+		return error_set(ret_error, -EINVAL, "desc.nics: too many");
 	cd->nics = calloc(json_array_size(a) + 1, sizeof(*cd->nics));
 	if (!cd->nics)
 		return -ENOMEM;
@@ -392,9 +387,9 @@ int configdrive_parse(const json_t *args, const json_t *desc, struct configdrive
 	if (!cd)
 		return -ENOMEM;
 	if (!json_is_object(args))
-		return fail(ret_error, "body: expected an object");
+		return error_set(ret_error, -EINVAL, "body: expected an object");
 	if (desc && !json_is_object(desc))
-		return fail(ret_error, "desc: expected an object");
+		return error_set(ret_error, -EINVAL, "desc: expected an object");
 	int r = get_bool(args, "reset_password", false, &cd->reset_password, ret_error);
 	if (r >= 0)
 		r = get_bool(args, "enable_cloud_init", false, &cd->enable_cloud_init, ret_error);
@@ -407,15 +402,16 @@ int configdrive_parse(const json_t *args, const json_t *desc, struct configdrive
 		return r;
 	if (s && *s) {
 		if (!utf8_is_valid(s, strlen(s)))
-			return fail(ret_error, "password: not valid UTF-8");
+			return error_set(ret_error, -EINVAL, "password: not valid UTF-8");
 		if (!(cd->password = strdup(s)))
 			return -ENOMEM;
 	}
 	if ((r = get_string(args, "login_account", "login_account", 32, false, &s, ret_error)) < 0)
 		return r;
 	if (s && *s && !account_is_valid(s))
-		return fail(ret_error, "login_account: not a valid user name ([a-z_][a-z0-9_-]*, "
-				       "at most 32)");
+		return error_set(ret_error, -EINVAL,
+				 "login_account: not a valid user name ([a-z_][a-z0-9_-]*, "
+				 "at most 32)");
 	if ((r = dup_or_enomem(s && *s ? s : "root", &cd->account)) < 0)
 		return r;
 	if ((r = get_string(args, "keypair_name", "keypair_name", 256, false, &s, ret_error)) < 0)
@@ -427,7 +423,8 @@ int configdrive_parse(const json_t *args, const json_t *desc, struct configdrive
 				    false, &s, ret_error)) < 0)
 			return r;
 		if (s && *s && !hostname_is_valid(s))
-			return fail(ret_error, "desc.hostname: not a valid host name");
+			return error_set(ret_error, -EINVAL,
+					 "desc.hostname: not a valid host name");
 		if (!(s && *s)) { /* Cloudpods falls back to the name where it is a host name */
 			const json_t *name = json_object_get(desc, "name");
 			s = json_is_string(name) && hostname_is_valid(json_string_value(name))

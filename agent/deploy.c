@@ -24,19 +24,6 @@ char *deploy_iso_path(const char *workspace)
 	return strjoin(workspace, "/" DEPLOY_ISO_NAME);
 }
 
-static int fail(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
-static int fail(char **ret_error, int r, const char *fmt, ...)
-{
-	if (ret_error) {
-		va_list ap;
-		va_start(ap, fmt);
-		if (vasprintf(ret_error, fmt, ap) < 0)
-			*ret_error = NULL;
-		va_end(ap);
-	}
-	return r;
-}
-
 static int random_bytes(void *buf, size_t len)
 {
 	for (size_t done = 0; done < len;) {
@@ -156,18 +143,18 @@ static int make_iso(const char *dir, const char *iso, bool with_network, char **
 	struct spawn_result res = {};
 	int r = spawn_run((char *const *)argv, &o, &res);
 	if (r == -ENOENT)
-		return fail(ret_error, r, "%s is not installed (Debian package xorriso)",
-			    deploy_xorriso);
+		return error_set(ret_error, r, "%s is not installed (Debian package xorriso)",
+				 deploy_xorriso);
 	if (r < 0)
-		return fail(ret_error, r, "cannot run %s: %s", deploy_xorriso, strerror(-r));
+		return error_set(ret_error, r, "cannot run %s: %s", deploy_xorriso, strerror(-r));
 	if (res.exit_status != 0) {
 		const char *e = res.err ? res.err : "";
 		size_t n = strlen(e);
 		while (n && (e[n - 1] == '\n' || e[n - 1] == ' '))
 			n--;
-		r = fail(ret_error, -EIO, "%s failed (exit %d%s): %.*s", deploy_xorriso,
-			 res.exit_status, res.timed_out ? ", timed out" : "", (int)MIN(n, 512),
-			 n > 512 ? e + n - 512 : e);
+		r = error_set(ret_error, -EIO, "%s failed (exit %d%s): %.*s", deploy_xorriso,
+			      res.exit_status, res.timed_out ? ", timed out" : "", (int)MIN(n, 512),
+			      n > 512 ? e + n - 512 : e);
 	}
 	spawn_result_done(&res);
 	return r;
@@ -189,23 +176,23 @@ int deploy_build(const char *workspace, const char *sid, const struct configdriv
 		r = random_password(&password);
 	if (r < 0 || (cd->password && !password)) {
 		r = r < 0 ? r : -ENOMEM;
-		fail(ret_error, r, "cannot make a password: %s", strerror(-r));
+		error_set(ret_error, r, "cannot make a password: %s", strerror(-r));
 		goto out;
 	}
 	if (password && (r = hash_password(password, &hash)) < 0) {
-		fail(ret_error, r, "cannot hash the password: %s", strerror(-r));
+		error_set(ret_error, r, "cannot hash the password: %s", strerror(-r));
 		goto out;
 	}
 	if ((r = instance_id(sid, &iid)) < 0 ||
 	    (r = configdrive_render(cd, iid, hash, redeploy, &docs)) < 0) {
-		fail(ret_error, r, "cannot render the config drive: %s", strerror(-r));
+		error_set(ret_error, r, "cannot render the config drive: %s", strerror(-r));
 		goto out;
 	}
 	if (password && !cd->public_keys) {
 		uint8_t iv[16];
 		if ((r = random_bytes(iv, sizeof(iv))) < 0 ||
 		    (r = configdrive_login_key(sid, password, iv, &key)) < 0) {
-			fail(ret_error, r, "cannot encrypt the login key: %s", strerror(-r));
+			error_set(ret_error, r, "cannot encrypt the login key: %s", strerror(-r));
 			goto out;
 		}
 	}
@@ -213,11 +200,11 @@ int deploy_build(const char *workspace, const char *sid, const struct configdriv
 	iso = deploy_iso_path(workspace);
 	tmp_iso = strjoin(workspace, "/." DEPLOY_ISO_NAME ".tmp");
 	if (!tmpl || !iso || !tmp_iso) {
-		r = fail(ret_error, -ENOMEM, "out of memory");
+		r = error_set(ret_error, -ENOMEM, "out of memory");
 		goto out;
 	}
 	if (!mkdtemp(tmpl)) {
-		r = fail(ret_error, -errno, "cannot create a directory in %s: %m", workspace);
+		r = error_set(ret_error, -errno, "cannot create a directory in %s: %m", workspace);
 		goto out;
 	}
 	made_dir = true;
@@ -225,7 +212,7 @@ int deploy_build(const char *workspace, const char *sid, const struct configdriv
 	    (r = write_doc(tmpl, "user-data", docs.user_data)) < 0 ||
 	    (docs.network_config &&
 	     (r = write_doc(tmpl, "network-config", docs.network_config)) < 0)) {
-		fail(ret_error, r, "cannot write the config drive files: %s", strerror(-r));
+		error_set(ret_error, r, "cannot write the config drive files: %s", strerror(-r));
 		goto out;
 	}
 	(void)unlink(tmp_iso);
@@ -243,13 +230,14 @@ int deploy_build(const char *workspace, const char *sid, const struct configdriv
 		if (r >= 0 && rename(tmp_iso, iso) < 0)
 			r = -errno;
 		if (r < 0) {
-			r = fail(ret_error, r, "cannot put %s in place: %s", iso, strerror(-r));
+			r = error_set(ret_error, r, "cannot put %s in place: %s", iso,
+				      strerror(-r));
 			goto out;
 		}
 	}
 	json_t *info = json_object();
 	if (!info) {
-		r = fail(ret_error, -ENOMEM, "out of memory");
+		r = error_set(ret_error, -ENOMEM, "out of memory");
 		goto out;
 	}
 	if (password)

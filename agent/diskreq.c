@@ -9,17 +9,6 @@
 
 #define ID_MAX 128
 
-static int invalid(char **ret_error, const char *fmt, ...) _printf_(2, 3);
-static int invalid(char **ret_error, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(ret_error, fmt, ap) < 0)
-		*ret_error = NULL;
-	va_end(ap);
-	return -EINVAL;
-}
-
 /* An optional string field: absent or null is NULL, "" is NULL too (the region sends empty
  * strings for unset ids); any other type is refused. */
 static int opt_string(json_t *d, const char *key, const char **ret, char **ret_error)
@@ -29,7 +18,7 @@ static int opt_string(json_t *d, const char *key, const char **ret, char **ret_e
 	if (!v || json_is_null(v))
 		return 0;
 	if (!json_is_string(v))
-		return invalid(ret_error, "disk.%s: expected a string", key);
+		return error_set(ret_error, -EINVAL, "disk.%s: expected a string", key);
 	if (json_string_length(v) > 0)
 		*ret = json_string_value(v);
 	return 0;
@@ -41,9 +30,9 @@ static int opt_id(json_t *d, const char *key, bool required, const char **ret, c
 	if (r < 0)
 		return r;
 	if (!*ret)
-		return required ? invalid(ret_error, "disk.%s: missing", key) : 0;
+		return required ? error_set(ret_error, -EINVAL, "disk.%s: missing", key) : 0;
 	if (!id_is_valid(*ret, ID_MAX))
-		return invalid(ret_error, "disk.%s: invalid", key);
+		return error_set(ret_error, -EINVAL, "disk.%s: invalid", key);
 	return 0;
 }
 
@@ -55,8 +44,8 @@ static int format_field(json_t *d, bool cache, const char **ret, char **ret_erro
 	if (!*ret)
 		*ret = "qcow2";
 	else if (!streq(*ret, "qcow2") && !streq(*ret, "raw"))
-		return invalid(ret_error, "disk.format: %s is not %s (qcow2 or raw)", *ret,
-			       cache ? "cached here" : "supported");
+		return error_set(ret_error, -EINVAL, "disk.format: %s is not %s (qcow2 or raw)",
+				 *ret, cache ? "cached here" : "supported");
 	return 0;
 }
 
@@ -66,8 +55,8 @@ static int size_field(json_t *d, const char *key, int64_t *ret, char **ret_error
 	json_t *v = json_object_get(d, key);
 	if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
 	    json_integer_value(v) > DISK_MAX_MB)
-		return invalid(ret_error, "disk.%s: %s", key,
-			       v ? "must be an integer between 1 and 67108864 (MB)" : "missing");
+		return error_set(ret_error, -EINVAL, "disk.%s: %s", key,
+				 v ? "must be an integer between 1 and 67108864 (MB)" : "missing");
 	*ret = json_integer_value(v);
 	return 0;
 }
@@ -81,7 +70,7 @@ int disk_request_parse(enum disk_req_kind kind, json_t *body, struct disk_reques
 	if (!json_is_object(d))
 		d = body;
 	if (!json_is_object(d))
-		return invalid(ret_error, "body: expected a JSON object");
+		return error_set(ret_error, -EINVAL, "body: expected a JSON object");
 	int r;
 	switch (kind) {
 	case DISK_REQ_CREATE: {
@@ -115,5 +104,5 @@ int disk_request_parse(enum disk_req_kind kind, json_t *body, struct disk_reques
 			return r;
 		return opt_id(d, "storagecache_id", true, &ret->storagecache_id, ret_error);
 	}
-	return invalid(ret_error, "unknown request");
+	return error_set(ret_error, -EINVAL, "unknown request");
 }

@@ -12,18 +12,6 @@
 
 #define MIB (1024 * 1024)
 
-_printf_(3, 4) static int fail(char **ret_error, int r, const char *fmt, ...)
-{
-	if (ret_error && !*ret_error) {
-		va_list ap;
-		va_start(ap, fmt);
-		if (vasprintf(ret_error, fmt, ap) < 0)
-			*ret_error = NULL;
-		va_end(ap);
-	}
-	return r;
-}
-
 /* The path must still resolve to itself inside the roots (no symlink swapped in). */
 static int reconfine(char *const *roots, const char *path)
 {
@@ -40,28 +28,29 @@ static int backing_format(const struct guest_disk *k, char *const *roots, const 
 {
 	int r = reconfine(roots, k->image_path);
 	if (r < 0)
-		return fail(ret_error, r, "disk %s: image_path %s is outside the disk roots",
-			    k->disk_id, k->image_path);
+		return error_set(ret_error, r, "disk %s: image_path %s is outside the disk roots",
+				 k->disk_id, k->image_path);
 	struct stat st;
 	if (stat(k->image_path, &st) < 0)
-		return fail(ret_error, negative_errno(), "disk %s: image_path %s: %m", k->disk_id,
-			    k->image_path);
+		return error_set(ret_error, negative_errno(), "disk %s: image_path %s: %m",
+				 k->disk_id, k->image_path);
 	if (!S_ISREG(st.st_mode))
-		return fail(ret_error, -EMEDIUMTYPE, "disk %s: image_path %s is not a regular file",
-			    k->disk_id, k->image_path);
+		return error_set(ret_error, -EMEDIUMTYPE,
+				 "disk %s: image_path %s is not a regular file", k->disk_id,
+				 k->image_path);
 	/* A base image the agent keeps (the image cache), not guest content: its format is
 	 * probed, then checked as that format below. */
 	_cleanup_(qemu_img_info_done) struct qemu_img_info info = {};
 	_cleanup_free_ char *err = NULL;
 	r = qemu_img_info(k->image_path, NULL, &info, &err);
 	if (r < 0)
-		return fail(ret_error, r, "disk %s: cannot inspect image %s: %s", k->disk_id,
-			    k->image_path, err ? qemu_img_first_line(err) : strerror(-r));
+		return error_set(ret_error, r, "disk %s: cannot inspect image %s: %s", k->disk_id,
+				 k->image_path, err ? qemu_img_first_line(err) : strerror(-r));
 	/* Images are leaves: a chain could point anywhere on the host. */
 	if (info.backing)
-		return fail(ret_error, -EMEDIUMTYPE,
-			    "disk %s: image %s has a backing file itself (chains are refused)",
-			    k->disk_id, k->image_path);
+		return error_set(ret_error, -EMEDIUMTYPE,
+				 "disk %s: image %s has a backing file itself (chains are refused)",
+				 k->disk_id, k->image_path);
 	/* The announced format checked again as untrusted: an external data file (H2 of the
 	 * security review) or a protocol filename is refused too. */
 	if (streq(info.format, "qcow2") || streq(info.format, "raw")) {
@@ -69,16 +58,17 @@ static int backing_format(const struct guest_disk *k, char *const *roots, const 
 		_cleanup_free_ char *why = NULL;
 		r = image_inspect(k->image_path, info.format, &ii, &why);
 		if (r < 0)
-			return fail(ret_error, r == -ENOMEM ? r : -EMEDIUMTYPE, "disk %s: %s",
-				    k->disk_id, strempty(why));
+			return error_set(ret_error, r == -ENOMEM ? r : -EMEDIUMTYPE, "disk %s: %s",
+					 k->disk_id, strempty(why));
 	}
 	if (streq(info.format, "qcow2"))
 		*ret = "qcow2";
 	else if (streq(info.format, "raw"))
 		*ret = "raw";
 	else
-		return fail(ret_error, -EMEDIUMTYPE, "disk %s: image %s has unsupported format %s",
-			    k->disk_id, k->image_path, info.format);
+		return error_set(ret_error, -EMEDIUMTYPE,
+				 "disk %s: image %s has unsupported format %s", k->disk_id,
+				 k->image_path, info.format);
 	return 0;
 }
 
@@ -89,21 +79,22 @@ static int check_existing(const struct guest_disk *k, char **ret_error)
 	if (lstat(k->path, &st) < 0)
 		return negative_errno();
 	if (!S_ISREG(st.st_mode))
-		return fail(ret_error, -EEXIST, "disk %s: %s exists and is not a regular file",
-			    k->disk_id, k->path);
+		return error_set(ret_error, -EEXIST, "disk %s: %s exists and is not a regular file",
+				 k->disk_id, k->path);
 	/* The guest's own disk: read as the format the descriptor names, never probed (L4). */
 	_cleanup_(qemu_img_info_done) struct qemu_img_info info = {};
 	_cleanup_free_ char *err = NULL;
 	int r = qemu_img_info(k->path, disk_format_to_string(k->format), &info, &err);
 	if (r < 0)
-		return fail(ret_error, -EEXIST, "disk %s: %s exists and cannot be inspected: %s",
-			    k->disk_id, k->path, err ? qemu_img_first_line(err) : strerror(-r));
+		return error_set(ret_error, -EEXIST,
+				 "disk %s: %s exists and cannot be inspected: %s", k->disk_id,
+				 k->path, err ? qemu_img_first_line(err) : strerror(-r));
 	if (!streq(info.format, disk_format_to_string(k->format)) ||
 	    (k->size_mb > 0 && info.virtual_size != k->size_mb * MIB) ||
 	    !streq_ptr(info.backing, k->image_path))
-		return fail(ret_error, -EEXIST,
-			    "disk %s: %s exists with different format, size or backing file",
-			    k->disk_id, k->path);
+		return error_set(ret_error, -EEXIST,
+				 "disk %s: %s exists with different format, size or backing file",
+				 k->disk_id, k->path);
 	return 0;
 }
 
@@ -113,8 +104,8 @@ static int create_one(const struct guest_disk *k, char *const *roots, bool may_e
 {
 	int r = reconfine(roots, k->path);
 	if (r < 0)
-		return fail(ret_error, r, "disk %s: %s is outside the disk roots", k->disk_id,
-			    k->path);
+		return error_set(ret_error, r, "disk %s: %s is outside the disk roots", k->disk_id,
+				 k->path);
 
 	const char *bfmt = NULL;
 	if (k->image_path && (r = backing_format(k, roots, &bfmt, ret_error)) < 0)
@@ -126,16 +117,17 @@ static int create_one(const struct guest_disk *k, char *const *roots, bool may_e
 	    path_open_beneath(roots, k->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		if (fd == -ELOOP || fd == -EXDEV || fd == -EPERM)
-			return fail(ret_error, -EPERM,
-				    "disk %s: %s is outside the disk roots (a symlink on the way)",
-				    k->disk_id, k->path);
+			return error_set(
+			    ret_error, -EPERM,
+			    "disk %s: %s is outside the disk roots (a symlink on the way)",
+			    k->disk_id, k->path);
 		if (fd != -EEXIST)
-			return fail(ret_error, fd, "disk %s: cannot create %s: %s", k->disk_id,
-				    k->path, strerror(-fd));
+			return error_set(ret_error, fd, "disk %s: cannot create %s: %s", k->disk_id,
+					 k->path, strerror(-fd));
 		if (!may_exist)
-			return fail(ret_error, -EEXIST,
-				    "disk %s: %s was created by someone else meanwhile", k->disk_id,
-				    k->path);
+			return error_set(ret_error, -EEXIST,
+					 "disk %s: %s was created by someone else meanwhile",
+					 k->disk_id, k->path);
 		r = check_existing(k, ret_error);
 		return r < 0 ? r : 0;
 	}
@@ -144,8 +136,8 @@ static int create_one(const struct guest_disk *k, char *const *roots, bool may_e
 	r = fs_give_to_qemu(fd);
 	if (r < 0) {
 		(void)path_unlink_beneath(roots, k->path);
-		return fail(ret_error, r, "disk %s: cannot give %s to QEMU's user: %s", k->disk_id,
-			    k->path, strerror(-r));
+		return error_set(ret_error, r, "disk %s: cannot give %s to QEMU's user: %s",
+				 k->disk_id, k->path, strerror(-r));
 	}
 	char size[32];
 	snprintf(size, sizeof(size), "%" PRId64 "M", k->size_mb);
@@ -154,8 +146,8 @@ static int create_one(const struct guest_disk *k, char *const *roots, bool may_e
 			       k->size_mb > 0 ? size : NULL, &err);
 	if (r < 0) {
 		(void)path_unlink_beneath(roots, k->path);
-		return fail(ret_error, r, "disk %s: qemu-img create failed: %s", k->disk_id,
-			    err ? qemu_img_first_line(err) : strerror(-r));
+		return error_set(ret_error, r, "disk %s: qemu-img create failed: %s", k->disk_id,
+				 err ? qemu_img_first_line(err) : strerror(-r));
 	}
 	return 1;
 }

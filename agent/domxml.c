@@ -392,18 +392,6 @@ static int config_drive_dev(const struct guest_desc *d, char dev[8])
 	return -ENOSPC;
 }
 
-_printf_(2, 3) static int refuse(char **ret_error, const char *fmt, ...)
-{
-	if (ret_error) {
-		va_list ap;
-		va_start(ap, fmt);
-		if (vasprintf(ret_error, fmt, ap) < 0)
-			*ret_error = NULL;
-		va_end(ap);
-	}
-	return -EOPNOTSUPP;
-}
-
 int domxml_render(const struct guest_desc *d, const char *sid, const struct domxml_opts *o,
 		  char **ret_xml, char **ret_error)
 {
@@ -414,23 +402,25 @@ int domxml_render(const struct guest_desc *d, const char *sid, const struct domx
 	    inet_pton(AF_INET6, o->vnc_listen, addr) != 1)
 		return -EINVAL;
 	if (d->bios == GUEST_BIOS_UEFI && !o->ovmf_code)
-		return refuse(ret_error, "bios: UEFI requested but no OVMF firmware is installed");
+		return error_set(ret_error, -EOPNOTSUPP,
+				 "bios: UEFI requested but no OVMF firmware is installed");
 	for (size_t i = 0; i < d->n_nics; i++)
 		if (d->nics[i].vlan > 1 && !strv_contains(o->ovs_bridges, d->nics[i].bridge))
-			return refuse(ret_error,
-				      "nics[%zu].vlan: VLAN %d cannot be tagged on %s, a Linux "
-				      "bridge (tagged networks need Open vSwitch, which this host "
-				      "does not use yet)",
-				      i, d->nics[i].vlan, d->nics[i].bridge);
+			return error_set(
+			    ret_error, -EOPNOTSUPP,
+			    "nics[%zu].vlan: VLAN %d cannot be tagged on %s, a Linux "
+			    "bridge (tagged networks need Open vSwitch, which this host "
+			    "does not use yet)",
+			    i, d->nics[i].vlan, d->nics[i].bridge);
 
 	char drive_dev[8] = "";
 	if (o->config_drive) {
 		if (o->config_drive[0] != '/' || strpbrk(o->config_drive, "\n\r"))
 			return -EINVAL;
 		if (config_drive_dev(d, drive_dev) < 0)
-			return refuse(ret_error,
-				      "cdroms: no free %s unit left for the config drive",
-				      machine_q35(d) ? "SATA" : "IDE");
+			return error_set(ret_error, -EOPNOTSUPP,
+					 "cdroms: no free %s unit left for the config drive",
+					 machine_q35(d) ? "SATA" : "IDE");
 	}
 
 	_cleanup_(boot_free) struct boot b = {};
@@ -541,17 +531,17 @@ int domxml_virt_check(const char *virt_type, const char *kvm_dev, char **ret_err
 	if (streq_ptr(virt_type, "qemu"))
 		return 0;
 	if (!streq_ptr(virt_type, "kvm")) {
-		refuse(ret_error, "virt_type: must be kvm or qemu, not %s",
-		       virt_type ? virt_type : "(unset)");
+		error_set(ret_error, -EOPNOTSUPP, "virt_type: must be kvm or qemu, not %s",
+			  virt_type ? virt_type : "(unset)");
 		return -EINVAL;
 	}
 	if (access(kvm_dev, R_OK | W_OK) == 0)
 		return 0;
 	int e = errno;
-	refuse(ret_error,
-	       "virt_type is kvm but %s cannot be opened (%s): load the kvm modules, or set "
-	       "virt_type: qemu to run guests under TCG (much slower)",
-	       kvm_dev, strerror(e));
+	error_set(ret_error, -EOPNOTSUPP,
+		  "virt_type is kvm but %s cannot be opened (%s): load the kvm modules, or set "
+		  "virt_type: qemu to run guests under TCG (much slower)",
+		  kvm_dev, strerror(e));
 	return -ENODEV;
 }
 

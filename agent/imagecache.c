@@ -97,18 +97,6 @@ _printf_(4, 5) static void reply_error(op_done_fn cb, void *userdata, int code, 
 	reply(cb, userdata, code, op_error_body(code, NULL, "%s", buf));
 }
 
-_printf_(3, 4) static int job_fail(char **ret_error, int r, const char *fmt, ...)
-{
-	if (!*ret_error) {
-		va_list ap;
-		va_start(ap, fmt);
-		if (vasprintf(ret_error, fmt, ap) < 0)
-			*ret_error = NULL;
-		va_end(ap);
-	}
-	return r;
-}
-
 const struct storage *imagecache_storage(struct agent *a, const char *cache_id)
 {
 	const struct storage *s = storages_find_cache(a->storages, cache_id);
@@ -193,8 +181,8 @@ static int fetch_run(struct fetch *f)
 	char buf[128];
 	int r = mkdir_p(f->cache_dir, 0755);
 	if (r < 0)
-		return job_fail(&f->error, r, "cannot create the cache directory %s: %s",
-				f->cache_dir, strerror(-r));
+		return error_set(&f->error, r, "cannot create the cache directory %s: %s",
+				 f->cache_dir, strerror(-r));
 	_cleanup_free_ char *url = NULL, *tmp = NULL;
 	if (asprintf(&url, "%s/images/%s?format=%s&scope=system", f->base_url, f->image_id,
 		     f->format) < 0 ||
@@ -206,19 +194,19 @@ static int fetch_run(struct fetch *f)
 	r = imagefetch_head(url, f->token, &f->meta, &status);
 	f->head_usec = now_usec() - th;
 	if (r < 0)
-		return job_fail(&f->error, r, "HEAD: %s (HTTP %ld)", cause(r, buf, sizeof(buf)),
-				status);
+		return error_set(&f->error, r, "HEAD: %s (HTTP %ld)", cause(r, buf, sizeof(buf)),
+				 status);
 	/* The service may serve another format than the one asked for: trust what it says. */
 	const char *disk_format = f->meta.disk_format[0] ? f->meta.disk_format : f->format;
 	if (!image_format_valid(disk_format))
-		return job_fail(&f->error, -EMEDIUMTYPE,
-				"the image service announces format %s (only qcow2 and raw are "
-				"cached)",
-				disk_format);
+		return error_set(&f->error, -EMEDIUMTYPE,
+				 "the image service announces format %s (only qcow2 and raw are "
+				 "cached)",
+				 disk_format);
 	if (strlen(f->meta.checksum) != 32)
-		return job_fail(&f->error, -EBADMSG,
-				"the image service announces no MD5 checksum (X-Image-Meta-"
-				"Checksum)");
+		return error_set(&f->error, -EBADMSG,
+				 "the image service announces no MD5 checksum (X-Image-Meta-"
+				 "Checksum)");
 	atomic_store(&f->total, f->meta.size);
 
 	struct image_info ii;
@@ -242,7 +230,7 @@ static int fetch_run(struct fetch *f)
 	_cleanup_close_ int fd =
 	    open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
-		return job_fail(&f->error, -errno, "cannot create %s: %m", tmp);
+		return error_set(&f->error, -errno, "cannot create %s: %m", tmp);
 	char md5[IMAGE_MD5_HEX];
 	uint64_t bytes = 0, t0 = now_usec();
 	r = imagefetch_get(url, f->token, fd, &f->got, md5, &bytes, &status);
@@ -251,29 +239,29 @@ static int fetch_run(struct fetch *f)
 	if (r < 0) {
 		uint64_t got = atomic_load(&f->got);
 		if (r == -ENOSPC)
-			job_fail(&f->error, r, "no space left in %s after %" PRIu64 " bytes",
-				 f->cache_dir, got);
+			error_set(&f->error, r, "no space left in %s after %" PRIu64 " bytes",
+				  f->cache_dir, got);
 		else
-			job_fail(&f->error, r,
-				 "GET: %s after %" PRIu64 " of %" PRId64 " bytes (HTTP %ld)",
-				 cause(r, buf, sizeof(buf)), got, f->meta.size, status);
+			error_set(&f->error, r,
+				  "GET: %s after %" PRIu64 " of %" PRId64 " bytes (HTTP %ld)",
+				  cause(r, buf, sizeof(buf)), got, f->meta.size, status);
 		goto fail;
 	}
 	if (f->meta.size >= 0 && bytes != (uint64_t)f->meta.size) {
-		r = job_fail(&f->error, -EPIPE,
-			     "GET: got %" PRIu64 " bytes, the image service announced %" PRId64,
-			     bytes, f->meta.size);
+		r = error_set(&f->error, -EPIPE,
+			      "GET: got %" PRIu64 " bytes, the image service announced %" PRId64,
+			      bytes, f->meta.size);
 		goto fail;
 	}
 	if (!streq(md5, f->meta.checksum)) {
-		r = job_fail(&f->error, -EBADMSG,
-			     "checksum mismatch: the download has MD5 %s, the image service "
-			     "announced %s",
-			     md5, f->meta.checksum);
+		r = error_set(&f->error, -EBADMSG,
+			      "checksum mismatch: the download has MD5 %s, the image service "
+			      "announced %s",
+			      md5, f->meta.checksum);
 		goto fail;
 	}
 	if (fsync(fd) < 0) {
-		r = job_fail(&f->error, -errno, "cannot write %s: %m", tmp);
+		r = error_set(&f->error, -errno, "cannot write %s: %m", tmp);
 		goto fail;
 	}
 	fd = safe_close(fd);
@@ -283,11 +271,11 @@ static int fetch_run(struct fetch *f)
 	uint64_t t3 = now_usec();
 	f->check_usec = t3 - t2;
 	if (r < 0) {
-		job_fail(&f->error, r, "refused: %s", strempty(err));
+		error_set(&f->error, r, "refused: %s", strempty(err));
 		goto fail;
 	}
 	if (chmod(tmp, 0644) < 0 || rename(tmp, f->path) < 0) {
-		r = job_fail(&f->error, -errno, "cannot move %s into place: %m", tmp);
+		r = error_set(&f->error, -errno, "cannot move %s into place: %m", tmp);
 		goto fail;
 	}
 	dfd = open(f->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -300,8 +288,8 @@ static int fetch_run(struct fetch *f)
 		/* Not half-done: without its description the file is no cached image (a disk is
 		 * made from both), and it must not stay under the final name. */
 		(void)unlink(f->path);
-		return job_fail(&f->error, r, "cannot write the image description: %s",
-				strerror(-r));
+		return error_set(&f->error, r, "cannot write the image description: %s",
+				 strerror(-r));
 	}
 	f->place_usec = now_usec() - t3;
 	return 0;

@@ -132,6 +132,10 @@ static inline void strv_freep(char ***l)
 size_t keyed_find(const void *base, size_t n, size_t size, const char *key, bool *ret_found);
 void *keyed_insert(void *basep, size_t *n, size_t *alloc, size_t size, size_t i, const char *key);
 
+/* An error message for a caller that asked for one: formats it into *ret_error when ret_error is
+ * not NULL and holds no message yet (the first error is the one reported); returns r. */
+int error_set(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
+
 char *strjoin_real(const char *first, ...) _sentinel_;
 #define strjoin(a, ...) strjoin_real((a), __VA_ARGS__, NULL)
 int asprintf_safe(char **ret, const char *fmt, ...) _printf_(2, 3);

@@ -139,3 +139,15 @@ void *keyed_insert(void *basep, size_t *n, size_t *alloc, size_t size, size_t i,
 	memcpy(at, &k, sizeof(k));
 	return at;
 }
+
+int error_set(char **ret_error, int r, const char *fmt, ...)
+{
+	if (ret_error && !*ret_error) {
+		va_list ap;
+		va_start(ap, fmt);
+		if (vasprintf(ret_error, fmt, ap) < 0)
+			*ret_error = NULL;
+		va_end(ap);
+	}
+	return r;
+}
