@@ -91,7 +91,10 @@ static void scan_work(void *userdata)
 	/* Workspaces without a domain: a half-created or externally undefined guest. */
 	_cleanup_strv_free_ char **sids = NULL;
 	size_t listed = s->n;
-	(void)workspace_list(cfg, &sids);
+	int lr = workspace_list(cfg, &sids);
+	if (lr < 0)
+		log_error("Cannot list the workspaces in %s (%s): %s", cfg->servers_path,
+			  "guests without a domain are not listed", strerror(-lr));
 	STRV_FOREACH (w, sids) {
 		bool seen = false;
 		for (size_t i = 0; i < listed && !seen; i++)

@@ -220,7 +220,10 @@ static char *path_user(const struct config *cfg, const char *sid, const char *pa
 {
 	_cleanup_strv_free_ char **sids = NULL;
 	char *user = NULL;
-	(void)workspace_list(cfg, &sids);
+	int lr = workspace_list(cfg, &sids);
+	if (lr < 0)
+		log_error("Cannot list the workspaces in %s (%s): %s", cfg->servers_path,
+			  "disks shared with other guests are not found", strerror(-lr));
 	STRV_FOREACH (w, sids) {
 		if (user)
 			break;
@@ -1395,7 +1398,10 @@ static void claims_load(struct guests *g)
 {
 	const struct config *cfg = &g->a->cfg;
 	_cleanup_strv_free_ char **sids = NULL;
-	(void)workspace_list(cfg, &sids);
+	int lr = workspace_list(cfg, &sids);
+	if (lr < 0)
+		log_error("Cannot list the workspaces in %s (%s): %s", cfg->servers_path,
+			  "their disk claims are not loaded", strerror(-lr));
 	STRV_FOREACH (w, sids) {
 		const char *sid = *w;
 		_cleanup_guest_desc_ struct guest_desc *d = NULL;

@@ -72,7 +72,8 @@ int workspace_list(const struct config *cfg, char ***ret_sids)
 	_cleanup_strv_free_ char **sids = NULL;
 	DIR *dir = opendir(cfg->servers_path);
 	struct dirent *de;
-	int r = 0;
+	/* No workspace directory yet: no guests. */
+	int r = dir || errno == ENOENT ? 0 : -errno;
 	while (dir && (de = readdir(dir))) {
 		if (!id_is_valid(de->d_name, 64))
 			continue;

@@ -18,6 +18,7 @@ int workspace_load_desc(const struct config *cfg, const char *sid, json_t **ret_
 			struct guest_desc **ret_desc, char **ret_error);
 /* Replaces the stored descriptor of sid with text (atomically, 0600). */
 int workspace_store_desc(const struct config *cfg, const char *sid, const char *text);
-/* The ids (valid guest ids) of the workspaces, in directory order; none when servers_path
- * cannot be read. -ENOMEM with what was listed so far. */
+/* The ids (valid guest ids) of the workspaces, in directory order; none when servers_path does
+ * not exist. -errno when it cannot be read, -ENOMEM with what was listed so far: the callers
+ * log it and go on with what there is. */
 int workspace_list(const struct config *cfg, char ***ret_sids);
