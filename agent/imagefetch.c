@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "agent/imagefetch.h"
@@ -19,9 +20,11 @@
 #define STALL_SECONDS	60
 #define BUFFER_SIZE	(512 * 1024)
 #define WRITEBACK_CHUNK (8ULL * 1024 * 1024)
-/* The hasher's ring: the stream is copied into it as it is written to the file. */
-#define RING_SLOTS     8
+/* The ring the stream is received into, hashed and written from (struct pipeline). */
+#define RING_SLOTS     16
 #define RING_SLOT_SIZE (1024 * 1024)
+#define WRITE_BATCH    4
+#define DIRECT_ALIGN   4096
 
 static void hex(const uint8_t *d, size_t n, char *out)
 {
@@ -68,154 +71,246 @@ static int status_error(long status)
 	return -EREMOTEIO;
 }
 
-/* The MD5 and the writeback run on threads of their own, beside the one that receives: MD5 is
- * about as slow as the network on loopback (600 MB/s), and sync_file_range blocks while the
- * device's queue is full, so on the receiving thread the two added to the transfer time; here
- * they overlap with it and with each other. The receiver writes each piece to the file first
- * and then copies it into a ring of RING_SLOTS buffers (no second pass over the file); the
- * hasher hashes full slots in order; the flusher starts writeback of every WRITEBACK_CHUNK
- * written, so the disk is busy from the start and the final fsync has little left to do. */
-struct hasher {
-	pthread_t thread, flusher;
+/* The receiving thread only copies the stream into a ring of RING_SLOTS aligned buffers; two
+ * threads of their own take the full slots in order: the hasher computes the MD5 (about as slow
+ * as the network on loopback, 600 MB/s) and the writer writes them to the file with O_DIRECT,
+ * WRITE_BATCH slots per request, so the disk is busy from the first megabyte, the stream never
+ * goes through the page cache (no second copy, no writeback of a GiB that nobody reads back,
+ * no guest's cache evicted), and the final fsync has nothing left but the last slot. A slot is
+ * free again once both have passed it. Where the file system refuses O_DIRECT the writer falls
+ * back to plain writes with sync_file_range every WRITEBACK_CHUNK. */
+struct pipeline {
+	pthread_t hasher, writer;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	uint8_t *slot[RING_SLOTS];
 	size_t len[RING_SLOTS];
-	unsigned tail, full; /* first full slot, full slots; the receiver fills (tail+full)%N */
+	/* Slots counted from the start of the stream: filled by the receiver (the one it fills
+	 * is filled % RING_SLOTS), hashed, written. All under mu. */
+	uint64_t filled, hashed, written;
 	bool eof, abort;
-	uint64_t written; /* bytes in the file, under mu */
+	size_t fill_len; /* bytes in the slot the receiver fills (receiver only) */
+	int write_error; /* the writer's, under mu; stops the receiver */
 	int fd;
+	bool direct;	  /* writer only, like flushed */
+	uint64_t flushed; /* without O_DIRECT: bytes whose writeback was started */
 	struct md5_ctx md5;
 };
 
 static void *hasher_main(void *userdata)
 {
-	struct hasher *h = userdata;
+	struct pipeline *p = userdata;
+	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		pthread_mutex_lock(&h->mu);
-		while (h->full == 0 && !h->eof && !h->abort)
-			pthread_cond_wait(&h->cv, &h->mu);
-		if (h->abort || h->full == 0) {
-			pthread_mutex_unlock(&h->mu);
-			return NULL;
-		}
-		unsigned i = h->tail;
-		pthread_mutex_unlock(&h->mu);
-
-		md5_update(&h->md5, h->len[i], h->slot[i]);
-
-		pthread_mutex_lock(&h->mu);
-		h->len[i] = 0;
-		h->tail = (h->tail + 1) % RING_SLOTS;
-		h->full--;
-		pthread_cond_broadcast(&h->cv);
-		pthread_mutex_unlock(&h->mu);
-	}
-}
-
-static void *flusher_main(void *userdata)
-{
-	struct hasher *h = userdata;
-	uint64_t flushed = 0;
-	pthread_mutex_lock(&h->mu);
-	for (;;) {
-		while (h->written - flushed < WRITEBACK_CHUNK && !h->eof && !h->abort)
-			pthread_cond_wait(&h->cv, &h->mu);
-		if (h->eof || h->abort)
+		while (p->hashed == p->filled && !p->eof && !p->abort)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->abort || p->hashed == p->filled)
 			break;
-		uint64_t written = h->written;
-		pthread_mutex_unlock(&h->mu);
-		(void)sync_file_range(h->fd, (off64_t)flushed, (off64_t)(written - flushed),
-				      SYNC_FILE_RANGE_WRITE);
-		flushed = written;
-		pthread_mutex_lock(&h->mu);
+		unsigned i = p->hashed % RING_SLOTS;
+		pthread_mutex_unlock(&p->mu);
+		md5_update(&p->md5, p->len[i], p->slot[i]);
+		pthread_mutex_lock(&p->mu);
+		p->hashed++;
+		pthread_cond_broadcast(&p->cv);
 	}
-	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_unlock(&p->mu);
 	return NULL;
 }
 
-static int hasher_start(struct hasher *h, int fd)
+/* Writes all of iov[0..n) at off (iov is used up). Bytes written, or -errno. */
+static ssize_t pwritev_all(int fd, struct iovec *iov, int n, off_t off)
 {
-	*h = (struct hasher){.fd = fd};
-	md5_init(&h->md5);
-	for (unsigned i = 0; i < RING_SLOTS; i++)
-		if (!(h->slot[i] = malloc(RING_SLOT_SIZE)))
-			goto nomem;
-	pthread_mutex_init(&h->mu, NULL);
-	pthread_cond_init(&h->cv, NULL);
-	int r = -pthread_create(&h->thread, NULL, hasher_main, h);
-	if (r == 0) {
-		r = -pthread_create(&h->flusher, NULL, flusher_main, h);
-		if (r == 0)
-			return 0;
-		pthread_mutex_lock(&h->mu);
-		h->abort = true;
-		pthread_cond_broadcast(&h->cv);
-		pthread_mutex_unlock(&h->mu);
-		pthread_join(h->thread, NULL);
-	}
-	pthread_cond_destroy(&h->cv);
-	pthread_mutex_destroy(&h->mu);
-nomem:
-	for (unsigned i = 0; i < RING_SLOTS; i++)
-		free(h->slot[i]);
-	return -ENOMEM;
-}
-
-/* The receiver: n bytes already written to the file, copied into the ring. */
-static void hasher_push(struct hasher *h, const uint8_t *buf, size_t n)
-{
-	pthread_mutex_lock(&h->mu);
-	h->written += n;
-	if (h->written % WRITEBACK_CHUNK < n)
-		pthread_cond_broadcast(&h->cv); /* a chunk for the flusher */
+	size_t total = 0;
 	while (n > 0) {
-		while (h->full == RING_SLOTS)
-			pthread_cond_wait(&h->cv, &h->mu);
-		unsigned i = (h->tail + h->full) % RING_SLOTS;
-		pthread_mutex_unlock(&h->mu);
-		size_t k = MIN(RING_SLOT_SIZE - h->len[i], n);
-		memcpy(h->slot[i] + h->len[i], buf, k);
-		h->len[i] += k;
-		buf += k, n -= k;
-		pthread_mutex_lock(&h->mu);
-		if (h->len[i] == RING_SLOT_SIZE) {
-			h->full++;
-			pthread_cond_broadcast(&h->cv);
+		ssize_t w = pwritev(fd, iov, n, off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EIO;
+		total += (size_t)w, off += w;
+		size_t left = (size_t)w;
+		while (n > 0 && left >= iov->iov_len)
+			left -= iov->iov_len, iov++, n--;
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + left;
+			iov->iov_len -= left;
 		}
 	}
-	pthread_mutex_unlock(&h->mu);
+	return (ssize_t)total;
 }
 
-/* Ends the hasher: with complete, after hashing the rest, and the digest goes to d; without,
- * at once. */
-static void hasher_stop(struct hasher *h, bool complete, uint8_t d[MD5_DIGEST_SIZE])
+static void direct_off(struct pipeline *p)
 {
-	pthread_mutex_lock(&h->mu);
-	if (complete) {
-		unsigned i = (h->tail + h->full) % RING_SLOTS;
-		if (h->len[i] > 0 && h->full < RING_SLOTS)
-			h->full++;
-		h->eof = true;
-	} else
-		h->abort = true;
-	pthread_cond_broadcast(&h->cv);
-	pthread_mutex_unlock(&h->mu);
-	pthread_join(h->thread, NULL);
-	pthread_join(h->flusher, NULL);
-	if (complete)
-		md5_digest(&h->md5, MD5_DIGEST_SIZE, d);
-	pthread_cond_destroy(&h->cv);
-	pthread_mutex_destroy(&h->mu);
+	int fl = fcntl(p->fd, F_GETFL);
+	if (fl >= 0)
+		(void)fcntl(p->fd, F_SETFL, fl & ~O_DIRECT);
+	p->direct = false;
+}
+
+/* Writes slots [from, from + n) at their place in the file; the last one may be short. A short
+ * slot, or a file system that refuses a request with O_DIRECT (-EINVAL), is written through the
+ * page cache from then on. */
+static int write_slots(struct pipeline *p, uint64_t from, unsigned n)
+{
+	struct iovec iov[WRITE_BATCH];
+	size_t bytes = 0;
+	off_t off = (off_t)(from * RING_SLOT_SIZE);
+	for (int attempt = 0;; attempt++) {
+		bytes = 0;
+		for (unsigned k = 0; k < n; k++) {
+			unsigned i = (from + k) % RING_SLOTS;
+			iov[k] = (struct iovec){p->slot[i], p->len[i]};
+			bytes += p->len[i];
+		}
+		if (p->direct && bytes % DIRECT_ALIGN != 0)
+			direct_off(p);
+		ssize_t w = pwritev_all(p->fd, iov, (int)n, off);
+		if (w == -EINVAL && p->direct && attempt == 0) {
+			direct_off(p);
+			continue;
+		}
+		if (w < 0)
+			return (int)w;
+		break;
+	}
+	uint64_t end = (uint64_t)off + bytes;
+	if (!p->direct && end - p->flushed >= WRITEBACK_CHUNK) {
+		(void)sync_file_range(p->fd, (off64_t)p->flushed, (off64_t)(end - p->flushed),
+				      SYNC_FILE_RANGE_WRITE);
+		p->flushed = end;
+	}
+	return 0;
+}
+
+static void *writer_main(void *userdata)
+{
+	struct pipeline *p = userdata;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (p->written == p->filled && !p->eof && !p->abort)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->abort || p->written == p->filled)
+			break;
+		uint64_t from = p->written;
+		unsigned n = (unsigned)MIN(p->filled - from, (uint64_t)WRITE_BATCH);
+		pthread_mutex_unlock(&p->mu);
+		int r = write_slots(p, from, n);
+		pthread_mutex_lock(&p->mu);
+		if (r < 0) {
+			p->write_error = r;
+			pthread_cond_broadcast(&p->cv);
+			break;
+		}
+		p->written += n;
+		pthread_cond_broadcast(&p->cv);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+static void pipeline_free_slots(struct pipeline *p)
+{
 	for (unsigned i = 0; i < RING_SLOTS; i++)
-		free(h->slot[i]);
+		free(p->slot[i]);
+}
+
+static int pipeline_start(struct pipeline *p, int fd)
+{
+	*p = (struct pipeline){.fd = fd};
+	md5_init(&p->md5);
+	for (unsigned i = 0; i < RING_SLOTS; i++) {
+		void *m;
+		if (posix_memalign(&m, DIRECT_ALIGN, RING_SLOT_SIZE) != 0) {
+			pipeline_free_slots(p);
+			return -ENOMEM;
+		}
+		p->slot[i] = m;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	p->direct = fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	int r = -pthread_create(&p->hasher, NULL, hasher_main, p);
+	if (r == 0) {
+		r = -pthread_create(&p->writer, NULL, writer_main, p);
+		if (r == 0)
+			return 0;
+		pthread_mutex_lock(&p->mu);
+		p->abort = true;
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+		pthread_join(p->hasher, NULL);
+	}
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	pipeline_free_slots(p);
+	return r;
+}
+
+/* The receiver: n bytes of the stream into the ring. The writer's error, once it had one. */
+static int pipeline_push(struct pipeline *p, const uint8_t *buf, size_t n)
+{
+	pthread_mutex_lock(&p->mu);
+	while (n > 0 && !p->write_error) {
+		while (p->filled - MIN(p->hashed, p->written) == RING_SLOTS && !p->write_error)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->write_error)
+			break;
+		unsigned i = p->filled % RING_SLOTS;
+		pthread_mutex_unlock(&p->mu);
+		size_t k = MIN(RING_SLOT_SIZE - p->fill_len, n);
+		memcpy(p->slot[i] + p->fill_len, buf, k);
+		p->fill_len += k;
+		buf += k, n -= k;
+		pthread_mutex_lock(&p->mu);
+		if (p->fill_len == RING_SLOT_SIZE) {
+			p->len[i] = RING_SLOT_SIZE;
+			p->fill_len = 0;
+			p->filled++;
+			pthread_cond_broadcast(&p->cv);
+		}
+	}
+	int r = p->write_error;
+	pthread_mutex_unlock(&p->mu);
+	return r;
+}
+
+/* Ends the pipeline: with complete, after hashing and writing the rest (the digest goes to d);
+ * without, at once. The writer's error, if it had one. */
+static int pipeline_stop(struct pipeline *p, bool complete, uint8_t d[MD5_DIGEST_SIZE])
+{
+	pthread_mutex_lock(&p->mu);
+	if (complete) {
+		if (p->fill_len > 0) { /* the last, short slot */
+			p->len[p->filled % RING_SLOTS] = p->fill_len;
+			p->filled++;
+		}
+		p->eof = true;
+	} else
+		p->abort = true;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	pthread_join(p->hasher, NULL);
+	pthread_join(p->writer, NULL);
+	if (complete)
+		md5_digest(&p->md5, MD5_DIGEST_SIZE, d);
+	int r = p->write_error;
+	if (complete && r == 0 && p->written != p->filled)
+		r = -EIO;
+	if (p->direct)
+		direct_off(p);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	pipeline_free_slots(p);
+	return r;
 }
 
 struct transfer {
 	struct image_meta *meta;
-	int fd;
 	int write_error;
-	struct hasher *hasher;
+	struct pipeline *pipeline;
 	uint64_t bytes;
 	_Atomic uint64_t *progress;
 };
@@ -267,18 +362,10 @@ static size_t on_data(char *buf, size_t size, size_t n, void *userdata)
 {
 	struct transfer *t = userdata;
 	size_t len = size * n;
-	for (size_t off = 0; off < len;) {
-		ssize_t w = write(t->fd, buf + off, len - off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			t->write_error = -errno;
-			return 0; /* aborts the transfer */
-		}
-		off += (size_t)w;
-	}
+	t->write_error = pipeline_push(t->pipeline, (const uint8_t *)buf, len);
+	if (t->write_error < 0)
+		return 0; /* aborts the transfer */
 	t->bytes += len;
-	hasher_push(t->hasher, (const uint8_t *)buf, len);
 	if (t->progress)
 		atomic_store(t->progress, t->bytes);
 	return len;
@@ -327,7 +414,7 @@ static CURLcode perform(CURL *c, struct curl_slist *h, long *status, long *ret_s
 int imagefetch_head(const char *url, const char *token, struct image_meta *ret, long *ret_status)
 {
 	struct image_meta meta = {.size = -1};
-	struct transfer t = {.meta = &meta, .fd = -1};
+	struct transfer t = {.meta = &meta};
 	struct curl_slist *h = NULL;
 	CURL *c = easy(url, token, &h);
 	if (!c)
@@ -349,16 +436,17 @@ int imagefetch_head(const char *url, const char *token, struct image_meta *ret, 
 int imagefetch_get(const char *url, const char *token, int fd, _Atomic uint64_t *progress,
 		   char ret_md5[IMAGE_MD5_HEX], uint64_t *ret_bytes, long *ret_status)
 {
-	struct hasher hasher;
-	struct transfer t = {.fd = fd, .progress = progress, .hasher = &hasher};
+	struct pipeline pipeline;
+	struct transfer t = {.progress = progress, .pipeline = &pipeline};
 	struct curl_slist *h = NULL;
 	CURL *c = easy(url, token, &h);
 	if (!c)
 		return -ENOMEM;
-	if (hasher_start(&hasher, fd) < 0) {
+	int r = pipeline_start(&pipeline, fd);
+	if (r < 0) {
 		curl_easy_cleanup(c);
 		curl_slist_free_all(h);
-		return -ENOMEM;
+		return r;
 	}
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
@@ -371,14 +459,14 @@ int imagefetch_get(const char *url, const char *token, int fd, _Atomic uint64_t 
 	CURLcode cc = perform(c, h, &status, ret_status);
 	uint8_t d[MD5_DIGEST_SIZE];
 	bool complete = cc == CURLE_OK && !t.write_error && status_error(status) == 0;
-	hasher_stop(&hasher, complete, d);
-	if (t.write_error)
-		return t.write_error;
+	r = pipeline_stop(&pipeline, complete, d);
+	if (r < 0)
+		return r;
 	if (cc == CURLE_HTTP_RETURNED_ERROR)
 		return status_error(status) ?: -EREMOTEIO;
 	if (cc != CURLE_OK)
 		return curl_error(cc);
-	int r = status_error(status);
+	r = status_error(status);
 	if (r < 0)
 		return r;
 	hex(d, sizeof(d), ret_md5);
