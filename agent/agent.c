@@ -221,13 +221,13 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = virt_new(a->event, a->cfg.libvirt_uri, &a->virt);
 	if (r < 0)
 		return r;
-	r = agent_modules_new(a, &a->modules);
+	r = agent_modules_new(&a->cfg, a->tasks, a->metrics, &a->modules);
 	if (r < 0)
 		return r;
 	r = guests_new(a, &a->guests);
 	if (r < 0)
 		return r;
-	r = placer_new(a, &a->placer);
+	r = placer_new(&a->cfg, a->tasks, a->guests, a->metrics, &a->placer);
 	if (r < 0)
 		return r;
 	/* SUBSYSTEMS-NEW: create further subsystems here (metrics, region, auth, api). */

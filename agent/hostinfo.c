@@ -183,9 +183,9 @@ int hostinfo_collect(const struct config *cfg, const char *root, const struct vi
 	return 0;
 }
 
-void hostinfo_set_access(struct agent *a, json_t *host)
+void hostinfo_set_access(const struct hostnets *hn, json_t *host)
 {
-	const char *ip = hostnets_access_ip(a->hostnets), *mac = hostnets_access_mac(a->hostnets);
+	const char *ip = hostnets_access_ip(hn), *mac = hostnets_access_mac(hn);
 	if (ip && mac) {
 		json_object_set_new(host, "access_ip", json_string(ip));
 		json_object_set_new(host, "access_mac", json_string(mac));
@@ -222,7 +222,7 @@ static void sync_done(void *userdata)
 			json_object_set(s->host, "kernel_modules", json_object_get(m, "modules"));
 			json_decref(m);
 		}
-		hostinfo_set_access(s->a, s->host);
+		hostinfo_set_access(s->a->hostnets, s->host);
 		reply = (struct op_reply){200, json_pack("{s:O}", "host", s->host)};
 		report_host_info(s->a->report, s->host);
 		log_info("Host information re-read");

@@ -9,6 +9,7 @@
 #include "common/config.h"
 
 struct agent;
+struct hostnets;
 
 /* Collects the host info; node (from virt_node_facts()) may be NULL (libvirt fields left out).
  * root: "/" or a fixture tree for tests (reads <root>/proc/cpuinfo, <root>/proc/meminfo,
@@ -21,7 +22,7 @@ int hostinfo_collect(const struct config *cfg, const char *root, const struct vi
 int hostinfo_storage(const char *root, json_t **ret);
 /* Loop thread: adds access_ip/access_mac (agent/hostnet.h, from the networks configuration)
  * to a collected host object. */
-void hostinfo_set_access(struct agent *a, json_t *host);
+void hostinfo_set_access(const struct hostnets *hn, json_t *host);
 /* POST /hosts/<hid>/sync: re-reads the host info on the worker pool and answers
  * {"host": {...}}; the handler for api_set_host_sync(). */
 int hostinfo_sync(struct agent *a, const char *hid, op_done_fn cb, void *userdata);

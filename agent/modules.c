@@ -1,15 +1,17 @@
 #include <pthread.h>
 
-#include "agent/agent.h"
 #include "agent/metrics.h"
 #include "agent/modules.h"
 #include "agent/tasks.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "kmod/modload.h"
 
 struct agent_modules {
-	struct agent *a;
-	pthread_mutex_t lock; /* report is read by the metrics collector on another thread */
+	const struct config *cfg;
+	struct tasks *tasks;
+	struct metrics *metrics; /* NULL: no collector */
+	pthread_mutex_t lock;	 /* report is read by the metrics collector on another thread */
 	struct modload_report *report;
 	bool running;
 };
@@ -25,7 +27,7 @@ struct run {
 static void run_work(void *userdata)
 {
 	struct run *r = userdata;
-	const struct config *cfg = &r->m->a->cfg;
+	const struct config *cfg = r->m->cfg;
 	struct modload_opts o = {
 	    .modules_dir = cfg->modules_dir,
 	    .modprobe_fallback = cfg->modprobe_fallback,
@@ -98,7 +100,7 @@ static int submit(struct agent_modules *m, op_done_fn cb, void *userdata)
 	/* -ECANCELED stays when the pool drops the job at shutdown without running it. */
 	*r = (struct run){.m = m, .cb = cb, .userdata = userdata, .error = -ECANCELED};
 	/* Keyed: two ensures never run at once. */
-	int k = tasks_submit(m->a->tasks, "kernel-modules", run_work, run_done, r);
+	int k = tasks_submit(m->tasks, "kernel-modules", run_work, run_done, r);
 	if (k < 0) {
 		r->error = k;
 		run_done(r);
@@ -124,12 +126,15 @@ static void collect(FILE *f, void *userdata)
 	pthread_mutex_unlock(&m->lock);
 }
 
-int agent_modules_new(struct agent *a, struct agent_modules **ret)
+int agent_modules_new(const struct config *cfg, struct tasks *tasks, struct metrics *metrics,
+		      struct agent_modules **ret)
 {
 	struct agent_modules *m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
-	m->a = a;
+	m->cfg = cfg;
+	m->tasks = tasks;
+	m->metrics = metrics;
 	pthread_mutex_init(&m->lock, NULL);
 	*ret = m;
 	return 0;
@@ -147,8 +152,8 @@ struct agent_modules *agent_modules_free(struct agent_modules *m)
 
 int agent_modules_start(struct agent_modules *m)
 {
-	if (m->a->metrics) {
-		int r = metrics_add_collector(m->a->metrics, collect, m);
+	if (m->metrics) {
+		int r = metrics_add_collector(m->metrics, collect, m);
 		if (r < 0)
 			return r;
 	}

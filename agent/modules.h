@@ -6,10 +6,15 @@
 
 #include "agent/ops.h"
 
-struct agent;
+struct config;
+struct tasks;
+struct metrics;
 struct agent_modules;
 
-int agent_modules_new(struct agent *a, struct agent_modules **ret);
+/* cfg (its kernel module list and module options) must outlive the result; metrics may be
+ * NULL. */
+int agent_modules_new(const struct config *cfg, struct tasks *tasks, struct metrics *metrics,
+		      struct agent_modules **ret);
 struct agent_modules *agent_modules_free(struct agent_modules *m);
 /* Runs the first ensure on the worker pool. */
 int agent_modules_start(struct agent_modules *m);

@@ -1,20 +1,23 @@
 #include <pthread.h>
 #include <stdio.h>
 
-#include "agent/agent.h"
 #include "agent/guests.h"
 #include "agent/metrics.h"
 #include "agent/placement.h"
 #include "agent/placer.h"
 #include "agent/tasks.h"
+#include "common/config.h"
 #include "common/log.h"
 
 #define PLACEMENT_KEY "placement"
 
 struct placer {
-	struct agent *a;
-	struct placement *pl; /* NULL when no cgroup hierarchy was found */
-	pthread_mutex_t lock; /* guards the figures below (read by the metrics collector) */
+	bool enforce;
+	struct tasks *tasks;
+	struct guests *guests;
+	struct metrics *metrics; /* NULL: no collector */
+	struct placement *pl;	 /* NULL when no cgroup hierarchy was found */
+	pthread_mutex_t lock;	 /* guards the figures below (read by the metrics collector) */
 	unsigned violations;
 	char *reason;
 	unsigned long moved, checks, errors;
@@ -34,8 +37,7 @@ static void job_work(void *userdata)
 {
 	struct job *j = userdata;
 	if (j->pid > 0)
-		j->r = placement_check_pid(j->p->pl, j->pid, j->sid, j->p->a->cfg.enforce_placement,
-					   &j->rep);
+		j->r = placement_check_pid(j->p->pl, j->pid, j->sid, j->p->enforce, &j->rep);
 	else
 		placement_forget(j->p->pl, j->sid);
 	j->violations = placement_violations(j->p->pl);
@@ -101,7 +103,7 @@ static void submit(struct placer *p, const char *sid, int pid)
 	j->p = p;
 	j->pid = pid;
 	j->r = -ECANCELED; /* stays when the pool drops the job at shutdown */
-	if (tasks_submit(p->a->tasks, PLACEMENT_KEY, job_work, job_done, j) < 0) {
+	if (tasks_submit(p->tasks, PLACEMENT_KEY, job_work, job_done, j) < 0) {
 		free(j->sid);
 		free(j);
 	}
@@ -140,23 +142,27 @@ static void collect(FILE *f, void *userdata)
 	metrics_write_sample(f, "hostagent_placement_errors_total", NULL, (double)errors);
 }
 
-int placer_new(struct agent *a, struct placer **ret)
+int placer_new(const struct config *cfg, struct tasks *tasks, struct guests *guests,
+	       struct metrics *metrics, struct placer **ret)
 {
 	struct placer *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	p->a = a;
+	p->enforce = cfg->enforce_placement;
+	p->tasks = tasks;
+	p->guests = guests;
+	p->metrics = metrics;
 	pthread_mutex_init(&p->lock, NULL);
 	struct placement_opts o = {
-	    .cgroup_root = a->cfg.cgroup_root,
-	    .host_partition = a->cfg.host_cgroup_partition,
+	    .cgroup_root = cfg->cgroup_root,
+	    .host_partition = cfg->host_cgroup_partition,
 	};
 	int r = placement_new(&o, &p->pl);
 	if (r < 0)
 		log_warning_errno(r,
 				  "No usable cgroup hierarchy under %s, QEMU placement is not "
 				  "checked: %m",
-				  a->cfg.cgroup_root);
+				  cfg->cgroup_root);
 	else {
 		char *desc = NULL;
 		size_t len = 0;
@@ -187,11 +193,11 @@ struct placer *placer_free(struct placer *p)
 
 int placer_start(struct placer *p)
 {
-	int r = guests_add_hooks(p->a->guests, on_running, on_state, p);
+	int r = guests_add_hooks(p->guests, on_running, on_state, p);
 	if (r < 0)
 		return r;
-	if (p->a->metrics)
-		return metrics_add_collector(p->a->metrics, collect, p);
+	if (p->metrics)
+		return metrics_add_collector(p->metrics, collect, p);
 	return 0;
 }
 

@@ -6,10 +6,15 @@
 
 #include <jansson.h>
 
-struct agent;
+struct config;
+struct tasks;
+struct guests;
+struct metrics;
 struct placer;
 
-int placer_new(struct agent *a, struct placer **ret);
+/* Reads cfg's cgroup settings and enforce_placement now; metrics may be NULL. */
+int placer_new(const struct config *cfg, struct tasks *tasks, struct guests *guests,
+	       struct metrics *metrics, struct placer **ret);
 struct placer *placer_free(struct placer *p);
 /* Installs the guest hooks and the metrics collector. */
 int placer_start(struct placer *p);

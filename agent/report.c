@@ -779,7 +779,7 @@ static void on_collect_done(void *userdata)
 		if (j->r < 0 || !j->result)
 			reg_failed(rp, j->r < 0 ? j->r : -ECANCELED,
 				   "cannot read host information");
-		else if (hostinfo_set_access(rp->a, host),
+		else if (hostinfo_set_access(rp->a->hostnets, host),
 			 report_host_body(host, &rp->a->cfg, true, &probe) < 0)
 			reg_failed(rp, 0, "no access address for the region");
 		else {
