@@ -639,17 +639,11 @@ static void op_start(struct op_ctx *c, virDomainPtr dom)
 			      details));
 }
 
-static bool wait_state(virDomainPtr dom, int want, int timeout_ms)
+/* True when dom is in state want now (a failed destroy of a guest that went off meanwhile). */
+static bool in_state(virDomainPtr dom, int want)
 {
-	for (int waited = 0;; waited += 100) {
-		int state = 0;
-		if (virt_domain_get_state(dom, &state, NULL) == 0 && state == want)
-			return true;
-		if (waited >= timeout_ms)
-			return false;
-		struct timespec ts = {0, 100 * 1000000L};
-		nanosleep(&ts, NULL);
-	}
+	int state = 0;
+	return virt_domain_get_state(dom, &state, NULL) == 0 && state == want;
 }
 
 static void stop_force(struct op_ctx *c, virDomainPtr dom);
@@ -708,7 +702,7 @@ static void stop_force(struct op_ctx *c, virDomainPtr dom)
 	if (virt_domain_destroy(dom) < 0) {
 		/* Keep libvirt's message before the state query below replaces it. */
 		_cleanup_free_ char *msg = strdup(virt_last_error_message());
-		if (!wait_state(dom, GUEST_STATE_SHUTOFF, 0)) {
+		if (!in_state(dom, GUEST_STATE_SHUTOFF)) {
 			reply_error(c, 500, NULL, "cannot stop %s: %s", c->sid, strempty(msg));
 			return;
 		}
