@@ -231,7 +231,7 @@ int agent_new(struct config *cfg, struct agent **ret)
 	if (r < 0)
 		return r;
 	/* SUBSYSTEMS-NEW: create further subsystems here (metrics, region, auth, api). */
-	r = region_new(a, &a->region);
+	r = region_new(a->event, &a->cfg, &a->region);
 	if (r < 0)
 		return r;
 	/* Before guests_start: the first table build reports every guest. */
@@ -241,7 +241,7 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = imagecache_new(a, &a->imagecache);
 	if (r < 0)
 		return r;
-	r = auth_new(a, &a->auth);
+	r = auth_new(&a->cfg, a->region, &a->auth);
 	if (r < 0)
 		return r;
 	r = api_new(a, &a->api);

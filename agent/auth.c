@@ -3,9 +3,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "agent/agent.h"
 #include "agent/auth.h"
 #include "agent/region.h"
+#include "common/config.h"
 #include "common/fs.h"
 #include "common/http-client.h"
 #include "common/log.h"
@@ -272,7 +272,8 @@ struct pending {
 };
 
 struct auth {
-	struct agent *agent;
+	const struct config *cfg; /* the agent's */
+	struct region *region;
 	bool standalone;
 	char *static_token;
 	struct auth_cache *cache;
@@ -335,7 +336,7 @@ static void on_validate_done(int err, const struct http_response *resp, void *us
 	int result = err;
 	if (err >= 0) {
 		uint64_t expires = 0;
-		const struct config *cfg = &au->agent->cfg;
+		const struct config *cfg = au->cfg;
 		const struct auth_policy policy = {
 		    .roles = cfg->api_roles,
 		    .projects = cfg->api_projects,
@@ -345,18 +346,18 @@ static void on_validate_done(int err, const struct http_response *resp, void *us
 		result = auth_check_validation(resp->status, resp->body, resp->body_len, &policy,
 					       &expires);
 		if (resp->status == 401)
-			region_token_invalid(au->agent->region);
+			region_token_invalid(au->region);
 		else if (resp->status == 403)
 			log_warning("Keystone refused to validate a token for user %s: it needs "
 				    "the admin or service role",
-				    au->agent->cfg.admin_user);
+				    au->cfg->admin_user);
 		else if (resp->status != 200 && resp->status != 404)
 			log_warning("Keystone answered HTTP %ld to a token validation",
 				    resp->status);
 		if (result == 0) {
 			uint64_t now = now_realtime();
 			uint64_t until = auth_cache_until(
-			    now, (unsigned)MAX(au->agent->cfg.token_cache_seconds, 0), expires);
+			    now, (unsigned)MAX(au->cfg->token_cache_seconds, 0), expires);
 			if (until > 0 && auth_cache_put(au->cache, p->token, until, now) < 0)
 				log_debug("Token cache: out of memory");
 		} else if (result == -EACCES) {
@@ -389,7 +390,7 @@ static int validate_remote(struct auth *au, const char *token, auth_done_fn cb, 
 	for (struct pending *p = au->pending; p; p = p->next)
 		if (auth_token_equal(token, p->token))
 			return pending_add_waiter(p, cb, userdata);
-	const char *svc = region_token(au->agent->region);
+	const char *svc = region_token(au->region);
 	if (!svc) {
 		/* Not (yet) authenticated to keystone: nobody can be verified. */
 		cb(-ENOTCONN, userdata);
@@ -407,7 +408,7 @@ static int validate_remote(struct auth *au, const char *token, auth_done_fn cb, 
 		pending_free(p);
 		return r;
 	}
-	const char *base = au->agent->cfg.auth_url;
+	const char *base = au->cfg->auth_url;
 	size_t l = strlen(base);
 	while (l > 0 && base[l - 1] == '/')
 		l--;
@@ -418,7 +419,7 @@ static int validate_remote(struct auth *au, const char *token, auth_done_fn cb, 
 		r = -ENOMEM;
 	else {
 		char *headers[] = {h1, h2, NULL};
-		r = region_validation_submit(au->agent->region, url, headers, VALIDATE_TIMEOUT_MS,
+		r = region_validation_submit(au->region, url, headers, VALIDATE_TIMEOUT_MS,
 					     on_validate_done, p, &p->http);
 	}
 	if (h1)
@@ -509,7 +510,7 @@ int auth_start(struct auth *au)
 {
 	if (!au->standalone)
 		return 0;
-	const char *path = au->agent->cfg.api_token_file;
+	const char *path = au->cfg->api_token_file;
 	if (isempty(path))
 		return log_error_errno(EINVAL, "No api_token_file configured");
 	int r = load_token_file(path, &au->static_token);
@@ -533,13 +534,14 @@ int auth_start(struct auth *au)
 	return 0;
 }
 
-int auth_new(struct agent *a, struct auth **ret)
+int auth_new(const struct config *cfg, struct region *region, struct auth **ret)
 {
 	struct auth *au = calloc(1, sizeof(*au));
 	if (!au)
 		return -ENOMEM;
-	au->agent = a;
-	au->standalone = config_standalone(&a->cfg);
+	au->cfg = cfg;
+	au->region = region;
+	au->standalone = config_standalone(cfg);
 	int r = auth_cache_new(CACHE_MAX_ENTRIES, &au->cache);
 	if (r >= 0)
 		r = auth_cache_new(CACHE_MAX_ENTRIES, &au->refused);

@@ -14,10 +14,12 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
-struct agent;
+struct config;
+struct region;
 struct auth;
 
-int auth_new(struct agent *a, struct auth **ret);
+/* cfg (the agent's) and region (its token, the validation pool) outlive the auth object. */
+int auth_new(const struct config *cfg, struct region *region, struct auth **ret);
 struct auth *auth_free(struct auth *au);
 /* Loads or creates the standalone token; in region mode, nothing blocking. */
 int auth_start(struct auth *au);

@@ -1,9 +1,9 @@
 #include <ctype.h>
 #include <time.h>
 
-#include "agent/agent.h"
 #include "agent/region.h"
 #include "agent/httploop.h"
+#include "common/config.h"
 #include "common/http-client.h"
 #include "common/log.h"
 #include "common/macros.h"
@@ -42,7 +42,8 @@ struct task_callback {
 };
 
 struct region {
-	struct agent *agent;
+	sd_event *event;
+	const struct config *cfg; /* the agent's, outlives the region */
 	bool standalone;
 	/* Keystone and region calls run on the event loop (curl's multi interface), not on the
 	 * agent's workers: slow guest operations never delay token checks, nor a hung keystone
@@ -301,7 +302,7 @@ static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata)
 static int schedule_renew(struct region *r, uint64_t after_usec)
 {
 	if (!r->renew_timer)
-		return sd_event_add_time_relative(r->agent->event, &r->renew_timer, CLOCK_MONOTONIC,
+		return sd_event_add_time_relative(r->event, &r->renew_timer, CLOCK_MONOTONIC,
 						  after_usec, USEC_PER_SEC / 10, on_renew_timer, r);
 	int k = sd_event_source_set_time_relative(r->renew_timer, after_usec);
 	if (k < 0)
@@ -351,7 +352,7 @@ static void on_auth_done(int err, const struct http_response *resp, void *userda
 		return auth_failed(r, EBADMSG, "token without issued_at/expires_at");
 	static const char *const types[] = {"compute_v2", "compute", NULL};
 	_cleanup_free_ char *url = NULL;
-	const struct config *c = &r->agent->cfg;
+	const struct config *c = r->cfg;
 	int k = keystone_catalog_find(body, types, isempty(c->region) ? NULL : c->region,
 				      c->session_endpoint_type, &url);
 	if (k < 0) {
@@ -391,7 +392,7 @@ static int authenticate(struct region *r)
 {
 	if (r->auth_http)
 		return 0;
-	const struct config *c = &r->agent->cfg;
+	const struct config *c = r->cfg;
 	json_auto_t *req = json_pack(
 	    "{s:{s:{s:[s],s:{s:{s:s,s:{s:s},s:s}}},s:{s:{s:s,s:{s:s}}}}}", "auth", "identity",
 	    "methods", "password", "password", "user", "name", c->admin_user, "domain", "name",
@@ -487,7 +488,7 @@ static int callback_retry(struct task_callback *cb, uint64_t after)
 {
 	struct region *r = cb->region;
 	if (!cb->timer)
-		return sd_event_add_time_relative(r->agent->event, &cb->timer, CLOCK_MONOTONIC,
+		return sd_event_add_time_relative(r->event, &cb->timer, CLOCK_MONOTONIC,
 						  after, USEC_PER_SEC / 10, on_callback_timer, cb);
 	int k = sd_event_source_set_time_relative(cb->timer, after);
 	if (k < 0)
@@ -612,17 +613,18 @@ int region_task_callback(struct region *r, const char *task_id, json_t *body)
 
 /* ---- lifecycle ---- */
 
-int region_new(struct agent *a, struct region **ret)
+int region_new(sd_event *event, const struct config *cfg, struct region **ret)
 {
 	struct region *r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	r->agent = a;
-	r->standalone = config_standalone(&a->cfg);
+	r->event = event;
+	r->cfg = cfg;
+	r->standalone = config_standalone(cfg);
 	if (!r->standalone) {
-		int k = httploop_new(a->event, HTTP_MAX_IN_FLIGHT, &r->http);
+		int k = httploop_new(event, HTTP_MAX_IN_FLIGHT, &r->http);
 		if (k >= 0)
-			k = httploop_new(a->event, VALIDATE_MAX_IN_FLIGHT, &r->validate_http);
+			k = httploop_new(event, VALIDATE_MAX_IN_FLIGHT, &r->validate_http);
 		if (k < 0) {
 			r->http = httploop_free(r->http);
 			free(r);

@@ -7,11 +7,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <systemd/sd-event.h>
 
-struct agent;
+struct config;
 struct region;
 
-int region_new(struct agent *a, struct region **ret);
+/* cfg (the agent's) and event outlive the region. */
+int region_new(sd_event *event, const struct config *cfg, struct region **ret);
 struct region *region_free(struct region *r);
 int region_start(struct region *r);
 

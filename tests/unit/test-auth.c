@@ -206,7 +206,7 @@ static void test_standalone(void **state)
 	assert_int_equal(config_init(&a.cfg), 0);
 	a.cfg.api_token_file = strjoin(dir, "/state/sub/api-token");
 	struct auth *au = NULL;
-	assert_int_equal(auth_new(&a, &au), 0);
+	assert_int_equal(auth_new(&a.cfg, a.region, &au), 0);
 	assert_int_equal(auth_start(au), 0);
 	struct stat st;
 	assert_int_equal(stat(a.cfg.api_token_file, &st), 0);
@@ -242,7 +242,7 @@ static void test_standalone(void **state)
 
 	/* A restart reads the same token back. */
 	_cleanup_free_ char *again = NULL;
-	assert_int_equal(auth_new(&a, &au), 0);
+	assert_int_equal(auth_new(&a.cfg, a.region, &au), 0);
 	assert_int_equal(auth_start(au), 0);
 	assert_int_equal(read_file(a.cfg.api_token_file, 4096, &again, &len), 0);
 	assert_int_equal(len, 65);
@@ -255,7 +255,7 @@ static void test_standalone(void **state)
 
 	/* A damaged file is refused, not silently replaced. */
 	assert_int_equal(write_file_atomic(a.cfg.api_token_file, "short\n", 6, 0600), 0);
-	assert_int_equal(auth_new(&a, &au), 0);
+	assert_int_equal(auth_new(&a.cfg, a.region, &au), 0);
 	assert_int_equal(auth_start(au), -EBADMSG);
 	auth_free(au);
 	assert_int_equal(rm_rf(dir), 0);
@@ -297,10 +297,10 @@ static void test_region_mode(void **state)
 	f.s.n_replies = 6;
 	f.a.cfg.token_cache_seconds = 3600;
 	assert_int_equal(strv_extend(&f.a.cfg.api_roles, "admin"), 0);
-	assert_int_equal(region_new(&f.a, &f.a.region), 0);
+	assert_int_equal(region_new(f.a.event, &f.a.cfg, &f.a.region), 0);
 	f.r = f.a.region;
 	struct auth *au = NULL;
-	assert_int_equal(auth_new(&f.a, &au), 0);
+	assert_int_equal(auth_new(&f.a.cfg, f.a.region, &au), 0);
 	f.a.auth = au;
 
 	/* Before the session exists nothing can be verified. */

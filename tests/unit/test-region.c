@@ -233,7 +233,7 @@ static void test_region_session_and_callback(void **state)
 	f.s.replies[3] = (struct reply){200, NULL, strdup("{}")};
 	f.s.n_replies = 4;
 
-	assert_int_equal(region_new(&f.a, &f.r), 0);
+	assert_int_equal(region_new(f.a.event, &f.a.cfg, &f.r), 0);
 	assert_null(region_token(f.r));
 	/* Queued before the session exists: sent once it does. */
 	json_auto_t *body = json_pack("{s:s,s:s}", "__status__", "error", "__reason__", "boom");
@@ -273,7 +273,7 @@ static void test_region_standalone(void **state)
 	struct agent a = {0};
 	assert_int_equal(config_init(&a.cfg), 0);
 	struct region *r = NULL;
-	assert_int_equal(region_new(&a, &r), 0);
+	assert_int_equal(region_new(a.event, &a.cfg, &r), 0);
 	assert_int_equal(region_start(r), 0);
 	json_auto_t *body = json_object();
 	assert_int_equal(region_task_callback(r, "t", body), 0);
