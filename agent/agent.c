@@ -238,7 +238,7 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = report_new(a, &a->report);
 	if (r < 0)
 		return r;
-	r = imagecache_new(a, &a->imagecache);
+	r = imagecache_new(a->event, &a->cfg, a->storages, a->region, &a->imagecache);
 	if (r < 0)
 		return r;
 	r = auth_new(&a->cfg, a->region, &a->auth);

@@ -443,9 +443,9 @@ static void start_guest_op(struct api_request *req, json_t *args)
 		r = agent_disk_op(api->a, (enum disk_op)route->op, req->match.id, req->match.id2,
 				  args, on_op_done, c);
 	else if (route->id == API_ROUTE_IMAGE_CACHE)
-		r = agent_image_cache(api->a, args, on_op_done, c);
+		r = imagecache_fetch(api->a->imagecache, args, on_op_done, c);
 	else if (route->id == API_ROUTE_IMAGE_UNCACHE)
-		r = agent_image_uncache(api->a, args, on_op_done, c);
+		r = imagecache_uncache(api->a->imagecache, args, on_op_done, c);
 	else
 		r = agent_guest_op(api->a, (enum guest_op)route->op, req->match.id, args,
 				   on_op_done, c);

@@ -8,7 +8,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/agent.h"
 #include "agent/imagecache.h"
 #include "agent/diskreq.h"
 #include "agent/imagecheck.h"
@@ -16,6 +15,7 @@
 #include "agent/region.h"
 #include "agent/storage.h"
 #include "agent/tasks.h"
+#include "common/config.h"
 #include "common/fs.h"
 #include "common/http-client.h"
 #include "common/log.h"
@@ -67,7 +67,10 @@ struct uncache {
 };
 
 struct imagecache {
-	struct agent *a;
+	sd_event *event;
+	const struct config *cfg; /* the agent's */
+	struct storages *storages;
+	struct region *region;
 	struct tasks *pool;
 	struct fetch *fetches;
 };
@@ -97,10 +100,10 @@ _printf_(4, 5) static void reply_error(op_done_fn cb, void *userdata, int code, 
 	reply(cb, userdata, code, op_error_body(code, NULL, "%s", buf));
 }
 
-const struct storage *imagecache_storage(struct agent *a, const char *cache_id)
+const struct storage *imagecache_storage(struct storages *storages, const char *cache_id)
 {
-	const struct storage *s = storages_find_cache(a->storages, cache_id);
-	return s ? s : storages_find(a->storages, cache_id);
+	const struct storage *s = storages_find_cache(storages, cache_id);
+	return s ? s : storages_find(storages, cache_id);
 }
 
 int imagecache_read_format(const char *cache_dir, const char *image_id, char *ret_format)
@@ -398,14 +401,14 @@ static void on_put_done(int r, const struct http_response *resp, void *userdata)
 			     r < 0 ? strerror(-r) : "HTTP error") < 0)
 			f->error = NULL;
 		if (r >= 0 && resp->status == 401)
-			region_token_invalid(f->ic->a->region);
+			region_token_invalid(f->ic->region);
 	}
 	fetch_reply(f);
 }
 
 static int put_cachedimage(struct fetch *f)
 {
-	struct region *rg = f->ic->a->region;
+	struct region *rg = f->ic->region;
 	const char *token = region_token(rg), *base = region_compute_url(rg);
 	if (!token || !base)
 		return -ENOTCONN;
@@ -467,7 +470,7 @@ static int on_progress(sd_event_source *s, uint64_t usec, void *userdata)
 	log_info("Image download image_id=%s got_bytes=%" PRIu64 " total_bytes=%" PRId64
 		 " progress=%.1f mbps=%.1f",
 		 f->image_id, got, total, pct, mbps);
-	struct region *rg = f->ic->a->region;
+	struct region *rg = f->ic->region;
 	const char *token = region_token(rg), *base = region_compute_url(rg);
 	if (f->server_id && token && base) {
 		_cleanup_free_ char *url = NULL, *hdr = NULL, *data = NULL;
@@ -500,11 +503,11 @@ static int add_waiter(struct fetch *f, op_done_fn cb, void *userdata)
 
 /* The request of a cache or uncache body, and the storage cache it names; NULL after answering
  * the request with why there is none. */
-static const struct storage *request_storage(struct agent *a, enum disk_req_kind kind, json_t *args,
-					     struct disk_request *req, op_done_fn cb,
+static const struct storage *request_storage(struct imagecache *ic, enum disk_req_kind kind,
+					     json_t *args, struct disk_request *req, op_done_fn cb,
 					     void *userdata)
 {
-	if (!a->imagecache) {
+	if (!ic) {
 		reply_error(cb, userdata, 503, "the image cache is not available");
 		return NULL;
 	}
@@ -513,18 +516,17 @@ static const struct storage *request_storage(struct agent *a, enum disk_req_kind
 		reply_error(cb, userdata, 400, "%s", err ? err : "out of memory");
 		return NULL;
 	}
-	const struct storage *st = imagecache_storage(a, req->storagecache_id);
+	const struct storage *st = imagecache_storage(ic->storages, req->storagecache_id);
 	if (!st)
 		reply_error(cb, userdata, 404, "storage cache %s is not on this host",
 			    req->storagecache_id);
 	return st;
 }
 
-int agent_image_cache(struct agent *a, json_t *args, op_done_fn cb, void *userdata)
+int imagecache_fetch(struct imagecache *ic, json_t *args, op_done_fn cb, void *userdata)
 {
-	struct imagecache *ic = a->imagecache;
 	struct disk_request req;
-	const struct storage *st = request_storage(a, DISK_REQ_CACHE, args, &req, cb, userdata);
+	const struct storage *st = request_storage(ic, DISK_REQ_CACHE, args, &req, cb, userdata);
 	if (!st)
 		return 0;
 	const char *image_id = req.image_id, *format = req.format;
@@ -535,11 +537,11 @@ int agent_image_cache(struct agent *a, json_t *args, op_done_fn cb, void *userda
 			return add_waiter(f, cb, userdata);
 		}
 
-	const char *token = region_token(a->region), *base = region_image_url(a->region);
+	const char *token = region_token(ic->region), *base = region_image_url(ic->region);
 	if (!token)
 		return reply_error(cb, userdata, 503,
 				   "image %s: no service token for the image service%s", image_id,
-				   a->cfg.auth_url ? " yet" : " (standalone mode)"),
+				   ic->cfg->auth_url ? " yet" : " (standalone mode)"),
 		       0;
 	if (!base)
 		return reply_error(cb, userdata, 503,
@@ -580,7 +582,7 @@ int agent_image_cache(struct agent *a, json_t *args, op_done_fn cb, void *userda
 	if (ic->fetches)
 		ic->fetches->prev = f;
 	ic->fetches = f;
-	(void)sd_event_add_time_relative(a->event, &f->timer, CLOCK_MONOTONIC, PROGRESS_USEC, 0,
+	(void)sd_event_add_time_relative(ic->event, &f->timer, CLOCK_MONOTONIC, PROGRESS_USEC, 0,
 					 on_progress, f);
 	log_info("Image fetch started image_id=%s format=%s cache=%s", image_id, format,
 		 st->cache_dir);
@@ -693,11 +695,10 @@ static void uncache_done(void *userdata)
 	free(u);
 }
 
-int agent_image_uncache(struct agent *a, json_t *args, op_done_fn cb, void *userdata)
+int imagecache_uncache(struct imagecache *ic, json_t *args, op_done_fn cb, void *userdata)
 {
-	struct imagecache *ic = a->imagecache;
 	struct disk_request req;
-	const struct storage *st = request_storage(a, DISK_REQ_UNCACHE, args, &req, cb, userdata);
+	const struct storage *st = request_storage(ic, DISK_REQ_UNCACHE, args, &req, cb, userdata);
 	if (!st)
 		return 0;
 	const char *image_id = req.image_id;
@@ -715,8 +716,8 @@ int agent_image_uncache(struct agent *a, json_t *args, op_done_fn cb, void *user
 	u->cache_dir = strdup(st->cache_dir);
 	u->image_id = strdup(image_id);
 	bool oom = false;
-	for (size_t i = 0; i < storages_count(a->storages); i++)
-		oom = oom || strv_extend(&u->roots, storages_get(a->storages, i)->root) < 0;
+	for (size_t i = 0; i < storages_count(ic->storages); i++)
+		oom = oom || strv_extend(&u->roots, storages_get(ic->storages, i)->root) < 0;
 	if (!u->cache_dir || !u->image_id || oom) {
 		free(u->cache_dir);
 		free(u->image_id);
@@ -736,13 +737,17 @@ int agent_image_uncache(struct agent *a, json_t *args, op_done_fn cb, void *user
 
 /* ---- lifetime ------------------------------------------------------------------------- */
 
-int imagecache_new(struct agent *a, struct imagecache **ret)
+int imagecache_new(sd_event *event, const struct config *cfg, struct storages *storages,
+		   struct region *region, struct imagecache **ret)
 {
 	struct imagecache *ic = calloc(1, sizeof(*ic));
 	if (!ic)
 		return -ENOMEM;
-	ic->a = a;
-	int r = tasks_new(a->event, POOL_WORKERS, POOL_QUEUE, &ic->pool);
+	ic->event = event;
+	ic->cfg = cfg;
+	ic->storages = storages;
+	ic->region = region;
+	int r = tasks_new(event, POOL_WORKERS, POOL_QUEUE, &ic->pool);
 	if (r < 0) {
 		free(ic);
 		return r;

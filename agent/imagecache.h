@@ -11,26 +11,32 @@
 #pragma once
 
 #include <jansson.h>
+#include <systemd/sd-event.h>
 
 #include "agent/ops.h"
 
-struct agent;
+struct config;
 struct imagecache;
+struct region;
 struct storage;
+struct storages;
 
-int imagecache_new(struct agent *a, struct imagecache **ret);
+/* event, cfg (the agent's), storages and region (the service token, the image endpoint, the
+ * cached-image records) outlive the image cache. */
+int imagecache_new(sd_event *event, const struct config *cfg, struct storages *storages,
+		   struct region *region, struct imagecache **ret);
 /* Pending requests are answered 503. NULL-safe. */
 struct imagecache *imagecache_free(struct imagecache *ic);
 
 /* The reply (to cb, exactly once unless < 0 is returned) is {image_id, path, name, size} or an
  * error body naming the image and the cause. */
-int agent_image_cache(struct agent *a, json_t *args, op_done_fn cb, void *userdata);
+int imagecache_fetch(struct imagecache *ic, json_t *args, op_done_fn cb, void *userdata);
 /* Removes a cached image (missing is success); 409 naming a disk that uses it as its backing
  * file, or when a fetch of it is running. */
-int agent_image_uncache(struct agent *a, json_t *args, op_done_fn cb, void *userdata);
+int imagecache_uncache(struct imagecache *ic, json_t *args, op_done_fn cb, void *userdata);
 
 /* The storage whose cache the region calls cache_id: its storagecache id or, before
  * registration and standalone, the storage's own id or name. */
-const struct storage *imagecache_storage(struct agent *a, const char *cache_id);
+const struct storage *imagecache_storage(struct storages *storages, const char *cache_id);
 /* Reads <cache_dir>/<image_id>.inf: the image's format ("qcow2"/"raw", size 16). Blocking. */
 int imagecache_read_format(const char *cache_dir, const char *image_id, char *ret_format);

@@ -488,8 +488,8 @@ static int callback_retry(struct task_callback *cb, uint64_t after)
 {
 	struct region *r = cb->region;
 	if (!cb->timer)
-		return sd_event_add_time_relative(r->event, &cb->timer, CLOCK_MONOTONIC,
-						  after, USEC_PER_SEC / 10, on_callback_timer, cb);
+		return sd_event_add_time_relative(r->event, &cb->timer, CLOCK_MONOTONIC, after,
+						  USEC_PER_SEC / 10, on_callback_timer, cb);
 	int k = sd_event_source_set_time_relative(cb->timer, after);
 	if (k < 0)
 		return k;
