@@ -7,6 +7,7 @@
 #include "agent/api.h"
 #include "agent/claims.h"
 #include "agent/dhcp.h"
+#include "agent/diskops.h"
 #include "agent/domxml.h"
 #include "agent/auth.h"
 #include "agent/region.h"
@@ -227,6 +228,9 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = guests_new(a, &a->guests);
 	if (r < 0)
 		return r;
+	r = diskops_new(&a->cfg, a->tasks, a->virt, a->storages, a->claims, &a->diskops);
+	if (r < 0)
+		return r;
 	r = placer_new(&a->cfg, a->tasks, a->guests, a->metrics, &a->placer);
 	if (r < 0)
 		return r;
@@ -266,6 +270,7 @@ struct agent *agent_free(struct agent *a)
 	/* Workers finish first: their completions still use the guest table. */
 	a->tasks = tasks_free(a->tasks);
 	a->placer = placer_free(a->placer);
+	a->diskops = diskops_free(a->diskops);
 	a->guests = guests_free(a->guests);
 	a->dhcp = dhcp_free(a->dhcp);
 	a->modules = agent_modules_free(a->modules);

@@ -21,6 +21,7 @@ struct hostnets;
 struct imagecache;
 struct claims;
 struct dhcp;
+struct diskops;
 
 struct agent {
 	struct config cfg;
@@ -41,6 +42,7 @@ struct agent {
 	struct imagecache *imagecache; /* image cache downloads (agent/imagecache.h) */
 	struct claims *claims;	       /* disk paths owned by guests (agent/claims.h) */
 	struct dhcp *dhcp;	       /* guest DHCP, a dnsmasq per bridge (agent/dhcp.h) */
+	struct diskops *diskops;       /* the region's disk routes (agent/diskops.h) */
 	sd_event_source *drain_timer;
 	uint64_t drain_deadline;
 	bool stopping;

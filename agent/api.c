@@ -440,8 +440,8 @@ static void start_guest_op(struct api_request *req, json_t *args)
 		c->refusal_req = req;
 	int r;
 	if (route->id == API_ROUTE_DISK_OP || route->id == API_ROUTE_DISK_STATUS)
-		r = agent_disk_op(api->a, (enum disk_op)route->op, req->match.id, req->match.id2,
-				  args, on_op_done, c);
+		r = diskops_submit(api->a->diskops, (enum disk_op)route->op, req->match.id,
+				   req->match.id2, args, on_op_done, c);
 	else if (route->id == API_ROUTE_IMAGE_CACHE)
 		r = imagecache_fetch(api->a->imagecache, args, on_op_done, c);
 	else if (route->id == API_ROUTE_IMAGE_UNCACHE)

@@ -5,7 +5,6 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "agent/agent.h"
 #include "agent/claims.h"
 #include "agent/diskops.h"
 #include "agent/diskreq.h"
@@ -15,6 +14,7 @@
 #include "agent/storage.h"
 #include "agent/tasks.h"
 #include "agent/virt.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/fs.h"
 #include "common/macros.h"
@@ -324,6 +324,31 @@ static void disk_done(void *userdata)
 	job_free(j);
 }
 
+struct diskops {
+	const struct config *cfg; /* the agent's */
+	struct tasks *tasks;
+	struct virt *virt;
+	struct storages *storages;
+	struct claims *claims;
+};
+
+int diskops_new(const struct config *cfg, struct tasks *tasks, struct virt *virt,
+		struct storages *storages, struct claims *claims, struct diskops **ret)
+{
+	struct diskops *d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	*d = (struct diskops){cfg, tasks, virt, storages, claims};
+	*ret = d;
+	return 0;
+}
+
+struct diskops *diskops_free(struct diskops *d)
+{
+	free(d);
+	return NULL;
+}
+
 static void refuse(op_done_fn cb, void *userdata, int code, const char *details)
 {
 	struct op_reply rep = {.code = code, .body = op_error_body(code, NULL, "%s", details)};
@@ -331,11 +356,11 @@ static void refuse(op_done_fn cb, void *userdata, int code, const char *details)
 	json_decref(rep.body);
 }
 
-int agent_disk_op(struct agent *a, enum disk_op op, const char *storage_id, const char *disk_id,
-		  json_t *args, op_done_fn cb, void *userdata)
+int diskops_submit(struct diskops *d, enum disk_op op, const char *storage_id, const char *disk_id,
+		   json_t *args, op_done_fn cb, void *userdata)
 {
 	char buf[512];
-	const struct storage *st = storages_find(a->storages, storage_id);
+	const struct storage *st = storages_find(d->storages, storage_id);
 	if (!st) {
 		snprintf(buf, sizeof(buf), "storage %s is not on this host", storage_id);
 		return refuse(cb, userdata, 404, buf), 0;
@@ -353,8 +378,8 @@ int agent_disk_op(struct agent *a, enum disk_op op, const char *storage_id, cons
 	j->disk_id = strdup(disk_id);
 	j->root = strdup(st->root);
 	j->cache_dir = strdup(st->cache_dir);
-	j->claims = a->claims;
-	j->servers_path = strdup(a->cfg.servers_path);
+	j->claims = d->claims;
+	j->servers_path = strdup(d->cfg->servers_path);
 	j->args = args ? json_deep_copy(args) : json_object();
 	if (!j->disk_id || !j->root || !j->cache_dir || !j->args ||
 	    asprintf(&j->path, "%s/%s", st->root, disk_id) < 0) {
@@ -371,10 +396,10 @@ int agent_disk_op(struct agent *a, enum disk_op op, const char *storage_id, cons
 			return refuse(cb, userdata, 400, err ? err : "out of memory"), 0;
 		}
 	}
-	if (op == DISK_OP_RESIZE && a->virt)
-		j->conn = virt_conn_ref(a->virt);
+	if (op == DISK_OP_RESIZE && d->virt)
+		j->conn = virt_conn_ref(d->virt);
 	/* One operation per disk file at a time, in order. */
-	int r = tasks_submit(a->tasks, j->path, disk_work, disk_done, j);
+	int r = tasks_submit(d->tasks, j->path, disk_work, disk_done, j);
 	if (r < 0) {
 		job_free(j);
 		return refuse(cb, userdata, 503, "cannot queue the disk operation"), 0;

@@ -14,7 +14,18 @@
 
 #include "agent/ops.h"
 
-struct agent;
+struct claims;
+struct config;
+struct diskops;
+struct storages;
+struct tasks;
+struct virt;
+
+/* Everything given outlives the object: cfg (the agent's servers_path), the worker pool, the
+ * libvirt connection (resize of a running guest's disk), the storages and the disk claims. */
+int diskops_new(const struct config *cfg, struct tasks *tasks, struct virt *virt,
+		struct storages *storages, struct claims *claims, struct diskops **ret);
+struct diskops *diskops_free(struct diskops *d);
 
 enum disk_op {
 	DISK_OP_CREATE,
@@ -28,5 +39,5 @@ const char *disk_op_to_string(enum disk_op op);
 
 /* storage_id and disk_id come validated from the router (id_is_valid). cb runs exactly once
  * unless < 0 (out of memory) is returned; the reply is freed after it returns. */
-int agent_disk_op(struct agent *a, enum disk_op op, const char *storage_id, const char *disk_id,
-		  json_t *args, op_done_fn cb, void *userdata);
+int diskops_submit(struct diskops *d, enum disk_op op, const char *storage_id, const char *disk_id,
+		   json_t *args, op_done_fn cb, void *userdata);
