@@ -6,7 +6,6 @@
 #include "common/log.h"
 #include "common/macros.h"
 
-#define USEC_PER_SEC	   1000000ULL
 #define TICK_USEC	   (250 * 1000ULL)
 #define PRESSURE_PERCENT   90
 #define PRESSURE_DEADLINE  (500 * 1000ULL)

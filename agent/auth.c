@@ -11,7 +11,6 @@
 #include "common/log.h"
 #include "common/macros.h"
 
-#define USEC_PER_SEC	      1000000ULL
 #define TOKEN_MAX	      8192
 #define CACHE_MAX_ENTRIES     4096
 #define MAX_PENDING	      64 /* validations in flight; more callers wait or get 503 */

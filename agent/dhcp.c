@@ -24,7 +24,6 @@
 #include "common/log.h"
 #include "common/spawn.h"
 
-#define USEC_PER_SEC	 1000000ULL
 #define BACKOFF_MAX_SEC	 30
 #define STABLE_AFTER_SEC 60
 

@@ -13,8 +13,6 @@
 
 #include "agent/guests.h"
 
-#define USEC_PER_SEC 1000000ULL
-
 struct agent;
 struct op_ctx;
 struct scan;

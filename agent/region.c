@@ -8,7 +8,6 @@
 #include "common/log.h"
 #include "common/macros.h"
 
-#define USEC_PER_SEC	       1000000ULL
 #define AUTH_TIMEOUT_MS	       10000
 #define CALLBACK_TIMEOUT_MS    15000
 #define BACKOFF_MIN_USEC       (1 * USEC_PER_SEC)

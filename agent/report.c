@@ -21,7 +21,6 @@
 #include "common/log.h"
 #include "common/macros.h"
 
-#define USEC_PER_SEC		     1000000ULL
 #define REQUEST_TIMEOUT_MS	     15000
 #define OFFLINE_TIMEOUT_MS	     10000
 #define BACKOFF_MIN_USEC	     (1 * USEC_PER_SEC)

@@ -1,5 +1,6 @@
 #include <pthread.h>
 #include <sys/eventfd.h>
+#include <time.h>
 
 #include "agent/tasks.h"
 #include "common/log.h"
@@ -13,13 +14,23 @@ struct job {
 	void *userdata;
 };
 
+/* A worker lives while there is work: it is started when a job is queued and no idle worker
+ * is waiting for it, and it ends after IDLE_USEC without a job, so an idle agent keeps no
+ * workers. */
+#define IDLE_USEC (15 * USEC_PER_SEC)
+
+enum slot_state { SLOT_EMPTY, SLOT_LIVE, SLOT_ENDED /* exited, to be joined */ };
+
 struct tasks {
 	sd_event_source *efd_source;
 	int efd;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	pthread_cond_t cond; /* on CLOCK_MONOTONIC */
 	pthread_t *threads;
-	unsigned n_threads;
+	enum slot_state *slots;
+	unsigned n_threads; /* the most workers at once */
+	unsigned n_live, n_idle;
+	uint64_t idle_usec;
 	size_t max_queued;
 	struct job *queue, *queue_tail; /* waiting */
 	struct job *finished;		/* done, waiting for the loop */
@@ -74,17 +85,36 @@ static struct job *take_runnable(struct tasks *t)
 	return NULL;
 }
 
+struct worker_arg {
+	struct tasks *t;
+	unsigned index; /* in t->threads and t->slots */
+};
+
+static void deadline_in(struct timespec *ts, uint64_t usec)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	uint64_t ns = (uint64_t)ts->tv_nsec + (usec % USEC_PER_SEC) * 1000;
+	ts->tv_sec += (time_t)(usec / USEC_PER_SEC + ns / 1000000000);
+	ts->tv_nsec = (long)(ns % 1000000000);
+}
+
 static void *worker(void *arg)
 {
-	struct tasks *t = arg;
-	unsigned slot = 0;
+	struct tasks *t = ((struct worker_arg *)arg)->t;
+	unsigned index = ((struct worker_arg *)arg)->index, slot = 0;
+	free(arg);
 	pthread_mutex_lock(&t->lock);
 	for (;;) {
-		struct job *j;
-		while (!t->quit && !(j = take_runnable(t)))
-			pthread_cond_wait(&t->cond, &t->lock);
-		if (t->quit)
-			break;
+		struct job *j = NULL;
+		struct timespec until;
+		deadline_in(&until, t->idle_usec);
+		t->n_idle++;
+		bool timed_out = false;
+		while (!t->quit && !(j = take_runnable(t)) && !timed_out)
+			timed_out = pthread_cond_timedwait(&t->cond, &t->lock, &until) == ETIMEDOUT;
+		t->n_idle--;
+		if (t->quit || !j)
+			break; /* stopping, or idle for idle_usec */
 		for (slot = 0; slot < t->n_threads; slot++)
 			if (!t->busy[slot])
 				break;
@@ -106,8 +136,38 @@ static void *worker(void *arg)
 		}
 		pthread_cond_broadcast(&t->cond);
 	}
+	t->slots[index] = SLOT_ENDED;
+	t->n_live--;
 	pthread_mutex_unlock(&t->lock);
 	return NULL;
+}
+
+/* Starts a worker when the queued jobs outnumber the idle workers (lock held). A job only waits
+ * for a worker when all n_threads are busy; 0 or the error of a first worker that cannot start
+ * (later ones: the running workers take the job). */
+static int spawn_if_needed(struct tasks *t)
+{
+	if (t->n_queued <= t->n_idle || t->n_live >= t->n_threads)
+		return 0;
+	unsigned i = 0;
+	while (t->slots[i] == SLOT_LIVE)
+		i++;
+	if (t->slots[i] == SLOT_ENDED)
+		pthread_join(t->threads[i], NULL); /* has returned: does not block */
+	t->slots[i] = SLOT_EMPTY;
+	struct worker_arg *wa = malloc(sizeof(*wa));
+	if (!wa)
+		return t->n_live ? 0 : -ENOMEM;
+	*wa = (struct worker_arg){t, i};
+	int r = -pthread_create(&t->threads[i], NULL, worker, wa);
+	if (r < 0) {
+		free(wa);
+		log_warning_errno(r, "Cannot start a worker thread (%u running): %m", t->n_live);
+		return t->n_live ? 0 : r;
+	}
+	t->slots[i] = SLOT_LIVE;
+	t->n_live++;
+	return 0;
 }
 
 static void run_finished(struct tasks *t)
@@ -152,12 +212,19 @@ int tasks_new(sd_event *event, unsigned n_workers, size_t max_queued, struct tas
 		return -ENOMEM;
 	t->efd = -1;
 	pthread_mutex_init(&t->lock, NULL);
-	pthread_cond_init(&t->cond, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	t->max_queued = max_queued;
+	t->n_threads = n_workers;
+	t->idle_usec = IDLE_USEC;
 	t->busy = calloc(n_workers, sizeof(char *));
 	t->threads = calloc(n_workers, sizeof(pthread_t));
+	t->slots = calloc(n_workers, sizeof(enum slot_state));
 	int r = -ENOMEM;
-	if (!t->busy || !t->threads)
+	if (!t->busy || !t->threads || !t->slots)
 		goto fail;
 	t->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (t->efd < 0) {
@@ -167,12 +234,6 @@ int tasks_new(sd_event *event, unsigned n_workers, size_t max_queued, struct tas
 	r = sd_event_add_io(event, &t->efd_source, t->efd, EPOLLIN, on_efd, t);
 	if (r < 0)
 		goto fail;
-	for (unsigned i = 0; i < n_workers; i++) {
-		r = -pthread_create(&t->threads[i], NULL, worker, t);
-		if (r < 0)
-			goto fail;
-		t->n_threads++;
-	}
 	*ret = t;
 	return 0;
 fail:
@@ -191,8 +252,9 @@ struct tasks *tasks_free(struct tasks *t)
 	t->quit = true;
 	pthread_cond_broadcast(&t->cond);
 	pthread_mutex_unlock(&t->lock);
-	for (unsigned i = 0; i < t->n_threads; i++)
-		pthread_join(t->threads[i], NULL);
+	for (unsigned i = 0; t->slots && i < t->n_threads; i++)
+		if (t->slots[i] != SLOT_EMPTY)
+			pthread_join(t->threads[i], NULL);
 	/* Completions still owed to the loop run now, so callers free what they own. */
 	run_finished(t);
 	/* Dropped jobs: done without work; callers preset a "cancelled" result for that. */
@@ -207,6 +269,7 @@ struct tasks *tasks_free(struct tasks *t)
 	safe_close(t->efd);
 	free(t->busy);
 	free(t->threads);
+	free(t->slots);
 	pthread_cond_destroy(&t->cond);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
@@ -243,9 +306,31 @@ int tasks_submit(struct tasks *t, const char *key, task_work_fn work, task_done_
 		t->queue = j;
 	t->queue_tail = j;
 	t->n_queued++;
+	r = spawn_if_needed(t);
+	if (r < 0) {
+		/* No worker at all: the job cannot run, the caller hears so now. */
+		t->queue_tail = NULL;
+		struct job **p = &t->queue;
+		while (*p != j) {
+			t->queue_tail = *p;
+			p = &(*p)->next;
+		}
+		*p = NULL;
+		t->n_queued--;
+		pthread_mutex_unlock(&t->lock);
+		job_free(j);
+		return r;
+	}
 	pthread_cond_broadcast(&t->cond);
 	pthread_mutex_unlock(&t->lock);
 	return 0;
+}
+
+void tasks_set_idle_usec(struct tasks *t, uint64_t usec)
+{
+	pthread_mutex_lock(&t->lock);
+	t->idle_usec = usec;
+	pthread_mutex_unlock(&t->lock);
 }
 
 void tasks_shutdown(struct tasks *t)

@@ -1,10 +1,11 @@
-/* Bounded worker pool. Blocking work (libvirt calls, disk creation) runs on worker threads;
- * its completion runs back on the event loop. Jobs with the same key (a guest id) run one at
- * a time, in submission order. */
+/* Bounded worker pool, its threads started on demand. Blocking work (libvirt calls, disk creation)
+ * runs on worker threads; its completion runs back on the event loop. Jobs with the same key (a
+ * guest id) run one at a time, in submission order. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <systemd/sd-event.h>
 
 struct tasks;
@@ -12,7 +13,11 @@ struct tasks;
 typedef void (*task_work_fn)(void *userdata); /* on a worker thread */
 typedef void (*task_done_fn)(void *userdata); /* on the event-loop thread, after work */
 
+/* Up to n_workers threads, started when a job is queued and no worker is idle, each ending after
+ * 15 s without a job: an idle pool has no threads. */
 int tasks_new(sd_event *event, unsigned n_workers, size_t max_queued, struct tasks **ret);
+/* How long an idle worker waits for a job before it ends (tests). */
+void tasks_set_idle_usec(struct tasks *t, uint64_t usec);
 /* Stops taking work, waits for running jobs, drops queued ones (their done is called with the
  * work skipped, so every caller presets a "cancelled" result), joins the workers. NULL-safe. */
 struct tasks *tasks_free(struct tasks *t);

@@ -109,4 +109,53 @@ static void test_bounds_and_shutdown(void **state)
 	sd_event_unref(e);
 }
 
-TEST_MAIN(cmocka_unit_test(test_serialization), cmocka_unit_test(test_bounds_and_shutdown))
+static void pump(sd_event *e, struct rec *rec, int until_done)
+{
+	for (int i = 0; i < 1000 && rec->done < until_done; i++)
+		assert_true(sd_event_run(e, 10 * 1000) >= 0);
+	assert_int_equal(rec->done, until_done);
+}
+
+static int threads_now(void)
+{
+	return test_count_entries("/proc/self/task");
+}
+
+/* Workers exist while there is work: none before the first job, one per job running at once
+ * (up to the bound), none again once they were idle for the idle time; the pool works after. */
+static void test_workers_on_demand(void **state)
+{
+	sd_event *e;
+	assert_int_equal(sd_event_new(&e), 0);
+	loop_thread = pthread_self();
+	int base = threads_now();
+	struct tasks *t;
+	assert_int_equal(tasks_new(e, 3, 100, &t), 0);
+	tasks_set_idle_usec(t, 50 * 1000);
+	assert_int_equal(threads_now(), base);
+	/* expect 0: done never ends the loop, which the test runs by hand. */
+	struct rec rec = {.lock = PTHREAD_MUTEX_INITIALIZER, .expect = 0, .event = e};
+	struct item items[5] = {
+	    {&rec, 'a', 200}, {&rec, 'b', 200}, {&rec, 'c', 200}, {&rec, 'd', 200}, {&rec, 'e', 1},
+	};
+	const char *keys[5] = {"k1", "k2", "k3", "k4", "k5"};
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(tasks_submit(t, keys[i], work, done, &items[i]), 0);
+	assert_true(threads_now() <= base + 3); /* never more than the bound */
+	pump(e, &rec, 5);
+	assert_int_equal(rec.max_concurrent, 3);
+	for (int i = 0; i < 500 && threads_now() > base; i++)
+		usleep(10 * 1000);
+	assert_int_equal(threads_now(), base);
+	/* A job after the workers ended starts one again. */
+	struct item again = {&rec, 'f', 1};
+	assert_int_equal(tasks_submit(t, "k1", work, done, &again), 0);
+	pump(e, &rec, 6);
+	assert_non_null(strchr(rec.log, 'f'));
+	tasks_free(t);
+	assert_int_equal(threads_now(), base);
+	sd_event_unref(e);
+}
+
+TEST_MAIN(cmocka_unit_test(test_serialization), cmocka_unit_test(test_bounds_and_shutdown),
+	  cmocka_unit_test(test_workers_on_demand))
