@@ -239,7 +239,16 @@ int agent_new(struct config *cfg, struct agent **ret)
 	if (r < 0)
 		return r;
 	/* Before guests_start: the first table build reports every guest. */
-	r = report_new(a, &a->report);
+	struct report_deps rd = {.event = a->event,
+				 .cfg = &a->cfg,
+				 .virt = a->virt,
+				 .region = a->region,
+				 .storages = a->storages,
+				 .hostnets = a->hostnets,
+				 .metrics = a->metrics,
+				 .guests = a->guests,
+				 .tasks = a->tasks};
+	r = report_new(&rd, &a->report);
 	if (r < 0)
 		return r;
 	r = imagecache_new(a->event, &a->cfg, a->storages, a->region, &a->imagecache);

@@ -5,7 +5,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/agent.h"
 #include "agent/guests.h"
 #include "agent/hostinfo.h"
 #include "agent/hostnet.h"
@@ -59,7 +58,10 @@ enum reg_step {
 /* A job on the agent's worker pool; rp is cleared when the reporter goes first. */
 struct report_job {
 	struct report *rp; /* loop thread only */
-	struct agent *a;   /* for the worker: immutable config, libvirt connection */
+	/* For the worker: the agent's immutable configuration and libvirt connection, which
+	 * outlive the reporter. */
+	const struct config *cfg;
+	struct virt *virt;
 	bool stats;
 	char **storage_ids; /* stats: region id per local_image_path root ("" when none) */
 	json_t *result;	    /* {"host": hostinfo, "storages": [...]} or the ping body */
@@ -68,7 +70,7 @@ struct report_job {
 };
 
 struct report {
-	struct agent *a;
+	struct report_deps d; /* the agent's subsystems, which outlive the reporter */
 	bool enabled;
 	bool stopping;
 	struct outbox *outbox;
@@ -116,7 +118,7 @@ static uint64_t backoff(unsigned failures, uint64_t max)
 static int arm(struct report *rp, sd_event_source **s, uint64_t after, sd_event_time_handler_t fn)
 {
 	if (!*s)
-		return sd_event_add_time_relative(rp->a->event, s, CLOCK_MONOTONIC, after,
+		return sd_event_add_time_relative(rp->d.event, s, CLOCK_MONOTONIC, after,
 						  USEC_PER_SEC / 10, fn, rp);
 	int k = sd_event_source_set_time_relative(*s, after);
 	if (k < 0)
@@ -280,15 +282,14 @@ int report_ping_body(json_t *stats, json_t *storages, json_t **ret)
 static void collect_work(void *userdata)
 {
 	struct report_job *j = userdata;
-	struct agent *a = j->a;
 	struct virt_node_facts nf;
-	bool have = virt_node_facts(a->virt, &nf) >= 0;
+	bool have = virt_node_facts(j->virt, &nf) >= 0;
 	json_t *host = NULL;
-	j->r = hostinfo_collect(&a->cfg, "/", have ? &nf : NULL, &host);
+	j->r = hostinfo_collect(j->cfg, "/", have ? &nf : NULL, &host);
 	if (j->r < 0)
 		return;
 	json_t *st = json_array();
-	STRV_FOREACH (root, a->cfg.local_image_path) {
+	STRV_FOREACH (root, j->cfg->local_image_path) {
 		json_t *f = NULL;
 		json_array_append_new(st, hostinfo_storage(*root, &f) >= 0 ? f : json_null());
 	}
@@ -309,7 +310,6 @@ static json_int_t meminfo_kb(const char *text, const char *key)
 static void stats_work(void *userdata)
 {
 	struct report_job *j = userdata;
-	struct agent *a = j->a;
 	json_auto_t *host = json_object();
 	_cleanup_free_ char *mem = NULL, *stat = NULL;
 	if (read_file("/proc/meminfo", 65536, &mem, NULL) >= 0) {
@@ -338,7 +338,7 @@ static void stats_work(void *userdata)
 	/* SHostPingInput storage_stats: per registered storage its capacity and use, in MiB. */
 	json_auto_t *storages = json_array();
 	size_t i = 0;
-	STRV_FOREACH (root, a->cfg.local_image_path) {
+	STRV_FOREACH (root, j->cfg->local_image_path) {
 		const char *id = j->storage_ids ? j->storage_ids[i++] : NULL;
 		json_auto_t *f = NULL;
 		if (isempty(id) || hostinfo_storage(*root, &f) < 0)
@@ -356,8 +356,8 @@ static void stats_work(void *userdata)
 static int submit(struct report *rp, const char *method, const char *path, json_t *body,
 		  long timeout_ms, region_http_done_fn done, struct region_http **ret)
 {
-	const char *token = region_token(rp->a->region);
-	const char *base = region_compute_url(rp->a->region);
+	const char *token = region_token(rp->d.region);
+	const char *base = region_compute_url(rp->d.region);
 	if (!token || !base)
 		return -ENOTCONN;
 	_cleanup_free_ char *url = NULL, *hdr = NULL, *data = NULL;
@@ -367,8 +367,8 @@ static int submit(struct report *rp, const char *method, const char *path, json_
 	    asprintf_safe(&hdr, "X-Auth-Token: %s", token) < 0)
 		return -ENOMEM;
 	char *headers[] = {hdr, NULL};
-	int k = region_http_submit(rp->a->region, method, url, headers, data, timeout_ms, done, rp,
-				   ret);
+	int k =
+	    region_http_submit(rp->d.region, method, url, headers, data, timeout_ms, done, rp, ret);
 	explicit_bzero(hdr, strlen(hdr));
 	return k;
 }
@@ -383,7 +383,7 @@ static int answer(struct report *rp, int err, const struct http_response *resp, 
 		return 0;
 	/* The real region answers 403 (not 401) for a bad or expired token. */
 	if (resp->status == 401 || resp->status == 403)
-		region_token_invalid(rp->a->region);
+		region_token_invalid(rp->d.region);
 	return resp->status == 404 ? -ENOENT : -EIO;
 }
 
@@ -474,7 +474,7 @@ static int save_host_id(struct report *rp, const char *id)
  * registering again. */
 static int save_ids(struct report *rp)
 {
-	struct agent *a = rp->a;
+	const struct report_deps *a = &rp->d;
 	json_auto_t *st = json_array(), *w = json_array();
 	for (size_t i = 0; i < storages_count(a->storages); i++) {
 		const struct storage *s = storages_get(a->storages, i);
@@ -496,7 +496,7 @@ static int save_ids(struct report *rp)
 
 static void load_ids(struct report *rp)
 {
-	struct agent *a = rp->a;
+	const struct report_deps *a = &rp->d;
 	_cleanup_free_ char *text = NULL;
 	int k = read_file(rp->ids_path, IDS_MAX, &text, NULL);
 	if (k == -ENOENT)
@@ -543,7 +543,7 @@ static void ids_changed(struct report *rp)
 /* Moves to the first step of the next phase. */
 static void reg_goto(struct report *rp, enum reg_step step)
 {
-	struct agent *a = rp->a;
+	const struct report_deps *a = &rp->d;
 	rp->idx = 0;
 	rp->storage_by_name = false;
 	if (step == REG_NETWORK && hostnets_count(a->hostnets) == 0)
@@ -560,7 +560,7 @@ static void reg_goto(struct report *rp, enum reg_step step)
 static void reg_next_storage(struct report *rp)
 {
 	size_t i = rp->idx + 1;
-	if (i >= storages_count(rp->a->storages))
+	if (i >= storages_count(rp->d.storages))
 		return reg_goto(rp, REG_ONLINE);
 	rp->idx = i;
 	rp->storage_by_name = false;
@@ -570,7 +570,7 @@ static void reg_next_storage(struct report *rp)
 static void on_reg_done(int err, const struct http_response *resp, void *userdata)
 {
 	struct report *rp = userdata;
-	struct agent *a = rp->a;
+	const struct report_deps *a = &rp->d;
 	rp->reg_http = NULL;
 	long status;
 	int k = answer(rp, err, resp, &status);
@@ -778,8 +778,8 @@ static void on_collect_done(void *userdata)
 		if (j->r < 0 || !j->result)
 			reg_failed(rp, j->r < 0 ? j->r : -ECANCELED,
 				   "cannot read host information");
-		else if (hostinfo_set_access(rp->a->hostnets, host),
-			 report_host_body(host, &rp->a->cfg, true, &probe) < 0)
+		else if (hostinfo_set_access(rp->d.hostnets, host),
+			 report_host_body(host, rp->d.cfg, true, &probe) < 0)
 			reg_failed(rp, 0, "no access address for the region");
 		else {
 			json_decref(probe);
@@ -797,7 +797,7 @@ static void on_collect_done(void *userdata)
 
 static void reg_next(struct report *rp)
 {
-	struct agent *a = rp->a;
+	const struct report_deps *a = &rp->d;
 	if (rp->stopping || rp->reg_http || rp->collect_job)
 		return;
 	if (rp->step == REG_IDLE) {
@@ -814,7 +814,8 @@ static void reg_next(struct report *rp)
 		if (!j)
 			return reg_failed(rp, -ENOMEM, "cannot read host information");
 		j->rp = rp;
-		j->a = a;
+		j->cfg = a->cfg;
+		j->virt = a->virt;
 		int k = tasks_submit(a->tasks, "host-info", collect_work, on_collect_done, j);
 		if (k < 0) {
 			free(j);
@@ -842,7 +843,7 @@ static void reg_next(struct report *rp)
 		break;
 	case REG_UPDATE:
 		method = "PUT";
-		k = report_host_body(rp->host_info, &a->cfg, false, &body);
+		k = report_host_body(rp->host_info, a->cfg, false, &body);
 		if (k >= 0)
 			k = asprintf_safe(&path, "/hosts/%s", rp->host_id);
 		break;
@@ -855,15 +856,15 @@ static void reg_next(struct report *rp)
 			    esc);
 		break;
 	case REG_CREATE:
-		k = report_host_body(rp->host_info, &a->cfg, true, &body);
+		k = report_host_body(rp->host_info, a->cfg, true, &body);
 		if (k < 0)
 			break;
-		if (isempty(a->cfg.zone))
+		if (isempty(a->cfg->zone))
 			k = asprintf_safe(&path, "/hosts");
-		else if (!outbox_sid_valid(a->cfg.zone))
-			return reg_failed(rp, 0, "zone '%s' cannot be used in a URL", a->cfg.zone);
+		else if (!outbox_sid_valid(a->cfg->zone))
+			return reg_failed(rp, 0, "zone '%s' cannot be used in a URL", a->cfg->zone);
 		else
-			k = asprintf_safe(&path, "/zones/%s/hosts", a->cfg.zone);
+			k = asprintf_safe(&path, "/zones/%s/hosts", a->cfg->zone);
 		break;
 	case REG_NETIF:
 		k = report_netif_body(hn, rp->idx == 0, &body);
@@ -897,7 +898,7 @@ static void reg_next(struct report *rp)
 	case REG_STORAGE_UPDATE:
 		if (!json_is_object(facts))
 			return reg_failed(rp, 0, "cannot read the capacity of %s", st->root);
-		k = report_storage_body(st, facts, a->cfg.zone, rp->step == REG_STORAGE_CREATE,
+		k = report_storage_body(st, facts, a->cfg->zone, rp->step == REG_STORAGE_CREATE,
 					&body);
 		if (k >= 0 && rp->step == REG_STORAGE_CREATE)
 			k = asprintf_safe(&path, "/storages");
@@ -941,7 +942,7 @@ static int ping_schedule(struct report *rp, uint64_t after)
 
 static uint64_t ping_interval(struct report *rp)
 {
-	uint64_t base = (uint64_t)MAX(rp->a->cfg.ping_region_interval, 1) * USEC_PER_SEC;
+	uint64_t base = (uint64_t)MAX(rp->d.cfg->ping_region_interval, 1) * USEC_PER_SEC;
 	uint32_t x = 0;
 	if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != sizeof(x))
 		x = (uint32_t)time(NULL);
@@ -952,7 +953,7 @@ static uint64_t ping_interval(struct report *rp)
 
 static void ping_failed(struct report *rp, int err, long status)
 {
-	metrics_counter_add(rp->a->metrics, PING_FAILURES_METRIC,
+	metrics_counter_add(rp->d.metrics, PING_FAILURES_METRIC,
 			    "Heartbeats to the region that failed", NULL, 1);
 	if (err < 0)
 		log_warning_errno(err, "Region heartbeat failed, retrying in 20s: %m");
@@ -973,7 +974,7 @@ static void on_ping_done(int err, const struct http_response *resp, void *userda
 		/* The host record is gone (deleted in the region): register again. */
 		log_warning("Region does not know host %s any more, registering again",
 			    rp->host_id);
-		metrics_counter_add(rp->a->metrics, PING_FAILURES_METRIC,
+		metrics_counter_add(rp->d.metrics, PING_FAILURES_METRIC,
 				    "Heartbeats to the region that failed", NULL, 1);
 		rp->registered = false;
 		free(rp->host_id);
@@ -1001,7 +1002,7 @@ static void on_stats_done(void *userdata)
 		json_auto_t *body =
 		    j->result ? json_incref(j->result) : json_pack("{s:{}}", "host");
 		/* From the guest agents' table on the loop: no probe waits for the heartbeat. */
-		json_t *running = guests_qga_running(rp->a->guests);
+		json_t *running = guests_qga_running(rp->d.guests);
 		if (running && json_object_set_new(json_object_get(body, "host"),
 						   "qga_running_guests", running) < 0)
 			log_oom();
@@ -1029,19 +1030,20 @@ static int on_ping_timer(sd_event_source *s, uint64_t usec, void *userdata)
 		return 0;
 	}
 	*j = (struct report_job){.rp = rp,
-				 .a = rp->a,
+				 .cfg = rp->d.cfg,
+				 .virt = rp->d.virt,
 				 .stats = true,
 				 .cpu_total = rp->cpu_total,
 				 .cpu_idle = rp->cpu_idle};
 	/* The worker reads the configuration only; the ids are the loop thread's. */
-	size_t n = storages_count(rp->a->storages);
+	size_t n = storages_count(rp->d.storages);
 	j->storage_ids = calloc(n + 1, sizeof(char *));
 	for (size_t i = 0; j->storage_ids && i < n; i++)
-		if (!(j->storage_ids[i] = strdup(strempty(storages_get(rp->a->storages, i)->id)))) {
+		if (!(j->storage_ids[i] = strdup(strempty(storages_get(rp->d.storages, i)->id)))) {
 			strv_free(j->storage_ids);
 			j->storage_ids = NULL;
 		}
-	int k = tasks_submit(rp->a->tasks, "host-stats", stats_work, on_stats_done, j);
+	int k = tasks_submit(rp->d.tasks, "host-stats", stats_work, on_stats_done, j);
 	if (k < 0) {
 		strv_free(j->storage_ids);
 		free(j);
@@ -1064,12 +1066,12 @@ static int on_outbox_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
 static void outbox_gauge(struct report *rp)
 {
-	metrics_gauge_set(rp->a->metrics, OUTBOX_METRIC,
+	metrics_gauge_set(rp->d.metrics, OUTBOX_METRIC,
 			  "Guest status changes not yet accepted by the region", NULL,
 			  (double)outbox_size(rp->outbox));
 	/* The writer thread counts its failures; they reach the metric on the next change. */
 	unsigned long f = outbox_write_failures(rp->outbox);
-	metrics_counter_add(rp->a->metrics, OUTBOX_WRITE_FAILURES_METRIC,
+	metrics_counter_add(rp->d.metrics, OUTBOX_WRITE_FAILURES_METRIC,
 			    "Outbox files that could not be written or removed (the status is "
 			    "still delivered, but would not survive a restart)",
 			    NULL, (double)(f - rp->outbox_write_failures));
@@ -1163,11 +1165,11 @@ static void on_guest_state(const char *sid, const char *status, void *ud)
 	/* A guest shutting down is still running for the region (it has no transitional state
 	 * for it), and while a create runs the region hears the outcome from the task only, as
 	 * from the real agent, which reports nothing during a deploy. */
-	if (status && (streq(status, "stopping") || guests_creating(rp->a->guests, sid)))
+	if (status && (streq(status, "stopping") || guests_creating(rp->d.guests, sid)))
 		return;
 	/* A domain defined by someone else is no server of the region (it would answer 404, or
 	 * worse, learn of a guest it never placed here). */
-	if (status && !guests_managed(rp->a->guests, sid))
+	if (status && !guests_managed(rp->d.guests, sid))
 		return;
 	if (!status) {
 		/* Deleted: a status still waiting would describe a server this host no longer
@@ -1215,7 +1217,7 @@ void report_host_info(struct report *rp, json_t *hostinfo)
 	if (!rp || !rp->enabled || rp->stopping)
 		return;
 	json_auto_t *body = NULL;
-	int k = report_host_body(hostinfo, &rp->a->cfg, false, &body);
+	int k = report_host_body(hostinfo, rp->d.cfg, false, &body);
 	if (k < 0)
 		return;
 	json_decref(rp->host_info);
@@ -1258,8 +1260,8 @@ void report_stop(struct report *rp)
 	if (!rp->registered)
 		return;
 	long timeout = OFFLINE_TIMEOUT_MS;
-	if (rp->a->cfg.shutdown_timeout > 0)
-		timeout = MIN(timeout, (long)rp->a->cfg.shutdown_timeout * 1000);
+	if (rp->d.cfg->shutdown_timeout > 0)
+		timeout = MIN(timeout, (long)rp->d.cfg->shutdown_timeout * 1000);
 	_cleanup_free_ char *path = NULL;
 	json_auto_t *body = json_pack("{s:{}}", "host");
 	int k = asprintf_safe(&path, "/hosts/%s/offline", rp->host_id);
@@ -1290,20 +1292,21 @@ void report_reasons(struct report *rp, json_t *reasons)
 
 /* ---- lifecycle ---- */
 
-int report_new(struct agent *a, struct report **ret)
+int report_new(const struct report_deps *deps, struct report **ret)
 {
 	struct report *rp = calloc(1, sizeof(*rp));
 	if (!rp)
 		return -ENOMEM;
-	rp->a = a;
-	rp->enabled = !config_standalone(&a->cfg);
+	rp->d = *deps;
+	const struct report_deps *a = &rp->d;
+	rp->enabled = !config_standalone(a->cfg);
 	if (rp->enabled) {
 		_cleanup_free_ char *dir = NULL;
-		int k = asprintf_safe(&dir, "%s/outbox", a->cfg.state_dir);
+		int k = asprintf_safe(&dir, "%s/outbox", a->cfg->state_dir);
 		if (k >= 0)
-			k = asprintf_safe(&rp->id_path, "%s/host-id", a->cfg.state_dir);
+			k = asprintf_safe(&rp->id_path, "%s/host-id", a->cfg->state_dir);
 		if (k >= 0)
-			k = asprintf_safe(&rp->ids_path, "%s/region-ids.json", a->cfg.state_dir);
+			k = asprintf_safe(&rp->ids_path, "%s/region-ids.json", a->cfg->state_dir);
 		if (k >= 0)
 			k = outbox_open(dir, &rp->outbox);
 		if (k >= 0)
@@ -1311,12 +1314,12 @@ int report_new(struct agent *a, struct report **ret)
 		if (k < 0) {
 			report_free(rp);
 			return log_error_errno(k, "Failed to set up region reporting in %s: %m",
-					       a->cfg.state_dir);
+					       a->cfg->state_dir);
 		}
 		if (outbox_removed(rp->outbox) > 0)
 			log_warning("Removed %zu unusable file(s) from %s/outbox (statuses are "
 				    "reported again after the guest table is built)",
-				    outbox_removed(rp->outbox), a->cfg.state_dir);
+				    outbox_removed(rp->outbox), a->cfg->state_dir);
 		if (outbox_size(rp->outbox) > 0)
 			log_info("%zu guest status change(s) waiting for the region",
 				 outbox_size(rp->outbox));
@@ -1340,7 +1343,7 @@ int report_start(struct report *rp)
 	} else if (k != -ENOENT)
 		log_warning_errno(k, "Cannot read %s, looking the host up: %m", rp->id_path);
 	load_ids(rp);
-	metrics_counter_add(rp->a->metrics, PING_FAILURES_METRIC,
+	metrics_counter_add(rp->d.metrics, PING_FAILURES_METRIC,
 			    "Heartbeats to the region that failed", NULL, 0);
 	outbox_gauge(rp);
 	k = arm(rp, &rp->reg_timer, 0, on_reg_timer);
@@ -1354,7 +1357,7 @@ struct report *report_free(struct report *rp)
 	if (!rp)
 		return NULL;
 	if (rp->enabled)
-		guests_remove_hooks(rp->a->guests, rp);
+		guests_remove_hooks(rp->d.guests, rp);
 	if (rp->collect_job)
 		rp->collect_job->rp = NULL;
 	if (rp->stats_job)

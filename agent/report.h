@@ -9,15 +9,35 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <systemd/sd-event.h>
 
 #include "common/config.h"
 
-struct agent;
 struct report;
+struct guests;
+struct hostnets;
+struct metrics;
+struct region;
+struct storages;
+struct tasks;
+struct virt;
+
+/* What the reporter uses; all of it outlives the reporter. */
+struct report_deps {
+	sd_event *event;
+	const struct config *cfg;
+	struct virt *virt;	   /* node facts (on a worker) */
+	struct region *region;	   /* the session and the region's HTTP client */
+	struct storages *storages; /* registered with their region ids */
+	struct hostnets *hostnets; /* the wires and netifs */
+	struct metrics *metrics;
+	struct guests *guests; /* the guest state hook; which guests are managed or being created */
+	struct tasks *tasks;   /* host facts and statistics are read on the worker pool */
+};
 
 /* Opens the outbox (state_dir/outbox) and installs the guest state hook: call before the
  * guest table is first built so that adopted guests are reported too. */
-int report_new(struct agent *a, struct report **ret);
+int report_new(const struct report_deps *deps, struct report **ret);
 struct report *report_free(struct report *rp);
 /* Starts registering (retried with backoff while the region is unreachable). */
 int report_start(struct report *rp);
