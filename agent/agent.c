@@ -14,7 +14,6 @@
 #include "agent/report.h"
 #include "agent/guests.h"
 #include "agent/modules.h"
-#include "agent/hostinfo.h"
 #include "agent/placer.h"
 #include "agent/virt.h"
 #include "agent/metrics.h"
@@ -247,7 +246,8 @@ int agent_new(struct config *cfg, struct agent **ret)
 				 .hostnets = a->hostnets,
 				 .metrics = a->metrics,
 				 .guests = a->guests,
-				 .tasks = a->tasks};
+				 .tasks = a->tasks,
+				 .modules = a->modules};
 	r = report_new(&rd, &a->report);
 	if (r < 0)
 		return r;
@@ -358,7 +358,6 @@ int agent_start(struct agent *a)
 	r = auth_start(a->auth);
 	if (r < 0)
 		return r;
-	api_set_host_sync(a->api, hostinfo_sync);
 	r = api_start(a->api);
 	if (r < 0)
 		return r;

@@ -104,7 +104,6 @@ struct api {
 	unsigned long log_suppressed;
 	int port;
 	bool stopping;
-	api_host_sync_fn host_sync;
 };
 
 static double elapsed(const struct timespec *since, const struct timespec *now)
@@ -913,13 +912,10 @@ static void dispatch(struct api_request *req)
 			return finish_json(req, 500, NULL);
 		return start_qga(req, args);
 	case API_ROUTE_HOST_SYNC: {
-		if (!api->host_sync)
-			return finish_error(req, 501, NULL,
-					    "host information sync is not available");
 		struct api_call *c = call_new(api, req);
 		if (!c)
 			return finish_json(req, 500, NULL);
-		if (api->host_sync(a, req->match.id, host_sync_done, c) < 0) {
+		if (report_host_sync(a->report, host_sync_done, c) < 0) {
 			call_free(c);
 			return finish_error(req, 500, NULL, "failed to sync host information");
 		}
@@ -1440,11 +1436,6 @@ int api_reload(struct api *api)
 int api_port(struct api *api)
 {
 	return api ? api->port : 0;
-}
-
-void api_set_host_sync(struct api *api, api_host_sync_fn fn)
-{
-	api->host_sync = fn;
 }
 
 static void listener_quiesce(struct api_listener *l)

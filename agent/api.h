@@ -32,9 +32,3 @@ int api_reload(struct api *api);
 
 /* The TCP port actually bound (useful with port 0), 0 before api_start(). */
 int api_port(struct api *api);
-
-/* POST /hosts/<hid>/sync: re-reads host information and re-reports it to the region, then
- * calls cb exactly once (on the loop thread) unless it returns < 0. Registered by the module
- * owning host information; without one the route answers 501. */
-typedef int (*api_host_sync_fn)(struct agent *a, const char *hid, op_done_fn cb, void *userdata);
-void api_set_host_sync(struct api *api, api_host_sync_fn fn);

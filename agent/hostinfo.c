@@ -8,12 +8,8 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include "agent/agent.h"
 #include "agent/hostinfo.h"
 #include "agent/hostnet.h"
-#include "agent/modules.h"
-#include "agent/report.h"
-#include "agent/tasks.h"
 #include "agent/virt.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -190,59 +186,4 @@ void hostinfo_set_access(const struct hostnets *hn, json_t *host)
 		json_object_set_new(host, "access_ip", json_string(ip));
 		json_object_set_new(host, "access_mac", json_string(mac));
 	}
-}
-
-struct sync {
-	struct agent *a;
-	op_done_fn cb;
-	void *userdata;
-	json_t *host;
-	int r;
-};
-
-static void sync_work(void *userdata)
-{
-	struct sync *s = userdata;
-	struct virt_node_facts nf;
-	bool have = virt_node_facts(s->a->virt, &nf) >= 0;
-	s->r = hostinfo_collect(&s->a->cfg, "/", have ? &nf : NULL, &s->host);
-}
-
-static void sync_done(void *userdata)
-{
-	struct sync *s = userdata;
-	struct op_reply reply;
-	if (s->r < 0 || !s->host)
-		reply = (struct op_reply){500, op_error_body(500, NULL,
-							     "cannot read host information: %s",
-							     strerror(s->r < 0 ? -s->r : EIO))};
-	else {
-		if (s->a->modules) {
-			json_t *m = agent_modules_json(s->a->modules);
-			json_object_set(s->host, "kernel_modules", json_object_get(m, "modules"));
-			json_decref(m);
-		}
-		hostinfo_set_access(s->a->hostnets, s->host);
-		reply = (struct op_reply){200, json_pack("{s:O}", "host", s->host)};
-		report_host_info(s->a->report, s->host);
-		log_info("Host information re-read");
-	}
-	s->cb(&reply, s->userdata);
-	json_decref(reply.body);
-	json_decref(s->host);
-	free(s);
-}
-
-int hostinfo_sync(struct agent *a, const char *hid, op_done_fn cb, void *userdata)
-{
-	struct sync *s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	*s = (struct sync){.a = a, .cb = cb, .userdata = userdata, .r = -ECANCELED};
-	int r = tasks_submit(a->tasks, "host-info", sync_work, sync_done, s);
-	if (r < 0) {
-		s->r = r;
-		sync_done(s);
-	}
-	return 0;
 }

@@ -23,6 +23,3 @@ int hostinfo_storage(const char *root, json_t **ret);
 /* Loop thread: adds access_ip/access_mac (agent/hostnet.h, from the networks configuration)
  * to a collected host object. */
 void hostinfo_set_access(const struct hostnets *hn, json_t *host);
-/* POST /hosts/<hid>/sync: re-reads the host info on the worker pool and answers
- * {"host": {...}}; the handler for api_set_host_sync(). */
-int hostinfo_sync(struct agent *a, const char *hid, op_done_fn cb, void *userdata);

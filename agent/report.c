@@ -7,6 +7,7 @@
 
 #include "agent/guests.h"
 #include "agent/hostinfo.h"
+#include "agent/modules.h"
 #include "agent/hostnet.h"
 #include "agent/metrics.h"
 #include "agent/outbox.h"
@@ -88,6 +89,7 @@ struct report {
 	unsigned reg_failures;
 	sd_event_source *reg_timer;
 	struct region_http *reg_http;
+	struct host_sync *syncs; /* POST /hosts/<id>/sync jobs on the pool */
 	struct report_job *collect_job;
 	struct region_http *sync_http;
 
@@ -1352,10 +1354,91 @@ int report_start(struct report *rp)
 	return 0;
 }
 
+/* ---- POST /hosts/<id>/sync ---- */
+
+struct host_sync {
+	struct host_sync *next;
+	struct report *rp; /* loop thread; NULL once the reporter is gone */
+	const struct config *cfg;
+	struct virt *virt;
+	struct agent_modules *modules;
+	const struct hostnets *hostnets;
+	op_done_fn cb;
+	void *userdata;
+	json_t *host;
+	int r;
+};
+
+static void sync_work(void *userdata)
+{
+	struct host_sync *s = userdata;
+	struct virt_node_facts nf;
+	bool have = virt_node_facts(s->virt, &nf) >= 0;
+	s->r = hostinfo_collect(s->cfg, "/", have ? &nf : NULL, &s->host);
+}
+
+static void sync_done(void *userdata)
+{
+	struct host_sync *s = userdata;
+	if (s->rp)
+		for (struct host_sync **p = &s->rp->syncs; *p; p = &(*p)->next)
+			if (*p == s) {
+				*p = s->next;
+				break;
+			}
+	struct op_reply reply;
+	if (s->r < 0 || !s->host)
+		reply = (struct op_reply){500, op_error_body(500, NULL,
+							     "cannot read host information: %s",
+							     strerror(s->r < 0 ? -s->r : EIO))};
+	else {
+		if (s->modules) {
+			json_t *m = agent_modules_json(s->modules);
+			json_object_set(s->host, "kernel_modules", json_object_get(m, "modules"));
+			json_decref(m);
+		}
+		hostinfo_set_access(s->hostnets, s->host);
+		reply = (struct op_reply){200, json_pack("{s:O}", "host", s->host)};
+		report_host_info(s->rp, s->host);
+		log_info("Host information re-read");
+	}
+	s->cb(&reply, s->userdata);
+	json_decref(reply.body);
+	json_decref(s->host);
+	free(s);
+}
+
+int report_host_sync(struct report *rp, op_done_fn cb, void *userdata)
+{
+	struct host_sync *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	*s = (struct host_sync){.rp = rp,
+				.cfg = rp->d.cfg,
+				.virt = rp->d.virt,
+				.modules = rp->d.modules,
+				.hostnets = rp->d.hostnets,
+				.cb = cb,
+				.userdata = userdata,
+				.r = -ECANCELED};
+	int r = tasks_submit(rp->d.tasks, "host-info", sync_work, sync_done, s);
+	if (r < 0) {
+		s->r = r;
+		s->rp = NULL;
+		sync_done(s);
+		return 0;
+	}
+	s->next = rp->syncs;
+	rp->syncs = s;
+	return 0;
+}
+
 struct report *report_free(struct report *rp)
 {
 	if (!rp)
 		return NULL;
+	for (struct host_sync *s = rp->syncs; s; s = s->next)
+		s->rp = NULL;
 	if (rp->enabled)
 		guests_remove_hooks(rp->d.guests, rp);
 	if (rp->collect_job)

@@ -21,6 +21,7 @@ struct region;
 struct storages;
 struct tasks;
 struct virt;
+struct agent_modules;
 
 /* What the reporter uses; all of it outlives the reporter. */
 struct report_deps {
@@ -33,6 +34,7 @@ struct report_deps {
 	struct metrics *metrics;
 	struct guests *guests; /* the guest state hook; which guests are managed or being created */
 	struct tasks *tasks;   /* host facts and statistics are read on the worker pool */
+	struct agent_modules *modules; /* the module states a host sync answers with */
 };
 
 /* Opens the outbox (state_dir/outbox) and installs the guest state hook: call before the
@@ -53,6 +55,10 @@ const char *report_host_id(struct report *rp);
 /* Fresh host information (hostinfo_collect() shape): re-reported with PUT /hosts/<id> when
  * registered, used by the next registration otherwise. */
 void report_host_info(struct report *rp, json_t *hostinfo);
+/* POST /hosts/<hid>/sync (also standalone): re-reads the host facts on the worker pool and
+ * answers cb with {"host": {...}} (with the kernel modules and the access address), then
+ * re-reports them as report_host_info() does. cb is called exactly once unless < 0. */
+int report_host_sync(struct report *rp, op_done_fn cb, void *userdata);
 
 /* Exposed for unit tests. */
 struct hostnet;
