@@ -343,8 +343,8 @@ static int qga_probe_submit(struct guests *g, char **sids, bool round)
 	char key[80];
 	if (!round)
 		snprintf(key, sizeof(key), "%s/qga", sids[0]);
-	int r =
-	    tasks_submit(g->a->tasks, round ? "qga-probe" : key, qga_probe_work, qga_probe_done, p);
+	int r = tasks_submit(g->a->tasks, round ? TASKS_INTERNAL_KEY("qga-probe") : key,
+			     qga_probe_work, qga_probe_done, p);
 	if (r < 0) {
 		strv_free(p->sids);
 		free(p->results);

@@ -100,7 +100,7 @@ static int submit(struct agent_modules *m, op_done_fn cb, void *userdata)
 	/* -ECANCELED stays when the pool drops the job at shutdown without running it. */
 	*r = (struct run){.m = m, .cb = cb, .userdata = userdata, .error = -ECANCELED};
 	/* Keyed: two ensures never run at once. */
-	int k = tasks_submit(m->tasks, "kernel-modules", run_work, run_done, r);
+	int k = tasks_submit(m->tasks, TASKS_INTERNAL_KEY("kernel-modules"), run_work, run_done, r);
 	if (k < 0) {
 		r->error = k;
 		run_done(r);

@@ -9,7 +9,7 @@
 #include "common/config.h"
 #include "common/log.h"
 
-#define PLACEMENT_KEY "placement"
+#define PLACEMENT_KEY TASKS_INTERNAL_KEY("placement")
 
 struct placer {
 	bool enforce;

@@ -818,7 +818,8 @@ static void reg_next(struct report *rp)
 		j->rp = rp;
 		j->cfg = a->cfg;
 		j->virt = a->virt;
-		int k = tasks_submit(a->tasks, "host-info", collect_work, on_collect_done, j);
+		int k = tasks_submit(a->tasks, TASKS_INTERNAL_KEY("host-info"), collect_work,
+				     on_collect_done, j);
 		if (k < 0) {
 			free(j);
 			return reg_failed(rp, k, "cannot read host information");
@@ -1045,7 +1046,8 @@ static int on_ping_timer(sd_event_source *s, uint64_t usec, void *userdata)
 			strv_free(j->storage_ids);
 			j->storage_ids = NULL;
 		}
-	int k = tasks_submit(rp->d.tasks, "host-stats", stats_work, on_stats_done, j);
+	int k = tasks_submit(rp->d.tasks, TASKS_INTERNAL_KEY("host-stats"), stats_work,
+			     on_stats_done, j);
 	if (k < 0) {
 		strv_free(j->storage_ids);
 		free(j);
@@ -1421,7 +1423,7 @@ int report_host_sync(struct report *rp, op_done_fn cb, void *userdata)
 				.cb = cb,
 				.userdata = userdata,
 				.r = -ECANCELED};
-	int r = tasks_submit(rp->d.tasks, "host-info", sync_work, sync_done, s);
+	int r = tasks_submit(rp->d.tasks, TASKS_INTERNAL_KEY("host-info"), sync_work, sync_done, s);
 	if (r < 0) {
 		s->r = r;
 		s->rp = NULL;

@@ -21,6 +21,10 @@ void tasks_set_idle_usec(struct tasks *t, uint64_t usec);
 /* Stops taking work, waits for running jobs, drops queued ones (their done is called with the
  * work skipped, so every caller presets a "cancelled" result), joins the workers. NULL-safe. */
 struct tasks *tasks_free(struct tasks *t);
+/* The key of an internal job (host facts, module loading, placement): '@' never begins a guest
+ * id (id_is_valid), so it cannot collide with one. The other keys are a guest id, "<sid>/qga",
+ * a disk path (beginning with '/') and an image id on the image cache's own pool. */
+#define TASKS_INTERNAL_KEY(name) "@" name
 /* key may be NULL (no serialization). -EBUSY when the queue is full, -ESHUTDOWN after
  * tasks_shutdown(). */
 int tasks_submit(struct tasks *t, const char *key, task_work_fn work, task_done_fn done,
