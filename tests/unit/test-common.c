@@ -23,6 +23,17 @@ char *test_data(const char *rel)
 	return p;
 }
 
+char *test_memstream(int (*write)(FILE *f, void *userdata), void *userdata)
+{
+	char *buf = NULL;
+	size_t size = 0;
+	FILE *f = open_memstream(&buf, &size);
+	assert_non_null(f);
+	assert_int_equal(write(f, userdata), 0);
+	assert_int_equal(fclose(f), 0);
+	return buf;
+}
+
 char *test_write(const char *dir, const char *name, const char *text)
 {
 	char *p = strjoin(dir, "/", name);

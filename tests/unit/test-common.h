@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <cmocka.h>
 
 #include "common/macros.h"
@@ -17,6 +18,9 @@ char *test_data(const char *rel);
 int test_count_entries(const char *dir);
 /* Writes text to dir/name and returns the path. */
 char *test_write(const char *dir, const char *name, const char *text);
+/* What write put on a memory stream, as a string; write must return 0. */
+char *test_memstream(int (*write)(FILE *f, void *userdata), void *userdata);
+
 /* A fresh temporary directory dir (absolute, links resolved) with the subdirectories disks and
  * images, the roots a test's guests may use (roots: disks, images, NULL), and outside, a
  * directory outside them. As a cmocka fixture: test_roots_setup() makes one in *state,

@@ -236,15 +236,14 @@ static void test_quantity(void **state)
 	assert_false(ocr_quantity_valid("1e3"));
 }
 
-static char *dump(const json_t *objs)
+static int write_objects(FILE *f, void *objs)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	assert_non_null(f);
-	assert_int_equal(ocr_dump_objects(objs, f), 0);
-	fclose(f);
-	return buf;
+	return ocr_dump_objects(objs, f);
+}
+
+static char *dump(json_t *objs)
+{
+	return test_memstream(write_objects, objs);
 }
 
 static void check_golden(const char *fixture, const char *golden)
