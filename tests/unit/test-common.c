@@ -1,4 +1,7 @@
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -21,6 +24,22 @@ char *test_data(const char *rel)
 	char *p = strjoin(d, "/", rel);
 	assert_non_null(p);
 	return p;
+}
+
+int test_listen_loopback(int backlog, int *ret_port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+	} u = {.in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)}};
+	socklen_t l = sizeof(u.in);
+	assert_int_equal(bind(fd, &u.sa, sizeof(u.in)), 0);
+	assert_int_equal(listen(fd, backlog), 0);
+	assert_int_equal(getsockname(fd, &u.sa, &l), 0);
+	*ret_port = ntohs(u.in.sin_port);
+	return fd;
 }
 
 char *test_memstream(int (*write)(FILE *f, void *userdata), void *userdata)

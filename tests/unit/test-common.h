@@ -18,6 +18,9 @@ char *test_data(const char *rel);
 int test_count_entries(const char *dir);
 /* Writes text to dir/name and returns the path. */
 char *test_write(const char *dir, const char *name, const char *text);
+/* A TCP socket listening on 127.0.0.1 at a free port (*ret_port). */
+int test_listen_loopback(int backlog, int *ret_port);
+
 /* What write put on a memory stream, as a string; write must return 0. */
 char *test_memstream(int (*write)(FILE *f, void *userdata), void *userdata);
 
