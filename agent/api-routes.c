@@ -7,6 +7,13 @@
 #include "common/macros.h"
 #include "common/path.h"
 
+/* The fields of an operation of a family of routes: its method, path prefix and authentication
+ * are stated once. */
+#define SERVER_OP(verb, op)  API_ROUTE_SERVER_OP, "POST", "/servers/:sid/" verb, API_AUTH_TOKEN, op
+#define SERVER_QGA(verb, op) API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/" verb, API_AUTH_TOKEN, op
+#define DISK_OP(verb, op)                                                                          \
+	API_ROUTE_DISK_OP, "POST", "/disks/:storage/" verb "/:disk", API_AUTH_TOKEN, op
+
 static const struct api_route routes[] = {
     {API_ROUTE_PING, "GET", "/ping", API_AUTH_NONE, -1},
     {API_ROUTE_HEALTHZ, "GET", "/healthz", API_AUTH_NONE, -1},
@@ -15,28 +22,23 @@ static const struct api_route routes[] = {
     {API_ROUTE_VERSION, "GET", "/version", API_AUTH_TOKEN, -1},
     {API_ROUTE_SERVERS, "GET", "/servers", API_AUTH_TOKEN, -1},
     {API_ROUTE_UPLOAD_STATUS, "POST", "/servers/upload-status", API_AUTH_TOKEN, -1},
-    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/create", API_AUTH_TOKEN, GUEST_OP_CREATE},
-    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/start", API_AUTH_TOKEN, GUEST_OP_START},
-    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/stop", API_AUTH_TOKEN, GUEST_OP_STOP},
-    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/reboot", API_AUTH_TOKEN, GUEST_OP_REBOOT},
-    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/suspend", API_AUTH_TOKEN, GUEST_OP_SUSPEND},
-    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/resume", API_AUTH_TOKEN, GUEST_OP_RESUME},
-    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/sync", API_AUTH_TOKEN, GUEST_OP_SYNC},
-    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/monitor", API_AUTH_TOKEN, GUEST_OP_MONITOR},
-    {API_ROUTE_SERVER_OP, "POST", "/servers/:sid/deploy", API_AUTH_TOKEN, GUEST_OP_DEPLOY},
+    {SERVER_OP("create", GUEST_OP_CREATE)},
+    {SERVER_OP("start", GUEST_OP_START)},
+    {SERVER_OP("stop", GUEST_OP_STOP)},
+    {SERVER_OP("reboot", GUEST_OP_REBOOT)},
+    {SERVER_OP("suspend", GUEST_OP_SUSPEND)},
+    {SERVER_OP("resume", GUEST_OP_RESUME)},
+    {SERVER_OP("sync", GUEST_OP_SYNC)},
+    {SERVER_OP("monitor", GUEST_OP_MONITOR)},
+    {SERVER_OP("deploy", GUEST_OP_DEPLOY)},
     {API_ROUTE_SERVER_STATUS, "GET", "/servers/:sid/status", API_AUTH_TOKEN, GUEST_OP_STATUS},
-    {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-guest-ping", API_AUTH_TOKEN, QGA_OP_PING},
-    {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-set-password", API_AUTH_TOKEN,
-     QGA_OP_SET_PASSWORD},
-    {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-command", API_AUTH_TOKEN, QGA_OP_COMMAND},
-    {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-get-network", API_AUTH_TOKEN,
-     QGA_OP_GET_NETWORK},
-    {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-get-os-info", API_AUTH_TOKEN,
-     QGA_OP_GET_OS_INFO},
-    {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-guest-info-task", API_AUTH_TOKEN,
-     QGA_OP_GUEST_INFO},
-    {API_ROUTE_SERVER_QGA, "POST", "/servers/:sid/qga-set-network", API_AUTH_TOKEN,
-     QGA_OP_SET_NETWORK},
+    {SERVER_QGA("qga-guest-ping", QGA_OP_PING)},
+    {SERVER_QGA("qga-set-password", QGA_OP_SET_PASSWORD)},
+    {SERVER_QGA("qga-command", QGA_OP_COMMAND)},
+    {SERVER_QGA("qga-get-network", QGA_OP_GET_NETWORK)},
+    {SERVER_QGA("qga-get-os-info", QGA_OP_GET_OS_INFO)},
+    {SERVER_QGA("qga-guest-info-task", QGA_OP_GUEST_INFO)},
+    {SERVER_QGA("qga-set-network", QGA_OP_SET_NETWORK)},
     {API_ROUTE_SERVER_OP, "GET", "/servers/:sid/console", API_AUTH_ADMIN, GUEST_OP_CONSOLE},
     {API_ROUTE_SERVER_DELETE, "DELETE", "/servers/:sid", API_AUTH_TOKEN, GUEST_OP_DELETE},
     {API_ROUTE_HOST_SYNC, "POST", "/hosts/:hid/sync", API_AUTH_TOKEN, -1},
@@ -45,11 +47,15 @@ static const struct api_route routes[] = {
     /* Literal routes before parameter routes of the same shape. */
     {API_ROUTE_IMAGE_CACHE, "POST", "/disks/image_cache", API_AUTH_TOKEN, -1},
     {API_ROUTE_IMAGE_UNCACHE, "DELETE", "/disks/image_cache", API_AUTH_TOKEN, -1},
-    {API_ROUTE_DISK_OP, "POST", "/disks/:storage/create/:disk", API_AUTH_TOKEN, DISK_OP_CREATE},
-    {API_ROUTE_DISK_OP, "POST", "/disks/:storage/delete/:disk", API_AUTH_TOKEN, DISK_OP_DELETE},
-    {API_ROUTE_DISK_OP, "POST", "/disks/:storage/resize/:disk", API_AUTH_TOKEN, DISK_OP_RESIZE},
+    {DISK_OP("create", DISK_OP_CREATE)},
+    {DISK_OP("delete", DISK_OP_DELETE)},
+    {DISK_OP("resize", DISK_OP_RESIZE)},
     {API_ROUTE_DISK_STATUS, "GET", "/disks/:storage/:disk/status", API_AUTH_TOKEN, DISK_OP_STATUS},
 };
+
+#undef SERVER_OP
+#undef SERVER_QGA
+#undef DISK_OP
 
 const struct api_route *api_route_by_id(enum api_route_id id)
 {

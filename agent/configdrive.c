@@ -497,19 +497,11 @@ struct emit {
 static int emit_write(void *data, unsigned char *buffer, size_t size)
 {
 	struct emit *em = data;
-	if (em->len + size + 1 > em->cap) {
-		size_t cap = MAX(em->cap * 2, em->len + size + 1024);
-		char *b = realloc(em->buf, cap);
-		if (!b) {
-			em->r = -ENOMEM;
-			return 0;
-		}
-		em->buf = b;
-		em->cap = cap;
+	int r = buf_append(&em->buf, &em->len, &em->cap, SIZE_MAX - 1, buffer, size);
+	if (r < 0) {
+		em->r = r;
+		return 0;
 	}
-	memcpy(em->buf + em->len, buffer, size);
-	em->len += size;
-	em->buf[em->len] = 0;
 	return 1;
 }
 
@@ -564,22 +556,25 @@ static int emit_end(struct emit *em, char **ret)
 	return 0;
 }
 
-/* Keys, booleans and numbers: plain. */
-static void plain(struct emit *em, const char *s)
+/* Keys, booleans and numbers are plain; every value from a request is double-quoted, escaped
+ * by the emitter. */
+static void scalar(struct emit *em, const char *s, bool quote)
 {
 	yaml_event_t ev;
 	emit_event(em, &ev,
-		   yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)strlen(s),
-						1, 0, YAML_PLAIN_SCALAR_STYLE));
+		   yaml_scalar_event_initialize(
+		       &ev, NULL, NULL, (yaml_char_t *)s, (int)strlen(s), !quote, quote,
+		       quote ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_PLAIN_SCALAR_STYLE));
 }
 
-/* Every value from a request: double-quoted, escaped by the emitter. */
+static void plain(struct emit *em, const char *s)
+{
+	scalar(em, s, false);
+}
+
 static void quoted(struct emit *em, const char *s)
 {
-	yaml_event_t ev;
-	emit_event(em, &ev,
-		   yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)strlen(s),
-						0, 1, YAML_DOUBLE_QUOTED_SCALAR_STYLE));
+	scalar(em, s, true);
 }
 
 static void kv(struct emit *em, const char *key, const char *value)
@@ -594,34 +589,28 @@ static void kplain(struct emit *em, const char *key, const char *value)
 	plain(em, value);
 }
 
-static void map_start(struct emit *em, bool flow)
+enum collection { COLL_MAP, COLL_SEQ };
+
+/* flow: inline ({a: 1}, [a, b]) rather than one entry a line. */
+static void collection_start(struct emit *em, enum collection kind, bool flow)
+{
+	yaml_event_t ev;
+	int ok = kind == COLL_SEQ
+		     ? yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
+							    flow ? YAML_FLOW_SEQUENCE_STYLE
+								 : YAML_BLOCK_SEQUENCE_STYLE)
+		     : yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1,
+							   flow ? YAML_FLOW_MAPPING_STYLE
+								: YAML_BLOCK_MAPPING_STYLE);
+	emit_event(em, &ev, ok);
+}
+
+static void collection_end(struct emit *em, enum collection kind)
 {
 	yaml_event_t ev;
 	emit_event(em, &ev,
-		   yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1,
-						       flow ? YAML_FLOW_MAPPING_STYLE
-							    : YAML_BLOCK_MAPPING_STYLE));
-}
-
-static void map_end(struct emit *em)
-{
-	yaml_event_t ev;
-	emit_event(em, &ev, yaml_mapping_end_event_initialize(&ev));
-}
-
-static void seq_start(struct emit *em, bool flow)
-{
-	yaml_event_t ev;
-	emit_event(em, &ev,
-		   yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
-							flow ? YAML_FLOW_SEQUENCE_STYLE
-							     : YAML_BLOCK_SEQUENCE_STYLE));
-}
-
-static void seq_end(struct emit *em)
-{
-	yaml_event_t ev;
-	emit_event(em, &ev, yaml_sequence_end_event_initialize(&ev));
+		   kind == COLL_SEQ ? yaml_sequence_end_event_initialize(&ev)
+				    : yaml_mapping_end_event_initialize(&ev));
 }
 
 static char *base64(const void *data, size_t len)
@@ -674,8 +663,8 @@ static int render_user(const struct configdrive *cd, const char *password_hash, 
 		kplain(&em, "ssh_deletekeys", "false");
 	if (password_hash || cd->public_keys) {
 		plain(&em, "users");
-		seq_start(&em, false);
-		map_start(&em, false);
+		collection_start(&em, COLL_SEQ, false);
+		collection_start(&em, COLL_MAP, false);
 		kv(&em, "name", cd->account);
 		/* cloud-init locks the password of every listed user unless told not to. */
 		kplain(&em, "lock_passwd", "false");
@@ -687,17 +676,17 @@ static int render_user(const struct configdrive *cd, const char *password_hash, 
 			kv(&em, "hashed_passwd", password_hash);
 		if (cd->public_keys) {
 			plain(&em, "ssh_authorized_keys");
-			seq_start(&em, false);
+			collection_start(&em, COLL_SEQ, false);
 			STRV_FOREACH (k, cd->public_keys)
 				quoted(&em, *k);
-			seq_end(&em);
+			collection_end(&em, COLL_SEQ);
 		}
-		map_end(&em);
-		seq_end(&em);
+		collection_end(&em, COLL_MAP);
+		collection_end(&em, COLL_SEQ);
 	}
 	if (cd->n_files) {
 		plain(&em, "write_files");
-		seq_start(&em, false);
+		collection_start(&em, COLL_SEQ, false);
 		for (size_t i = 0; i < cd->n_files; i++) {
 			const struct configdrive_file *f = &cd->files[i];
 			_cleanup_free_ char *b64 = base64(f->content, f->len);
@@ -705,15 +694,15 @@ static int render_user(const struct configdrive *cd, const char *password_hash, 
 				em.r = -ENOMEM;
 				break;
 			}
-			map_start(&em, false);
+			collection_start(&em, COLL_MAP, false);
 			kv(&em, "path", f->path);
 			kv(&em, "encoding", "b64");
 			kv(&em, "content", b64);
 			if (f->append)
 				kplain(&em, "append", "true");
-			map_end(&em);
+			collection_end(&em, COLL_MAP);
 		}
-		seq_end(&em);
+		collection_end(&em, COLL_SEQ);
 	}
 	return emit_end(&em, ret);
 }
@@ -739,26 +728,26 @@ static int render_network(const struct configdrive *cd, char **ret)
 	emit_begin(&em, NULL);
 	kplain(&em, "version", "2");
 	plain(&em, "ethernets");
-	map_start(&em, false);
+	collection_start(&em, COLL_MAP, false);
 	for (size_t i = 0; i < cd->n_nics; i++) {
 		const struct configdrive_nic *n = &cd->nics[i];
 		char name[32], num[16], addr[96];
 		snprintf(name, sizeof(name), "eth%zu", i);
 		plain(&em, name);
-		map_start(&em, false);
+		collection_start(&em, COLL_MAP, false);
 		plain(&em, "match");
-		map_start(&em, true);
+		collection_start(&em, COLL_MAP, true);
 		kv(&em, "macaddress", n->mac);
-		map_end(&em);
+		collection_end(&em, COLL_MAP);
 		kv(&em, "set-name", name);
 		if (!n->ip)
 			kplain(&em, "dhcp4", "true");
 		else {
 			plain(&em, "addresses");
-			seq_start(&em, true);
+			collection_start(&em, COLL_SEQ, true);
 			snprintf(addr, sizeof(addr), "%s/%d", n->ip, n->masklen);
 			quoted(&em, addr);
-			seq_end(&em);
+			collection_end(&em, COLL_SEQ);
 			if (n == gw)
 				kv(&em, strchr(n->ip, ':') ? "gateway6" : "gateway4", n->gateway);
 		}
@@ -768,25 +757,25 @@ static int render_network(const struct configdrive *cd, char **ret)
 		}
 		if (n->dns || n->domain) {
 			plain(&em, "nameservers");
-			map_start(&em, false);
+			collection_start(&em, COLL_MAP, false);
 			if (n->dns) {
 				plain(&em, "addresses");
-				seq_start(&em, true);
+				collection_start(&em, COLL_SEQ, true);
 				STRV_FOREACH (d, n->dns)
 					quoted(&em, *d);
-				seq_end(&em);
+				collection_end(&em, COLL_SEQ);
 			}
 			if (n->domain) {
 				plain(&em, "search");
-				seq_start(&em, true);
+				collection_start(&em, COLL_SEQ, true);
 				quoted(&em, n->domain);
-				seq_end(&em);
+				collection_end(&em, COLL_SEQ);
 			}
-			map_end(&em);
+			collection_end(&em, COLL_MAP);
 		}
-		map_end(&em);
+		collection_end(&em, COLL_MAP);
 	}
-	map_end(&em);
+	collection_end(&em, COLL_MAP);
 	return emit_end(&em, ret);
 }
 

@@ -381,16 +381,37 @@ static int get_array(struct ctx *c, const json_t *obj, const char *key, size_t m
 static const char *const cache_modes[] = {"none",	"writeback", "writethrough",
 					  "directsync", "unsafe",    "default"};
 
-static int parse_disk(struct ctx *c, const json_t *v, size_t i, struct guest_disk *d)
+/* Entry I of the disks against those before it. */
+static int check_disk(struct ctx *c, const struct guest_desc *d, size_t i)
 {
-	char prefix[32];
-	snprintf(prefix, sizeof(prefix), "disks[%zu]", i);
-	int r = check_object(c, v, prefix);
-	if (r < 0)
-		return r;
+	const struct guest_disk *disk = &d->disks[i];
+	for (size_t k = 0; k < i; k++) {
+		const struct guest_disk *o = &d->disks[k];
+		if (o->index == disk->index)
+			return fail(c, "disks[%zu].index: duplicate index %d", i, disk->index);
+		if (streq(o->disk_id, disk->disk_id))
+			return fail(c, "disks[%zu].disk_id: duplicate id %s", i,
+				    quote(disk->disk_id).s);
+		if (streq(o->path, disk->path) || streq_ptr(o->image_path, disk->path))
+			return fail(c, "disks[%zu].path: used by disks[%zu]", i, k);
+		if (disk->boot_index >= 0 && o->boot_index == disk->boot_index)
+			return fail(c, "disks[%zu].boot_index: duplicate %d", i, disk->boot_index);
+		if (streq_ptr(disk->image_path, o->path))
+			return fail(c, "disks[%zu].image_path: is the disk of disks[%zu]", i, k);
+	}
+	if (streq_ptr(disk->image_path, disk->path))
+		return fail(c, "disks[%zu].image_path: is the disk itself", i);
+	return 0;
+}
 
+static int parse_disk(struct ctx *c, const json_t *v, const char *prefix, size_t i, void *items,
+		      struct guest_desc *desc)
+{
+	desc->disks = items;
+	desc->n_disks = i + 1;
+	struct guest_disk *d = &desc->disks[i];
 	const char *s;
-	r = get_string(c, v, prefix, "disk_id", true, GUEST_ID_MAX, 0, &s);
+	int r = get_string(c, v, prefix, "disk_id", true, GUEST_ID_MAX, 0, &s);
 	if (r < 0)
 		return r;
 	if (!id_is_valid(s, GUEST_ID_MAX))
@@ -465,7 +486,7 @@ static int parse_disk(struct ctx *c, const json_t *v, size_t i, struct guest_dis
 	if (d->size_mb == 0 && !d->image_path)
 		return fail(c, "%s.size: missing (required without image_path)", prefix);
 	make_dev(d->dev, bus_prefix(d->bus), d->index);
-	return 0;
+	return check_disk(c, desc, i);
 }
 
 static const char *const nic_drivers[] = {"virtio", "e1000", "rtl8139", "vmxnet3"};
@@ -660,15 +681,30 @@ static int parse_nic_ipam(struct ctx *c, const json_t *v, const char *prefix, in
 	return 0;
 }
 
-static int parse_nic(struct ctx *c, const json_t *v, size_t i, struct guest_nic *nic)
+/* Entry I of the NICs against those before it. */
+static int check_nic(struct ctx *c, const struct guest_desc *d, size_t i)
 {
-	char prefix[32];
-	snprintf(prefix, sizeof(prefix), "nics[%zu]", i);
-	int r = check_object(c, v, prefix);
-	if (r < 0)
-		return r;
+	const struct guest_nic *nic = &d->nics[i];
+	for (size_t k = 0; k < i; k++) {
+		if (d->nics[k].index == nic->index)
+			return fail(c, "nics[%zu].index: duplicate index %d", i, nic->index);
+		if (streq(d->nics[k].mac, nic->mac))
+			return fail(c, "nics[%zu].mac: duplicate MAC %s", i, nic->mac);
+		if (nic->ifname && streq_ptr(d->nics[k].ifname, nic->ifname))
+			return fail(c, "nics[%zu].ifname: duplicate name %s", i,
+				    quote(nic->ifname).s);
+	}
+	return 0;
+}
 
+static int parse_nic(struct ctx *c, const json_t *v, const char *prefix, size_t i, void *items,
+		     struct guest_desc *d)
+{
+	d->nics = items;
+	d->n_nics = i + 1;
+	struct guest_nic *nic = &d->nics[i];
 	int64_t n;
+	int r;
 	if ((r = get_int(c, v, prefix, "index", false, 0, GUEST_NIC_INDEX_MAX, (int64_t)i, &n)) < 0)
 		return r;
 	nic->index = (int)n;
@@ -725,21 +761,9 @@ static int parse_nic(struct ctx *c, const json_t *v, size_t i, struct guest_nic 
 	int e;
 	if ((r = get_enum(c, v, prefix, "driver", nic_drivers, ELEMENTSOF(nic_drivers), 0, &e)) < 0)
 		return r;
-	return dup_string(c, nic_drivers[e], &nic->driver);
-}
-
-static int parse_cdrom(struct ctx *c, const json_t *v, size_t i, struct guest_cdrom *cd)
-{
-	char prefix[32];
-	snprintf(prefix, sizeof(prefix), "cdroms[%zu]", i);
-	int r = check_object(c, v, prefix);
-	if (r < 0)
+	if ((r = dup_string(c, nic_drivers[e], &nic->driver)) < 0)
 		return r;
-	int64_t n;
-	if ((r = get_int(c, v, prefix, "boot_index", false, -1, GUEST_BOOT_INDEX_MAX, -1, &n)) < 0)
-		return r;
-	cd->boot_index = (int)n;
-	return get_path(c, v, prefix, "path", &cd->path);
+	return check_nic(c, d, i);
 }
 
 static int cmp_disk(const void *a, const void *b)
@@ -761,14 +785,15 @@ static int cmp_meta(const void *a, const void *b)
 }
 
 /* Parses the array KEY of J (at most MAX entries of SIZE bytes each) by calling ITEM on each
- * entry in turn. ITEM gets the new array and first stores it and the count I + 1 in D (so
- * that guest_desc_free() frees what is parsed so far), then parses entry I. Returns the
- * number of entries (0 when KEY is absent, null or empty) or a negative errno. */
-typedef int (*parse_item_fn)(struct ctx *c, const json_t *v, size_t i, void *items,
-			     struct guest_desc *d);
+ * object entry in turn, then sorts the entries with CMP (when set). ITEM gets the entry's name
+ * for messages ("disks[1]") and the new array, and first stores the array and the count I + 1
+ * in D (so that guest_desc_free() frees what is parsed so far), then parses entry I. */
+typedef int (*parse_item_fn)(struct ctx *c, const json_t *v, const char *prefix, size_t i,
+			     void *items, struct guest_desc *d);
 
 static int parse_items(struct ctx *c, const json_t *j, const char *key, size_t max, size_t size,
-		       struct guest_desc *d, parse_item_fn item)
+		       int (*cmp)(const void *, const void *), struct guest_desc *d,
+		       parse_item_fn item)
 {
 	json_t *arr = NULL;
 	int r = get_array(c, j, key, max, &arr);
@@ -780,76 +805,20 @@ static int parse_items(struct ctx *c, const json_t *j, const char *key, size_t m
 	void *items = calloc(n, size);
 	if (!items)
 		return oom(c);
-	for (size_t i = 0; i < n; i++)
-		if ((r = item(c, json_array_get(arr, i), i, items, d)) < 0)
+	for (size_t i = 0; i < n; i++) {
+		char prefix[32];
+		snprintf(prefix, sizeof(prefix), "%s[%zu]", key, i);
+		const json_t *v = json_array_get(arr, i);
+		if ((r = check_object(c, v, prefix)) < 0) {
+			if (i == 0)
+				free(items); /* not handed to D yet */
 			return r;
-	return (int)n;
-}
-
-static int parse_disks_item(struct ctx *c, const json_t *v, size_t i, void *items,
-			    struct guest_desc *d)
-{
-	d->disks = items;
-	d->n_disks = i + 1;
-	struct guest_disk *disk = &d->disks[i];
-	int r = parse_disk(c, v, i, disk);
-	if (r < 0)
-		return r;
-	for (size_t k = 0; k < i; k++) {
-		const struct guest_disk *o = &d->disks[k];
-		if (o->index == disk->index)
-			return fail(c, "disks[%zu].index: duplicate index %d", i, disk->index);
-		if (streq(o->disk_id, disk->disk_id))
-			return fail(c, "disks[%zu].disk_id: duplicate id %s", i,
-				    quote(disk->disk_id).s);
-		if (streq(o->path, disk->path) || streq_ptr(o->image_path, disk->path))
-			return fail(c, "disks[%zu].path: used by disks[%zu]", i, k);
-		if (disk->boot_index >= 0 && o->boot_index == disk->boot_index)
-			return fail(c, "disks[%zu].boot_index: duplicate %d", i, disk->boot_index);
-		if (streq_ptr(disk->image_path, o->path))
-			return fail(c, "disks[%zu].image_path: is the disk of disks[%zu]", i, k);
+		}
+		if ((r = item(c, v, prefix, i, items, d)) < 0)
+			return r;
 	}
-	if (streq_ptr(disk->image_path, disk->path))
-		return fail(c, "disks[%zu].image_path: is the disk itself", i);
-	return 0;
-}
-
-static int parse_disks(struct ctx *c, const json_t *j, struct guest_desc *d)
-{
-	int r = parse_items(c, j, "disks", GUEST_DISKS_MAX, sizeof(*d->disks), d, parse_disks_item);
-	if (r <= 0)
-		return r;
-	qsort(d->disks, d->n_disks, sizeof(*d->disks), cmp_disk);
-	return 0;
-}
-
-static int parse_nics_item(struct ctx *c, const json_t *v, size_t i, void *items,
-			   struct guest_desc *d)
-{
-	d->nics = items;
-	d->n_nics = i + 1;
-	struct guest_nic *nic = &d->nics[i];
-	int r = parse_nic(c, v, i, nic);
-	if (r < 0)
-		return r;
-	for (size_t k = 0; k < i; k++) {
-		if (d->nics[k].index == nic->index)
-			return fail(c, "nics[%zu].index: duplicate index %d", i, nic->index);
-		if (streq(d->nics[k].mac, nic->mac))
-			return fail(c, "nics[%zu].mac: duplicate MAC %s", i, nic->mac);
-		if (nic->ifname && streq_ptr(d->nics[k].ifname, nic->ifname))
-			return fail(c, "nics[%zu].ifname: duplicate name %s", i,
-				    quote(nic->ifname).s);
-	}
-	return 0;
-}
-
-static int parse_nics(struct ctx *c, const json_t *j, struct guest_desc *d)
-{
-	int r = parse_items(c, j, "nics", GUEST_NICS_MAX, sizeof(*d->nics), d, parse_nics_item);
-	if (r <= 0)
-		return r;
-	qsort(d->nics, d->n_nics, sizeof(*d->nics), cmp_nic);
+	if (cmp)
+		qsort(items, n, size, cmp);
 	return 0;
 }
 
@@ -871,14 +840,18 @@ static bool machine_is_q35(const char *m)
 
 /* CD-ROMs sit on IDE (i440fx) or SATA (q35, which has no IDE), on the first free unit from
  * hdc / sda so they never collide with a disk's target. */
-static int parse_cdroms_item(struct ctx *c, const json_t *v, size_t i, void *items,
-			     struct guest_desc *d)
+static int parse_cdrom(struct ctx *c, const json_t *v, const char *prefix, size_t i, void *items,
+		       struct guest_desc *d)
 {
 	d->cdroms = items;
 	d->n_cdroms = i + 1;
 	struct guest_cdrom *cd = &d->cdroms[i];
-	int r = parse_cdrom(c, v, i, cd);
+	int64_t n;
+	int r = get_int(c, v, prefix, "boot_index", false, -1, GUEST_BOOT_INDEX_MAX, -1, &n);
 	if (r < 0)
+		return r;
+	cd->boot_index = (int)n;
+	if ((r = get_path(c, v, prefix, "path", &cd->path)) < 0)
 		return r;
 	if (cd->boot_index >= 0) {
 		for (size_t k = 0; k < d->n_disks; k++)
@@ -900,13 +873,6 @@ static int parse_cdroms_item(struct ctx *c, const json_t *v, size_t i, void *ite
 	if (slot > last)
 		return fail(c, "cdroms[%zu]: no free %s unit", i, q35 ? "SATA" : "IDE");
 	return 0;
-}
-
-static int parse_cdroms(struct ctx *c, const json_t *j, struct guest_desc *d)
-{
-	int r =
-	    parse_items(c, j, "cdroms", GUEST_CDROMS_MAX, sizeof(*d->cdroms), d, parse_cdroms_item);
-	return r < 0 ? r : 0;
 }
 
 static int parse_metadata(struct ctx *c, const json_t *j, struct guest_desc *d)
@@ -1040,10 +1006,14 @@ static int parse_desc(struct ctx *c, json_t *j, struct guest_desc *d)
 	if ((r = dup_string(c, s, &d->boot_order)) < 0)
 		return r;
 
-	if ((r = parse_disks(c, j, d)) < 0 || (r = parse_cdroms(c, j, d)) < 0 ||
-	    (r = parse_nics(c, j, d)) < 0 || (r = parse_metadata(c, j, d)) < 0)
+	if ((r = parse_items(c, j, "disks", GUEST_DISKS_MAX, sizeof(*d->disks), cmp_disk, d,
+			     parse_disk)) < 0 ||
+	    (r = parse_items(c, j, "cdroms", GUEST_CDROMS_MAX, sizeof(*d->cdroms), NULL, d,
+			     parse_cdrom)) < 0 ||
+	    (r = parse_items(c, j, "nics", GUEST_NICS_MAX, sizeof(*d->nics), cmp_nic, d,
+			     parse_nic)) < 0)
 		return r;
-	return 0;
+	return parse_metadata(c, j, d);
 }
 
 int guest_desc_parse(json_t *j, char *const *disk_roots, struct guest_desc **ret, char **ret_error)

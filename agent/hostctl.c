@@ -116,7 +116,8 @@ static int request(const char *sock, const char *method, const char *path, const
 	return ret;
 }
 
-static void usage(FILE *f)
+/* The usage text: on stdout for --help (returns 0), else on stderr (returns 2, bad usage). */
+static int usage(bool help)
 {
 	fputs("Usage: hostctl [--socket PATH] COMMAND\n"
 	      "  vm list                       guests on this host with status\n"
@@ -141,7 +142,8 @@ static void usage(FILE *f)
 	      "  version                       agent version\n"
 	      "Options: --socket PATH (default " DEFAULT_SOCKET ", or $HOSTCTL_SOCKET),\n"
 	      "         --timeout S (stop: guest shutdown timeout; otherwise request timeout)\n",
-	      f);
+	      help ? stdout : stderr);
+	return help ? 0 : 2;
 }
 
 static char *dump(json_t *j)
@@ -155,12 +157,12 @@ static int vm_command(const char *sock, int argc, char **argv, bool force, long 
 {
 	char path[256];
 	if (argc < 1)
-		return usage(stderr), 2;
+		return usage(false);
 	const char *verb = argv[0];
 	if (streq(verb, "list") && argc == 1)
 		return request(sock, "GET", "/servers", NULL, timeout, false);
 	if (argc < 2)
-		return usage(stderr), 2;
+		return usage(false);
 	const char *sid = argv[1];
 	/* The agent validates ids too; checking here gives a clear message before any I/O. */
 	if (!id_is_valid(sid, 128)) {
@@ -264,8 +266,7 @@ static int vm_command(const char *sock, int argc, char **argv, bool force, long 
 			snprintf(path, sizeof(path), "/servers/%s/%s", sid, verb);
 			return request(sock, "POST", path, "{}", timeout, false);
 		}
-	usage(stderr);
-	return 2;
+	return usage(false);
 }
 
 int main(int argc, char **argv)
@@ -304,18 +305,14 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 'h':
-			usage(stdout);
-			return 0;
+			return usage(true);
 		default:
-			usage(stderr);
-			return 2;
+			return usage(false);
 		}
 	int n = argc - optind;
 	char **args = argv + optind;
-	if (n < 1) {
-		usage(stderr);
-		return 2;
-	}
+	if (n < 1)
+		return usage(false);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "hostctl: cannot initialize libcurl\n");
 		return 3;
@@ -334,10 +331,8 @@ int main(int argc, char **argv)
 		ret = request(sock, "GET", "/metrics", NULL, timeout, true);
 	else if (streq(args[0], "version") && n == 1)
 		ret = request(sock, "GET", "/version", NULL, timeout, false);
-	else {
-		usage(stderr);
-		ret = 2;
-	}
+	else
+		ret = usage(false);
 	curl_global_cleanup();
 	return ret;
 }

@@ -137,6 +137,19 @@ static void *eventloop_thread(void *arg)
 	return NULL;
 }
 
+/* Deregisters the event callbacks cb and acb (those >= 0) and, when registered, the close
+ * callback of connection c, and closes it. */
+static void conn_release(virConnectPtr c, int cb, int acb, bool close_cb)
+{
+	if (cb >= 0)
+		virConnectDomainEventDeregisterAny(c, cb);
+	if (acb >= 0)
+		virConnectDomainEventDeregisterAny(c, acb);
+	if (close_cb)
+		virConnectUnregisterCloseCallback(c, on_close);
+	virConnectClose(c);
+}
+
 /* Takes the connection out under the lock and releases it without: libvirt calls the close
  * callback (which takes v->lock) while holding its own lock, which unregistering needs too. */
 static void drop_conn_unlocking(struct virt *v)
@@ -148,12 +161,7 @@ static void drop_conn_unlocking(struct virt *v)
 	if (!c)
 		return;
 	pthread_mutex_unlock(&v->lock);
-	if (cb >= 0)
-		virConnectDomainEventDeregisterAny(c, cb);
-	if (acb >= 0)
-		virConnectDomainEventDeregisterAny(c, acb);
-	virConnectUnregisterCloseCallback(c, on_close);
-	virConnectClose(c);
+	conn_release(c, cb, acb, true);
 	pthread_mutex_lock(&v->lock);
 }
 
@@ -206,11 +214,7 @@ static void *connector_thread(void *arg)
 				    c, NULL, VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE,
 				    VIR_DOMAIN_EVENT_CALLBACK(on_agent_lifecycle), v, NULL);
 			if (cb < 0 || virConnectRegisterCloseCallback(c, on_close, v, NULL) < 0) {
-				if (cb >= 0)
-					virConnectDomainEventDeregisterAny(c, cb);
-				if (acb >= 0)
-					virConnectDomainEventDeregisterAny(c, acb);
-				virConnectClose(c);
+				conn_release(c, cb, acb, false);
 				c = NULL;
 			}
 		}
@@ -218,11 +222,7 @@ static void *connector_thread(void *arg)
 		if (c) {
 			if (v->quit) {
 				pthread_mutex_unlock(&v->lock);
-				virConnectDomainEventDeregisterAny(c, cb);
-				if (acb >= 0)
-					virConnectDomainEventDeregisterAny(c, acb);
-				virConnectUnregisterCloseCallback(c, on_close);
-				virConnectClose(c);
+				conn_release(c, cb, acb, true);
 				pthread_mutex_lock(&v->lock);
 				break;
 			}
@@ -744,8 +744,12 @@ static char *last_message(void)
 	return strdup(m ? m : "unknown libvirt error");
 }
 
-/* Our running domain called name, or NULL with r and the message set. */
-static virDomainPtr agent_domain(virConnectPtr conn, const char *name, int *ret_r, char **ret_error)
+/* Our running domain called name, its agent's response timeout set to timeout_s (at least 1 s),
+ * or NULL with r and the message set. The timeout bounds libvirt's guest-sync before a command
+ * (QEMU_AGENT_WAIT_TIME otherwise) and calls with no timeout of their own
+ * (virDomainSetUserPassword). */
+static virDomainPtr agent_domain(virConnectPtr conn, const char *name, int timeout_s, int *ret_r,
+				 char **ret_error)
 {
 	virDomainPtr dom = conn ? virDomainLookupByName(conn, name) : NULL;
 	if (!dom) {
@@ -770,6 +774,8 @@ static virDomainPtr agent_domain(virConnectPtr conn, const char *name, int *ret_
 		*ret_r = r;
 		return NULL;
 	}
+	if (virDomainAgentSetResponseTimeout(dom, MAX(timeout_s, 1), 0) < 0)
+		virResetLastError();
 	return dom;
 }
 
@@ -798,15 +804,10 @@ int virt_agent_command(virConnectPtr conn, const char *name, const char *cmd, in
 		       char **ret_reply, char **ret_error)
 {
 	int r;
-	virDomainPtr dom = agent_domain(conn, name, &r, ret_error);
+	virDomainPtr dom = agent_domain(conn, name, timeout_s, &r, ret_error);
 	if (!dom)
 		return r;
-	if (timeout_s < 1)
-		timeout_s = 1;
-	/* Also bounds libvirt's guest-sync before the command (QEMU_AGENT_WAIT_TIME otherwise). */
-	if (virDomainAgentSetResponseTimeout(dom, timeout_s, 0) < 0)
-		virResetLastError();
-	char *out = virDomainQemuAgentCommand(dom, cmd, timeout_s, 0);
+	char *out = virDomainQemuAgentCommand(dom, cmd, MAX(timeout_s, 1), 0);
 	if (!out)
 		r = agent_error(ret_error);
 	else {
@@ -821,14 +822,9 @@ int virt_agent_set_password(virConnectPtr conn, const char *name, const char *us
 			    const char *password, bool crypted, int timeout_s, char **ret_error)
 {
 	int r;
-	virDomainPtr dom = agent_domain(conn, name, &r, ret_error);
+	virDomainPtr dom = agent_domain(conn, name, timeout_s, &r, ret_error);
 	if (!dom)
 		return r;
-	if (timeout_s < 1)
-		timeout_s = 1;
-	/* virDomainSetUserPassword has no timeout of its own: the domain's agent timeout. */
-	if (virDomainAgentSetResponseTimeout(dom, timeout_s, 0) < 0)
-		virResetLastError();
 	r = virDomainSetUserPassword(dom, user, password,
 				     crypted ? VIR_DOMAIN_PASSWORD_ENCRYPTED : 0) < 0
 		? agent_error(ret_error)

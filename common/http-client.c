@@ -30,24 +30,14 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	struct sink *s = userdata;
 	size_t n = size * nmemb;
-	if (n > s->max - s->len) {
-		s->too_big = true;
+	int r = buf_append(&s->body, &s->len, &s->cap, s->max, ptr, n);
+	if (r < 0) {
+		if (r == -EFBIG)
+			s->too_big = true;
+		else
+			s->oom = true;
 		return 0;
 	}
-	if (s->len + n + 1 > s->cap) {
-		size_t cap = MAX(s->cap * 2, s->len + n + 1);
-		cap = MIN(cap, s->max + 1);
-		char *b = realloc(s->body, cap);
-		if (!b) {
-			s->oom = true;
-			return 0;
-		}
-		s->body = b;
-		s->cap = cap;
-	}
-	memcpy(s->body + s->len, ptr, n);
-	s->len += n;
-	s->body[s->len] = 0;
 	return n;
 }
 

@@ -137,6 +137,11 @@ static inline void strv_freep(char ***l)
 size_t keyed_find(const void *base, size_t n, size_t size, const char *key, bool *ret_found);
 void *keyed_insert(void *basep, size_t *n, size_t *alloc, size_t size, size_t i, const char *key);
 
+/* A growing NUL-terminated byte buffer: appends n bytes of data to *buf (*len bytes, *cap
+ * allocated), doubling the allocation as needed but never past max + 1 bytes. -EFBIG when the
+ * result would exceed max bytes, -ENOMEM; the buffer is unchanged then. */
+int buf_append(char **buf, size_t *len, size_t *cap, size_t max, const void *data, size_t n);
+
 /* An error message for a caller that asked for one: formats it into *ret_error when ret_error is
  * not NULL and holds no message yet (the first error is the one reported); returns r. */
 int error_set(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);

@@ -112,8 +112,8 @@ static int move_fd(int from, int to)
 	return dup2(from, to) < 0 ? -1 : 0;
 }
 
-static _Noreturn void spawn_child(char *const *argv, const struct spawn_opts *o, char *const *env,
-				  int errfd, int in_fd, int out_fd, int err_fd)
+static _Noreturn void spawn_child(char *const *argv, const struct spawn_opts *o, int errfd,
+				  int in_fd, int out_fd, int err_fd)
 {
 	sigset_t all;
 	struct sigaction sa = {.sa_handler = SIG_DFL};
@@ -137,7 +137,7 @@ static _Noreturn void spawn_child(char *const *argv, const struct spawn_opts *o,
 		if (r < 0)
 			child_fail(errfd, r);
 	}
-	child_fail(errfd, exec_in_path(argv, env));
+	child_fail(errfd, exec_in_path(argv, o->env ? o->env : spawn_default_env));
 }
 
 struct capture {
@@ -174,6 +174,22 @@ static int make_pipe(int p[2])
 	return 0;
 }
 
+static const struct spawn_opts spawn_defaults = {0};
+
+/* Checks argv and opens the pipe on which a child that cannot exec reports the errno (it
+ * closes on exec: O_CLOEXEC). */
+static int exec_error_pipe(char *const *argv, int *ret_r, int *ret_w)
+{
+	int p[2], r;
+	if (!argv || !argv[0] || !*argv[0])
+		return -EINVAL;
+	if ((r = make_pipe(p)) < 0)
+		return r;
+	*ret_r = p[0];
+	*ret_w = p[1];
+	return 0;
+}
+
 void spawn_result_done(struct spawn_result *r)
 {
 	if (!r)
@@ -198,22 +214,15 @@ static int status_to_result(int status, struct spawn_result *res)
 
 int spawn_run(char *const *argv, const struct spawn_opts *opts, struct spawn_result *ret)
 {
-	static const struct spawn_opts defaults = {0};
-	const struct spawn_opts *o = opts ? opts : &defaults;
-	char *const *env = o->env ? o->env : spawn_default_env;
+	const struct spawn_opts *o = opts ? opts : &spawn_defaults;
 	_cleanup_close_ int errp_r = -1, errp_w = -1, in_r = -1, in_w = -1, out_r = -1, out_w = -1,
 			    err_r = -1, err_w = -1, pidfd = -1, null_fd = -1;
 	struct capture out = {.fd = -1}, err = {.fd = -1};
 	struct spawn_result res = {0};
 	int p[2], r;
 
-	if (!argv || !argv[0] || !*argv[0])
-		return -EINVAL;
-
-	if ((r = make_pipe(p)) < 0)
+	if ((r = exec_error_pipe(argv, &errp_r, &errp_w)) < 0)
 		return r;
-	errp_r = p[0];
-	errp_w = p[1];
 
 	if (o->stdin_data) {
 		/* A socket rather than a pipe: send(MSG_NOSIGNAL) never raises SIGPIPE. */
@@ -255,7 +264,7 @@ int spawn_run(char *const *argv, const struct spawn_opts *opts, struct spawn_res
 		return negative_errno();
 	}
 	if (pid == 0)
-		spawn_child(argv, o, env, errp_w, in_r >= 0 ? in_r : null_fd, out_w, err_w);
+		spawn_child(argv, o, errp_w, in_r >= 0 ? in_r : null_fd, out_w, err_w);
 
 	errp_w = safe_close(errp_w);
 	in_r = safe_close(in_r);
@@ -429,18 +438,12 @@ fail_kill:
 
 int spawn_start(char *const *argv, const struct spawn_opts *opts, pid_t *ret_pid, int *ret_pidfd)
 {
-	static const struct spawn_opts defaults = {0};
-	const struct spawn_opts *o = opts ? opts : &defaults;
-	char *const *env = o->env ? o->env : spawn_default_env;
+	const struct spawn_opts *o = opts ? opts : &spawn_defaults;
 	_cleanup_close_ int errp_r = -1, errp_w = -1, null_fd = -1;
-	int p[2], r;
+	int r;
 
-	if (!argv || !argv[0] || !*argv[0])
-		return -EINVAL;
-	if ((r = make_pipe(p)) < 0)
+	if ((r = exec_error_pipe(argv, &errp_r, &errp_w)) < 0)
 		return r;
-	errp_r = p[0];
-	errp_w = p[1];
 	null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (null_fd < 0)
 		return negative_errno();
@@ -448,7 +451,7 @@ int spawn_start(char *const *argv, const struct spawn_opts *opts, pid_t *ret_pid
 	if (pid < 0)
 		return negative_errno();
 	if (pid == 0)
-		spawn_child(argv, o, env, errp_w, null_fd, -1, -1);
+		spawn_child(argv, o, errp_w, null_fd, -1, -1);
 	errp_w = safe_close(errp_w);
 	/* The pipe closes on exec (O_CLOEXEC) or carries the errno of a failed one. */
 	int child_err = 0;

@@ -140,6 +140,24 @@ void *keyed_insert(void *basep, size_t *n, size_t *alloc, size_t size, size_t i,
 	return at;
 }
 
+int buf_append(char **buf, size_t *len, size_t *cap, size_t max, const void *data, size_t n)
+{
+	if (*len > max || n > max - *len)
+		return -EFBIG;
+	if (*len + n + 1 > *cap) {
+		size_t c = MIN(MAX(*cap * 2, *len + n + 1), max + 1);
+		char *b = realloc(*buf, c);
+		if (!b)
+			return -ENOMEM;
+		*buf = b;
+		*cap = c;
+	}
+	memcpy(*buf + *len, data, n);
+	*len += n;
+	(*buf)[*len] = 0;
+	return 0;
+}
+
 int error_set(char **ret_error, int r, const char *fmt, ...)
 {
 	if (ret_error && !*ret_error) {

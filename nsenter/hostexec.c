@@ -16,13 +16,16 @@
 #define EXIT_CANNOT_RUN 126
 #define EXIT_NOT_FOUND	127
 
-static void usage(FILE *f)
+/* The usage text: on stdout for --help (returns 0), else on stderr (returns the status of bad
+ * usage). */
+static int usage(bool help)
 {
-	fprintf(f,
+	fprintf(help ? stdout : stderr,
 		"Usage: hostexec [--target PID] [--ns mnt,uts,ipc,net,pid,cgroup] [--timeout S]\n"
 		"                [--cwd DIR] -- COMMAND [ARG...]\n"
 		"Runs COMMAND in the namespaces of PID (default 1) with a clean environment\n"
 		"(PATH=" NS_HOST_PATH ").\n");
+	return help ? 0 : EXIT_FAILURE_US;
 }
 
 static int fail(const char *what, int r)
@@ -74,17 +77,13 @@ int main(int argc, char **argv)
 			o.cwd = optarg;
 			break;
 		case 'h':
-			usage(stdout);
-			return 0;
+			return usage(true);
 		default:
-			usage(stderr);
-			return EXIT_FAILURE_US;
+			return usage(false);
 		}
 	}
-	if (optind >= argc) {
-		usage(stderr);
-		return EXIT_FAILURE_US;
-	}
+	if (optind >= argc)
+		return usage(false);
 	char **cmd = argv + optind;
 
 	/* Signals to hostexec reach the command through the child's own handling of the

@@ -238,104 +238,97 @@ static bool dns_label_valid(const char *s, size_t max)
 	return true;
 }
 
-/* Iterates the pairs of mapping node m (already checked); k is the key text, kn/vn the nodes. */
-#define FOREACH_PAIR(p, m, kn, vn, k)                                                              \
-	for (yaml_node_pair_t *_pair_ = (m)->data.mapping.pairs.start;                             \
-	     _pair_ < (m)->data.mapping.pairs.top &&                                               \
-	     ((kn) = node((p), _pair_->key), (vn) = node((p), _pair_->value),                      \
-	     (k) = (kn)->type == YAML_SCALAR_NODE ? (const char *)(kn)->data.scalar.value : "?",   \
-	     true);                                                                                \
-	     _pair_++)
-
 static int keypath(char *buf, size_t size, const char *prefix, const char *k)
 {
 	int n = snprintf(buf, size, "%s.%s", prefix, k);
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
-static int parse_storage(struct parser *p, const yaml_node_t *m, const char *prefix,
-			 struct ocr_component *c)
+/* Called on each pair of a mapping: k is the key's text, key its path for messages. */
+typedef int (*pair_fn)(struct parser *p, const yaml_node_t *kn, const yaml_node_t *vn,
+		       const char *k, const char *key, void *data);
+
+/* Checks that m is a mapping (name names it in messages) and calls fn on each of its pairs
+ * until one refuses. The key path is name.k, or just k when !nested (the document's own keys,
+ * and metadata, whose messages name their keys in full). */
+static int parse_mapping(struct parser *p, const yaml_node_t *m, const char *name, bool nested,
+			 pair_fn fn, void *data)
 {
-	int r = expect_mapping(p, m, prefix);
+	int r = expect_mapping(p, m, name);
 	if (r < 0)
 		return r;
-	yaml_node_t *kn, *vn;
-	const char *k;
-	char key[128];
-	FOREACH_PAIR(p, m, kn, vn, k)
-	{
-		if (keypath(key, sizeof(key), prefix, k) < 0)
-			return fail_at(p, kn, prefix, "key too long");
-		if (streq(k, "size")) {
-			r = get_string(p, vn, key, 32, true, &c->storage_size);
-			if (r >= 0 && !ocr_quantity_valid(c->storage_size))
-				r = fail_at(p, vn, key,
-					    "invalid size '%s' (a positive quantity such as 10Gi)",
-					    c->storage_size);
-		} else if (streq(k, "storageClassName")) {
-			r = get_string(p, vn, key, 253, true, &c->storage_class_name);
-		} else
-			r = fail_at(p, kn, key, "unknown key");
-		if (r < 0)
+	for (yaml_node_pair_t *a = m->data.mapping.pairs.start; a < m->data.mapping.pairs.top;
+	     a++) {
+		const yaml_node_t *kn = node(p, a->key), *vn = node(p, a->value);
+		const char *k = (const char *)kn->data.scalar.value; /* a string: checked above */
+		char key[128];
+		if (nested && keypath(key, sizeof(key), name, k) < 0)
+			return fail_at(p, kn, name, "key too long");
+		if ((r = fn(p, kn, vn, k, nested ? key : k, data)) < 0)
 			return r;
 	}
 	return 0;
 }
 
-static int parse_component(struct parser *p, const yaml_node_t *m, const char *prefix,
-			   enum ocr_component_id id, struct ocr_component *c)
+static int storage_pair(struct parser *p, const yaml_node_t *kn, const yaml_node_t *vn,
+			const char *k, const char *key, void *data)
 {
-	int r = expect_mapping(p, m, prefix);
-	if (r < 0)
-		return r;
-	yaml_node_t *kn, *vn;
-	const char *k;
-	char key[128];
-	FOREACH_PAIR(p, m, kn, vn, k)
-	{
-		if (keypath(key, sizeof(key), prefix, k) < 0)
-			return fail_at(p, kn, prefix, "key too long");
-		if (streq(k, "image"))
-			r = get_string(p, vn, key, 512, true, &c->image);
-		else if (streq(k, "disable"))
-			r = get_bool(p, vn, key, &c->disable);
-		else if (streq(k, "replicas") && id != OCR_HOSTAGENT)
-			r = get_int(p, vn, key, 0, 100, &c->replicas);
-		else if (streq(k, "storage") && components[id].storage)
-			r = parse_storage(p, vn, key, c);
-		else
-			r = fail_at(p, kn, key, "unknown key");
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	struct ocr_component *c = data;
+	int r;
+	if (streq(k, "size")) {
+		r = get_string(p, vn, key, 32, true, &c->storage_size);
+		if (r >= 0 && !ocr_quantity_valid(c->storage_size))
+			r = fail_at(p, vn, key,
+				    "invalid size '%s' (a positive quantity such as 10Gi)",
+				    c->storage_size);
+	} else if (streq(k, "storageClassName")) {
+		r = get_string(p, vn, key, 253, true, &c->storage_class_name);
+	} else
+		r = fail_at(p, kn, key, "unknown key");
+	return r;
+}
+
+struct component_ctx {
+	enum ocr_component_id id;
+	struct ocr_component *c;
+};
+
+static int component_pair(struct parser *p, const yaml_node_t *kn, const yaml_node_t *vn,
+			  const char *k, const char *key, void *data)
+{
+	const struct component_ctx *x = data;
+	struct ocr_component *c = x->c;
+	if (streq(k, "image"))
+		return get_string(p, vn, key, 512, true, &c->image);
+	if (streq(k, "disable"))
+		return get_bool(p, vn, key, &c->disable);
+	if (streq(k, "replicas") && x->id != OCR_HOSTAGENT)
+		return get_int(p, vn, key, 0, 100, &c->replicas);
+	if (streq(k, "storage") && components[x->id].storage)
+		return parse_mapping(p, vn, key, true, storage_pair, c);
+	return fail_at(p, kn, key, "unknown key");
+}
+
+static int mysql_pair(struct parser *p, const yaml_node_t *kn, const yaml_node_t *vn, const char *k,
+		      const char *key, void *data)
+{
+	struct ocr_cluster *c = data;
+	if (streq(k, "host"))
+		return get_string(p, vn, key, 253, true, &c->mysql_host);
+	if (streq(k, "port"))
+		return get_int(p, vn, key, 1, 65535, &c->mysql_port);
+	if (streq(k, "username"))
+		return get_string(p, vn, key, 64, true, &c->mysql_username);
+	if (streq(k, "password"))
+		return get_string(p, vn, key, 256, false, &c->mysql_password);
+	return fail_at(p, kn, key, "unknown key");
 }
 
 static int parse_mysql(struct parser *p, const yaml_node_t *m, struct ocr_cluster *c)
 {
-	int r = expect_mapping(p, m, "spec.mysql");
+	int r = parse_mapping(p, m, "spec.mysql", true, mysql_pair, c);
 	if (r < 0)
 		return r;
-	yaml_node_t *kn, *vn;
-	const char *k;
-	char key[128];
-	FOREACH_PAIR(p, m, kn, vn, k)
-	{
-		if (keypath(key, sizeof(key), "spec.mysql", k) < 0)
-			return fail_at(p, kn, "spec.mysql", "key too long");
-		if (streq(k, "host"))
-			r = get_string(p, vn, key, 253, true, &c->mysql_host);
-		else if (streq(k, "port"))
-			r = get_int(p, vn, key, 1, 65535, &c->mysql_port);
-		else if (streq(k, "username"))
-			r = get_string(p, vn, key, 64, true, &c->mysql_username);
-		else if (streq(k, "password"))
-			r = get_string(p, vn, key, 256, false, &c->mysql_password);
-		else
-			r = fail_at(p, kn, key, "unknown key");
-		if (r < 0)
-			return r;
-	}
 	if (!c->mysql_host)
 		return fail_at(p, m, "spec.mysql.host", "required");
 	if (!c->mysql_username)
@@ -345,37 +338,33 @@ static int parse_mysql(struct parser *p, const yaml_node_t *m, struct ocr_cluste
 	return 0;
 }
 
+static int spec_pair(struct parser *p, const yaml_node_t *kn, const yaml_node_t *vn, const char *k,
+		     const char *key, void *data)
+{
+	struct ocr_cluster *c = data;
+	int id = ocr_component_from_key(k);
+	if (id >= 0) {
+		struct component_ctx x = {id, &c->components[id]};
+		return parse_mapping(p, vn, key, true, component_pair, &x);
+	}
+	if (streq(k, "mysql"))
+		return parse_mysql(p, vn, c);
+	if (streq(k, "region"))
+		return get_string(p, vn, key, 128, true, &c->region);
+	if (streq(k, "imageRepository"))
+		return get_string(p, vn, key, 256, true, &c->image_repository);
+	if (streq(k, "version"))
+		return get_string(p, vn, key, 128, true, &c->version);
+	return fail_at(p, kn, key, "unknown key");
+}
+
 static int parse_spec(struct parser *p, const yaml_node_t *m, struct ocr_cluster *c)
 {
-	int r = expect_mapping(p, m, "spec");
+	int r = parse_mapping(p, m, "spec", true, spec_pair, c);
 	if (r < 0)
 		return r;
-	const yaml_node_t *mysql = NULL;
-	yaml_node_t *kn, *vn;
-	const char *k;
-	char key[128];
-	FOREACH_PAIR(p, m, kn, vn, k)
-	{
-		if (keypath(key, sizeof(key), "spec", k) < 0)
-			return fail_at(p, kn, "spec", "key too long");
-		int id = ocr_component_from_key(k);
-		if (id >= 0)
-			r = parse_component(p, vn, key, id, &c->components[id]);
-		else if (streq(k, "mysql")) {
-			mysql = vn;
-			r = parse_mysql(p, vn, c);
-		} else if (streq(k, "region"))
-			r = get_string(p, vn, key, 128, true, &c->region);
-		else if (streq(k, "imageRepository"))
-			r = get_string(p, vn, key, 256, true, &c->image_repository);
-		else if (streq(k, "version"))
-			r = get_string(p, vn, key, 128, true, &c->version);
-		else
-			r = fail_at(p, kn, key, "unknown key");
-		if (r < 0)
-			return r;
-	}
-	if (!mysql)
+	/* A parsed spec.mysql has its host (required there). */
+	if (!c->mysql_host)
 		return fail_at(p, m, "spec.mysql", "required");
 	if (!c->image_repository)
 		return fail_at(p, m, "spec.imageRepository", "required");
@@ -389,33 +378,33 @@ static int parse_spec(struct parser *p, const yaml_node_t *m, struct ocr_cluster
 	return 0;
 }
 
+/* Other metadata (labels, resourceVersion, ... from kubectl get -o yaml) is ignored. */
+static int metadata_pair(struct parser *p, const yaml_node_t *kn, const yaml_node_t *vn,
+			 const char *k, const char *key, void *data)
+{
+	struct ocr_cluster *c = data;
+	int r = 0;
+	if (streq(k, "name")) {
+		r = get_string(p, vn, "metadata.name", 63, true, &c->name);
+		/* <name>-<component>-db must stay a valid 63-byte name. */
+		if (r >= 0 && !dns_label_valid(c->name, 40))
+			r = fail_at(p, vn, "metadata.name",
+				    "'%s' is not a DNS label of at most 40 characters", c->name);
+	} else if (streq(k, "namespace")) {
+		r = get_string(p, vn, "metadata.namespace", 63, true, &c->namespace);
+		if (r >= 0 && !dns_label_valid(c->namespace, 63))
+			r = fail_at(p, vn, "metadata.namespace", "'%s' is not a DNS label",
+				    c->namespace);
+	} else if (streq(k, "uid"))
+		r = get_string(p, vn, "metadata.uid", 128, true, &c->uid);
+	return r;
+}
+
 static int parse_metadata(struct parser *p, const yaml_node_t *m, struct ocr_cluster *c)
 {
-	int r = expect_mapping(p, m, "metadata");
+	int r = parse_mapping(p, m, "metadata", false, metadata_pair, c);
 	if (r < 0)
 		return r;
-	yaml_node_t *kn, *vn;
-	const char *k;
-	/* Other metadata (labels, resourceVersion, ... from kubectl get -o yaml) is ignored. */
-	FOREACH_PAIR(p, m, kn, vn, k)
-	{
-		if (streq(k, "name")) {
-			r = get_string(p, vn, "metadata.name", 63, true, &c->name);
-			/* <name>-<component>-db must stay a valid 63-byte name. */
-			if (r >= 0 && !dns_label_valid(c->name, 40))
-				r = fail_at(p, vn, "metadata.name",
-					    "'%s' is not a DNS label of at most 40 characters",
-					    c->name);
-		} else if (streq(k, "namespace")) {
-			r = get_string(p, vn, "metadata.namespace", 63, true, &c->namespace);
-			if (r >= 0 && !dns_label_valid(c->namespace, 63))
-				r = fail_at(p, vn, "metadata.namespace", "'%s' is not a DNS label",
-					    c->namespace);
-		} else if (streq(k, "uid"))
-			r = get_string(p, vn, "metadata.uid", 128, true, &c->uid);
-		if (r < 0)
-			return r;
-	}
 	if (!c->name)
 		return fail_at(p, m, "metadata.name", "required");
 	if (!c->namespace)
@@ -425,44 +414,43 @@ static int parse_metadata(struct parser *p, const yaml_node_t *m, struct ocr_clu
 	return 0;
 }
 
+static int root_pair(struct parser *p, const yaml_node_t *kn, const yaml_node_t *vn, const char *k,
+		     const char *key, void *data)
+{
+	struct ocr_cluster *c = data;
+	_cleanup_free_ char *s = NULL;
+	int r;
+	if (streq(k, "apiVersion")) {
+		r = get_string(p, vn, key, 64, true, &s);
+		if (r >= 0 && !streq(s, "onecloud.yunion.io/v1alpha1"))
+			r = fail_at(p, vn, key, "expected onecloud.yunion.io/v1alpha1, got '%s'",
+				    s);
+	} else if (streq(k, "kind")) {
+		r = get_string(p, vn, key, 64, true, &s);
+		if (r >= 0 && !streq(s, "OnecloudCluster"))
+			r = fail_at(p, vn, key, "expected OnecloudCluster, got '%s'", s);
+	} else if (streq(k, "metadata"))
+		r = parse_metadata(p, vn, c);
+	else if (streq(k, "spec"))
+		r = parse_spec(p, vn, c);
+	else if (streq(k, "status"))
+		r = 0;
+	else
+		r = fail_at(p, kn, key, "unknown key");
+	return r;
+}
+
 static int parse_root(struct parser *p, const yaml_node_t *root, struct ocr_cluster *c)
 {
 	if (!root)
 		return fail_at(p, NULL, "apiVersion", "empty file");
-	int r = expect_mapping(p, root, "(document)");
+	int r = parse_mapping(p, root, "(document)", false, root_pair, c);
 	if (r < 0)
 		return r;
-	const yaml_node_t *meta = NULL, *spec = NULL;
-	yaml_node_t *kn, *vn;
-	const char *k;
-	FOREACH_PAIR(p, root, kn, vn, k)
-	{
-		_cleanup_free_ char *s = NULL;
-		if (streq(k, "apiVersion")) {
-			r = get_string(p, vn, k, 64, true, &s);
-			if (r >= 0 && !streq(s, "onecloud.yunion.io/v1alpha1"))
-				r = fail_at(p, vn, k,
-					    "expected onecloud.yunion.io/v1alpha1, got '%s'", s);
-		} else if (streq(k, "kind")) {
-			r = get_string(p, vn, k, 64, true, &s);
-			if (r >= 0 && !streq(s, "OnecloudCluster"))
-				r = fail_at(p, vn, k, "expected OnecloudCluster, got '%s'", s);
-		} else if (streq(k, "metadata")) {
-			meta = vn;
-			r = parse_metadata(p, vn, c);
-		} else if (streq(k, "spec")) {
-			spec = vn;
-			r = parse_spec(p, vn, c);
-		} else if (streq(k, "status"))
-			r = 0;
-		else
-			r = fail_at(p, kn, k, "unknown key");
-		if (r < 0)
-			return r;
-	}
-	if (!meta)
+	/* A parsed metadata has its name, a parsed spec its version (both required there). */
+	if (!c->name)
 		return fail_at(p, root, "metadata", "required");
-	if (!spec)
+	if (!c->version)
 		return fail_at(p, root, "spec", "required");
 	return 0;
 }

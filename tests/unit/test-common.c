@@ -1,4 +1,7 @@
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -23,6 +26,33 @@ char *test_data(const char *rel)
 	return p;
 }
 
+int test_listen_loopback(int backlog, int *ret_port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+	} u = {.in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)}};
+	socklen_t l = sizeof(u.in);
+	assert_int_equal(bind(fd, &u.sa, sizeof(u.in)), 0);
+	assert_int_equal(listen(fd, backlog), 0);
+	assert_int_equal(getsockname(fd, &u.sa, &l), 0);
+	*ret_port = ntohs(u.in.sin_port);
+	return fd;
+}
+
+char *test_memstream(int (*write)(FILE *f, void *userdata), void *userdata)
+{
+	char *buf = NULL;
+	size_t size = 0;
+	FILE *f = open_memstream(&buf, &size);
+	assert_non_null(f);
+	assert_int_equal(write(f, userdata), 0);
+	assert_int_equal(fclose(f), 0);
+	return buf;
+}
+
 char *test_write(const char *dir, const char *name, const char *text)
 {
 	char *p = strjoin(dir, "/", name);
@@ -44,23 +74,35 @@ int test_count_entries(const char *dir)
 	return n;
 }
 
-void test_roots_make(char **ret_dir, char **ret_disks, char **ret_images)
+int test_roots_setup(void **state)
 {
+	struct test_roots *t = calloc(1, sizeof(*t));
+	assert_non_null(t);
 	_cleanup_free_ char *tmp = test_tmpdir();
-	char *dir = realpath(tmp, NULL);
-	assert_non_null(dir);
-	char *disks = strjoin(dir, "/disks"), *images = strjoin(dir, "/images");
-	assert_int_equal(mkdir_p(disks, 0755), 0);
-	assert_int_equal(mkdir_p(images, 0755), 0);
-	*ret_dir = dir;
-	*ret_disks = disks;
-	*ret_images = images;
+	t->dir = realpath(tmp, NULL);
+	assert_non_null(t->dir);
+	t->disks = strjoin(t->dir, "/disks");
+	t->images = strjoin(t->dir, "/images");
+	t->outside = strjoin(t->dir, "/outside");
+	assert_int_equal(mkdir_p(t->disks, 0755), 0);
+	assert_int_equal(mkdir_p(t->images, 0755), 0);
+	assert_int_equal(mkdir_p(t->outside, 0755), 0);
+	t->roots[0] = t->disks;
+	t->roots[1] = t->images;
+	*state = t;
+	return 0;
 }
 
-void test_roots_remove(char *dir, char *disks, char *images)
+int test_roots_teardown(void **state)
 {
-	rm_rf(dir);
-	free(dir);
-	free(disks);
-	free(images);
+	struct test_roots *t = *state;
+	if (!t)
+		return 0;
+	rm_rf(t->dir);
+	free(t->dir);
+	free(t->disks);
+	free(t->images);
+	free(t->outside);
+	free(t);
+	return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <cmocka.h>
 
 #include "common/macros.h"
@@ -17,16 +18,44 @@ char *test_data(const char *rel);
 int test_count_entries(const char *dir);
 /* Writes text to dir/name and returns the path. */
 char *test_write(const char *dir, const char *name, const char *text);
-/* A fresh temporary directory (absolute, links resolved) with the subdirectories disks and
- * images, the roots a test's guests may use; test_roots_remove() removes and frees them. */
-void test_roots_make(char **ret_dir, char **ret_disks, char **ret_images);
-void test_roots_remove(char *dir, char *disks, char *images);
+/* A TCP socket listening on 127.0.0.1 at a free port (*ret_port). */
+int test_listen_loopback(int backlog, int *ret_port);
+
+/* What write put on a memory stream, as a string; write must return 0. */
+char *test_memstream(int (*write)(FILE *f, void *userdata), void *userdata);
+
+/* A fresh temporary directory dir (absolute, links resolved) with the subdirectories disks and
+ * images, the roots a test's guests may use (roots: disks, images, NULL), and outside, a
+ * directory outside them. As a cmocka fixture: test_roots_setup() makes one in *state,
+ * test_roots_teardown() removes and frees it (none made is fine). */
+struct test_roots {
+	char *dir, *disks, *images, *outside;
+	char *roots[3];
+};
+int test_roots_setup(void **state);
+int test_roots_teardown(void **state);
 
 static inline int test_run(const char *name, const struct CMUnitTest *tests, size_t n)
 {
 	cmocka_set_message_output(CM_OUTPUT_TAP);
 	return _cmocka_run_group_tests(name, tests, n, NULL, NULL);
 }
+/* Runs tests, each with setup and teardown (a fresh fixture per test). */
+static inline int test_run_each(const char *name, struct CMUnitTest *tests, size_t n,
+				CMFixtureFunction setup, CMFixtureFunction teardown)
+{
+	for (size_t i = 0; i < n; i++) {
+		tests[i].setup_func = setup;
+		tests[i].teardown_func = teardown;
+	}
+	return test_run(name, tests, n);
+}
+#define TEST_MAIN_EACH(setup, teardown, ...)                                                       \
+	int main(void)                                                                             \
+	{                                                                                          \
+		struct CMUnitTest tests[] = {__VA_ARGS__};                                         \
+		return test_run_each(__FILE__, tests, ELEMENTSOF(tests), setup, teardown);         \
+	}
 #define TEST_MAIN(...)                                                                             \
 	int main(void)                                                                             \
 	{                                                                                          \

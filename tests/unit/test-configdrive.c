@@ -181,13 +181,15 @@ static void refused(const char *args, const char *desc, const char *want)
 
 static void test_refusals(void **state)
 {
-	refused("{\"deploys\": [{\"path\": \"etc/motd\"}]}", NULL, "deploys[0].path");
-	refused("{\"deploys\": [{\"path\": \"/etc/../root/x\"}]}", NULL, "deploys[0].path");
-	refused("{\"deploys\": [{\"path\": \"/etc/..\"}]}", NULL, "deploys[0].path");
-	refused("{\"deploys\": [{\"path\": \"/etc/./x\"}]}", NULL, "deploys[0].path");
-	refused("{\"deploys\": [{\"path\": \"/etc//x\"}]}", NULL, "deploys[0].path");
-	refused("{\"deploys\": [{\"path\": \"/etc/\"}]}", NULL, "deploys[0].path");
-	refused("{\"deploys\": [{\"path\": \"/\"}]}", NULL, "deploys[0].path");
+	/* Deploy paths that are not absolute and normalized. */
+	static const char *const bad_paths[] = {"etc/motd", "/etc/../root/x", "/etc/..", "/etc/./x",
+						"/etc//x",  "/etc/",	      "/"};
+	for (size_t i = 0; i < ELEMENTSOF(bad_paths); i++) {
+		_cleanup_free_ char *args = NULL;
+		assert_true(asprintf(&args, "{\"deploys\": [{\"path\": \"%s\"}]}", bad_paths[i]) >
+			    0);
+		refused(args, NULL, "deploys[0].path");
+	}
 	refused("{\"deploys\": [{\"content\": \"x\"}]}", NULL, "deploys[0].path");
 	refused("{\"deploys\": [{\"path\": \"/etc/x\\ny\"}]}", NULL, "control character");
 	refused("{\"deploys\": [{\"path\": \"/a\", \"content\": 5}]}", NULL, "deploys[0].content");

@@ -12,31 +12,13 @@
 
 #define U "\"uuid\": \"0c4ce5a8-7f3e-4d57-8a0e-5b4f1b2d9e01\""
 
-struct fixture {
-	char *dir;
-	char *disks, *images;
-	char *roots[3];
-};
-
+/* The roots, with disks/link pointing outside them. */
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	test_roots_make(&f->dir, &f->disks, &f->images);
-	_cleanup_free_ char *outside = strjoin(f->dir, "/outside");
+	test_roots_setup(state);
+	struct test_roots *f = *state;
 	_cleanup_free_ char *link = strjoin(f->disks, "/link");
-	assert_int_equal(mkdir_p(outside, 0755), 0);
-	assert_int_equal(symlink(outside, link), 0);
-	f->roots[0] = f->disks;
-	f->roots[1] = f->images;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	test_roots_remove(f->dir, f->disks, f->images);
-	free(f);
+	assert_int_equal(symlink(f->outside, link), 0);
 	return 0;
 }
 
@@ -50,7 +32,7 @@ static char *replace_root(const char *s, const char *root)
 	return strjoin(head, root, tail);
 }
 
-static int parse_text(struct fixture *f, const char *text, struct guest_desc **ret, char **err)
+static int parse_text(struct test_roots *f, const char *text, struct guest_desc **ret, char **err)
 {
 	_cleanup_free_ char *t = replace_root(text, f->dir);
 	json_error_t jerr;
@@ -60,7 +42,7 @@ static int parse_text(struct fixture *f, const char *text, struct guest_desc **r
 	return guest_desc_parse(j, f->roots, ret, err);
 }
 
-static void expect_refusal(struct fixture *f, const char *text, const char *msg)
+static void expect_refusal(struct test_roots *f, const char *text, const char *msg)
 {
 	struct guest_desc *d = (struct guest_desc *)0x1;
 	_cleanup_free_ char *err = NULL;
@@ -238,7 +220,7 @@ static json_t *base(void)
 	return j;
 }
 
-static void expect_json_refusal(struct fixture *f, json_t *j, const char *msg)
+static void expect_json_refusal(struct test_roots *f, json_t *j, const char *msg)
 {
 	struct guest_desc *d = NULL;
 	_cleanup_free_ char *err = NULL;
@@ -250,7 +232,7 @@ static void expect_json_refusal(struct fixture *f, json_t *j, const char *msg)
 
 static void test_hostile_strings(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 
 	/* A 10 MB name. */
 	size_t n = 10 * 1024 * 1024;
@@ -309,7 +291,7 @@ static void test_hostile_strings(void **state)
  * naming the key. */
 static void test_metadata_limits(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	size_t n = 256 * 1024;
 	_cleanup_free_ char *v = malloc(n + 2);
 	memset(v, 'a', n + 1);
@@ -390,7 +372,7 @@ static void test_fill_bridges(void **state)
 
 static void test_parse_full(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_free_ char *path = test_data("desc/two-nics.json");
 	_cleanup_free_ char *text = NULL;
 	assert_int_equal(read_file(path, 1 << 20, &text, NULL), 0);
@@ -472,7 +454,7 @@ static void test_parse_full(void **state)
  * cache of its own storage; image_path, when given, wins. */
 static void test_template_id(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_(guest_desc_freep) struct guest_desc *d = NULL;
 	_cleanup_free_ char *err = NULL;
 	assert_int_equal(parse_text(f,
@@ -500,7 +482,7 @@ static void test_template_id(void **state)
  * directory replaced by a symlink to another guest's directory) is refused at load. */
 static void test_resolved_json(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_free_ char *sub = strjoin(f->disks, "/g1"), *other = strjoin(f->disks, "/g2");
 	assert_int_equal(mkdir(sub, 0700), 0);
 	assert_int_equal(mkdir(other, 0700), 0);
@@ -567,11 +549,11 @@ static void test_ids(void **state)
 	assert_false(guest_hostname_is_valid(""));
 }
 
-TEST_MAIN(cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_resolved_json, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_hostile_strings, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_metadata_limits, setup, teardown),
+TEST_MAIN(cmocka_unit_test_setup_teardown(test_refusals, setup, test_roots_teardown),
+	  cmocka_unit_test_setup_teardown(test_resolved_json, setup, test_roots_teardown),
+	  cmocka_unit_test_setup_teardown(test_hostile_strings, setup, test_roots_teardown),
+	  cmocka_unit_test_setup_teardown(test_metadata_limits, setup, test_roots_teardown),
 	  cmocka_unit_test(test_fill_bridges),
-	  cmocka_unit_test_setup_teardown(test_parse_full, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_template_id, setup, teardown),
+	  cmocka_unit_test_setup_teardown(test_parse_full, setup, test_roots_teardown),
+	  cmocka_unit_test_setup_teardown(test_template_id, setup, test_roots_teardown),
 	  cmocka_unit_test(test_ids))

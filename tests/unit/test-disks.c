@@ -11,11 +11,6 @@
 #include "common/spawn.h"
 #include "tests/unit/test-common.h"
 
-struct fixture {
-	char *dir, *disks, *images, *outside;
-	char *roots[3];
-};
-
 static bool have_qemu_img(void)
 {
 	return access("/usr/bin/qemu-img", X_OK) == 0;
@@ -35,30 +30,14 @@ static int setup(void **state)
 {
 	if (!have_qemu_img())
 		skip();
-	struct fixture *f = calloc(1, sizeof(*f));
-	test_roots_make(&f->dir, &f->disks, &f->images);
-	f->outside = strjoin(f->dir, "/outside");
-	assert_int_equal(mkdir_p(f->outside, 0755), 0);
-	f->roots[0] = f->disks;
-	f->roots[1] = f->images;
+	test_roots_setup(state);
+	struct test_roots *f = *state;
 	_cleanup_free_ char *base = strjoin(f->images, "/base.qcow2");
 	run_ok((char *[]){"qemu-img", "create", "-q", "-f", "qcow2", base, "32M", NULL});
-	*state = f;
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	if (!f)
-		return 0;
-	test_roots_remove(f->dir, f->disks, f->images);
-	free(f->outside);
-	free(f);
-	return 0;
-}
-
-static struct guest_desc *parse(struct fixture *f, const char *fmt, ...)
+static struct guest_desc *parse(struct test_roots *f, const char *fmt, ...)
 {
 	/* The descriptor text uses %1$s for the temporary directory. */
 	va_list ap;
@@ -97,7 +76,7 @@ static json_t *info(const char *path)
 
 static void test_create_and_remove(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_(guest_desc_freep) struct guest_desc *d = parse(
 	    f,
 	    DESC_HEAD "\"disks\": ["
@@ -149,7 +128,7 @@ static void test_create_and_remove(void **state)
 
 static void test_failure_cleans_up(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	/* The second disk's directory does not exist: the first one must be removed again. */
 	_cleanup_(guest_desc_freep) struct guest_desc *d =
 	    parse(f,
@@ -201,7 +180,7 @@ static void test_failure_cleans_up(void **state)
 
 static void test_existing_file_kept(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_free_ char *victim = test_write(f->disks, "x", "precious data");
 	_cleanup_(guest_desc_freep) struct guest_desc *d =
 	    parse(f, DESC_HEAD "\"disks\": [{\"disk_id\": \"x\", \"size\": 8}]}", f->dir);
@@ -225,7 +204,7 @@ static void test_existing_file_kept(void **state)
  * descriptor's format), so the guest cannot make the agent take it for another image. */
 static void test_guest_written_header(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_(guest_desc_freep) struct guest_desc *d = parse(
 	    f, DESC_HEAD "\"disks\": [{\"disk_id\": \"r\", \"size\": 8, \"format\": \"raw\"}]}",
 	    f->dir);
@@ -245,7 +224,7 @@ static void test_guest_written_header(void **state)
 
 static void test_outside_root(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	/* Inside at parse time; a symlink swapped in afterwards points outside. */
 	_cleanup_free_ char *sub = strjoin(f->disks, "/sub");
 	assert_int_equal(mkdir_p(sub, 0755), 0);
@@ -271,7 +250,7 @@ static void test_outside_root(void **state)
 
 static void test_backing_chain_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_free_ char *base = strjoin(f->images, "/base.qcow2");
 	_cleanup_free_ char *chained = strjoin(f->images, "/chained.qcow2");
 	run_ok((char *[]){"qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2",
@@ -291,7 +270,7 @@ static void test_backing_chain_refused(void **state)
  * file; it is refused, naming the data file, and no disk is left. */
 static void test_data_file_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_free_ char *evil = strjoin(f->images, "/evil.qcow2");
 	_cleanup_free_ char *opt = strjoin("data_file=", f->dir, "/secret.raw,data_file_raw=on");
 	run_ok((char *[]){"qemu-img", "create", "-q", "-f", "qcow2", "-o", opt, evil, "64K", NULL});
@@ -309,7 +288,7 @@ static void test_data_file_refused(void **state)
 /* qemu_user set: a disk the agent creates is QEMU's, 0600; an existing one is left alone. */
 static void test_given_to_qemu(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	if (geteuid() != 0)
 		skip();
 	_cleanup_(guest_desc_freep) struct guest_desc *d =
@@ -334,11 +313,8 @@ static void test_given_to_qemu(void **state)
 	assert_int_equal(st.st_uid, 0);
 }
 
-TEST_MAIN(cmocka_unit_test_setup_teardown(test_create_and_remove, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_given_to_qemu, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_data_file_refused, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_failure_cleans_up, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_existing_file_kept, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_guest_written_header, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_outside_root, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_backing_chain_refused, setup, teardown))
+TEST_MAIN_EACH(setup, test_roots_teardown, cmocka_unit_test(test_create_and_remove),
+	       cmocka_unit_test(test_given_to_qemu), cmocka_unit_test(test_data_file_refused),
+	       cmocka_unit_test(test_failure_cleans_up), cmocka_unit_test(test_existing_file_kept),
+	       cmocka_unit_test(test_guest_written_header), cmocka_unit_test(test_outside_root),
+	       cmocka_unit_test(test_backing_chain_refused))

@@ -20,29 +20,7 @@
 
 extern char **environ;
 
-struct fixture {
-	char *dir; /* realpath of the temporary directory: "@ROOT@" */
-	char *disks, *images;
-	char *roots[3];
-};
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-	test_roots_make(&f->dir, &f->disks, &f->images);
-	f->roots[0] = f->disks;
-	f->roots[1] = f->images;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	test_roots_remove(f->dir, f->disks, f->images);
-	free(f);
-	return 0;
-}
+/* The fixture is a struct test_roots: its dir is "@ROOT@". */
 
 /* Replaces every occurrence of from with to. */
 static char *replace_all(const char *s, const char *from, const char *to)
@@ -77,7 +55,7 @@ static const struct domxml_opts opts = {
     .ovs_bridges = (char *const[]){"ovsbr0", NULL},
 };
 
-static struct guest_desc *load_desc(struct fixture *f, const char *name)
+static struct guest_desc *load_desc(struct test_roots *f, const char *name)
 {
 	_cleanup_free_ char *rel = strjoin("desc/", name, ".json");
 	_cleanup_free_ char *path = test_data(rel);
@@ -96,7 +74,7 @@ static struct guest_desc *load_desc(struct fixture *f, const char *name)
 	return d;
 }
 
-static void validate(struct fixture *f, const char *name, const char *xml)
+static void validate(struct test_roots *f, const char *name, const char *xml)
 {
 	const char *tool = "/usr/bin/virt-xml-validate";
 	if (access(tool, X_OK) < 0) {
@@ -185,7 +163,7 @@ static void libvirt_define(const char *name, const char *xml)
 static void golden_with(void **state, const char *desc, const char *name,
 			const struct domxml_opts *o)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_(guest_desc_freep) struct guest_desc *d = load_desc(f, desc);
 	_cleanup_free_ char *xml = NULL, *err = NULL;
 	int r = domxml_render(d, d->uuid, o, &xml, &err);
@@ -250,7 +228,7 @@ static void test_hostile(void **state)
 	golden(state, "hostile");
 
 	/* The hostile strings come back unchanged through a real XML parser. */
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_(guest_desc_freep) struct guest_desc *d = load_desc(f, "hostile");
 	_cleanup_free_ char *xml = NULL;
 	assert_int_equal(domxml_render(d, "sid-1", &opts, &xml, NULL), 0);
@@ -314,7 +292,7 @@ static void test_config_drive(void **state)
 	o.config_drive = "/opt/cloud/workspace/servers/s1/config-drive.iso";
 	golden_with(state, "minimal", "minimal-config-drive", &o);
 	golden_with(state, "two-nics", "two-nics-config-drive", &o);
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_(guest_desc_freep) struct guest_desc *d = load_desc(f, "minimal");
 	_cleanup_free_ char *xml = NULL, *err = NULL;
 	o.config_drive = "relative.iso";
@@ -323,7 +301,7 @@ static void test_config_drive(void **state)
 
 static void test_virt_check(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_free_ char *err = NULL, *dev = strjoin(f->dir, "/kvm"),
 			    *missing = strjoin(f->dir, "/no-kvm");
 	assert_int_equal(write_file_atomic(dev, "", 0, 0600), 0);
@@ -354,7 +332,7 @@ static void test_virt_check(void **state)
 
 static void test_refusals(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_(guest_desc_freep) struct guest_desc *d = load_desc(f, "uefi");
 	_cleanup_free_ char *xml = NULL, *err = NULL;
 	struct domxml_opts o = opts;
@@ -392,7 +370,7 @@ static void test_refusals(void **state)
  * them), everything else of the NIC stays. */
 static void test_no_bandwidth(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_(guest_desc_freep) struct guest_desc *d = load_desc(f, "two-nics");
 	_cleanup_free_ char *xml = NULL, *shaped = NULL;
 	struct domxml_opts o = opts;
@@ -408,7 +386,7 @@ static void test_no_bandwidth(void **state)
 /* H1: the console password reaches <graphics passwd=...>; without one there is no attribute. */
 static void test_console_password(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_(guest_desc_freep) struct guest_desc *d = load_desc(f, "minimal");
 	_cleanup_free_ char *xml = NULL, *plain = NULL;
 	struct domxml_opts o = opts;
@@ -421,14 +399,9 @@ static void test_console_password(void **state)
 	assert_null(strstr(plain, "passwd="));
 }
 
-TEST_MAIN(cmocka_unit_test_setup_teardown(test_minimal, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_console_password, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_qcow2_backing, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_two_nics, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_no_bandwidth, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_uefi, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_qemu, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_config_drive, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_virt_check, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_refusals, setup, teardown))
+TEST_MAIN_EACH(test_roots_setup, test_roots_teardown, cmocka_unit_test(test_minimal),
+	       cmocka_unit_test(test_console_password), cmocka_unit_test(test_qcow2_backing),
+	       cmocka_unit_test(test_two_nics), cmocka_unit_test(test_no_bandwidth),
+	       cmocka_unit_test(test_uefi), cmocka_unit_test(test_hostile),
+	       cmocka_unit_test(test_qemu), cmocka_unit_test(test_config_drive),
+	       cmocka_unit_test(test_virt_check), cmocka_unit_test(test_refusals))

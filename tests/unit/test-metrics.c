@@ -4,15 +4,14 @@
 #include "agent/metrics.h"
 #include "tests/unit/test-common.h"
 
+static int write_metrics(FILE *f, void *m)
+{
+	return metrics_render(m, f);
+}
+
 static char *render(struct metrics *m)
 {
-	char *buf = NULL;
-	size_t size = 0;
-	FILE *f = open_memstream(&buf, &size);
-	assert_non_null(f);
-	assert_int_equal(metrics_render(m, f), 0);
-	fclose(f);
-	return buf;
+	return test_memstream(write_metrics, m);
 }
 
 static void collector(FILE *f, void *userdata)

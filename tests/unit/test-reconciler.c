@@ -236,15 +236,14 @@ static void test_quantity(void **state)
 	assert_false(ocr_quantity_valid("1e3"));
 }
 
-static char *dump(const json_t *objs)
+static int write_objects(FILE *f, void *objs)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	assert_non_null(f);
-	assert_int_equal(ocr_dump_objects(objs, f), 0);
-	fclose(f);
-	return buf;
+	return ocr_dump_objects(objs, f);
+}
+
+static char *dump(json_t *objs)
+{
+	return test_memstream(write_objects, objs);
 }
 
 static void check_golden(const char *fixture, const char *golden)
@@ -499,17 +498,7 @@ static void *once_main(void *arg)
 static void once_start(struct once_server *s)
 {
 	*s = (struct once_server){};
-	s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(s->fd >= 0);
-	union {
-		struct sockaddr sa;
-		struct sockaddr_in in;
-	} u = {.in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)}};
-	socklen_t l = sizeof(u.in);
-	assert_int_equal(bind(s->fd, &u.sa, sizeof(u.in)), 0);
-	assert_int_equal(listen(s->fd, 1), 0);
-	assert_int_equal(getsockname(s->fd, &u.sa, &l), 0);
-	s->port = ntohs(u.in.sin_port);
+	s->fd = test_listen_loopback(1, &s->port);
 	assert_int_equal(pthread_create(&s->thread, NULL, once_main, s), 0);
 }
 

@@ -110,17 +110,7 @@ static inline void *server_main(void *arg)
 
 static inline void server_start(struct server *s)
 {
-	s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(s->fd >= 0);
-	union {
-		struct sockaddr sa;
-		struct sockaddr_in in;
-	} u = {.in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)}};
-	assert_int_equal(bind(s->fd, &u.sa, sizeof(u.in)), 0);
-	socklen_t sl = sizeof(u.in);
-	assert_int_equal(getsockname(s->fd, &u.sa, &sl), 0);
-	s->port = ntohs(u.in.sin_port);
-	assert_int_equal(listen(s->fd, 16), 0);
+	s->fd = test_listen_loopback(16, &s->port);
 	pthread_mutex_init(&s->lock, NULL);
 	assert_int_equal(pthread_create(&s->thread, NULL, server_main, s), 0);
 }

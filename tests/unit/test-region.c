@@ -91,6 +91,16 @@ static void test_task_id(void **state)
 	assert_false(region_task_id_valid(long_id));
 }
 
+/* Stops s and returns a URL of its port, where nobody listens any more. */
+static char *stop_for_url(struct server *s)
+{
+	int port = s->port;
+	server_stop(s);
+	char *url = NULL;
+	assert_int_equal(asprintf_safe(&url, "http://127.0.0.1:%d/", port), 0);
+	return url;
+}
+
 static void test_http_client(void **state)
 {
 	struct server s = {0};
@@ -120,11 +130,8 @@ static void test_http_client(void **state)
 	req = (struct http_request){.method = "GET", .url = url, .max_response = 10};
 	assert_int_equal(http_request_run(&req, &resp), -EFBIG);
 	/* Nobody listening. */
-	int port = s.port;
-	server_stop(&s);
 	free(url);
-	url = NULL;
-	assert_int_equal(asprintf_safe(&url, "http://127.0.0.1:%d/", port), 0);
+	url = stop_for_url(&s);
 	req = (struct http_request){.method = "GET", .url = url};
 	assert_int_equal(http_request_run(&req, &resp), -ECONNREFUSED);
 	req = (struct http_request){.method = "GET", .url = "ftp://127.0.0.1/"};
@@ -202,11 +209,8 @@ static void test_httploop(void **state)
 		assert_true(sd_event_run(e, 20000) >= 0);
 	assert_int_equal(c.calls, 0);
 	/* Nobody listening. */
-	int port = s.port;
-	server_stop(&s);
 	free(url);
-	url = NULL;
-	assert_int_equal(asprintf_safe(&url, "http://127.0.0.1:%d/", port), 0);
+	url = stop_for_url(&s);
 	req = (struct http_request){.method = "GET", .url = url};
 	assert_int_equal(httploop_submit(l, &req, on_loop_done, &c, NULL), 0);
 	run_loop(e, &c.calls, 1);
