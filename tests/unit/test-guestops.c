@@ -99,8 +99,7 @@ static void expect(struct agent *a, enum guest_op o, const char *sid, const char
 }
 
 /* The status libvirt reports (GUEST_OP_STATUS) and the one of the agent's view must agree. */
-static void expect_status(struct agent *a, const char *sid, const char *status,
-			  const char *power)
+static void expect_status(struct agent *a, const char *sid, const char *status, const char *power)
 {
 	struct result res = op(a, GUEST_OP_STATUS, sid, NULL);
 	assert_int_equal(res.code, 200);
@@ -183,7 +182,8 @@ static int setup(void **state)
 		if (code == 200)
 			break;
 		if (now_ms() > end)
-			fail_msg("libvirt's test driver did not connect (last status code %d)", code);
+			fail_msg("libvirt's test driver did not connect (last status code %d)",
+				 code);
 		assert_true(sd_event_run(f->a->event, 50 * 1000) >= 0);
 	}
 	*state = f;
@@ -202,7 +202,7 @@ static int teardown(void **state)
 
 #define DESC(sid, mem)                                                                             \
 	"{\"desc\": {\"uuid\": \"0c4ce5a8-7f3e-4d57-8a0e-5b4f1b2d9e01\", \"name\": \"ops " sid     \
-	"\", \"cpu\": 1, \"mem\": " #mem ", \"disks\": [{\"disk_id\": \"" sid "-sys\", "          \
+	"\", \"cpu\": 1, \"mem\": " #mem ", \"disks\": [{\"disk_id\": \"" sid "-sys\", "           \
 	"\"index\": 0, \"size\": 32}]}}"
 
 /* The whole life of a guest the agent creates. */
@@ -242,8 +242,8 @@ static void test_lifecycle(void **state)
 
 	/* The monitor: the allow-list refuses before libvirt; the test driver has no QEMU. */
 	expect(a, GUEST_OP_MONITOR, "g1", "{\"cmd\": \"quit\"}", 403, "class", "ForbiddenError");
-	expect(a, GUEST_OP_MONITOR, "g1", "{\"cmd\": \"drive_add 0 file=/etc/shadow\"}", 403,
-	       NULL, NULL);
+	expect(a, GUEST_OP_MONITOR, "g1", "{\"cmd\": \"drive_add 0 file=/etc/shadow\"}", 403, NULL,
+	       NULL);
 	expect(a, GUEST_OP_MONITOR, "g1", "{\"cmd\": 7}", 400, NULL, NULL);
 	expect(a, GUEST_OP_MONITOR, "g1", "{\"cmd\": \"info status\"}", 409, NULL, NULL);
 
@@ -283,8 +283,8 @@ static void test_lifecycle(void **state)
 
 /* Refused at once, before any worker runs: the callback has been called when agent_guest_op
  * returns. */
-static void expect_refused_at_once(struct agent *a, enum guest_op o, const char *sid,
-				   json_t *args, int code)
+static void expect_refused_at_once(struct agent *a, enum guest_op o, const char *sid, json_t *args,
+				   int code)
 {
 	struct result res = {0};
 	assert_int_equal(agent_guest_op(a, o, sid, args, on_done, &res), 0);
