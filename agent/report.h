@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <systemd/sd-event.h>
 
+#include "agent/ops.h"
 #include "common/config.h"
 
 struct report;
