@@ -111,6 +111,28 @@ libvirtd_down() {
 	for i in $(seq 100); do host_pgrep libvirtd >/dev/null || return 0; sleep 0.1; done
 	host_pkill -KILL libvirtd || true
 }
+# need_libvirtd [kvm]: root (else skip), with kvm /dev/kvm too (else skip), and the host
+# libvirtd running, used under the shared lock.
+need_libvirtd() {
+	need_root
+	[ "${1:-}" != kvm ] || [ -e /dev/kvm ] || skip "no /dev/kvm"
+	libvirtd_lock shared
+	libvirtd_up || hard "libvirtd does not start (deploy/setup-host.sh installs it)"
+}
+# need_bench_libvirt: tests/bench/bench-libvirt built (the benchmarks' straight libvirt side);
+# sets BENCH.
+need_bench_libvirt() {
+	BENCH=$top_builddir/tests/bench/bench-libvirt
+	[ -x "$BENCH" ] || hard "build tests/bench/bench-libvirt first (make tests/bench/bench-libvirt)"
+}
+# small_domain_xml NAME TYPE: a minimal domain (32 MiB, one vCPU, no disk) of type TYPE (kvm,
+# qemu), for domains made behind the agent's back.
+small_domain_xml() {
+	cat <<XML
+<domain type='$2'><name>$1</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>
+<os><type arch='x86_64'>hvm</type></os></domain>
+XML
+}
 
 # start_named_agent NAME EXTRA-ARGS...: starts an agent (libvirt test driver, on
 # $LISTEN or 127.0.0.1) in $T/NAME, sets PID_<NAME>, PORT_<NAME>, TOKEN_<NAME>.
