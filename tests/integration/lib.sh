@@ -71,6 +71,9 @@ api_code() { api "$@" >/dev/null; cat "$T/code"; }
 last_code() { cat "$T/code"; }
 # json EXPR: evaluates a python expression over the JSON on stdin bound to j.
 json() { python3 -c "import json,sys; j=json.load(sys.stdin); v=($1); print(v if not isinstance(v,bool) else str(v).lower())"; }
+# it_python ARGS...: python3 that imports the modules next to this file (rawhttp) and writes no
+# bytecode into the source tree.
+it_python() { PYTHONPATH=$top_srcdir/tests/integration PYTHONDONTWRITEBYTECODE=1 python3 "$@"; }
 # expect_api CODE METHOD PATH [JSON]: asserts the status code; prints the body.
 expect_api() {
 	local want=$1; shift
