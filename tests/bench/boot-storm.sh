@@ -10,13 +10,9 @@
 set -euo pipefail
 N=${1:-30}
 ROUNDS=${2:-3}
-top_builddir=${top_builddir:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$(dirname "$0")/../integration/lib.sh"
-need_root
-libvirtd_lock shared
-libvirtd_up || hard "libvirtd does not start"
-BENCH=$top_builddir/tests/bench/bench-libvirt
-[ -x "$BENCH" ] || hard "build tests/bench/bench-libvirt first (make tests/bench/bench-libvirt)"
+need_libvirtd
+need_bench_libvirt
 start_agent ${AGENT_ARGS:-}
 V="virsh -q -c qemu:///system"
 on_exit "for d in \$($V list --all --name | grep '^hastorm-$$-'); do $V destroy \$d; $V undefine \$d; done >/dev/null 2>&1"

@@ -9,25 +9,14 @@
 # Usage: tests/bench/image-cache.sh [SIZE_MB] (root, built tree, python3-keystone).
 set -euo pipefail
 SIZE_MB=${1:-1024}
-top_builddir=${top_builddir:-$(cd "$(dirname "$0")/../.." && pwd)}
-top_srcdir=${top_srcdir:-$top_builddir}
 . "$(dirname "$0")/../integration/lib.sh"
 . "$(dirname "$0")/../integration/keystone-lib.sh"
 need_root
 set +e
 
-KS_PORT=$(ks_free_port)
-export KS_PORT
-FR_PORT=$(ks_free_port)
-FI_PORT=$(ks_free_port)
-FI=http://127.0.0.1:$FI_PORT
-export KS_IMAGE_URL=$FI/v1
-keystone_start "http://127.0.0.1:$FR_PORT" >/dev/null
-fake_region_start "$FR_PORT" --zone zone1
-python3 "$top_srcdir/tests/integration/fake-image.py" --port "$FI_PORT" --record "$T/fi.jsonl" \
-	--keystone "$KS_URL" >"$T/fake-image.log" 2>&1 &
-on_exit "kill $!"
-wait_for 20 curl -sf -o /dev/null "$FI/__ready" || hard "fake image service did not start"
+fake_image_port
+region_start --zone zone1 >/dev/null
+fake_image_start
 
 echo "# making a ${SIZE_MB} MiB qcow2 image"
 qemu-img create -q -f qcow2 "$T/big.qcow2" "$((SIZE_MB + 64))M" || hard "qemu-img"
@@ -38,18 +27,13 @@ curl -sf -X POST "$FI/__image" -d "{\"id\":\"warm\",\"path\":\"$T/small.qcow2\",
 bytes=$(stat -c %s "$T/big.qcow2")
 
 mkdir -p "$T/disks"
-region_conf "$T/host.conf" "$(ks_free_port)" </dev/null
+region_conf "$T/host.conf" "$API_PORT" </dev/null
 "$HOSTAGENT" --config "$T/host.conf" --log-level info >>"$T/agent.log" 2>&1 9>&- &
 on_exit "kill -TERM $!; wait $!"
 SOCK=$T/admin.sock
 wait_for 20 test -S "$SOCK" || fail "no admin socket"
 wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
-# The storage and storagecache ids the region gave at registration.
-state() { curl -sf "http://127.0.0.1:$FR_PORT/__state"; }
-wait_for 60 sh -c "curl -sf http://127.0.0.1:$FR_PORT/__state | python3 -c 'import json,sys; j=json.load(sys.stdin); sys.exit(0 if j[\"storages\"] and j[\"storagecaches\"] else 1)'" ||
-	fail "the agent did not register its storage"
-ST=$(state | python3 -c 'import json,sys; print(list(json.load(sys.stdin)["storages"])[0])')
-SC=$(state | python3 -c 'import json,sys; print(list(json.load(sys.stdin)["storagecaches"])[0])')
+fr_storage_ids
 
 # Warm the page cache for both, and the fake's token cache.
 cat "$T/big.qcow2" >/dev/null

@@ -5,14 +5,10 @@
 # for both and their ratio. Usage: tests/bench/vm-create.sh [N] (root, built tree, libvirtd up).
 set -euo pipefail
 N=${1:-10}
-top_builddir=${top_builddir:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$(dirname "$0")/../integration/lib.sh"
-need_root
-libvirtd_lock shared
-libvirtd_up || hard "libvirtd does not start"
+need_libvirtd
+need_bench_libvirt
 start_agent
-BENCH=$top_builddir/tests/bench/bench-libvirt
-[ -x "$BENCH" ] || hard "build tests/bench/bench-libvirt first (make tests/bench/bench-libvirt)"
 
 # timed_api METHOD PATH JSON: prints curl's total time in ms (no process start-up counted).
 timed_api() {

@@ -5,42 +5,17 @@
 # with the right body; a failing asynchronous operation reports __status__/__reason__.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/keystone-lib.sh"
-need_root
-[ -e /dev/kvm ] || skip "no /dev/kvm"
-libvirtd_lock shared
-libvirtd_up || hard "libvirtd does not start"
+need_libvirtd kvm
 
-KS_PORT=$(ks_free_port)
-export KS_PORT
-FR_PORT=$(ks_free_port)
-API_PORT=$(ks_free_port)
-API=http://127.0.0.1:$API_PORT
-keystone_start "http://127.0.0.1:$FR_PORT"
-fake_region_start "$FR_PORT"
+region_start
 
 region_conf "$T/host.conf" "$API_PORT" </dev/null
 "$HOSTAGENT" --config "$T/host.conf" --log-level debug >"$T/agent.log" 2>&1 9>&- &
 AGENT_PID=$!
 on_exit "kill -TERM $AGENT_PID; wait $AGENT_PID"
 wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
-TOKEN=$(ks_token "$KS_OP_USER" "$KS_OP_PASSWORD" system)
-[ -n "$TOKEN" ] || hard "no operator token"
+op_token
 
-# call METHOD PATH [BODY] [TASK_ID]: HTTP call with the operator's token; prints the body,
-# leaves the status in $T/code.
-call() {
-	local args=(-s -o "$T/body" -w '%{http_code}' -X "$1" -H "X-Auth-Token: $TOKEN" --max-time 120)
-	[ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
-	[ -n "${4:-}" ] && args+=(-H "X-Task-Id: $4")
-	curl "${args[@]}" "$API$2" >"$T/code"
-	cat "$T/body"
-}
-expect_call() { # CODE METHOD PATH [BODY] [TASK]
-	local want=$1 out; shift
-	out=$(call "$@")
-	[ "$(cat "$T/code")" = "$want" ] || fail "$1 $2: expected $want, got $(cat "$T/code"): $out"
-	printf '%s' "$out"
-}
 # async METHOD PATH BODY: runs the call with a fresh task id, expects the immediate
 # {"result":"ok"} and prints the body the region received for that task.
 async() {

@@ -243,21 +243,17 @@ ok "M4: a domain the agent did not define is left alone"
 # both answered 200 in 9 of 10 rounds. Now one wins, the other gets 409 naming the winner, the
 # file is the winner's, and the loser's refusal removes nothing; the winner's delete frees it.
 qemu-img create -q -f qcow2 "$T/main/disks/m1-base.qcow2" 16M || hard "qemu-img"
-python3 - "$PORT_main" "$TOKEN_main" "$T/main/disks" <<'PY' || fail "M1: concurrent creates on one disk"
+it_python - "$PORT_main" "$TOKEN_main" "$T/main/disks" <<'PY' || fail "M1: concurrent creates on one disk"
 import json, socket, sys, threading, time, uuid, os
+from rawhttp import read_to_close, status
 port, token, disks = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 def raw(sid, disks_):
     body = json.dumps({"desc": {"uuid": str(uuid.uuid4()), "name": sid, "mem": 64, "disks": disks_}}).encode()
     return (f"POST /servers/{sid}/create HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 def answer(s):
-    buf = b""
-    while True:
-        c = s.recv(65536)
-        if not c:
-            break
-        buf += c
-    return int(buf.split(b" ", 2)[1]), buf.partition(b"\r\n\r\n")[2].decode()
+    buf = read_to_close(s)
+    return status(buf), buf.partition(b"\r\n\r\n")[2].decode()
 def call(method, path):
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
@@ -291,8 +287,9 @@ PY
 # outside the roots (the review saw 29 of 300 there, and rollbacks unlinking through the swap).
 mkdir -p "$T/main/disks/sub" "$T/outside"
 ln -s "$T/outside" "$T/main/disks/sub-link"
-python3 - "$PORT_main" "$TOKEN_main" "$T/main/disks" "$T/outside" <<'PY' || fail "M6: symlink race"
+it_python - "$PORT_main" "$TOKEN_main" "$T/main/disks" "$T/outside" <<'PY' || fail "M6: symlink race"
 import ctypes, json, os, socket, sys, threading, uuid
+from rawhttp import read_to_close, status
 port, token, disks, outside = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 libc = ctypes.CDLL(None, use_errno=True)
 AT_FDCWD, RENAME_EXCHANGE = -100, 2
@@ -310,10 +307,7 @@ def create(i):
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     s.sendall((f"POST /servers/m6-{i}/create HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n"
                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body)
-    buf = b""
-    while (c := s.recv(65536)):
-        buf += c
-    return int(buf.split(b" ", 2)[1])
+    return status(read_to_close(s))
 codes = {}
 try:
     for i in range(200):
@@ -365,20 +359,16 @@ fi
 
 # Limits: rate (429), connection count, request timeout for partial requests (slowloris).
 start_named_agent limits --api-rate-limit=5 --api-max-connections=8 --api-request-timeout=2
-python3 - "$PORT_limits" <<'PY' || fail "limits"
+it_python - "$PORT_limits" <<'PY' || fail "limits"
 import socket, sys, time
+from rawhttp import read_to_close, status
 port = int(sys.argv[1])
 def get(path):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())
-    data = b""
-    while True:
-        c = s.recv(4096)
-        if not c:
-            break
-        data += c
+    data = read_to_close(s)
     s.close()
-    return int(data.split(b" ", 2)[1]) if data else None
+    return status(data) if data else None
 
 codes = [get("/ping") for _ in range(30)]
 assert 429 in codes and codes.count(200) <= 8, codes

@@ -7,15 +7,8 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/keystone-lib.sh"
 
-KS_PORT=$(ks_free_port)
-export KS_PORT
-FR_PORT=$(ks_free_port)
-FR=http://127.0.0.1:$FR_PORT
-API_PORT=$(ks_free_port)
-API=http://127.0.0.1:$API_PORT
+region_start
 PX_PORT=$(ks_free_port)
-keystone_start "$FR"
-fake_region_start "$FR_PORT"
 
 # The slow Keystone: validations (GET .../auth/tokens) wait 300 ms; everything is forwarded.
 python3 - "$PX_PORT" "$KS_URL" "$T/proxy-counts.json" >"$T/proxy.log" 2>&1 <<'PY' &
@@ -74,8 +67,7 @@ on_exit "kill -TERM $AGENT_PID; wait $AGENT_PID"
 pings() { python3 -c 'import json,sys; print(sum(1 for l in open(sys.argv[1]) if json.loads(l)["kind"] == "ping" and json.loads(l)["status"] == 200))' "$FR_RECORD"; }
 wait_for 60 sh -c "[ \$(python3 -c 'import json,sys; print(sum(1 for l in open(sys.argv[1]) if json.loads(l)[\"kind\"] == \"ping\"))' $FR_RECORD) -ge 1 ]" ||
 	fail "the agent never sent a heartbeat"
-TOKEN=$(ks_token "$KS_OP_USER" "$KS_OP_PASSWORD" system)
-[ -n "$TOKEN" ] || hard "no operator token"
+op_token
 expect_eq "$(curl -s -o /dev/null -w '%{http_code}' -H "X-Auth-Token: $TOKEN" "$API/servers")" 200 "operator token before the flood"
 
 python3 - "$API_PORT" "$FR_RECORD" "$TOKEN" <<'PY' || fail "flood"

@@ -26,37 +26,18 @@ import socket
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from keystone_tokens import Tokens  # noqa: E402 (next to this file)
 
 IMG = re.compile(r"^/v1/images/([A-Za-z0-9._-]{1,128})$")
 
 
-def keystone_valid(srv, token):
-    if not token:
-        return False
-    with srv.lock:
-        if srv.valid.get(token, 0) > time.time():
-            return True
-    req = urllib.request.Request(srv.keystone.rstrip("/") + "/auth/tokens?nocatalog",
-                                 headers={"X-Auth-Token": token, "X-Subject-Token": token})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            ok = r.status == 200
-    except urllib.error.HTTPError as e:
-        return None if e.code >= 500 else False
-    except (urllib.error.URLError, OSError):
-        # Keystone did not answer (a loaded machine): the image service cannot tell and
-        # answers 503; the agent's token is not to blame.
-        return None
-    if ok:
-        # keystonemiddleware in front of the real image service keeps a validated token for
-        # token_cache_time, 300 s by default
-        with srv.lock:
-            srv.valid[token] = time.time() + 300
-    return ok
+# keystonemiddleware in front of the real image service keeps a validated token for
+# token_cache_time, 300 s by default.
+TOKEN_CACHE_SECONDS = 300
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -121,7 +102,7 @@ class Handler(BaseHTTPRequestHandler):
             rec["problems"].append("no format=")
         if self.command not in ("HEAD", "GET"):
             rec["problems"].append("method " + self.command)
-        rec["token_valid"] = keystone_valid(srv, self.headers.get("X-Auth-Token"))
+        rec["token_valid"] = srv.tokens.valid(self.headers.get("X-Auth-Token"))
         with srv.lock:
             img = srv.images.get(rec["image_id"]) if m else None
         if not m:
@@ -202,8 +183,8 @@ def main():
     a = ap.parse_args()
     srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
     srv.daemon_threads = True
-    srv.keystone, srv.record = a.keystone, a.record
-    srv.lock, srv.images, srv.faults, srv.valid, srv.stats = threading.Lock(), {}, {}, {}, {}
+    srv.tokens, srv.record = Tokens(a.keystone, TOKEN_CACHE_SECONDS), a.record
+    srv.lock, srv.images, srv.faults, srv.stats = threading.Lock(), {}, {}, {}
     open(a.record, "a").close()
     srv.serve_forever()
 

@@ -84,11 +84,12 @@ import re
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from keystone_tokens import Tokens  # noqa: E402 (next to this file)
 
 TASK_PATH = re.compile(r"^/tasks/([A-Za-z0-9._-]{1,128})$")
 ID = r"([A-Za-z0-9._-]{1,128})"
@@ -128,36 +129,8 @@ QEMU_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 MAX_BODY = 1 << 20
 
 
-_VALID, _VALID_LOCK = {}, threading.Lock()
+# How long a token keystone accepted is trusted, as the real region caches validations.
 VALID_CACHE_SECONDS = 30
-
-
-def keystone_valid(keystone, token):
-    """True, False, or None when keystone did not answer. A token keystone accepted is trusted
-    for VALID_CACHE_SECONDS, as the real region caches validations (a region that asked keystone
-    for every call would not keep up)."""
-    if not keystone or not token:
-        return False
-    with _VALID_LOCK:
-        if _VALID.get(token, 0) > time.time():
-            return True
-    req = urllib.request.Request(
-        keystone.rstrip("/") + "/auth/tokens?nocatalog",
-        headers={"X-Auth-Token": token, "X-Subject-Token": token},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            ok = resp.status == 200
-    except urllib.error.HTTPError as e:
-        return None if e.code >= 500 else False
-    except (urllib.error.URLError, OSError):
-        # Keystone did not answer (a loaded machine): the region cannot tell either and
-        # answers 5xx; not the agent's fault.
-        return None
-    if ok:
-        with _VALID_LOCK:
-            _VALID[token] = time.time() + VALID_CACHE_SECONDS
-    return ok
 
 
 def in_range(net, ip):
@@ -349,7 +322,7 @@ class Handler(BaseHTTPRequestHandler):
         rec["token_sha"] = sha if token else None
         with srv.lock:
             rejected = sha in srv.rejected
-        valid = None if rejected else keystone_valid(srv.keystone, token)
+        valid = None if rejected else srv.tokens.valid(token)
         keystone_down = valid is None and not rejected
         rec["token_valid"] = bool(valid)
         if keystone_down:
@@ -852,7 +825,7 @@ def main():
     ap.add_argument("--network", action="append", help="NAME=CIDR@WIRE")
     a = ap.parse_args()
     srv = Server(("127.0.0.1", a.port), Handler)
-    srv.keystone, srv.record, srv.fail_first = a.keystone, a.record, a.fail_first
+    srv.tokens, srv.record, srv.fail_first = Tokens(a.keystone, VALID_CACHE_SECONDS), a.record, a.fail_first
     srv.lock, srv.deliveries = threading.Lock(), {}
     srv.db, srv.servers, srv.outage_until, srv.state_file = {t: {} for t in TABLES}, {}, 0, a.state
     srv.seen_tokens, srv.rejected = set(), set()

@@ -13,31 +13,14 @@ BOOT_LIMIT=${GUEST_BOOT_LIMIT:-120} # seconds from start to ping (about 20 s mea
 guest_prepare
 
 # ---- network: host bridge <-> veth <-> namespace (the test side, 10.213.0.1/24) ----
-guest_net hagb 10.213.0.1/24
-GUEST_IP=10.213.0.10
-MAC=$(random_mac)
+guest_static hagb 10.213.0
 
 # ---- the guest's disks: the cached image as backing file, the NoCloud seed ----
-mkdir -p "$T/seed"
-SID=hagb-$$-vm
 HOSTNAME_WANT=vm-boot-$$
-printf 'instance-id: %s\nlocal-hostname: %s\n' "$SID" "$HOSTNAME_WANT" >"$T/seed/meta-data"
-cat >"$T/seed/user-data" <<U
-#cloud-config
-hostname: $HOSTNAME_WANT
+guest_static_seed "$HOSTNAME_WANT" <<U
 runcmd:
   - [ sh, -c, "echo seed-ran > /run/seed-marker" ]
 U
-cat >"$T/seed/network-config" <<N
-version: 2
-ethernets:
-  eth0:
-    match: {macaddress: "$MAC"}
-    set-name: eth0
-    addresses: [$GUEST_IP/24]
-    gateway4: 10.213.0.1
-N
-guest_seed_iso
 
 start_agent --virt-type qemu
 on_exit "virsh -c qemu:///system destroy $SID; virsh -c qemu:///system undefine --nvram $SID"
@@ -52,17 +35,7 @@ expect_contains "$(api GET /metrics)" 'hostagent_virt_type{type="qemu"} 1' "metr
 host=$(expect_api 200 POST /hosts/h/sync '{}')
 expect_eq "$(echo "$host" | json 'j["host"]["sys_info"]["virt_type"]')" qemu "sys_info.virt_type"
 
-desc=$(
-	cat <<D
-{"desc": {"uuid": "$(python3 -c 'import uuid; print(uuid.uuid4())')", "name": "guest boot",
- "cpu": 2, "mem": 512, "machine": "pc", "bios": "BIOS", "boot_order": "c",
- "disks": [{"disk_id": "$SID-sys", "index": 0, "format": "qcow2", "driver": "virtio",
-            "image_path": "$T/disks/images/guest.qcow2"}],
- "nics": [{"index": 0, "mac": "$MAC", "bridge": "$BR", "driver": "virtio"}],
- "cdroms": [{"path": "$T/disks/seed.iso"}]}}
-D
-)
-expect_api 200 POST "/servers/$SID/create" "$desc" >/dev/null
+expect_api 200 POST "/servers/$SID/create" "$(guest_static_desc "guest boot")" >/dev/null
 xml=$(virsh -c qemu:///system dumpxml --inactive "$SID")
 expect_contains "$xml" "<domain type='qemu'" "domain type"
 expect_contains "$(qemu-img info -U "$T/disks/$SID-sys")" "backing file: $T/disks/images/guest.qcow2" \

@@ -8,6 +8,13 @@
 #                          a host bridge PREFIX$$ (with BR_CIDR when given) and a veth whose
 #                          other end is in the network namespace PREFIX-$$ with NS_CIDR; sets
 #                          NS BR VH VN; all removed at exit
+#   guest_static PREFIX NET  guest_net PREFIX NET.1/24 for the guest SID=PREFIX-$$-vm, whose NIC
+#                          MAC (random) is to have the static address GUEST_IP=NET.10
+#   guest_static_seed HOSTNAME
+#                          the NoCloud seed ISO of that guest: its hostname, GUEST_IP/24 with the
+#                          gateway NET.1 on the NIC MAC, more #cloud-config lines from stdin
+#   guest_static_desc NAME the create descriptor of that guest (2 vCPUs, 512 MiB, the image as
+#                          backing file of its system disk, its NIC on BR, the seed ISO)
 #   random_mac             a random locally administered QEMU MAC (52:54:00:...)
 #   guest_seed_iso         the NoCloud seed $T/seed/{user-data,meta-data,network-config} as the
 #                          ISO $T/disks/seed.iso
@@ -52,6 +59,43 @@ guest_net() {
 	ip -n "$NS" link set lo up
 	ip -n "$NS" addr add "$ns_cidr" dev "$VN"
 	ip -n "$NS" link set "$VN" up
+}
+
+guest_static() {
+	guest_net "$1" "$2.1/24"
+	GUEST_IP=$2.10
+	MAC=$(random_mac)
+	SID=$1-$$-vm
+}
+
+guest_static_seed() {
+	mkdir -p "$T/seed"
+	printf 'instance-id: %s\nlocal-hostname: %s\n' "$SID" "$1" >"$T/seed/meta-data"
+	{
+		printf '#cloud-config\nhostname: %s\n' "$1"
+		cat
+	} >"$T/seed/user-data"
+	cat >"$T/seed/network-config" <<N
+version: 2
+ethernets:
+  eth0:
+    match: {macaddress: "$MAC"}
+    set-name: eth0
+    addresses: [$GUEST_IP/24]
+    gateway4: ${GUEST_IP%.*}.1
+N
+	guest_seed_iso
+}
+
+guest_static_desc() {
+	cat <<D
+{"desc": {"uuid": "$(python3 -c 'import uuid; print(uuid.uuid4())')", "name": "$1",
+ "cpu": 2, "mem": 512, "machine": "pc", "bios": "BIOS", "boot_order": "c",
+ "disks": [{"disk_id": "$SID-sys", "index": 0, "format": "qcow2", "driver": "virtio",
+            "image_path": "$T/disks/images/guest.qcow2"}],
+ "nics": [{"index": 0, "mac": "$MAC", "bridge": "$BR", "driver": "virtio"}],
+ "cdroms": [{"path": "$T/disks/seed.iso"}]}}
+D
 }
 
 random_mac() { printf '52:54:00:%02x:%02x:%02x\n' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)); }

@@ -19,36 +19,14 @@ BOOT_LIMIT=${GUEST_BOOT_LIMIT:-180}
 guest_prepare
 
 # ---- network: host bridge <-> veth <-> namespace (the test side, 10.214.0.1/24) ----
-guest_net hagq 10.214.0.1/24
-GUEST_IP=10.214.0.10
-MAC=$(random_mac)
+guest_static hagq 10.214.0
 
 # ---- the guest's disks: the cached image as backing file, the NoCloud seed ----
-mkdir -p "$T/seed"
-SID=hagq-$$-vm
 HOSTNAME_WANT=vm-qga-$$
-printf 'instance-id: %s\nlocal-hostname: %s\n' "$SID" "$HOSTNAME_WANT" >"$T/seed/meta-data"
-printf '#cloud-config\nhostname: %s\n' "$HOSTNAME_WANT" >"$T/seed/user-data"
-cat >"$T/seed/network-config" <<N
-version: 2
-ethernets:
-  eth0:
-    match: {macaddress: "$MAC"}
-    set-name: eth0
-    addresses: [$GUEST_IP/24]
-    gateway4: 10.214.0.1
-N
-guest_seed_iso
+guest_static_seed "$HOSTNAME_WANT" </dev/null
 
 # ---- keystone, the fake region, the agent in region mode ----
-KS_PORT=$(ks_free_port)
-export KS_PORT
-FR_PORT=$(ks_free_port)
-FR=http://127.0.0.1:$FR_PORT
-API_PORT=$(ks_free_port)
-API=http://127.0.0.1:$API_PORT
-keystone_start "$FR"
-fake_region_start "$FR_PORT"
+region_start
 region_conf "$T/host.conf" "$API_PORT" <<YAML
 ping_region_interval: 5
 virt_type: qemu
@@ -62,17 +40,6 @@ start
 on_exit '[ -n "$AGENT_PID" ] && kill -TERM $AGENT_PID && wait $AGENT_PID'
 on_exit "virsh -c qemu:///system destroy $SID; virsh -c qemu:///system undefine --nvram $SID"
 
-recs() {
-	python3 - "$FR_RECORD" "$1" "$2" <<'PY'
-import json, sys
-for i, line in enumerate(open(sys.argv[1])):
-    r = json.loads(line)
-    if i >= int(sys.argv[2]) and eval(sys.argv[3]):
-        print(json.dumps(r))
-PY
-}
-has() { [ -n "$(recs "$1" "$2")" ]; }
-lines() { wc -l <"$FR_RECORD"; }
 fail_diag() {
 	echo "--- fake region records"; tail -n 5 "$FR_RECORD" 2>/dev/null
 	echo "--- /var/log/libvirt/qemu/$SID.log"; tail -n 10 "/var/log/libvirt/qemu/$SID.log" 2>/dev/null
@@ -80,38 +47,10 @@ fail_diag() {
 }
 
 wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
-wait_for 90 has 0 'r["kind"] == "online" and r["status"] == 200' || fail "host never went online"
-TOKEN=$(ks_token "$KS_OP_USER" "$KS_OP_PASSWORD" system)
-[ -n "$TOKEN" ] || hard "no operator token"
+wait_for 90 fr_has 0 'r["kind"] == "online" and r["status"] == 200' || fail "host never went online"
+op_token
 
-# call METHOD PATH [BODY] [TASK_ID]: over TCP with the operator's token, as the region calls;
-# prints the body, leaves the status in $T/code.
-call() {
-	local args=(-s -o "$T/body" -w '%{http_code}' -X "$1" -H "X-Auth-Token: $TOKEN" --max-time 120)
-	[ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
-	[ -n "${4:-}" ] && args+=(-H "X-Task-Id: $4")
-	curl "${args[@]}" "$API$2" >"$T/code" || echo 000 >"$T/code"
-	cat "$T/body"
-}
-expect_call() {
-	local want=$1 out
-	shift
-	out=$(call "$@")
-	[ "$(last_code)" = "$want" ] || fail "$1 $2: expected HTTP $want, got $(last_code): $out"
-	printf '%s' "$out"
-}
-
-desc=$(
-	cat <<D
-{"desc": {"uuid": "$(python3 -c 'import uuid; print(uuid.uuid4())')", "name": "guest qga",
- "cpu": 2, "mem": 512, "machine": "pc", "bios": "BIOS", "boot_order": "c",
- "disks": [{"disk_id": "$SID-sys", "index": 0, "format": "qcow2", "driver": "virtio",
-            "image_path": "$T/disks/images/guest.qcow2"}],
- "nics": [{"index": 0, "mac": "$MAC", "bridge": "$BR", "driver": "virtio"}],
- "cdroms": [{"path": "$T/disks/seed.iso"}]}}
-D
-)
-expect_call 200 POST "/servers/$SID/create" "$desc" >/dev/null
+expect_call 200 POST "/servers/$SID/create" "$(guest_static_desc "guest qga")" >/dev/null
 
 # A guest that does not run has no agent to ask.
 out=$(expect_call 400 POST "/servers/$SID/qga-guest-ping" '{"async": false}')
@@ -186,10 +125,10 @@ expect_call 400 POST "/servers/$SID/qga-command" '{"command": "{nope"}' >/dev/nu
 ok "qga-command: guest-get-host-name answers $HOSTNAME_WANT; guest-exec and guest-file-open get 403"
 
 # The heartbeat lists the guest, the metric counts it.
-from=$(lines)
-wait_for 30 has "$from" 'r["kind"] == "ping" and r["status"] == 200 and "'"$SID"'" in r["body"]["host"]["qga_running_guests"]' ||
-	fail "no heartbeat lists $SID in qga_running_guests: $(recs "$from" 'r["kind"] == "ping"' | tail -n1)"
-[ -z "$(recs 0 'r["kind"] == "ping" and r["problems"]')" ] || fail "the fake region refused a ping: $(recs 0 'r["kind"] == "ping" and r["problems"]' | head -n1)"
+from=$(fr_lines)
+wait_for 30 fr_has "$from" 'r["kind"] == "ping" and r["status"] == 200 and "'"$SID"'" in r["body"]["host"]["qga_running_guests"]' ||
+	fail "no heartbeat lists $SID in qga_running_guests: $(fr_recs "$from" 'r["kind"] == "ping"' | tail -n1)"
+[ -z "$(fr_recs 0 'r["kind"] == "ping" and r["problems"]')" ] || fail "the fake region refused a ping: $(fr_recs 0 'r["kind"] == "ping" and r["problems"]' | head -n1)"
 expect_contains "$(curl -s -H "X-Auth-Token: $TOKEN" "$API/metrics")" "hostagent_guests_agent_answering 1" "metric"
 ok "the heartbeat lists $SID in qga_running_guests; hostagent_guests_agent_answering 1"
 
@@ -279,10 +218,10 @@ ok "the passwords appear in no log, record or state"
 kill -TERM "$AGENT_PID"
 wait "$AGENT_PID"
 AGENT_PID=
-from=$(lines)
+from=$(fr_lines)
 t3=$SECONDS
 start
-wait_for 60 has "$from" 'r["kind"] == "ping" and r["status"] == 200 and "'"$SID"'" in r["body"]["host"]["qga_running_guests"]' ||
+wait_for 60 fr_has "$from" 'r["kind"] == "ping" and r["status"] == 200 and "'"$SID"'" in r["body"]["host"]["qga_running_guests"]' ||
 	fail "after a restart no heartbeat lists $SID"
 ok "after an agent restart the heartbeat lists $SID again within $((SECONDS - t3)) s"
 
@@ -299,8 +238,8 @@ expect_contains "$out" "did not answer guest-ping within 3 s" "timeout message"
 [ "$WAITED" -le 8 ] || fail "the ping of a frozen agent took $WAITED s (bound 2 x 3 s)"
 out=$(expect_call 504 POST "/servers/$SID/qga-get-os-info" '{"timeout": 2}')
 ok "frozen agent: qga-guest-ping fails with TimeoutError in $WAITED s (timeout 3 s): $(echo "$out" | json 'j["details"]')"
-from=$(lines)
-wait_for 60 has "$from" 'r["kind"] == "ping" and r["status"] == 200 and "'"$SID"'" not in r["body"]["host"]["qga_running_guests"]' ||
+from=$(fr_lines)
+wait_for 60 fr_has "$from" 'r["kind"] == "ping" and r["status"] == 200 and "'"$SID"'" not in r["body"]["host"]["qga_running_guests"]' ||
 	fail "the heartbeat still lists $SID"
 expect_contains "$(curl -s -H "X-Auth-Token: $TOKEN" "$API/metrics")" "hostagent_guests_agent_answering 0" "metric after the freeze"
 ok "the heartbeat no longer lists the frozen agent"

@@ -6,10 +6,7 @@
 #    at the end GET /servers equals libvirt's listing, and the reconciliation (every 2 s here)
 #    counted no drift.
 . "$(dirname "$0")/lib.sh"
-need_root
-[ -e /dev/kvm ] || skip "no /dev/kvm"
-libvirtd_lock shared
-libvirtd_up || hard "libvirtd does not start (deploy/setup-host.sh installs it)"
+need_libvirtd kvm
 V="virsh -c qemu:///system"
 
 start_agent --guest-view-reconcile-seconds=2
@@ -17,6 +14,9 @@ uuid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
 metric() { api GET /metrics | awk -v m="$1" '$1 == m {print $2}'; }
 status_of() { api GET "/servers/$1/status" | json 'j["status"]'; }
 vpid() { cat "/run/libvirt/qemu/$1.pid" 2>/dev/null; }
+# listed TEXT, unlisted TEXT: GET /servers holds TEXT, does not hold it.
+listed() { curl -s --unix-socket "$SOCK" http://localhost/servers | grep -qF -- "$1"; }
+unlisted() { ! listed "$1"; }
 
 N=10
 SIDS=()
@@ -66,25 +66,18 @@ expect_eq "$(api GET "/servers/$S/status" | json '"qemu_pid" in j')" false "no q
 # A domain defined behind the agent's back is in the list; undefined, it leaves.
 X=hagv-$$-x
 on_exit "$V undefine $X"
-cat >"$T/x.xml" <<XML
-<domain type='kvm'><name>$X</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>
-<os><type arch='x86_64'>hvm</type></os></domain>
-XML
+small_domain_xml "$X" kvm >"$T/x.xml"
 $V define "$T/x.xml" >/dev/null || hard "virsh define"
-wait_for 1 sh -c "curl -s --unix-socket $SOCK http://localhost/servers | grep -q '\"$X\"'" ||
-	fail "a domain defined behind the agent's back is not listed within 1 s"
+wait_for 1 listed "\"$X\"" || fail "a domain defined behind the agent's back is not listed within 1 s"
 $V undefine "$X" >/dev/null || hard "virsh undefine"
-wait_for 1 sh -c "! curl -s --unix-socket $SOCK http://localhost/servers | grep -q '\"$X\"'" ||
-	fail "an undefined domain is still listed after 1 s"
+wait_for 1 unlisted "\"$X\"" || fail "an undefined domain is still listed after 1 s"
 # A transient domain (virsh create) is listed while it runs and leaves when it stops (libvirt
 # sends no UNDEFINED for it).
 on_exit "$V destroy $X"
 $V create "$T/x.xml" >/dev/null || hard "virsh create"
-wait_for 2 sh -c "curl -s --unix-socket $SOCK http://localhost/servers | grep -q '\"$X\",\"status\":\"running\"'" ||
-	fail "a transient domain is not listed running: $(api GET /servers)"
+wait_for 2 listed "\"$X\",\"status\":\"running\"" || fail "a transient domain is not listed running: $(api GET /servers)"
 $V destroy "$X" >/dev/null || hard "virsh destroy"
-wait_for 1 sh -c "! curl -s --unix-socket $SOCK http://localhost/servers | grep -q '\"$X\"'" ||
-	fail "a stopped transient domain is still listed after 1 s"
+wait_for 1 unlisted "\"$X\"" || fail "a stopped transient domain is still listed after 1 s"
 r0=$(metric hostagent_guest_view_reconciliations_total)
 wait_for 10 sh -c "[ \$(curl -s --unix-socket $SOCK http://localhost/metrics | awk '\$1 == \"hostagent_guest_view_reconciliations_total\" {print \$2}') -ge $((r0 + 2)) ]" ||
 	fail "no reconciliation ran"

@@ -10,27 +10,12 @@
 # requests share one download; uncache refuses an image a disk is backed by.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/keystone-lib.sh"
-need_root
-[ -e /dev/kvm ] || skip "no /dev/kvm"
 command -v qemu-img >/dev/null || skip "no qemu-img"
-libvirtd_lock shared
-libvirtd_up || hard "libvirtd does not start"
+need_libvirtd kvm
 
-KS_PORT=$(ks_free_port)
-export KS_PORT
-FR_PORT=$(ks_free_port)
-FI_PORT=$(ks_free_port)
-FI=http://127.0.0.1:$FI_PORT
-export KS_IMAGE_URL=$FI/v1
-API_PORT=$(ks_free_port)
-keystone_start "http://127.0.0.1:$FR_PORT"
-fake_region_start "$FR_PORT" --zone zone1
-FI_RECORD=$T/fake-image.jsonl
-python3 "$top_srcdir/tests/integration/fake-image.py" --port "$FI_PORT" --record "$FI_RECORD" \
-	--keystone "$KS_URL" >"$T/fake-image.log" 2>&1 &
-FI_PID=$!
-on_exit "kill $FI_PID"
-wait_for 20 curl -sf -o /dev/null "$FI/__ready" || hard "fake image service did not start"
+fake_image_port
+region_start --zone zone1
+fake_image_start
 
 mkdir -p "$T/disks"
 region_conf "$T/host.conf" "$API_PORT" </dev/null
@@ -41,13 +26,7 @@ SOCK=$T/admin.sock
 wait_for 20 test -S "$SOCK" || fail "agent did not create its admin socket"
 wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
 
-# The ids the region gave the host's storage and its cache at registration: the region calls
-# the disk routes with the storage id and the image cache with the storagecache id.
-wait_for 60 sh -c "curl -sf http://127.0.0.1:$FR_PORT/__state | python3 -c 'import json,sys; j=json.load(sys.stdin); sys.exit(0 if j[\"storages\"] and j[\"storagecaches\"] else 1)'" ||
-	fail "the agent did not register its storage"
-ST=$(curl -sf "http://127.0.0.1:$FR_PORT/__state" | json 'list(j["storages"])[0]')
-SC=$(curl -sf "http://127.0.0.1:$FR_PORT/__state" | json 'list(j["storagecaches"])[0]')
-[ -n "$ST" ] && [ -n "$SC" ] || fail "no storage or storagecache id in the region"
+fr_storage_ids
 CACHE=$T/disks/image_cache
 S1=it-img-$$
 on_exit "virsh -c qemu:///system destroy $S1; virsh -c qemu:///system undefine $S1 --nvram"
@@ -119,7 +98,7 @@ expect_eq "$(echo "$cb" | json 'j["size"]')" "$(stat -c %s "$T/base.qcow2")" "ca
 expect_eq "$(md5sum <"$CACHE/img1" | cut -d' ' -f1)" "$want_md5" "cached file content"
 expect_eq "$(json 'j["checksum"]' <"$CACHE/img1.inf")" "$want_md5" ".inf checksum"
 [ ! -e "$CACHE/img1.tmp" ] || fail ".tmp left after success"
-ci=$(curl -sf "http://127.0.0.1:$FR_PORT/__state" | json 'json.dumps(j["cachedimages"].get("'"$SC"'/img1"))')
+ci=$(fr_state | json 'json.dumps(j["cachedimages"].get("'"$SC"'/img1"))')
 expect_eq "$(echo "$ci" | json 'j["path"]')" "$CACHE/img1" "PUT cachedimage path"
 expect_eq "$(echo "$ci" | json 'j["status"]')" active "PUT cachedimage status"
 # The image service saw the catalog's /v1, format, scope=system and a valid token, HEAD first.
@@ -295,38 +274,38 @@ ok "unknown image: 404 cause, nothing left; cached once the service has it"
 upload down1 "$T/base.qcow2"
 kill "$FI_PID"; wait "$FI_PID" 2>/dev/null
 expect_fault down1 "unreachable"
-python3 "$top_srcdir/tests/integration/fake-image.py" --port "$FI_PORT" --record "$FI_RECORD" \
-	--keystone "$KS_URL" >>"$T/fake-image.log" 2>&1 &
-FI_PID=$!
-on_exit "kill $FI_PID"
-wait_for 20 curl -sf -o /dev/null "$FI/__ready" || hard "fake image service did not restart"
+fake_image_start
 upload down1 "$T/base.qcow2"
 retry_ok down1 "$T/base.qcow2"
 ok "image service down: reason, retry succeeds"
 
+# cache_on_tmpfs NAME SIZE: the cache dir is now a tmpfs of SIZE bytes at $CACHE.NAME (unmounted
+# at exit), the real one kept at $CACHE.big until cache_back.
+cache_on_tmpfs() {
+	mkdir -p "$CACHE.$1"
+	mount -t tmpfs -o "size=$2" tmpfs "$CACHE.$1" || hard "tmpfs"
+	on_exit "umount $CACHE.$1"
+	mv "$CACHE" "$CACHE.big" && ln -s "$CACHE.$1" "$CACHE" || hard "swap the cache dir"
+}
+cache_back() { rm "$CACHE" && mv "$CACHE.big" "$CACHE"; }
+
 # Disk full: the cache on a small tmpfs.
-mkdir -p "$CACHE.small"
-mount -t tmpfs -o size=8m tmpfs "$CACHE.small" || hard "tmpfs"
-on_exit "umount $CACHE.small"
-mv "$CACHE" "$CACHE.big" && ln -s "$CACHE.small" "$CACHE" || hard "swap the cache dir"
+cache_on_tmpfs small 8m
 upload full1 "$T/big.qcow2"
 expect_fault full1 "no space left"
 [ -z "$(ls "$CACHE.small")" ] || fail "disk full left files: $(ls "$CACHE.small")"
-rm "$CACHE" && mv "$CACHE.big" "$CACHE"
+cache_back
 retry_ok full1 "$T/big.qcow2"
 ok "disk full: nothing left, reason, retry succeeds"
 
 # Disk full at the last step: the image fits exactly (tmpfs counts whole pages), its
 # description does not; the image, already under its final name, is removed again.
 size=$(stat -c %s "$T/base.qcow2")
-mkdir -p "$CACHE.exact"
-mount -t tmpfs -o size=$(((size + 4095) / 4096 * 4096)) tmpfs "$CACHE.exact" || hard "tmpfs"
-on_exit "umount $CACHE.exact"
-mv "$CACHE" "$CACHE.big" && ln -s "$CACHE.exact" "$CACHE" || hard "swap the cache dir"
+cache_on_tmpfs exact $(((size + 4095) / 4096 * 4096))
 upload inf1 "$T/base.qcow2"
 expect_fault inf1 "image description: No space left"
 [ -z "$(ls -A "$CACHE.exact")" ] || fail "disk full at the description left files: $(ls -A "$CACHE.exact")"
-rm "$CACHE" && mv "$CACHE.big" "$CACHE"
+cache_back
 retry_ok inf1 "$T/base.qcow2"
 ok "disk full at the image description: the image is not left, retry succeeds"
 

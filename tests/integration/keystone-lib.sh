@@ -10,6 +10,9 @@
 # The region's task endpoint (tests/integration/fake-region.py), for task callback tests:
 #   port=$(ks_free_port); keystone_start "http://127.0.0.1:$port"; fake_region_start "$port"
 #   ... fake_region_wait TASK_ID [SECONDS]   # prints the recorded delivery (JSON), see the .py
+# or all at once, on free ports: region_start [FAKE-REGION ARGS...] (see below). The fake
+# image service (tests/integration/fake-image.py): fake_image_port before keystone_start,
+# fake_image_start after it.
 #
 # Exported after keystone_start:
 #   KS_URL            http://127.0.0.1:PORT/v3
@@ -190,6 +193,68 @@ fake_region_start() {
 	wait_for 20 curl -sf -o /dev/null "http://127.0.0.1:$port/__ready" || hard "fake region did not start"
 }
 
+# region_start [FAKE-REGION ARGS...]: keystone on KS_PORT (exported) with the fake region on
+# FR_PORT as its compute endpoint FR; chooses API_PORT for the agent's API at API. All free
+# loopback ports.
+region_start() {
+	KS_PORT=$(ks_free_port)
+	export KS_PORT
+	FR_PORT=$(ks_free_port)
+	FR=http://127.0.0.1:$FR_PORT
+	API_PORT=$(ks_free_port)
+	API=http://127.0.0.1:$API_PORT
+	keystone_start "$FR"
+	fake_region_start "$FR_PORT" "$@"
+}
+
+# The fake region's records ($FR_RECORD) and state:
+#   fr_lines           how many records there are (a FROM for the next two)
+#   fr_recs FROM EXPR  the records after line FROM for which EXPR (python, record r) holds, one
+#                      JSON object per line
+#   fr_has FROM EXPR   whether there is such a record
+#   fr_state           GET $FR/__state (JSON)
+fr_lines() { wc -l <"$FR_RECORD"; }
+fr_recs() {
+	python3 - "$FR_RECORD" "$1" "$2" <<'PY'
+import json, sys
+for i, line in enumerate(open(sys.argv[1])):
+    r = json.loads(line)
+    if i >= int(sys.argv[2]) and eval(sys.argv[3]):
+        print(json.dumps(r))
+PY
+}
+fr_has() { [ -n "$(fr_recs "$1" "$2")" ]; }
+fr_state() { curl -sf "$FR/__state"; }
+# fr_storage_ids: waits until the agent registered its storage and its image cache; sets ST and
+# SC, the ids the region gave them (the region calls the disk routes with the storage id, the
+# image cache with the storagecache id).
+fr_storage_ids() {
+	wait_for 60 fr_storage_known || fail "the agent did not register its storage"
+	ST=$(fr_state | json 'list(j["storages"])[0]')
+	SC=$(fr_state | json 'list(j["storagecaches"])[0]')
+	[ -n "$ST" ] && [ -n "$SC" ] || fail "no storage or storagecache id in the region"
+}
+fr_storage_known() { [ "$(fr_state | json 'bool(j["storages"] and j["storagecaches"])')" = true ]; }
+
+# fake_image_port: chooses FI_PORT (the service at FI) and exports KS_IMAGE_URL, so that the
+# next keystone_start registers it as the image service.
+fake_image_port() {
+	FI_PORT=$(ks_free_port)
+	FI=http://127.0.0.1:$FI_PORT
+	export KS_IMAGE_URL=$FI/v1
+}
+# fake_image_start: serves the images on FI_PORT, checking every request (token valid in
+# keystone) into FI_RECORD (default $T/fake-image.jsonl); sets FI_PID. Again after a kill, the
+# same service (records appended).
+fake_image_start() {
+	FI_RECORD=${FI_RECORD:-$T/fake-image.jsonl}
+	python3 "$top_srcdir/tests/integration/fake-image.py" --port "$FI_PORT" --record "$FI_RECORD" \
+		--keystone "$KS_URL" >>"$T/fake-image.log" 2>&1 &
+	FI_PID=$!
+	on_exit "kill $FI_PID"
+	wait_for 20 curl -sf -o /dev/null "$FI/__ready" || hard "fake image service did not start"
+}
+
 # fake_region_wait TASK_ID [SECONDS]: waits for a successful delivery of TASK_ID and prints its
 # record; fails when a delivery for it had problems.
 fake_region_wait() {
@@ -247,4 +312,30 @@ zone: zone1
 $extra
 YAML
 	)
+}
+
+# op_token: TOKEN, an API caller's token (KS_OP_USER, project system).
+op_token() {
+	TOKEN=$(ks_token "$KS_OP_USER" "$KS_OP_PASSWORD" system)
+	[ -n "$TOKEN" ] || hard "no operator token"
+}
+# call METHOD PATH [BODY] [TASK_ID]: a request to the agent's API at $API as the region makes
+# it, with $TOKEN (and X-Task-Id when given); prints the body, leaves the status in $T/code
+# (000 when there was no answer). A BODY of @FILE sends that file (bodies over 128 KiB cannot
+# be one argument).
+call() {
+	local args=(-s -o "$T/body" -w '%{http_code}' -X "$1" -H "X-Auth-Token: $TOKEN" --max-time 120)
+	[ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
+	[ -n "${4:-}" ] && args+=(-H "X-Task-Id: $4")
+	rm -f "$T/body"
+	curl "${args[@]}" "$API$2" >"$T/code" || echo 000 >"$T/code"
+	cat "$T/body" 2>/dev/null
+}
+# expect_call CODE METHOD PATH [BODY] [TASK_ID]: call, asserting the status; prints the body.
+expect_call() {
+	local want=$1 out
+	shift
+	out=$(call "$@")
+	[ "$(last_code)" = "$want" ] || fail "$1 $2: expected HTTP $want, got $(last_code): $out"
+	printf '%s' "$out"
 }

@@ -71,6 +71,9 @@ api_code() { api "$@" >/dev/null; cat "$T/code"; }
 last_code() { cat "$T/code"; }
 # json EXPR: evaluates a python expression over the JSON on stdin bound to j.
 json() { python3 -c "import json,sys; j=json.load(sys.stdin); v=($1); print(v if not isinstance(v,bool) else str(v).lower())"; }
+# it_python ARGS...: python3 that imports the modules next to this file (rawhttp) and writes no
+# bytecode into the source tree.
+it_python() { PYTHONPATH=$top_srcdir/tests/integration PYTHONDONTWRITEBYTECODE=1 python3 "$@"; }
 # expect_api CODE METHOD PATH [JSON]: asserts the status code; prints the body.
 expect_api() {
 	local want=$1; shift
@@ -110,6 +113,28 @@ libvirtd_down() {
 	local i
 	for i in $(seq 100); do host_pgrep libvirtd >/dev/null || return 0; sleep 0.1; done
 	host_pkill -KILL libvirtd || true
+}
+# need_libvirtd [kvm]: root (else skip), with kvm /dev/kvm too (else skip), and the host
+# libvirtd running, used under the shared lock.
+need_libvirtd() {
+	need_root
+	[ "${1:-}" != kvm ] || [ -e /dev/kvm ] || skip "no /dev/kvm"
+	libvirtd_lock shared
+	libvirtd_up || hard "libvirtd does not start (deploy/setup-host.sh installs it)"
+}
+# need_bench_libvirt: tests/bench/bench-libvirt built (the benchmarks' straight libvirt side);
+# sets BENCH.
+need_bench_libvirt() {
+	BENCH=$top_builddir/tests/bench/bench-libvirt
+	[ -x "$BENCH" ] || hard "build tests/bench/bench-libvirt first (make tests/bench/bench-libvirt)"
+}
+# small_domain_xml NAME TYPE: a minimal domain (32 MiB, one vCPU, no disk) of type TYPE (kvm,
+# qemu), for domains made behind the agent's back.
+small_domain_xml() {
+	cat <<XML
+<domain type='$2'><name>$1</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>
+<os><type arch='x86_64'>hvm</type></os></domain>
+XML
 }
 
 # start_named_agent NAME EXTRA-ARGS...: starts an agent (libvirt test driver, on

@@ -10,19 +10,9 @@
 # Cloudpods' top-level {code, class, details}; NIC, VLAN and metadata refusals name the field.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/keystone-lib.sh"
-need_root
-[ -e /dev/kvm ] || skip "no /dev/kvm"
-libvirtd_lock shared
-libvirtd_up || hard "libvirtd does not start"
+need_libvirtd kvm
 
-KS_PORT=$(ks_free_port)
-export KS_PORT
-FR_PORT=$(ks_free_port)
-FR=http://127.0.0.1:$FR_PORT
-API_PORT=$(ks_free_port)
-API=http://127.0.0.1:$API_PORT
-keystone_start "$FR"
-fake_region_start "$FR_PORT"
+region_start
 region_conf "$T/host.conf" "$API_PORT" <<YAML
 ping_region_interval: 30
 YAML
@@ -31,43 +21,13 @@ mkdir -p "$T/disks"
 AGENT_PID=$!
 on_exit "kill -TERM $AGENT_PID && wait $AGENT_PID"
 
-state() { curl -sf "$FR/__state"; }
-lines() { wc -l <"$FR_RECORD"; }
-# recs FROM EXPR: records after line FROM for which EXPR (python, record r) holds.
-recs() {
-	python3 - "$FR_RECORD" "$1" "$2" <<'PY'
-import json, sys
-for i, line in enumerate(open(sys.argv[1])):
-    r = json.loads(line)
-    if i >= int(sys.argv[2]) and eval(sys.argv[3]):
-        print(json.dumps(r))
-PY
-}
-has() { [ -n "$(recs "$1" "$2")" ]; }
 fail_diag() { echo "fake region records:"; tail -n 20 "$FR_RECORD"; }
 
 wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
-wait_for 90 has 0 'r["kind"] == "online" and r["status"] == 200' || fail "host never went online"
-HID=$(state | json 'list(j["hosts"])[0]')
-TOKEN=$(ks_token "$KS_OP_USER" "$KS_OP_PASSWORD" system)
-[ -n "$TOKEN" ] || hard "no operator token"
+wait_for 90 fr_has 0 'r["kind"] == "online" and r["status"] == 200' || fail "host never went online"
+HID=$(fr_state | json 'list(j["hosts"])[0]')
+op_token
 
-# call METHOD PATH [BODY] [TASK_ID]: prints the body, leaves the status in $T/code. A BODY of
-# @FILE sends that file (bodies over 128 KiB cannot be one argument).
-call() {
-	local args=(-s -o "$T/body" -w '%{http_code}' -X "$1" -H "X-Auth-Token: $TOKEN" --max-time 120)
-	[ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
-	[ -n "${4:-}" ] && args+=(-H "X-Task-Id: $4")
-	rm -f "$T/body"
-	curl "${args[@]}" "$API$2" >"$T/code"
-	cat "$T/body" 2>/dev/null
-}
-expect_call() { # CODE METHOD PATH [BODY] [TASK]
-	local want=$1 out; shift
-	out=$(call "$@")
-	[ "$(cat "$T/code")" = "$want" ] || fail "$1 $2: expected $want, got $(cat "$T/code"): $out"
-	printf '%s' "$out"
-}
 # task METHOD PATH BODY [IMMEDIATE]: runs the call with a fresh task id, checks the immediate
 # answer (default {"result": "ok"}) and prints the callback body the region received.
 task() {
@@ -98,13 +58,13 @@ desc() { # desc WITH_DATA_DISK
 }
 
 # ---- create: a disk made by the disk routes is this guest's; nothing pushed meanwhile ----
-L=$(lines)
+L=$(fr_lines)
 body=$(task POST "/servers/$S/create" "$(desc yes)")
 expect_eq "$(echo "$body" | json 'j.get("result")')" ok "create callback"
 [ -f "$T/disks/$DATA" ] || fail "data disk not created"
 sleep 2
-has "$L" 'r["kind"] == "server-status" and r["sid"] == "'"$S"'"' &&
-	fail "status pushed for $S during its create: $(recs "$L" 'r["kind"] == "server-status"')"
+fr_has "$L" 'r["kind"] == "server-status" and r["sid"] == "'"$S"'"' &&
+	fail "status pushed for $S during its create: $(fr_recs "$L" 'r["kind"] == "server-status"')"
 # Another guest naming the same disk file is refused, and the file stays.
 out=$(expect_call 409 POST "/servers/$B/create" "{\"desc\": {\"uuid\": \"$(uuid)\", \"name\": \"b\", \"cpu\": 1, \"mem\": 128, \"disks\": [{\"disk_id\": \"$SYS\", \"index\": 0, \"size\": 32}]}}")
 expect_eq "$(echo "$out" | json 'j["class"]')" ConflictError "class of the refusal"
@@ -115,31 +75,31 @@ expect_contains "$(echo "$out" | json 'j["details"]')" "disks[0].path" "refusal 
 ok "create takes the disk the disk routes made, refuses it to another guest, pushes nothing"
 
 # ---- start: metadata for the region's VNC parsing; monitor results; pushes carry host_id ----
-L=$(lines)
+L=$(fr_lines)
 body=$(task POST "/servers/$S/start" '{}')
 expect_eq "$(echo "$body" | json 'j["is_running"]')" true "start callback"
 expect_eq "$(vstate $S)" running "virsh after start"
-wait_for 20 has "$L" 'r["kind"] == "server-metadata" and r["sid"] == "'"$S"'" and r["status"] == 200' ||
+wait_for 20 fr_has "$L" 'r["kind"] == "server-metadata" and r["sid"] == "'"$S"'" and r["status"] == 200' ||
 	fail "no metadata posted after the start"
-md=$(state | json 'json.dumps(j["metadata"]["'"$S"'"])')
+md=$(fr_state | json 'json.dumps(j["metadata"]["'"$S"'"])')
 want_port=$(virsh -c qemu:///system dumpxml "$S" | sed -n "s/.*<graphics type='vnc' port='\([0-9]*\)'.*/\1/p")
 expect_eq "$(echo "$md" | json 'j["__vnc_port"]')" "$want_port" "__vnc_port"
 qv=$(virsh -c qemu:///system version | sed -n 's/.*hypervisor: QEMU \([0-9.]*\).*/\1/p')
 expect_eq "$(echo "$md" | json 'j["__qemu_version"]')" "$qv" "__qemu_version"
-wait_for 20 has "$L" 'r["kind"] == "server-status" and r["sid"] == "'"$S"'" and r["status"] == 200 and r["body"]["server"] == {"status": "running", "power_states": "on", "host_id": "'"$HID"'"}' ||
+wait_for 20 fr_has "$L" 'r["kind"] == "server-status" and r["sid"] == "'"$S"'" and r["status"] == 200 and r["body"]["server"] == {"status": "running", "power_states": "on", "host_id": "'"$HID"'"}' ||
 	fail "no running status with host_id for $S"
 out=$(expect_call 200 POST "/servers/$S/monitor" '{"cmd": "info status"}')
 expect_contains "$(echo "$out" | json 'j["results"]')" running "monitor results"
 ok "start posts __qemu_version $qv and __vnc_port $want_port; monitor answers results"
 
 # ---- upload-status: one post with every listed guest that is here, then the callback ----
-L=$(lines)
+L=$(fr_lines)
 id=t-up-$RANDOM
 out=$(expect_call 200 POST /servers/upload-status "{\"guest_ids\": [\"$S\", \"gone-$$\"]}" "$id")
 expect_eq "$(echo "$out" | json 'j["result"]')" ok "immediate answer of upload-status"
 rec=$(fake_region_wait "$id" 60) || fail "no upload-status callback: $rec"
 expect_eq "$(echo "$rec" | json 'json.dumps(j["body"])')" "{}" "upload-status callback body"
-up=$(recs "$L" 'r["kind"] == "upload-status"')
+up=$(fr_recs "$L" 'r["kind"] == "upload-status"')
 [ "$(echo "$up" | wc -l)" = 1 ] || fail "expected one upload-status post, got: $up"
 expect_eq "$(echo "$up" | json 'json.dumps(j["body"], sort_keys=True)')" \
 	"{\"servers\": {\"guests\": {\"$S\": {\"host_id\": \"$HID\", \"power_states\": \"on\", \"status\": \"running\"}}}}" \
@@ -212,9 +172,9 @@ expect_call 200 POST "/servers/$B/create" "@$T/real.json" >/dev/null
 expect_call 200 DELETE "/servers/$B" >/dev/null
 ok "bridge-less NIC, tagged VLAN on a Linux bridge and oversized metadata refused naming the field; 900 KiB metadata accepted"
 
-bad=$(recs 0 'r["problems"]')
+bad=$(fr_recs 0 'r["problems"]')
 [ -z "$bad" ] || fail "the fake region saw bad requests: $bad"
-ign=$(recs 0 'r["ignored"] and r["kind"] != "task"')
+ign=$(fr_recs 0 'r["ignored"] and r["kind"] != "task"')
 [ -z "$ign" ] || fail "fields the region ignores were sent: $ign"
 kill -0 "$AGENT_PID" || fail "agent died"
 ok "every request the region received was valid"
