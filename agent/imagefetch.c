@@ -25,6 +25,8 @@
 #define RING_SLOT_SIZE (1024 * 1024)
 #define WRITE_BATCH    4
 #define DIRECT_ALIGN   4096
+/* The flusher makes what was written durable every FLUSH_EVERY bytes, beside the writer. */
+#define FLUSH_EVERY (64ULL * 1024 * 1024)
 
 static void hex(const uint8_t *d, size_t n, char *out)
 {
@@ -80,7 +82,7 @@ static int status_error(long status)
  * free again once both have passed it. Where the file system refuses O_DIRECT the writer falls
  * back to plain writes with sync_file_range every WRITEBACK_CHUNK. */
 struct pipeline {
-	pthread_t hasher, writer;
+	pthread_t hasher, writer, flusher;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	uint8_t *slot[RING_SLOTS];
@@ -94,6 +96,8 @@ struct pipeline {
 	int fd;
 	bool direct;	  /* writer only, like flushed */
 	uint64_t flushed; /* without O_DIRECT: bytes whose writeback was started */
+	uint64_t synced;  /* slots the flusher made durable (under mu) */
+	bool writer_done; /* under mu: the writer has ended, the flusher ends too */
 	struct md5_ctx md5;
 };
 
@@ -206,6 +210,32 @@ static void *writer_main(void *userdata)
 		p->written += n;
 		pthread_cond_broadcast(&p->cv);
 	}
+	p->writer_done = true;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* fdatasync of what the writer wrote so far, every FLUSH_EVERY bytes, while it goes on writing:
+ * the device's cache and the file's block allocation are made durable during the download, and
+ * the fsync before the file is renamed into place has only the last part left. Errors are the
+ * final fsync's to report. */
+static void *flusher_main(void *userdata)
+{
+	struct pipeline *p = userdata;
+	const uint64_t every = FLUSH_EVERY / RING_SLOT_SIZE;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (p->written - p->synced < every && !p->writer_done && !p->abort)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->writer_done || p->abort)
+			break;
+		uint64_t upto = p->written;
+		pthread_mutex_unlock(&p->mu);
+		(void)fdatasync(p->fd);
+		pthread_mutex_lock(&p->mu);
+		p->synced = upto;
+	}
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
 }
@@ -235,8 +265,16 @@ static int pipeline_start(struct pipeline *p, int fd)
 	int r = -pthread_create(&p->hasher, NULL, hasher_main, p);
 	if (r == 0) {
 		r = -pthread_create(&p->writer, NULL, writer_main, p);
-		if (r == 0)
-			return 0;
+		if (r == 0) {
+			r = -pthread_create(&p->flusher, NULL, flusher_main, p);
+			if (r == 0)
+				return 0;
+			pthread_mutex_lock(&p->mu);
+			p->abort = true;
+			pthread_cond_broadcast(&p->cv);
+			pthread_mutex_unlock(&p->mu);
+			pthread_join(p->writer, NULL);
+		}
 		pthread_mutex_lock(&p->mu);
 		p->abort = true;
 		pthread_cond_broadcast(&p->cv);
@@ -294,6 +332,7 @@ static int pipeline_stop(struct pipeline *p, bool complete, uint8_t d[MD5_DIGEST
 	pthread_mutex_unlock(&p->mu);
 	pthread_join(p->hasher, NULL);
 	pthread_join(p->writer, NULL);
+	pthread_join(p->flusher, NULL);
 	if (complete)
 		md5_digest(&p->md5, MD5_DIGEST_SIZE, d);
 	int r = p->write_error;
