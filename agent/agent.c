@@ -224,7 +224,19 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = agent_modules_new(&a->cfg, a->tasks, a->metrics, &a->modules);
 	if (r < 0)
 		return r;
-	r = guests_new(a, &a->guests);
+	r = region_new(a->event, &a->cfg, &a->region);
+	if (r < 0)
+		return r;
+	struct guests_deps gd = {.event = a->event,
+				 .cfg = &a->cfg,
+				 .tasks = a->tasks,
+				 .virt = a->virt,
+				 .claims = a->claims,
+				 .dhcp = a->dhcp,
+				 .metrics = a->metrics,
+				 .hostnets = a->hostnets,
+				 .region = a->region};
+	r = guests_new(&gd, &a->guests);
 	if (r < 0)
 		return r;
 	r = diskops_new(&a->cfg, a->tasks, a->virt, a->storages, a->claims, &a->diskops);
@@ -234,9 +246,6 @@ int agent_new(struct config *cfg, struct agent **ret)
 	if (r < 0)
 		return r;
 	/* SUBSYSTEMS-NEW: create further subsystems here (metrics, region, auth, api). */
-	r = region_new(a->event, &a->cfg, &a->region);
-	if (r < 0)
-		return r;
 	/* Before guests_start: the first table build reports every guest. */
 	struct report_deps rd = {.event = a->event,
 				 .cfg = &a->cfg,
@@ -275,9 +284,10 @@ struct agent *agent_free(struct agent *a)
 	a->imagecache = imagecache_free(a->imagecache);
 	/* Before the region (its HTTP handles) and the workers (their completions). */
 	a->report = report_free(a->report);
-	a->region = region_free(a->region);
-	/* Workers finish first: their completions still use the guest table. */
+	/* Workers finish before the region and the guest table: their completions use both (a
+	 * started guest's metadata is pushed to the region). */
 	a->tasks = tasks_free(a->tasks);
+	a->region = region_free(a->region);
 	a->placer = placer_free(a->placer);
 	a->diskops = diskops_free(a->diskops);
 	a->guests = guests_free(a->guests);
@@ -372,6 +382,7 @@ void agent_stop(struct agent *a, int code)
 	a->exit_code = code;
 	if (a->tasks)
 		tasks_shutdown(a->tasks);
+	guests_stop(a->guests);
 	/* SUBSYSTEMS-STOP: tell subsystems to stop taking work here. */
 	api_stop_accepting(a->api);
 	report_stop(a->report); /* offline to the region, within the drain */
@@ -382,6 +393,29 @@ void agent_stop(struct agent *a, int code)
 	if (sd_event_add_time_relative(a->event, &a->drain_timer, CLOCK_MONOTONIC, 0, 0, on_drain,
 				       a) < 0)
 		sd_event_exit(a->event, code);
+}
+
+json_t *agent_not_ready_reasons(struct agent *a)
+{
+	json_t *reasons = json_array();
+	if (!guests_connected(a->guests))
+		json_array_append_new(
+		    reasons, json_sprintf("libvirt: not connected to %s", a->cfg.libvirt_uri));
+	if (domxml_virt_is_kvm(a->cfg.virt_type) && access("/dev/kvm", R_OK | W_OK) < 0)
+		json_array_append_new(reasons, json_string("kvm: /dev/kvm is not usable"));
+	if (a->modules)
+		agent_modules_reasons(a->modules, reasons);
+	if (a->placer)
+		placer_reasons(a->placer, reasons);
+	if (a->report)
+		report_reasons(a->report, reasons);
+	dhcp_reasons(a->dhcp, reasons);
+	/* NOT-READY-REASONS: other subsystems append their reasons here. */
+	if (json_array_size(reasons) == 0) {
+		json_decref(reasons);
+		return NULL;
+	}
+	return reasons;
 }
 
 int agent_run(struct agent *a)

@@ -1,6 +1,7 @@
 /* The one context object of the daemon: owns the event loop and every subsystem. */
 #pragma once
 
+#include <jansson.h>
 #include <systemd/sd-event.h>
 
 #include "common/config.h"
@@ -55,5 +56,7 @@ struct agent *agent_free(struct agent *a);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct agent *, agent_free)
 int agent_start(struct agent *a);
 int agent_run(struct agent *a);
+/* Readiness: NULL when ready, else a JSON array of reason strings (caller owns). */
+json_t *agent_not_ready_reasons(struct agent *a);
 /* Begins a graceful stop: no new work, then the loop exits. */
 void agent_stop(struct agent *a, int code);

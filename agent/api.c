@@ -56,7 +56,7 @@ struct api_call {
 	struct agent *a;
 	struct api_request *req; /* NULL for asynchronous tasks or once the request is gone */
 	char *task_id;		 /* X-Task-Id: post the outcome there */
-	/* Async call still inside agent_guest_op(): a refusal answered right away (bad id, queue
+	/* Async call still inside guests_op(): a refusal answered right away (bad id, queue
 	 * full, shutting down) is the HTTP reply, not a task outcome. */
 	struct api_request *refusal_req;
 	bool refused;
@@ -364,9 +364,19 @@ static bool rate_allow(struct api *api, const char *client)
 
 /* ---- handlers --------------------------------------------------------------------------- */
 
+/* A guest status the region reads carries the host it is on (once registered). */
+static void status_add_host_id(struct agent *a, int code, json_t *body)
+{
+	const char *hid = report_host_id(a->report);
+	if (code == 200 && hid && json_is_object(body))
+		json_object_set_new(body, "host_id", json_string(hid));
+}
+
 static void on_op_done(struct op_reply *reply, void *userdata)
 {
 	struct api_call *c = userdata;
+	if (c->op == GUEST_OP_STATUS)
+		status_add_host_id(c->a, reply->code, reply->body);
 	if (c->task_id && c->refusal_req) {
 		c->refused = true;
 		finish_json(c->refusal_req, reply->code, json_incref(reply->body));
@@ -421,8 +431,9 @@ static void start_guest_op(struct api_request *req, json_t *args)
 	if (!async && route->id == API_ROUTE_SERVER_STATUS) {
 		/* From the guest view, on the loop: no worker, no libvirt call. */
 		struct op_reply reply;
-		if (agent_guest_status(api->a, req->match.id, &reply) < 0)
+		if (guests_status(api->a->guests, req->match.id, &reply) < 0)
 			return finish_json(req, 500, NULL);
+		status_add_host_id(api->a, reply.code, reply.body);
 		return finish_json(req, reply.code, reply.body);
 	}
 
@@ -446,8 +457,8 @@ static void start_guest_op(struct api_request *req, json_t *args)
 	else if (route->id == API_ROUTE_IMAGE_UNCACHE)
 		r = imagecache_uncache(api->a->imagecache, args, on_op_done, c);
 	else
-		r = agent_guest_op(api->a, (enum guest_op)route->op, req->match.id, args,
-				   on_op_done, c);
+		r = guests_op(api->a->guests, (enum guest_op)route->op, req->match.id, args,
+			      on_op_done, c);
 	if (r < 0) {
 		/* The callback will not run: the call is still ours. */
 		call_free(c);
@@ -650,7 +661,7 @@ static void start_upload_status(struct api_request *req, json_t *args)
 		}
 		c->refusal_req = req;
 	}
-	(void)agent_guest_statuses(api->a, ids, on_statuses, c);
+	(void)guests_statuses(api->a->guests, ids, on_statuses, c);
 	if (task_id && c->refused) {
 		call_free(c);
 		return;
@@ -876,7 +887,7 @@ static void dispatch(struct api_request *req)
 		/* From the guest view's cached text: no worker, no libvirt call. */
 		const char *text;
 		size_t len;
-		int r = agent_guest_list_text(a, &text, &len);
+		int r = guests_list_text(a->guests, &text, &len);
 		if (r == -ENOTCONN)
 			return finish_error(req, 503, NULL, "libvirt is not connected");
 		if (r >= 0) {
@@ -889,7 +900,7 @@ static void dispatch(struct api_request *req)
 		struct api_call *c = call_new(api, req);
 		if (!c)
 			return finish_json(req, 500, NULL);
-		if (agent_guest_list(a, on_op_done, c) < 0) {
+		if (guests_list(a->guests, on_op_done, c) < 0) {
 			call_free(c);
 			return finish_error(req, 500, NULL, "failed to list guests");
 		}

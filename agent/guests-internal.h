@@ -13,12 +13,22 @@
 
 #include "agent/guests.h"
 
-struct agent;
 struct op_ctx;
 struct scan;
 
 struct guests {
-	struct agent *a;
+	/* What the table uses (struct guests_deps), set at creation and never changed: workers
+	 * read these (the configuration, the libvirt connection, the claims) and nothing else. */
+	sd_event *event;
+	const struct config *cfg;
+	struct tasks *tasks;
+	struct virt *virt;
+	struct claims *claims;
+	struct dhcp *dhcp;
+	struct metrics *metrics;
+	struct hostnets *hostnets;
+	struct region *region;
+	bool stopping;		/* guests_stop(): new operations are refused */
 	struct guestview *view; /* loop thread only */
 	bool connected;
 	struct guest_hook hooks[GUESTS_MAX_HOOKS];

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "agent/agent.h"
 #include "agent/desc.h"
 #include "agent/dhcp.h"
 #include "agent/guests-internal.h"
@@ -15,10 +14,10 @@
 #include "agent/guestview.h"
 #include "agent/ops.h"
 #include "agent/qga.h"
-#include "agent/report.h"
 #include "agent/tasks.h"
 #include "agent/virt.h"
 #include "agent/workspace.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/path.h"
 
@@ -29,7 +28,7 @@ enum scan_kind {
 };
 
 struct scan {
-	struct agent *a;
+	struct guests *g;
 	enum scan_kind kind;
 	struct guest_info *list; /* sorted by sid once on the loop */
 	size_t n;
@@ -72,9 +71,9 @@ static void scan_add_dhcp(struct scan *s, const char *sid, const struct guest_de
 static void scan_work(void *userdata)
 {
 	struct scan *s = userdata;
-	const struct config *cfg = &s->a->cfg;
-	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(s->a->virt);
-	if (!conn || virt_list_domains(s->a->virt, conn, &s->list, &s->n) < 0)
+	const struct config *cfg = s->g->cfg;
+	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(s->g->virt);
+	if (!conn || virt_list_domains(s->g->virt, conn, &s->list, &s->n) < 0)
 		return;
 	for (size_t i = 0; i < s->n; i++) {
 		struct guest_info *x = &s->list[i];
@@ -113,7 +112,7 @@ static void scan_work(void *userdata)
 	s->ok = true;
 }
 
-static int scan_submit(struct agent *a, enum scan_kind kind, uint64_t seq, unsigned retries,
+static int scan_submit(struct guests *g, enum scan_kind kind, uint64_t seq, unsigned retries,
 		       char **candidates, bool delayed);
 
 /* Replaces the view with what libvirt and the workspaces say now (merge: with the view's
@@ -131,7 +130,7 @@ static int rebuild(struct guests *g, struct scan *s, bool merge)
 	if (r < 0)
 		return r;
 	/* The DHCP serves what the stored descriptors of the listed domains say. */
-	dhcp_guests_replace(g->a->dhcp, TAKE_PTR(s->dhcp), s->n_dhcp);
+	dhcp_guests_replace(g->dhcp, TAKE_PTR(s->dhcp), s->n_dhcp);
 	s->n_dhcp = 0;
 	for (size_t i = 0; i < guestview_size(g->view); i++) {
 		const struct guest_info *x = guestview_at(g->view, i);
@@ -210,7 +209,7 @@ static void reconcile_first(struct guests *g, struct scan *s)
 		return;
 	}
 	/* An event may still be on its way: look again in a moment before calling it drift. */
-	if (scan_submit(g->a, SCAN_CONFIRM, s->seq, 0, TAKE_PTR(cand), true) < 0)
+	if (scan_submit(g, SCAN_CONFIRM, s->seq, 0, TAKE_PTR(cand), true) < 0)
 		g->reconciling = false;
 }
 
@@ -250,11 +249,11 @@ static void reconcile_confirm(struct guests *g, struct scan *s)
 static void scan_done(void *userdata)
 {
 	struct scan *s = userdata;
-	struct guests *g = s->a->guests;
-	if (g && !s->ok && g->connected && s->kind == SCAN_REBUILD && !s->a->stopping) {
+	struct guests *g = s->g;
+	if (g && !s->ok && g->connected && s->kind == SCAN_REBUILD && !s->g->stopping) {
 		/* The view stays invalid (503) until a listing succeeds: try again shortly. */
 		log_debug("Listing libvirt for the guest view failed, retrying");
-		scan_submit(s->a, SCAN_REBUILD, guestview_seq(g->view), 0, NULL, true);
+		scan_submit(s->g, SCAN_REBUILD, guestview_seq(g->view), 0, NULL, true);
 		return scan_free(s);
 	}
 	if (!g || !s->ok || !g->connected) {
@@ -270,14 +269,14 @@ static void scan_done(void *userdata)
 		bool changed = guestview_seq(g->view) != s->seq;
 		bool removed = guestview_removed_seq(g->view) > s->seq;
 		if (removed && s->retries < 10 &&
-		    scan_submit(s->a, SCAN_REBUILD, guestview_seq(g->view), s->retries + 1, NULL,
+		    scan_submit(s->g, SCAN_REBUILD, guestview_seq(g->view), s->retries + 1, NULL,
 				false) >= 0)
 			return scan_free(s);
 		int r = rebuild(g, s, changed && !removed);
 		if (r < 0) {
 			log_warning_errno(r,
 					  "Cannot install the guest view's listing, retrying: %m");
-			scan_submit(s->a, SCAN_REBUILD, guestview_seq(g->view), 0, NULL, true);
+			scan_submit(s->g, SCAN_REBUILD, guestview_seq(g->view), 0, NULL, true);
 		} else if (changed && !removed)
 			log_debug("Guest view listed while guests changed; the changes since were "
 				  "merged over the listing");
@@ -292,7 +291,7 @@ static void scan_done(void *userdata)
 
 static void scan_queue(struct scan *s)
 {
-	int r = tasks_submit(s->a->tasks, NULL, scan_work, scan_done, s);
+	int r = tasks_submit(s->g->tasks, NULL, scan_work, scan_done, s);
 	if (r < 0)
 		scan_done(s); /* !ok: dropped */
 }
@@ -300,7 +299,7 @@ static void scan_queue(struct scan *s)
 static int on_delay_timer(sd_event_source *src, uint64_t usec, void *userdata)
 {
 	struct scan *s = userdata;
-	struct guests *g = s->a->guests;
+	struct guests *g = s->g;
 	int slot = s->kind == SCAN_CONFIRM;
 	g->delay_src[slot] = sd_event_source_unref(g->delay_src[slot]);
 	g->delayed[slot] = NULL;
@@ -319,7 +318,7 @@ void guests_list_drop_delayed(struct guests *g, int slot)
 /* delayed: the listing starts in a second (libvirt delivers an event within milliseconds: a
  * second listing one second later that still differs from an unchanged view is no event in
  * flight; a failed rebuild is retried without spinning). */
-static int scan_submit(struct agent *a, enum scan_kind kind, uint64_t seq, unsigned retries,
+static int scan_submit(struct guests *g, enum scan_kind kind, uint64_t seq, unsigned retries,
 		       char **candidates, bool delayed)
 {
 	struct scan *s = calloc(1, sizeof(*s));
@@ -328,12 +327,11 @@ static int scan_submit(struct agent *a, enum scan_kind kind, uint64_t seq, unsig
 		return -ENOMEM;
 	}
 	*s = (struct scan){
-	    .a = a, .kind = kind, .seq = seq, .retries = retries, .candidates = candidates};
-	struct guests *g = a->guests;
+	    .g = g, .kind = kind, .seq = seq, .retries = retries, .candidates = candidates};
 	if (delayed && g) {
 		int slot = kind == SCAN_CONFIRM;
 		guests_list_drop_delayed(g, slot);
-		int r = sd_event_add_time_relative(a->event, &g->delay_src[slot], CLOCK_MONOTONIC,
+		int r = sd_event_add_time_relative(g->event, &g->delay_src[slot], CLOCK_MONOTONIC,
 						   USEC_PER_SEC, 0, on_delay_timer, s);
 		if (r < 0) {
 			scan_free(s);
@@ -349,9 +347,9 @@ static int scan_submit(struct agent *a, enum scan_kind kind, uint64_t seq, unsig
 static int on_reconcile_timer(sd_event_source *src, uint64_t usec, void *userdata)
 {
 	struct guests *g = userdata;
-	if (g->connected && guestview_valid(g->view) && !g->reconciling && !g->a->stopping) {
+	if (g->connected && guestview_valid(g->view) && !g->reconciling && !g->stopping) {
 		g->reconciling = true;
-		if (scan_submit(g->a, SCAN_RECONCILE, guestview_seq(g->view), 0, NULL, false) < 0)
+		if (scan_submit(g, SCAN_RECONCILE, guestview_seq(g->view), 0, NULL, false) < 0)
 			g->reconciling = false;
 	}
 	guests_schedule_reconcile(g);
@@ -360,10 +358,10 @@ static int on_reconcile_timer(sd_event_source *src, uint64_t usec, void *userdat
 
 void guests_schedule_reconcile(struct guests *g)
 {
-	uint64_t every = (uint64_t)MAX(g->a->cfg.guest_view_reconcile_seconds, 1) * USEC_PER_SEC;
+	uint64_t every = (uint64_t)MAX(g->cfg->guest_view_reconcile_seconds, 1) * USEC_PER_SEC;
 	int r;
 	if (!g->reconcile_timer)
-		r = sd_event_add_time_relative(g->a->event, &g->reconcile_timer, CLOCK_MONOTONIC,
+		r = sd_event_add_time_relative(g->event, &g->reconcile_timer, CLOCK_MONOTONIC,
 					       every, USEC_PER_SEC / 10, on_reconcile_timer, g);
 	else {
 		r = sd_event_source_set_time_relative(g->reconcile_timer, every);
@@ -386,9 +384,8 @@ static json_t *list_json(struct guests *g)
 	return servers ? json_pack("{s:o}", "servers", servers) : NULL;
 }
 
-int agent_guest_list(struct agent *a, op_done_fn cb, void *userdata)
+int guests_list(struct guests *g, op_done_fn cb, void *userdata)
 {
-	struct guests *g = a->guests;
 	struct op_reply reply = {200, NULL};
 	if (!g || !g->connected || !guestview_valid(g->view))
 		reply =
@@ -400,9 +397,8 @@ int agent_guest_list(struct agent *a, op_done_fn cb, void *userdata)
 	return 0;
 }
 
-int agent_guest_list_text(struct agent *a, const char **ret_text, size_t *ret_len)
+int guests_list_text(struct guests *g, const char **ret_text, size_t *ret_len)
 {
-	struct guests *g = a->guests;
 	if (!g || !g->connected || !guestview_valid(g->view))
 		return -ENOTCONN;
 	if (!g->list_text || g->list_seq != guestview_seq(g->view)) {
@@ -420,25 +416,21 @@ int agent_guest_list_text(struct agent *a, const char **ret_text, size_t *ret_le
 	return 0;
 }
 
-int agent_guest_status(struct agent *a, const char *sid, struct op_reply *ret)
+int guests_status(struct guests *g, const char *sid, struct op_reply *ret)
 {
-	struct guests *g = a->guests;
 	const struct guest_info *x = NULL;
 	if (!id_is_valid(sid, 64))
 		*ret = (struct op_reply){400, op_error_body(400, NULL, "sid: invalid guest id")};
-	else if (a->stopping)
+	else if (!g || g->stopping)
 		*ret =
 		    (struct op_reply){503, op_error_body(503, NULL, "the agent is shutting down")};
-	else if (!g || !g->connected || !guestview_valid(g->view))
+	else if (!g->connected || !guestview_valid(g->view))
 		*ret = (struct op_reply){503, op_error_body(503, NULL, "libvirt is not connected")};
 	else if (!(x = guestview_get(g->view, sid)) || x->state == GUEST_STATE_NO_DOMAIN)
 		*ret = (struct op_reply){
 		    404, op_error_body(404, "NotFoundError", "guest %s not found", sid)};
 	else {
 		json_t *body = guestview_status_json(x);
-		const char *hid = body ? report_host_id(a->report) : NULL;
-		if (hid)
-			json_object_set_new(body, "host_id", json_string(hid));
 		*ret = body ? (struct op_reply){200, body}
 			    : (struct op_reply){500, op_error_body(500, NULL, "out of memory")};
 	}
@@ -532,5 +524,5 @@ void guests_on_virt_conn(bool connected, void *userdata)
 	/* Never served stale: invalid until the listing of this connection is installed. */
 	guestview_invalidate(g->view);
 	if (connected)
-		scan_submit(g->a, SCAN_REBUILD, guestview_seq(g->view), 0, NULL, false);
+		scan_submit(g, SCAN_REBUILD, guestview_seq(g->view), 0, NULL, false);
 }

@@ -9,13 +9,13 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "agent/agent.h"
 #include "agent/guests-internal.h"
 #include "agent/guests.h"
 #include "agent/guestview.h"
 #include "agent/qga.h"
 #include "agent/tasks.h"
 #include "agent/virt.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/path.h"
 
@@ -74,7 +74,7 @@ static void qga_record(struct guests *g, const char *sid, int r)
 }
 
 struct qga_job {
-	struct agent *a;
+	struct guests *g;
 	enum qga_op op;
 	char *sid;
 	char *cmd;	/* the command text (not for set-password) */
@@ -142,7 +142,7 @@ static void qga_fail_virt(struct qga_job *j, int r, const char *verr)
 static void qga_work(void *userdata)
 {
 	struct qga_job *j = userdata;
-	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(j->a->virt);
+	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(j->g->virt);
 	if (!conn)
 		return qga_fail(j, -ENOLINK, "libvirt is not connected");
 	_cleanup_free_ char *verr = NULL;
@@ -185,7 +185,7 @@ static void qga_work(void *userdata)
 static void qga_done(void *userdata)
 {
 	struct qga_job *j = userdata;
-	struct guests *g = j->a->guests;
+	struct guests *g = j->g;
 	if (j->r == -ESHUTDOWN && !j->msg) /* the pool shut down before it ran */
 		qga_fail(j, -ESHUTDOWN, "the agent is shutting down");
 	if (g)
@@ -201,7 +201,6 @@ static void qga_done(void *userdata)
 int guests_qga(struct guests *g, enum qga_op op, const char *sid, json_t *args, guests_qga_fn cb,
 	       void *userdata, char *err, size_t err_size)
 {
-	struct agent *a = g->a;
 	if (op >= _QGA_OP_MAX)
 		return snprintf(err, err_size, "unknown operation"), -EINVAL;
 	if (!id_is_valid(sid, 64))
@@ -213,7 +212,7 @@ int guests_qga(struct guests *g, enum qga_op op, const char *sid, json_t *args, 
 				"qga-set-network is not implemented by hostagent: guest addresses "
 				"come from the descriptor (DHCP) and the config drive"),
 		       -EOPNOTSUPP;
-	if (a->stopping)
+	if (g->stopping)
 		return snprintf(err, err_size, "the agent is shutting down"), -ESHUTDOWN;
 	if (!g->connected || !guestview_valid(g->view))
 		return snprintf(err, err_size, "libvirt is not connected"), -ENOLINK;
@@ -228,7 +227,7 @@ int guests_qga(struct guests *g, enum qga_op op, const char *sid, json_t *args, 
 		return snprintf(err, err_size, "out of memory"), -ENOMEM;
 	}
 	*j = (struct qga_job){
-	    .a = a, .op = op, .sid = j->sid, .r = -ESHUTDOWN, .cb = cb, .userdata = userdata};
+	    .g = g, .op = op, .sid = j->sid, .r = -ESHUTDOWN, .cb = cb, .userdata = userdata};
 	int r = 0;
 	const char *simple = NULL;
 	switch (op) {
@@ -274,7 +273,7 @@ int guests_qga(struct guests *g, enum qga_op op, const char *sid, json_t *args, 
 	if (r >= 0) {
 		char key[80];
 		snprintf(key, sizeof(key), "%s/qga", sid);
-		r = tasks_submit(a->tasks, key, qga_work, qga_done, j);
+		r = tasks_submit(g->tasks, key, qga_work, qga_done, j);
 		if (r < 0)
 			snprintf(err, err_size, "%s",
 				 r == -EBUSY ? "too many queued operations, retry later"
@@ -294,7 +293,7 @@ json_t *guests_qga_running(struct guests *g)
 
 /* A probe round: guest-ping to the picked guests, one after the other, each bounded. */
 struct qga_probe {
-	struct agent *a;
+	struct guests *g;
 	char **sids;
 	int *results;
 	bool round;
@@ -303,7 +302,7 @@ struct qga_probe {
 static void qga_probe_work(void *userdata)
 {
 	struct qga_probe *p = userdata;
-	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(p->a->virt);
+	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(p->g->virt);
 	_cleanup_free_ char *cmd = qga_command_text("guest-ping");
 	for (size_t i = 0; p->sids[i]; i++) {
 		char *reply = NULL;
@@ -317,7 +316,7 @@ static void qga_probe_work(void *userdata)
 static void qga_probe_done(void *userdata)
 {
 	struct qga_probe *p = userdata;
-	struct guests *g = p->a->guests;
+	struct guests *g = p->g;
 	for (size_t i = 0; g && p->sids[i]; i++)
 		if (p->results[i] != 1) /* 1: not run (the pool shut down) */
 			qga_record(g, p->sids[i], p->results[i]);
@@ -339,11 +338,11 @@ static int qga_probe_submit(struct guests *g, char **sids, bool round)
 	}
 	for (size_t i = 0; i < n; i++)
 		p->results[i] = 1;
-	*p = (struct qga_probe){.a = g->a, .sids = sids, .results = p->results, .round = round};
+	*p = (struct qga_probe){.g = g, .sids = sids, .results = p->results, .round = round};
 	char key[80];
 	if (!round)
 		snprintf(key, sizeof(key), "%s/qga", sids[0]);
-	int r = tasks_submit(g->a->tasks, round ? TASKS_INTERNAL_KEY("qga-probe") : key,
+	int r = tasks_submit(g->tasks, round ? TASKS_INTERNAL_KEY("qga-probe") : key,
 			     qga_probe_work, qga_probe_done, p);
 	if (r < 0) {
 		strv_free(p->sids);
@@ -359,7 +358,7 @@ static int qga_probe_submit(struct guests *g, char **sids, bool round)
 static int on_qga_timer(sd_event_source *src, uint64_t usec, void *userdata)
 {
 	struct guests *g = userdata;
-	if (g->connected && guestview_valid(g->view) && !g->qga_probing && !g->a->stopping) {
+	if (g->connected && guestview_valid(g->view) && !g->qga_probing && !g->stopping) {
 		_cleanup_strv_free_ char **picked =
 		    qga_tracker_pick(g->qga, QGA_PROBE_FRESH_MAX, QGA_PROBE_OTHERS_MAX);
 		char **sids = calloc(1, sizeof(char *));
@@ -395,10 +394,10 @@ static void on_virt_agent(const char *name, bool connected, void *userdata)
 
 int guests_qga_start(struct guests *g)
 {
-	int r = sd_event_add_time_relative(g->a->event, &g->qga_timer, CLOCK_MONOTONIC,
+	int r = sd_event_add_time_relative(g->event, &g->qga_timer, CLOCK_MONOTONIC,
 					   QGA_PROBE_INTERVAL_USEC, USEC_PER_SEC, on_qga_timer, g);
 	if (r < 0)
 		return log_error_errno(r, "Cannot schedule the guest agent probes: %m");
-	virt_set_agent_handler(g->a->virt, on_virt_agent);
+	virt_set_agent_handler(g->virt, on_virt_agent);
 	return 0;
 }

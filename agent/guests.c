@@ -12,7 +12,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "agent/agent.h"
 #include "agent/claims.h"
 #include "agent/configdrive.h"
 #include "agent/console.h"
@@ -27,15 +26,13 @@
 #include "agent/monitor.h"
 #include "agent/guestview.h"
 #include "agent/metrics.h"
-#include "agent/modules.h"
-#include "agent/placer.h"
 #include "agent/qga.h"
-#include "agent/report.h"
 #include "agent/serverpush.h"
 #include "agent/ops.h"
 #include "agent/tasks.h"
 #include "agent/workspace.h"
 #include "agent/virt.h"
+#include "common/config.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/path.h"
@@ -83,7 +80,7 @@ void guests_hooks_state(struct guests *g, const char *sid, const char *status)
 /* sid left the table: the state hooks get status NULL. */
 void guests_hooks_gone(struct guests *g, const char *sid)
 {
-	dhcp_guest_remove(g->a->dhcp, sid);
+	dhcp_guest_remove(g->dhcp, sid);
 	guests_hooks_state(g, sid, NULL);
 }
 
@@ -108,7 +105,7 @@ void guests_view_remove(struct guests *g, const char *sid)
 /* ---- operations ---- */
 
 struct op_ctx {
-	struct agent *a;
+	struct guests *g;
 	enum guest_op op;
 	char *sid;
 	json_t *args;
@@ -165,7 +162,7 @@ static void reply_ok(struct op_ctx *c, json_t *body)
 
 /* Consoles listen on vnc_listen, by default on the node's access address (set once at startup,
  * before any operation runs, so workers may read it), never on every address (H1). */
-static void domxml_options(const struct agent *a, struct domxml_opts *o)
+static void domxml_options(const struct guests *g, struct domxml_opts *o)
 {
 	/* Probed once: without sfq every guest with a NIC limit (the real region gives each NIC
 	 * its wire's bandwidth by default) would fail to start. */
@@ -176,10 +173,10 @@ static void domxml_options(const struct agent *a, struct domxml_opts *o)
 			log_warning("Guest NIC bandwidth limits are not applied: the kernel has no "
 				    "sfq qdisc (sch_sfq), which libvirt needs to shape them");
 	}
-	const struct config *cfg = &a->cfg;
+	const struct config *cfg = g->cfg;
 	const char *listen = cfg->vnc_listen;
 	if (isempty(listen))
-		listen = hostnets_access_ip(a->hostnets);
+		listen = hostnets_access_ip(g->hostnets);
 	*o = (struct domxml_opts){
 	    .kvm = domxml_virt_is_kvm(cfg->virt_type),
 	    .vnc_listen = isempty(listen) ? "127.0.0.1" : listen,
@@ -193,14 +190,14 @@ static void domxml_options(const struct agent *a, struct domxml_opts *o)
 }
 
 /* config_drive: attach <workspace>/config-drive.iso (agent/deploy.h). */
-static int render_domain(const struct agent *a, const char *sid, const struct guest_desc *d,
+static int render_domain(const struct guests *g, const char *sid, const struct guest_desc *d,
 			 const char *console_password, bool config_drive, char **ret_xml,
 			 char **ret_error)
 {
 	struct domxml_opts o;
-	domxml_options(a, &o);
+	domxml_options(g, &o);
 	o.console_password = console_password;
-	_cleanup_free_ char *ws = config_drive ? workspace_dir(&a->cfg, sid) : NULL;
+	_cleanup_free_ char *ws = config_drive ? workspace_dir(g->cfg, sid) : NULL;
 	_cleanup_free_ char *iso = ws ? deploy_iso_path(ws) : NULL;
 	if (config_drive && !iso)
 		return -ENOMEM;
@@ -260,7 +257,7 @@ static bool disk_at_own_path(const struct config *cfg, const struct guest_disk *
  * guest uses as a backing image or cdrom. */
 static bool check_shared_paths(struct op_ctx *c, const struct guest_desc *d)
 {
-	const struct config *cfg = &c->a->cfg;
+	const struct config *cfg = c->g->cfg;
 	for (size_t i = 0; i < d->n_disks + d->n_cdroms; i++) {
 		bool disk = i < d->n_disks;
 		size_t k = disk ? i : i - d->n_disks;
@@ -298,7 +295,7 @@ static bool refuse_foreign(struct op_ctx *c, virDomainPtr dom)
 
 static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 {
-	const struct config *cfg = &c->a->cfg;
+	const struct config *cfg = c->g->cfg;
 	json_t *dj = json_object_get(c->args, "desc");
 	if (!json_is_object(dj)) {
 		reply_error(c, 400, NULL, "desc: missing or not an object");
@@ -370,7 +367,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	if (!check_shared_paths(c, d))
 		return;
 	_cleanup_free_ char *xml = NULL;
-	r = render_domain(c->a, c->sid, d, NULL, drive, &xml, &err);
+	r = render_domain(c->g, c->sid, d, NULL, drive, &xml, &err);
 	if (r < 0) {
 		reply_error(c, r == -ENOMEM ? 500 : 400, NULL, "%s", strempty(err));
 		return;
@@ -393,7 +390,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	if (r >= 0) {
 		free(xml);
 		xml = NULL;
-		r = render_domain(c->a, c->sid, d, console_pw, drive, &xml, &err);
+		r = render_domain(c->g, c->sid, d, console_pw, drive, &xml, &err);
 	}
 	console_pw = erase_and_free(console_pw);
 	if (r < 0) {
@@ -416,7 +413,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 		paths[i] = d->disks[i].path;
 	for (size_t i = 0; old_paths && old && i < old->n_disks; i++)
 		old_paths[i] = old->disks[i].path;
-	r = paths && old_paths ? claims_take(c->a->claims, c->sid, paths, d->n_disks, &bad, &holder)
+	r = paths && old_paths ? claims_take(c->g->claims, c->sid, paths, d->n_disks, &bad, &holder)
 			       : -ENOMEM;
 	if (r < 0) {
 		if (r == -EBUSY)
@@ -510,7 +507,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	else
 		log_oom(); /* the DHCP keeps the guest's previous entries */
 	if (is_sync)	   /* paths the guest no longer names are free again */
-		claims_release(c->a->claims, c->sid, paths, d->n_disks);
+		claims_release(c->g->claims, c->sid, paths, d->n_disks);
 	if (is_sync) {
 		int state = 0;
 		if (dom && virt_domain_get_state(dom, &state, NULL) == 0 &&
@@ -531,7 +528,7 @@ rollback_disks:
 	disks_remove(&fresh_desc, cfg->local_image_path);
 rollback:
 	/* Back to the paths of the stored descriptor (none for a new guest). */
-	claims_release(c->a->claims, c->sid, old_paths, old ? old->n_disks : 0);
+	claims_release(c->g->claims, c->sid, old_paths, old ? old->n_disks : 0);
 	if (made_ws)
 		rm_rf(ws);
 }
@@ -542,7 +539,7 @@ rollback:
  * running QEMU keeps the drive it opened until then. */
 static void op_deploy(struct op_ctx *c, virDomainPtr dom)
 {
-	const struct config *cfg = &c->a->cfg;
+	const struct config *cfg = c->g->cfg;
 	_cleanup_(json_decrefp) json_t *stored = NULL, *info = NULL;
 	_cleanup_guest_desc_ struct guest_desc *d = NULL;
 	_cleanup_configdrive_ struct configdrive *cd = NULL;
@@ -577,7 +574,7 @@ static void op_deploy(struct op_ctx *c, virDomainPtr dom)
 		char *pw = NULL;
 		r = console_password_ensure(ws, &pw);
 		if (r >= 0)
-			r = render_domain(c->a, c->sid, d, pw, true, &xml, &err);
+			r = render_domain(c->g, c->sid, d, pw, true, &xml, &err);
 		pw = erase_and_free(pw);
 		if (r >= 0)
 			r = virt_domain_redefine(dom, xml, &err);
@@ -604,7 +601,7 @@ static void op_deploy(struct op_ctx *c, virDomainPtr dom)
 static void started_metadata(struct op_ctx *c, virDomainPtr dom)
 {
 	c->qemu_version = virt_hypervisor_version(dom);
-	_cleanup_free_ char *ws = workspace_dir(&c->a->cfg, c->sid);
+	_cleanup_free_ char *ws = workspace_dir(c->g->cfg, c->sid);
 	if (ws && console_password_read(ws, &c->vnc_password) < 0)
 		c->vnc_password = NULL;
 }
@@ -864,7 +861,7 @@ static void op_monitor(struct op_ctx *c, virDomainPtr dom)
 /* The console of a guest as an operator connects to it: port, address, password (H1). */
 static void op_console(struct op_ctx *c, virDomainPtr dom)
 {
-	_cleanup_free_ char *ws = workspace_dir(&c->a->cfg, c->sid);
+	_cleanup_free_ char *ws = workspace_dir(c->g->cfg, c->sid);
 	char *pw = NULL;
 	int r = console_password_read(ws, &pw);
 	if (r < 0 && r != -ENOENT) {
@@ -873,7 +870,7 @@ static void op_console(struct op_ctx *c, virDomainPtr dom)
 		return;
 	}
 	struct domxml_opts o;
-	domxml_options(c->a, &o);
+	domxml_options(c->g, &o);
 	int port = virt_domain_vnc_port(dom);
 	json_t *b =
 	    json_pack("{s:i,s:s}", "vnc_port", port > 0 ? port : -1, "listen", o.vnc_listen);
@@ -887,7 +884,7 @@ static void op_console(struct op_ctx *c, virDomainPtr dom)
 
 static void op_delete(struct op_ctx *c, virConnectPtr conn)
 {
-	const struct config *cfg = &c->a->cfg;
+	const struct config *cfg = c->g->cfg;
 	_cleanup_(virDomainFreep) virDomainPtr dom = virt_domain_lookup(conn, c->sid);
 	if (!dom && !virt_last_error_no_domain()) {
 		reply_error(c, 500, NULL, "%s", virt_last_error_message());
@@ -923,7 +920,7 @@ static void op_delete(struct op_ctx *c, virConnectPtr conn)
 	}
 	c->removed = true;
 	/* Its disk files are nobody's now: the region's disk routes may delete them. */
-	claims_release(c->a->claims, c->sid, NULL, 0);
+	claims_release(c->g->claims, c->sid, NULL, 0);
 	reply_ok(c, NULL);
 }
 
@@ -945,7 +942,7 @@ static void record_state(struct op_ctx *c, virDomainPtr dom)
 static void op_work(void *userdata)
 {
 	struct op_ctx *c = userdata;
-	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(c->a->virt);
+	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(c->g->virt);
 	if (!conn) {
 		reply_error(c, 503, NULL, "libvirt is not connected");
 		return;
@@ -972,7 +969,7 @@ static void op_work(void *userdata)
 		else {
 			reply_error(c, 503, NULL, "%s", virt_last_error_message());
 			if (!virt_conn_alive(conn))
-				virt_connection_lost(c->a->virt);
+				virt_connection_lost(c->g->virt);
 		}
 		return;
 	}
@@ -1010,7 +1007,7 @@ static void op_work(void *userdata)
 	if (c->reply.body && c->reply.code < 300)
 		record_state(c, dom);
 	if (c->reply.code >= 500 && !virt_conn_alive(conn))
-		virt_connection_lost(c->a->virt);
+		virt_connection_lost(c->g->virt);
 }
 
 static void creating_remove(struct guests *g, const char *sid)
@@ -1040,7 +1037,7 @@ static int stop_wait_begin(struct guests *g, struct op_ctx *c);
 static void op_done(void *userdata)
 {
 	struct op_ctx *c = userdata;
-	struct guests *g = c->a->guests;
+	struct guests *g = c->g;
 	if (c->stop == STOP_AWAIT && !c->reply.body && g && stop_wait_begin(g, c) >= 0)
 		return; /* finished by the wait */
 	if (!c->reply.body)
@@ -1060,7 +1057,7 @@ static void op_done(void *userdata)
 			    guestview_set_desc(g->view, c->sid, c->name, c->uuid, 1) < 0)
 				log_oom();
 			if (c->created && c->dhcp_known) {
-				dhcp_guest_set(c->a->dhcp, c->sid, TAKE_PTR(c->dhcp_hosts),
+				dhcp_guest_set(c->g->dhcp, c->sid, TAKE_PTR(c->dhcp_hosts),
 					       c->n_dhcp_hosts);
 				c->n_dhcp_hosts = 0;
 			}
@@ -1070,13 +1067,8 @@ static void op_done(void *userdata)
 	}
 	if (g && c->marked_creating)
 		creating_remove(g, c->sid);
-	if (c->op == GUEST_OP_STATUS && c->reply.code == 200 && json_is_object(c->reply.body)) {
-		const char *hid = report_host_id(c->a->report);
-		if (hid)
-			json_object_set_new(c->reply.body, "host_id", json_string(hid));
-	}
 	if (c->qemu_version && c->reply.code < 300)
-		serverpush_started(config_standalone(&c->a->cfg) ? NULL : c->a->region, c->sid,
+		serverpush_started(config_standalone(c->g->cfg) ? NULL : c->g->region, c->sid,
 				   c->qemu_version, c->vnc_port, c->vnc_password);
 	log_kv(c->reply.code < 300 ? LOG_INFO : LOG_WARNING, "Guest operation finished", "op",
 	       guest_op_to_string(c->op), "sid", c->sid, "code",
@@ -1128,7 +1120,7 @@ static bool stop_wait_off(struct guests *g, struct op_ctx *c, const char **ret_h
 static int on_stop_wait(sd_event_source *src, uint64_t usec, void *userdata)
 {
 	struct op_ctx *c = userdata;
-	struct guests *g = c->a->guests;
+	struct guests *g = c->g;
 	const char *how = NULL;
 	bool off = stop_wait_off(g, c, &how);
 	if (!off && usec < c->stop_deadline) { /* poked by a change that is not the power-off */
@@ -1148,7 +1140,7 @@ static int on_stop_wait(sd_event_source *src, uint64_t usec, void *userdata)
 		log_kv(LOG_INFO, "Guest did not power off in time, forcing it", "sid", c->sid, "op",
 		       guest_op_to_string(c->op), NULL);
 	c->stop = STOP_FORCE;
-	int r = tasks_submit(c->a->tasks, c->sid, op_work, op_done, c);
+	int r = tasks_submit(c->g->tasks, c->sid, op_work, op_done, c);
 	if (r < 0) {
 		reply_error(c, 503, NULL, "cannot finish the %s of %s: %s",
 			    guest_op_to_string(c->op), c->sid,
@@ -1163,7 +1155,7 @@ static int on_stop_wait(sd_event_source *src, uint64_t usec, void *userdata)
 static int stop_wait_begin(struct guests *g, struct op_ctx *c)
 {
 	c->stop = STOP_WAITING;
-	int r = sd_event_add_time(c->a->event, &c->stop_timer, CLOCK_MONOTONIC, c->stop_deadline, 0,
+	int r = sd_event_add_time(c->g->event, &c->stop_timer, CLOCK_MONOTONIC, c->stop_deadline, 0,
 				  on_stop_wait, c);
 	if (r < 0) {
 		reply_error(c, 500, NULL, "cannot wait for %s to power off: %s", c->sid,
@@ -1196,6 +1188,12 @@ size_t guests_busy(struct guests *g)
 	return g ? g->n_stop_waits : 0;
 }
 
+void guests_stop(struct guests *g)
+{
+	if (g)
+		g->stopping = true;
+}
+
 /* NICs without a bridge get the one of the host network on their wire (loop thread: the
  * host network table is the loop's). */
 static void fill_bridges(struct op_ctx *c)
@@ -1205,7 +1203,7 @@ static void fill_bridges(struct op_ctx *c)
 	json_t *filled = NULL;
 	if (!json_is_object(desc))
 		return; /* op_create refuses it */
-	int r = guest_desc_fill_bridges(desc, c->a->hostnets, &filled, &err);
+	int r = guest_desc_fill_bridges(desc, c->g->hostnets, &filled, &err);
 	if (r < 0) {
 		reply_error(c, r == -ENOMEM ? 500 : 400, NULL, "%s", err ? err : strerror(-r));
 		return;
@@ -1222,20 +1220,20 @@ static void fill_bridges(struct op_ctx *c)
 	c->args = args;
 }
 
-int agent_guest_op(struct agent *a, enum guest_op op, const char *sid, json_t *args, op_done_fn cb,
-		   void *userdata)
+int guests_op(struct guests *g, enum guest_op op, const char *sid, json_t *args, op_done_fn cb,
+	      void *userdata)
 {
 	struct op_ctx *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->a = a;
+	c->g = g;
 	c->op = op;
 	c->cb = cb;
 	c->userdata = userdata;
 	c->args = args ? json_incref(args) : json_object();
 	c->sid = strdup(strempty(sid));
-	if (a->guests)
-		c->seq = guestview_seq(a->guests->view);
+	if (g)
+		c->seq = guestview_seq(g->view);
 	if (!c->sid || !c->args) {
 		json_decref(c->args);
 		free(c->sid);
@@ -1248,15 +1246,14 @@ int agent_guest_op(struct agent *a, enum guest_op op, const char *sid, json_t *a
 		reply_error(c, 400, NULL, "sid: invalid guest id");
 	else if (args && !json_is_object(args))
 		reply_error(c, 400, NULL, "body: expected a JSON object");
-	else if (a->stopping)
+	else if (g->stopping)
 		reply_error(c, 503, NULL, "the agent is shutting down");
 	if (!c->reply.body && (op == GUEST_OP_CREATE || op == GUEST_OP_SYNC))
 		fill_bridges(c);
 	if (!c->reply.body) {
-		int r = tasks_submit(a->tasks, sid, op_work, op_done, c);
+		int r = tasks_submit(g->tasks, sid, op_work, op_done, c);
 		if (r == 0) {
-			if (op == GUEST_OP_CREATE && a->guests &&
-			    strv_extend(&a->guests->creating, sid) >= 0)
+			if (op == GUEST_OP_CREATE && g && strv_extend(&g->creating, sid) >= 0)
 				c->marked_creating = true;
 			return 0;
 		}
@@ -1271,7 +1268,7 @@ int agent_guest_op(struct agent *a, enum guest_op op, const char *sid, json_t *a
 /* ---- statuses of listed guests (POST /servers/upload-status) ---- */
 
 struct statuses {
-	struct agent *a;
+	struct guests *g;
 	json_t *ids;
 	op_done_fn cb;
 	void *userdata;
@@ -1281,7 +1278,7 @@ struct statuses {
 static void statuses_work(void *userdata)
 {
 	struct statuses *s = userdata;
-	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(s->a->virt);
+	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(s->g->virt);
 	if (!conn) {
 		s->reply =
 		    (struct op_reply){503, op_error_body(503, NULL, "libvirt is not connected")};
@@ -1322,14 +1319,14 @@ static void statuses_done(void *userdata)
 	free(s);
 }
 
-int agent_guest_statuses(struct agent *a, json_t *ids, op_done_fn cb, void *userdata)
+int guests_statuses(struct guests *g, json_t *ids, op_done_fn cb, void *userdata)
 {
 	struct statuses *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	*s = (struct statuses){.a = a, .ids = json_incref(ids), .cb = cb, .userdata = userdata};
-	int r = a->stopping ? -ESHUTDOWN
-			    : tasks_submit(a->tasks, NULL, statuses_work, statuses_done, s);
+	*s = (struct statuses){.g = g, .ids = json_incref(ids), .cb = cb, .userdata = userdata};
+	int r = g->stopping ? -ESHUTDOWN
+			    : tasks_submit(g->tasks, NULL, statuses_work, statuses_done, s);
 	if (r < 0) {
 		s->reply = (struct op_reply){
 		    503, op_error_body(503, NULL, "%s",
@@ -1344,12 +1341,20 @@ int agent_guest_statuses(struct agent *a, json_t *ids, op_done_fn cb, void *user
 
 static void collect(FILE *f, void *userdata);
 
-int guests_new(struct agent *a, struct guests **ret)
+int guests_new(const struct guests_deps *deps, struct guests **ret)
 {
 	struct guests *g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
-	g->a = a;
+	g->event = deps->event;
+	g->cfg = deps->cfg;
+	g->tasks = deps->tasks;
+	g->virt = deps->virt;
+	g->claims = deps->claims;
+	g->dhcp = deps->dhcp;
+	g->metrics = deps->metrics;
+	g->hostnets = deps->hostnets;
+	g->region = deps->region;
 	int r = guestview_new(&g->view);
 	if (r >= 0 && (r = qga_tracker_new(&g->qga)) < 0)
 		guestview_free(g->view);
@@ -1390,7 +1395,7 @@ struct guests *guests_free(struct guests *g)
  * that name one file (stored before claims existed) are logged; the first keeps it. */
 static void claims_load(struct guests *g)
 {
-	const struct config *cfg = &g->a->cfg;
+	const struct config *cfg = g->cfg;
 	_cleanup_strv_free_ char **sids = NULL;
 	int lr = workspace_list(cfg, &sids);
 	if (lr < 0)
@@ -1404,7 +1409,7 @@ static void claims_load(struct guests *g)
 		for (size_t i = 0; i < d->n_disks; i++) {
 			const char *p = d->disks[i].path;
 			_cleanup_free_ char *holder = NULL;
-			int r = claims_take(g->a->claims, sid, &p, 1, NULL, &holder);
+			int r = claims_take(g->claims, sid, &p, 1, NULL, &holder);
 			if (r == -EBUSY)
 				log_kv(LOG_WARNING, "Two guests name one disk file", "path", p,
 				       "sid", sid, "owner", strempty(holder), NULL);
@@ -1417,7 +1422,7 @@ static void claims_load(struct guests *g)
 
 int guests_start(struct guests *g)
 {
-	const struct config *cfg = &g->a->cfg;
+	const struct config *cfg = g->cfg;
 	int r = mkdir_p(cfg->servers_path, 0755);
 	if (r < 0)
 		return log_error_errno(r, "Cannot create servers_path %s: %m", cfg->servers_path);
@@ -1426,8 +1431,8 @@ int guests_start(struct guests *g)
 		if (r < 0)
 			return log_error_errno(r, "Cannot create disk root %s: %m", *root);
 	}
-	if (g->a->metrics) {
-		r = metrics_add_collector(g->a->metrics, collect, g);
+	if (g->metrics) {
+		r = metrics_add_collector(g->metrics, collect, g);
 		if (r < 0)
 			return r;
 	}
@@ -1436,10 +1441,10 @@ int guests_start(struct guests *g)
 	r = guests_qga_start(g);
 	if (r < 0)
 		return r;
-	return virt_start(g->a->virt, guests_on_virt_event, guests_on_virt_conn, g);
+	return virt_start(g->virt, guests_on_virt_event, guests_on_virt_conn, g);
 }
 
-static bool guests_libvirt_connected(struct guests *g)
+bool guests_connected(struct guests *g)
 {
 	return g && g->connected;
 }
@@ -1492,7 +1497,7 @@ static void collect(FILE *f, void *userdata)
 	metrics_write_family(f, "hostagent_libvirt_reconnects_total", "counter",
 			     "Times the libvirt connection was re-established.");
 	metrics_write_sample(f, "hostagent_libvirt_reconnects_total", NULL,
-			     virt_reconnects(g->a->virt));
+			     virt_reconnects(g->virt));
 }
 
 int guests_add_hooks(struct guests *g, guest_running_fn on_running, guest_state_fn on_state,
@@ -1513,27 +1518,4 @@ void guests_remove_hooks(struct guests *g, void *ud)
 		if (g->hooks[i].ud != ud)
 			g->hooks[k++] = g->hooks[i];
 	g->n_hooks = k;
-}
-
-json_t *agent_not_ready_reasons(struct agent *a)
-{
-	json_t *reasons = json_array();
-	if (!guests_libvirt_connected(a->guests))
-		json_array_append_new(
-		    reasons, json_sprintf("libvirt: not connected to %s", a->cfg.libvirt_uri));
-	if (domxml_virt_is_kvm(a->cfg.virt_type) && access("/dev/kvm", R_OK | W_OK) < 0)
-		json_array_append_new(reasons, json_string("kvm: /dev/kvm is not usable"));
-	if (a->modules)
-		agent_modules_reasons(a->modules, reasons);
-	if (a->placer)
-		placer_reasons(a->placer, reasons);
-	if (a->report)
-		report_reasons(a->report, reasons);
-	dhcp_reasons(a->dhcp, reasons);
-	/* NOT-READY-REASONS: other subsystems append their reasons here. */
-	if (json_array_size(reasons) == 0) {
-		json_decref(reasons);
-		return NULL;
-	}
-	return reasons;
 }

@@ -5,14 +5,35 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <systemd/sd-event.h>
 
 #include "agent/guestview.h"
 #include "agent/qga.h"
 
-struct agent;
+struct claims;
+struct config;
+struct dhcp;
 struct guests;
+struct hostnets;
+struct metrics;
+struct region;
+struct tasks;
+struct virt;
 
-int guests_new(struct agent *a, struct guests **ret);
+/* What the guest table uses; all of it outlives the table. */
+struct guests_deps {
+	sd_event *event;
+	const struct config *cfg;
+	struct tasks *tasks;	   /* the worker pool the operations run on */
+	struct virt *virt;	   /* the libvirt connection */
+	struct claims *claims;	   /* which guest owns which disk path */
+	struct dhcp *dhcp;	   /* the guests' DHCP hosts */
+	struct metrics *metrics;   /* NULL: no guest metrics */
+	struct hostnets *hostnets; /* bridges of NICs, the console's default listen address */
+	struct region *region;	   /* a started guest's metadata is pushed there */
+};
+
+int guests_new(const struct guests_deps *deps, struct guests **ret);
 struct guests *guests_free(struct guests *g);
 /* Connects to libvirt in the background; on every (re)connection the table is rebuilt from
  * libvirt and the workspaces and running guests are adopted as they are. */
@@ -44,6 +65,10 @@ bool guests_creating(struct guests *g, const char *sid);
 bool guests_managed(struct guests *g, const char *sid);
 /* Stops and reboots waiting on the loop for their guest to power off (counted by the drain). */
 size_t guests_busy(struct guests *g);
+/* The agent is stopping: operations are refused from now on (503); running guests stay. */
+void guests_stop(struct guests *g);
+/* Whether libvirt is connected and the table built from it. */
+bool guests_connected(struct guests *g);
 
 /* ---- the guest agent (issue 13, agent/qga.h) ----
  * Runs op for the running guest sid on the worker pool (one agent request of a guest at a

@@ -6,7 +6,7 @@
 
 #include <jansson.h>
 
-struct agent;
+struct guests;
 
 enum guest_op {
 	GUEST_OP_CREATE, /* args: {"desc": {...}} and deploy fields (agent/configdrive.h) */
@@ -40,30 +40,27 @@ typedef void (*op_done_fn)(struct op_reply *reply, void *userdata);
  * order. cb is always called exactly once (also on refusal) unless this returns < 0
  * (out of memory); the callback takes ownership of nothing: the reply is freed after it
  * returns, so json_incref the body to keep it. */
-int agent_guest_op(struct agent *a, enum guest_op op, const char *sid, json_t *args, op_done_fn cb,
-		   void *userdata);
+int guests_op(struct guests *g, enum guest_op op, const char *sid, json_t *args, op_done_fn cb,
+	      void *userdata);
 
 /* Snapshot of the guests this host knows, as {"servers": [{"id":..,"name":..,"status":..}]},
  * from the agent's view of the guests: cb is called before this returns (503 while libvirt is
  * disconnected). */
-int agent_guest_list(struct agent *a, op_done_fn cb, void *userdata);
+int guests_list(struct guests *g, op_done_fn cb, void *userdata);
 /* The same as JSON text, kept until the view changes (valid until the loop runs on): 0, or
  * -ENOTCONN while libvirt is disconnected. */
-int agent_guest_list_text(struct agent *a, const char **ret_text, size_t *ret_len);
+int guests_list_text(struct guests *g, const char **ret_text, size_t *ret_len);
 
 /* The status of guest sid from the agent's view of the guests (no libvirt call, answered at
  * once), as GUEST_OP_STATUS replies: {"status", "power_states", "block_jobs_count", "reason"
- * (crashed), "qemu_pid", "host_id"}; 404 for a guest libvirt does not have, 503 while libvirt is
- * disconnected. *ret's body is the caller's. */
-int agent_guest_status(struct agent *a, const char *sid, struct op_reply *ret);
+ * (crashed), "qemu_pid"} (the API adds the region's "host_id"); 404 for a guest libvirt does not
+ * have, 503 while libvirt is disconnected. *ret's body is the caller's. */
+int guests_status(struct guests *g, const char *sid, struct op_reply *ret);
 
 /* Statuses of the guests listed in ids (an array of valid guest ids) from libvirt, as
  * {"guests": {<sid>: {"status", "power_states"}}, "notfound": [sids libvirt does not have]},
  * statuses in Cloudpods' terms. On the worker pool; cb as above. */
-int agent_guest_statuses(struct agent *a, json_t *ids, op_done_fn cb, void *userdata);
-
-/* Readiness: NULL when ready, else a JSON array of reason strings (caller owns). */
-json_t *agent_not_ready_reasons(struct agent *a);
+int guests_statuses(struct guests *g, json_t *ids, op_done_fn cb, void *userdata);
 
 /* Builds {"code": N, "class": "...", "details": "..."}; the class follows the code when cls
  * is NULL (Cloudpods' class names: InputParameterError, NotFoundError, ConflictError, ...). */

@@ -65,7 +65,7 @@ static struct result op(struct agent *a, enum guest_op o, const char *sid, const
 	json_t *j = args ? json_loads(args, 0, &jerr) : NULL;
 	if (args && !j)
 		fail_msg("bad test JSON %s: %s", args, jerr.text);
-	assert_int_equal(agent_guest_op(a, o, sid, j, on_done, &res), 0);
+	assert_int_equal(guests_op(a->guests, o, sid, j, on_done, &res), 0);
 	json_decref(j);
 	pump_until(a, &res.done);
 	return res;
@@ -110,7 +110,7 @@ static void expect_status(struct agent *a, const char *sid, const char *status, 
 	uint64_t end = now_ms() + 5000;
 	for (;;) {
 		struct op_reply view = {0};
-		assert_int_equal(agent_guest_status(a, sid, &view), 0);
+		assert_int_equal(guests_status(a->guests, sid, &view), 0);
 		bool same = view.code == 200 &&
 			    streq(json_string_value(json_object_get(view.body, "status")), status);
 		json_decref(view.body);
@@ -176,7 +176,7 @@ static int setup(void **state)
 	uint64_t end = now_ms() + 10000;
 	for (;;) {
 		struct op_reply r = {0};
-		assert_int_equal(agent_guest_status(f->a, "adopt-vm", &r), 0);
+		assert_int_equal(guests_status(f->a->guests, "adopt-vm", &r), 0);
 		int code = r.code;
 		json_decref(r.body);
 		if (code == 200)
@@ -275,19 +275,19 @@ static void test_lifecycle(void **state)
 	assert_true(exists(f, "disks/g1-sys"));
 	expect(a, GUEST_OP_STATUS, "g1", NULL, 404, "class", "NotFoundError");
 	struct op_reply view = {0};
-	assert_int_equal(agent_guest_status(a, "g1", &view), 0);
+	assert_int_equal(guests_status(a->guests, "g1", &view), 0);
 	assert_int_equal(view.code, 404);
 	json_decref(view.body);
 	expect(a, GUEST_OP_DELETE, "g1", NULL, 200, "details", "already deleted");
 }
 
-/* Refused at once, before any worker runs: the callback has been called when agent_guest_op
+/* Refused at once, before any worker runs: the callback has been called when guests_op
  * returns. */
 static void expect_refused_at_once(struct agent *a, enum guest_op o, const char *sid, json_t *args,
 				   int code)
 {
 	struct result res = {0};
-	assert_int_equal(agent_guest_op(a, o, sid, args, on_done, &res), 0);
+	assert_int_equal(guests_op(a->guests, o, sid, args, on_done, &res), 0);
 	assert_true(res.done);
 	assert_int_equal(res.code, code);
 	assert_non_null(json_object_get(res.body, "details"));
