@@ -130,6 +130,11 @@ static int on_drain(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
+static json_t *not_ready(void *ud)
+{
+	return agent_not_ready_reasons(ud);
+}
+
 int agent_new(struct config *cfg, struct agent **ret)
 {
 	_cleanup_(agent_freep) struct agent *a = calloc(1, sizeof(*a));
@@ -266,7 +271,21 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = auth_new(&a->cfg, a->region, &a->auth);
 	if (r < 0)
 		return r;
-	r = api_new(a, &a->api);
+	a->api_deps = (struct api_deps){.event = a->event,
+					.cfg = &a->cfg,
+					.tasks = a->tasks,
+					.metrics = a->metrics,
+					.virt = a->virt,
+					.region = a->region,
+					.report = a->report,
+					.guests = a->guests,
+					.auth = a->auth,
+					.diskops = a->diskops,
+					.imagecache = a->imagecache,
+					.modules = a->modules,
+					.not_ready = not_ready,
+					.not_ready_ud = a};
+	r = api_new(&a->api_deps, &a->api);
 	if (r < 0)
 		return r;
 	*ret = TAKE_PTR(a);

@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <systemd/sd-event.h>
 
+#include "agent/api.h"
 #include "common/config.h"
 #include "common/macros.h"
 
@@ -35,6 +36,7 @@ struct agent {
 	struct placer *placer;	       /* QEMU cgroup placement (agent/placer.h) */
 	struct metrics *metrics;       /* Prometheus registry (agent/metrics.h) */
 	struct api *api;	       /* HTTP API (agent/api.h) */
+	struct api_deps api_deps;      /* what the API serves (outlives it and its calls) */
 	struct auth *auth;	       /* API token validation (agent/auth.h) */
 	struct region *region;	       /* keystone session, task callbacks (agent/region.h) */
 	struct report *report;	       /* host and guest reports to the region (agent/report.h) */

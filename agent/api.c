@@ -8,7 +8,6 @@
 #include <sys/un.h>
 #include <time.h>
 
-#include "agent/agent.h"
 #include "agent/api-conns.h"
 #include "agent/api-internal.h"
 #include "agent/api.h"
@@ -52,10 +51,10 @@ struct api_listener {
  * request and even the api: whoever calls back finds api/req NULL after a detach. */
 struct api_call {
 	struct api_call *prev, *next;
-	struct api *api; /* NULL once detached by api_free() */
-	struct agent *a;
-	struct api_request *req; /* NULL for asynchronous tasks or once the request is gone */
-	char *task_id;		 /* X-Task-Id: post the outcome there */
+	struct api *api;	  /* NULL once detached by api_free() */
+	const struct api_deps *a; /* the agent's, outlives the api and its calls */
+	struct api_request *req;  /* NULL for asynchronous tasks or once the request is gone */
+	char *task_id;		  /* X-Task-Id: post the outcome there */
 	/* Async call still inside guests_op(): a refusal answered right away (bad id, queue
 	 * full, shutting down) is the HTTP reply, not a task outcome. */
 	struct api_request *refusal_req;
@@ -92,7 +91,7 @@ struct rate_entry {
 };
 
 struct api {
-	struct agent *a;
+	const struct api_deps *a; /* the agent's, outlives the api */
 	struct api_listener tcp, admin;
 	struct api_request *requests;
 	struct api_call *calls;
@@ -331,7 +330,7 @@ static void rate_sweep(struct api *api, const struct timespec *now, double rate)
 
 static bool rate_allow(struct api *api, const char *client)
 {
-	double rate = api->a->cfg.api_rate_limit;
+	double rate = api->a->cfg->api_rate_limit;
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	size_t h = rate_hash(client);
@@ -365,7 +364,7 @@ static bool rate_allow(struct api *api, const char *client)
 /* ---- handlers --------------------------------------------------------------------------- */
 
 /* A guest status the region reads carries the host it is on (once registered). */
-static void status_add_host_id(struct agent *a, int code, json_t *body)
+static void status_add_host_id(const struct api_deps *a, int code, json_t *body)
 {
 	const char *hid = report_host_id(a->report);
 	if (code == 200 && hid && json_is_object(body))
@@ -631,8 +630,8 @@ static void on_statuses(struct op_reply *reply, void *userdata)
 	}
 	if (json_object_size(guests) == 0)
 		return upload_finish(c, 200, NULL);
-	int r = serverpush_upload_status(config_standalone(&c->a->cfg) ? NULL : c->a->region,
-					 guests, on_upload_posted, c);
+	int r = serverpush_upload_status(config_standalone(c->a->cfg) ? NULL : c->a->region, guests,
+					 on_upload_posted, c);
 	if (r == -ESHUTDOWN)
 		return upload_finish(
 		    c, 200, json_pack("{s:s}", "details", "standalone: no region to post to"));
@@ -784,7 +783,7 @@ out:
 
 static void scrape_render(struct api *api, struct api_request *req, const char *guest_stats)
 {
-	struct agent *a = api->a;
+	const struct api_deps *a = api->a;
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
@@ -815,7 +814,7 @@ static void scrape_done(void *userdata)
 static void start_scrape(struct api_request *req)
 {
 	struct api *api = req->l->api;
-	struct agent *a = api->a;
+	const struct api_deps *a = api->a;
 	virConnectPtr conn = a->virt ? virt_conn_ref(a->virt) : NULL;
 	if (!conn || !a->tasks)
 		goto inline_render;
@@ -841,7 +840,7 @@ static void host_sync_done(struct op_reply *reply, void *userdata)
 static void dispatch(struct api_request *req)
 {
 	struct api *api = req->l->api;
-	struct agent *a = api->a;
+	const struct api_deps *a = api->a;
 	const struct api_route *route = req->match.route;
 	_cleanup_(json_decrefp) json_t *args = NULL;
 	json_t *err = NULL;
@@ -856,7 +855,7 @@ static void dispatch(struct api_request *req)
 	case API_ROUTE_HEALTHZ:
 		return finish_json(req, 200, json_pack("{s:s}", "status", "ok"));
 	case API_ROUTE_READYZ: {
-		json_t *reasons = agent_not_ready_reasons(a);
+		json_t *reasons = a->not_ready(a->not_ready_ud);
 		if (api->stopping) {
 			if (!reasons)
 				reasons = json_array();
@@ -982,13 +981,13 @@ static void on_auth_done(int result, void *userdata)
 static void authenticate(struct api_request *req)
 {
 	struct api *api = req->l->api;
-	struct agent *a = api->a;
+	const struct api_deps *a = api->a;
 	enum api_auth need = req->match.route->auth;
 	/* Over TCP an admin-only route does not exist, whatever the token. */
 	if (need == API_AUTH_ADMIN && !req->l->admin)
 		return finish_error(req, 404, NULL, "no such route");
 	if (req->l->admin || need == API_AUTH_NONE ||
-	    (need == API_AUTH_METRICS && !a->cfg.metrics_require_token)) {
+	    (need == API_AUTH_METRICS && !a->cfg->metrics_require_token)) {
 		req->authenticated = true;
 		return;
 	}
@@ -1082,7 +1081,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct api_listener *l = cls;
 	struct api *api = l->api;
 	struct api_request *req = *con_cls;
-	size_t max = (size_t)api->a->cfg.api_max_body;
+	size_t max = (size_t)api->a->cfg->api_max_body;
 
 	if (!req) {
 		req = request_new(l, conn, url, method);
@@ -1320,7 +1319,7 @@ static bool address_is_loopback(const char *addr)
 static int listener_start(struct api_listener *l, int fd, bool tls)
 {
 	struct api *api = l->api;
-	const struct config *cfg = &api->a->cfg;
+	const struct config *cfg = api->a->cfg;
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
 			 MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0);
 	int r = api_conns_new(api->a->event, (unsigned)cfg->api_max_connections,
@@ -1379,7 +1378,7 @@ static void listener_stop(struct api_listener *l)
 	l->conns = api_conns_free(l->conns);
 }
 
-int api_new(struct agent *a, struct api **ret)
+int api_new(const struct api_deps *a, struct api **ret)
 {
 	struct api *api = calloc(1, sizeof(*api));
 	if (!api)
@@ -1393,7 +1392,7 @@ int api_new(struct agent *a, struct api **ret)
 
 int api_start(struct api *api)
 {
-	const struct config *cfg = &api->a->cfg;
+	const struct config *cfg = api->a->cfg;
 	bool tls = !isempty(cfg->tls_cert_file) && !isempty(cfg->tls_key_file);
 	int fd, r;
 	if (tls) {
@@ -1490,7 +1489,7 @@ struct api *api_free(struct api *api)
 	listener_run(&api->admin);
 	listener_stop(&api->tcp);
 	listener_stop(&api->admin);
-	const char *path = api->a->cfg.admin_socket;
+	const char *path = api->a->cfg->admin_socket;
 	if (api->admin.fd >= 0 && !isempty(path))
 		(void)unlink(path);
 	for (size_t i = 0; i < RATE_BUCKETS; i++)

@@ -11,12 +11,45 @@
  * of the same epoll set. */
 #pragma once
 
-#include "agent/ops.h"
+#include <systemd/sd-event.h>
 
-struct agent;
+#include "agent/ops.h"
+#include "common/macros.h"
+
+struct agent_modules;
+struct auth;
+struct config;
+struct diskops;
+struct guests;
+struct imagecache;
+struct metrics;
+struct region;
+struct report;
+struct tasks;
+struct virt;
+
+/* What the API serves; owned by the agent, outliving the api and the calls it leaves behind
+ * (task outcomes still reach the region after the api is gone). */
+struct api_deps {
+	sd_event *event;
+	const struct config *cfg;
+	struct tasks *tasks;
+	struct metrics *metrics;
+	struct virt *virt; /* guest statistics of /metrics */
+	struct region *region;
+	struct report *report; /* the host id, host sync, registration state */
+	struct guests *guests;
+	struct auth *auth;
+	struct diskops *diskops;
+	struct imagecache *imagecache;
+	struct agent_modules *modules; /* NULL: kernel modules are not managed */
+	/* /readyz: NULL when ready, else a JSON array of reasons (the caller's). */
+	json_t *(*not_ready)(void *ud);
+	void *not_ready_ud;
+};
 struct api;
 
-int api_new(struct agent *a, struct api **ret);
+int api_new(const struct api_deps *deps, struct api **ret);
 /* Binds the listeners and starts serving. */
 int api_start(struct api *api);
 /* Stops accepting new connections (listeners closed); requests in flight still complete and
