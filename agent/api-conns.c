@@ -31,7 +31,7 @@ struct api_conns {
 	uint64_t last_log;
 };
 
-static uint64_t now_usec(struct api_conns *t)
+static uint64_t loop_now(struct api_conns *t)
 {
 	uint64_t n = 0;
 	(void)sd_event_now(t->event, CLOCK_MONOTONIC, &n);
@@ -111,7 +111,7 @@ void api_conns_notify(void *cls, struct MHD_Connection *mc, void **socket_contex
 		c->fd = ci ? ci->connect_fd : -1;
 		c->c = mc;
 		c->t = t;
-		c->since = now_usec(t);
+		c->since = loop_now(t);
 		c->next = t->list;
 		if (t->list)
 			t->list->prev = c;
@@ -149,7 +149,7 @@ void api_conns_set_busy(struct MHD_Connection *mc, bool busy)
 		return;
 	c->busy = busy;
 	if (!busy)
-		c->since = now_usec(c->t);
+		c->since = loop_now(c->t);
 }
 
 unsigned long api_conns_cut(const struct api_conns *t)

@@ -281,13 +281,6 @@ struct auth {
 	size_t n_pending;
 };
 
-static uint64_t now_realtime(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static void pending_free(struct pending *p)
 {
 	if (!p)
@@ -354,13 +347,13 @@ static void on_validate_done(int err, const struct http_response *resp, void *us
 			log_warning("Keystone answered HTTP %ld to a token validation",
 				    resp->status);
 		if (result == 0) {
-			uint64_t now = now_realtime();
+			uint64_t now = now_usec(CLOCK_REALTIME);
 			uint64_t until = auth_cache_until(
 			    now, (unsigned)MAX(au->cfg->token_cache_seconds, 0), expires);
 			if (until > 0 && auth_cache_put(au->cache, p->token, until, now) < 0)
 				log_debug("Token cache: out of memory");
 		} else if (result == -EACCES) {
-			uint64_t now = now_realtime();
+			uint64_t now = now_usec(CLOCK_REALTIME);
 			if (auth_cache_put(au->refused, p->token,
 					   now + NEGATIVE_SECONDS * USEC_PER_SEC, now) < 0)
 				log_debug("Refused-token cache: out of memory");
@@ -377,7 +370,7 @@ static void on_validate_done(int err, const struct http_response *resp, void *us
 
 static int validate_remote(struct auth *au, const char *token, auth_done_fn cb, void *userdata)
 {
-	uint64_t now = now_realtime();
+	uint64_t now = now_usec(CLOCK_REALTIME);
 	if (auth_cache_get(au->cache, token, now)) {
 		cb(0, userdata);
 		return 0;

@@ -71,7 +71,7 @@ void dhcp_guests_free(struct dhcp_guest *g, size_t n)
 	free(g);
 }
 
-static uint64_t now_usec(struct dhcp *d)
+static uint64_t loop_now(struct dhcp *d)
 {
 	uint64_t t = 0;
 	sd_event_now(d->event, CLOCK_MONOTONIC, &t);
@@ -240,7 +240,7 @@ static int on_exit_event(sd_event_source *s, int fd, uint32_t revents, void *use
 		return 0;
 	}
 	/* Died on its own: restarted with a backoff, counted. */
-	if (now_usec(d) - in->started_usec >= STABLE_AFTER_SEC * USEC_PER_SEC)
+	if (loop_now(d) - in->started_usec >= STABLE_AFTER_SEC * USEC_PER_SEC)
 		in->failures = 0;
 	in->failures++;
 	d->restarts++;
@@ -294,7 +294,7 @@ static int inst_launch(struct inst *in)
 	}
 	in->pid = pid;
 	in->pidfd = pidfd;
-	in->started_usec = now_usec(d);
+	in->started_usec = loop_now(d);
 	r = sd_event_add_io(d->event, &in->exit_src, pidfd, EPOLLIN, on_exit_event, in);
 	if (r < 0) {
 		(void)send_signal(in, SIGKILL);

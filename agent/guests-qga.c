@@ -23,13 +23,6 @@
 #define QGA_PROBE_FRESH_MAX	16 /* probes of agents not probed since their channel came up */
 #define QGA_PROBE_OTHERS_MAX	3  /* probes of agents that did not answer, per round */
 
-static uint64_t realtime_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* Only running guests have an agent to track. */
 void guests_qga_on_state(struct guests *g, const char *sid, const char *status)
 {
@@ -64,7 +57,7 @@ static void qga_record(struct guests *g, const char *sid, int r)
 	if (!g->qga || !qga_outcome(r, &answered) || !qga_trackable(g, sid))
 		return;
 	enum qga_answer before = qga_tracker_answer(g->qga, sid);
-	if (qga_tracker_answered(g->qga, sid, answered, realtime_usec()) < 0) {
+	if (qga_tracker_answered(g->qga, sid, answered, now_usec(CLOCK_REALTIME)) < 0) {
 		log_oom();
 		return;
 	}

@@ -645,13 +645,6 @@ static bool in_state(virDomainPtr dom, int want)
 
 static void stop_force(struct op_ctx *c, virDomainPtr dom);
 
-static uint64_t now_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static void op_stop(struct op_ctx *c, virDomainPtr dom)
 {
 	json_t *t = json_object_get(c->args, "timeout"), *f = json_object_get(c->args, "is_force");
@@ -678,7 +671,7 @@ static void op_stop(struct op_ctx *c, virDomainPtr dom)
 	if (!json_is_true(f) && timeout > 0 && virt_domain_power_button(dom) == 0) {
 		/* The loop waits for the guest to power off (stop_wait_begin). */
 		c->stop = STOP_AWAIT;
-		c->stop_deadline = now_usec() + (uint64_t)timeout * USEC_PER_SEC;
+		c->stop_deadline = now_usec(CLOCK_MONOTONIC) + (uint64_t)timeout * USEC_PER_SEC;
 		return;
 	}
 	stop_force(c, dom);
@@ -778,7 +771,8 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 				/* The loop waits for the power-off, then reboot_finish() starts it.
 				 */
 				c->stop = STOP_AWAIT;
-				c->stop_deadline = now_usec() + (uint64_t)timeout * USEC_PER_SEC;
+				c->stop_deadline =
+				    now_usec(CLOCK_MONOTONIC) + (uint64_t)timeout * USEC_PER_SEC;
 				return;
 			}
 			return reboot_finish(c, dom);

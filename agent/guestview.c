@@ -76,13 +76,6 @@ const char *guest_status_cloudpods(const char *status, const char **ret_reason)
 	return out;
 }
 
-static uint64_t now_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 int guestview_new(struct guestview **ret)
 {
 	struct guestview *v = calloc(1, sizeof(*v));
@@ -174,7 +167,7 @@ int guestview_set_state(struct guestview *v, const char *sid, int state, int rea
 		x->reason = reason;
 		if (qemu_pid >= 0)
 			x->qemu_pid = qemu_pid;
-		x->changed_usec = now_usec();
+		x->changed_usec = now_usec(CLOCK_REALTIME);
 		x->seq = ++v->seq;
 	}
 	if (ret_changed)
@@ -260,7 +253,7 @@ int guestview_replace(struct guestview *v, struct guest_info *l, size_t n)
 	v->n = v->alloc = n;
 	v->seq++;
 	v->removed_seq = v->seq;
-	uint64_t now = now_usec();
+	uint64_t now = now_usec(CLOCK_REALTIME);
 	for (size_t i = 0; i < n; i++) {
 		v->list[i].seq = v->seq;
 		if (!v->list[i].changed_usec)
@@ -331,7 +324,7 @@ int guestview_put(struct guestview *v, struct guest_info *x)
 	guest_info_clear(e);
 	*e = *x;
 	*x = (struct guest_info){};
-	e->changed_usec = now_usec();
+	e->changed_usec = now_usec(CLOCK_REALTIME);
 	e->seq = ++v->seq;
 	return 0;
 }

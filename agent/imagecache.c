@@ -75,13 +75,6 @@ struct imagecache {
 	struct fetch *fetches;
 };
 
-static uint64_t now_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static void reply(op_done_fn cb, void *userdata, int code, json_t *body)
 {
 	struct op_reply rep = {.code = code, .body = body};
@@ -193,9 +186,9 @@ static int fetch_run(struct fetch *f)
 	    asprintf(&tmp, "%s/%s.tmp", f->cache_dir, f->image_id) < 0)
 		return -ENOMEM;
 	long status = 0;
-	uint64_t th = now_usec();
+	uint64_t th = now_usec(CLOCK_MONOTONIC);
 	r = imagefetch_head(url, f->token, &f->meta, &status);
-	f->head_usec = now_usec() - th;
+	f->head_usec = now_usec(CLOCK_MONOTONIC) - th;
 	if (r < 0)
 		return error_set(&f->error, r, "HEAD: %s (HTTP %ld)", cause(r, buf, sizeof(buf)),
 				 status);
@@ -235,9 +228,9 @@ static int fetch_run(struct fetch *f)
 	if (fd < 0)
 		return error_set(&f->error, -errno, "cannot create %s: %m", tmp);
 	char md5[IMAGE_MD5_HEX];
-	uint64_t bytes = 0, t0 = now_usec();
+	uint64_t bytes = 0, t0 = now_usec(CLOCK_MONOTONIC);
 	r = imagefetch_get(url, f->token, fd, &f->got, md5, &bytes, &status);
-	uint64_t t1 = now_usec();
+	uint64_t t1 = now_usec(CLOCK_MONOTONIC);
 	f->get_usec = t1 - t0;
 	if (r < 0) {
 		uint64_t got = atomic_load(&f->got);
@@ -268,10 +261,10 @@ static int fetch_run(struct fetch *f)
 		goto fail;
 	}
 	fd = safe_close(fd);
-	uint64_t t2 = now_usec();
+	uint64_t t2 = now_usec(CLOCK_MONOTONIC);
 	f->sync_usec = t2 - t1;
 	r = image_inspect(tmp, disk_format, &ii, &err);
-	uint64_t t3 = now_usec();
+	uint64_t t3 = now_usec(CLOCK_MONOTONIC);
 	f->check_usec = t3 - t2;
 	if (r < 0) {
 		error_set(&f->error, r, "refused: %s", strempty(err));
@@ -294,7 +287,7 @@ static int fetch_run(struct fetch *f)
 		return error_set(&f->error, r, "cannot write the image description: %s",
 				 strerror(-r));
 	}
-	f->place_usec = now_usec() - t3;
+	f->place_usec = now_usec(CLOCK_MONOTONIC) - t3;
 	return 0;
 fail:
 	(void)unlink(tmp);
@@ -305,7 +298,7 @@ static void fetch_work(void *userdata)
 {
 	struct fetch *f = userdata;
 	f->code = 0;
-	uint64_t t = now_usec();
+	uint64_t t = now_usec(CLOCK_MONOTONIC);
 	f->queue_usec = t - f->started_usec;
 	f->r = fetch_run(f);
 	if (f->r < 0 && !f->error)
@@ -373,7 +366,7 @@ static void fetch_reply(struct fetch *f)
 	}
 	/* The steps, for an operator asking where the time went (and tests/bench/image-cache.sh):
 	 * "cached" is the time until the file was in place, "region" the report after it. */
-	uint64_t now = now_usec();
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
 	log_info("Image cached image_id=%s path=%s size=%" PRId64 " reused=%s seconds=%.2f "
 		 "(cached %.2f: queue %.2f, head %.2f, download %.2f, fsync %.2f, check %.2f, "
 		 "rename %.2f; region %.2f)",
@@ -428,7 +421,7 @@ static int put_cachedimage(struct fetch *f)
 static void fetch_done(void *userdata)
 {
 	struct fetch *f = userdata;
-	f->done_usec = now_usec();
+	f->done_usec = now_usec(CLOCK_MONOTONIC);
 	f->timer = sd_event_source_disable_unref(f->timer);
 	if (!f->ic || f->r == -ECANCELED) {
 		/* The cache is going away (or the pool dropped the job). */
@@ -460,7 +453,7 @@ static void on_progress_put(int r, const struct http_response *resp, void *userd
 static int on_progress(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct fetch *f = userdata;
-	uint64_t now = now_usec(), got = atomic_load(&f->got);
+	uint64_t now = now_usec(CLOCK_MONOTONIC), got = atomic_load(&f->got);
 	int64_t total = atomic_load(&f->total);
 	double dt = (double)(now - f->last_usec) / 1e6;
 	double mbps = dt > 0 ? (double)(got - f->last_got) * 8 / 1e6 / dt : 0;
@@ -560,7 +553,7 @@ int imagecache_fetch(struct imagecache *ic, json_t *args, op_done_fn cb, void *u
 	f->token = strdup(token);
 	f->scid = strdup(req.storagecache_id);
 	f->server_id = req.server_id ? strdup(req.server_id) : NULL;
-	f->started_usec = f->last_usec = now_usec();
+	f->started_usec = f->last_usec = now_usec(CLOCK_MONOTONIC);
 	f->r = -ECANCELED; /* stays so when the pool drops the job */
 	f->code = 503;
 	if (!f->cache_dir || !f->image_id || !f->format || !f->base_url || !f->token || !f->scid ||

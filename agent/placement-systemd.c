@@ -75,14 +75,6 @@ static int job_removed(sd_bus_message *m, void *userdata, sd_bus_error *error)
 	return 0;
 }
 
-static uint64_t now_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static int attach(sd_bus *bus, const char *unit, pid_t pid)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -161,9 +153,9 @@ int placement_systemd_move(sd_bus *bus, const char *unit, const char *slice, pid
 		return -ENOMEM;
 	w.job = job;
 
-	deadline = now_usec() + (uint64_t)timeout_ms * 1000u;
+	deadline = now_usec(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000u;
 	while (!w.done) {
-		uint64_t now = now_usec();
+		uint64_t now = now_usec(CLOCK_MONOTONIC);
 
 		r = sd_bus_process(bus, NULL);
 		if (r < 0)

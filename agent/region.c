@@ -64,13 +64,6 @@ struct region {
 	size_t n_callbacks;
 };
 
-static uint64_t now_mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static uint64_t backoff_usec(unsigned failures)
 {
 	uint64_t d = BACKOFF_MIN_USEC;
@@ -314,7 +307,7 @@ static void auth_failed(struct region *r, int err, const char *what)
 	r->auth_failures++;
 	uint64_t d = backoff_usec(r->auth_failures);
 	/* A token that is still valid stays in use until it expires. */
-	if (r->token && now_mono() >= r->token_expires) {
+	if (r->token && now_usec(CLOCK_MONOTONIC) >= r->token_expires) {
 		explicit_bzero(r->token, strlen(r->token));
 		free(r->token);
 		r->token = NULL;
@@ -377,7 +370,7 @@ static void on_auth_done(int err, const struct http_response *resp, void *userda
 	(void)keystone_catalog_find(body, image_types, isempty(c->region) ? NULL : c->region,
 				    c->session_endpoint_type, &r->image_url);
 	uint64_t life = expires - issued;
-	r->token_expires = now_mono() + life;
+	r->token_expires = now_usec(CLOCK_MONOTONIC) + life;
 	r->auth_failures = 0;
 	log_kv(LOG_INFO, "Authenticated to keystone", "user", c->admin_user, "project",
 	       c->admin_project, "compute", r->compute_url, NULL);
@@ -410,7 +403,7 @@ static int authenticate(struct region *r)
 		explicit_bzero(body, strlen(body));
 		return -ENOMEM;
 	}
-	r->last_auth = now_mono();
+	r->last_auth = now_usec(CLOCK_MONOTONIC);
 	int k = region_http_submit(r, "POST", url, NULL, body, AUTH_TIMEOUT_MS, on_auth_done, r,
 				   &r->auth_http);
 	explicit_bzero(body, strlen(body));
@@ -422,7 +415,7 @@ void region_token_invalid(struct region *r)
 	if (!r || r->standalone || r->auth_http)
 		return;
 	/* Several 401s/403s in a row ask once. */
-	if (r->last_auth && now_mono() - r->last_auth < RENEW_MIN_USEC)
+	if (r->last_auth && now_usec(CLOCK_MONOTONIC) - r->last_auth < RENEW_MIN_USEC)
 		return;
 	log_info("Keystone refused the service token, authenticating again");
 	int k = schedule_renew(r, 0);
@@ -432,7 +425,7 @@ void region_token_invalid(struct region *r)
 
 const char *region_token(struct region *r)
 {
-	if (!r || !r->token || now_mono() >= r->token_expires)
+	if (!r || !r->token || now_usec(CLOCK_MONOTONIC) >= r->token_expires)
 		return NULL;
 	return r->token;
 }
@@ -544,7 +537,7 @@ static int callback_send(struct task_callback *cb)
 	const char *token = region_token(r);
 	if (!token || !r->compute_url) {
 		/* Not authenticated yet: wait for the session (kick_callbacks), poll slowly. */
-		if (now_mono() - cb->created > CALLBACK_MAX_AGE_USEC)
+		if (now_usec(CLOCK_MONOTONIC) - cb->created > CALLBACK_MAX_AGE_USEC)
 			return -ETIMEDOUT;
 		return callback_retry(cb, BACKOFF_MAX_USEC);
 	}
@@ -595,7 +588,7 @@ int region_task_callback(struct region *r, const char *task_id, json_t *body)
 		free(cb);
 		return -ENOMEM;
 	}
-	cb->created = now_mono();
+	cb->created = now_usec(CLOCK_MONOTONIC);
 	cb->region = r;
 	cb->next = r->callbacks;
 	if (r->callbacks)
