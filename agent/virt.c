@@ -124,6 +124,8 @@ static void on_close(virConnectPtr conn, int reason, void *opaque)
 
 static void *eventloop_thread(void *arg)
 {
+	(void)pthread_setname_np(pthread_self(),
+				 "virt-events"); /* top -H, /proc/<pid>/task/<tid>/comm */
 	struct virt *v = arg;
 	for (;;) {
 		pthread_mutex_lock(&v->lock);
@@ -167,6 +169,8 @@ static void drop_conn_unlocking(struct virt *v)
 
 static void *connector_thread(void *arg)
 {
+	(void)pthread_setname_np(pthread_self(),
+				 "virt-connect"); /* top -H, /proc/<pid>/task/<tid>/comm */
 	struct virt *v = arg;
 	unsigned backoff_ms = 250;
 	pthread_mutex_lock(&v->lock);
