@@ -103,8 +103,7 @@ struct pipeline {
 
 static void *hasher_main(void *userdata)
 {
-	(void)pthread_setname_np(pthread_self(),
-				 "image-md5"); /* top -H, /proc/<pid>/task/<tid>/comm */
+	(void)pthread_setname_np(pthread_self(), "image-md5");
 	struct pipeline *p = userdata;
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
@@ -192,8 +191,7 @@ static int write_slots(struct pipeline *p, uint64_t from, unsigned n)
 
 static void *writer_main(void *userdata)
 {
-	(void)pthread_setname_np(pthread_self(),
-				 "image-write"); /* top -H, /proc/<pid>/task/<tid>/comm */
+	(void)pthread_setname_np(pthread_self(), "image-write");
 	struct pipeline *p = userdata;
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
@@ -226,8 +224,7 @@ static void *writer_main(void *userdata)
  * final fsync's to report. */
 static void *flusher_main(void *userdata)
 {
-	(void)pthread_setname_np(pthread_self(),
-				 "image-sync"); /* top -H, /proc/<pid>/task/<tid>/comm */
+	(void)pthread_setname_np(pthread_self(), "image-sync");
 	struct pipeline *p = userdata;
 	const uint64_t every = FLUSH_EVERY / RING_SLOT_SIZE;
 	pthread_mutex_lock(&p->mu);

@@ -129,8 +129,7 @@ static void op_run(struct outbox *o, struct outbox_op *op)
 
 static void *writer_main(void *userdata)
 {
-	(void)pthread_setname_np(pthread_self(),
-				 "outbox-fsync"); /* top -H, /proc/<pid>/task/<tid>/comm */
+	(void)pthread_setname_np(pthread_self(), "outbox-fsync");
 	struct outbox *o = userdata;
 	pthread_mutex_lock(&o->lock);
 	for (;;) {

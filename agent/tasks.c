@@ -100,8 +100,8 @@ static void deadline_in(struct timespec *ts, uint64_t usec)
 
 static void *worker(void *arg)
 {
-	(void)pthread_setname_np(pthread_self(),
-				 "worker"); /* top -H, /proc/<pid>/task/<tid>/comm */
+	/* Named threads: top -H and /proc/<pid>/task/<tid>/comm tell them apart. */
+	(void)pthread_setname_np(pthread_self(), "worker");
 	struct tasks *t = ((struct worker_arg *)arg)->t;
 	unsigned index = ((struct worker_arg *)arg)->index, slot = 0;
 	free(arg);

@@ -124,8 +124,7 @@ static void on_close(virConnectPtr conn, int reason, void *opaque)
 
 static void *eventloop_thread(void *arg)
 {
-	(void)pthread_setname_np(pthread_self(),
-				 "virt-events"); /* top -H, /proc/<pid>/task/<tid>/comm */
+	(void)pthread_setname_np(pthread_self(), "virt-events");
 	struct virt *v = arg;
 	for (;;) {
 		pthread_mutex_lock(&v->lock);
@@ -169,8 +168,7 @@ static void drop_conn_unlocking(struct virt *v)
 
 static void *connector_thread(void *arg)
 {
-	(void)pthread_setname_np(pthread_self(),
-				 "virt-connect"); /* top -H, /proc/<pid>/task/<tid>/comm */
+	(void)pthread_setname_np(pthread_self(), "virt-connect");
 	struct virt *v = arg;
 	unsigned backoff_ms = 250;
 	pthread_mutex_lock(&v->lock);
