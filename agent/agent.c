@@ -11,6 +11,7 @@
 #include "agent/domxml.h"
 #include "agent/auth.h"
 #include "agent/region.h"
+#include "agent/readiness.h"
 #include "agent/report.h"
 #include "agent/guests.h"
 #include "agent/modules.h"
@@ -130,6 +131,14 @@ static int on_drain(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
+/* Readiness: a KVM host whose /dev/kvm cannot be used. */
+static void kvm_reasons(void *userdata, json_t *reasons)
+{
+	struct agent *a = userdata;
+	if (domxml_virt_is_kvm(a->cfg.virt_type) && access("/dev/kvm", R_OK | W_OK) < 0)
+		json_array_append_new(reasons, json_string("kvm: /dev/kvm is not usable"));
+}
+
 static json_t *not_ready(void *ud)
 {
 	return agent_not_ready_reasons(ud);
@@ -207,6 +216,12 @@ int agent_new(struct config *cfg, struct agent **ret)
 		return log_error_errno(r, "%s", verr ? verr : "virt_type: refused");
 	if (!domxml_virt_is_kvm(a->cfg.virt_type))
 		log_info("Guests run under QEMU's TCG emulator (virt_type=qemu), not KVM");
+	r = readiness_new(&a->readiness);
+	if (r < 0)
+		return r;
+	r = readiness_add(a->readiness, kvm_reasons, a);
+	if (r < 0)
+		return r;
 	r = metrics_new(&a->metrics);
 	if (r < 0)
 		return r;
@@ -219,14 +234,15 @@ int agent_new(struct config *cfg, struct agent **ret)
 				 .state_dir = a->cfg.state_dir,
 				 .dnsmasq = a->cfg.dhcp_dnsmasq,
 				 .enable = a->cfg.dhcp,
-				 .metrics = a->metrics};
+				 .metrics = a->metrics,
+				 .readiness = a->readiness};
 	r = dhcp_new(&dc, &a->dhcp);
 	if (r < 0)
 		return r;
 	r = virt_new(a->event, a->cfg.libvirt_uri, &a->virt);
 	if (r < 0)
 		return r;
-	r = agent_modules_new(&a->cfg, a->tasks, a->metrics, &a->modules);
+	r = agent_modules_new(&a->cfg, a->tasks, a->metrics, a->readiness, &a->modules);
 	if (r < 0)
 		return r;
 	r = region_new(a->event, &a->cfg, &a->region);
@@ -240,14 +256,15 @@ int agent_new(struct config *cfg, struct agent **ret)
 				 .dhcp = a->dhcp,
 				 .metrics = a->metrics,
 				 .hostnets = a->hostnets,
-				 .region = a->region};
+				 .region = a->region,
+				 .readiness = a->readiness};
 	r = guests_new(&gd, &a->guests);
 	if (r < 0)
 		return r;
 	r = diskops_new(&a->cfg, a->tasks, a->virt, a->storages, a->claims, &a->diskops);
 	if (r < 0)
 		return r;
-	r = placer_new(&a->cfg, a->tasks, a->guests, a->metrics, &a->placer);
+	r = placer_new(&a->cfg, a->tasks, a->guests, a->metrics, a->readiness, &a->placer);
 	if (r < 0)
 		return r;
 	/* SUBSYSTEMS-NEW: create further subsystems here (metrics, region, auth, api). */
@@ -261,7 +278,8 @@ int agent_new(struct config *cfg, struct agent **ret)
 				 .metrics = a->metrics,
 				 .guests = a->guests,
 				 .tasks = a->tasks,
-				 .modules = a->modules};
+				 .modules = a->modules,
+				 .readiness = a->readiness};
 	r = report_new(&rd, &a->report);
 	if (r < 0)
 		return r;
@@ -322,6 +340,7 @@ struct agent *agent_free(struct agent *a)
 	sd_event_source_unref(a->sigint);
 	sd_event_source_unref(a->sighup);
 	sd_event_unref(a->event);
+	a->readiness = readiness_free(a->readiness);
 	config_done(&a->cfg);
 	free(a);
 	return NULL;
@@ -416,25 +435,7 @@ void agent_stop(struct agent *a, int code)
 
 json_t *agent_not_ready_reasons(struct agent *a)
 {
-	json_t *reasons = json_array();
-	if (!guests_connected(a->guests))
-		json_array_append_new(
-		    reasons, json_sprintf("libvirt: not connected to %s", a->cfg.libvirt_uri));
-	if (domxml_virt_is_kvm(a->cfg.virt_type) && access("/dev/kvm", R_OK | W_OK) < 0)
-		json_array_append_new(reasons, json_string("kvm: /dev/kvm is not usable"));
-	if (a->modules)
-		agent_modules_reasons(a->modules, reasons);
-	if (a->placer)
-		placer_reasons(a->placer, reasons);
-	if (a->report)
-		report_reasons(a->report, reasons);
-	dhcp_reasons(a->dhcp, reasons);
-	/* NOT-READY-REASONS: other subsystems append their reasons here. */
-	if (json_array_size(reasons) == 0) {
-		json_decref(reasons);
-		return NULL;
-	}
-	return reasons;
+	return readiness_reasons(a->readiness);
 }
 
 int agent_run(struct agent *a)

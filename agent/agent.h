@@ -24,6 +24,7 @@ struct imagecache;
 struct claims;
 struct dhcp;
 struct diskops;
+struct readiness;
 
 struct agent {
 	struct config cfg;
@@ -35,6 +36,7 @@ struct agent {
 	struct agent_modules *modules; /* kernel modules (agent/modules.h) */
 	struct placer *placer;	       /* QEMU cgroup placement (agent/placer.h) */
 	struct metrics *metrics;       /* Prometheus registry (agent/metrics.h) */
+	struct readiness *readiness;   /* why the node is not ready (agent/readiness.h) */
 	struct api *api;	       /* HTTP API (agent/api.h) */
 	struct api_deps api_deps;      /* what the API serves (outlives it and its calls) */
 	struct auth *auth;	       /* API token validation (agent/auth.h) */

@@ -19,6 +19,7 @@
 #include <poll.h>
 
 #include "agent/dhcp.h"
+#include "agent/readiness.h"
 #include "agent/metrics.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -50,6 +51,7 @@ struct dhcp {
 	char *state_dir, *dnsmasq;
 	bool enable;
 	struct metrics *metrics;
+	struct readiness *readiness;
 	int version; /* 2090 for 2.90; <= 0 unknown */
 	bool available;
 	char *unavailable_why;
@@ -564,9 +566,12 @@ void dhcp_guests_replace(struct dhcp *d, struct dhcp_guest *guests, size_t n)
 
 /* ---- readiness, metrics ---- */
 
-void dhcp_reasons(struct dhcp *d, json_t *reasons)
+/* Readiness: a wanted dnsmasq that does not run. */
+static void reasons(void *userdata, json_t *out)
 {
-	if (!d || !d->enable)
+	struct dhcp *d = userdata;
+	json_t *reasons = out;
+	if (!d->enable)
 		return;
 	for (size_t i = 0; i < d->n_insts; i++) {
 		struct inst *in = d->insts[i];
@@ -624,6 +629,7 @@ int dhcp_new(const struct dhcp_config *cfg, struct dhcp **ret)
 	d->event = sd_event_ref(cfg->event);
 	d->enable = cfg->enable;
 	d->metrics = cfg->metrics;
+	d->readiness = cfg->readiness;
 	d->state_dir = strdup(cfg->state_dir);
 	d->dnsmasq = strdup(cfg->dnsmasq ? cfg->dnsmasq : "dnsmasq");
 	if (!d->state_dir || !d->dnsmasq) {
@@ -638,6 +644,7 @@ struct dhcp *dhcp_free(struct dhcp *d)
 {
 	if (!d)
 		return NULL;
+	readiness_remove(d->readiness, d);
 	for (size_t i = 0; i < d->n_insts; i++) {
 		struct inst *in = d->insts[i];
 		if (in->pid <= 0)
@@ -722,8 +729,11 @@ int dhcp_start(struct dhcp *d)
 		       d->version >= DHCP_DNSMASQ_SIGHUP_SAFE ? "SIGHUP" : "restart", NULL);
 	}
 	spawn_result_done(&res);
-	if (d->metrics)
-		(void)metrics_add_collector(d->metrics, collect, d);
+	if (d->metrics && (r = metrics_add_collector(d->metrics, collect, d)) < 0)
+		return log_error_errno(r, "Failed to register the DHCP metrics: %m");
+	r = readiness_add(d->readiness, reasons, d);
+	if (r < 0)
+		return r;
 	_cleanup_free_ char *base = NULL;
 	if (asprintf_safe(&base, "%s/dhcp", d->state_dir) < 0)
 		return -ENOMEM;

@@ -12,6 +12,7 @@
 
 struct dhcp;
 struct metrics;
+struct readiness;
 
 struct dhcp_config {
 	sd_event *event;
@@ -19,6 +20,7 @@ struct dhcp_config {
 	const char *dnsmasq; /* program name or path */
 	bool enable;	     /* false: nothing runs, every call is a no-op */
 	struct metrics *metrics;
+	struct readiness *readiness; /* gets a wanted dnsmasq that does not run; NULL: none */
 };
 
 /* The NICs of one guest that get a lease (dhcp_hosts_from_desc()). */
@@ -41,5 +43,3 @@ int dhcp_guest_set(struct dhcp *d, const char *sid, struct dhcp_host *hosts, siz
 void dhcp_guest_remove(struct dhcp *d, const char *sid);
 /* Every guest at once (the startup listing and every libvirt reconnection); ownership taken. */
 void dhcp_guests_replace(struct dhcp *d, struct dhcp_guest *guests, size_t n);
-/* Appends "dhcp: ..." strings while an instance that should run does not. */
-void dhcp_reasons(struct dhcp *d, json_t *reasons);

@@ -28,6 +28,7 @@ struct guests {
 	struct metrics *metrics;
 	struct hostnets *hostnets;
 	struct region *region;
+	struct readiness *readiness;
 	bool stopping;		/* guests_stop(): new operations are refused */
 	struct guestview *view; /* loop thread only */
 	bool connected;

@@ -21,6 +21,7 @@
 #include "agent/disks.h"
 #include "agent/domxml.h"
 #include "agent/guests.h"
+#include "agent/readiness.h"
 #include "agent/guests-internal.h"
 #include "agent/hostnet.h"
 #include "agent/monitor.h"
@@ -1335,6 +1336,15 @@ int guests_statuses(struct guests *g, json_t *ids, op_done_fn cb, void *userdata
 
 static void collect(FILE *f, void *userdata);
 
+/* Readiness: libvirt not connected (the table is not built). */
+static void reasons(void *userdata, json_t *out)
+{
+	struct guests *g = userdata;
+	if (!guests_connected(g))
+		json_array_append_new(
+		    out, json_sprintf("libvirt: not connected to %s", g->cfg->libvirt_uri));
+}
+
 int guests_new(const struct guests_deps *deps, struct guests **ret)
 {
 	struct guests *g = calloc(1, sizeof(*g));
@@ -1349,9 +1359,14 @@ int guests_new(const struct guests_deps *deps, struct guests **ret)
 	g->metrics = deps->metrics;
 	g->hostnets = deps->hostnets;
 	g->region = deps->region;
+	g->readiness = deps->readiness;
 	int r = guestview_new(&g->view);
 	if (r >= 0 && (r = qga_tracker_new(&g->qga)) < 0)
 		guestview_free(g->view);
+	if (r >= 0 && (r = readiness_add(g->readiness, reasons, g)) < 0) {
+		qga_tracker_free(g->qga);
+		guestview_free(g->view);
+	}
 	if (r < 0) {
 		free(g);
 		return r;
@@ -1373,6 +1388,7 @@ struct guests *guests_free(struct guests *g)
 		    c->sid);
 		op_done(c);
 	}
+	readiness_remove(g->readiness, g);
 	sd_event_source_disable_unref(g->reconcile_timer);
 	sd_event_source_disable_unref(g->qga_timer);
 	qga_tracker_free(g->qga);

@@ -16,6 +16,7 @@ struct dhcp;
 struct guests;
 struct hostnets;
 struct metrics;
+struct readiness;
 struct region;
 struct tasks;
 struct virt;
@@ -24,13 +25,14 @@ struct virt;
 struct guests_deps {
 	sd_event *event;
 	const struct config *cfg;
-	struct tasks *tasks;	   /* the worker pool the operations run on */
-	struct virt *virt;	   /* the libvirt connection */
-	struct claims *claims;	   /* which guest owns which disk path */
-	struct dhcp *dhcp;	   /* the guests' DHCP hosts */
-	struct metrics *metrics;   /* NULL: no guest metrics */
-	struct hostnets *hostnets; /* bridges of NICs, the console's default listen address */
-	struct region *region;	   /* a started guest's metadata is pushed there */
+	struct tasks *tasks;	     /* the worker pool the operations run on */
+	struct virt *virt;	     /* the libvirt connection */
+	struct claims *claims;	     /* which guest owns which disk path */
+	struct dhcp *dhcp;	     /* the guests' DHCP hosts */
+	struct metrics *metrics;     /* NULL: no guest metrics */
+	struct hostnets *hostnets;   /* bridges of NICs, the console's default listen address */
+	struct region *region;	     /* a started guest's metadata is pushed there */
+	struct readiness *readiness; /* gets "libvirt: not connected to ..." */
 };
 
 int guests_new(const struct guests_deps *deps, struct guests **ret);

@@ -2,6 +2,7 @@
 
 #include "agent/metrics.h"
 #include "agent/modules.h"
+#include "agent/readiness.h"
 #include "agent/tasks.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -11,7 +12,8 @@ struct agent_modules {
 	const struct config *cfg;
 	struct tasks *tasks;
 	struct metrics *metrics; /* NULL: no collector */
-	pthread_mutex_t lock;	 /* report is read by the metrics collector on another thread */
+	struct readiness *readiness;
+	pthread_mutex_t lock; /* report is read by the metrics collector on another thread */
 	struct modload_report *report;
 	bool running;
 };
@@ -126,8 +128,10 @@ static void collect(FILE *f, void *userdata)
 	pthread_mutex_unlock(&m->lock);
 }
 
+static void reasons(void *userdata, json_t *out);
+
 int agent_modules_new(const struct config *cfg, struct tasks *tasks, struct metrics *metrics,
-		      struct agent_modules **ret)
+		      struct readiness *readiness, struct agent_modules **ret)
 {
 	struct agent_modules *m = calloc(1, sizeof(*m));
 	if (!m)
@@ -135,7 +139,13 @@ int agent_modules_new(const struct config *cfg, struct tasks *tasks, struct metr
 	m->cfg = cfg;
 	m->tasks = tasks;
 	m->metrics = metrics;
+	m->readiness = readiness;
 	pthread_mutex_init(&m->lock, NULL);
+	int r = readiness_add(readiness, reasons, m);
+	if (r < 0) {
+		agent_modules_free(m);
+		return r;
+	}
 	*ret = m;
 	return 0;
 }
@@ -144,6 +154,7 @@ struct agent_modules *agent_modules_free(struct agent_modules *m)
 {
 	if (!m)
 		return NULL;
+	readiness_remove(m->readiness, m);
 	modload_report_free(m->report);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
@@ -173,8 +184,11 @@ json_t *agent_modules_json(struct agent_modules *m)
 	return j;
 }
 
-void agent_modules_reasons(struct agent_modules *m, json_t *reasons)
+/* Readiness: modules not checked yet, or required ones missing. */
+static void reasons(void *userdata, json_t *out)
 {
+	struct agent_modules *m = userdata;
+	json_t *reasons = out;
 	if (!m->report) {
 		json_array_append_new(reasons, json_string("kernel modules: not checked yet"));
 		return;

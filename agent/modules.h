@@ -9,12 +9,14 @@
 struct config;
 struct tasks;
 struct metrics;
+struct readiness;
 struct agent_modules;
 
-/* cfg (its kernel module list and module options) must outlive the result; metrics may be
- * NULL. */
+/* cfg (its kernel module list and module options) must outlive the result; metrics and
+ * readiness may be NULL. Readiness gets the required modules missing or failed, or "not
+ * checked yet". */
 int agent_modules_new(const struct config *cfg, struct tasks *tasks, struct metrics *metrics,
-		      struct agent_modules **ret);
+		      struct readiness *readiness, struct agent_modules **ret);
 struct agent_modules *agent_modules_free(struct agent_modules *m);
 /* Runs the first ensure on the worker pool. */
 int agent_modules_start(struct agent_modules *m);
@@ -22,5 +24,3 @@ int agent_modules_start(struct agent_modules *m);
 int agent_modules_ensure(struct agent_modules *m, op_done_fn cb, void *userdata);
 /* {"modules": [...], "ok": bool} of the last run, or {"modules": null} before the first. */
 json_t *agent_modules_json(struct agent_modules *m);
-/* Appends readiness reasons (required modules missing or failed, or not checked yet). */
-void agent_modules_reasons(struct agent_modules *m, json_t *reasons);

@@ -5,6 +5,7 @@
 #include "agent/metrics.h"
 #include "agent/placement.h"
 #include "agent/placer.h"
+#include "agent/readiness.h"
 #include "agent/tasks.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -16,8 +17,9 @@ struct placer {
 	struct tasks *tasks;
 	struct guests *guests;
 	struct metrics *metrics; /* NULL: no collector */
-	struct placement *pl;	 /* NULL when no cgroup hierarchy was found */
-	pthread_mutex_t lock;	 /* guards the figures below (read by the metrics collector) */
+	struct readiness *readiness;
+	struct placement *pl; /* NULL when no cgroup hierarchy was found */
+	pthread_mutex_t lock; /* guards the figures below (read by the metrics collector) */
 	unsigned violations;
 	char *reason;
 	unsigned long moved, checks, errors;
@@ -143,7 +145,7 @@ static void collect(FILE *f, void *userdata)
 }
 
 int placer_new(const struct config *cfg, struct tasks *tasks, struct guests *guests,
-	       struct metrics *metrics, struct placer **ret)
+	       struct metrics *metrics, struct readiness *readiness, struct placer **ret)
 {
 	struct placer *p = calloc(1, sizeof(*p));
 	if (!p)
@@ -152,6 +154,7 @@ int placer_new(const struct config *cfg, struct tasks *tasks, struct guests *gue
 	p->tasks = tasks;
 	p->guests = guests;
 	p->metrics = metrics;
+	p->readiness = readiness;
 	pthread_mutex_init(&p->lock, NULL);
 	struct placement_opts o = {
 	    .cgroup_root = cfg->cgroup_root,
@@ -184,6 +187,7 @@ struct placer *placer_free(struct placer *p)
 {
 	if (!p)
 		return NULL;
+	readiness_remove(p->readiness, p);
 	placement_free(p->pl);
 	free(p->reason);
 	pthread_mutex_destroy(&p->lock);
@@ -191,18 +195,11 @@ struct placer *placer_free(struct placer *p)
 	return NULL;
 }
 
-int placer_start(struct placer *p)
+/* Readiness: QEMUs left in the agent's container cgroup. */
+static void reasons(void *userdata, json_t *out)
 {
-	int r = guests_add_hooks(p->guests, on_running, on_state, p);
-	if (r < 0)
-		return r;
-	if (p->metrics)
-		return metrics_add_collector(p->metrics, collect, p);
-	return 0;
-}
-
-void placer_reasons(struct placer *p, json_t *reasons)
-{
+	struct placer *p = userdata;
+	json_t *reasons = out;
 	pthread_mutex_lock(&p->lock);
 	if (p->violations > 0)
 		json_array_append_new(
@@ -211,4 +208,17 @@ void placer_reasons(struct placer *p, json_t *reasons)
 				 "cgroup%s%s",
 				 p->violations, p->reason ? ": " : "", strempty(p->reason)));
 	pthread_mutex_unlock(&p->lock);
+}
+
+int placer_start(struct placer *p)
+{
+	int r = guests_add_hooks(p->guests, on_running, on_state, p);
+	if (r < 0)
+		return r;
+	r = readiness_add(p->readiness, reasons, p);
+	if (r < 0)
+		return r;
+	if (p->metrics)
+		return metrics_add_collector(p->metrics, collect, p);
+	return 0;
 }

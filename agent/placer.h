@@ -11,11 +11,12 @@ struct tasks;
 struct guests;
 struct metrics;
 struct placer;
+struct readiness;
 
 /* Reads cfg's cgroup settings and enforce_placement now; metrics may be NULL. */
 int placer_new(const struct config *cfg, struct tasks *tasks, struct guests *guests,
-	       struct metrics *metrics, struct placer **ret);
+	       struct metrics *metrics, struct readiness *readiness, struct placer **ret);
 struct placer *placer_free(struct placer *p);
-/* Installs the guest hooks and the metrics collector. */
+/* Installs the guest hooks, the metrics collector and its readiness (QEMUs left in the
+ * agent's container cgroup). */
 int placer_start(struct placer *p);
-void placer_reasons(struct placer *p, json_t *reasons);

@@ -12,6 +12,7 @@
 #include "agent/metrics.h"
 #include "agent/outbox.h"
 #include "agent/region.h"
+#include "agent/readiness.h"
 #include "agent/report.h"
 #include "agent/storage.h"
 #include "agent/tasks.h"
@@ -1285,9 +1286,12 @@ const char *report_host_id(struct report *rp)
 	return rp && rp->enabled ? rp->host_id : NULL;
 }
 
-void report_reasons(struct report *rp, json_t *reasons)
+/* Readiness: a region is configured and the host is not registered. */
+static void reasons(void *userdata, json_t *out)
 {
-	if (!rp || !rp->enabled || rp->registered)
+	struct report *rp = userdata;
+	json_t *reasons = out;
+	if (!rp->enabled || rp->registered)
 		return;
 	json_array_append_new(reasons,
 			      json_sprintf("region: not registered (%s)",
@@ -1313,6 +1317,8 @@ int report_new(const struct report_deps *deps, struct report **ret)
 			k = asprintf_safe(&rp->ids_path, "%s/region-ids.json", a->cfg->state_dir);
 		if (k >= 0)
 			k = outbox_open(dir, &rp->outbox);
+		if (k >= 0)
+			k = readiness_add(a->readiness, reasons, rp);
 		if (k >= 0)
 			k = guests_add_hooks(a->guests, NULL, on_guest_state, rp);
 		if (k < 0) {
@@ -1441,6 +1447,7 @@ struct report *report_free(struct report *rp)
 		return NULL;
 	for (struct host_sync *s = rp->syncs; s; s = s->next)
 		s->rp = NULL;
+	readiness_remove(rp->d.readiness, rp);
 	if (rp->enabled)
 		guests_remove_hooks(rp->d.guests, rp);
 	if (rp->collect_job)

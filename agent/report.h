@@ -23,6 +23,7 @@ struct storages;
 struct tasks;
 struct virt;
 struct agent_modules;
+struct readiness;
 
 /* What the reporter uses; all of it outlives the reporter. */
 struct report_deps {
@@ -36,6 +37,7 @@ struct report_deps {
 	struct guests *guests; /* the guest state hook; which guests are managed or being created */
 	struct tasks *tasks;   /* host facts and statistics are read on the worker pool */
 	struct agent_modules *modules; /* the module states a host sync answers with */
+	struct readiness *readiness;   /* gets "region: not registered (...)" */
 };
 
 /* Opens the outbox (state_dir/outbox) and installs the guest state hook: call before the
@@ -48,9 +50,6 @@ int report_start(struct report *rp);
  * and posts offline once. report_busy() is true while that post is in flight. */
 void report_stop(struct report *rp);
 bool report_busy(struct report *rp);
-/* Appends "region: not registered (...)" while a region is configured and the host is not
- * registered. */
-void report_reasons(struct report *rp, json_t *reasons);
 /* The region's id of this host once known (registered, or read from state_dir), else NULL. */
 const char *report_host_id(struct report *rp);
 /* Fresh host information (hostinfo_collect() shape): re-reported with PUT /hosts/<id> when
