@@ -289,15 +289,8 @@ bool guest_ifname_is_valid(const char *s)
 static const char *const disk_format_names[] = {"qcow2", "raw"};
 static const char *const disk_bus_names[] = {"virtio", "scsi", "sata", "ide"};
 
-const char *disk_format_to_string(enum disk_format f)
-{
-	return (size_t)f < ELEMENTSOF(disk_format_names) ? disk_format_names[f] : NULL;
-}
-
-const char *disk_bus_to_string(enum disk_bus b)
-{
-	return (size_t)b < ELEMENTSOF(disk_bus_names) ? disk_bus_names[b] : NULL;
-}
+DEFINE_STRING_TABLE_TO(disk_format, enum disk_format, disk_format_names, NULL)
+DEFINE_STRING_TABLE_TO(disk_bus, enum disk_bus, disk_bus_names, NULL)
 
 static void lower(char *s)
 {

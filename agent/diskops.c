@@ -30,10 +30,7 @@ static const char *const op_names[_DISK_OP_MAX] = {
     [DISK_OP_STATUS] = "status",
 };
 
-const char *disk_op_to_string(enum disk_op op)
-{
-	return op >= 0 && op < _DISK_OP_MAX ? op_names[op] : "unknown";
-}
+DEFINE_STRING_TABLE_TO(disk_op, enum disk_op, op_names, "unknown")
 
 struct disk_job {
 	enum disk_op op;

@@ -45,10 +45,7 @@ static const char *const op_names[_GUEST_OP_MAX] = {
     [GUEST_OP_DELETE] = "delete", [GUEST_OP_CONSOLE] = "console", [GUEST_OP_DEPLOY] = "deploy",
 };
 
-const char *guest_op_to_string(enum guest_op op)
-{
-	return op < _GUEST_OP_MAX ? op_names[op] : "?";
-}
+DEFINE_STRING_TABLE_TO(guest_op, enum guest_op, op_names, "?")
 
 /* ---- the view and the hooks (loop thread) ---- */
 

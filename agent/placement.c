@@ -614,18 +614,12 @@ enum placement_layout placement_layout(const struct placement *p)
 	return p->layout;
 }
 
-const char *placement_layout_to_string(enum placement_layout l)
-{
-	switch (l) {
-	case PLACEMENT_LAYOUT_V1:
-		return "v1";
-	case PLACEMENT_LAYOUT_V2:
-		return "v2";
-	case PLACEMENT_LAYOUT_HYBRID:
-		return "hybrid";
-	}
-	return "unknown";
-}
+static const char *const layout_names[] = {
+    [PLACEMENT_LAYOUT_V1] = "v1",
+    [PLACEMENT_LAYOUT_V2] = "v2",
+    [PLACEMENT_LAYOUT_HYBRID] = "hybrid",
+};
+DEFINE_STRING_TABLE_TO(placement_layout, enum placement_layout, layout_names, "unknown")
 
 const char *placement_container_cgroup(const struct placement *p)
 {

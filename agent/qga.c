@@ -14,10 +14,7 @@ static const char *const op_names[_QGA_OP_MAX] = {
     [QGA_OP_SET_NETWORK] = "qga-set-network",
 };
 
-const char *qga_op_to_string(enum qga_op op)
-{
-	return op < _QGA_OP_MAX ? op_names[op] : "?";
-}
+DEFINE_STRING_TABLE_TO(qga_op, enum qga_op, op_names, "?")
 
 /* Commands that only read the guest's state. Not here, on purpose: guest-exec (runs
  * programs), guest-file-* (opens, reads and writes any file as root), guest-set-* (time,

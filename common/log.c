@@ -37,18 +37,13 @@ void log_set_stream(FILE *f)
 	stream = f;
 }
 
-const char *log_level_to_string(int level)
-{
-	if (level < 0 || level >= (int)ELEMENTSOF(level_names))
-		return "unknown";
-	return level_names[level];
-}
+DEFINE_STRING_TABLE_TO(log_level, int, level_names, "unknown")
 
 int log_level_from_string(const char *s)
 {
-	for (size_t i = 0; i < ELEMENTSOF(level_names); i++)
-		if (level_names[i] && streq(level_names[i], s))
-			return (int)i;
+	int r = string_table_find(level_names, s);
+	if (r >= 0)
+		return r;
 	if (streq(s, "warn"))
 		return LOG_WARNING;
 	if (streq(s, "err"))

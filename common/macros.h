@@ -38,6 +38,23 @@ static inline uint64_t now_usec(clockid_t clock)
 #define streq(a, b)	(strcmp((a), (b)) == 0)
 #define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
 
+/* A string table: an array of names indexed by an enum (designated initializers; holes are
+ * NULL). DEFINE_STRING_TABLE_TO defines NAME_to_string(value), which answers fallback outside
+ * the table or in a hole; string_table_find() is the reverse (-EINVAL when unknown). */
+#define DEFINE_STRING_TABLE_TO(name, type, table, fallback)                                        \
+	const char *name##_to_string(type v)                                                       \
+	{                                                                                          \
+		return (size_t)v < ELEMENTSOF(table) && (table)[v] ? (table)[v] : (fallback);      \
+	}
+#define string_table_find(table, s) string_table_find_real((table), ELEMENTSOF(table), (s))
+static inline int string_table_find_real(const char *const *table, size_t n, const char *s)
+{
+	for (size_t i = 0; s && i < n; i++)
+		if (table[i] && strcmp(table[i], s) == 0)
+			return (int)i;
+	return -EINVAL;
+}
+
 static inline bool streq_ptr(const char *a, const char *b)
 {
 	if (!a || !b)
