@@ -321,10 +321,13 @@ struct agent *agent_free(struct agent *a)
 	a->imagecache = imagecache_free(a->imagecache);
 	/* Before the region (its HTTP handles) and the workers (their completions). */
 	a->report = report_free(a->report);
+	/* The calls the api left behind may still finish (in tasks_free below): no host id now. */
+	a->api_deps.report = NULL;
 	/* Workers finish before the region and the guest table: their completions use both (a
 	 * started guest's metadata is pushed to the region). */
 	a->tasks = tasks_free(a->tasks);
 	a->region = region_free(a->region);
+	a->api_deps.region = NULL; /* stops still waiting are answered by guests_free */
 	a->placer = placer_free(a->placer);
 	a->diskops = diskops_free(a->diskops);
 	a->guests = guests_free(a->guests);
