@@ -10,6 +10,7 @@
 #include "agent/outbox.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/path.h"
 
 #define ENTRY_MAX_SIZE 4096
 
@@ -38,16 +39,6 @@ struct outbox {
 	pthread_t thread;
 	atomic_ulong write_failures;
 };
-
-bool outbox_sid_valid(const char *sid)
-{
-	if (isempty(sid) || strlen(sid) > 128 || streq(sid, ".") || streq(sid, ".."))
-		return false;
-	for (const char *p = sid; *p; p++)
-		if (!isalnum((unsigned char)*p) && !strchr("-_.", *p))
-			return false;
-	return true;
-}
 
 static void entry_clear(struct outbox_entry *e)
 {
@@ -210,7 +201,7 @@ static int load_one(struct outbox *o, const char *name)
 	_cleanup_free_ char *sid = strndup(name, l - 5), *path = NULL, *data = NULL;
 	if (!sid)
 		return -ENOMEM;
-	if (!outbox_sid_valid(sid))
+	if (!id_is_valid(sid, OUTBOX_ID_MAX))
 		return -EBADMSG;
 	int r = entry_path(o, sid, &path);
 	if (r < 0)
@@ -310,7 +301,7 @@ struct outbox *outbox_free(struct outbox *o)
 
 int outbox_put(struct outbox *o, const char *sid, const char *status, const char *power_states)
 {
-	if (!outbox_sid_valid(sid) || isempty(status) || isempty(power_states))
+	if (!id_is_valid(sid, OUTBOX_ID_MAX) || isempty(status) || isempty(power_states))
 		return -EINVAL;
 	uint64_t seq = o->last_seq + 1;
 	json_auto_t *j = json_pack("{s:s,s:s,s:s,s:I}", "sid", sid, "status", status,

@@ -51,6 +51,6 @@ size_t outbox_size(struct outbox *o);
 size_t outbox_removed(struct outbox *o);
 /* The body of POST /servers/<sid>/status for an entry: {"server": {"status", "power_states"}}. */
 json_t *outbox_entry_body(const struct outbox_entry *e);
-/* Ids that may name a file and a URL path segment: letters, digits, '-', '_', '.', at most
- * 128 characters, not "." or "..". */
-bool outbox_sid_valid(const char *sid);
+/* The longest id (a guest's, or one the region gives: zone, wire, storage) that may name a file
+ * and a URL path segment; the characters are id_is_valid()'s (common/path.h). */
+#define OUTBOX_ID_MAX 128

@@ -237,8 +237,12 @@ static void test_invalid_ids(void **state)
 	assert_int_equal(outbox_put(o, "", "running", "on"), -EINVAL);
 	assert_int_equal(outbox_put(o, "a b", "running", "on"), -EINVAL);
 	assert_int_equal(outbox_put(o, "ok", "", "on"), -EINVAL);
-	assert_true(outbox_sid_valid("2f6a-9c_1.x"));
-	assert_int_equal(test_count_entries(dir), 0);
+	assert_int_equal(outbox_put(o, ".hidden", "running", "on"), -EINVAL);
+	assert_int_equal(outbox_put(o, "-x", "running", "on"), -EINVAL);
+	assert_int_equal(test_count_entries(dir), 0); /* nothing refused was written */
+	assert_int_equal(outbox_put(o, "2f6a-9c_1.x", "running", "on"), 0);
+	outbox_flush(o);
+	assert_int_equal(test_count_entries(dir), 1);
 	rm_rf(dir);
 }
 
