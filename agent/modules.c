@@ -36,10 +36,15 @@ static void run_work(void *userdata)
 	    .host_pid = cfg->modules_host_pid,
 	};
 	_cleanup_(modload_freep) struct modload *ml = NULL;
-	r->error = modload_new(&o, &ml);
+	_cleanup_free_ struct modload_request *req =
+	    calloc(cfg->n_kernel_modules + 1, sizeof(*req));
+	for (size_t i = 0; req && i < cfg->n_kernel_modules; i++)
+		req[i] = (struct modload_request){cfg->kernel_modules[i].name,
+						  cfg->kernel_modules[i].params,
+						  cfg->kernel_modules[i].required};
+	r->error = req ? modload_new(&o, &ml) : -ENOMEM;
 	if (r->error >= 0)
-		r->error =
-		    modload_ensure(ml, cfg->kernel_modules, cfg->n_kernel_modules, &r->report);
+		r->error = modload_ensure(ml, req, cfg->n_kernel_modules, &r->report);
 }
 
 static void log_report(const struct modload_report *rep)
@@ -56,10 +61,39 @@ static void log_report(const struct modload_report *rep)
 	}
 }
 
+/* [{"name", "resolved", "status", "required", "params", "error", "failed_dep",
+ *   "inserted": [...]}, ...] */
+static int results_json(const struct modload_report *r, json_t **ret)
+{
+	json_t *arr = json_array();
+
+	if (!arr)
+		return -ENOMEM;
+	for (size_t i = 0; i < r->n_results; i++) {
+		const struct modload_result *res = &r->results[i];
+		json_t *ins = json_array();
+		json_t *o = json_pack("{s:s, s:s?, s:s, s:b, s:s?, s:s?, s:s?, s:o}", "name",
+				      res->name, "resolved", res->resolved, "status",
+				      modload_status_to_string(res->status), "required",
+				      res->required, "params", res->params, "error",
+				      res->status == MODLOAD_FAILED ? strerror(res->error) : NULL,
+				      "failed_dep", res->failed_dep, "inserted", ins);
+		STRV_FOREACH (s, res->inserted)
+			if (!ins || json_array_append_new(ins, json_string(*s)) < 0)
+				o = (json_decref(o), NULL);
+		if (!o || json_array_append_new(arr, o) < 0) {
+			json_decref(arr);
+			return -ENOMEM;
+		}
+	}
+	*ret = arr;
+	return 0;
+}
+
 static json_t *report_json(struct agent_modules *m)
 {
 	json_t *list = NULL;
-	if (m->report && modload_report_to_json(m->report, &list) < 0)
+	if (m->report && results_json(m->report, &list) < 0)
 		list = NULL;
 	return json_pack("{s:o,s:b}", "modules", list ? list : json_null(), "ok",
 			 m->report && modload_report_ok(m->report));

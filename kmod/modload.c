@@ -240,7 +240,7 @@ static enum kstate kernel_state(const struct modload *m, const char *name)
 	return KSTATE_ABSENT;
 }
 
-static int result_init(struct modload_result *res, const struct config_module *c)
+static int result_init(struct modload_result *res, const struct modload_request *c)
 {
 	res->name = strdup(c->name);
 	res->params = c->params ? strdup(c->params) : NULL;
@@ -287,7 +287,7 @@ static int split_params(const char *params, char ***ret)
 	return 0;
 }
 
-static int ensure_fallback(struct modload *m, const struct config_module *c,
+static int ensure_fallback(struct modload *m, const struct modload_request *c,
 			   struct modload_result *res)
 {
 	_cleanup_strv_free_ char **params = NULL;
@@ -385,7 +385,8 @@ static int make_plan(struct kmod_module *mod, const char *params, struct plan *r
 	return 0;
 }
 
-static int ensure_tree(struct modload *m, const struct config_module *c, struct modload_result *res)
+static int ensure_tree(struct modload *m, const struct modload_request *c,
+		       struct modload_result *res)
 {
 	_cleanup_(kmod_module_unref_listp) struct kmod_list *list = NULL;
 	struct plan plan = {0};
@@ -463,7 +464,7 @@ static int ensure_tree(struct modload *m, const struct config_module *c, struct 
 	return 0;
 }
 
-int modload_ensure(struct modload *m, const struct config_module *mods, size_t n,
+int modload_ensure(struct modload *m, const struct modload_request *mods, size_t n,
 		   struct modload_report **ret)
 {
 	_cleanup_(modload_report_freep) struct modload_report *rep = calloc(1, sizeof(*rep));
@@ -597,33 +598,6 @@ int modload_report_to_text(const struct modload_report *r, char **ret)
 		return -ENOMEM;
 	fclose(TAKE_PTR(f));
 	*ret = TAKE_PTR(buf);
-	return 0;
-}
-
-int modload_report_to_json(const struct modload_report *r, json_t **ret)
-{
-	json_t *arr = json_array();
-
-	if (!arr)
-		return -ENOMEM;
-	for (size_t i = 0; i < r->n_results; i++) {
-		const struct modload_result *res = &r->results[i];
-		json_t *ins = json_array();
-		json_t *o = json_pack("{s:s, s:s?, s:s, s:b, s:s?, s:s?, s:s?, s:o}", "name",
-				      res->name, "resolved", res->resolved, "status",
-				      modload_status_to_string(res->status), "required",
-				      res->required, "params", res->params, "error",
-				      res->status == MODLOAD_FAILED ? strerror(res->error) : NULL,
-				      "failed_dep", res->failed_dep, "inserted", ins);
-		STRV_FOREACH (s, res->inserted)
-			if (!ins || json_array_append_new(ins, json_string(*s)) < 0)
-				o = (json_decref(o), NULL);
-		if (!o || json_array_append_new(arr, o) < 0) {
-			json_decref(arr);
-			return -ENOMEM;
-		}
-	}
-	*ret = arr;
 	return 0;
 }
 

@@ -3,15 +3,20 @@
  * parameters, and report per requested module. */
 #pragma once
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "common/config.h"
 #include "common/macros.h"
 
 struct kmod_module;
+
+/* One module to ensure: a name or alias, its parameters, whether the node needs it. */
+struct modload_request {
+	const char *name;
+	const char *params; /* "max_part=16 foo=bar" or NULL */
+	bool required;
+};
 
 enum modload_status {
 	MODLOAD_BUILTIN,
@@ -74,7 +79,7 @@ const char *modload_modules_dir(const struct modload *m);
 
 /* Ensures every module; per-module problems go into the report, not the return value.
  * Returns 0 or a negative errno for a failure to run at all (-ENOMEM). */
-int modload_ensure(struct modload *m, const struct config_module *mods, size_t n,
+int modload_ensure(struct modload *m, const struct modload_request *mods, size_t n,
 		   struct modload_report **ret);
 struct modload_report *modload_report_free(struct modload_report *r);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct modload_report *, modload_report_free);
@@ -89,9 +94,6 @@ int modload_report_reasons(const struct modload_report *r, char ***ret);
 int modload_report_warnings(const struct modload_report *r, char ***ret);
 /* One line per module: "nbd: loaded now (params max_part=16; inserted nbd)". */
 int modload_report_to_text(const struct modload_report *r, char **ret);
-/* [{"name", "resolved", "status", "required", "params", "error", "failed_dep",
- *   "inserted": [...]}, ...] */
-int modload_report_to_json(const struct modload_report *r, json_t **ret);
 /* "kvm_intel" or "kvm_amd" from /proc/cpuinfo's vendor_id (cpuinfo path for tests);
  * -EOPNOTSUPP for other vendors. */
 int modload_kvm_module(const char *cpuinfo_path, const char **ret);

@@ -103,7 +103,7 @@ static void sys_module(struct env *e, const char *name, bool loadable)
 		free(test_write(d, "initstate", "live\n"));
 }
 
-static struct modload_report *ensure(struct env *e, const struct config_module *mods, size_t n)
+static struct modload_report *ensure(struct env *e, const struct modload_request *mods, size_t n)
 {
 	struct modload_report *r = NULL;
 	assert_int_equal(modload_ensure(e->m, mods, n, &r), 0);
@@ -125,7 +125,7 @@ static void test_dependency_order(void **state)
 {
 	struct env *e = *state;
 	open_tree(e, TREE);
-	struct config_module mods[] = {{"vhost_net", NULL, true}};
+	struct modload_request mods[] = {{"vhost_net", NULL, true}};
 	_cleanup_(modload_report_freep) struct modload_report *r = ensure(e, mods, 1);
 	assert_int_equal(r->results[0].status, MODLOAD_LOADED_NOW);
 	assert_true(r->tree_available);
@@ -139,8 +139,8 @@ static void test_alias_and_params(void **state)
 {
 	struct env *e = *state;
 	open_tree(e, TREE);
-	struct config_module mods[] = {{"block-major-43", "max_part=16", true},
-				       {"kvm-intel", "nested=1", true}};
+	struct modload_request mods[] = {{"block-major-43", "max_part=16", true},
+					 {"kvm-intel", "nested=1", true}};
 	_cleanup_(modload_report_freep) struct modload_report *r = ensure(e, mods, 2);
 	assert_string_equal(r->results[0].resolved, "nbd");
 	assert_int_equal(r->results[0].status, MODLOAD_LOADED_NOW);
@@ -157,7 +157,7 @@ static void test_builtin_loaded_missing(void **state)
 	sys_module(e, "bridge", true); /* loaded, has initstate */
 	sys_module(e, "vxlan", false); /* built in: no initstate, not in the tree */
 	free(test_write(e->proc, "modules", "kvm 1 0 - Live 0x0\nllc 1 0 - Live 0x0\n"));
-	struct config_module mods[] = {
+	struct modload_request mods[] = {
 	    {"veth", NULL, true},	  {"bridge", NULL, true},
 	    {"vxlan", NULL, true},	  {"kvm", NULL, true},
 	    {"br_netfilter", NULL, true}, {"no_such_module", NULL, true},
@@ -190,13 +190,10 @@ static void test_builtin_loaded_missing(void **state)
 	    strstr(text, "br_netfilter: loaded now inserted=stp,nf_conntrack,br_netfilter\n"));
 	assert_non_null(strstr(text, "openvswitch: missing optional\n"));
 
-	json_t *j = NULL;
-	assert_int_equal(modload_report_to_json(r, &j), 0);
-	assert_int_equal(json_array_size(j), 7);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(j, 5), "status")),
-			    "missing");
-	assert_int_equal(json_array_size(json_object_get(json_array_get(j, 4), "inserted")), 3);
-	json_decref(j);
+	/* What the agent's JSON is made of (agent/modules.c; modules-host.sh checks the JSON). */
+	assert_int_equal(r->n_results, 7);
+	assert_int_equal(r->results[5].status, MODLOAD_MISSING);
+	assert_int_equal(strv_length(r->results[4].inserted), 3);
 }
 
 static void test_failure(void **state)
@@ -205,7 +202,7 @@ static void test_failure(void **state)
 	open_tree(e, TREE);
 	e->fake.fail_name = "vhost";
 	e->fake.fail_errno = ENOEXEC;
-	struct config_module mods[] = {{"vhost_net", NULL, true}, {"fails-to-load", NULL, false}};
+	struct modload_request mods[] = {{"vhost_net", NULL, true}, {"fails-to-load", NULL, false}};
 	_cleanup_(modload_report_freep) struct modload_report *r = NULL;
 	r = ensure(e, mods, 1);
 	assert_int_equal(r->results[0].status, MODLOAD_FAILED);
@@ -233,7 +230,7 @@ static void test_no_tree_fallback(void **state)
 	struct env *e = *state;
 	open_tree(e, "modules/does-not-exist");
 	sys_module(e, "kvm", false);
-	struct config_module mods[] = {
+	struct modload_request mods[] = {
 	    {"kvm", NULL, true}, {"nbd", "max_part=16 nbds_max=4", true}, {"tun", NULL, true}};
 	e->fake.modprobe_result = 0;
 	_cleanup_(modload_report_freep) struct modload_report *r = ensure(e, mods, 2);
