@@ -15,7 +15,7 @@
 #include "agent/report.h"
 #include "agent/guests.h"
 #include "agent/modules.h"
-#include "agent/placer.h"
+#include "agent/qemu-placement.h"
 #include "agent/virt.h"
 #include "agent/metrics.h"
 #include "agent/tasks.h"
@@ -264,7 +264,8 @@ int agent_new(struct config *cfg, struct agent **ret)
 	r = diskops_new(&a->cfg, a->tasks, a->virt, a->storages, a->claims, &a->diskops);
 	if (r < 0)
 		return r;
-	r = placer_new(&a->cfg, a->tasks, a->guests, a->metrics, a->readiness, &a->placer);
+	r = qemu_placement_new(&a->cfg, a->tasks, a->guests, a->metrics, a->readiness,
+			       &a->qemu_placement);
 	if (r < 0)
 		return r;
 	/* SUBSYSTEMS-NEW: create further subsystems here (metrics, region, auth, api). */
@@ -328,7 +329,7 @@ struct agent *agent_free(struct agent *a)
 	a->tasks = tasks_free(a->tasks);
 	a->region = region_free(a->region);
 	a->api_deps.region = NULL; /* stops still waiting are answered by guests_free */
-	a->placer = placer_free(a->placer);
+	a->qemu_placement = qemu_placement_free(a->qemu_placement);
 	a->diskops = diskops_free(a->diskops);
 	a->guests = guests_free(a->guests);
 	a->dhcp = dhcp_free(a->dhcp);
@@ -389,7 +390,7 @@ int agent_start(struct agent *a)
 	r = agent_modules_start(a->modules);
 	if (r < 0)
 		return r;
-	r = placer_start(a->placer);
+	r = qemu_placement_start(a->qemu_placement);
 	if (r < 0)
 		return r;
 	r = dhcp_start(a->dhcp); /* before the guest listing that fills it */

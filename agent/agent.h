@@ -16,7 +16,7 @@ struct api;
 struct auth;
 struct region;
 struct agent_modules;
-struct placer;
+struct qemu_placement;
 struct report;
 struct storages;
 struct hostnets;
@@ -30,16 +30,16 @@ struct agent {
 	struct config cfg;
 	sd_event *event;
 	sd_event_source *sigterm, *sigint, *sighup;
-	struct tasks *tasks;	       /* worker pool (agent/tasks.h) */
-	struct virt *virt;	       /* libvirt connection (agent/virt.h) */
-	struct guests *guests;	       /* guest table and operations (agent/guests.h) */
-	struct agent_modules *modules; /* kernel modules (agent/modules.h) */
-	struct placer *placer;	       /* QEMU cgroup placement (agent/placer.h) */
-	struct metrics *metrics;       /* Prometheus registry (agent/metrics.h) */
-	struct readiness *readiness;   /* why the node is not ready (agent/readiness.h) */
-	struct api *api;	       /* HTTP API (agent/api.h) */
-	struct api_deps api_deps;      /* what the API serves (outlives it and its calls) */
-	struct auth *auth;	       /* API token validation (agent/auth.h) */
+	struct tasks *tasks;		       /* worker pool (agent/tasks.h) */
+	struct virt *virt;		       /* libvirt connection (agent/virt.h) */
+	struct guests *guests;		       /* guest table and operations (agent/guests.h) */
+	struct agent_modules *modules;	       /* kernel modules (agent/modules.h) */
+	struct qemu_placement *qemu_placement; /* QEMU cgroup placement (agent/qemu-placement.h) */
+	struct metrics *metrics;	       /* Prometheus registry (agent/metrics.h) */
+	struct readiness *readiness;	       /* why the node is not ready (agent/readiness.h) */
+	struct api *api;		       /* HTTP API (agent/api.h) */
+	struct api_deps api_deps;	       /* what the API serves (outlives it and its calls) */
+	struct auth *auth;		       /* API token validation (agent/auth.h) */
 	struct region *region;	       /* keystone session, task callbacks (agent/region.h) */
 	struct report *report;	       /* host and guest reports to the region (agent/report.h) */
 	struct storages *storages;     /* local storages and their image caches (agent/storage.h) */

@@ -11,7 +11,7 @@
 set -u
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 root=${CGROUP_ROOT:-/sys/fs/cgroup}
-tool=${top_builddir:-.}/agent/placement-check
+tool=${top_builddir:-.}/placement/placement-check
 [ -x "$tool" ] || { echo "ERROR: $tool not built"; exit 99; }
 [ -d "$root" ] || { echo "SKIP: no cgroup hierarchy at $root"; exit 77; }
 

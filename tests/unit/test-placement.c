@@ -3,8 +3,8 @@
  * the list of every id written to it. */
 #include <sys/stat.h>
 
-#include "agent/placement-internal.h"
-#include "agent/placement.h"
+#include "placement/placement-internal.h"
+#include "placement/placement.h"
 #include "common/fs.h"
 #include "test-common.h"
 

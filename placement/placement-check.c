@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agent/placement.h"
+#include "placement/placement.h"
 #include "common/macros.h"
 #include "common/parse.h"
 

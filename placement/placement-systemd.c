@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent/placement-internal.h"
+#include "placement/placement-internal.h"
 #include "common/log.h"
 #include "common/macros.h"
 

@@ -3,8 +3,8 @@
 
 #include "agent/guests.h"
 #include "agent/metrics.h"
-#include "agent/placement.h"
-#include "agent/placer.h"
+#include "placement/placement.h"
+#include "agent/qemu-placement.h"
 #include "agent/readiness.h"
 #include "agent/tasks.h"
 #include "common/config.h"
@@ -12,7 +12,7 @@
 
 #define PLACEMENT_KEY TASKS_INTERNAL_KEY("placement")
 
-struct placer {
+struct qemu_placement {
 	bool enforce;
 	struct tasks *tasks;
 	struct guests *guests;
@@ -26,7 +26,7 @@ struct placer {
 };
 
 struct job {
-	struct placer *p;
+	struct qemu_placement *p;
 	char *sid;
 	int pid; /* 0: forget sid */
 	int r;
@@ -50,7 +50,7 @@ static void job_work(void *userdata)
 static void job_done(void *userdata)
 {
 	struct job *j = userdata;
-	struct placer *p = j->p;
+	struct qemu_placement *p = j->p;
 	char pid[16];
 	if (j->r == -ECANCELED) {
 		free(j->sid);
@@ -92,7 +92,7 @@ static void job_done(void *userdata)
 	free(j);
 }
 
-static void submit(struct placer *p, const char *sid, int pid)
+static void submit(struct qemu_placement *p, const char *sid, int pid)
 {
 	if (!p->pl)
 		return;
@@ -124,7 +124,7 @@ static void on_state(const char *sid, const char *status, void *ud)
 
 static void collect(FILE *f, void *userdata)
 {
-	struct placer *p = userdata;
+	struct qemu_placement *p = userdata;
 	pthread_mutex_lock(&p->lock);
 	unsigned v = p->violations;
 	unsigned long moved = p->moved, checks = p->checks, errors = p->errors;
@@ -144,10 +144,11 @@ static void collect(FILE *f, void *userdata)
 	metrics_write_sample(f, "hostagent_placement_errors_total", NULL, (double)errors);
 }
 
-int placer_new(const struct config *cfg, struct tasks *tasks, struct guests *guests,
-	       struct metrics *metrics, struct readiness *readiness, struct placer **ret)
+int qemu_placement_new(const struct config *cfg, struct tasks *tasks, struct guests *guests,
+		       struct metrics *metrics, struct readiness *readiness,
+		       struct qemu_placement **ret)
 {
-	struct placer *p = calloc(1, sizeof(*p));
+	struct qemu_placement *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	p->enforce = cfg->enforce_placement;
@@ -183,7 +184,7 @@ int placer_new(const struct config *cfg, struct tasks *tasks, struct guests *gue
 	return 0;
 }
 
-struct placer *placer_free(struct placer *p)
+struct qemu_placement *qemu_placement_free(struct qemu_placement *p)
 {
 	if (!p)
 		return NULL;
@@ -198,7 +199,7 @@ struct placer *placer_free(struct placer *p)
 /* Readiness: QEMUs left in the agent's container cgroup. */
 static void reasons(void *userdata, json_t *out)
 {
-	struct placer *p = userdata;
+	struct qemu_placement *p = userdata;
 	json_t *reasons = out;
 	pthread_mutex_lock(&p->lock);
 	if (p->violations > 0)
@@ -210,7 +211,7 @@ static void reasons(void *userdata, json_t *out)
 	pthread_mutex_unlock(&p->lock);
 }
 
-int placer_start(struct placer *p)
+int qemu_placement_start(struct qemu_placement *p)
 {
 	int r = guests_add_hooks(p->guests, on_running, on_state, p);
 	if (r < 0)

@@ -1,5 +1,5 @@
 /* QEMU cgroup placement: pure cgroupfs/procfs logic under configurable roots, so the unit
- * tests drive it on fixture trees. The sd-bus calls live in agent/placement-systemd.c. */
+ * tests drive it on fixture trees. The sd-bus calls live in placement/placement-systemd.c. */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -11,8 +11,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "agent/placement-internal.h"
-#include "agent/placement.h"
+#include "placement/placement-internal.h"
+#include "placement/placement.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/macros.h"

@@ -1,4 +1,4 @@
-/* The sd-bus boundary of agent/placement.c (agent/placement-systemd.c). */
+/* The sd-bus boundary of placement/placement.c (placement/placement-systemd.c). */
 #pragma once
 
 #include <sys/types.h>
