@@ -8,7 +8,6 @@
 #include "agent/virt.h"
 #include "common/config.h"
 
-struct agent;
 struct hostnets;
 
 /* Collects the host info; node (from virt_node_facts()) may be NULL (libvirt fields left out).
