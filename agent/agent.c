@@ -324,14 +324,16 @@ struct agent *agent_free(struct agent *a)
 	a->report = report_free(a->report);
 	/* The calls the api left behind may still finish (in tasks_free below): no host id now. */
 	a->api_deps.report = NULL;
-	/* Workers finish before the region and the guest table: their completions use both (a
+	/* Workers finish before the guest table and the region: their completions use both (a
 	 * started guest's metadata is pushed to the region). */
 	a->tasks = tasks_free(a->tasks);
-	a->region = region_free(a->region);
-	a->api_deps.region = NULL; /* stops still waiting are answered by guests_free */
 	a->qemu_placement = qemu_placement_free(a->qemu_placement);
 	a->diskops = diskops_free(a->diskops);
+	/* Stops still waiting are answered here; their task outcomes go to the region, which
+	 * drops what it has not sent when it is freed next. */
 	a->guests = guests_free(a->guests);
+	a->region = region_free(a->region);
+	a->api_deps.region = NULL;
 	a->dhcp = dhcp_free(a->dhcp);
 	a->modules = agent_modules_free(a->modules);
 	a->virt = virt_free(a->virt);
