@@ -21,7 +21,8 @@ struct region;
 struct tasks;
 struct virt;
 
-/* What the guest table uses; all of it outlives the table. */
+/* What the guest table uses. All of it outlives the table but the worker pool, which is freed
+ * just before it, after running the last completions (which still use the table). */
 struct guests_deps {
 	sd_event *event;
 	const struct config *cfg;
