@@ -92,7 +92,7 @@ struct pipeline {
 	uint64_t filled, hashed, written;
 	bool eof, abort;
 	size_t fill_len; /* bytes in the slot the receiver fills (receiver only) */
-	int write_error; /* the writer's, under mu; stops the receiver */
+	int write_error; /* the writer's or the flusher's, under mu; stops the receiver */
 	int fd;
 	bool direct;	  /* writer only, like flushed */
 	uint64_t flushed; /* without O_DIRECT: bytes whose writeback was started */
@@ -220,8 +220,9 @@ static void *writer_main(void *userdata)
 
 /* fdatasync of what the writer wrote so far, every FLUSH_EVERY bytes, while it goes on writing:
  * the device's cache and the file's block allocation are made durable during the download, and
- * the fsync before the file is renamed into place has only the last part left. Errors are the
- * final fsync's to report. */
+ * the fsync before the file is renamed into place has only the last part left. A writeback
+ * error is reported once per open file (errseq): the one this fdatasync sees would not reach
+ * the final fsync, so it is the pipeline's error and stops the download like a failed write. */
 static void *flusher_main(void *userdata)
 {
 	(void)pthread_setname_np(pthread_self(), "image-sync");
@@ -235,9 +236,14 @@ static void *flusher_main(void *userdata)
 			break;
 		uint64_t upto = p->written;
 		pthread_mutex_unlock(&p->mu);
-		(void)fdatasync(p->fd);
+		int r = fdatasync(p->fd) < 0 ? -errno : 0;
 		pthread_mutex_lock(&p->mu);
 		p->synced = upto;
+		if (r < 0 && r != -EINTR && !p->write_error) {
+			p->write_error = r;
+			pthread_cond_broadcast(&p->cv);
+			break;
+		}
 	}
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
