@@ -92,10 +92,9 @@ struct worker_arg {
 
 static void deadline_in(struct timespec *ts, uint64_t usec)
 {
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	uint64_t ns = (uint64_t)ts->tv_nsec + (usec % USEC_PER_SEC) * 1000;
-	ts->tv_sec += (time_t)(usec / USEC_PER_SEC + ns / 1000000000);
-	ts->tv_nsec = (long)(ns % 1000000000);
+	uint64_t at = now_usec(CLOCK_MONOTONIC) + usec;
+	*ts = (struct timespec){(time_t)(at / USEC_PER_SEC),
+				(long)(at % USEC_PER_SEC * NSEC_PER_USEC)};
 }
 
 static void *worker(void *arg)
