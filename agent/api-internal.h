@@ -82,8 +82,14 @@ int api_parse_body(const char *data, size_t len, json_t **ret, json_t **ret_erro
 #define API_UPLOAD_IDS_MAX 4096
 int api_upload_ids_check(const json_t *args, char *msg, size_t size);
 
-/* Error bodies: op_error_body() (agent/ops.h); the class for a status code: */
+/* Cloudpods' error body {"code": N, "class": "...", "details": "..."}; the class follows the
+ * code when cls is NULL (api_error_class). */
+json_t *op_error_body(int code, const char *cls, const char *fmt, ...) _printf_(3, 4);
+/* Cloudpods' class name for an HTTP status (InputParameterError, NotFoundError, ...). */
 const char *api_error_class(int code);
+/* The one map from an operation's errno (the vocabulary of agent/ops.h) to the HTTP status,
+ * and the class when it is not the status code's (*ret_cls NULL then). */
+int api_errno_http(int error, const char **ret_cls);
 
 /* The task-callback body for a finished asynchronous operation: the reply body, plus
  * "__status__": "error" and "__reason__" when code >= 400. New reference. */

@@ -234,6 +234,7 @@ const char *api_error_class(int code)
 	case 405:
 		return "MethodNotAllowedError";
 	case 408:
+	case 504:
 		return "TimeoutError";
 	case 409:
 		return "ConflictError";
@@ -247,6 +248,45 @@ const char *api_error_class(int code)
 		return "ServiceUnavailableError";
 	default:
 		return code >= 500 ? "InternalServerError" : "BadRequestError";
+	}
+}
+
+int api_errno_http(int error, const char **ret_cls)
+{
+	*ret_cls = NULL; /* the status code's (api_error_class) */
+	switch (error) {
+	case -EINVAL:
+		return 400;
+	case -EHOSTDOWN:
+		*ret_cls = "InvalidStatusError"; /* Cloudpods' httperrors: 400 too */
+		return 400;
+	case -EPERM:
+	case -EACCES:
+		return 403;
+	case -ENOENT:
+	case -ESRCH:
+		return 404;
+	case -EEXIST:
+	case -EBUSY:
+		return 409;
+	case -EOPNOTSUPP:
+		return 501;
+	case -EREMOTEIO:
+	case -EBADMSG:
+	case -EPROTO:
+		return 502;
+	case -EAGAIN:
+	case -ENOTCONN:
+	case -ENOLINK:
+	case -ESHUTDOWN:
+		return 503;
+	case -ETIMEDOUT:
+		return 504;
+	case -ENOSPC:
+	case -EDQUOT:
+		return 507;
+	default:
+		return 500;
 	}
 }
 

@@ -55,10 +55,6 @@ struct api_call {
 	const struct api_deps *a; /* the agent's, outlives the api and its calls */
 	struct api_request *req;  /* NULL for asynchronous tasks or once the request is gone */
 	char *task_id;		  /* X-Task-Id: post the outcome there */
-	/* Async call still inside guests_op(): a refusal answered right away (bad id, queue
-	 * full, shutting down) is the HTTP reply, not a task outcome. */
-	struct api_request *refusal_req;
-	bool refused;
 	char sid[API_ID_MAX + 1];
 	int op;
 	/* scrape job */
@@ -286,6 +282,15 @@ static void finish_error(struct api_request *req, int code, const char *cls, con
 	finish_json(req, code, op_error_body(code, cls, "%s", details));
 }
 
+/* An operation refused before it started (agent/ops.h): its errno and message. */
+static void finish_refusal(struct api_request *req, int error, const char *message)
+{
+	const char *cls;
+	int code = api_errno_http(error, &cls);
+	finish_json(req, code,
+		    op_error_body(code, cls, "%s", message ? message : strerror(-error)));
+}
+
 static enum MHD_Result queue(struct api_request *req)
 {
 	if (req->queued)
@@ -371,20 +376,31 @@ static void status_add_host_id(const struct api_deps *a, int code, json_t *body)
 		json_object_set_new(body, "host_id", json_string(hid));
 }
 
+/* The HTTP status and body of an operation's outcome: the one place errno becomes HTTP. */
+static int reply_http(const struct op_reply *r, json_t **ret_body)
+{
+	if (r->error == 0) {
+		*ret_body = r->body ? json_incref(r->body) : json_pack("{s:s}", "result", "ok");
+		return 200;
+	}
+	const char *cls;
+	int code = api_errno_http(r->error, &cls);
+	*ret_body = op_error_body(code, cls, "%s", r->message ? r->message : strerror(-r->error));
+	return code;
+}
+
 static void on_op_done(struct op_reply *reply, void *userdata)
 {
 	struct api_call *c = userdata;
+	_cleanup_(json_decrefp) json_t *rbody = NULL;
+	int code = reply_http(reply, &rbody);
 	if (c->op == GUEST_OP_STATUS)
-		status_add_host_id(c->a, reply->code, reply->body);
-	if (c->task_id && c->refusal_req) {
-		c->refused = true;
-		finish_json(c->refusal_req, reply->code, json_incref(reply->body));
-		return; /* start_guest_op() frees the call */
-	} else if (c->task_id) {
+		status_add_host_id(c->a, code, rbody);
+	if (c->task_id) {
 		/* The region's status task waits for this callback: a guest the host does not
 		 * have is a status (notfound), not a failure (RequestDetachDisk skips a sync). */
 		_cleanup_(json_decrefp) json_t *notfound = NULL;
-		if (c->op == GUEST_OP_STATUS && reply->code == 404) {
+		if (c->op == GUEST_OP_STATUS && code == 404) {
 			const char *hid = report_host_id(c->a->report);
 			notfound = json_pack("{s:s,s:s,s:i}", "status", "notfound", "power_states",
 					     "off", "block_jobs_count", 0);
@@ -392,7 +408,7 @@ static void on_op_done(struct op_reply *reply, void *userdata)
 				json_object_set_new(notfound, "host_id", json_string(hid));
 		}
 		_cleanup_(json_decrefp) json_t *body =
-		    notfound ? json_incref(notfound) : api_task_result(reply->code, reply->body);
+		    notfound ? json_incref(notfound) : api_task_result(code, rbody);
 		if (body && c->op == GUEST_OP_STATUS)
 			json_object_del(body,
 					"qemu_pid"); /* the region's input has no such field */
@@ -408,12 +424,12 @@ static void on_op_done(struct op_reply *reply, void *userdata)
 						  c->task_id);
 		}
 		log_info("Task finished task_id=%s sid=%s op=%s code=%d", c->task_id, c->sid,
-			 c->op >= 0 ? guest_op_to_string(c->op) : "-", reply->code);
-		if (reply->code >= 400 && c->op < 0)
+			 c->op >= 0 ? guest_op_to_string(c->op) : "-", code);
+		if (code >= 400 && c->op < 0)
 			log_warning("Task failed task_id=%s: %s", c->task_id,
 				    json_string_value(json_object_get(body, "__reason__")) ?: "?");
 	} else if (c->req)
-		finish_json(c->req, reply->code, json_incref(reply->body));
+		finish_json(c->req, code, TAKE_PTR(rbody));
 	call_free(c);
 }
 
@@ -430,10 +446,12 @@ static void start_guest_op(struct api_request *req, json_t *args)
 	if (!async && route->id == API_ROUTE_SERVER_STATUS) {
 		/* From the guest view, on the loop: no worker, no libvirt call. */
 		struct op_reply reply;
-		if (guests_status(api->a->guests, req->match.id, &reply) < 0)
-			return finish_json(req, 500, NULL);
-		status_add_host_id(api->a, reply.code, reply.body);
-		return finish_json(req, reply.code, reply.body);
+		(void)guests_status(api->a->guests, req->match.id, &reply);
+		json_t *body;
+		int code = reply_http(&reply, &body);
+		op_reply_clear(&reply);
+		status_add_host_id(api->a, code, body);
+		return finish_json(req, code, body);
 	}
 
 	struct api_call *c = call_new(api, async ? NULL : req);
@@ -445,30 +463,25 @@ static void start_guest_op(struct api_request *req, json_t *args)
 		call_free(c);
 		return finish_json(req, 500, NULL);
 	}
-	if (async)
-		c->refusal_req = req;
 	int r;
+	_cleanup_free_ char *msg = NULL;
 	if (route->id == API_ROUTE_DISK_OP || route->id == API_ROUTE_DISK_STATUS)
 		r = diskops_submit(api->a->diskops, (enum disk_op)route->op, req->match.id,
-				   req->match.id2, args, on_op_done, c);
+				   req->match.id2, args, on_op_done, c, &msg);
 	else if (route->id == API_ROUTE_IMAGE_CACHE)
-		r = imagecache_fetch(api->a->imagecache, args, on_op_done, c);
+		r = imagecache_fetch(api->a->imagecache, args, on_op_done, c, &msg);
 	else if (route->id == API_ROUTE_IMAGE_UNCACHE)
-		r = imagecache_uncache(api->a->imagecache, args, on_op_done, c);
+		r = imagecache_uncache(api->a->imagecache, args, on_op_done, c, &msg);
 	else
 		r = guests_op(api->a->guests, (enum guest_op)route->op, req->match.id, args,
-			      on_op_done, c);
+			      on_op_done, c, &msg);
 	if (r < 0) {
-		/* The callback will not run: the call is still ours. */
+		/* Refused: the callback will not run, the call is still ours, and the refusal is
+		 * the HTTP reply (also of a task: the region learns at once). */
 		call_free(c);
-		return finish_error(req, 500, NULL, "failed to queue the operation");
-	}
-	if (async && c->refused) {
-		call_free(c);
-		return;
+		return finish_refusal(req, r, msg);
 	}
 	if (async) {
-		c->refusal_req = NULL;
 		log_info("Task accepted task_id=%s sid=%s op=%s", task_id, req->match.id,
 			 guest ? guest_op_to_string(route->op) : route->template);
 		/* delay_clean: the region waits for the callback of an undeploy instead of going
@@ -486,44 +499,11 @@ static void start_guest_op(struct api_request *req, json_t *args)
  * posting the outcome to the task; every other qga route answers synchronously, X-Task-Id or
  * not. */
 
-static int qga_http_code(int r, const char **ret_cls)
-{
-	*ret_cls = NULL;
-	switch (r) {
-	case -EINVAL:
-		return 400;
-	case -EHOSTDOWN:
-		*ret_cls = "InvalidStatusError";
-		return 400;
-	case -EPERM:
-		*ret_cls = "ForbiddenError";
-		return 403;
-	case -ESRCH:
-		*ret_cls = "NotFoundError";
-		return 404;
-	case -EOPNOTSUPP:
-		return 501;
-	case -EREMOTEIO:
-	case -EBADMSG:
-		return 502;
-	case -ENOTCONN:
-	case -ENOLINK:
-	case -EBUSY:
-	case -ESHUTDOWN:
-		return 503;
-	case -ETIMEDOUT:
-		*ret_cls = "TimeoutError";
-		return 504;
-	default:
-		return 500;
-	}
-}
-
 static void on_qga_done(int r, json_t *result, const char *msg, void *userdata)
 {
 	struct api_call *c = userdata;
 	const char *cls;
-	int code = r < 0 ? qga_http_code(r, &cls) : 200;
+	int code = r < 0 ? api_errno_http(r, &cls) : 200;
 	json_t *body = r < 0	? op_error_body(code, cls, "%s", msg ? msg : strerror(-r))
 			  : result ? result
 				: NULL;
@@ -576,9 +556,7 @@ static void start_qga(struct api_request *req, json_t *args)
 	    guests_qga(api->a->guests, op, req->match.id, args, on_qga_done, c, err, sizeof(err));
 	if (r < 0) {
 		call_free(c);
-		const char *cls;
-		int code = qga_http_code(r, &cls);
-		return finish_json(req, code, op_error_body(code, cls, "%s", err));
+		return finish_refusal(req, r, err);
 	}
 	if (async) {
 		log_info("Task accepted task_id=%s sid=%s op=%s", task_id, req->match.id,
@@ -590,31 +568,32 @@ static void start_qga(struct api_request *req, json_t *args)
 /* POST /servers/upload-status {"guest_ids": [...]}: the statuses from libvirt, posted to the
  * region in one POST /servers/upload-status, then the callback (or the reply) {}. */
 
-static void upload_finish(struct api_call *c, int code, json_t *body)
+/* Finishes an upload-status call: body on success (NULL: {}), or the reply r already holds. */
+static void upload_finish(struct api_call *c, struct op_reply *r, json_t *body)
 {
-	struct op_reply r = {code, body ? body : json_object()};
-	on_op_done(&r, c);
-	json_decref(r.body);
+	if (r->error == 0)
+		op_reply_ok(r, body ? body : json_object());
+	on_op_done(r, c);
+	op_reply_clear(r);
 }
 
 static void on_upload_posted(int err, const struct http_response *resp, void *userdata)
 {
 	struct api_call *c = userdata;
+	struct op_reply r = {0};
 	if (err < 0)
-		return upload_finish(
-		    c, 503, op_error_body(503, NULL, "region unreachable: %s", strerror(-err)));
-	if (resp->status < 200 || resp->status >= 300)
-		return upload_finish(c, 502,
-				     op_error_body(502, NULL,
-						   "region refused upload-status (HTTP %ld)",
-						   resp->status));
-	upload_finish(c, 200, NULL);
+		(void)op_reply_fail(&r, -EAGAIN, "region unreachable: %s", strerror(-err));
+	else if (resp->status < 200 || resp->status >= 300)
+		(void)op_reply_fail(&r, -EREMOTEIO, "region refused upload-status (HTTP %ld)",
+				    resp->status);
+	upload_finish(c, &r, NULL);
 }
 
 static void on_statuses(struct op_reply *reply, void *userdata)
 {
 	struct api_call *c = userdata;
-	if (reply->code != 200 || (c->task_id && c->refusal_req))
+	struct op_reply r = {0};
+	if (reply->error < 0)
 		return on_op_done(reply, c);
 	json_t *guests = json_object_get(reply->body, "guests");
 	json_t *missing = json_object_get(reply->body, "notfound");
@@ -629,15 +608,16 @@ static void on_statuses(struct op_reply *reply, void *userdata)
 		       strempty(list), NULL);
 	}
 	if (json_object_size(guests) == 0)
-		return upload_finish(c, 200, NULL);
-	int r = serverpush_upload_status(config_standalone(c->a->cfg) ? NULL : c->a->region, guests,
+		return upload_finish(c, &r, NULL);
+	int k = serverpush_upload_status(config_standalone(c->a->cfg) ? NULL : c->a->region, guests,
 					 on_upload_posted, c);
-	if (r == -ESHUTDOWN)
+	if (k == -ESHUTDOWN)
 		return upload_finish(
-		    c, 200, json_pack("{s:s}", "details", "standalone: no region to post to"));
-	if (r < 0)
-		upload_finish(c, 503,
-			      op_error_body(503, NULL, "region not reachable: %s", strerror(-r)));
+		    c, &r, json_pack("{s:s}", "details", "standalone: no region to post to"));
+	if (k < 0) {
+		(void)op_reply_fail(&r, -EAGAIN, "region not reachable: %s", strerror(-k));
+		upload_finish(c, &r, NULL);
+	}
 }
 
 static void start_upload_status(struct api_request *req, json_t *args)
@@ -658,15 +638,14 @@ static void start_upload_status(struct api_request *req, json_t *args)
 			call_free(c);
 			return finish_json(req, 500, NULL);
 		}
-		c->refusal_req = req;
 	}
-	(void)guests_statuses(api->a->guests, ids, on_statuses, c);
-	if (task_id && c->refused) {
+	_cleanup_free_ char *why = NULL;
+	int r = guests_statuses(api->a->guests, ids, on_statuses, c, &why);
+	if (r < 0) {
 		call_free(c);
-		return;
+		return finish_refusal(req, r, why);
 	}
 	if (task_id) {
-		c->refusal_req = NULL;
 		log_info("Task accepted task_id=%s op=upload-status guests=%zu", task_id,
 			 json_array_size(ids));
 		finish_json(req, 200, json_pack("{s:s}", "result", "ok"));
@@ -955,14 +934,9 @@ static void dispatch(struct api_request *req)
 
 /* Authentication runs on the request headers, before any body is read, so an unauthenticated
  * client cannot make the agent buffer bodies; the connection waits suspended meanwhile. */
-static void on_auth_done(int result, void *userdata)
+/* The outcome of a token validation (agent/auth.h), at once or from on_auth_done(). */
+static void auth_result(struct api_request *req, int result)
 {
-	struct api_call *c = userdata;
-	struct api_request *req = c->req;
-	call_free(c);
-	if (!req)
-		return;
-	req->auth_pending = false;
 	if (result == 0)
 		req->authenticated = true;
 	else if (result == -EACCES)
@@ -971,6 +945,17 @@ static void on_auth_done(int result, void *userdata)
 		finish_error(req, 403, NULL, "the token lacks an allowed role");
 	else
 		finish_error(req, 503, NULL, "token validation is unavailable");
+}
+
+static void on_auth_done(int result, void *userdata)
+{
+	struct api_call *c = userdata;
+	struct api_request *req = c->req;
+	call_free(c);
+	if (!req)
+		return;
+	req->auth_pending = false;
+	auth_result(req, result);
 	if (req->suspended) {
 		req->suspended = false;
 		MHD_resume_connection(req->conn);
@@ -1002,12 +987,13 @@ static void authenticate(struct api_request *req)
 	    token ? NULL : MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Authorization");
 	if (authz && strncasecmp(authz, "Bearer ", 7) == 0)
 		token = authz + 7;
-	req->auth_pending = true;
-	if (auth_validate(a->auth, token, on_auth_done, c) < 0) {
-		req->auth_pending = false;
-		call_free(c);
-		finish_error(req, 503, NULL, "token validation is unavailable");
+	int r = auth_validate(a->auth, token, on_auth_done, c);
+	if (r == AUTH_PENDING) {
+		req->auth_pending = true;
+		return;
 	}
+	call_free(c);
+	auth_result(req, r);
 }
 
 /* ---- MHD callbacks ---------------------------------------------------------------------- */

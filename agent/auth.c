@@ -371,23 +371,18 @@ static void on_validate_done(int err, const struct http_response *resp, void *us
 static int validate_remote(struct auth *au, const char *token, auth_done_fn cb, void *userdata)
 {
 	uint64_t now = now_usec(CLOCK_REALTIME);
-	if (auth_cache_get(au->cache, token, now)) {
-		cb(0, userdata);
+	if (auth_cache_get(au->cache, token, now))
 		return 0;
-	}
-	if (auth_cache_get(au->refused, token, now)) {
-		cb(-EACCES, userdata);
-		return 0;
-	}
+	if (auth_cache_get(au->refused, token, now))
+		return -EACCES;
 	for (struct pending *p = au->pending; p; p = p->next)
-		if (auth_token_equal(token, p->token))
-			return pending_add_waiter(p, cb, userdata);
+		if (auth_token_equal(token, p->token)) {
+			int r = pending_add_waiter(p, cb, userdata);
+			return r < 0 ? r : AUTH_PENDING;
+		}
 	const char *svc = region_token(au->region);
-	if (!svc) {
-		/* Not (yet) authenticated to keystone: nobody can be verified. */
-		cb(-ENOTCONN, userdata);
-		return 0;
-	}
+	if (!svc)
+		return -ENOTCONN; /* not (yet) authenticated to keystone: nobody can be verified */
 	if (au->n_pending >= MAX_PENDING)
 		return -EBUSY;
 	struct pending *p = calloc(1, sizeof(*p));
@@ -425,22 +420,19 @@ static int validate_remote(struct auth *au, const char *token, auth_done_fn cb, 
 	p->next = au->pending;
 	au->pending = p;
 	au->n_pending++;
-	return 0;
+	return AUTH_PENDING;
 }
 
 int auth_validate(struct auth *au, const char *token, auth_done_fn cb, void *userdata)
 {
 	if (!au || !cb)
 		return -EINVAL;
-	if (!auth_token_wellformed(token)) {
-		cb(-EACCES, userdata);
-		return 0;
-	}
+	if (!auth_token_wellformed(token))
+		return -EACCES;
 	if (au->standalone) {
 		if (!au->static_token)
 			return -ENOTCONN;
-		cb(auth_token_equal(token, au->static_token) ? 0 : -EACCES, userdata);
-		return 0;
+		return auth_token_equal(token, au->static_token) ? 0 : -EACCES;
 	}
 	return validate_remote(au, token, cb, userdata);
 }

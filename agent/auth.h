@@ -29,8 +29,11 @@ int auth_start(struct auth *au);
  * unreachable (HTTP 503). */
 typedef void (*auth_done_fn)(int result, void *userdata);
 
-/* Validates token (may be NULL). cb runs on the event loop, possibly before this returns
- * (standalone mode, cache hits). Returns < 0 only when cb will not be called. */
+/* Validates token (may be NULL). When the answer is known at once (standalone mode, a
+ * malformed token, cache hits, no keystone session, too many validations in flight) it is
+ * returned as above and cb is never called; otherwise this returns AUTH_PENDING and cb runs
+ * exactly once, later, on the event loop. */
+#define AUTH_PENDING 1
 int auth_validate(struct auth *au, const char *token, auth_done_fn cb, void *userdata);
 
 /* Internals, exposed for unit tests. Times are CLOCK_REALTIME microseconds (Keystone's

@@ -41,8 +41,8 @@ struct disk_job {
 	struct disk_request req; /* parsed from args (create, resize) */
 	virConnectPtr conn;
 	struct claims *claims; /* disk paths owned by guests (agent/claims.h) */
-	int code;	       /* 0: not run (dropped by the pool) */
-	json_t *body;
+	bool ran;	       /* false: dropped by the pool */
+	struct op_reply reply;
 };
 
 static void job_free(struct disk_job *j)
@@ -53,21 +53,20 @@ static void job_free(struct disk_job *j)
 	free(j->path);
 	free(j->servers_path);
 	json_decref(j->args);
-	json_decref(j->body);
+	op_reply_clear(&j->reply);
 	virt_conn_unref(j->conn);
 	free(j);
 }
 
-_printf_(3, 4) static void job_error(struct disk_job *j, int code, const char *fmt, ...)
+_printf_(3, 4) static void job_fail(struct disk_job *j, int error, const char *fmt, ...)
 {
-	char buf[1024];
+	_cleanup_free_ char *what = NULL;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (vasprintf(&what, fmt, ap) < 0)
+		what = NULL;
 	va_end(ap);
-	j->code = code;
-	json_decref(j->body);
-	j->body = op_error_body(code, NULL, "disk %s: %s", j->disk_id, buf);
+	(void)op_reply_fail(&j->reply, error, "disk %s: %s", j->disk_id, strempty(what));
 }
 
 /* Format, virtual size and backing file of one of our own disks (-U: a running guest may hold
@@ -113,11 +112,9 @@ static int disk_format_recorded(const char *path, char ret_format[16])
 
 static void reply_disk(struct disk_job *j, const char *format, int64_t bytes)
 {
-	j->code = 200;
-	json_decref(j->body);
-	j->body = json_pack("{s:s,s:I,s:s,s:s}", "disk_id", j->disk_id, "disk_size",
-			    (json_int_t)((bytes + MIB - 1) / MIB), "format", format, "disk_path",
-			    j->path);
+	op_reply_ok(&j->reply, json_pack("{s:s,s:I,s:s,s:s}", "disk_id", j->disk_id, "disk_size",
+					 (json_int_t)((bytes + MIB - 1) / MIB), "format", format,
+					 "disk_path", j->path));
 }
 
 /* Removes <root>/<disk_id> through the root's descriptor (M6; disk_id is one component). */
@@ -142,19 +139,19 @@ static void do_create(struct disk_job *j)
 	if (image_id) {
 		/* An overlay on a cached template: always qcow2, whatever was asked. */
 		if (asprintf(&image, "%s/%s", j->cache_dir, image_id) < 0)
-			return job_error(j, 500, "out of memory");
+			return job_fail(j, -ENOMEM, "out of memory");
 		if (access(image, F_OK) < 0)
-			return job_error(j, 404, "image %s is not in the cache %s", image_id,
-					 j->cache_dir);
+			return job_fail(j, -ENOENT, "image %s is not in the cache %s", image_id,
+					j->cache_dir);
 		int r = imagecache_read_format(j->cache_dir, image_id, bfmt);
 		if (r < 0)
-			return job_error(j, 409, "image %s has no valid description in %s (%s)",
-					 image_id, j->cache_dir, strerror(-r));
+			return job_fail(j, -EEXIST, "image %s has no valid description in %s (%s)",
+					image_id, j->cache_dir, strerror(-r));
 		_cleanup_free_ char *err = NULL;
 		r = image_inspect(image, bfmt, &ii, &err);
 		if (r < 0)
-			return job_error(j, 409, "cached image %s refused: %s", image_id,
-					 strempty(err));
+			return job_fail(j, -EEXIST, "cached image %s refused: %s", image_id,
+					strempty(err));
 	}
 	int64_t bytes = MAX(size_mb * MIB, ii.virtual_size);
 
@@ -163,7 +160,7 @@ static void do_create(struct disk_job *j)
 	    open(j->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		if (errno != EEXIST)
-			return job_error(j, 500, "cannot create %s: %m", j->path);
+			return job_fail(j, -EIO, "cannot create %s: %m", j->path);
 		/* A retried create of the same disk is answered as the first one. */
 		char efmt[16];
 		int64_t esize;
@@ -173,14 +170,14 @@ static void do_create(struct disk_job *j)
 		    disk_info(j->path, format, efmt, &esize, &eback, NULL) == 0 &&
 		    streq(efmt, format) && esize == bytes && streq_ptr(eback, image))
 			return reply_disk(j, format, esize);
-		return job_error(j, 409, "%s already exists and is a different disk", j->path);
+		return job_fail(j, -EEXIST, "%s already exists and is a different disk", j->path);
 	}
 	/* QEMU's own file (qemu_user): libvirt chowns nothing (dynamic_ownership = 0). */
 	int r = fs_give_to_qemu(fd);
 	if (r < 0) {
 		(void)unlinkat_root(j);
-		return job_error(j, 500, "cannot give %s to QEMU's user: %s", j->path,
-				 strerror(-r));
+		return job_fail(j, -EIO, "cannot give %s to QEMU's user: %s", j->path,
+				strerror(-r));
 	}
 	char size[32];
 	snprintf(size, sizeof(size), "%" PRId64, bytes);
@@ -189,8 +186,8 @@ static void do_create(struct disk_job *j)
 	r = qemu_img_create_fd(fd, format, image, bfmt, size, &err);
 	if (r < 0) {
 		(void)unlinkat_root(j);
-		return job_error(j, r == -ENOSPC ? 507 : 500, "qemu-img create failed: %s",
-				 err ? qemu_img_first_line(err) : strerror(-r));
+		return job_fail(j, r == -ENOSPC ? -ENOSPC : -EIO, "qemu-img create failed: %s",
+				err ? qemu_img_first_line(err) : strerror(-r));
 	}
 	disk_format_record(j->path, format);
 	log_debug("Disk created path=%s format=%s bytes=%" PRId64 " backing=%s", j->path, format,
@@ -204,29 +201,27 @@ static void do_delete(struct disk_job *j)
 	struct stat st;
 	if (lstat(j->path, &st) < 0) {
 		if (errno == ENOENT) {
-			j->code = 200;
-			j->body = json_object();
+			op_reply_ok(&j->reply, json_object());
 			return;
 		}
-		return job_error(j, 500, "cannot inspect %s: %m", j->path);
+		return job_fail(j, -EIO, "cannot inspect %s: %m", j->path);
 	}
 	if (S_ISDIR(st.st_mode))
-		return job_error(j, 409, "%s is a directory, not a disk", j->path);
+		return job_fail(j, -EEXIST, "%s is a directory, not a disk", j->path);
 	/* M1: a disk some guest on this host still names is that guest's. A claim of a guest
 	 * whose workspace is gone (removed behind the agent's back) is stale. */
 	_cleanup_free_ char *owner = j->claims ? claims_owner(j->claims, j->path) : NULL;
 	if (owner) {
 		_cleanup_free_ char *desc = strjoin(strempty(j->servers_path), "/", owner, "/desc");
 		if (desc && access(desc, F_OK) == 0)
-			return job_error(j, 409, "%s is a disk of guest %s, which still exists",
-					 j->path, owner);
+			return job_fail(j, -EEXIST, "%s is a disk of guest %s, which still exists",
+					j->path, owner);
 		claims_release(j->claims, owner, NULL, 0);
 	}
 	r = unlinkat_root(j);
 	if (r < 0 && r != -ENOENT)
-		return job_error(j, 500, "cannot remove %s: %s", j->path, strerror(-r));
-	j->code = 200;
-	j->body = json_object();
+		return job_fail(j, -EIO, "cannot remove %s: %s", j->path, strerror(-r));
+	op_reply_ok(&j->reply, json_object());
 }
 
 static void do_resize(struct disk_job *j)
@@ -235,7 +230,7 @@ static void do_resize(struct disk_job *j)
 	const char *sid = j->req.server_id;
 	struct stat st;
 	if (lstat(j->path, &st) < 0 || !S_ISREG(st.st_mode))
-		return job_error(j, 404, "%s does not exist", j->path);
+		return job_fail(j, -ENOENT, "%s does not exist", j->path);
 	char format[16] = "", recorded[16] = "";
 	int64_t cur;
 	_cleanup_free_ char *err = NULL;
@@ -244,21 +239,22 @@ static void do_resize(struct disk_job *j)
 	 * elsewhere, with nothing recorded, is probed, and only qcow2 or raw is resized. */
 	int r = disk_format_recorded(j->path, recorded);
 	if (r < 0)
-		return job_error(j, 409, "%s has an invalid recorded format", j->path);
+		return job_fail(j, -EEXIST, "%s has an invalid recorded format", j->path);
 	if (r == 0)
 		log_warning("Disk format not recorded, probing path=%s", j->path);
 	r = disk_info(j->path, r ? recorded : NULL, format, &cur, NULL, &err);
 	if (r < 0)
-		return job_error(j, 500, "cannot inspect %s: %s", j->path,
-				 err ? qemu_img_first_line(err) : strerror(-r));
+		return job_fail(j, -EIO, "cannot inspect %s: %s", j->path,
+				err ? qemu_img_first_line(err) : strerror(-r));
 	if (!streq(format, "qcow2") && !streq(format, "raw"))
-		return job_error(j, 409, "%s is a %s disk; only qcow2 and raw are resized", j->path,
-				 format);
+		return job_fail(j, -EEXIST, "%s is a %s disk; only qcow2 and raw are resized",
+				j->path, format);
 	int64_t bytes = size_mb * MIB;
 	if (bytes < cur)
-		return job_error(
-		    j, 400, "shrinking is refused: %s is %" PRId64 " MB, asked for %" PRId64 " MB",
-		    j->path, (int64_t)((cur + MIB - 1) / MIB), size_mb);
+		return job_fail(j, -EINVAL,
+				"shrinking is refused: %s is %" PRId64 " MB, asked for %" PRId64
+				" MB",
+				j->path, (int64_t)((cur + MIB - 1) / MIB), size_mb);
 	if (bytes == cur)
 		return reply_disk(j, format, cur);
 	if (sid) {
@@ -266,8 +262,8 @@ static void do_resize(struct disk_job *j)
 		if (r == 0)
 			return reply_disk(j, format, bytes);
 		if (r != -ESRCH)
-			return job_error(j, 500, "online resize through guest %s failed: %s", sid,
-					 strempty(err));
+			return job_fail(j, -EIO, "online resize through guest %s failed: %s", sid,
+					strempty(err));
 	}
 	/* Offline: qemu-img takes the image's write lock, so a disk some QEMU still uses is
 	 * refused rather than changed under it. */
@@ -278,14 +274,15 @@ static void do_resize(struct disk_job *j)
 	err = NULL;
 	r = qemu_img_run(argv, NULL, &err);
 	if (r < 0)
-		return job_error(j, 500, "qemu-img resize failed: %s",
-				 err ? qemu_img_first_line(err) : strerror(-r));
+		return job_fail(j, -EIO, "qemu-img resize failed: %s",
+				err ? qemu_img_first_line(err) : strerror(-r));
 	reply_disk(j, format, bytes);
 }
 
 static void disk_work(void *userdata)
 {
 	struct disk_job *j = userdata;
+	j->ran = true;
 	switch (j->op) {
 	case DISK_OP_CREATE:
 		return do_create(j);
@@ -296,28 +293,26 @@ static void disk_work(void *userdata)
 	case DISK_OP_STATUS: {
 		struct stat st;
 		bool exist = lstat(j->path, &st) == 0 && S_ISREG(st.st_mode);
-		j->code = 200;
-		j->body = json_pack("{s:s}", "status", exist ? "exist" : "not_exist");
+		op_reply_ok(&j->reply, json_pack("{s:s}", "status", exist ? "exist" : "not_exist"));
 		return;
 	}
 	case _DISK_OP_MAX:
 		break;
 	}
-	job_error(j, 400, "unknown disk operation");
+	job_fail(j, -EINVAL, "unknown disk operation");
 }
 
 static void disk_done(void *userdata)
 {
 	struct disk_job *j = userdata;
-	if (j->code == 0)
-		job_error(j, 503, "the agent is shutting down");
-	if (!j->body)
-		job_error(j, 500, "out of memory");
+	if (!j->ran)
+		job_fail(j, -ESHUTDOWN, "the agent is shutting down");
+	else if (j->reply.error == 0 && !j->reply.body)
+		job_fail(j, -ENOMEM, "out of memory");
 	if (j->op != DISK_OP_STATUS)
-		log_info("Disk %s finished disk_id=%s path=%s code=%d", disk_op_to_string(j->op),
-			 j->disk_id, j->path, j->code);
-	struct op_reply rep = {.code = j->code, .body = j->body};
-	j->cb(&rep, j->userdata);
+		log_info("Disk %s finished disk_id=%s path=%s error=%d", disk_op_to_string(j->op),
+			 j->disk_id, j->path, j->reply.error);
+	j->cb(&j->reply, j->userdata);
 	job_free(j);
 }
 
@@ -346,29 +341,18 @@ struct diskops *diskops_free(struct diskops *d)
 	return NULL;
 }
 
-static void refuse(op_done_fn cb, void *userdata, int code, const char *details)
-{
-	struct op_reply rep = {.code = code, .body = op_error_body(code, NULL, "%s", details)};
-	cb(&rep, userdata);
-	json_decref(rep.body);
-}
-
 int diskops_submit(struct diskops *d, enum disk_op op, const char *storage_id, const char *disk_id,
-		   json_t *args, op_done_fn cb, void *userdata)
+		   json_t *args, op_done_fn cb, void *userdata, char **ret_message)
 {
-	char buf[512];
 	const struct storage *st = storages_find(d->storages, storage_id);
-	if (!st) {
-		snprintf(buf, sizeof(buf), "storage %s is not on this host", storage_id);
-		return refuse(cb, userdata, 404, buf), 0;
-	}
-	if (!id_is_valid(disk_id, 128) || streq(disk_id, "image_cache")) {
-		snprintf(buf, sizeof(buf), "invalid disk id %s", disk_id);
-		return refuse(cb, userdata, 400, buf), 0;
-	}
+	if (!st)
+		return error_set(ret_message, -ENOENT, "storage %s is not on this host",
+				 storage_id);
+	if (!id_is_valid(disk_id, 128) || streq(disk_id, "image_cache"))
+		return error_set(ret_message, -EINVAL, "invalid disk id %s", disk_id);
 	struct disk_job *j = calloc(1, sizeof(*j));
 	if (!j)
-		return -ENOMEM;
+		return error_set(ret_message, -ENOMEM, "out of memory");
 	j->op = op;
 	j->cb = cb;
 	j->userdata = userdata;
@@ -382,15 +366,17 @@ int diskops_submit(struct diskops *d, enum disk_op op, const char *storage_id, c
 	    asprintf(&j->path, "%s/%s", st->root, disk_id) < 0) {
 		j->path = NULL;
 		job_free(j);
-		return -ENOMEM;
+		return error_set(ret_message, -ENOMEM, "out of memory");
 	}
 	/* A bad body is refused now, before anything is queued. */
 	if (op == DISK_OP_CREATE || op == DISK_OP_RESIZE) {
 		_cleanup_free_ char *err = NULL;
-		if (disk_request_parse(op == DISK_OP_CREATE ? DISK_REQ_CREATE : DISK_REQ_RESIZE,
-				       j->args, &j->req, &err) < 0) {
+		int r = disk_request_parse(op == DISK_OP_CREATE ? DISK_REQ_CREATE : DISK_REQ_RESIZE,
+					   j->args, &j->req, &err);
+		if (r < 0) {
 			job_free(j);
-			return refuse(cb, userdata, 400, err ? err : "out of memory"), 0;
+			return error_set(ret_message, r == -ENOMEM ? -ENOMEM : -EINVAL, "%s",
+					 err ? err : "out of memory");
 		}
 	}
 	if (op == DISK_OP_RESIZE && d->virt)
@@ -399,7 +385,9 @@ int diskops_submit(struct diskops *d, enum disk_op op, const char *storage_id, c
 	int r = tasks_submit(d->tasks, j->path, disk_work, disk_done, j);
 	if (r < 0) {
 		job_free(j);
-		return refuse(cb, userdata, 503, "cannot queue the disk operation"), 0;
+		return error_set(ret_message, r == -EBUSY ? -EAGAIN : -ESHUTDOWN,
+				 "cannot queue the disk operation: %s",
+				 r == -EBUSY ? "too many queued operations" : "shutting down");
 	}
 	if (op != DISK_OP_STATUS)
 		log_info("Disk %s queued disk_id=%s storage=%s", disk_op_to_string(op), disk_id,

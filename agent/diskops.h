@@ -37,7 +37,9 @@ enum disk_op {
 
 const char *disk_op_to_string(enum disk_op op);
 
-/* storage_id and disk_id come validated from the router (id_is_valid). cb runs exactly once
- * unless < 0 (out of memory) is returned; the reply is freed after it returns. */
+/* storage_id and disk_id come validated from the router (id_is_valid). Refusals (unknown
+ * storage, invalid disk id, a bad body, a full queue) return the negative errno at once with
+ * *ret_message; otherwise cb runs exactly once, after this returned, and the reply is freed
+ * after it returns. */
 int diskops_submit(struct diskops *d, enum disk_op op, const char *storage_id, const char *disk_id,
-		   json_t *args, op_done_fn cb, void *userdata);
+		   json_t *args, op_done_fn cb, void *userdata, char **ret_message);

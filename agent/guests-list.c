@@ -386,14 +386,13 @@ static json_t *list_json(struct guests *g)
 
 int guests_list(struct guests *g, op_done_fn cb, void *userdata)
 {
-	struct op_reply reply = {200, NULL};
+	struct op_reply reply = {0};
 	if (!g || !g->connected || !guestview_valid(g->view))
-		reply =
-		    (struct op_reply){503, op_error_body(503, NULL, "libvirt is not connected")};
+		(void)op_reply_fail(&reply, -ENOTCONN, "libvirt is not connected");
 	else if (!(reply.body = list_json(g)))
-		reply = (struct op_reply){500, op_error_body(500, NULL, "out of memory")};
+		(void)op_reply_fail(&reply, -ENOMEM, "out of memory");
 	cb(&reply, userdata);
-	json_decref(reply.body);
+	op_reply_clear(&reply);
 	return 0;
 }
 
@@ -419,22 +418,18 @@ int guests_list_text(struct guests *g, const char **ret_text, size_t *ret_len)
 int guests_status(struct guests *g, const char *sid, struct op_reply *ret)
 {
 	const struct guest_info *x = NULL;
-	if (!id_is_valid(sid, 64))
-		*ret = (struct op_reply){400, op_error_body(400, NULL, "sid: invalid guest id")};
-	else if (!g || g->stopping)
-		*ret =
-		    (struct op_reply){503, op_error_body(503, NULL, "the agent is shutting down")};
-	else if (!g->connected || !guestview_valid(g->view))
-		*ret = (struct op_reply){503, op_error_body(503, NULL, "libvirt is not connected")};
-	else if (!(x = guestview_get(g->view, sid)) || x->state == GUEST_STATE_NO_DOMAIN)
-		*ret = (struct op_reply){
-		    404, op_error_body(404, "NotFoundError", "guest %s not found", sid)};
-	else {
-		json_t *body = guestview_status_json(x);
-		*ret = body ? (struct op_reply){200, body}
-			    : (struct op_reply){500, op_error_body(500, NULL, "out of memory")};
-	}
-	return ret->body ? 0 : -ENOMEM;
+	*ret = (struct op_reply){0};
+	if (!id_is_valid(sid, GUEST_ID_MAX))
+		return op_reply_fail(ret, -EINVAL, "sid: invalid guest id");
+	if (!g || g->stopping)
+		return op_reply_fail(ret, -ESHUTDOWN, "the agent is shutting down");
+	if (!g->connected || !guestview_valid(g->view))
+		return op_reply_fail(ret, -ENOTCONN, "libvirt is not connected");
+	if (!(x = guestview_get(g->view, sid)) || x->state == GUEST_STATE_NO_DOMAIN)
+		return op_reply_fail(ret, -ENOENT, "guest %s not found", sid);
+	if (!(ret->body = guestview_status_json(x)))
+		return op_reply_fail(ret, -ENOMEM, "out of memory");
+	return 0;
 }
 
 /* ---- events ---- */

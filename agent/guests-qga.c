@@ -267,10 +267,12 @@ int guests_qga(struct guests *g, enum qga_op op, const char *sid, json_t *args, 
 		char key[80];
 		snprintf(key, sizeof(key), "%s/qga", sid);
 		r = tasks_submit(g->tasks, key, qga_work, qga_done, j);
-		if (r < 0)
+		if (r < 0) {
 			snprintf(err, err_size, "%s",
 				 r == -EBUSY ? "too many queued operations, retry later"
 					     : "the agent is shutting down");
+			r = r == -EBUSY ? -EAGAIN : r; /* agent/ops.h: retry later */
+		}
 	}
 	if (r < 0) {
 		qga_job_free(j);

@@ -134,28 +134,17 @@ struct op_ctx {
 	struct op_ctx *stop_next;
 };
 
-static void reply_set(struct op_ctx *c, int code, json_t *body)
-{
-	json_decref(c->reply.body);
-	c->reply.code = code;
-	c->reply.body = body;
-}
-
-static void reply_error(struct op_ctx *c, int code, const char *cls, const char *fmt, ...)
-    _printf_(4, 5);
-static void reply_error(struct op_ctx *c, int code, const char *cls, const char *fmt, ...)
-{
-	char details[2048];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(details, sizeof(details), fmt, ap);
-	va_end(ap);
-	reply_set(c, code, op_error_body(code, cls, "%s", details));
-}
+#define reply_fail(c, error, ...) ((void)op_reply_fail(&(c)->reply, (error), __VA_ARGS__))
 
 static void reply_ok(struct op_ctx *c, json_t *body)
 {
-	reply_set(c, 200, body ? body : json_pack("{s:s}", "result", "ok"));
+	op_reply_ok(&c->reply, body ? body : json_pack("{s:s}", "result", "ok"));
+}
+
+/* The operation has its outcome (a graceful stop's worker leaves it to the loop). */
+static bool replied(const struct op_ctx *c)
+{
+	return c->reply.error < 0 || c->reply.body;
 }
 
 /* Consoles listen on vnc_listen, by default on the node's access address (set once at startup,
@@ -262,17 +251,17 @@ static bool check_shared_paths(struct op_ctx *c, const struct guest_desc *d)
 		const char *p = disk ? d->disks[k].image_path : d->cdroms[k].path;
 		_cleanup_free_ char *owner = p ? path_user(cfg, c->sid, p, true) : NULL;
 		if (owner) {
-			reply_error(c, 400, NULL, "%s[%zu].%s: %s is a disk of guest %s",
-				    disk ? "disks" : "cdroms", k, disk ? "image_path" : "path", p,
-				    owner);
+			reply_fail(c, -EINVAL, "%s[%zu].%s: %s is a disk of guest %s",
+				   disk ? "disks" : "cdroms", k, disk ? "image_path" : "path", p,
+				   owner);
 			return false;
 		}
 		_cleanup_free_ char *reader =
 		    disk ? path_user(cfg, c->sid, d->disks[k].path, false) : NULL;
 		if (reader) {
-			reply_error(c, 400, NULL,
-				    "disks[%zu].path: %s is a backing image or cdrom of guest %s",
-				    k, d->disks[k].path, reader);
+			reply_fail(c, -EINVAL,
+				   "disks[%zu].path: %s is a backing image or cdrom of guest %s", k,
+				   d->disks[k].path, reader);
 			return false;
 		}
 	}
@@ -284,10 +273,10 @@ static bool refuse_foreign(struct op_ctx *c, virDomainPtr dom)
 {
 	if (!dom || virt_domain_is_ours(dom))
 		return false;
-	reply_error(c, 409, "ConflictError",
-		    "domain %s was not defined by hostagent (no hostagent metadata): it is not "
-		    "managed here and is left alone",
-		    c->sid);
+	reply_fail(c, -EEXIST,
+		   "domain %s was not defined by hostagent (no hostagent metadata): it is not "
+		   "managed here and is left alone",
+		   c->sid);
 	return true;
 }
 
@@ -296,14 +285,14 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	const struct config *cfg = c->g->cfg;
 	json_t *dj = json_object_get(c->args, "desc");
 	if (!json_is_object(dj)) {
-		reply_error(c, 400, NULL, "desc: missing or not an object");
+		reply_fail(c, -EINVAL, "desc: missing or not an object");
 		return;
 	}
 	_cleanup_free_ char *err = NULL, *text = NULL;
 	_cleanup_guest_desc_ struct guest_desc *d = NULL;
 	int r = guest_desc_parse(dj, cfg->local_image_path, &d, &err);
 	if (r < 0) {
-		reply_error(c, 400, NULL, "%s", err ? err : strerror(-r));
+		reply_fail(c, -EINVAL, "%s", err ? err : strerror(-r));
 		return;
 	}
 	c->name = strdup(d->name);
@@ -315,15 +304,15 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	if (!is_sync && configdrive_requested(c->args)) {
 		r = configdrive_parse(c->args, dj, &cd, &err);
 		if (r < 0) {
-			reply_error(c, r == -ENOMEM ? 500 : 400, NULL, "%s",
-				    err ? err : strerror(-r));
+			reply_fail(c, r == -ENOMEM ? -ENOMEM : -EINVAL, "%s",
+				   err ? err : strerror(-r));
 			return;
 		}
 	}
 	_cleanup_free_ char *ws0 = workspace_dir(cfg, c->sid);
 	_cleanup_free_ char *iso = ws0 ? deploy_iso_path(ws0) : NULL;
 	if (!iso) {
-		reply_error(c, 500, NULL, "out of memory");
+		reply_fail(c, -ENOMEM, "out of memory");
 		return;
 	}
 	/* A sync keeps the drive a create or deploy made. */
@@ -331,7 +320,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	/* What the workspace keeps: the request with its paths resolved (L7). */
 	_cleanup_(json_decrefp) json_t *resolved = guest_desc_resolved_json(dj, d);
 	if (!resolved) {
-		reply_error(c, 500, NULL, "out of memory");
+		reply_fail(c, -ENOMEM, "out of memory");
 		return;
 	}
 	_cleanup_(virDomainFreep) virDomainPtr dom = virt_domain_lookup(conn, c->sid);
@@ -347,17 +336,16 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 			    c, json_pack("{s:s,s:s}", "result", "ok", "details", "already exists"));
 			return;
 		}
-		reply_error(c, 409, "ConflictError",
-			    "guest %s already exists with a different descriptor; use sync",
-			    c->sid);
+		reply_fail(c, -EEXIST,
+			   "guest %s already exists with a different descriptor; use sync", c->sid);
 		return;
 	}
 	if (is_sync && !dom) {
-		reply_error(c, 404, "NotFoundError", "guest %s not found", c->sid);
+		reply_fail(c, -ENOENT, "guest %s not found", c->sid);
 		return;
 	}
 	if (is_sync && old && !streq(old->uuid, d->uuid)) {
-		reply_error(c, 400, NULL, "uuid: cannot change from %s to %s", old->uuid, d->uuid);
+		reply_fail(c, -EINVAL, "uuid: cannot change from %s to %s", old->uuid, d->uuid);
 		return;
 	}
 
@@ -367,7 +355,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	_cleanup_free_ char *xml = NULL;
 	r = render_domain(c->g, c->sid, d, NULL, drive, &xml, &err);
 	if (r < 0) {
-		reply_error(c, r == -ENOMEM ? 500 : 400, NULL, "%s", strempty(err));
+		reply_fail(c, r == -ENOMEM ? -ENOMEM : -EINVAL, "%s", strempty(err));
 		return;
 	}
 	_cleanup_free_ char *ws = workspace_dir(cfg, c->sid), *descp = workspace_desc(cfg, c->sid);
@@ -376,8 +364,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	if (stat(ws, &st) < 0) {
 		r = mkdir_p(ws, 0700);
 		if (r < 0) {
-			reply_error(c, 500, NULL, "cannot create workspace %s: %s", ws,
-				    strerror(-r));
+			reply_fail(c, -EIO, "cannot create workspace %s: %s", ws, strerror(-r));
 			return;
 		}
 		made_ws = true;
@@ -392,8 +379,8 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	}
 	console_pw = erase_and_free(console_pw);
 	if (r < 0) {
-		reply_error(c, 500, NULL, "cannot set the console password of %s: %s", c->sid,
-			    err ? err : strerror(-r));
+		reply_fail(c, -EIO, "cannot set the console password of %s: %s", c->sid,
+			   err ? err : strerror(-r));
 		/* Not goto rollback: that label is in the scope of cleanup variables declared
 		 * below, which a jump from here would skip. */
 		if (made_ws)
@@ -415,11 +402,10 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 			       : -ENOMEM;
 	if (r < 0) {
 		if (r == -EBUSY)
-			reply_error(c, 409, "ConflictError",
-				    "disks[%zu].path: %s is a disk of guest %s", bad,
-				    d->disks[bad].path, strempty(holder));
+			reply_fail(c, -EEXIST, "disks[%zu].path: %s is a disk of guest %s", bad,
+				   d->disks[bad].path, strempty(holder));
 		else
-			reply_error(c, 500, NULL, "out of memory");
+			reply_fail(c, -ENOMEM, "out of memory");
 		if (made_ws)
 			rm_rf(ws);
 		return;
@@ -429,7 +415,7 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	_cleanup_free_ struct guest_disk *fresh = calloc(d->n_disks + 1, sizeof(*fresh));
 	_cleanup_free_ bool *existing = calloc(d->n_disks + 1, sizeof(bool));
 	if (!fresh || !existing) {
-		reply_error(c, 500, NULL, "out of memory");
+		reply_fail(c, -ENOMEM, "out of memory");
 		goto rollback;
 	}
 	struct guest_desc fresh_desc = *d;
@@ -454,8 +440,8 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 		    !(claimed = path_user(cfg, c->sid, d->disks[i].path, true)))
 			own = true;
 		if (!own) {
-			reply_error(
-			    c, 409, "ConflictError",
+			reply_fail(
+			    c, -EEXIST,
 			    "disks[%zu].path: %s already exists and is not a disk of guest %s", i,
 			    d->disks[i].path, c->sid);
 			goto rollback;
@@ -463,18 +449,18 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	}
 	r = disks_prepare(d, cfg->local_image_path, existing, &err);
 	if (r < 0) {
-		reply_error(c,
-			    r == -EEXIST  ? 409
-			    : r == -EPERM ? 400
-					  : 500,
-			    NULL, "%s", err ? err : strerror(-r));
+		reply_fail(c,
+			   r == -EEXIST	 ? r
+			   : r == -EPERM ? -EINVAL
+					 : -EIO,
+			   "%s", err ? err : strerror(-r));
 		goto rollback;
 	}
 	if (cd) {
 		r = deploy_build(ws, c->sid, cd, false, &info, &err);
 		if (r < 0) {
-			reply_error(c, 500, NULL, "cannot build the config drive of %s: %s", c->sid,
-				    err ? err : strerror(-r));
+			reply_fail(c, -EIO, "cannot build the config drive of %s: %s", c->sid,
+				   err ? err : strerror(-r));
 			goto rollback_disks;
 		}
 	}
@@ -484,12 +470,12 @@ static void op_create(struct op_ctx *c, virConnectPtr conn, bool is_sync)
 	text = json_dumps(resolved, JSON_SORT_KEYS | JSON_COMPACT);
 	r = text ? workspace_store_desc(cfg, c->sid, text) : -ENOMEM;
 	if (r < 0) {
-		reply_error(c, 500, NULL, "cannot write %s: %s", descp, strerror(-r));
+		reply_fail(c, -EIO, "cannot write %s: %s", descp, strerror(-r));
 		goto rollback_disks;
 	}
 	r = virt_define_domain(conn, xml, &err);
 	if (r < 0) {
-		reply_error(c, 500, NULL, "cannot define domain %s: %s", c->sid, strempty(err));
+		reply_fail(c, -EIO, "cannot define domain %s: %s", c->sid, strempty(err));
 		/* Put the previous descriptor back (sync), or take the new one away (create). */
 		_cleanup_free_ char *old_text =
 		    old_json ? json_dumps(old_json, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
@@ -544,28 +530,27 @@ static void op_deploy(struct op_ctx *c, virDomainPtr dom)
 	_cleanup_free_ char *err = NULL, *xml = NULL;
 	int r = workspace_load_desc(cfg, c->sid, &stored, &d, &err);
 	if (r < 0) {
-		reply_error(c, r == -ENOENT ? 404 : 500, NULL,
-			    "cannot load the descriptor of %s: %s", c->sid,
-			    err ? err : strerror(-r));
+		reply_fail(c, r == -ENOENT ? -ENOENT : -EIO, "cannot load the descriptor of %s: %s",
+			   c->sid, err ? err : strerror(-r));
 		return;
 	}
 	json_t *dj = json_object_get(c->args, "desc");
 	r = configdrive_parse(c->args, dj ? dj : stored, &cd, &err);
 	if (r < 0) {
-		reply_error(c, r == -ENOMEM ? 500 : 400, NULL, "%s", err ? err : strerror(-r));
+		reply_fail(c, r == -ENOMEM ? -ENOMEM : -EINVAL, "%s", err ? err : strerror(-r));
 		return;
 	}
 	_cleanup_free_ char *ws = workspace_dir(cfg, c->sid);
 	_cleanup_free_ char *iso = ws ? deploy_iso_path(ws) : NULL;
 	if (!iso) {
-		reply_error(c, 500, NULL, "out of memory");
+		reply_fail(c, -ENOMEM, "out of memory");
 		return;
 	}
 	bool attached = access(iso, F_OK) == 0;
 	r = deploy_build(ws, c->sid, cd, true, &info, &err);
 	if (r < 0) {
-		reply_error(c, 500, NULL, "cannot build the config drive of %s: %s", c->sid,
-			    err ? err : strerror(-r));
+		reply_fail(c, -EIO, "cannot build the config drive of %s: %s", c->sid,
+			   err ? err : strerror(-r));
 		return;
 	}
 	if (!attached) {
@@ -578,9 +563,9 @@ static void op_deploy(struct op_ctx *c, virDomainPtr dom)
 			r = virt_domain_redefine(dom, xml, &err);
 		if (r < 0) {
 			(void)unlink(iso);
-			reply_error(c, r == -EOPNOTSUPP ? 400 : 500, NULL,
-				    "cannot attach the config drive to %s: %s", c->sid,
-				    err ? err : strerror(-r));
+			reply_fail(c, r == -EOPNOTSUPP ? -EOPNOTSUPP : -EIO,
+				   "cannot attach the config drive to %s: %s", c->sid,
+				   err ? err : strerror(-r));
 			return;
 		}
 	}
@@ -608,21 +593,21 @@ static void op_start(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0;
 	if (virt_domain_get_state(dom, &state, NULL) < 0) {
-		reply_error(c, 500, NULL, "%s", virt_last_error_message());
+		reply_fail(c, -EIO, "%s", virt_last_error_message());
 		return;
 	}
 	const char *details = "started";
 	if (state == GUEST_STATE_PAUSED) {
 		if (virt_domain_resume(dom) < 0) {
-			reply_error(c, 500, NULL, "cannot resume %s: %s", c->sid,
-				    virt_last_error_message());
+			reply_fail(c, -EIO, "cannot resume %s: %s", c->sid,
+				   virt_last_error_message());
 			return;
 		}
 		details = "resumed";
 	} else if (state == GUEST_STATE_RUNNING || state == GUEST_STATE_BLOCKED) {
 		details = "already running";
 	} else if (virt_domain_start(dom, c->sid) < 0) {
-		reply_error(c, 500, NULL, "cannot start %s: %s", c->sid, virt_last_error_message());
+		reply_fail(c, -EIO, "cannot start %s: %s", c->sid, virt_last_error_message());
 		return;
 	}
 	c->vnc_port = virt_domain_vnc_port(dom);
@@ -647,19 +632,19 @@ static void op_stop(struct op_ctx *c, virDomainPtr dom)
 {
 	json_t *t = json_object_get(c->args, "timeout"), *f = json_object_get(c->args, "is_force");
 	if ((t && !json_is_integer(t)) || (f && !json_is_boolean(f))) {
-		reply_error(c, 400, NULL,
-			    t && !json_is_integer(t) ? "timeout: expected integer"
-						     : "is_force: expected boolean");
+		reply_fail(c, -EINVAL,
+			   t && !json_is_integer(t) ? "timeout: expected integer"
+						    : "is_force: expected boolean");
 		return;
 	}
 	json_int_t timeout = t ? json_integer_value(t) : 30;
 	if (timeout < 0 || timeout > 3600) {
-		reply_error(c, 400, NULL, "timeout: out of range 0..3600");
+		reply_fail(c, -EINVAL, "timeout: out of range 0..3600");
 		return;
 	}
 	int state = 0;
 	if (virt_domain_get_state(dom, &state, NULL) < 0) {
-		reply_error(c, 500, NULL, "%s", virt_last_error_message());
+		reply_fail(c, -EIO, "%s", virt_last_error_message());
 		return;
 	}
 	if (state == GUEST_STATE_SHUTOFF || state == GUEST_STATE_CRASHED) {
@@ -691,7 +676,7 @@ static void stop_force(struct op_ctx *c, virDomainPtr dom)
 		/* Keep libvirt's message before the state query below replaces it. */
 		_cleanup_free_ char *msg = strdup(virt_last_error_message());
 		if (!in_state(dom, GUEST_STATE_SHUTOFF)) {
-			reply_error(c, 500, NULL, "cannot stop %s: %s", c->sid, strempty(msg));
+			reply_fail(c, -EIO, "cannot stop %s: %s", c->sid, strempty(msg));
 			return;
 		}
 	}
@@ -708,8 +693,7 @@ static void reboot_finish(struct op_ctx *c, virDomainPtr dom)
 	if (r == 0)
 		r = virt_domain_start(dom, c->sid);
 	if (r < 0) {
-		reply_error(c, 500, NULL, "cannot reboot %s: %s", c->sid,
-			    virt_last_error_message());
+		reply_fail(c, -EIO, "cannot reboot %s: %s", c->sid, virt_last_error_message());
 		return;
 	}
 	c->vnc_port = virt_domain_vnc_port(dom);
@@ -723,7 +707,7 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0, r = 0;
 	if (virt_domain_get_state(dom, &state, NULL) < 0) {
-		reply_error(c, 500, NULL, "%s", virt_last_error_message());
+		reply_fail(c, -EIO, "%s", virt_last_error_message());
 		return;
 	}
 	bool running = state == GUEST_STATE_RUNNING || state == GUEST_STATE_BLOCKED;
@@ -733,8 +717,7 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 		if (state == GUEST_STATE_PAUSED)
 			details = "already suspended";
 		else if (!running) {
-			reply_error(c, 409, "InvalidStatusError", "guest %s is not running",
-				    c->sid);
+			reply_fail(c, -EHOSTDOWN, "guest %s is not running", c->sid);
 			return;
 		} else
 			r = virt_domain_suspend(dom);
@@ -743,8 +726,7 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 		if (running)
 			details = "already running";
 		else if (state != GUEST_STATE_PAUSED) {
-			reply_error(c, 409, "InvalidStatusError", "guest %s is not suspended",
-				    c->sid);
+			reply_fail(c, -EHOSTDOWN, "guest %s is not suspended", c->sid);
 			return;
 		} else
 			r = virt_domain_resume(dom);
@@ -754,8 +736,7 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 		 * whatever runs inside: ACPI shutdown with a timeout, then a fresh start. */
 		json_t *f = json_object_get(c->args, "is_force");
 		if (!running && state != GUEST_STATE_PAUSED) {
-			reply_error(c, 409, "InvalidStatusError", "guest %s is not running",
-				    c->sid);
+			reply_fail(c, -EHOSTDOWN, "guest %s is not running", c->sid);
 			return;
 		}
 		if (json_is_true(f))
@@ -782,8 +763,8 @@ static void op_simple(struct op_ctx *c, virDomainPtr dom)
 		break;
 	}
 	if (r < 0) {
-		reply_error(c, 500, NULL, "cannot %s %s: %s", guest_op_to_string(c->op), c->sid,
-			    virt_last_error_message());
+		reply_fail(c, -EIO, "cannot %s %s: %s", guest_op_to_string(c->op), c->sid,
+			   virt_last_error_message());
 		return;
 	}
 	reply_ok(c, json_pack("{s:s,s:s}", "result", "ok", "details", details));
@@ -793,7 +774,7 @@ static void op_status(struct op_ctx *c, virDomainPtr dom)
 {
 	int state = 0;
 	if (virt_domain_get_state(dom, &state, NULL) < 0) {
-		reply_error(c, 500, NULL, "%s", virt_last_error_message());
+		reply_fail(c, -EIO, "%s", virt_last_error_message());
 		return;
 	}
 	const char *power, *reason;
@@ -818,32 +799,32 @@ static void op_monitor(struct op_ctx *c, virDomainPtr dom)
 	json_t *cmd = json_object_get(c->args, "cmd"), *qmp = json_object_get(c->args, "qmp");
 	if (!json_is_string(cmd) || json_string_length(cmd) == 0 ||
 	    json_string_length(cmd) > 64 * 1024) {
-		reply_error(c, 400, NULL, "cmd: missing or not a string");
+		reply_fail(c, -EINVAL, "cmd: missing or not a string");
 		return;
 	}
 	if (qmp && !json_is_boolean(qmp)) {
-		reply_error(c, 400, NULL, "qmp: expected boolean");
+		reply_fail(c, -EINVAL, "qmp: expected boolean");
 		return;
 	}
 	_cleanup_free_ char *fwd = NULL;
 	int r = monitor_filter(json_string_value(cmd), json_is_true(qmp), &fwd);
 	if (r == -EPERM) {
-		reply_error(c, 403, "ForbiddenError",
-			    "cmd: only read-only queries (HMP info ..., QMP query-*) and power/run "
-			    "control (system_powerdown, system_reset, stop, cont) are allowed; QMP "
-			    "takes only execute, arguments and id");
+		reply_fail(c, -EPERM,
+			   "cmd: only read-only queries (HMP info ..., QMP query-*) and power/run "
+			   "control (system_powerdown, system_reset, stop, cont) are allowed; QMP "
+			   "takes only execute, arguments and id");
 		return;
 	}
 	if (r < 0) {
-		reply_error(c, 400, NULL, "cmd: %s",
-			    r == -EINVAL ? "malformed (QMP: one JSON object without duplicate "
-					   "keys; HMP: one line)"
-					 : strerror(-r));
+		reply_fail(c, -EINVAL, "cmd: %s",
+			   r == -EINVAL ? "malformed (QMP: one JSON object without duplicate "
+					  "keys; HMP: one line)"
+					: strerror(-r));
 		return;
 	}
 	char *out = NULL;
 	if (virt_domain_monitor(dom, fwd, !json_is_true(qmp), &out) < 0) {
-		reply_error(c, 409, NULL, "%s", virt_last_error_message());
+		reply_fail(c, -EBUSY, "%s", virt_last_error_message());
 		return;
 	}
 	reply_ok(c, json_pack("{s:s}", "results", out ? out : ""));
@@ -857,8 +838,8 @@ static void op_console(struct op_ctx *c, virDomainPtr dom)
 	char *pw = NULL;
 	int r = console_password_read(ws, &pw);
 	if (r < 0 && r != -ENOENT) {
-		reply_error(c, 500, NULL, "cannot read the console password of %s: %s", c->sid,
-			    strerror(-r));
+		reply_fail(c, -EIO, "cannot read the console password of %s: %s", c->sid,
+			   strerror(-r));
 		return;
 	}
 	struct domxml_opts o;
@@ -879,7 +860,7 @@ static void op_delete(struct op_ctx *c, virConnectPtr conn)
 	const struct config *cfg = c->g->cfg;
 	_cleanup_(virDomainFreep) virDomainPtr dom = virt_domain_lookup(conn, c->sid);
 	if (!dom && !virt_last_error_no_domain()) {
-		reply_error(c, 500, NULL, "%s", virt_last_error_message());
+		reply_fail(c, -EIO, "%s", virt_last_error_message());
 		return;
 	}
 	if (refuse_foreign(c, dom))
@@ -893,13 +874,13 @@ static void op_delete(struct op_ctx *c, virConnectPtr conn)
 	}
 	if (dom) {
 		if (virt_domain_is_active(dom) && virt_domain_destroy(dom) < 0) {
-			reply_error(c, 500, NULL, "cannot destroy %s: %s", c->sid,
-				    virt_last_error_message());
+			reply_fail(c, -EIO, "cannot destroy %s: %s", c->sid,
+				   virt_last_error_message());
 			return;
 		}
 		if (virt_domain_undefine(dom) < 0) {
-			reply_error(c, 500, NULL, "cannot undefine %s: %s", c->sid,
-				    virt_last_error_message());
+			reply_fail(c, -EIO, "cannot undefine %s: %s", c->sid,
+				   virt_last_error_message());
 			return;
 		}
 	}
@@ -907,7 +888,7 @@ static void op_delete(struct op_ctx *c, virConnectPtr conn)
 	 * routes (and keeps the ones that outlive the guest). */
 	int r = rm_rf(ws);
 	if (r < 0) {
-		reply_error(c, 500, NULL, "cannot remove workspace %s: %s", ws, strerror(-r));
+		reply_fail(c, -EIO, "cannot remove workspace %s: %s", ws, strerror(-r));
 		return;
 	}
 	c->removed = true;
@@ -936,7 +917,7 @@ static void op_work(void *userdata)
 	struct op_ctx *c = userdata;
 	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(c->g->virt);
 	if (!conn) {
-		reply_error(c, 503, NULL, "libvirt is not connected");
+		reply_fail(c, -ENOTCONN, "libvirt is not connected");
 		return;
 	}
 	switch (c->op) {
@@ -957,9 +938,9 @@ static void op_work(void *userdata)
 	_cleanup_(virDomainFreep) virDomainPtr dom = virt_domain_lookup(conn, c->sid);
 	if (!dom) {
 		if (virt_last_error_no_domain())
-			reply_error(c, 404, "NotFoundError", "guest %s not found", c->sid);
+			reply_fail(c, -ENOENT, "guest %s not found", c->sid);
 		else {
-			reply_error(c, 503, NULL, "%s", virt_last_error_message());
+			reply_fail(c, -EAGAIN, "%s", virt_last_error_message());
 			if (!virt_conn_alive(conn))
 				virt_connection_lost(c->g->virt);
 		}
@@ -996,9 +977,9 @@ static void op_work(void *userdata)
 			op_simple(c, dom);
 		break;
 	}
-	if (c->reply.body && c->reply.code < 300)
+	if (c->reply.error == 0 && c->reply.body)
 		record_state(c, dom);
-	if (c->reply.code >= 500 && !virt_conn_alive(conn))
+	if (c->reply.error < 0 && !virt_conn_alive(conn))
 		virt_connection_lost(c->g->virt);
 }
 
@@ -1026,15 +1007,29 @@ bool guests_creating(struct guests *g, const char *sid)
 
 static int stop_wait_begin(struct guests *g, struct op_ctx *c);
 
+static void op_ctx_free(struct op_ctx *c)
+{
+	sd_event_source_disable_unref(c->stop_timer);
+	op_reply_clear(&c->reply);
+	json_decref(c->args);
+	free(c->name);
+	free(c->uuid);
+	free(c->qemu_version);
+	dhcp_hosts_free(c->dhcp_hosts, c->n_dhcp_hosts);
+	erase_and_free(c->vnc_password);
+	free(c->sid);
+	free(c);
+}
+
 static void op_done(void *userdata)
 {
 	struct op_ctx *c = userdata;
 	struct guests *g = c->g;
-	if (c->stop == STOP_AWAIT && !c->reply.body && g && stop_wait_begin(g, c) >= 0)
+	if (c->stop == STOP_AWAIT && !replied(c) && g && stop_wait_begin(g, c) >= 0)
 		return; /* finished by the wait */
-	if (!c->reply.body)
-		reply_error(c, 503, NULL, "the agent is shutting down");
-	if (g && c->reply.code < 300) {
+	if (!replied(c))
+		reply_fail(c, -ESHUTDOWN, "the agent is shutting down");
+	if (g && c->reply.error == 0) {
 		if (c->removed)
 			guests_view_remove(g, c->sid);
 		else {
@@ -1059,26 +1054,14 @@ static void op_done(void *userdata)
 	}
 	if (g && c->marked_creating)
 		creating_remove(g, c->sid);
-	if (c->qemu_version && c->reply.code < 300)
+	if (c->qemu_version && c->reply.error == 0)
 		serverpush_started(config_standalone(c->g->cfg) ? NULL : c->g->region, c->sid,
 				   c->qemu_version, c->vnc_port, c->vnc_password);
-	log_kv(c->reply.code < 300 ? LOG_INFO : LOG_WARNING, "Guest operation finished", "op",
-	       guest_op_to_string(c->op), "sid", c->sid, "code",
-	       c->reply.code >= 500   ? "5xx"
-	       : c->reply.code >= 400 ? "4xx"
-				      : "2xx",
-	       NULL);
+	log_kv(c->reply.error == 0 ? LOG_INFO : LOG_WARNING, "Guest operation finished", "op",
+	       guest_op_to_string(c->op), "sid", c->sid, "error",
+	       c->reply.error == 0 ? "none" : strerror(-c->reply.error), NULL);
 	c->cb(&c->reply, c->userdata);
-	sd_event_source_disable_unref(c->stop_timer);
-	json_decref(c->reply.body);
-	json_decref(c->args);
-	free(c->name);
-	free(c->uuid);
-	free(c->qemu_version);
-	dhcp_hosts_free(c->dhcp_hosts, c->n_dhcp_hosts);
-	erase_and_free(c->vnc_password);
-	free(c->sid);
-	free(c);
+	op_ctx_free(c);
 }
 
 /* ---- graceful stop: waiting for the power-off (loop thread) ---- */
@@ -1134,10 +1117,9 @@ static int on_stop_wait(sd_event_source *src, uint64_t usec, void *userdata)
 	c->stop = STOP_FORCE;
 	int r = tasks_submit(c->g->tasks, c->sid, op_work, op_done, c);
 	if (r < 0) {
-		reply_error(c, 503, NULL, "cannot finish the %s of %s: %s",
-			    guest_op_to_string(c->op), c->sid,
-			    r == -EBUSY ? "too many queued operations"
-					: "the agent is shutting down");
+		reply_fail(
+		    c, -EAGAIN, "cannot finish the %s of %s: %s", guest_op_to_string(c->op), c->sid,
+		    r == -EBUSY ? "too many queued operations" : "the agent is shutting down");
 		op_done(c);
 	}
 	return 0;
@@ -1150,8 +1132,7 @@ static int stop_wait_begin(struct guests *g, struct op_ctx *c)
 	int r = sd_event_add_time(c->g->event, &c->stop_timer, CLOCK_MONOTONIC, c->stop_deadline, 0,
 				  on_stop_wait, c);
 	if (r < 0) {
-		reply_error(c, 500, NULL, "cannot wait for %s to power off: %s", c->sid,
-			    strerror(-r));
+		reply_fail(c, -EIO, "cannot wait for %s to power off: %s", c->sid, strerror(-r));
 		return r;
 	}
 	c->stop_next = g->stop_waits;
@@ -1187,73 +1168,61 @@ void guests_stop(struct guests *g)
 }
 
 /* NICs without a bridge get the one of the host network on their wire (loop thread: the
- * host network table is the loop's). */
-static void fill_bridges(struct op_ctx *c)
+ * host network table is the loop's). A descriptor that names no known wire is refused. */
+static int fill_bridges(struct op_ctx *c, char **ret_message)
 {
 	json_t *desc = json_object_get(c->args, "desc");
 	_cleanup_free_ char *err = NULL;
 	json_t *filled = NULL;
 	if (!json_is_object(desc))
-		return; /* op_create refuses it */
+		return 0; /* op_create refuses it */
 	int r = guest_desc_fill_bridges(desc, c->g->hostnets, &filled, &err);
-	if (r < 0) {
-		reply_error(c, r == -ENOMEM ? 500 : 400, NULL, "%s", err ? err : strerror(-r));
-		return;
-	}
+	if (r < 0)
+		return error_set(ret_message, r == -ENOMEM ? -ENOMEM : -EINVAL, "%s",
+				 err ? err : strerror(-r));
 	if (!filled)
-		return;
+		return 0;
 	json_t *args = json_copy(c->args);
 	if (!args || json_object_set_new(args, "desc", filled) < 0) {
 		json_decref(args);
-		reply_error(c, 500, NULL, "out of memory");
-		return;
+		return error_set(ret_message, -ENOMEM, "out of memory");
 	}
 	json_decref(c->args);
 	c->args = args;
+	return 0;
 }
 
 int guests_op(struct guests *g, enum guest_op op, const char *sid, json_t *args, op_done_fn cb,
-	      void *userdata)
+	      void *userdata, char **ret_message)
 {
+	if (op >= _GUEST_OP_MAX)
+		return error_set(ret_message, -EINVAL, "unknown operation");
+	if (!id_is_valid(sid, GUEST_ID_MAX))
+		return error_set(ret_message, -EINVAL, "sid: invalid guest id");
+	if (args && !json_is_object(args))
+		return error_set(ret_message, -EINVAL, "body: expected a JSON object");
+	if (g->stopping)
+		return error_set(ret_message, -ESHUTDOWN, "the agent is shutting down");
 	struct op_ctx *c = calloc(1, sizeof(*c));
 	if (!c)
-		return -ENOMEM;
-	c->g = g;
-	c->op = op;
-	c->cb = cb;
-	c->userdata = userdata;
+		return error_set(ret_message, -ENOMEM, "out of memory");
+	*c = (struct op_ctx){.g = g, .op = op, .cb = cb, .userdata = userdata};
 	c->args = args ? json_incref(args) : json_object();
-	c->sid = strdup(strempty(sid));
-	if (g)
-		c->seq = guestview_seq(g->view);
-	if (!c->sid || !c->args) {
-		json_decref(c->args);
-		free(c->sid);
-		free(c);
-		return -ENOMEM;
+	c->sid = strdup(sid);
+	c->seq = guestview_seq(g->view);
+	int r = c->sid && c->args ? 0 : error_set(ret_message, -ENOMEM, "out of memory");
+	if (r >= 0 && (op == GUEST_OP_CREATE || op == GUEST_OP_SYNC))
+		r = fill_bridges(c, ret_message);
+	if (r >= 0 && (r = tasks_submit(g->tasks, sid, op_work, op_done, c)) < 0)
+		r = error_set(ret_message, r == -EBUSY ? -EAGAIN : -ESHUTDOWN, "%s",
+			      r == -EBUSY ? "too many queued operations, retry later"
+					  : "the agent is shutting down");
+	if (r < 0) {
+		op_ctx_free(c);
+		return r;
 	}
-	if (op >= _GUEST_OP_MAX)
-		reply_error(c, 400, NULL, "unknown operation");
-	else if (!id_is_valid(sid, 64))
-		reply_error(c, 400, NULL, "sid: invalid guest id");
-	else if (args && !json_is_object(args))
-		reply_error(c, 400, NULL, "body: expected a JSON object");
-	else if (g->stopping)
-		reply_error(c, 503, NULL, "the agent is shutting down");
-	if (!c->reply.body && (op == GUEST_OP_CREATE || op == GUEST_OP_SYNC))
-		fill_bridges(c);
-	if (!c->reply.body) {
-		int r = tasks_submit(g->tasks, sid, op_work, op_done, c);
-		if (r == 0) {
-			if (op == GUEST_OP_CREATE && g && strv_extend(&g->creating, sid) >= 0)
-				c->marked_creating = true;
-			return 0;
-		}
-		reply_error(c, 503, NULL,
-			    r == -EBUSY ? "too many queued operations, retry later"
-					: "the agent is shutting down");
-	}
-	op_done(c);
+	if (op == GUEST_OP_CREATE && strv_extend(&g->creating, sid) >= 0)
+		c->marked_creating = true;
 	return 0;
 }
 
@@ -1272,8 +1241,7 @@ static void statuses_work(void *userdata)
 	struct statuses *s = userdata;
 	_cleanup_(virConnectClosep) virConnectPtr conn = virt_conn_ref(s->g->virt);
 	if (!conn) {
-		s->reply =
-		    (struct op_reply){503, op_error_body(503, NULL, "libvirt is not connected")};
+		(void)op_reply_fail(&s->reply, -ENOTCONN, "libvirt is not connected");
 		return;
 	}
 	json_t *guests = json_object(), *missing = json_array();
@@ -1295,36 +1263,40 @@ static void statuses_work(void *userdata)
 			json_object_set_new(e, "reason", json_string(reason));
 		json_object_set_new(guests, sid, e);
 	}
-	s->reply =
-	    (struct op_reply){200, json_pack("{s:o,s:o}", "guests", guests, "notfound", missing)};
+	json_t *body = json_pack("{s:o,s:o}", "guests", guests, "notfound", missing);
+	if (body)
+		op_reply_ok(&s->reply, body);
+	else
+		(void)op_reply_fail(&s->reply, -ENOMEM, "out of memory");
 }
 
 static void statuses_done(void *userdata)
 {
 	struct statuses *s = userdata;
-	if (!s->reply.body)
-		s->reply =
-		    (struct op_reply){503, op_error_body(503, NULL, "the agent is shutting down")};
+	if (s->reply.error == 0 && !s->reply.body)
+		(void)op_reply_fail(&s->reply, -ESHUTDOWN, "the agent is shutting down");
 	s->cb(&s->reply, s->userdata);
-	json_decref(s->reply.body);
+	op_reply_clear(&s->reply);
 	json_decref(s->ids);
 	free(s);
 }
 
-int guests_statuses(struct guests *g, json_t *ids, op_done_fn cb, void *userdata)
+int guests_statuses(struct guests *g, json_t *ids, op_done_fn cb, void *userdata,
+		    char **ret_message)
 {
+	if (g->stopping)
+		return error_set(ret_message, -ESHUTDOWN, "the agent is shutting down");
 	struct statuses *s = calloc(1, sizeof(*s));
 	if (!s)
-		return -ENOMEM;
+		return error_set(ret_message, -ENOMEM, "out of memory");
 	*s = (struct statuses){.g = g, .ids = json_incref(ids), .cb = cb, .userdata = userdata};
-	int r = g->stopping ? -ESHUTDOWN
-			    : tasks_submit(g->tasks, NULL, statuses_work, statuses_done, s);
+	int r = tasks_submit(g->tasks, NULL, statuses_work, statuses_done, s);
 	if (r < 0) {
-		s->reply = (struct op_reply){
-		    503, op_error_body(503, NULL, "%s",
-				       r == -EBUSY ? "too many queued operations, retry later"
-						   : "the agent is shutting down")};
-		statuses_done(s);
+		json_decref(s->ids);
+		free(s);
+		return error_set(ret_message, r == -EBUSY ? -EAGAIN : -ESHUTDOWN, "%s",
+				 r == -EBUSY ? "too many queued operations, retry later"
+					     : "the agent is shutting down");
 	}
 	return 0;
 }
@@ -1379,8 +1351,8 @@ struct guests *guests_free(struct guests *g)
 	while (g->stop_waits) {
 		struct op_ctx *c = g->stop_waits;
 		stop_wait_unlink(g, c);
-		reply_error(
-		    c, 503, NULL,
+		reply_fail(
+		    c, -EAGAIN,
 		    "the agent stopped while %s was powering off (the power button was pressed)",
 		    c->sid);
 		op_done(c);

@@ -43,8 +43,8 @@ struct fetch {
 	/* written by the worker */
 	_Atomic uint64_t got;
 	_Atomic int64_t total;
-	int r;
-	int code;
+	int r;	     /* what went wrong, in the worker's terms */
+	int failure; /* the reply's errno when r < 0 (agent/ops.h), 0: from r */
 	char *error;
 	char *path;
 	struct image_meta meta;
@@ -62,7 +62,7 @@ struct uncache {
 	void *userdata;
 	char *cache_dir, *image_id;
 	char **roots;
-	int code;
+	int r; /* -ECANCELED until the job ran */
 	char *error;
 };
 
@@ -75,22 +75,13 @@ struct imagecache {
 	struct fetch *fetches;
 };
 
-static void reply(op_done_fn cb, void *userdata, int code, json_t *body)
+static void reply(op_done_fn cb, void *userdata, int error, const char *message, json_t *body)
 {
-	struct op_reply rep = {.code = code, .body = body};
+	struct op_reply rep = {.body = body};
+	if (error < 0)
+		(void)op_reply_fail(&rep, error, "%s", strempty(message));
 	cb(&rep, userdata);
-	json_decref(body);
-}
-
-_printf_(4, 5) static void reply_error(op_done_fn cb, void *userdata, int code, const char *fmt,
-				       ...)
-{
-	char buf[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	reply(cb, userdata, code, op_error_body(code, NULL, "%s", buf));
+	op_reply_clear(&rep);
 }
 
 const struct storage *imagecache_storage(struct storages *storages, const char *cache_id)
@@ -136,26 +127,25 @@ static const char *cause(int r, char *buf, size_t size)
 	}
 }
 
-static int code_for(int r)
+/* A failed fetch in the operations' terms (agent/ops.h). */
+static int fetch_failure(int r)
 {
 	switch (r) {
 	case -EACCES:
-		return 403;
 	case -ENOENT:
-		return 404;
-	case -EMEDIUMTYPE:
+	case -ENOSPC:
+		return r;
+	case -EMEDIUMTYPE: /* the image is refused: not what its description says, or unsafe */
 	case -EBADMSG:
-		return 400;
+		return -EINVAL;
 	case -ECONNREFUSED:
 	case -ETIMEDOUT:
 	case -EHOSTUNREACH:
 	case -EREMOTEIO:
 	case -EPIPE:
-		return 502;
-	case -ENOSPC:
-		return 507;
+		return -EREMOTEIO; /* the image service failed: a bad gateway */
 	default:
-		return 500;
+		return r == -ENOMEM ? r : -EIO;
 	}
 }
 
@@ -297,7 +287,6 @@ fail:
 static void fetch_work(void *userdata)
 {
 	struct fetch *f = userdata;
-	f->code = 0;
 	uint64_t t = now_usec(CLOCK_MONOTONIC);
 	f->queue_usec = t - f->started_usec;
 	f->r = fetch_run(f);
@@ -342,17 +331,29 @@ static void fetch_free(struct fetch *f)
 	free(f);
 }
 
-/* Answers every waiter and frees the fetch. */
-static void fetch_finish(struct fetch *f, int code, json_t *body)
+/* Answers every waiter and frees the fetch: with body, or with error and "image <id>: <f->error>".
+ */
+static void fetch_finish(struct fetch *f, int error, json_t *body)
 {
+	_cleanup_free_ char *msg = NULL;
+	if (error < 0 && asprintf(&msg, "image %s: %s", f->image_id, strempty(f->error)) < 0)
+		msg = NULL;
 	struct waiter *ws = TAKE_PTR(f->waiters);
 	fetch_free(f);
 	for (struct waiter *w = ws, *n; w; w = n) {
 		n = w->next;
-		reply(w->cb, w->userdata, code, json_incref(body));
+		reply(w->cb, w->userdata, error, msg, json_incref(body));
 		free(w);
 	}
 	json_decref(body);
+}
+
+/* Answers a fetch that cannot go on because the agent stops. */
+static void fetch_shutdown(struct fetch *f)
+{
+	free(f->error);
+	f->error = strdup("the agent is shutting down");
+	fetch_finish(f, -ESHUTDOWN, NULL);
 }
 
 static void fetch_reply(struct fetch *f)
@@ -360,9 +361,7 @@ static void fetch_reply(struct fetch *f)
 	if (f->r < 0) {
 		log_warning("Image cache failed image_id=%s cache=%s: %s", f->image_id,
 			    f->cache_dir, f->error);
-		return fetch_finish(
-		    f, f->code,
-		    op_error_body(f->code, NULL, "image %s: %s", f->image_id, strempty(f->error)));
+		return fetch_finish(f, f->failure ? f->failure : fetch_failure(f->r), NULL);
 	}
 	/* The steps, for an operator asking where the time went (and tests/bench/image-cache.sh):
 	 * "cached" is the time until the file was in place, "region" the report after it. */
@@ -376,7 +375,7 @@ static void fetch_reply(struct fetch *f)
 		 (double)f->head_usec / 1e6, (double)f->get_usec / 1e6, (double)f->sync_usec / 1e6,
 		 (double)f->check_usec / 1e6, (double)f->place_usec / 1e6,
 		 (double)(now - f->done_usec) / 1e6);
-	fetch_finish(f, 200,
+	fetch_finish(f, 0,
 		     json_pack("{s:s,s:s,s:s,s:I}", "image_id", f->image_id, "path", f->path,
 			       "name", f->meta.name, "size", (json_int_t)f->meta.size));
 }
@@ -388,7 +387,7 @@ static void on_put_done(int r, const struct http_response *resp, void *userdata)
 	if (r < 0 || resp->status < 200 || resp->status >= 300) {
 		/* The region would not learn the path: the cache did not complete for it. */
 		f->r = r < 0 ? r : -EREMOTEIO;
-		f->code = 502;
+		f->failure = -EREMOTEIO;
 		free(f->error);
 		if (asprintf(&f->error, "the region refused the cached-image record (%s)",
 			     r < 0 ? strerror(-r) : "HTTP error") < 0)
@@ -426,21 +425,17 @@ static void fetch_done(void *userdata)
 	if (!f->ic || f->r == -ECANCELED) {
 		/* The cache is going away (or the pool dropped the job). */
 		f->r = -ESHUTDOWN;
-		return fetch_finish(
-		    f, 503,
-		    op_error_body(503, NULL, "image %s: the agent is shutting down", f->image_id));
+		return fetch_shutdown(f);
 	}
 	if (f->r == 0 && f->scid) {
 		int r = put_cachedimage(f);
 		if (r == 0)
 			return;
 		f->r = r;
-		f->code = 503;
+		f->failure = -ENOTCONN;
 		free(f->error);
 		f->error = strdup("cannot tell the region the cached path (no region session)");
 	}
-	if (f->r < 0 && !f->code)
-		f->code = code_for(f->r);
 	fetch_reply(f);
 }
 
@@ -494,55 +489,53 @@ static int add_waiter(struct fetch *f, op_done_fn cb, void *userdata)
 	return 0;
 }
 
-/* The request of a cache or uncache body, and the storage cache it names; NULL after answering
- * the request with why there is none. */
-static const struct storage *request_storage(struct imagecache *ic, enum disk_req_kind kind,
-					     json_t *args, struct disk_request *req, op_done_fn cb,
-					     void *userdata)
+/* The request of a cache or uncache body, and the storage cache it names; a refusal (with
+ * *ret_message) when there is none. */
+static int request_storage(struct imagecache *ic, enum disk_req_kind kind, json_t *args,
+			   struct disk_request *req, const struct storage **ret, char **ret_message)
 {
-	if (!ic) {
-		reply_error(cb, userdata, 503, "the image cache is not available");
-		return NULL;
-	}
+	if (!ic)
+		return error_set(ret_message, -EAGAIN, "the image cache is not available");
 	_cleanup_free_ char *err = NULL;
-	if (disk_request_parse(kind, args, req, &err) < 0) {
-		reply_error(cb, userdata, 400, "%s", err ? err : "out of memory");
-		return NULL;
-	}
-	const struct storage *st = imagecache_storage(ic->storages, req->storagecache_id);
-	if (!st)
-		reply_error(cb, userdata, 404, "storage cache %s is not on this host",
-			    req->storagecache_id);
-	return st;
+	int r = disk_request_parse(kind, args, req, &err);
+	if (r < 0)
+		return error_set(ret_message, r == -ENOMEM ? r : -EINVAL, "%s",
+				 err ? err : "out of memory");
+	*ret = imagecache_storage(ic->storages, req->storagecache_id);
+	if (!*ret)
+		return error_set(ret_message, -ENOENT, "storage cache %s is not on this host",
+				 req->storagecache_id);
+	return 0;
 }
 
-int imagecache_fetch(struct imagecache *ic, json_t *args, op_done_fn cb, void *userdata)
+int imagecache_fetch(struct imagecache *ic, json_t *args, op_done_fn cb, void *userdata,
+		     char **ret_message)
 {
 	struct disk_request req;
-	const struct storage *st = request_storage(ic, DISK_REQ_CACHE, args, &req, cb, userdata);
-	if (!st)
-		return 0;
+	const struct storage *st;
+	int r = request_storage(ic, DISK_REQ_CACHE, args, &req, &st, ret_message);
+	if (r < 0)
+		return r;
 	const char *image_id = req.image_id, *format = req.format;
 
 	for (struct fetch *f = ic->fetches; f; f = f->next)
 		if (streq(f->cache_dir, st->cache_dir) && streq(f->image_id, image_id)) {
 			log_info("Image fetch shared image_id=%s", image_id);
-			return add_waiter(f, cb, userdata);
+			r = add_waiter(f, cb, userdata);
+			return r < 0 ? error_set(ret_message, r, "out of memory") : 0;
 		}
 
 	const char *token = region_token(ic->region), *base = region_image_url(ic->region);
 	if (!token)
-		return reply_error(cb, userdata, 503,
-				   "image %s: no service token for the image service%s", image_id,
-				   ic->cfg->auth_url ? " yet" : " (standalone mode)"),
-		       0;
+		return error_set(ret_message, -ENOTCONN,
+				 "image %s: no service token for the image service%s", image_id,
+				 ic->cfg->auth_url ? " yet" : " (standalone mode)");
 	if (!base)
-		return reply_error(cb, userdata, 503,
-				   "image %s: the keystone catalog has no image service", image_id),
-		       0;
+		return error_set(ret_message, -ENOTCONN,
+				 "image %s: the keystone catalog has no image service", image_id);
 	struct fetch *f = calloc(1, sizeof(*f));
 	if (!f)
-		return -ENOMEM;
+		return error_set(ret_message, -ENOMEM, "out of memory");
 	size_t bl = strlen(base);
 	while (bl > 0 && base[bl - 1] == '/')
 		bl--;
@@ -555,20 +548,18 @@ int imagecache_fetch(struct imagecache *ic, json_t *args, op_done_fn cb, void *u
 	f->server_id = req.server_id ? strdup(req.server_id) : NULL;
 	f->started_usec = f->last_usec = now_usec(CLOCK_MONOTONIC);
 	f->r = -ECANCELED; /* stays so when the pool drops the job */
-	f->code = 503;
 	if (!f->cache_dir || !f->image_id || !f->format || !f->base_url || !f->token || !f->scid ||
 	    (req.server_id && !f->server_id) || add_waiter(f, cb, userdata) < 0) {
 		fetch_free(f);
-		return -ENOMEM;
+		return error_set(ret_message, -ENOMEM, "out of memory");
 	}
-	int r = tasks_submit(ic->pool, f->image_id, fetch_work, fetch_done, f);
+	r = tasks_submit(ic->pool, f->image_id, fetch_work, fetch_done, f);
 	if (r < 0) {
 		struct waiter *w = TAKE_PTR(f->waiters);
 		free(w);
 		fetch_free(f);
-		return reply_error(cb, userdata, 503, "image %s: cannot queue the download: %s",
-				   image_id, strerror(-r)),
-		       0;
+		return error_set(ret_message, r == -EBUSY ? -EAGAIN : -ESHUTDOWN,
+				 "image %s: cannot queue the download: %s", image_id, strerror(-r));
 	}
 	f->ic = ic;
 	f->next = ic->fetches;
@@ -625,7 +616,7 @@ static void uncache_work(void *userdata)
 	struct uncache *u = userdata;
 	_cleanup_free_ char *path = NULL, *real = NULL;
 	if (asprintf(&path, "%s/%s", u->cache_dir, u->image_id) < 0) {
-		u->code = 500;
+		u->r = -ENOMEM;
 		return;
 	}
 	real = realpath(path, NULL);
@@ -640,7 +631,7 @@ static void uncache_work(void *userdata)
 				_cleanup_free_ char *b =
 				    qcow2_backing(dirfd(dir), *root, de->d_name);
 				if (b && streq(b, real)) {
-					u->code = 409;
+					u->r = -EBUSY;
 					if (asprintf(&u->error,
 						     "image %s is the backing file of disk %s/%s",
 						     u->image_id, *root, de->d_name) < 0)
@@ -649,7 +640,7 @@ static void uncache_work(void *userdata)
 			}
 			if (dir)
 				closedir(dir);
-			if (u->code)
+			if (u->r == -EBUSY)
 				return;
 		}
 	}
@@ -658,29 +649,30 @@ static void uncache_work(void *userdata)
 		_cleanup_free_ char *p = NULL;
 		if (asprintf(&p, "%s/%s%s", u->cache_dir, u->image_id, suffixes[i]) < 0 ||
 		    (unlink(p) < 0 && errno != ENOENT)) {
-			u->code = 500;
+			u->r = -EIO;
 			if (asprintf(&u->error, "image %s: cannot remove %s: %m", u->image_id,
 				     strempty(p)) < 0)
 				u->error = NULL;
 			return;
 		}
 	}
-	u->code = 200;
+	u->r = 0;
 }
 
 static void uncache_done(void *userdata)
 {
 	struct uncache *u = userdata;
-	if (u->code == 200) {
+	if (u->r == 0) {
 		log_info("Image removed from the cache image_id=%s cache=%s", u->image_id,
 			 u->cache_dir);
-		reply(u->cb, u->userdata, 200, json_object());
-	} else if (u->code == 0)
-		reply_error(u->cb, u->userdata, 503, "image %s: the agent is shutting down",
-			    u->image_id);
-	else
-		reply_error(u->cb, u->userdata, u->code, "%s",
-			    u->error ? u->error : "out of memory");
+		reply(u->cb, u->userdata, 0, NULL, json_object());
+	} else if (u->r == -ECANCELED) {
+		_cleanup_free_ char *msg = NULL;
+		if (asprintf(&msg, "image %s: the agent is shutting down", u->image_id) < 0)
+			msg = NULL;
+		reply(u->cb, u->userdata, -ESHUTDOWN, msg, NULL);
+	} else
+		reply(u->cb, u->userdata, u->r, u->error ? u->error : "out of memory", NULL);
 	free(u->cache_dir);
 	free(u->image_id);
 	strv_free(u->roots);
@@ -688,22 +680,24 @@ static void uncache_done(void *userdata)
 	free(u);
 }
 
-int imagecache_uncache(struct imagecache *ic, json_t *args, op_done_fn cb, void *userdata)
+int imagecache_uncache(struct imagecache *ic, json_t *args, op_done_fn cb, void *userdata,
+		       char **ret_message)
 {
 	struct disk_request req;
-	const struct storage *st = request_storage(ic, DISK_REQ_UNCACHE, args, &req, cb, userdata);
-	if (!st)
-		return 0;
+	const struct storage *st;
+	int r = request_storage(ic, DISK_REQ_UNCACHE, args, &req, &st, ret_message);
+	if (r < 0)
+		return r;
 	const char *image_id = req.image_id;
 	for (struct fetch *f = ic->fetches; f; f = f->next)
 		if (streq(f->cache_dir, st->cache_dir) && streq(f->image_id, image_id))
-			return reply_error(cb, userdata, 409, "image %s is being fetched",
-					   image_id),
-			       0;
+			return error_set(ret_message, -EBUSY, "image %s is being fetched",
+					 image_id);
 	struct uncache *u = calloc(1, sizeof(*u));
 	if (!u)
-		return -ENOMEM;
+		return error_set(ret_message, -ENOMEM, "out of memory");
 	u->ic = ic;
+	u->r = -ECANCELED;
 	u->cb = cb;
 	u->userdata = userdata;
 	u->cache_dir = strdup(st->cache_dir);
@@ -716,14 +710,17 @@ int imagecache_uncache(struct imagecache *ic, json_t *args, op_done_fn cb, void 
 		free(u->image_id);
 		strv_free(u->roots);
 		free(u);
-		return -ENOMEM;
+		return error_set(ret_message, -ENOMEM, "out of memory");
 	}
 	/* Same key as the fetch: an uncache never races a download of the same image. */
-	int r = tasks_submit(ic->pool, image_id, uncache_work, uncache_done, u);
+	r = tasks_submit(ic->pool, image_id, uncache_work, uncache_done, u);
 	if (r < 0) {
-		u->code = 503;
-		u->error = strdup("cannot queue the removal");
-		uncache_done(u);
+		free(u->cache_dir);
+		free(u->image_id);
+		strv_free(u->roots);
+		free(u);
+		return error_set(ret_message, r == -EBUSY ? -EAGAIN : -ESHUTDOWN,
+				 "image %s: cannot queue the removal: %s", image_id, strerror(-r));
 	}
 	return 0;
 }
@@ -759,10 +756,7 @@ struct imagecache *imagecache_free(struct imagecache *ic)
 		if (f->put) {
 			region_http_cancel(f->put);
 			f->put = NULL;
-			fetch_finish(f, 503,
-				     op_error_body(503, NULL,
-						   "image %s: the agent is shutting down",
-						   f->image_id));
+			fetch_shutdown(f);
 		}
 	}
 	/* The remaining fetches are on the pool: detach them, their done answers 503. */

@@ -25,15 +25,20 @@ struct storages;
  * cached-image records) outlive the image cache. */
 int imagecache_new(sd_event *event, const struct config *cfg, struct storages *storages,
 		   struct region *region, struct imagecache **ret);
-/* Pending requests are answered 503. NULL-safe. */
+/* Pending requests are answered -ESHUTDOWN. NULL-safe. */
 struct imagecache *imagecache_free(struct imagecache *ic);
 
-/* The reply (to cb, exactly once unless < 0 is returned) is {image_id, path, name, size} or an
- * error body naming the image and the cause. */
-int imagecache_fetch(struct imagecache *ic, json_t *args, op_done_fn cb, void *userdata);
-/* Removes a cached image (missing is success); 409 naming a disk that uses it as its backing
- * file, or when a fetch of it is running. */
-int imagecache_uncache(struct imagecache *ic, json_t *args, op_done_fn cb, void *userdata);
+/* Refusals (a bad body, an unknown storage cache, no image service, a full queue) return the
+ * negative errno at once with *ret_message; otherwise cb runs exactly once, after this
+ * returned, with {image_id, path, name, size} or the error naming the image and the cause
+ * (-EINVAL for an image that is refused, -EREMOTEIO when the image service or the region
+ * failed, -ENOSPC, ...). */
+int imagecache_fetch(struct imagecache *ic, json_t *args, op_done_fn cb, void *userdata,
+		     char **ret_message);
+/* Removes a cached image (missing is success); -EBUSY naming a disk that uses it as its
+ * backing file, or when a fetch of it is running (refused at once). */
+int imagecache_uncache(struct imagecache *ic, json_t *args, op_done_fn cb, void *userdata,
+		       char **ret_message);
 
 /* The storage whose cache the region calls cache_id: its storagecache id or, before
  * registration and standalone, the storage's own id or name. */

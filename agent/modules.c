@@ -114,15 +114,14 @@ static void run_done(void *userdata)
 		pthread_mutex_unlock(&m->lock);
 	}
 	if (r->cb) {
-		struct op_reply reply;
+		struct op_reply reply = {0};
 		if (r->error < 0)
-			reply = (struct op_reply){500, op_error_body(500, NULL,
-								     "cannot check modules: %s",
-								     strerror(-r->error))};
+			(void)op_reply_fail(&reply, r->error == -ENOMEM ? -ENOMEM : -EIO,
+					    "cannot check modules: %s", strerror(-r->error));
 		else
-			reply = (struct op_reply){200, report_json(m)};
+			op_reply_ok(&reply, report_json(m));
 		r->cb(&reply, r->userdata);
-		json_decref(reply.body);
+		op_reply_clear(&reply);
 	}
 	modload_report_free(r->report);
 	free(r);

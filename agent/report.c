@@ -1396,11 +1396,11 @@ static void sync_done(void *userdata)
 				*p = s->next;
 				break;
 			}
-	struct op_reply reply;
+	struct op_reply reply = {0};
 	if (s->r < 0 || !s->host)
-		reply = (struct op_reply){500, op_error_body(500, NULL,
-							     "cannot read host information: %s",
-							     strerror(s->r < 0 ? -s->r : EIO))};
+		(void)op_reply_fail(&reply, s->r == -ENOMEM ? -ENOMEM : -EIO,
+				    "cannot read host information: %s",
+				    strerror(s->r < 0 ? -s->r : EIO));
 	else {
 		if (s->modules) {
 			json_t *m = agent_modules_json(s->modules);
@@ -1408,12 +1408,12 @@ static void sync_done(void *userdata)
 			json_decref(m);
 		}
 		hostinfo_set_access(s->hostnets, s->host);
-		reply = (struct op_reply){200, json_pack("{s:O}", "host", s->host)};
+		op_reply_ok(&reply, json_pack("{s:O}", "host", s->host));
 		report_host_info(s->rp, s->host);
 		log_info("Host information re-read");
 	}
 	s->cb(&reply, s->userdata);
-	json_decref(reply.body);
+	op_reply_clear(&reply);
 	json_decref(s->host);
 	free(s);
 }

@@ -231,22 +231,17 @@ static void test_standalone(void **state)
 	for (size_t i = 0; i < 64; i++)
 		assert_non_null(strchr("0123456789abcdef", text[i]));
 
+	/* Standalone: every answer is known at once and returned; nothing calls back. */
 	struct result res = {0};
 	assert_int_equal(auth_validate(au, text, on_done, &res), 0);
-	assert_int_equal(res.calls, 1);
-	assert_int_equal(res.last, 0);
-	assert_int_equal(auth_validate(au, NULL, on_done, &res), 0);
-	assert_int_equal(res.last, -EACCES);
-	assert_int_equal(auth_validate(au, "", on_done, &res), 0);
-	assert_int_equal(res.last, -EACCES);
+	assert_int_equal(auth_validate(au, NULL, on_done, &res), -EACCES);
+	assert_int_equal(auth_validate(au, "", on_done, &res), -EACCES);
 	text[10] ^= 1;
-	assert_int_equal(auth_validate(au, text, on_done, &res), 0);
-	assert_int_equal(res.last, -EACCES);
+	assert_int_equal(auth_validate(au, text, on_done, &res), -EACCES);
 	text[10] ^= 1;
 	text[63] = 0;
-	assert_int_equal(auth_validate(au, text, on_done, &res), 0);
-	assert_int_equal(res.last, -EACCES);
-	assert_int_equal(res.calls, 5);
+	assert_int_equal(auth_validate(au, text, on_done, &res), -EACCES);
+	assert_int_equal(res.calls, 0);
 	auth_free(au);
 
 	/* A restart reads the same token back. */
@@ -259,7 +254,7 @@ static void test_standalone(void **state)
 	free(text);
 	again[64] = 0;
 	assert_int_equal(auth_validate(au, again, on_done, &res), 0);
-	assert_int_equal(res.last, 0);
+	assert_int_equal(res.calls, 0);
 	auth_free(au);
 
 	/* A damaged file is refused, not silently replaced. */
@@ -314,9 +309,8 @@ static void test_region_mode(void **state)
 
 	/* Before the session exists nothing can be verified. */
 	struct result r0 = {0};
-	assert_int_equal(auth_validate(au, "tok-admin", on_done, &r0), 0);
-	assert_int_equal(r0.calls, 1);
-	assert_int_equal(r0.last, -ENOTCONN);
+	assert_int_equal(auth_validate(au, "tok-admin", on_done, &r0), -ENOTCONN);
+	assert_int_equal(r0.calls, 0);
 
 	assert_int_equal(region_start(f.r), 0);
 	assert_int_equal(auth_start(au), 0);
@@ -324,8 +318,8 @@ static void test_region_mode(void **state)
 	assert_string_equal(region_token(f.r), "svc");
 
 	struct result r1 = {0}, r2 = {0};
-	assert_int_equal(auth_validate(au, "tok-admin", on_done, &r1), 0);
-	assert_int_equal(auth_validate(au, "tok-admin", on_done, &r2), 0);
+	assert_int_equal(auth_validate(au, "tok-admin", on_done, &r1), AUTH_PENDING);
+	assert_int_equal(auth_validate(au, "tok-admin", on_done, &r2), AUTH_PENDING);
 	assert_int_equal(r1.calls + r2.calls, 0);
 	run_until(&f, 2, 5);
 	assert_int_equal(r1.calls, 1);
@@ -340,28 +334,28 @@ static void test_region_mode(void **state)
 	/* Cached: answered at once, no request. */
 	struct result r3 = {0};
 	assert_int_equal(auth_validate(au, "tok-admin", on_done, &r3), 0);
-	assert_int_equal(r3.calls, 1);
-	assert_int_equal(r3.last, 0);
+	assert_int_equal(r3.calls, 0);
 
 	struct result r4 = {0};
-	assert_int_equal(auth_validate(au, "tok-member", on_done, &r4), 0);
+	assert_int_equal(auth_validate(au, "tok-member", on_done, &r4), AUTH_PENDING);
 	run_until(&f, 3, 5);
 	assert_int_equal(r4.last, -EPERM);
-	assert_int_equal(auth_validate(au, "tok-member", on_done, &r4), 0);
+	assert_int_equal(auth_validate(au, "tok-member", on_done, &r4), AUTH_PENDING);
 	run_until(&f, 4, 5);
 	assert_int_equal(r4.calls, 2);
 	assert_int_equal(r4.last, -EPERM);
 
 	struct result r5 = {0};
-	assert_int_equal(auth_validate(au, "tok-unknown", on_done, &r5), 0);
+	assert_int_equal(auth_validate(au, "tok-unknown", on_done, &r5), AUTH_PENDING);
 	run_until(&f, 5, 5);
 	assert_int_equal(r5.last, -EACCES);
-	assert_int_equal(auth_validate(au, "bad token", on_done, &r5), 0);
-	assert_int_equal(r5.last, -EACCES);
-	assert_int_equal(r5.calls, 2);
+	/* Refused now without asking: malformed, or refused a moment ago. */
+	assert_int_equal(auth_validate(au, "bad token", on_done, &r5), -EACCES);
+	assert_int_equal(auth_validate(au, "tok-unknown", on_done, &r5), -EACCES);
+	assert_int_equal(r5.calls, 1);
 
 	struct result r6 = {0};
-	assert_int_equal(auth_validate(au, "tok-5xx", on_done, &r6), 0);
+	assert_int_equal(auth_validate(au, "tok-5xx", on_done, &r6), AUTH_PENDING);
 	run_until(&f, 6, 5);
 	assert_int_equal(r6.last, -EIO);
 	assert_int_equal(server_seen(&f.s), 6);
@@ -369,7 +363,7 @@ static void test_region_mode(void **state)
 	/* A validation in flight when the agent goes away: its waiter hears it was cancelled
 	 * (once), so it can free what it holds. */
 	struct result r7 = {0};
-	assert_int_equal(auth_validate(au, "tok-late", on_done, &r7), 0);
+	assert_int_equal(auth_validate(au, "tok-late", on_done, &r7), AUTH_PENDING);
 	f.a.auth = auth_free(au);
 	fixture_done(&f);
 	assert_int_equal(r7.calls, 1);

@@ -28,7 +28,8 @@ struct fx {
 
 struct result {
 	bool done;
-	int code;
+	int error; /* the operation's errno (agent/ops.h), no HTTP here */
+	char *message;
 	json_t *body;
 };
 
@@ -37,8 +38,15 @@ static void on_done(struct op_reply *reply, void *userdata)
 	struct result *res = userdata;
 	assert_false(res->done); /* exactly once */
 	res->done = true;
-	res->code = reply->code;
+	res->error = reply->error;
+	res->message = reply->message ? strdup(reply->message) : NULL;
 	res->body = json_incref(reply->body);
+	assert_true(reply->error <= 0);
+	/* A failure says what failed; a success has a body. */
+	if (reply->error < 0)
+		assert_non_null(reply->message);
+	else
+		assert_non_null(reply->body);
 }
 
 static uint64_t now_ms(void)
@@ -65,7 +73,11 @@ static struct result op(struct agent *a, enum guest_op o, const char *sid, const
 	json_t *j = args ? json_loads(args, 0, &jerr) : NULL;
 	if (args && !j)
 		fail_msg("bad test JSON %s: %s", args, jerr.text);
-	assert_int_equal(guests_op(a->guests, o, sid, j, on_done, &res), 0);
+	_cleanup_free_ char *why = NULL;
+	int r = guests_op(a->guests, o, sid, j, on_done, &res, &why);
+	if (r < 0)
+		fail_msg("%s %s refused: %s", guest_op_to_string(o), sid, strempty(why));
+	assert_false(res.done); /* never before guests_op() returned */
 	json_decref(j);
 	pump_until(a, &res.done);
 	return res;
@@ -75,6 +87,8 @@ static void result_done(struct result *res)
 {
 	json_decref(res->body);
 	res->body = NULL;
+	free(res->message);
+	res->message = NULL;
 }
 
 static const char *body_str(const struct result *res, const char *key)
@@ -83,17 +97,22 @@ static const char *body_str(const struct result *res, const char *key)
 	return s ? s : "";
 }
 
-/* Expects code and, when key is given, the string value of key in the reply. */
-static void expect(struct agent *a, enum guest_op o, const char *sid, const char *args, int code,
+/* Expects error (0: success) and, when key is given, the string value of key in the reply's
+ * body (success) or, for a failure, value in its message (key "message"). */
+static void expect(struct agent *a, enum guest_op o, const char *sid, const char *args, int error,
 		   const char *key, const char *value)
 {
 	struct result res = op(a, o, sid, args);
-	if (res.code != code) {
+	if (res.error != error) {
 		char *dump = res.body ? json_dumps(res.body, 0) : NULL;
-		fail_msg("%s %s: expected %d, got %d: %s", guest_op_to_string(o), sid, code,
-			 res.code, dump ? dump : "(no body)");
+		fail_msg("%s %s: expected %s, got %s: %s %s", guest_op_to_string(o), sid,
+			 error ? strerror(-error) : "success",
+			 res.error ? strerror(-res.error) : "success", strempty(res.message),
+			 dump ? dump : "(no body)");
 	}
-	if (key)
+	if (key && error)
+		assert_non_null(strstr(strempty(res.message), value));
+	else if (key)
 		assert_string_equal(body_str(&res, key), value);
 	result_done(&res);
 }
@@ -102,7 +121,7 @@ static void expect(struct agent *a, enum guest_op o, const char *sid, const char
 static void expect_status(struct agent *a, const char *sid, const char *status, const char *power)
 {
 	struct result res = op(a, GUEST_OP_STATUS, sid, NULL);
-	assert_int_equal(res.code, 200);
+	assert_int_equal(res.error, 0);
 	assert_string_equal(body_str(&res, "status"), status);
 	assert_string_equal(body_str(&res, "power_states"), power);
 	result_done(&res);
@@ -111,9 +130,8 @@ static void expect_status(struct agent *a, const char *sid, const char *status, 
 	for (;;) {
 		struct op_reply view = {0};
 		assert_int_equal(guests_status(a->guests, sid, &view), 0);
-		bool same = view.code == 200 &&
-			    streq(json_string_value(json_object_get(view.body, "status")), status);
-		json_decref(view.body);
+		bool same = streq(json_string_value(json_object_get(view.body, "status")), status);
+		op_reply_clear(&view);
 		if (same)
 			break;
 		if (now_ms() > end)
@@ -176,14 +194,13 @@ static int setup(void **state)
 	uint64_t end = now_ms() + 10000;
 	for (;;) {
 		struct op_reply r = {0};
-		assert_int_equal(guests_status(f->a->guests, "adopt-vm", &r), 0);
-		int code = r.code;
-		json_decref(r.body);
-		if (code == 200)
+		int k = guests_status(f->a->guests, "adopt-vm", &r);
+		op_reply_clear(&r);
+		if (k == 0)
 			break;
 		if (now_ms() > end)
-			fail_msg("libvirt's test driver did not connect (last status code %d)",
-				 code);
+			fail_msg("libvirt's test driver did not connect (last status: %s)",
+				 strerror(-k));
 		assert_true(sd_event_run(f->a->event, 50 * 1000) >= 0);
 	}
 	*state = f;
@@ -210,88 +227,94 @@ static void test_lifecycle(void **state)
 {
 	struct fx *f = *state;
 	struct agent *a = f->a;
-	expect(a, GUEST_OP_CREATE, "g1", DESC("g1", 128), 200, NULL, NULL);
+	expect(a, GUEST_OP_CREATE, "g1", DESC("g1", 128), 0, NULL, NULL);
 	assert_true(exists(f, "servers/g1/desc"));
 	assert_true(exists(f, "disks/g1-sys")); /* the blank system disk, under the disk root */
 	assert_true(guests_managed(a->guests, "g1"));
 	expect_status(a, "g1", "ready", "off");
 	/* The same create again is answered as done; another descriptor is a conflict. */
-	expect(a, GUEST_OP_CREATE, "g1", DESC("g1", 128), 200, "details", "already exists");
-	expect(a, GUEST_OP_CREATE, "g1", DESC("g1", 256), 409, "class", "ConflictError");
+	expect(a, GUEST_OP_CREATE, "g1", DESC("g1", 128), 0, "details", "already exists");
+	expect(a, GUEST_OP_CREATE, "g1", DESC("g1", 256), -EEXIST, "message",
+	       "different descriptor");
 
 	struct result res = op(a, GUEST_OP_START, "g1", "{}");
-	assert_int_equal(res.code, 200);
+	assert_int_equal(res.error, 0);
 	assert_true(json_is_true(json_object_get(res.body, "is_running")));
 	assert_string_equal(body_str(&res, "details"), "started");
 	result_done(&res);
 	expect_status(a, "g1", "running", "on");
-	expect(a, GUEST_OP_START, "g1", "{}", 200, "details", "already running");
+	expect(a, GUEST_OP_START, "g1", "{}", 0, "details", "already running");
 
-	expect(a, GUEST_OP_SUSPEND, "g1", NULL, 200, "details", "done");
+	expect(a, GUEST_OP_SUSPEND, "g1", NULL, 0, "details", "done");
 	expect_status(a, "g1", "suspend", "on");
-	expect(a, GUEST_OP_SUSPEND, "g1", NULL, 200, "details", "already suspended");
-	expect(a, GUEST_OP_RESUME, "g1", NULL, 200, "details", "done");
+	expect(a, GUEST_OP_SUSPEND, "g1", NULL, 0, "details", "already suspended");
+	expect(a, GUEST_OP_RESUME, "g1", NULL, 0, "details", "done");
 	expect_status(a, "g1", "running", "on");
-	expect(a, GUEST_OP_RESUME, "g1", NULL, 200, "details", "already running");
+	expect(a, GUEST_OP_RESUME, "g1", NULL, 0, "details", "already running");
 
 	/* A cold reboot: asked to power off, then started again; a forced one is a reset. */
-	expect(a, GUEST_OP_REBOOT, "g1", "{\"timeout\": 5}", 200, "details", "rebooted");
+	expect(a, GUEST_OP_REBOOT, "g1", "{\"timeout\": 5}", 0, "details", "rebooted");
 	expect_status(a, "g1", "running", "on");
-	expect(a, GUEST_OP_REBOOT, "g1", "{\"is_force\": true}", 200, "details", "rebooted");
+	expect(a, GUEST_OP_REBOOT, "g1", "{\"is_force\": true}", 0, "details", "rebooted");
 	expect_status(a, "g1", "running", "on");
 
 	/* The monitor: the allow-list refuses before libvirt; the test driver has no QEMU. */
-	expect(a, GUEST_OP_MONITOR, "g1", "{\"cmd\": \"quit\"}", 403, "class", "ForbiddenError");
-	expect(a, GUEST_OP_MONITOR, "g1", "{\"cmd\": \"drive_add 0 file=/etc/shadow\"}", 403, NULL,
-	       NULL);
-	expect(a, GUEST_OP_MONITOR, "g1", "{\"cmd\": 7}", 400, NULL, NULL);
-	expect(a, GUEST_OP_MONITOR, "g1", "{\"cmd\": \"info status\"}", 409, NULL, NULL);
+	expect(a, GUEST_OP_MONITOR, "g1", "{\"cmd\": \"quit\"}", -EPERM, "message",
+	       "only read-only queries");
+	expect(a, GUEST_OP_MONITOR, "g1", "{\"cmd\": \"drive_add 0 file=/etc/shadow\"}", -EPERM,
+	       NULL, NULL);
+	expect(a, GUEST_OP_MONITOR, "g1", "{\"cmd\": 7}", -EINVAL, NULL, NULL);
+	expect(a, GUEST_OP_MONITOR, "g1", "{\"cmd\": \"info status\"}", -EBUSY, NULL, NULL);
 
 	/* Graceful stop: the power-off request, then the loop waits for the guest to go off
 	 * (the test driver's guests obey at once). */
-	expect(a, GUEST_OP_STOP, "g1", "{\"timeout\": 5}", 200, "details", "graceful");
+	expect(a, GUEST_OP_STOP, "g1", "{\"timeout\": 5}", 0, "details", "graceful");
 	expect_status(a, "g1", "ready", "off");
-	expect(a, GUEST_OP_STOP, "g1", "{}", 200, "details", "already stopped");
-	expect(a, GUEST_OP_SUSPEND, "g1", NULL, 409, "class", "InvalidStatusError");
-	expect(a, GUEST_OP_REBOOT, "g1", NULL, 409, "class", "InvalidStatusError");
-	expect(a, GUEST_OP_START, "g1", "{}", 200, "details", "started");
-	expect(a, GUEST_OP_STOP, "g1", "{\"is_force\": true}", 200, "details", "forced");
+	expect(a, GUEST_OP_STOP, "g1", "{}", 0, "details", "already stopped");
+	expect(a, GUEST_OP_SUSPEND, "g1", NULL, -EHOSTDOWN, "message", "is not running");
+	expect(a, GUEST_OP_REBOOT, "g1", NULL, -EHOSTDOWN, NULL, NULL);
+	expect(a, GUEST_OP_START, "g1", "{}", 0, "details", "started");
+	expect(a, GUEST_OP_STOP, "g1", "{\"is_force\": true}", 0, "details", "forced");
 	expect_status(a, "g1", "ready", "off");
 	/* Bad stop bodies are refused before anything happens. */
-	expect(a, GUEST_OP_STOP, "g1", "{\"timeout\": \"soon\"}", 400, NULL, NULL);
-	expect(a, GUEST_OP_STOP, "g1", "{\"timeout\": 99999}", 400, NULL, NULL);
+	expect(a, GUEST_OP_STOP, "g1", "{\"timeout\": \"soon\"}", -EINVAL, NULL, NULL);
+	expect(a, GUEST_OP_STOP, "g1", "{\"timeout\": 99999}", -EINVAL, NULL, NULL);
 
 	/* Sync: a new descriptor for the existing guest, stored in its workspace. */
-	expect(a, GUEST_OP_SYNC, "g1", DESC("g1", 256), 200, NULL, NULL);
+	expect(a, GUEST_OP_SYNC, "g1", DESC("g1", 256), 0, NULL, NULL);
 	_cleanup_free_ char *descp = path_in(f, "servers/g1/desc"), *text = NULL;
 	assert_int_equal(read_file(descp, 1 << 20, &text, NULL), 0);
 	_cleanup_(json_decrefp) json_t *stored = json_loads(text, 0, NULL);
 	assert_int_equal(json_integer_value(json_object_get(stored, "mem")), 256);
-	expect(a, GUEST_OP_SYNC, "nosuch", DESC("nosuch", 128), 404, NULL, NULL);
+	expect(a, GUEST_OP_SYNC, "nosuch", DESC("nosuch", 128), -ENOENT, NULL, NULL);
 
 	/* Delete: domain and workspace gone, the disk stays (the region deletes it). */
-	expect(a, GUEST_OP_DELETE, "g1", NULL, 200, NULL, NULL);
+	expect(a, GUEST_OP_DELETE, "g1", NULL, 0, NULL, NULL);
 	assert_false(exists(f, "servers/g1"));
 	assert_true(exists(f, "disks/g1-sys"));
-	expect(a, GUEST_OP_STATUS, "g1", NULL, 404, "class", "NotFoundError");
+	expect(a, GUEST_OP_STATUS, "g1", NULL, -ENOENT, NULL, NULL);
 	struct op_reply view = {0};
-	assert_int_equal(guests_status(a->guests, "g1", &view), 0);
-	assert_int_equal(view.code, 404);
-	json_decref(view.body);
-	expect(a, GUEST_OP_DELETE, "g1", NULL, 200, "details", "already deleted");
+	assert_int_equal(guests_status(a->guests, "g1", &view), -ENOENT);
+	assert_int_equal(view.error, -ENOENT);
+	assert_null(view.body);
+	op_reply_clear(&view);
+	expect(a, GUEST_OP_DELETE, "g1", NULL, 0, "details", "already deleted");
 }
 
-/* Refused at once, before any worker runs: the callback has been called when guests_op
- * returns. */
+/* Refused at once, before any worker runs: guests_op returns the errno with a message and
+ * never calls back. */
+static struct result refused; /* what a refused operation must never call back */
+
 static void expect_refused_at_once(struct agent *a, enum guest_op o, const char *sid, json_t *args,
-				   int code)
+				   int error, const char *what)
 {
-	struct result res = {0};
-	assert_int_equal(guests_op(a->guests, o, sid, args, on_done, &res), 0);
-	assert_true(res.done);
-	assert_int_equal(res.code, code);
-	assert_non_null(json_object_get(res.body, "details"));
-	result_done(&res);
+	_cleanup_free_ char *why = NULL;
+	assert_int_equal(guests_op(a->guests, o, sid, args, on_done, &refused, &why), error);
+	assert_non_null(why);
+	if (!strstr(why, what))
+		fail_msg("refusal of %s %s: expected \"%s\" in \"%s\"", guest_op_to_string(o), sid,
+			 what, why);
+	assert_false(refused.done);
 }
 
 static void test_refusals(void **state)
@@ -299,25 +322,29 @@ static void test_refusals(void **state)
 	struct fx *f = *state;
 	struct agent *a = f->a;
 	_cleanup_(json_decrefp) json_t *arr = json_array();
-	expect_refused_at_once(a, GUEST_OP_START, "../etc", NULL, 400);
-	expect_refused_at_once(a, GUEST_OP_START, "", NULL, 400);
-	expect_refused_at_once(a, GUEST_OP_START, "a/b", NULL, 400);
-	expect_refused_at_once(a, GUEST_OP_STOP, "g2", arr, 400);
-	expect_refused_at_once(a, _GUEST_OP_MAX, "g2", NULL, 400);
+	expect_refused_at_once(a, GUEST_OP_START, "../etc", NULL, -EINVAL, "invalid guest id");
+	expect_refused_at_once(a, GUEST_OP_START, "", NULL, -EINVAL, "invalid guest id");
+	expect_refused_at_once(a, GUEST_OP_START, "a/b", NULL, -EINVAL, "invalid guest id");
+	expect_refused_at_once(a, GUEST_OP_STOP, "g2", arr, -EINVAL, "expected a JSON object");
+	expect_refused_at_once(a, _GUEST_OP_MAX, "g2", NULL, -EINVAL, "unknown operation");
+	/* Nothing is left to call back later. */
+	for (int i = 0; i < 5; i++)
+		assert_true(sd_event_run(a->event, 10 * 1000) >= 0);
+	assert_false(refused.done);
 	/* No such guest. */
-	expect(a, GUEST_OP_START, "nosuch", "{}", 404, "class", "NotFoundError");
-	expect(a, GUEST_OP_STATUS, "nosuch", NULL, 404, NULL, NULL);
+	expect(a, GUEST_OP_START, "nosuch", "{}", -ENOENT, "message", "guest nosuch not found");
+	expect(a, GUEST_OP_STATUS, "nosuch", NULL, -ENOENT, NULL, NULL);
 	/* Bad descriptors: nothing is left behind. */
-	expect(a, GUEST_OP_CREATE, "g2", "{}", 400, NULL, NULL);
-	expect(a, GUEST_OP_CREATE, "g2", "{\"desc\": {\"name\": \"x\"}}", 400, NULL, NULL);
+	expect(a, GUEST_OP_CREATE, "g2", "{}", -EINVAL, NULL, NULL);
+	expect(a, GUEST_OP_CREATE, "g2", "{\"desc\": {\"name\": \"x\"}}", -EINVAL, NULL, NULL);
 	expect(a, GUEST_OP_CREATE, "g2",
 	       "{\"desc\": {\"uuid\": \"0c4ce5a8-7f3e-4d57-8a0e-5b4f1b2d9e01\", \"name\": \"x\", "
 	       "\"cpu\": 1, \"mem\": 128, \"disks\": [{\"disk_id\": \"d\", \"index\": 0, "
 	       "\"path\": \"/etc/passwd\"}]}}",
-	       400, NULL, NULL);
+	       -EINVAL, NULL, NULL);
 	assert_false(exists(f, "servers/g2"));
 	assert_int_equal(test_count_entries(f->a->cfg.local_image_path[0]), 0);
-	expect(a, GUEST_OP_STATUS, "g2", NULL, 404, NULL, NULL);
+	expect(a, GUEST_OP_STATUS, "g2", NULL, -ENOENT, NULL, NULL);
 }
 
 /* A domain someone else defined is listed but never touched. */
@@ -327,14 +354,13 @@ static void test_unmanaged(void **state)
 	struct agent *a = f->a;
 	assert_false(guests_managed(a->guests, "unmanaged-vm"));
 	expect_status(a, "unmanaged-vm", "running", "on");
-	expect(a, GUEST_OP_STOP, "unmanaged-vm", "{\"is_force\": true}", 409, "class",
-	       "ConflictError");
-	expect(a, GUEST_OP_SUSPEND, "unmanaged-vm", NULL, 409, "class", "ConflictError");
-	expect(a, GUEST_OP_DELETE, "unmanaged-vm", NULL, 409, "class", "ConflictError");
-	expect(a, GUEST_OP_CREATE, "unmanaged-vm", DESC("unmanaged-vm", 128), 409, "class",
-	       "ConflictError");
-	expect(a, GUEST_OP_MONITOR, "unmanaged-vm", "{\"cmd\": \"info status\"}", 409, "class",
-	       "ConflictError");
+	expect(a, GUEST_OP_STOP, "unmanaged-vm", "{\"is_force\": true}", -EEXIST, "message",
+	       "not defined by hostagent");
+	expect(a, GUEST_OP_SUSPEND, "unmanaged-vm", NULL, -EEXIST, NULL, NULL);
+	expect(a, GUEST_OP_DELETE, "unmanaged-vm", NULL, -EEXIST, NULL, NULL);
+	expect(a, GUEST_OP_CREATE, "unmanaged-vm", DESC("unmanaged-vm", 128), -EEXIST, NULL, NULL);
+	expect(a, GUEST_OP_MONITOR, "unmanaged-vm", "{\"cmd\": \"info status\"}", -EEXIST, NULL,
+	       NULL);
 	/* Still running, still defined, and no workspace or disk was made for it. */
 	expect_status(a, "unmanaged-vm", "running", "on");
 	assert_false(exists(f, "servers/unmanaged-vm"));
@@ -349,13 +375,13 @@ static void test_adopted(void **state)
 	struct agent *a = f->a;
 	assert_true(guests_managed(a->guests, "adopt-vm"));
 	expect_status(a, "adopt-vm", "ready", "off");
-	expect(a, GUEST_OP_START, "adopt-vm", "{}", 200, "details", "started");
+	expect(a, GUEST_OP_START, "adopt-vm", "{}", 0, "details", "started");
 	expect_status(a, "adopt-vm", "running", "on");
-	expect(a, GUEST_OP_STOP, "adopt-vm", "{\"is_force\": true}", 200, "details", "forced");
+	expect(a, GUEST_OP_STOP, "adopt-vm", "{\"is_force\": true}", 0, "details", "forced");
 	expect_status(a, "adopt-vm", "ready", "off");
-	expect(a, GUEST_OP_DELETE, "adopt-vm", NULL, 200, NULL, NULL);
+	expect(a, GUEST_OP_DELETE, "adopt-vm", NULL, 0, NULL, NULL);
 	assert_false(exists(f, "servers/adopt-vm"));
-	expect(a, GUEST_OP_STATUS, "adopt-vm", NULL, 404, NULL, NULL);
+	expect(a, GUEST_OP_STATUS, "adopt-vm", NULL, -ENOENT, NULL, NULL);
 }
 
 /* Once the agent stops, new work is refused at once; running guests are left running. */
@@ -364,8 +390,8 @@ static void test_stopping(void **state)
 	struct fx *f = *state;
 	struct agent *a = f->a;
 	agent_stop(a, 0);
-	expect_refused_at_once(a, GUEST_OP_STOP, "unmanaged-vm", NULL, 503);
-	expect_refused_at_once(a, GUEST_OP_CREATE, "g3", NULL, 503);
+	expect_refused_at_once(a, GUEST_OP_STOP, "unmanaged-vm", NULL, -ESHUTDOWN, "shutting down");
+	expect_refused_at_once(a, GUEST_OP_CREATE, "g3", NULL, -ESHUTDOWN, "shutting down");
 	assert_int_equal(agent_run(a), 0); /* the drain ends: nothing was in flight */
 }
 

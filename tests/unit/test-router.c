@@ -207,6 +207,45 @@ static void test_errors(void **state)
 	assert_string_equal(api_error_class(502), "InternalServerError");
 }
 
+/* The one errno -> HTTP map of the operations (agent/ops.h's vocabulary). */
+static void test_errno_http(void **state)
+{
+	static const struct {
+		int error, code;
+		const char *cls; /* the class of the error body the API builds */
+	} table[] = {
+	    {-EINVAL, 400, "InputParameterError"},
+	    {-EHOSTDOWN, 400, "InvalidStatusError"}, /* Cloudpods' httperrors: 400 */
+	    {-EPERM, 403, "ForbiddenError"},
+	    {-EACCES, 403, "ForbiddenError"},
+	    {-ENOENT, 404, "NotFoundError"},
+	    {-ESRCH, 404, "NotFoundError"},
+	    {-EEXIST, 409, "ConflictError"},
+	    {-EBUSY, 409, "ConflictError"},
+	    {-EOPNOTSUPP, 501, "NotImplementedError"},
+	    {-EREMOTEIO, 502, "InternalServerError"},
+	    {-EBADMSG, 502, "InternalServerError"},
+	    {-EAGAIN, 503, "ServiceUnavailableError"},
+	    {-ENOTCONN, 503, "ServiceUnavailableError"},
+	    {-ESHUTDOWN, 503, "ServiceUnavailableError"},
+	    {-ETIMEDOUT, 504, "TimeoutError"},
+	    {-ENOSPC, 507, "InternalServerError"},
+	    {-ENOMEM, 500, "InternalServerError"},
+	    {-EIO, 500, "InternalServerError"},
+	    {-ELOOP, 500, "InternalServerError"}, /* anything else is ours */
+	};
+	for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+		const char *cls;
+		int code = api_errno_http(table[i].error, &cls);
+		if (code != table[i].code)
+			fail_msg("%s: expected %d, got %d", strerror(-table[i].error),
+				 table[i].code, code);
+		json_t *e = op_error_body(code, cls, "x");
+		expect_error_shape(e, table[i].code, table[i].cls, "x");
+		json_decref(e);
+	}
+}
+
 static void test_task_result(void **state)
 {
 	json_t *ok = json_pack("{s:i,s:b}", "vnc_port", 5901, "is_running", 1);
@@ -311,4 +350,4 @@ TEST_MAIN(cmocka_unit_test(test_matching), cmocka_unit_test(test_disk_routes),
 	  cmocka_unit_test(test_upload_ids), cmocka_unit_test(test_not_found),
 	  cmocka_unit_test(test_method), cmocka_unit_test(test_ids), cmocka_unit_test(test_decode),
 	  cmocka_unit_test(test_body), cmocka_unit_test(test_errors),
-	  cmocka_unit_test(test_task_result))
+	  cmocka_unit_test(test_errno_http), cmocka_unit_test(test_task_result))
