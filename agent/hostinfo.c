@@ -38,11 +38,27 @@ static char *proc_field(const char *text, const char *key)
 	return NULL;
 }
 
-static void os_release(const char *root, json_t *sys)
+/* The leading integer of a /proc value ("2400.000", "16384000 kB"), or -1. */
+static int64_t proc_int(const char *v)
 {
-	_cleanup_free_ char *p = path_in(root, "/etc/os-release"), *txt = NULL;
-	if (read_file(p, 64 * 1024, &txt, NULL) < 0)
-		return;
+	if (!v)
+		return -1;
+	char *end;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	return end == v || errno || n < 0 ? -1 : (int64_t)n;
+}
+
+/* PRETTY_NAME of <root>/etc/os-release (the last one wins), or NULL. */
+static int os_release(const char *root, char **ret)
+{
+	_cleanup_free_ char *p = path_in(root, "/etc/os-release"), *txt = NULL, *os = NULL;
+	if (!p)
+		return -ENOMEM;
+	if (read_file(p, 64 * 1024, &txt, NULL) < 0) {
+		*ret = NULL;
+		return 0;
+	}
 	for (char *l = strtok(txt, "\n"); l; l = strtok(NULL, "\n"))
 		if (strneq(l, "PRETTY_NAME=", 12)) {
 			char *v = l + 12;
@@ -51,8 +67,12 @@ static void os_release(const char *root, json_t *sys)
 				v[n - 1] = 0;
 				v++;
 			}
-			json_object_set_new(sys, "os", json_string(v));
+			free(os);
+			if (!(os = strdup(v)))
+				return -ENOMEM;
 		}
+	*ret = TAKE_PTR(os);
+	return 0;
 }
 
 /* KVM_CAP_MAX_VCPUS of /dev/kvm: the most vCPUs one guest may have; -1 without KVM. */
@@ -67,18 +87,21 @@ static long kvm_max_vcpus(void)
 	return n > 0 ? n : -1;
 }
 
-int hostinfo_storage(const char *root, json_t **ret)
+int hostinfo_storage(const char *root, struct host_storage *ret)
 {
 	struct statvfs sv;
 	struct stat st, rst;
+	*ret = (struct host_storage){0};
 	if (statvfs(root, &sv) < 0 || stat(root, &st) < 0)
 		return negative_errno();
-	json_int_t total = (json_int_t)(sv.f_blocks * sv.f_frsize / (1024 * 1024));
-	json_int_t avail = (json_int_t)(sv.f_bavail * sv.f_frsize / (1024 * 1024));
-	json_int_t used = (json_int_t)((sv.f_blocks - sv.f_bfree) * sv.f_frsize / (1024 * 1024));
+	struct host_storage s = {
+	    .known = true,
+	    .capacity_mb = (int64_t)(sv.f_blocks * sv.f_frsize / (1024 * 1024)),
+	    .used_mb = (int64_t)((sv.f_blocks - sv.f_bfree) * sv.f_frsize / (1024 * 1024)),
+	    .free_mb = (int64_t)(sv.f_bavail * sv.f_frsize / (1024 * 1024)),
+	};
 	/* The block device's queue/rotational; a partition's queue is its parent's. Not a block
 	 * device (tmpfs, overlay): no spinning disk under it. */
-	bool rotational = false;
 	char p[PATH_MAX];
 	_cleanup_free_ char *rot = NULL;
 	snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/queue/rotational", major(st.st_dev),
@@ -88,102 +111,187 @@ int hostinfo_storage(const char *root, json_t **ret)
 			 minor(st.st_dev));
 		(void)read_file(p, 16, &rot, NULL);
 	}
-	if (rot && rot[0] == '1')
-		rotational = true;
-	bool is_root = stat("/", &rst) == 0 && rst.st_dev == st.st_dev;
-	json_t *o = json_pack("{s:I,s:I,s:I,s:s,s:b}", "capacity_mb", total, "used_mb", used,
-			      "free_mb", avail, "medium_type", rotational ? "rotate" : "ssd",
-			      "is_root_partition", is_root);
-	if (!o)
-		return -ENOMEM;
-	*ret = o;
+	s.rotational = rot && rot[0] == '1';
+	s.is_root_partition = stat("/", &rst) == 0 && rst.st_dev == st.st_dev;
+	*ret = s;
 	return 0;
+}
+
+struct host_info *host_info_free(struct host_info *hi)
+{
+	if (!hi)
+		return NULL;
+	free(hi->name);
+	free(hi->cpu_architecture);
+	free(hi->cpu_desc);
+	free(hi->libvirt_uri);
+	free(hi->sys.kernel);
+	free(hi->sys.arch);
+	free(hi->sys.virt_type);
+	free(hi->sys.libvirt_version);
+	free(hi->sys.qemu_version);
+	free(hi->sys.os);
+	free(hi->storages);
+	free(hi->access_ip);
+	free(hi->access_mac);
+	free(hi);
+	return NULL;
+}
+
+/* strdup of s unless NULL or empty; false on OOM. */
+static bool dup_opt(char **dst, const char *s)
+{
+	if (isempty(s))
+		return true;
+	return (*dst = strdup(s)) != NULL;
 }
 
 int hostinfo_collect(const struct config *cfg, const char *root, const struct virt_node_facts *node,
-		     json_t **ret)
+		     struct host_info **ret)
 {
-	json_t *host = json_object(), *sys = json_object();
-	if (!host || !sys) {
-		json_decref(host);
-		json_decref(sys);
+	_cleanup_(host_info_freep) struct host_info *hi = calloc(1, sizeof(*hi));
+	if (!hi)
 		return -ENOMEM;
-	}
+	hi->cpu_mhz = hi->mem_size_mb = hi->mem_reserved_mb = hi->page_size_kb = -1;
+	hi->kvm_cap_max_vcpu = hi->node_count = -1;
+	bool ok = true;
 	struct utsname u;
-	if (uname(&u) == 0) {
-		json_object_set_new(host, "name", json_string(u.nodename));
-		json_object_set_new(sys, "kernel", json_string(u.release));
-		json_object_set_new(sys, "arch", json_string(u.machine));
-		/* Cloudpods' CPU_ARCH_X86_64 / CPU_ARCH_AARCH64 are the kernel's names. */
-		json_object_set_new(host, "cpu_architecture", json_string(u.machine));
-	}
+	if (uname(&u) == 0)
+		ok = ok && dup_opt(&hi->name, u.nodename) && dup_opt(&hi->sys.kernel, u.release) &&
+		     dup_opt(&hi->sys.arch, u.machine) && dup_opt(&hi->cpu_architecture, u.machine);
 	long page = sysconf(_SC_PAGESIZE);
 	if (page > 0)
-		json_object_set_new(host, "page_size_kb", json_integer(page / 1024));
+		hi->page_size_kb = page / 1024;
 	long maxv = kvm_max_vcpus();
 	if (maxv > 0)
-		json_object_set_new(host, "kvm_cap_max_vcpu", json_integer(maxv));
-	json_object_set_new(host, "host_type", json_string("hypervisor"));
-	/* The domain type guests get: "qemu" means TCG emulation, several times slower. */
-	if (cfg->virt_type)
-		json_object_set_new(sys, "virt_type", json_string(cfg->virt_type));
-	json_object_set_new(host, "version", json_string(PACKAGE_VERSION));
-	json_object_set_new(host, "cpu_count", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
+		hi->kvm_cap_max_vcpu = maxv;
+	ok = ok && dup_opt(&hi->sys.virt_type, cfg->virt_type);
+	hi->cpu_count = sysconf(_SC_NPROCESSORS_ONLN);
 
 	_cleanup_free_ char *cpup = path_in(root, "/proc/cpuinfo"), *cpuinfo = NULL;
-	if (read_file(cpup, 16 * 1024 * 1024, &cpuinfo, NULL) >= 0) {
-		_cleanup_free_ char *model = proc_field(cpuinfo, "model name"),
-				    *mhz = proc_field(cpuinfo, "cpu MHz");
-		if (model)
-			json_object_set_new(host, "cpu_desc", json_string(model));
-		if (mhz)
-			json_object_set_new(host, "cpu_mhz", json_integer(atol(mhz)));
+	if (cpup && read_file(cpup, 16 * 1024 * 1024, &cpuinfo, NULL) >= 0) {
+		_cleanup_free_ char *mhz = proc_field(cpuinfo, "cpu MHz");
+		hi->cpu_desc = proc_field(cpuinfo, "model name");
+		hi->cpu_mhz = proc_int(mhz);
 	}
 	_cleanup_free_ char *memp = path_in(root, "/proc/meminfo"), *meminfo = NULL;
-	if (read_file(memp, 1024 * 1024, &meminfo, NULL) >= 0) {
+	if (memp && read_file(memp, 1024 * 1024, &meminfo, NULL) >= 0) {
 		_cleanup_free_ char *total = proc_field(meminfo, "MemTotal");
-		if (total) {
-			long long mb = atoll(total) / 1024;
-			json_object_set_new(host, "mem_size", json_integer(mb));
-			/* What the region itself picks when none is given: min(mem/8, 4 GiB). */
-			json_object_set_new(host, "mem_reserved", json_integer(MIN(mb / 8, 4096)));
+		int64_t kb = proc_int(total);
+		if (kb >= 0) {
+			hi->mem_size_mb = kb / 1024;
+			hi->mem_reserved_mb = MIN(hi->mem_size_mb / 8, 4096);
 		}
 	}
 
-	json_int_t storage_mb = 0, free_mb = 0;
-	STRV_FOREACH (r, cfg->local_image_path) {
-		struct statvfs sv;
-		if (statvfs(*r, &sv) == 0) {
-			storage_mb += (json_int_t)(sv.f_blocks * sv.f_frsize / (1024 * 1024));
-			free_mb += (json_int_t)(sv.f_bavail * sv.f_frsize / (1024 * 1024));
-		}
+	size_t n = strv_length(cfg->local_image_path);
+	if (n > 0 && !(hi->storages = calloc(n, sizeof(*hi->storages))))
+		return -ENOMEM;
+	hi->n_storages = n;
+	for (size_t i = 0; i < n; i++) {
+		struct host_storage *s = &hi->storages[i];
+		if (hostinfo_storage(cfg->local_image_path[i], s) < 0)
+			continue;
+		hi->storage_size_mb += s->capacity_mb;
+		hi->storage_free_mb += s->free_mb;
 	}
-	json_object_set_new(host, "storage_size", json_integer(storage_mb));
-	json_object_set_new(host, "storage_free", json_integer(free_mb));
-	json_object_set_new(host, "kvm", json_boolean(access("/dev/kvm", R_OK | W_OK) == 0));
+	hi->kvm = access("/dev/kvm", R_OK | W_OK) == 0;
 
 	if (node) {
 		if (node->numa_nodes > 0)
-			json_object_set_new(host, "node_count", json_integer(node->numa_nodes));
-		if (node->libvirt_version[0])
-			json_object_set_new(sys, "libvirt_version",
-					    json_string(node->libvirt_version));
-		if (node->qemu_version[0])
-			json_object_set_new(sys, "qemu_version", json_string(node->qemu_version));
-		if (node->uri[0])
-			json_object_set_new(host, "manager_uri", json_string(node->uri));
+			hi->node_count = node->numa_nodes;
+		ok = ok && dup_opt(&hi->sys.libvirt_version, node->libvirt_version) &&
+		     dup_opt(&hi->sys.qemu_version, node->qemu_version) &&
+		     dup_opt(&hi->libvirt_uri, node->uri);
 	}
-	os_release(root, sys);
-	json_object_set_new(host, "sys_info", sys);
-	*ret = host;
+	if (!ok || !cpup || !memp || os_release(root, &hi->sys.os) < 0)
+		return -ENOMEM;
+	*ret = TAKE_PTR(hi);
 	return 0;
 }
 
-void hostinfo_set_access(const struct hostnets *hn, json_t *host)
+int hostinfo_set_access(const struct hostnets *hn, struct host_info *hi)
 {
 	const char *ip = hostnets_access_ip(hn), *mac = hostnets_access_mac(hn);
-	if (ip && mac) {
-		json_object_set_new(host, "access_ip", json_string(ip));
-		json_object_set_new(host, "access_mac", json_string(mac));
+	if (!ip || !mac)
+		return 0;
+	_cleanup_free_ char *i = strdup(ip), *m = strdup(mac);
+	if (!i || !m)
+		return -ENOMEM;
+	free(hi->access_ip);
+	free(hi->access_mac);
+	hi->access_ip = TAKE_PTR(i);
+	hi->access_mac = TAKE_PTR(m);
+	return 0;
+}
+
+/* Sets key to a string unless s is NULL; false on OOM. */
+static bool set_str(json_t *o, const char *key, const char *s)
+{
+	return !s || json_object_set_new(o, key, json_string(s)) == 0;
+}
+
+static bool set_int(json_t *o, const char *key, int64_t v)
+{
+	return json_object_set_new(o, key, json_integer((json_int_t)v)) == 0;
+}
+
+json_t *host_info_to_json(const struct host_info *hi)
+{
+	json_auto_t *host = json_object(), *sys = json_object();
+	if (!host || !sys)
+		return NULL;
+	bool ok =
+	    set_str(host, "name", hi->name) &&
+	    set_str(host, "cpu_architecture", hi->cpu_architecture) &&
+	    (hi->page_size_kb < 0 || set_int(host, "page_size_kb", hi->page_size_kb)) &&
+	    (hi->kvm_cap_max_vcpu <= 0 ||
+	     set_int(host, "kvm_cap_max_vcpu", hi->kvm_cap_max_vcpu)) &&
+	    set_str(host, "host_type", "hypervisor") && set_str(host, "version", PACKAGE_VERSION) &&
+	    set_int(host, "cpu_count", hi->cpu_count) && set_str(host, "cpu_desc", hi->cpu_desc) &&
+	    (hi->cpu_mhz < 0 || set_int(host, "cpu_mhz", hi->cpu_mhz)) &&
+	    (hi->mem_size_mb < 0 || set_int(host, "mem_size", hi->mem_size_mb)) &&
+	    (hi->mem_reserved_mb < 0 || set_int(host, "mem_reserved", hi->mem_reserved_mb)) &&
+	    set_int(host, "storage_size", hi->storage_size_mb) &&
+	    set_int(host, "storage_free", hi->storage_free_mb) &&
+	    json_object_set_new(host, "kvm", json_boolean(hi->kvm)) == 0 &&
+	    (hi->node_count <= 0 || set_int(host, "node_count", hi->node_count)) &&
+	    set_str(host, "manager_uri", hi->libvirt_uri);
+	ok = ok && set_str(sys, "kernel", hi->sys.kernel) && set_str(sys, "arch", hi->sys.arch) &&
+	     set_str(sys, "virt_type", hi->sys.virt_type) &&
+	     set_str(sys, "libvirt_version", hi->sys.libvirt_version) &&
+	     set_str(sys, "qemu_version", hi->sys.qemu_version) && set_str(sys, "os", hi->sys.os);
+	ok = ok && json_object_set(host, "sys_info", sys) == 0;
+	if (hi->access_ip && hi->access_mac)
+		ok = ok && set_str(host, "access_ip", hi->access_ip) &&
+		     set_str(host, "access_mac", hi->access_mac);
+	return ok ? TAKE_PTR(host) : NULL;
+}
+
+void hostinfo_stats(const char *root, struct host_cpu_sample *prev, struct host_stats *ret)
+{
+	struct host_stats st = {.memory_used_mb = -1, .cpu_usage_percent = -1};
+	_cleanup_free_ char *memp = path_in(root, "/proc/meminfo"),
+			    *statp = path_in(root, "/proc/stat"), *mem = NULL, *stat = NULL;
+	if (memp && read_file(memp, 65536, &mem, NULL) >= 0) {
+		_cleanup_free_ char *t = proc_field(mem, "MemTotal"),
+				    *a = proc_field(mem, "MemAvailable");
+		int64_t total = proc_int(t), avail = proc_int(a);
+		if (total >= 0 && avail >= 0 && avail <= total)
+			st.memory_used_mb = (total - avail) / 1024;
 	}
+	if (statp && read_file(statp, 65536, &stat, NULL) >= 0 && strneq(stat, "cpu ", 4)) {
+		unsigned long long v[8] = {0};
+		if (sscanf(stat + 4, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+			   &v[3], &v[4], &v[5], &v[6], &v[7]) >= 4) {
+			uint64_t total = 0, idle = v[3] + v[4];
+			for (size_t i = 0; i < 8; i++)
+				total += v[i];
+			uint64_t dt = total - prev->total, di = idle - prev->idle;
+			if (total > prev->total && di <= dt)
+				st.cpu_usage_percent = 100.0 * (double)(dt - di) / (double)dt;
+			*prev = (struct host_cpu_sample){total, idle};
+		}
+	}
+	*ret = st;
 }

@@ -1,7 +1,6 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <sys/random.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,10 +65,11 @@ struct report_job {
 	const struct config *cfg;
 	struct virt *virt;
 	bool stats;
-	char **storage_ids; /* stats: region id per local_image_path root ("" when none) */
-	json_t *result;	    /* {"host": hostinfo, "storages": [...]} or the ping body */
+	char **storage_ids;	/* stats: region id per local_image_path root ("" when none) */
+	struct host_info *info; /* collect: the host facts */
+	json_t *result;		/* stats: the ping body */
 	int r;
-	uint64_t cpu_total, cpu_idle; /* stats: previous sample in, current out */
+	struct host_cpu_sample cpu; /* stats: previous sample in, current out */
 };
 
 struct report {
@@ -84,10 +84,9 @@ struct report {
 	char *last_error;
 
 	enum reg_step step;
-	json_t *host_info;     /* hostinfo_collect() object with the access address */
-	json_t *storage_facts; /* per storage hostinfo_storage() (or null) */
-	size_t idx;	       /* network or storage of the current step */
-	bool storage_by_name;  /* the saved storage id was unknown: look up by name */
+	struct host_info *host_info; /* with the access address; its storages per root */
+	size_t idx;		     /* network or storage of the current step */
+	bool storage_by_name;	     /* the saved storage id was unknown: look up by name */
 	unsigned reg_failures;
 	sd_event_source *reg_timer;
 	struct region_http *reg_http;
@@ -98,7 +97,7 @@ struct report {
 	sd_event_source *ping_timer;
 	struct region_http *ping_http;
 	struct report_job *stats_job;
-	uint64_t cpu_total, cpu_idle;
+	struct host_cpu_sample cpu;
 
 	sd_event_source *outbox_timer;
 	struct region_http *outbox_http;
@@ -152,67 +151,76 @@ const char *report_power_state(const char *status)
 	return "off";
 }
 
-int report_host_body(json_t *hostinfo, const struct config *cfg, bool create, json_t **ret)
+int report_host_body(const struct host_info *hi, const struct config *cfg, bool create,
+		     json_t **ret)
 {
-	const char *ip = json_string_value(json_object_get(hostinfo, "access_ip"));
-	const char *mac = json_string_value(json_object_get(hostinfo, "access_mac"));
+	const char *ip = hi->access_ip, *mac = hi->access_mac;
 	if (isempty(ip) || isempty(mac))
 		return -ENODATA;
-	json_auto_t *host = json_object();
-	if (!host)
+	json_auto_t *host = json_object(), *sys = json_object();
+	if (!host || !sys)
 		return -ENOMEM;
-	static const char *const strings[] = {"cpu_desc", "version", "cpu_architecture"};
-	for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
-		json_t *v = json_object_get(hostinfo, strings[i]);
-		if (json_is_string(v))
-			json_object_set(host, strings[i], v);
-	}
-	static const char *const ints[] = {"cpu_count", "cpu_mhz", "mem_size", "storage_size"};
-	for (size_t i = 0; i < ELEMENTSOF(ints); i++) {
-		json_t *v = json_object_get(hostinfo, ints[i]);
-		json_object_set_new(host, ints[i],
-				    json_integer(json_is_integer(v) ? json_integer_value(v) : 0));
-	}
-	static const char *const optional_ints[] = {"kvm_cap_max_vcpu", "page_size_kb"};
-	for (size_t i = 0; i < ELEMENTSOF(optional_ints); i++) {
-		json_t *v = json_object_get(hostinfo, optional_ints[i]);
-		if (json_is_integer(v) && json_integer_value(v) > 0)
-			json_object_set(host, optional_ints[i], v);
-	}
+	bool ok = true;
+	if (hi->cpu_desc)
+		ok = ok && json_object_set_new(host, "cpu_desc", json_string(hi->cpu_desc)) == 0;
+	ok = ok && json_object_set_new(host, "version", json_string(PACKAGE_VERSION)) == 0;
+	if (hi->cpu_architecture)
+		ok = ok && json_object_set_new(host, "cpu_architecture",
+					       json_string(hi->cpu_architecture)) == 0;
+	/* Unknown numbers the region requires are 0; the optional ones are left out. */
+	const struct {
+		const char *key;
+		int64_t v;
+		bool optional;
+	} ints[] = {
+	    {"cpu_count", hi->cpu_count},
+	    {"cpu_mhz", MAX(hi->cpu_mhz, 0)},
+	    {"mem_size", MAX(hi->mem_size_mb, 0)},
+	    {"storage_size", hi->storage_size_mb},
+	    {"kvm_cap_max_vcpu", hi->kvm_cap_max_vcpu, true},
+	    {"page_size_kb", hi->page_size_kb, true},
+	};
+	for (size_t i = 0; i < ELEMENTSOF(ints); i++)
+		if (!ints[i].optional || ints[i].v > 0)
+			ok = ok && json_object_set_new(host, ints[i].key,
+						       json_integer((json_int_t)ints[i].v)) == 0;
 	/* Create only: the region names the host from generate_name (unique) and an admin's
 	 * later rename or reserved memory survive re-registration. */
-	if (create) {
-		json_t *name = json_object_get(hostinfo, "name");
-		if (json_is_string(name))
-			json_object_set(host, "generate_name", name);
-		json_t *v = json_object_get(hostinfo, "mem_reserved");
-		if (json_is_integer(v) && json_integer_value(v) >= 0)
-			json_object_set(host, "mem_reserved", v);
-	}
-	json_t *nodes = json_object_get(hostinfo, "node_count");
-	json_object_set_new(host, "node_count",
-			    json_integer(json_is_integer(nodes) && json_integer_value(nodes) > 0
-					     ? json_integer_value(nodes)
-					     : 1));
-	json_object_set_new(host, "access_ip", json_string(ip));
-	json_object_set_new(host, "access_mac", json_string(mac));
+	if (create && hi->name)
+		ok = ok && json_object_set_new(host, "generate_name", json_string(hi->name)) == 0;
+	if (create && hi->mem_reserved_mb >= 0)
+		ok = ok && json_object_set_new(host, "mem_reserved",
+					       json_integer((json_int_t)hi->mem_reserved_mb)) == 0;
+	ok = ok && json_object_set_new(host, "node_count",
+				       json_integer(hi->node_count > 0 ? hi->node_count : 1)) == 0;
+	ok = ok && json_object_set_new(host, "access_ip", json_string(ip)) == 0 &&
+	     json_object_set_new(host, "access_mac", json_string(mac)) == 0;
 	/* The region calls the agent at manager_uri (Cloudpods: the host service's URL), not
 	 * libvirt's URI: that one goes to sys_info. */
-	json_object_set_new(host, "manager_uri",
-			    json_sprintf("%s://%s:%d",
-					 isempty(cfg->tls_cert_file) ? "http" : "https", ip,
-					 cfg->port));
+	ok = ok && json_object_set_new(host, "manager_uri",
+				       json_sprintf("%s://%s:%d",
+						    isempty(cfg->tls_cert_file) ? "http" : "https",
+						    ip, cfg->port)) == 0;
 	/* The region's KVM host driver and the scheduler know "hypervisor", not "kvm". */
-	json_object_set_new(host, "host_type", json_string("hypervisor"));
-	json_t *sys = json_object_get(hostinfo, "sys_info");
-	json_t *s = json_is_object(sys) ? json_deep_copy(sys) : json_object();
-	const char *luri = json_string_value(json_object_get(hostinfo, "manager_uri"));
-	if (s && luri)
-		json_object_set_new(s, "libvirt_uri", json_string(luri));
-	if (s && json_is_boolean(json_object_get(hostinfo, "kvm")))
-		json_object_set(s, "kvm", json_object_get(hostinfo, "kvm"));
-	json_object_set_new(host, "sys_info", s ? s : json_object());
-	json_t *body = json_pack("{s:O}", "host", host);
+	ok = ok && json_object_set_new(host, "host_type", json_string("hypervisor")) == 0;
+	const struct {
+		const char *key, *v;
+	} strs[] = {
+	    {"kernel", hi->sys.kernel},
+	    {"arch", hi->sys.arch},
+	    {"virt_type", hi->sys.virt_type},
+	    {"libvirt_version", hi->sys.libvirt_version},
+	    {"qemu_version", hi->sys.qemu_version},
+	    {"os", hi->sys.os},
+	    {"libvirt_uri", hi->libvirt_uri},
+	};
+	for (size_t i = 0; i < ELEMENTSOF(strs); i++)
+		if (strs[i].v)
+			ok = ok &&
+			     json_object_set_new(sys, strs[i].key, json_string(strs[i].v)) == 0;
+	ok = ok && json_object_set_new(sys, "kvm", json_boolean(hi->kvm)) == 0;
+	ok = ok && json_object_set(host, "sys_info", sys) == 0;
+	json_t *body = ok ? json_pack("{s:O}", "host", host) : NULL;
 	if (!body)
 		return -ENOMEM;
 	*ret = body;
@@ -239,18 +247,15 @@ int report_netif_body(const struct hostnet *hn, bool access, json_t **ret)
 	return 0;
 }
 
-int report_storage_body(const struct storage *st, json_t *facts, const char *zone, bool create,
-			json_t **ret)
+int report_storage_body(const struct storage *st, const struct host_storage *facts,
+			const char *zone, bool create, json_t **ret)
 {
-	json_t *cap = json_object_get(facts, "capacity_mb"),
-	       *used = json_object_get(facts, "used_mb");
-	const char *medium = json_string_value(json_object_get(facts, "medium_type"));
-	if (!st || isempty(st->cache_id) || !json_is_integer(cap) || !json_is_integer(used) ||
-	    !medium)
+	if (!st || isempty(st->cache_id) || !facts || !facts->known)
 		return -ENODATA;
-	json_t *b = json_pack("{s:{s:O,s:O,s:s,s:s,s:s}}", "storage", "capacity", cap,
-			      "actual_capacity_used", used, "storage_type", "local", "medium_type",
-			      medium, "storagecache_id", st->cache_id);
+	json_t *b = json_pack("{s:{s:I,s:I,s:s,s:s,s:s}}", "storage", "capacity",
+			      (json_int_t)facts->capacity_mb, "actual_capacity_used",
+			      (json_int_t)facts->used_mb, "storage_type", "local", "medium_type",
+			      host_storage_medium(facts), "storagecache_id", st->cache_id);
 	if (!b)
 		return -ENOMEM;
 	json_t *in = json_object_get(b, "storage");
@@ -263,11 +268,16 @@ int report_storage_body(const struct storage *st, json_t *facts, const char *zon
 	return 0;
 }
 
-int report_ping_body(json_t *stats, json_t *storages, json_t **ret)
+int report_ping_body(const struct host_stats *stats, json_t *storages, json_t **ret)
 {
-	json_t *host = json_is_object(stats) ? json_deep_copy(stats) : json_object();
+	json_t *host = json_object();
 	if (!host)
 		return -ENOMEM;
+	if (stats->memory_used_mb >= 0)
+		json_object_set_new(host, "memory_used_mb",
+				    json_integer((json_int_t)stats->memory_used_mb));
+	if (stats->cpu_usage_percent >= 0)
+		json_object_set_new(host, "cpu_usage_percent", json_real(stats->cpu_usage_percent));
 	json_object_set_new(host, "storage_stats",
 			    json_is_array(storages) ? json_incref(storages) : json_array());
 	/* The region sets qga_status of every guest not listed to unknown; the caller fills in
@@ -288,71 +298,28 @@ static void collect_work(void *userdata)
 	struct report_job *j = userdata;
 	struct virt_node_facts nf;
 	bool have = virt_node_facts(j->virt, &nf) >= 0;
-	json_t *host = NULL;
-	j->r = hostinfo_collect(j->cfg, "/", have ? &nf : NULL, &host);
-	if (j->r < 0)
-		return;
-	json_t *st = json_array();
-	STRV_FOREACH (root, j->cfg->local_image_path) {
-		json_t *f = NULL;
-		json_array_append_new(st, hostinfo_storage(*root, &f) >= 0 ? f : json_null());
-	}
-	j->result = json_pack("{s:o,s:o}", "host", host, "storages", st);
-}
-
-static json_int_t meminfo_kb(const char *text, const char *key)
-{
-	const char *p = strstr(text, key);
-	if (!p)
-		return -1;
-	p += strlen(key);
-	char *end;
-	long long v = strtoll(p, &end, 10);
-	return end == p || v < 0 ? -1 : (json_int_t)v;
+	j->r = hostinfo_collect(j->cfg, "/", have ? &nf : NULL, &j->info);
 }
 
 static void stats_work(void *userdata)
 {
 	struct report_job *j = userdata;
-	json_auto_t *host = json_object();
-	_cleanup_free_ char *mem = NULL, *stat = NULL;
-	if (read_file("/proc/meminfo", 65536, &mem, NULL) >= 0) {
-		json_int_t total = meminfo_kb(mem, "MemTotal:"),
-			   avail = meminfo_kb(mem, "MemAvailable:");
-		if (total >= 0 && avail >= 0 && avail <= total)
-			json_object_set_new(host, "memory_used_mb",
-					    json_integer((total - avail) / 1024));
-	}
-	if (read_file("/proc/stat", 65536, &stat, NULL) >= 0 && strneq(stat, "cpu ", 4)) {
-		unsigned long long v[8] = {0};
-		if (sscanf(stat + 4, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-			   &v[3], &v[4], &v[5], &v[6], &v[7]) >= 4) {
-			uint64_t total = 0, idle = v[3] + v[4];
-			for (size_t i = 0; i < 8; i++)
-				total += v[i];
-			uint64_t dt = total - j->cpu_total, di = idle - j->cpu_idle;
-			if (total > j->cpu_total && di <= dt)
-				json_object_set_new(
-				    host, "cpu_usage_percent",
-				    json_real(100.0 * (double)(dt - di) / (double)dt));
-			j->cpu_total = total;
-			j->cpu_idle = idle;
-		}
-	}
+	struct host_stats st;
+	hostinfo_stats("/", &j->cpu, &st);
 	/* SHostPingInput storage_stats: per registered storage its capacity and use, in MiB. */
 	json_auto_t *storages = json_array();
 	size_t i = 0;
 	STRV_FOREACH (root, j->cfg->local_image_path) {
 		const char *id = j->storage_ids ? j->storage_ids[i++] : NULL;
-		json_auto_t *f = NULL;
+		struct host_storage f;
 		if (isempty(id) || hostinfo_storage(*root, &f) < 0)
 			continue;
-		json_array_append_new(
-		    storages, json_pack("{s:s,s:O,s:O}", "storage_id", id, "capacity_mb",
-					json_object_get(f, "capacity_mb"),
-					"actual_capacity_used_mb", json_object_get(f, "used_mb")));
+		json_array_append_new(storages,
+				      json_pack("{s:s,s:I,s:I}", "storage_id", id, "capacity_mb",
+						(json_int_t)f.capacity_mb,
+						"actual_capacity_used_mb", (json_int_t)f.used_mb));
 	}
-	j->r = report_ping_body(host, storages, &j->result);
+	j->r = report_ping_body(&st, storages, &j->result);
 }
 
 /* ---- HTTP ---- */
@@ -778,25 +745,23 @@ static void on_collect_done(void *userdata)
 	struct report *rp = j->rp;
 	if (rp) {
 		rp->collect_job = NULL;
-		json_t *host = json_object_get(j->result, "host");
 		json_t *probe = NULL;
-		if (j->r < 0 || !j->result)
-			reg_failed(rp, j->r < 0 ? j->r : -ECANCELED,
-				   "cannot read host information");
-		else if (hostinfo_set_access(rp->d.hostnets, host),
-			 report_host_body(host, rp->d.cfg, true, &probe) < 0)
+		int k = j->r < 0 ? j->r : !j->info ? -ECANCELED : 0;
+		if (k >= 0)
+			k = hostinfo_set_access(rp->d.hostnets, j->info);
+		if (k < 0)
+			reg_failed(rp, k, "cannot read host information");
+		else if (report_host_body(j->info, rp->d.cfg, true, &probe) < 0)
 			reg_failed(rp, 0, "no access address for the region");
 		else {
 			json_decref(probe);
-			json_decref(rp->host_info);
-			rp->host_info = json_incref(host);
-			json_decref(rp->storage_facts);
-			rp->storage_facts = json_incref(json_object_get(j->result, "storages"));
+			host_info_free(rp->host_info);
+			rp->host_info = TAKE_PTR(j->info);
 			reg_goto(rp, REG_NETWORK);
 			reg_next(rp);
 		}
 	}
-	json_decref(j->result);
+	host_info_free(j->info);
 	free(j);
 }
 
@@ -836,7 +801,9 @@ static void reg_next(struct report *rp)
 	const char *mac = hostnets_access_mac(a->hostnets);
 	const struct hostnet *hn = hostnets_get(a->hostnets, rp->idx);
 	const struct storage *st = storages_get(a->storages, rp->idx);
-	json_t *facts = json_array_get(rp->storage_facts, rp->idx);
+	const struct host_storage *facts = rp->host_info && rp->idx < rp->host_info->n_storages
+					       ? &rp->host_info->storages[rp->idx]
+					       : NULL;
 	int k = -ENOMEM;
 	switch (rp->step) {
 	case REG_NETWORK:
@@ -902,7 +869,7 @@ static void reg_next(struct report *rp)
 		break;
 	case REG_STORAGE_CREATE:
 	case REG_STORAGE_UPDATE:
-		if (!json_is_object(facts))
+		if (!facts || !facts->known)
 			return reg_failed(rp, 0, "cannot read the capacity of %s", st->root);
 		k = report_storage_body(st, facts, a->cfg->zone, rp->step == REG_STORAGE_CREATE,
 					&body);
@@ -920,7 +887,7 @@ static void reg_next(struct report *rp)
 	case REG_LINK:
 		body = json_pack("{s:{s:s,s:b}}", "hoststorage", "mount_point", st->root,
 				 "is_root_partition",
-				 json_is_true(json_object_get(facts, "is_root_partition")));
+				 facts && facts->known && facts->is_root_partition);
 		k = body ? asprintf_safe(&path, "/hosts/%s/storages/%s", rp->host_id, st->id)
 			 : -ENOMEM;
 		break;
@@ -1003,8 +970,7 @@ static void on_stats_done(void *userdata)
 	struct report *rp = j->rp;
 	if (rp) {
 		rp->stats_job = NULL;
-		rp->cpu_total = j->cpu_total;
-		rp->cpu_idle = j->cpu_idle;
+		rp->cpu = j->cpu;
 		json_auto_t *body =
 		    j->result ? json_incref(j->result) : json_pack("{s:{}}", "host");
 		/* From the guest agents' table on the loop: no probe waits for the heartbeat. */
@@ -1035,12 +1001,8 @@ static int on_ping_timer(sd_event_source *s, uint64_t usec, void *userdata)
 		ping_failed(rp, -ENOMEM, 0);
 		return 0;
 	}
-	*j = (struct report_job){.rp = rp,
-				 .cfg = rp->d.cfg,
-				 .virt = rp->d.virt,
-				 .stats = true,
-				 .cpu_total = rp->cpu_total,
-				 .cpu_idle = rp->cpu_idle};
+	*j = (struct report_job){
+	    .rp = rp, .cfg = rp->d.cfg, .virt = rp->d.virt, .stats = true, .cpu = rp->cpu};
 	/* The worker reads the configuration only; the ids are the loop thread's. */
 	size_t n = storages_count(rp->d.storages);
 	j->storage_ids = calloc(n + 1, sizeof(char *));
@@ -1219,16 +1181,17 @@ static void on_sync_done(int err, const struct http_response *resp, void *userda
 		log_info("Host information re-reported to the region");
 }
 
-void report_host_info(struct report *rp, json_t *hostinfo)
+void report_host_info(struct report *rp, struct host_info *hostinfo)
 {
+	_cleanup_(host_info_freep) struct host_info *hi = hostinfo;
 	if (!rp || !rp->enabled || rp->stopping)
 		return;
 	json_auto_t *body = NULL;
-	int k = report_host_body(hostinfo, rp->d.cfg, false, &body);
+	int k = report_host_body(hi, rp->d.cfg, false, &body);
 	if (k < 0)
 		return;
-	json_decref(rp->host_info);
-	rp->host_info = json_incref(hostinfo);
+	host_info_free(rp->host_info);
+	rp->host_info = TAKE_PTR(hi);
 	if (!rp->registered || rp->sync_http)
 		return;
 	_cleanup_free_ char *path = NULL;
@@ -1375,6 +1338,7 @@ struct host_sync {
 	const struct hostnets *hostnets;
 	op_done_fn cb;
 	void *userdata;
+	struct host_info *info;
 	json_t *host;
 	int r;
 };
@@ -1384,7 +1348,7 @@ static void sync_work(void *userdata)
 	struct host_sync *s = userdata;
 	struct virt_node_facts nf;
 	bool have = virt_node_facts(s->virt, &nf) >= 0;
-	s->r = hostinfo_collect(s->cfg, "/", have ? &nf : NULL, &s->host);
+	s->r = hostinfo_collect(s->cfg, "/", have ? &nf : NULL, &s->info);
 }
 
 static void sync_done(void *userdata)
@@ -1397,7 +1361,8 @@ static void sync_done(void *userdata)
 				break;
 			}
 	struct op_reply reply = {0};
-	if (s->r < 0 || !s->host)
+	if (s->r < 0 || !s->info || hostinfo_set_access(s->hostnets, s->info) < 0 ||
+	    !(s->host = host_info_to_json(s->info)))
 		(void)op_reply_fail(&reply, s->r == -ENOMEM ? -ENOMEM : -EIO,
 				    "cannot read host information: %s",
 				    strerror(s->r < 0 ? -s->r : EIO));
@@ -1407,14 +1372,14 @@ static void sync_done(void *userdata)
 			json_object_set(s->host, "kernel_modules", json_object_get(m, "modules"));
 			json_decref(m);
 		}
-		hostinfo_set_access(s->hostnets, s->host);
 		op_reply_ok(&reply, json_pack("{s:O}", "host", s->host));
-		report_host_info(s->rp, s->host);
+		report_host_info(s->rp, TAKE_PTR(s->info));
 		log_info("Host information re-read");
 	}
 	s->cb(&reply, s->userdata);
 	op_reply_clear(&reply);
 	json_decref(s->host);
+	host_info_free(s->info);
 	free(s);
 }
 
@@ -1465,8 +1430,7 @@ struct report *report_free(struct report *rp)
 	sd_event_source_disable_unref(rp->ping_timer);
 	sd_event_source_disable_unref(rp->outbox_timer);
 	outbox_free(rp->outbox);
-	json_decref(rp->host_info);
-	json_decref(rp->storage_facts);
+	host_info_free(rp->host_info);
 	free(rp->outbox_sid);
 	free(rp->host_id);
 	free(rp->id_path);

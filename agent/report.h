@@ -16,6 +16,9 @@
 
 struct report;
 struct guests;
+struct host_info;
+struct host_stats;
+struct host_storage;
 struct hostnets;
 struct metrics;
 struct region;
@@ -52,9 +55,10 @@ void report_stop(struct report *rp);
 bool report_busy(struct report *rp);
 /* The region's id of this host once known (registered, or read from state_dir), else NULL. */
 const char *report_host_id(struct report *rp);
-/* Fresh host information (hostinfo_collect() shape): re-reported with PUT /hosts/<id> when
- * registered, used by the next registration otherwise. */
-void report_host_info(struct report *rp, json_t *hostinfo);
+/* Fresh host facts (hostinfo_collect() with the access address), taken over (freed when
+ * unusable, NULL rp included): re-reported with PUT /hosts/<id> when registered, used by the
+ * next registration otherwise. */
+void report_host_info(struct report *rp, struct host_info *hostinfo);
 /* POST /hosts/<hid>/sync (also standalone): re-reads the host facts on the worker pool and
  * answers cb with {"host": {...}} (with the kernel modules and the access address), then
  * re-reports them as report_host_info() does. cb is called exactly once unless < 0. */
@@ -64,18 +68,20 @@ int report_host_sync(struct report *rp, op_done_fn cb, void *userdata);
 struct hostnet;
 struct storage;
 /* {"host": {...}} (api.HostCreateInput) for create (generate_name, mem_reserved) or update
- * (neither) from hostinfo_collect()'s object with the access address; -ENODATA without an
- * access_mac or access_ip. */
-int report_host_body(json_t *hostinfo, const struct config *cfg, bool create, json_t **ret);
+ * (neither) from the host facts with the access address; -ENODATA without an access_mac or
+ * access_ip. */
+int report_host_body(const struct host_info *hi, const struct config *cfg, bool create,
+		     json_t **ret);
 /* add-netif {"host": {mac, vlan_id, wire, bridge, interface, link_up, ip_addr, reserve,
  * nic_type ("admin" for the access network)}}; -ENODATA before the wire is known. */
 int report_netif_body(const struct hostnet *hn, bool access, json_t **ret);
 /* {"storage": {...}} from hostinfo_storage()'s facts: create carries name and zone, update
- * neither; -ENODATA without the storagecache id or the facts. */
-int report_storage_body(const struct storage *st, json_t *facts, const char *zone, bool create,
-			json_t **ret);
-/* SHostPingInput {"host": {stats..., storage_stats, qga_running_guests, with_data}}. */
-int report_ping_body(json_t *stats, json_t *storages, json_t **ret);
+ * neither; -ENODATA without the storagecache id or known facts. */
+int report_storage_body(const struct storage *st, const struct host_storage *facts,
+			const char *zone, bool create, json_t **ret);
+/* SHostPingInput {"host": {memory_used_mb, cpu_usage_percent (the known ones), storage_stats,
+ * qga_running_guests, with_data}}. */
+int report_ping_body(const struct host_stats *stats, json_t *storages, json_t **ret);
 /* The body of POST /servers/<sid>/status for an outbox entry: {"server": {status (a Cloudpods
  * state, guest_status_cloudpods()), power_states, host_id (when known), reason (crashed)}}. */
 struct outbox_entry;

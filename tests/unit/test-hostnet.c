@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/hostinfo.h"
 #include "agent/hostnet.h"
 #include "agent/report.h"
 #include "agent/storage.h"
@@ -169,33 +170,48 @@ static void test_storage_and_ping_bodies(void **state)
 	const struct storage *st = storages_get(s, 0);
 	assert_string_equal(st->name, "host_10.0.0.5_local_storage_0");
 	assert_string_equal(st->cache_dir, "/srv/disks/image_cache");
-	json_auto_t *facts = json_pack("{s:i,s:i,s:s,s:b}", "capacity_mb", 1000, "used_mb", 300,
-				       "medium_type", "rotate", "is_root_partition", 0);
+	struct host_storage unknown = {0}, facts = {.known = true,
+						    .capacity_mb = 1000,
+						    .used_mb = 300,
+						    .free_mb = 700,
+						    .rotational = true};
 	json_t *b = NULL;
-	assert_int_equal(report_storage_body(st, facts, "zone1", true, &b), -ENODATA);
+	assert_int_equal(report_storage_body(st, &facts, "zone1", true, &b), -ENODATA);
 	assert_int_equal(storages_set_ids(s, 0, NULL, "sc-1"), 0);
-	assert_int_equal(report_storage_body(st, facts, "zone1", true, &b), 0);
+	assert_int_equal(report_storage_body(st, &unknown, "zone1", true, &b), -ENODATA);
+	assert_int_equal(report_storage_body(st, NULL, "zone1", true, &b), -ENODATA);
+	assert_int_equal(report_storage_body(st, &facts, "zone1", true, &b), 0);
 	json_auto_t *want = json_pack(
 	    "{s:{s:s,s:i,s:i,s:s,s:s,s:s,s:s}}", "storage", "name", "host_10.0.0.5_local_storage_0",
 	    "capacity", 1000, "actual_capacity_used", 300, "storage_type", "local", "medium_type",
 	    "rotate", "zone", "zone1", "storagecache_id", "sc-1");
 	assert_true(json_equal(b, want));
 	json_decref(b);
-	assert_int_equal(report_storage_body(st, facts, "zone1", false, &b), 0);
-	assert_null(json_object_get(json_object_get(b, "storage"), "name"));
-	assert_null(json_object_get(json_object_get(b, "storage"), "zone"));
+	facts.rotational = false;
+	assert_int_equal(report_storage_body(st, &facts, "zone1", false, &b), 0);
+	json_auto_t *uwant = json_pack("{s:{s:i,s:i,s:s,s:s,s:s}}", "storage", "capacity", 1000,
+				       "actual_capacity_used", 300, "storage_type", "local",
+				       "medium_type", "ssd", "storagecache_id", "sc-1");
+	assert_true(json_equal(b, uwant));
 	json_decref(b);
 	assert_int_equal(storages_set_ids(s, 0, "st-1", NULL), 0);
 	assert_ptr_equal(storages_find(s, "st-1"), st);
 	assert_ptr_equal(storages_find_cache(s, "sc-1"), st);
 
-	json_auto_t *stats = json_pack("{s:i}", "memory_used_mb", 512);
+	struct host_stats stats = {.memory_used_mb = 512, .cpu_usage_percent = -1};
 	json_auto_t *ss = json_pack("[{s:s,s:i,s:i}]", "storage_id", "st-1", "capacity_mb", 1000,
 				    "actual_capacity_used_mb", 300);
-	assert_int_equal(report_ping_body(stats, ss, &b), 0);
+	assert_int_equal(report_ping_body(&stats, ss, &b), 0);
 	json_auto_t *pwant = json_pack("{s:{s:i,s:O,s:[],s:b}}", "host", "memory_used_mb", 512,
 				       "storage_stats", ss, "qga_running_guests", "with_data", 1);
 	assert_true(json_equal(b, pwant));
+	json_decref(b);
+	/* A CPU share is a real; nothing known: only the lists. */
+	stats = (struct host_stats){.memory_used_mb = -1, .cpu_usage_percent = 12.5};
+	assert_int_equal(report_ping_body(&stats, ss, &b), 0);
+	json_auto_t *cwant = json_pack("{s:{s:f,s:O,s:[],s:b}}", "host", "cpu_usage_percent", 12.5,
+				       "storage_stats", ss, "qga_running_guests", "with_data", 1);
+	assert_true(json_equal(b, cwant));
 	json_decref(b);
 	storages_free(s);
 	config_done(&cfg);

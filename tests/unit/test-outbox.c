@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/hostinfo.h"
 #include "agent/outbox.h"
 #include "agent/report.h"
 #include "agent/serverpush.h"
@@ -246,17 +247,27 @@ static void test_invalid_ids(void **state)
 	rm_rf(dir);
 }
 
-static json_t *sample_hostinfo(void)
+static struct host_info *sample_hostinfo(void)
 {
-	json_t *h = json_pack(
-	    "{s:s,s:s,s:s,s:i,s:i,s:s,s:i,s:i,s:i,s:i,s:s,s:s,s:s,s:{s:s},s:b}", "name", "node1",
-	    "access_ip", "10.0.0.5", "access_mac", "52:54:00:12:34:56", "cpu_count", 8,
-	    "node_count", 2, "cpu_desc", "Some CPU", "cpu_mhz", 2400, "mem_size", 16000,
-	    "mem_reserved", 2000, "storage_size", 500000, "host_type", "hypervisor", "version",
-	    "0.1.0", "manager_uri", "qemu:///system", "sys_info", "os_name", "Debian", "kvm", 1);
-	json_object_set_new(h, "cpu_architecture", json_string("x86_64"));
-	json_object_set_new(h, "kvm_cap_max_vcpu", json_integer(288));
-	json_object_set_new(h, "page_size_kb", json_integer(4));
+	struct host_info *h = calloc(1, sizeof(*h));
+	assert_non_null(h);
+	*h = (struct host_info){.name = strdup("node1"),
+				.access_ip = strdup("10.0.0.5"),
+				.access_mac = strdup("52:54:00:12:34:56"),
+				.cpu_count = 8,
+				.node_count = 2,
+				.cpu_desc = strdup("Some CPU"),
+				.cpu_mhz = 2400,
+				.mem_size_mb = 16000,
+				.mem_reserved_mb = 2000,
+				.storage_size_mb = 500000,
+				.storage_free_mb = 400000,
+				.libvirt_uri = strdup("qemu:///system"),
+				.sys = {.os = strdup("Debian")},
+				.kvm = true,
+				.cpu_architecture = strdup("x86_64"),
+				.kvm_cap_max_vcpu = 288,
+				.page_size_kb = 4};
 	return h;
 }
 
@@ -267,9 +278,20 @@ static void test_host_body(void **state)
 	cfg.port = 8885;
 	free(cfg.zone);
 	cfg.zone = strdup("zone1");
-	json_auto_t *info = sample_hostinfo();
+	_cleanup_(host_info_freep) struct host_info *info = sample_hostinfo();
 	json_auto_t *body = NULL;
 	assert_int_equal(report_host_body(info, &cfg, true, &body), 0);
+	/* All the region sees, keys and types included. */
+	json_auto_t *whole = json_pack(
+	    "{s:{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:i,s:i,s:s,s:s,s:s,s:s,s:{s:s,s:s,s:b}}}",
+	    "host", "cpu_desc", "Some CPU", "version", PACKAGE_VERSION, "cpu_architecture",
+	    "x86_64", "cpu_count", 8, "cpu_mhz", 2400, "mem_size", 16000, "storage_size", 500000,
+	    "kvm_cap_max_vcpu", 288, "page_size_kb", 4, "generate_name", "node1", "mem_reserved",
+	    2000, "node_count", 2, "access_ip", "10.0.0.5", "access_mac", "52:54:00:12:34:56",
+	    "manager_uri", "http://10.0.0.5:8885", "host_type", "hypervisor", "sys_info", "os",
+	    "Debian", "libvirt_uri", "qemu:///system", "kvm", 1);
+	assert_non_null(whole);
+	assert_true(json_equal(body, whole));
 	json_t *h = json_object_get(body, "host");
 	assert_true(json_is_object(h));
 	/* Create only: generate_name and mem_reserved; never name or zone. */
@@ -294,15 +316,16 @@ static void test_host_body(void **state)
 	for (size_t i = 0; i < ELEMENTSOF(ints); i++)
 		assert_int_equal(json_integer_value(json_object_get(h, ints[i])), want[i]);
 	json_t *sys = json_object_get(h, "sys_info");
-	assert_string_equal(json_string_value(json_object_get(sys, "os_name")), "Debian");
+	assert_string_equal(json_string_value(json_object_get(sys, "os")), "Debian");
 	assert_string_equal(json_string_value(json_object_get(sys, "libvirt_uri")),
 			    "qemu:///system");
 
 	/* TLS: https; no node_count from libvirt: 1; missing numbers: 0. */
 	free(cfg.tls_cert_file);
 	cfg.tls_cert_file = strdup("/etc/cert.pem");
-	json_object_del(info, "node_count");
-	json_object_del(info, "cpu_mhz");
+	info->node_count = -1;
+	info->cpu_mhz = -1;
+	info->kvm_cap_max_vcpu = -1;
 	json_decref(body);
 	body = NULL;
 	assert_int_equal(report_host_body(info, &cfg, false, &body), 0);
@@ -314,10 +337,15 @@ static void test_host_body(void **state)
 	assert_string_equal(json_string_value(json_object_get(h, "manager_uri")),
 			    "https://10.0.0.5:8885");
 	assert_int_equal(json_integer_value(json_object_get(h, "node_count")), 1);
+	assert_true(json_is_integer(json_object_get(h, "cpu_mhz")));
 	assert_int_equal(json_integer_value(json_object_get(h, "cpu_mhz")), 0);
+	/* Optional numbers that are unknown are left out. */
+	assert_null(json_object_get(h, "kvm_cap_max_vcpu"));
+	assert_int_equal(json_integer_value(json_object_get(h, "page_size_kb")), 4);
 
 	/* No access address: nothing to register with. */
-	json_object_del(info, "access_mac");
+	free(info->access_mac);
+	info->access_mac = NULL;
 	json_t *none = NULL;
 	assert_int_equal(report_host_body(info, &cfg, true, &none), -ENODATA);
 	assert_null(none);
