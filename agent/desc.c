@@ -16,28 +16,6 @@ struct ctx {
 	struct guest_desc *desc;
 };
 
-bool guest_hostname_is_valid(const char *s)
-{
-	size_t n = s ? strlen(s) : 0, label = 0;
-	if (n == 0 || n > GUEST_HOSTNAME_MAX)
-		return false;
-	for (size_t i = 0; i <= n; i++) {
-		char ch = s[i];
-		if (ch == '.' || ch == 0) {
-			if (label == 0 || label > 63 || s[i - 1] == '-')
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!isalnum((unsigned char)ch) && ch != '-' && ch != '_')
-			return false;
-		if (label == 0 && ch == '-')
-			return false;
-		label++;
-	}
-	return true;
-}
-
 bool guest_uuid_is_valid(const char *s)
 {
 	if (!s || strlen(s) != 36)
@@ -421,10 +399,10 @@ static int parse_nic_ipam(struct ctx *c, const json_t *v, const char *prefix, in
 		return r;
 	if ((r = parse_nic_dns(c, v, prefix, nic)) < 0)
 		return r;
-	if ((r = ju_get_string(&c->ju, v, prefix, "domain", false, GUEST_HOSTNAME_MAX, 0, &s)) < 0)
+	if ((r = ju_get_string(&c->ju, v, prefix, "domain", false, HOSTNAME_MAX, 0, &s)) < 0)
 		return r;
 	if (r > 0 && *s) {
-		if (!guest_hostname_is_valid(s))
+		if (!hostname_is_valid(s))
 			return ju_fail(&c->ju, "%s.domain: invalid domain name %s", prefix,
 				       ju_quote(s).s);
 		if ((r = ju_dup_string(&c->ju, s, &nic->domain)) < 0)
@@ -680,10 +658,10 @@ static int parse_desc(struct ctx *c, json_t *j, struct guest_desc *d)
 	if ((r = ju_dup_string(&c->ju, s, &d->name)) < 0)
 		return r;
 
-	if ((r = ju_get_string(&c->ju, j, NULL, "hostname", false, GUEST_HOSTNAME_MAX, 0, &s)) < 0)
+	if ((r = ju_get_string(&c->ju, j, NULL, "hostname", false, HOSTNAME_MAX, 0, &s)) < 0)
 		return r;
 	if (r > 0 && *s) {
-		if (!guest_hostname_is_valid(s))
+		if (!hostname_is_valid(s))
 			return ju_fail(&c->ju, "hostname: invalid host name %s", ju_quote(s).s);
 		if ((r = ju_dup_string(&c->ju, s, &d->hostname)) < 0)
 			return r;
