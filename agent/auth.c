@@ -396,9 +396,7 @@ static int validate_remote(struct auth *au, const char *token, auth_done_fn cb, 
 		return r;
 	}
 	const char *base = au->cfg->auth_url;
-	size_t l = strlen(base);
-	while (l > 0 && base[l - 1] == '/')
-		l--;
+	size_t l = strlen_trim_slashes(base);
 	_cleanup_free_ char *url = NULL, *h1 = NULL, *h2 = NULL;
 	if (asprintf_safe(&url, "%.*s/auth/tokens?nocatalog", (int)l, base) < 0 ||
 	    asprintf_safe(&h1, "X-Auth-Token: %s", svc) < 0 ||

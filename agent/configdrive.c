@@ -64,29 +64,6 @@ static int get_bool(const json_t *obj, const char *key, bool dflt, bool *ret, ch
 	return 0;
 }
 
-/* RFC 1123 host name: labels of [A-Za-z0-9-], 1..63 bytes, not starting or ending with '-'. */
-static bool hostname_is_valid(const char *s)
-{
-	size_t n = strlen(s), label = 0;
-	if (n == 0 || n > CONFIGDRIVE_HOSTNAME_MAX || s[n - 1] == '.')
-		return false;
-	for (size_t i = 0; i <= n; i++) {
-		char c = s[i];
-		if (c == '.' || c == 0) {
-			if (label == 0 || label > 63 || s[i - 1] == '-')
-				return false;
-			label = 0;
-			continue;
-		}
-		bool alnum =
-		    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-		if (!alnum && (c != '-' || label == 0))
-			return false;
-		label++;
-	}
-	return true;
-}
-
 /* A login name useradd accepts without --badname: [a-z_][a-z0-9_-]{0,31}. */
 static bool account_is_valid(const char *s)
 {
@@ -337,8 +314,7 @@ static int parse_nic(const json_t *v, size_t i, struct configdrive_nic *n, char 
 		p = *e ? e + 1 : e;
 	}
 	snprintf(field, sizeof(field), "desc.nics[%zu].domain", i);
-	if ((r = get_string(v, "domain", field, CONFIGDRIVE_HOSTNAME_MAX, false, &s, ret_error)) <
-	    0)
+	if ((r = get_string(v, "domain", field, HOSTNAME_MAX, false, &s, ret_error)) < 0)
 		return r;
 	if (s && *s) {
 		if (!hostname_is_valid(s))
@@ -419,8 +395,8 @@ int configdrive_parse(const json_t *args, const json_t *desc, struct configdrive
 	if ((r = parse_keys(args, cd, ret_error)) < 0 || (r = parse_files(args, cd, ret_error)) < 0)
 		return r;
 	if (desc) {
-		if ((r = get_string(desc, "hostname", "desc.hostname", CONFIGDRIVE_HOSTNAME_MAX,
-				    false, &s, ret_error)) < 0)
+		if ((r = get_string(desc, "hostname", "desc.hostname", HOSTNAME_MAX, false, &s,
+				    ret_error)) < 0)
 			return r;
 		if (s && *s && !hostname_is_valid(s))
 			return error_set(ret_error, -EINVAL,

@@ -21,7 +21,6 @@
 #define CONFIGDRIVE_PATH_MAX	 1024	       /* deploys[].path */
 #define CONFIGDRIVE_CONTENT_MAX	 (1024 * 1024) /* all deploys[].content together */
 #define CONFIGDRIVE_DNS_MAX	 3
-#define CONFIGDRIVE_HOSTNAME_MAX 253
 
 struct configdrive_file {
 	char *path; /* absolute, normalized: no "." or ".." segment, no "//", no trailing '/' */

@@ -26,7 +26,6 @@
 #define GUEST_IFNAME_MAX     15 /* IFNAMSIZ - 1 */
 #define GUEST_NIC_DNS_MAX    8	/* DNS servers per NIC */
 #define GUEST_NIC_ROUTES_MAX 32 /* static routes per NIC */
-#define GUEST_HOSTNAME_MAX   253
 /* Real guests carry all their metadata (the whole QEMU command line, user data, login keys) */
 #define GUEST_META_MAX	     1024 /* entries */
 #define GUEST_META_KEY_MAX   128
@@ -108,7 +107,7 @@ struct guest_meta {
 struct guest_desc {
 	char *uuid;	/* canonical lower-case 8-4-4-4-12 */
 	char *name;	/* human name, valid UTF-8, no control characters */
-	char *hostname; /* RFC 1123 host name, or NULL */
+	char *hostname; /* hostname_is_valid() (common/parse.h), or NULL */
 	int cpu, cpu_sockets;
 	int64_t mem_mb;
 	char *machine; /* pc, q35, pc-i440fx-7.2, ... */
@@ -161,9 +160,6 @@ bool guest_uuid_is_valid(const char *s);
 /* True for a Linux network interface name we accept: 1..15 of [A-Za-z0-9._-], not starting
  * with '.' or '-'. */
 bool guest_ifname_is_valid(const char *s);
-/* True for an RFC 1123 host or domain name: dot-separated labels of 1..63 of [A-Za-z0-9-]
- * (and '_'), not starting or ending with '-', at most GUEST_HOSTNAME_MAX bytes. */
-bool guest_hostname_is_valid(const char *s);
 
 const char *disk_format_to_string(enum disk_format f);
 const char *disk_bus_to_string(enum disk_bus b);

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "agent/dhcp-conf.h"
+#include "common/parse.h"
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -31,7 +32,7 @@ void dhcp_hosts_free(struct dhcp_host *h, size_t n)
 static int host_label(const struct guest_desc *d, char **ret)
 {
 	const char *src = d->hostname;
-	if (!src && guest_hostname_is_valid(d->name))
+	if (!src && hostname_is_valid(d->name))
 		src = d->name;
 	*ret = NULL;
 	if (!src)

@@ -150,10 +150,7 @@ int keystone_catalog_find(json_t *token_body, const char *const *types, const ch
 				char *u = strdup(url);
 				if (!u)
 					return -ENOMEM;
-				/* Paths are appended with '/'. */
-				size_t l = strlen(u);
-				while (l > 0 && u[l - 1] == '/')
-					u[--l] = 0;
+				u[strlen_trim_slashes(u)] = 0; /* paths are appended with '/' */
 				*ret_url = u;
 				return 0;
 			}
@@ -396,9 +393,7 @@ static int authenticate(struct region *r)
 	_cleanup_free_ char *url = NULL;
 	if (!body)
 		return -ENOMEM;
-	size_t l = strlen(c->auth_url);
-	while (l > 0 && c->auth_url[l - 1] == '/')
-		l--;
+	size_t l = strlen_trim_slashes(c->auth_url);
 	if (asprintf_safe(&url, "%.*s/auth/tokens", (int)l, c->auth_url) < 0) {
 		explicit_bzero(body, strlen(body));
 		return -ENOMEM;

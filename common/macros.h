@@ -77,6 +77,15 @@ static inline char *erase_and_free(char *s)
 	return NULL;
 }
 
+/* The length of S without its trailing '/'s: a base URL that paths are appended to with '/'. */
+static inline size_t strlen_trim_slashes(const char *s)
+{
+	size_t l = strlen(s);
+	while (l > 0 && s[l - 1] == '/')
+		l--;
+	return l;
+}
+
 static inline bool isempty(const char *s)
 {
 	return !s || !*s;

@@ -51,6 +51,28 @@ int parse_bool(const char *s, bool *ret)
 	return -EINVAL;
 }
 
+bool hostname_is_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0, label = 0;
+	if (n == 0 || n > HOSTNAME_MAX)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		char ch = s[i];
+		if (ch == '.' || ch == 0) {
+			if (label == 0 || label > 63 || s[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)ch) && ch != '-' && ch != '_')
+			return false;
+		if (label == 0 && ch == '-')
+			return false;
+		label++;
+	}
+	return true;
+}
+
 bool mac_is_valid(const char *s)
 {
 	if (!s || strlen(s) != 17)

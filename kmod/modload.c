@@ -151,22 +151,13 @@ const char *modload_modules_dir(const struct modload *m)
 	return m->modules_dir;
 }
 
-const char *modload_status_to_string(enum modload_status s)
-{
-	switch (s) {
-	case MODLOAD_BUILTIN:
-		return "builtin";
-	case MODLOAD_ALREADY_LOADED:
-		return "already loaded";
-	case MODLOAD_LOADED_NOW:
-		return "loaded now";
-	case MODLOAD_MISSING:
-		return "missing";
-	case MODLOAD_FAILED:
-		return "failed";
-	}
-	return "unknown";
-}
+static const char *const status_names[] = {
+    [MODLOAD_BUILTIN] = "builtin",	 [MODLOAD_ALREADY_LOADED] = "already loaded",
+    [MODLOAD_LOADED_NOW] = "loaded now", [MODLOAD_MISSING] = "missing",
+    [MODLOAD_FAILED] = "failed",
+};
+
+DEFINE_STRING_TABLE_TO(modload_status, enum modload_status, status_names, "unknown")
 
 /* Kernel module names use '_' where files and requests may use '-'. */
 static char *normalize(const char *name)

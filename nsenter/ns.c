@@ -55,24 +55,12 @@ const char *ns_name(unsigned flag)
 	return NULL;
 }
 
-const char *ns_step_to_string(enum ns_step s)
-{
-	switch (s) {
-	case NS_STEP_NONE:
-		return "none";
-	case NS_STEP_TARGET:
-		return "target";
-	case NS_STEP_SETNS:
-		return "setns";
-	case NS_STEP_CWD:
-		return "cwd";
-	case NS_STEP_FORK:
-		return "fork";
-	case NS_STEP_EXEC:
-		return "exec";
-	}
-	return "unknown";
-}
+static const char *const step_names[] = {
+    [NS_STEP_NONE] = "none", [NS_STEP_TARGET] = "target", [NS_STEP_SETNS] = "setns",
+    [NS_STEP_CWD] = "cwd",   [NS_STEP_FORK] = "fork",	  [NS_STEP_EXEC] = "exec",
+};
+
+DEFINE_STRING_TABLE_TO(ns_step, enum ns_step, step_names, "unknown")
 
 int ns_parse_list(const char *s, unsigned *ret)
 {

@@ -199,7 +199,8 @@ static void test_refusals(void **state)
 	refused("{\"public_key\": \"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ==\\u0001\"}", NULL,
 		"public_key");
 	refused("{\"reset_password\": \"yes\"}", NULL, "reset_password");
-	refused("{}", "{\"hostname\": \"bad_host\"}", "desc.hostname");
+	refused("{}", "{\"hostname\": \"-bad-host\"}", "desc.hostname");
+	refused("{}", "{\"hostname\": \"bad host\"}", "desc.hostname");
 	refused("{}", "{\"nics\": [{\"mac\": \"52:54:00:00:00:01\", \"ip\": \"10.0.0.300\"}]}",
 		"desc.nics[0].ip");
 	refused("{}", "{\"nics\": [{\"mac\": \"zz\"}]}", "desc.nics[0].mac");
@@ -255,6 +256,10 @@ static void test_defaults(void **state)
 	assert_true(strv_contains(u, "cloud"));
 	assert_true(strv_contains(u, "ALL=(ALL) NOPASSWD:ALL"));
 	configdrive_docs_done(&docs);
+	configdrive_free(TAKE_PTR(cd));
+	/* The region allows '_' in a hostname set on a guest (common/parse.h). */
+	assert_int_equal(parse("{}", "{\"hostname\": \"web_1.example\"}", &cd, &err), 0);
+	assert_string_equal(cd->hostname, "web_1.example");
 	configdrive_free(TAKE_PTR(cd));
 	/* A name that is no host name: no hostname at all. */
 	assert_int_equal(parse("{}", "{\"name\": \"my web server\"}", &cd, &err), 0);

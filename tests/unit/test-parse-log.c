@@ -1,4 +1,5 @@
 #include <stdio.h>
+#include <string.h>
 
 #include "common/log.h"
 #include "common/parse.h"
@@ -38,6 +39,41 @@ static void test_mac_utf8(void **state)
 	assert_false(utf8_is_valid("\xff", 1));
 }
 
+static void test_hostnames(void **state)
+{
+	assert_true(hostname_is_valid("vm-1"));
+	assert_true(hostname_is_valid("a.b-c.example"));
+	assert_true(hostname_is_valid("web_1")); /* the region allows '_' */
+	assert_true(hostname_is_valid("_srv.x_y"));
+	assert_true(hostname_is_valid("0"));
+	char label[65];
+	memset(label, 'a', 63);
+	label[63] = 0;
+	assert_true(hostname_is_valid(label));
+	label[63] = 'a';
+	label[64] = 0;
+	assert_false(hostname_is_valid(label));
+	char name[HOSTNAME_MAX + 2];
+	for (size_t i = 0; i < sizeof(name) - 1; i++)
+		name[i] = i % 2 ? '.' : 'a';
+	name[HOSTNAME_MAX] = 0;
+	assert_true(hostname_is_valid(name));
+	name[HOSTNAME_MAX] = 'a';
+	name[HOSTNAME_MAX + 1] = 0;
+	assert_false(hostname_is_valid(name));
+	assert_false(hostname_is_valid("a..b"));
+	assert_false(hostname_is_valid("-a"));
+	assert_false(hostname_is_valid("a-.b"));
+	assert_false(hostname_is_valid("a.-b"));
+	assert_false(hostname_is_valid("a b"));
+	assert_false(hostname_is_valid("a."));
+	assert_false(hostname_is_valid(".a"));
+	assert_false(hostname_is_valid("a/b"));
+	assert_false(hostname_is_valid("h\xc3\xa9"));
+	assert_false(hostname_is_valid(""));
+	assert_false(hostname_is_valid(NULL));
+}
+
 static void test_log_lines(void **state)
 {
 	char *buf = NULL;
@@ -72,4 +108,4 @@ static void test_log_lines(void **state)
 }
 
 TEST_MAIN(cmocka_unit_test(test_ints), cmocka_unit_test(test_mac_utf8),
-	  cmocka_unit_test(test_log_lines))
+	  cmocka_unit_test(test_hostnames), cmocka_unit_test(test_log_lines))
