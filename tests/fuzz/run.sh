@@ -26,7 +26,7 @@ clang -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recove
 	-include "$work/config.h" -I"$srcdir" $(pkg-config --cflags jansson libxml-2.0) \
 	"$srcdir/tests/fuzz/fuzz-desc.c" "$srcdir/agent/desc.c" "$srcdir/agent/domxml.c" "$srcdir/agent/hostnet.c" \
 	"$srcdir/agent/dhcp-conf.c" \
-	"$srcdir/common/path.c" "$srcdir/common/util.c" "$srcdir/common/parse.c" \
+	"$srcdir/common/path.c" "$srcdir/common/util.c" "$srcdir/common/parse.c" "$srcdir/common/json-util.c" \
 	$(pkg-config --libs jansson libxml-2.0) -o "$work/fuzz-desc" || { echo "ERROR: build failed" >&2; exit 99; }
 # The other untrusted inputs: monitor commands, qemu-img's JSON about a downloaded image, deploy
 # fields (config drive).
@@ -34,7 +34,7 @@ clang -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recove
 	-include "$work/config.h" -I"$srcdir" $(pkg-config --cflags jansson yaml-0.1 nettle) \
 	"$srcdir/tests/fuzz/fuzz-bodies.c" "$srcdir/agent/monitor.c" "$srcdir/agent/imagecheck.c" \
 	"$srcdir/agent/qemuimg.c" "$srcdir/agent/configdrive.c" "$srcdir/agent/diskreq.c" \
-	"$srcdir/common/spawn.c" "$srcdir/common/util.c" "$srcdir/common/parse.c" "$srcdir/common/path.c" \
+	"$srcdir/common/spawn.c" "$srcdir/common/util.c" "$srcdir/common/parse.c" "$srcdir/common/path.c" "$srcdir/common/json-util.c" \
 	$(pkg-config --libs jansson yaml-0.1 nettle) -o "$work/fuzz-bodies" || { echo "ERROR: build failed" >&2; exit 99; }
 mkdir -p "$work/corpus-bodies"
 printf '\000{"execute":"query-status"}' >"$work/corpus-bodies/qmp"
