@@ -23,6 +23,7 @@
 #include "agent/hostnet.h"
 #include "agent/imagecache.h"
 #include "agent/deploy.h"
+#include "common/event-util.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/macros.h"
@@ -126,8 +127,7 @@ static int on_drain(sd_event_source *s, uint64_t usec, void *userdata)
 		sd_event_exit(a->event, a->exit_code);
 		return 0;
 	}
-	sd_event_source_set_time(s, usec + 100 * 1000);
-	sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+	(void)event_source_arm(s, usec + 100 * USEC_PER_MSEC);
 	return 0;
 }
 

@@ -23,6 +23,7 @@
 #include "agent/tasks.h"
 #include "agent/tls.h"
 #include "agent/virt.h"
+#include "common/event-util.h"
 #include "common/fs.h"
 #include "common/http-client.h"
 #include "common/log.h"
@@ -161,8 +162,7 @@ static void listener_arm(struct api_listener *l)
 	}
 	if (sd_event_now(sd_event_source_get_event(l->timer), CLOCK_MONOTONIC, &now) < 0)
 		return;
-	(void)sd_event_source_set_time(l->timer, now + (uint64_t)ms * 1000);
-	(void)sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
+	(void)event_source_arm(l->timer, now + (uint64_t)ms * USEC_PER_MSEC);
 }
 
 /* Two MHD behaviours need another MHD_run() at once: its inner epoll set is edge-triggered, so a
@@ -213,8 +213,7 @@ static void listener_kick(struct api_listener *l)
 	if (!l->timer ||
 	    sd_event_now(sd_event_source_get_event(l->timer), CLOCK_MONOTONIC, &now) < 0)
 		return;
-	(void)sd_event_source_set_time(l->timer, now);
-	(void)sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
+	(void)event_source_arm(l->timer, now);
 }
 
 /* ---- replies ---------------------------------------------------------------------------- */

@@ -200,11 +200,10 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata)
 
 static void inst_retry_later(struct inst *in)
 {
-	unsigned k = in->failures > 0 ? in->failures - 1 : 0;
-	uint64_t sec = k >= 5 ? BACKOFF_MAX_SEC : MIN(1ULL << k, (uint64_t)BACKOFF_MAX_SEC);
+	uint64_t delay = backoff_usec(in->failures, USEC_PER_SEC, BACKOFF_MAX_SEC * USEC_PER_SEC);
 	in->retry_src = sd_event_source_disable_unref(in->retry_src);
-	if (sd_event_add_time_relative(in->d->event, &in->retry_src, CLOCK_MONOTONIC,
-				       sec * USEC_PER_SEC, 0, on_retry, in) < 0)
+	if (sd_event_add_time_relative(in->d->event, &in->retry_src, CLOCK_MONOTONIC, delay, 0,
+				       on_retry, in) < 0)
 		log_oom();
 }
 

@@ -17,6 +17,7 @@
 #include "agent/tasks.h"
 #include "agent/virt.h"
 #include "agent/workspace.h"
+#include "common/event-util.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/path.h"
@@ -359,15 +360,8 @@ static int on_reconcile_timer(sd_event_source *src, uint64_t usec, void *userdat
 void guests_schedule_reconcile(struct guests *g)
 {
 	uint64_t every = (uint64_t)MAX(g->cfg->guest_view_reconcile_seconds, 1) * USEC_PER_SEC;
-	int r;
-	if (!g->reconcile_timer)
-		r = sd_event_add_time_relative(g->event, &g->reconcile_timer, CLOCK_MONOTONIC,
-					       every, USEC_PER_SEC / 10, on_reconcile_timer, g);
-	else {
-		r = sd_event_source_set_time_relative(g->reconcile_timer, every);
-		if (r >= 0)
-			r = sd_event_source_set_enabled(g->reconcile_timer, SD_EVENT_ONESHOT);
-	}
+	int r = event_reset_time_relative(g->event, &g->reconcile_timer, every, USEC_PER_SEC / 10,
+					  on_reconcile_timer, g);
 	if (r < 0)
 		log_warning_errno(r, "Cannot schedule the guest view reconciliation: %m");
 }

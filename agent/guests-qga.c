@@ -15,6 +15,7 @@
 #include "agent/qga.h"
 #include "agent/tasks.h"
 #include "agent/virt.h"
+#include "common/event-util.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/path.h"
@@ -364,8 +365,7 @@ static int on_qga_timer(sd_event_source *src, uint64_t usec, void *userdata)
 			(void)qga_probe_submit(g, TAKE_PTR(sids), true);
 		strv_free(sids);
 	}
-	(void)sd_event_source_set_time_relative(src, QGA_PROBE_INTERVAL_USEC);
-	(void)sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+	(void)event_source_arm_relative(src, QGA_PROBE_INTERVAL_USEC);
 	return 0;
 }
 

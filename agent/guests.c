@@ -33,6 +33,7 @@
 #include "agent/tasks.h"
 #include "agent/workspace.h"
 #include "agent/virt.h"
+#include "common/event-util.h"
 #include "common/config.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -1099,8 +1100,7 @@ static int on_stop_wait(sd_event_source *src, uint64_t usec, void *userdata)
 	const char *how = NULL;
 	bool off = stop_wait_off(g, c, &how);
 	if (!off && usec < c->stop_deadline) { /* poked by a change that is not the power-off */
-		sd_event_source_set_time(src, c->stop_deadline);
-		sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+		(void)event_source_arm(src, c->stop_deadline);
 		return 0;
 	}
 	stop_wait_unlink(g, c);
@@ -1151,8 +1151,7 @@ static void stop_waits_poke(struct guests *g, const char *sid)
 {
 	for (struct op_ctx *c = g->stop_waits; c; c = c->stop_next)
 		if (!sid || streq(c->sid, sid)) {
-			sd_event_source_set_time(c->stop_timer, 1);
-			sd_event_source_set_enabled(c->stop_timer, SD_EVENT_ONESHOT);
+			(void)event_source_arm(c->stop_timer, 1);
 		}
 }
 

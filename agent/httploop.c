@@ -2,6 +2,7 @@
 #include <sys/epoll.h>
 
 #include "agent/httploop.h"
+#include "common/event-util.h"
 #include "common/http-client.h"
 #include "common/log.h"
 #include "common/macros.h"
@@ -161,10 +162,8 @@ static int on_timeout_change(CURLM *multi, long timeout_ms, void *userp)
 	struct httploop *l = userp;
 	if (timeout_ms < 0)
 		return sd_event_source_set_enabled(l->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
-	if (sd_event_source_set_time_relative(l->timer, (uint64_t)timeout_ms * 1000) < 0 ||
-	    sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT) < 0)
-		return -1;
-	return 0;
+	return event_source_arm_relative(l->timer, (uint64_t)timeout_ms * USEC_PER_MSEC) < 0 ? -1
+											     : 0;
 }
 
 int httploop_new(sd_event *event, size_t max_in_flight, struct httploop **ret)

@@ -4,6 +4,7 @@
 #include "agent/region.h"
 #include "agent/httploop.h"
 #include "common/config.h"
+#include "common/event-util.h"
 #include "common/http-client.h"
 #include "common/log.h"
 #include "common/macros.h"
@@ -64,12 +65,9 @@ struct region {
 	size_t n_callbacks;
 };
 
-static uint64_t backoff_usec(unsigned failures)
+static uint64_t retry_delay(unsigned failures)
 {
-	uint64_t d = BACKOFF_MIN_USEC;
-	for (unsigned i = 1; i < failures && d < BACKOFF_MAX_USEC; i++)
-		d *= 2;
-	return MIN(d, BACKOFF_MAX_USEC);
+	return backoff_usec(failures, BACKOFF_MIN_USEC, BACKOFF_MAX_USEC);
 }
 
 /* ---- Keystone parsing ---- */
@@ -281,28 +279,21 @@ static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	if (k < 0) {
 		log_warning_errno(k, "Failed to start keystone authentication: %m");
 		r->auth_failures++;
-		(void)sd_event_source_set_time_relative(r->renew_timer,
-							backoff_usec(r->auth_failures));
-		(void)sd_event_source_set_enabled(r->renew_timer, SD_EVENT_ONESHOT);
+		(void)event_source_arm_relative(r->renew_timer, retry_delay(r->auth_failures));
 	}
 	return 0;
 }
 
 static int schedule_renew(struct region *r, uint64_t after_usec)
 {
-	if (!r->renew_timer)
-		return sd_event_add_time_relative(r->event, &r->renew_timer, CLOCK_MONOTONIC,
-						  after_usec, USEC_PER_SEC / 10, on_renew_timer, r);
-	int k = sd_event_source_set_time_relative(r->renew_timer, after_usec);
-	if (k < 0)
-		return k;
-	return sd_event_source_set_enabled(r->renew_timer, SD_EVENT_ONESHOT);
+	return event_reset_time_relative(r->event, &r->renew_timer, after_usec, USEC_PER_SEC / 10,
+					 on_renew_timer, r);
 }
 
 static void auth_failed(struct region *r, int err, const char *what)
 {
 	r->auth_failures++;
-	uint64_t d = backoff_usec(r->auth_failures);
+	uint64_t d = retry_delay(r->auth_failures);
 	/* A token that is still valid stays in use until it expires. */
 	if (r->token && now_usec(CLOCK_MONOTONIC) >= r->token_expires) {
 		explicit_bzero(r->token, strlen(r->token));
@@ -474,13 +465,8 @@ static int on_callback_timer(sd_event_source *s, uint64_t usec, void *userdata)
 static int callback_retry(struct task_callback *cb, uint64_t after)
 {
 	struct region *r = cb->region;
-	if (!cb->timer)
-		return sd_event_add_time_relative(r->event, &cb->timer, CLOCK_MONOTONIC, after,
-						  USEC_PER_SEC / 10, on_callback_timer, cb);
-	int k = sd_event_source_set_time_relative(cb->timer, after);
-	if (k < 0)
-		return k;
-	return sd_event_source_set_enabled(cb->timer, SD_EVENT_ONESHOT);
+	return event_reset_time_relative(r->event, &cb->timer, after, USEC_PER_SEC / 10,
+					 on_callback_timer, cb);
 }
 
 static void on_callback_done(int err, const struct http_response *resp, void *userdata)
@@ -508,7 +494,7 @@ static void on_callback_done(int err, const struct http_response *resp, void *us
 				  cb->task_id, cb->attempts, status);
 		return callback_free(cb);
 	}
-	uint64_t d = backoff_usec(cb->attempts);
+	uint64_t d = retry_delay(cb->attempts);
 	if (err < 0)
 		log_warning_errno(
 		    err, "Task callback %s failed (attempt %u), retrying in %llus: %m", cb->task_id,
@@ -546,7 +532,7 @@ static int callback_send(struct task_callback *cb)
 				   on_callback_done, cb, &cb->http);
 	explicit_bzero(hdr, strlen(hdr));
 	if (k == -EBUSY && cb->attempts < CALLBACK_ATTEMPTS)
-		return callback_retry(cb, backoff_usec(cb->attempts));
+		return callback_retry(cb, retry_delay(cb->attempts));
 	return k;
 }
 

@@ -16,6 +16,7 @@
 #include "agent/storage.h"
 #include "agent/tasks.h"
 #include "agent/virt.h"
+#include "common/event-util.h"
 #include "common/fs.h"
 #include "common/http-client.h"
 #include "common/log.h"
@@ -112,21 +113,12 @@ struct report {
 
 static uint64_t backoff(unsigned failures, uint64_t max)
 {
-	uint64_t d = BACKOFF_MIN_USEC;
-	for (unsigned i = 1; i < failures && d < max; i++)
-		d *= 2;
-	return MIN(d, max);
+	return backoff_usec(failures, BACKOFF_MIN_USEC, max);
 }
 
 static int arm(struct report *rp, sd_event_source **s, uint64_t after, sd_event_time_handler_t fn)
 {
-	if (!*s)
-		return sd_event_add_time_relative(rp->d.event, s, CLOCK_MONOTONIC, after,
-						  USEC_PER_SEC / 10, fn, rp);
-	int k = sd_event_source_set_time_relative(*s, after);
-	if (k < 0)
-		return k;
-	return sd_event_source_set_enabled(*s, SD_EVENT_ONESHOT);
+	return event_reset_time_relative(rp->d.event, s, after, USEC_PER_SEC / 10, fn, rp);
 }
 
 static void set_error(struct report *rp, const char *fmt, ...) _printf_(2, 3);

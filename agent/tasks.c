@@ -1,13 +1,14 @@
 #include <pthread.h>
-#include <sys/eventfd.h>
 #include <time.h>
 
+#include "agent/handoff.h"
 #include "agent/tasks.h"
 #include "common/log.h"
 #include "common/macros.h"
 
 struct job {
-	struct job *next;
+	struct job *next;	       /* in the queue */
+	struct handoff_item done_item; /* worked: on its way to the loop */
 	char *key;
 	task_work_fn work;
 	task_done_fn done;
@@ -22,8 +23,7 @@ struct job {
 enum slot_state { SLOT_EMPTY, SLOT_LIVE, SLOT_ENDED /* exited, to be joined */ };
 
 struct tasks {
-	sd_event_source *efd_source;
-	int efd;
+	struct handoff *finished; /* worked jobs, to the loop for their done */
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* on CLOCK_MONOTONIC */
 	pthread_t *threads;
@@ -33,7 +33,6 @@ struct tasks {
 	uint64_t idle_usec;
 	size_t max_queued;
 	struct job *queue, *queue_tail; /* waiting */
-	struct job *finished;		/* done, waiting for the loop */
 	char **busy;			/* keys running now, n_threads slots */
 	size_t n_queued, n_running;
 	bool shutting_down, quit;
@@ -90,13 +89,6 @@ struct worker_arg {
 	unsigned index; /* in t->threads and t->slots */
 };
 
-static void deadline_in(struct timespec *ts, uint64_t usec)
-{
-	uint64_t at = now_usec(CLOCK_MONOTONIC) + usec;
-	*ts = (struct timespec){(time_t)(at / USEC_PER_SEC),
-				(long)(at % USEC_PER_SEC * NSEC_PER_USEC)};
-}
-
 static void *worker(void *arg)
 {
 	/* Named threads: top -H and /proc/<pid>/task/<tid>/comm tell them apart. */
@@ -107,8 +99,7 @@ static void *worker(void *arg)
 	pthread_mutex_lock(&t->lock);
 	for (;;) {
 		struct job *j = NULL;
-		struct timespec until;
-		deadline_in(&until, t->idle_usec);
+		struct timespec until = timespec_after(CLOCK_MONOTONIC, t->idle_usec);
 		t->n_idle++;
 		bool timed_out = false;
 		while (!t->quit && !(j = take_runnable(t)) && !timed_out)
@@ -129,12 +120,7 @@ static void *worker(void *arg)
 		pthread_mutex_lock(&t->lock);
 		t->busy[slot] = NULL;
 		t->n_running--;
-		j->next = t->finished;
-		t->finished = j;
-		uint64_t one = 1;
-		if (write(t->efd, &one, sizeof(one)) < 0) {
-			/* eventfd counter overflow cannot happen with 1s; nothing to do */
-		}
+		handoff_post(t->finished, &j->done_item);
 		pthread_cond_broadcast(&t->cond);
 	}
 	t->slots[index] = SLOT_ENDED;
@@ -171,37 +157,12 @@ static int spawn_if_needed(struct tasks *t)
 	return 0;
 }
 
-static void run_finished(struct tasks *t)
+static void deliver_done(struct handoff_item *item, void *userdata)
 {
-	pthread_mutex_lock(&t->lock);
-	struct job *list = t->finished;
-	t->finished = NULL;
-	pthread_mutex_unlock(&t->lock);
-	/* Reverse into completion order. */
-	struct job *rev = NULL;
-	while (list) {
-		struct job *n = list->next;
-		list->next = rev;
-		rev = list;
-		list = n;
-	}
-	while (rev) {
-		struct job *n = rev->next;
-		if (rev->done)
-			rev->done(rev->userdata);
-		job_free(rev);
-		rev = n;
-	}
-}
-
-static int on_efd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
-{
-	struct tasks *t = userdata;
-	uint64_t v;
-	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		return log_error_errno(errno, "Failed to read task eventfd: %m");
-	run_finished(t);
-	return 0;
+	struct job *j = container_of(item, struct job, done_item);
+	if (j->done)
+		j->done(j->userdata);
+	job_free(j);
 }
 
 int tasks_new(sd_event *event, unsigned n_workers, size_t max_queued, struct tasks **ret)
@@ -211,7 +172,6 @@ int tasks_new(sd_event *event, unsigned n_workers, size_t max_queued, struct tas
 	struct tasks *t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
-	t->efd = -1;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -227,12 +187,7 @@ int tasks_new(sd_event *event, unsigned n_workers, size_t max_queued, struct tas
 	int r = -ENOMEM;
 	if (!t->busy || !t->threads || !t->slots)
 		goto fail;
-	t->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (t->efd < 0) {
-		r = negative_errno();
-		goto fail;
-	}
-	r = sd_event_add_io(event, &t->efd_source, t->efd, EPOLLIN, on_efd, t);
+	r = handoff_new(event, deliver_done, t, &t->finished);
 	if (r < 0)
 		goto fail;
 	*ret = t;
@@ -257,7 +212,8 @@ struct tasks *tasks_free(struct tasks *t)
 		if (t->slots[i] != SLOT_EMPTY)
 			pthread_join(t->threads[i], NULL);
 	/* Completions still owed to the loop run now, so callers free what they own. */
-	run_finished(t);
+	if (t->finished)
+		handoff_run(t->finished);
 	/* Dropped jobs: done without work; callers preset a "cancelled" result for that. */
 	while (t->queue) {
 		struct job *n = t->queue->next;
@@ -266,8 +222,7 @@ struct tasks *tasks_free(struct tasks *t)
 		job_free(t->queue);
 		t->queue = n;
 	}
-	sd_event_source_disable_unref(t->efd_source);
-	safe_close(t->efd);
+	t->finished = handoff_free(t->finished, NULL);
 	free(t->busy);
 	free(t->threads);
 	free(t->slots);

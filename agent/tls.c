@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "agent/tls.h"
+#include "common/event-util.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/macros.h"
@@ -214,8 +215,7 @@ static int on_inotify(sd_event_source *s, const struct inotify_event *ev, void *
 			log_warning_errno(r, "Failed to arm the TLS reload timer: %m");
 		return 0;
 	}
-	sd_event_source_set_time(c->delay, now + RELOAD_DELAY_US);
-	sd_event_source_set_enabled(c->delay, SD_EVENT_ONESHOT);
+	(void)event_source_arm(c->delay, now + RELOAD_DELAY_US);
 	return 0;
 }
 

@@ -1,8 +1,8 @@
 /* libvirt boundary. Two threads of our own: libvirt's default event loop (keepalives, close
  * callbacks, domain events) and a connector that (re)opens the connection with backoff.
- * Everything that must reach the agent goes through a queue drained on the agent's loop. */
+ * Everything that must reach the agent is posted to the hand-off (agent/handoff.h) that the agent's
+ * loop drains. */
 #include <pthread.h>
-#include <sys/eventfd.h>
 #include <time.h>
 
 #include <fcntl.h>
@@ -13,12 +13,18 @@
 #include <unistd.h>
 
 #include "agent/domxml.h"
+#include "agent/handoff.h"
 #include "agent/virt.h"
 #include "common/log.h"
 #include "common/macros.h"
 
+/* The connector: reconnect after 250 ms, doubling to 5 s; probe a quiet connection every 2 s. */
+#define RECONNECT_MIN_USEC (250 * USEC_PER_MSEC)
+#define RECONNECT_MAX_USEC (5 * USEC_PER_SEC)
+#define PROBE_USEC	   (2 * USEC_PER_SEC)
+
 struct virt_msg {
-	struct virt_msg *next;
+	struct handoff_item item;
 	bool is_conn;
 	bool is_agent; /* an agent lifecycle event: connected tells the channel state */
 	bool connected;
@@ -28,8 +34,7 @@ struct virt_msg {
 
 struct virt {
 	char *uri;
-	sd_event_source *efd_source;
-	int efd;
+	struct handoff *inbox; /* from libvirt's threads to the loop */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	virConnectPtr conn;
@@ -40,7 +45,6 @@ struct virt {
 	unsigned reconnects;
 	unsigned connects;
 	pthread_t connector, eventloop;
-	struct virt_msg *queue, *queue_tail;
 	virt_event_fn on_event;
 	virt_conn_fn on_conn;
 	virt_agent_fn on_agent;
@@ -64,16 +68,7 @@ static void error_func(void *userdata, virErrorPtr err)
 
 static void push(struct virt *v, struct virt_msg *m)
 {
-	pthread_mutex_lock(&v->lock);
-	if (v->queue_tail)
-		v->queue_tail->next = m;
-	else
-		v->queue = m;
-	v->queue_tail = m;
-	pthread_mutex_unlock(&v->lock);
-	uint64_t one = 1;
-	if (write(v->efd, &one, sizeof(one)) < 0)
-		log_debug_errno(errno, "eventfd write failed: %m");
+	handoff_post(v->inbox, &m->item);
 }
 
 static void push_conn(struct virt *v, bool connected)
@@ -170,15 +165,13 @@ static void *connector_thread(void *arg)
 {
 	(void)pthread_setname_np(pthread_self(), "virt-connect");
 	struct virt *v = arg;
-	unsigned backoff_ms = 250;
+	unsigned failures = 0; /* connection attempts failed in a row */
 	pthread_mutex_lock(&v->lock);
 	while (!v->quit) {
 		if (v->conn && !v->want_reconnect) {
 			/* Wait for a close callback or a report of a lost connection; probe now and
 			 * then, because not every transport reports its death. */
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += 2;
+			struct timespec ts = timespec_after(CLOCK_MONOTONIC, PROBE_USEC);
 			pthread_cond_timedwait(&v->cond, &v->lock, &ts);
 			if (v->quit)
 				break;
@@ -233,59 +226,51 @@ static void *connector_thread(void *arg)
 			v->agent_cb = acb;
 			if (v->connects++ > 0)
 				v->reconnects++;
-			backoff_ms = 250;
+			failures = 0;
 			pthread_mutex_unlock(&v->lock);
 			push_conn(v, true);
 			pthread_mutex_lock(&v->lock);
 			continue;
 		}
 		log_debug("Cannot connect to %s: %s", v->uri, virGetLastErrorMessage());
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += backoff_ms / 1000;
-		ts.tv_nsec += (long)(backoff_ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts =
+		    timespec_after(CLOCK_MONOTONIC, backoff_usec(++failures, RECONNECT_MIN_USEC,
+								 RECONNECT_MAX_USEC));
 		pthread_cond_timedwait(&v->cond, &v->lock, &ts);
-		backoff_ms = MIN(backoff_ms * 2, 5000u);
 	}
 	drop_conn_unlocking(v);
 	pthread_mutex_unlock(&v->lock);
 	return NULL;
 }
 
-static int on_efd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+static void msg_free(struct virt_msg *m)
+{
+	free(m->name);
+	free(m);
+}
+
+static void discard_msg(struct handoff_item *item, void *userdata)
+{
+	msg_free(container_of(item, struct virt_msg, item));
+}
+
+static void deliver_msg(struct handoff_item *item, void *userdata)
 {
 	struct virt *v = userdata;
-	uint64_t n;
-	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-		return 0;
-	pthread_mutex_lock(&v->lock);
-	struct virt_msg *m = v->queue;
-	v->queue = v->queue_tail = NULL;
-	pthread_mutex_unlock(&v->lock);
-	while (m) {
-		struct virt_msg *next = m->next;
-		if (m->is_conn) {
-			if (m->connected)
-				log_info("Connected to libvirt at %s", v->uri);
-			else
-				log_warning("Lost the connection to libvirt at %s, reconnecting",
-					    v->uri);
-			if (v->on_conn)
-				v->on_conn(m->connected, v->userdata);
-		} else if (m->is_agent) {
-			if (v->on_agent && m->name)
-				v->on_agent(m->name, m->connected, v->userdata);
-		} else if (v->on_event && m->name)
-			v->on_event(m->name, m->event, m->detail, v->userdata);
-		free(m->name);
-		free(m);
-		m = next;
-	}
-	return 0;
+	struct virt_msg *m = container_of(item, struct virt_msg, item);
+	if (m->is_conn) {
+		if (m->connected)
+			log_info("Connected to libvirt at %s", v->uri);
+		else
+			log_warning("Lost the connection to libvirt at %s, reconnecting", v->uri);
+		if (v->on_conn)
+			v->on_conn(m->connected, v->userdata);
+	} else if (m->is_agent) {
+		if (v->on_agent && m->name)
+			v->on_agent(m->name, m->connected, v->userdata);
+	} else if (v->on_event && m->name)
+		v->on_event(m->name, m->event, m->detail, v->userdata);
+	msg_free(m);
 }
 
 int virt_new(sd_event *event, const char *uri, struct virt **ret)
@@ -297,20 +282,19 @@ int virt_new(sd_event *event, const char *uri, struct virt **ret)
 	struct virt *v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	v->efd = -1;
 	v->lifecycle_cb = v->agent_cb = -1;
 	pthread_mutex_init(&v->lock, NULL);
-	pthread_cond_init(&v->cond, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca,
+				  CLOCK_MONOTONIC); /* waits: a clock step does not stretch them */
+	pthread_cond_init(&v->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	v->uri = strdup(uri);
 	int r = -ENOMEM;
 	if (!v->uri)
 		goto fail;
-	v->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (v->efd < 0) {
-		r = negative_errno();
-		goto fail;
-	}
-	r = sd_event_add_io(event, &v->efd_source, v->efd, EPOLLIN, on_efd, v);
+	r = handoff_new(event, deliver_msg, v, &v->inbox);
 	if (r < 0)
 		goto fail;
 	*ret = v;
@@ -366,15 +350,8 @@ struct virt *virt_free(struct virt *v)
 		virEventAddTimeout(0, wake_timeout, NULL, NULL);
 		pthread_join(v->eventloop, NULL);
 	}
-	struct virt_msg *m = v->queue;
-	while (m) {
-		struct virt_msg *n = m->next;
-		free(m->name);
-		free(m);
-		m = n;
-	}
-	sd_event_source_disable_unref(v->efd_source);
-	safe_close(v->efd);
+	/* Events nobody will handle any more: the agent is going away. */
+	v->inbox = handoff_free(v->inbox, discard_msg);
 	pthread_cond_destroy(&v->cond);
 	pthread_mutex_destroy(&v->lock);
 	free(v->uri);

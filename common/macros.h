@@ -19,13 +19,24 @@
 #define _unlikely_(x)  __builtin_expect(!!(x), 0)
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
-#define MIN(a, b)     ((a) < (b) ? (a) : (b))
-#define MAX(a, b)     ((a) > (b) ? (a) : (b))
+/* The record that embeds member ptr points at. */
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+#define MIN(a, b)			((a) < (b) ? (a) : (b))
+#define MAX(a, b)			((a) > (b) ? (a) : (b))
 
 /* Time units (sd-event counts microseconds). */
 #define USEC_PER_SEC  1000000ULL
 #define USEC_PER_MSEC 1000ULL
 #define NSEC_PER_USEC 1000ULL
+
+/* Retry delay after the n-th failure in a row: min for the first, doubling, at most max. */
+static inline uint64_t backoff_usec(unsigned failures, uint64_t min, uint64_t max)
+{
+	uint64_t d = min;
+	for (unsigned i = 1; i < failures && d < max; i++)
+		d *= 2;
+	return MIN(d, max);
+}
 
 /* Microseconds on clock (CLOCK_MONOTONIC, CLOCK_REALTIME), as sd-event counts them. */
 static inline uint64_t now_usec(clockid_t clock)
@@ -33,6 +44,14 @@ static inline uint64_t now_usec(clockid_t clock)
 	struct timespec ts;
 	clock_gettime(clock, &ts);
 	return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
+}
+
+/* The deadline usec from now on clock, as pthread_cond_timedwait() takes it. */
+static inline struct timespec timespec_after(clockid_t clock, uint64_t usec)
+{
+	uint64_t at = now_usec(clock) + usec;
+	return (struct timespec){(time_t)(at / USEC_PER_SEC),
+				 (long)(at % USEC_PER_SEC * NSEC_PER_USEC)};
 }
 
 #define streq(a, b)	(strcmp((a), (b)) == 0)
