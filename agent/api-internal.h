@@ -8,8 +8,8 @@
 #include <stddef.h>
 
 #include "agent/ops.h"
+#include "common/path.h"
 
-#define API_ID_MAX    128 /* longest accepted server/host/task id */
 #define API_URL_MAX   4096
 #define API_ALLOW_MAX 32
 
@@ -57,8 +57,8 @@ struct api_route {
  * says why and, for 405, allow lists the accepted methods ("GET, HEAD"). */
 struct api_match {
 	const struct api_route *route;
-	char id[API_ID_MAX + 1];
-	char id2[API_ID_MAX + 1];
+	char id[REGION_ID_MAX + 1];
+	char id2[REGION_ID_MAX + 1];
 	int code;
 	char allow[API_ALLOW_MAX];
 	char details[160];

@@ -210,8 +210,8 @@ int api_route_match(const char *method, const char *url, struct api_match *m)
 	for (size_t k = 0; k < MAX_PARAMS; k++) {
 		if (!param[k])
 			continue;
-		if (api_percent_decode(param[k]->s, param[k]->len, out[k], API_ID_MAX + 1) < 0 ||
-		    !id_is_valid(out[k], API_ID_MAX))
+		if (api_percent_decode(param[k]->s, param[k]->len, out[k], REGION_ID_MAX + 1) < 0 ||
+		    !id_is_valid(out[k], REGION_ID_MAX))
 			return fail(m, 400, "invalid id in path");
 	}
 	m->route = found;

@@ -56,7 +56,7 @@ struct api_call {
 	const struct api_deps *a; /* the agent's, outlives the api and its calls */
 	struct api_request *req;  /* NULL for asynchronous tasks or once the request is gone */
 	char *task_id;		  /* X-Task-Id: post the outcome there */
-	char sid[API_ID_MAX + 1];
+	char sid[REGION_ID_MAX + 1];
 	int op;
 	/* scrape job */
 	virConnectPtr conn;
@@ -440,7 +440,7 @@ static void start_guest_op(struct api_request *req, json_t *args)
 	bool async = task_id && route->id != API_ROUTE_DISK_STATUS;
 	bool guest = route->id == API_ROUTE_SERVER_OP || route->id == API_ROUTE_SERVER_STATUS ||
 		     route->id == API_ROUTE_SERVER_DELETE;
-	if (async && !id_is_valid(task_id, API_ID_MAX))
+	if (async && !id_is_valid(task_id, REGION_ID_MAX))
 		return finish_error(req, 400, NULL, "invalid X-Task-Id");
 	if (!async && route->id == API_ROUTE_SERVER_STATUS) {
 		/* From the guest view, on the loop: no worker, no libvirt call. */
@@ -539,7 +539,7 @@ static void start_qga(struct api_request *req, json_t *args)
 		return finish_error(req, 400, NULL, "async: expected a boolean");
 	bool async = task_id && (op == QGA_OP_SET_PASSWORD ||
 				 (op == QGA_OP_PING && !json_is_false(async_flag)));
-	if (async && !id_is_valid(task_id, API_ID_MAX))
+	if (async && !id_is_valid(task_id, REGION_ID_MAX))
 		return finish_error(req, 400, NULL, "invalid X-Task-Id");
 	if (!api->a->guests)
 		return finish_error(req, 503, NULL, "guests are not managed");
@@ -623,7 +623,7 @@ static void start_upload_status(struct api_request *req, json_t *args)
 {
 	struct api *api = req->l->api;
 	const char *task_id = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Task-Id");
-	if (task_id && !id_is_valid(task_id, API_ID_MAX))
+	if (task_id && !id_is_valid(task_id, REGION_ID_MAX))
 		return finish_error(req, 400, NULL, "invalid X-Task-Id");
 	char msg[96];
 	if (api_upload_ids_check(args, msg, sizeof(msg)) < 0)

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "agent/guests-internal.h"
+#include "agent/desc.h"
 #include "agent/guests.h"
 #include "agent/guestview.h"
 #include "agent/qga.h"
@@ -197,7 +198,7 @@ int guests_qga(struct guests *g, enum qga_op op, const char *sid, json_t *args, 
 {
 	if (op >= _QGA_OP_MAX)
 		return snprintf(err, err_size, "unknown operation"), -EINVAL;
-	if (!id_is_valid(sid, 64))
+	if (!id_is_valid(sid, GUEST_ID_MAX))
 		return snprintf(err, err_size, "sid: invalid guest id"), -EINVAL;
 	if (args && !json_is_object(args))
 		return snprintf(err, err_size, "body: expected a JSON object"), -EINVAL;

@@ -26,6 +26,32 @@ struct run {
 	void *userdata;
 };
 
+int agent_modules_request(const struct config *cfg, const char *cpuinfo_path,
+			  struct modload_request **ret, size_t *ret_n)
+{
+	struct modload_request *req = calloc(cfg->n_kernel_modules + 1, sizeof(*req));
+	if (!req)
+		return -ENOMEM;
+	size_t n = 0;
+	for (size_t i = 0; i < cfg->n_kernel_modules; i++) {
+		const struct config_module *c = &cfg->kernel_modules[i];
+		const char *name = c->name;
+		if (streq(name, CONFIG_MODULE_KVM_VENDOR)) {
+			int r = modload_kvm_module(cpuinfo_path, &name);
+			if (r < 0) {
+				log_debug_errno(
+				    r, "No vendor KVM module for this CPU, %s left out: %m",
+				    c->name);
+				continue;
+			}
+		}
+		req[n++] = (struct modload_request){name, c->params, c->required};
+	}
+	*ret = req;
+	*ret_n = n;
+	return 0;
+}
+
 static void run_work(void *userdata)
 {
 	struct run *r = userdata;
@@ -36,15 +62,13 @@ static void run_work(void *userdata)
 	    .host_pid = cfg->modules_host_pid,
 	};
 	_cleanup_(modload_freep) struct modload *ml = NULL;
-	_cleanup_free_ struct modload_request *req =
-	    calloc(cfg->n_kernel_modules + 1, sizeof(*req));
-	for (size_t i = 0; req && i < cfg->n_kernel_modules; i++)
-		req[i] = (struct modload_request){cfg->kernel_modules[i].name,
-						  cfg->kernel_modules[i].params,
-						  cfg->kernel_modules[i].required};
-	r->error = req ? modload_new(&o, &ml) : -ENOMEM;
+	_cleanup_free_ struct modload_request *req = NULL;
+	size_t n;
+	r->error = agent_modules_request(cfg, NULL, &req, &n);
 	if (r->error >= 0)
-		r->error = modload_ensure(ml, req, cfg->n_kernel_modules, &r->report);
+		r->error = modload_new(&o, &ml);
+	if (r->error >= 0)
+		r->error = modload_ensure(ml, req, n, &r->report);
 }
 
 static void log_report(const struct modload_report *rep)

@@ -11,6 +11,7 @@ struct tasks;
 struct metrics;
 struct readiness;
 struct agent_modules;
+struct modload_request;
 
 /* cfg (its kernel module list and module options) must outlive the result; metrics and
  * readiness may be NULL. Readiness gets the required modules missing or failed, or "not
@@ -18,6 +19,11 @@ struct agent_modules;
 int agent_modules_new(const struct config *cfg, struct tasks *tasks, struct metrics *metrics,
 		      struct readiness *readiness, struct agent_modules **ret);
 struct agent_modules *agent_modules_free(struct agent_modules *m);
+/* The request for kmod from cfg's module list: CONFIG_MODULE_KVM_VENDOR becomes this CPU's
+ * module (cpuinfo_path: NULL for /proc/cpuinfo), or is left out on a CPU without one. The
+ * names point into cfg. */
+int agent_modules_request(const struct config *cfg, const char *cpuinfo_path,
+			  struct modload_request **ret, size_t *ret_n);
 /* Runs the first ensure on the worker pool. */
 int agent_modules_start(struct agent_modules *m);
 /* Ensures again (hostctl modules ensure); cb gets {"modules": [...], "ok": bool}. */

@@ -201,7 +201,7 @@ static int load_one(struct outbox *o, const char *name)
 	_cleanup_free_ char *sid = strndup(name, l - 5), *path = NULL, *data = NULL;
 	if (!sid)
 		return -ENOMEM;
-	if (!id_is_valid(sid, OUTBOX_ID_MAX))
+	if (!id_is_valid(sid, REGION_ID_MAX))
 		return -EBADMSG;
 	int r = entry_path(o, sid, &path);
 	if (r < 0)
@@ -301,7 +301,7 @@ struct outbox *outbox_free(struct outbox *o)
 
 int outbox_put(struct outbox *o, const char *sid, const char *status, const char *power_states)
 {
-	if (!id_is_valid(sid, OUTBOX_ID_MAX) || isempty(status) || isempty(power_states))
+	if (!id_is_valid(sid, REGION_ID_MAX) || isempty(status) || isempty(power_states))
 		return -EINVAL;
 	uint64_t seq = o->last_seq + 1;
 	json_auto_t *j = json_pack("{s:s,s:s,s:s,s:I}", "sid", sid, "status", status,

@@ -53,4 +53,3 @@ size_t outbox_removed(struct outbox *o);
 json_t *outbox_entry_body(const struct outbox_entry *e);
 /* The longest id (a guest's, or one the region gives: zone, wire, storage) that may name a file
  * and a URL path segment; the characters are id_is_valid()'s (common/path.h). */
-#define OUTBOX_ID_MAX 128

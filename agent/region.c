@@ -8,6 +8,7 @@
 #include "common/http-client.h"
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/path.h"
 
 #define AUTH_TIMEOUT_MS	       10000
 #define CALLBACK_TIMEOUT_MS    15000
@@ -170,18 +171,6 @@ int keystone_token_has_role(json_t *token_body, char *const *roles)
 			return 0;
 	}
 	return -EPERM;
-}
-
-bool region_task_id_valid(const char *task_id)
-{
-	if (isempty(task_id) || strlen(task_id) > 128)
-		return false;
-	if (streq(task_id, ".") || streq(task_id, ".."))
-		return false;
-	for (const char *p = task_id; *p; p++)
-		if (!isalnum((unsigned char)*p) && !strchr("-_.", *p))
-			return false;
-	return true;
 }
 
 /* ---- asynchronous HTTP ---- */
@@ -554,7 +543,7 @@ int region_task_callback(struct region *r, const char *task_id, json_t *body)
 {
 	if (!r || r->standalone)
 		return 0;
-	if (!region_task_id_valid(task_id) || !json_is_object(body))
+	if (!id_is_valid(task_id, REGION_ID_MAX) || !json_is_object(body))
 		return -EINVAL;
 	if (r->n_callbacks >= CALLBACK_MAX_PENDING)
 		return -EBUSY;

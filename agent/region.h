@@ -20,7 +20,7 @@ int region_start(struct region *r);
 /* Posts the outcome of an asynchronous operation to {compute}/tasks/<task_id>, retrying with
  * backoff until the region accepts it (bounded). body is the operation's result; on failure
  * it carries "__status__": "error" and "__reason__". Takes a reference on body; never blocks
- * the loop. */
+ * the loop. -EINVAL for a task id that is not id_is_valid(.., REGION_ID_MAX): it reaches a URL. */
 int region_task_callback(struct region *r, const char *task_id, json_t *body);
 
 /* The agent's own service token and the compute endpoint, for other modules; NULL when not
@@ -68,5 +68,3 @@ int keystone_token_times(json_t *token_body, uint64_t *ret_issued, uint64_t *ret
 /* 0 when the token carries one of roles, -EPERM when it carries none, -EBADMSG when the body
  * has no role list. */
 int keystone_token_has_role(json_t *token_body, char *const *roles);
-/* Task ids reach a URL path: letters, digits, '-', '_', '.', at most 128 characters. */
-bool region_task_id_valid(const char *task_id);

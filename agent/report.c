@@ -480,8 +480,8 @@ static void load_ids(struct report *rp)
 		for (size_t i = 0; root && i < storages_count(a->storages); i++)
 			if (streq(storages_get(a->storages, i)->root, root))
 				(void)storages_set_ids(
-				    a->storages, i, id_is_valid(id, OUTBOX_ID_MAX) ? id : NULL,
-				    id_is_valid(cid, OUTBOX_ID_MAX) ? cid : NULL);
+				    a->storages, i, id_is_valid(id, REGION_ID_MAX) ? id : NULL,
+				    id_is_valid(cid, REGION_ID_MAX) ? cid : NULL);
 	}
 	json_array_foreach (json_object_get(j, "wires"), n, e) {
 		const char *br = json_string_value(json_object_get(e, "bridge"));
@@ -489,7 +489,7 @@ static void load_ids(struct report *rp)
 		const char *w = json_string_value(json_object_get(e, "wire"));
 		for (size_t i = 0; br && id && w && i < hostnets_count(a->hostnets); i++)
 			if (streq(hostnets_get(a->hostnets, i)->bridge, br) &&
-			    id_is_valid(id, OUTBOX_ID_MAX))
+			    id_is_valid(id, REGION_ID_MAX))
 				(void)hostnets_set_wire(a->hostnets, i, id, w);
 	}
 }
@@ -559,7 +559,7 @@ static void on_reg_done(int err, const struct http_response *resp, void *userdat
 					  "%s/%s): create it in the region",
 					  hn->ip, hn->ifname, hn->bridge);
 		id = json_string_value(json_object_get(json_array_get(nets, 0), "wire_id"));
-		if (!id_is_valid(id, OUTBOX_ID_MAX))
+		if (!id_is_valid(id, REGION_ID_MAX))
 			return reg_failed(rp, 0, "network of %s without a usable wire_id", hn->ip);
 		if (!streq_ptr(hn->wire_id, id) &&
 		    hostnets_set_wire(a->hostnets, rp->idx, id, NULL) < 0)
@@ -613,7 +613,7 @@ static void on_reg_done(int err, const struct http_response *resp, void *userdat
 			return reg_next(rp);
 		}
 		id = json_string_value(json_object_get(json_array_get(hosts, 0), "id"));
-		if (!id_is_valid(id, OUTBOX_ID_MAX))
+		if (!id_is_valid(id, REGION_ID_MAX))
 			return reg_failed(rp, 0, "GET /hosts: host record without a usable id");
 		k = save_host_id(rp, id);
 		if (k < 0)
@@ -625,7 +625,7 @@ static void on_reg_done(int err, const struct http_response *resp, void *userdat
 		if (k < 0)
 			return FAIL("POST host%s", "");
 		id = json_string_value(json_object_get(json_object_get(j, "host"), "id"));
-		if (!id_is_valid(id, OUTBOX_ID_MAX))
+		if (!id_is_valid(id, REGION_ID_MAX))
 			return reg_failed(rp, 0, "POST host: reply without a usable host id");
 		k = save_host_id(rp, id);
 		if (k < 0)
@@ -659,7 +659,7 @@ static void on_reg_done(int err, const struct http_response *resp, void *userdat
 		} else
 			id = json_string_value(
 			    json_object_get(json_object_get(j, "storagecache"), "id"));
-		if (!id_is_valid(id, OUTBOX_ID_MAX))
+		if (!id_is_valid(id, REGION_ID_MAX))
 			return reg_failed(rp, 0, "storagecache of %s without a usable id",
 					  st->cache_dir);
 		if (!streq_ptr(st->cache_id, id)) {
@@ -684,7 +684,7 @@ static void on_reg_done(int err, const struct http_response *resp, void *userdat
 		if (k < 0)
 			return FAIL("storage %s (%s)", st->name, st->root);
 		id = json_string_value(json_object_get(json_object_get(j, "storage"), "id"));
-		if (!id_is_valid(id, OUTBOX_ID_MAX))
+		if (!id_is_valid(id, REGION_ID_MAX))
 			return reg_failed(rp, 0, "storage %s without a usable id", st->name);
 		if (!streq_ptr(st->id, id)) {
 			if (storages_set_ids(a->storages, rp->idx, id, NULL) < 0)
@@ -826,7 +826,7 @@ static void reg_next(struct report *rp)
 			break;
 		if (isempty(a->cfg->zone))
 			k = asprintf_safe(&path, "/hosts");
-		else if (!id_is_valid(a->cfg->zone, OUTBOX_ID_MAX))
+		else if (!id_is_valid(a->cfg->zone, REGION_ID_MAX))
 			return reg_failed(rp, 0, "zone '%s' cannot be used in a URL", a->cfg->zone);
 		else
 			k = asprintf_safe(&path, "/zones/%s/hosts", a->cfg->zone);
@@ -1121,7 +1121,7 @@ json_t *report_status_body(const struct outbox_entry *e, const char *host_id)
 static void on_guest_state(const char *sid, const char *status, void *ud)
 {
 	struct report *rp = ud;
-	if (!rp->enabled || !id_is_valid(sid, OUTBOX_ID_MAX))
+	if (!rp->enabled || !id_is_valid(sid, REGION_ID_MAX))
 		return;
 	/* A guest shutting down is still running for the region (it has no transitional state
 	 * for it), and while a create runs the region hears the outcome from the task only, as
@@ -1303,7 +1303,7 @@ int report_start(struct report *rp)
 	int k = read_file(rp->id_path, HOST_ID_MAX, &id, NULL);
 	if (k >= 0) {
 		id[strcspn(id, "\n")] = 0;
-		if (id_is_valid(id, OUTBOX_ID_MAX))
+		if (id_is_valid(id, REGION_ID_MAX))
 			rp->host_id = TAKE_PTR(id);
 		else
 			log_warning("Ignoring unusable host id in %s", rp->id_path);

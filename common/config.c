@@ -206,15 +206,6 @@ static bool module_params_valid(const char *s)
 	return true;
 }
 
-static const char *cpu_kvm_module(void)
-{
-	_cleanup_free_ char *info = NULL;
-	if (read_file("/proc/cpuinfo", 4 * 1024 * 1024, &info, NULL) >= 0 &&
-	    strstr(info, "AuthenticAMD"))
-		return "kvm_amd";
-	return "kvm_intel";
-}
-
 int config_init(struct config *cfg)
 {
 	*cfg = (struct config){
@@ -269,15 +260,14 @@ int config_init(struct config *cfg)
 	} mods[] = {
 	    /* kvm is what the node needs; the vendor module may be built in under another
 	     * name (or come from another provider), so it is optional. */
-	    {"kvm", NULL, true},	   {NULL, NULL, false},
+	    {"kvm", NULL, true},	   {CONFIG_MODULE_KVM_VENDOR, NULL, false},
 	    {"tun", NULL, true},	   {"vhost_net", NULL, false},
 	    {"bridge", NULL, true},	   {"br_netfilter", NULL, false},
 	    {"nbd", "max_part=16", false}, {"openvswitch", NULL, false},
 	};
 	for (size_t i = 0; i < ELEMENTSOF(mods); i++)
-		if (module_add(&cfg->kernel_modules, &cfg->n_kernel_modules,
-			       mods[i].name ? mods[i].name : cpu_kvm_module(), mods[i].params,
-			       mods[i].required) < 0)
+		if (module_add(&cfg->kernel_modules, &cfg->n_kernel_modules, mods[i].name,
+			       mods[i].params, mods[i].required) < 0)
 			goto oom;
 	return 0;
 oom:

@@ -7,6 +7,10 @@
 
 #define CONFIG_DEFAULT_PATH "/etc/yunion/host.conf"
 
+/* A kernel module name that stands for this CPU's KVM module (kvm_intel or kvm_amd from the
+ * vendor in /proc/cpuinfo), resolved when the modules are ensured (agent/modules.c). */
+#define CONFIG_MODULE_KVM_VENDOR "kvm-vendor"
+
 struct config_module {
 	char *name;
 	char *params; /* "max_part=16 foo=bar" or NULL */

@@ -24,3 +24,7 @@ int path_unlink_beneath(char *const *roots, const char *path);
 /* True when s is a safe single path component / identifier: 1..max bytes of [A-Za-z0-9._-],
  * not starting with '.' or '-'. */
 bool id_is_valid(const char *s, size_t max);
+/* The longest id issued by the region that is accepted (task, zone, wire, storage, server;
+ * Cloudpods ids are 36-character UUIDs). Guest ids name files and domains: GUEST_ID_MAX
+ * (agent/desc.h). */
+#define REGION_ID_MAX 128

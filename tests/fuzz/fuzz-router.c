@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int code = api_route_match(method, url, &m);
 	if (code != 0 && code != 400 && code != 404 && code != 405)
 		__builtin_trap();
-	if (code == 0 && (!m.route || strlen(m.id) > API_ID_MAX))
+	if (code == 0 && (!m.route || strlen(m.id) > REGION_ID_MAX))
 		__builtin_trap();
 	if (code != 0) {
 		json_t *e = op_error_body(code, NULL, "%s", m.details);

@@ -7,6 +7,7 @@
 #include "agent/tasks.h"
 #include "common/fs.h"
 #include "common/http-client.h"
+#include "common/path.h"
 #include "tests/unit/test-common.h"
 #include "tests/unit/test-region-server.h"
 
@@ -77,18 +78,18 @@ static void test_token_fields(void **state)
 
 static void test_task_id(void **state)
 {
-	assert_true(region_task_id_valid("5f1c9a2e-7d1b-4b6a-8f3e-0a9b8c7d6e5f"));
-	assert_true(region_task_id_valid("task_1.2"));
-	assert_false(region_task_id_valid(""));
-	assert_false(region_task_id_valid(NULL));
-	assert_false(region_task_id_valid(".."));
-	assert_false(region_task_id_valid("a/b"));
-	assert_false(region_task_id_valid("a%2e"));
-	assert_false(region_task_id_valid("a b"));
+	assert_true(id_is_valid("5f1c9a2e-7d1b-4b6a-8f3e-0a9b8c7d6e5f", REGION_ID_MAX));
+	assert_true(id_is_valid("task_1.2", REGION_ID_MAX));
+	assert_false(id_is_valid("", REGION_ID_MAX));
+	assert_false(id_is_valid(NULL, REGION_ID_MAX));
+	assert_false(id_is_valid("..", REGION_ID_MAX));
+	assert_false(id_is_valid("a/b", REGION_ID_MAX));
+	assert_false(id_is_valid("a%2e", REGION_ID_MAX));
+	assert_false(id_is_valid("a b", REGION_ID_MAX));
 	char long_id[200];
 	memset(long_id, 'a', sizeof(long_id) - 1);
 	long_id[sizeof(long_id) - 1] = 0;
-	assert_false(region_task_id_valid(long_id));
+	assert_false(id_is_valid(long_id, REGION_ID_MAX));
 }
 
 /* Stops s and returns a URL of its port, where nobody listens any more. */
