@@ -1,4 +1,6 @@
-/* The one context object of the daemon: owns the event loop and every subsystem. */
+/* The one context object of the daemon: owns the event loop and every subsystem.
+ * Threads: built, run and freed on the main thread, which runs the event loop; each subsystem's
+ * header says what of it runs elsewhere. */
 #pragma once
 
 #include <jansson.h>

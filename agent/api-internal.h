@@ -1,6 +1,6 @@
 /* The HTTP API's pure parts, shared by agent/api.c and the unit and fuzz tests: route table
  * and matching, id decoding and validation, request-body parsing, error bodies. Nothing here
- * touches the agent, MHD or the network. */
+ * touches the agent, MHD or the network. Pure: called on the loop thread and by the fuzzers. */
 #pragma once
 
 #include <jansson.h>

@@ -1,4 +1,5 @@
-/* Command-line parsing of hostagent, separate from main() so tests can drive it. */
+/* Command-line parsing of hostagent, separate from main() so tests can drive it. Main thread,
+ * before the event loop exists. */
 #pragma once
 
 #include <stdbool.h>

@@ -4,7 +4,8 @@
  * results cached for token_cache_seconds (never beyond the token's expiry), refused ones for a
  * few seconds (a flood of bogus tokens costs one validation each per window), at most 64
  * validations in flight, on a pool of their own (agent/region.h); the token must carry one of
- * api_roles. Implemented in agent/auth.c. */
+ * api_roles. Implemented in agent/auth.c. Loop thread only: a validation is an HTTP transfer
+ * driven by the loop (region_http, agent/httploop.h) and answered there. */
 #pragma once
 
 #include <jansson.h>

@@ -4,7 +4,7 @@
  * checked, and rendered as cloud-init's meta-data, user-data and network-config. Pure: no file,
  * process, clock or randomness here (agent/deploy.c builds the ISO). Every string from the
  * request reaches the YAML as a double-quoted scalar written by libyaml's emitter, file contents
- * as base64. */
+ * as base64. Any thread (a create builds it on a worker). */
 #pragma once
 
 #include <jansson.h>

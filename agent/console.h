@@ -2,7 +2,8 @@
  * password kept in its workspace (<workspace>/console-password, 0600), written into the domain's
  * <graphics passwd=...> and handed to the region as guest metadata __vnc_password. VNC
  * authentication uses at most 8 characters of a password, so it is exactly 8 characters from an
- * alphabet without look-alikes (about 46 bits). */
+ * alphabet without look-alikes (about 46 bits). Blocking file I/O: called on the worker pool
+ * (guest operations). */
 #pragma once
 
 #include <stdbool.h>

@@ -1,7 +1,8 @@
 /* A guest's config drive on the host: the NoCloud files of agent/configdrive.h written to a
  * private temporary directory of the workspace and packed by xorriso (argv, no shell) into
  * <workspace>/config-drive.iso (volume id "cidata", mode 0600), replaced atomically. The guest
- * reads it as a read-only CD-ROM at its next boot; its disk is never opened here. */
+ * reads it as a read-only CD-ROM at its next boot; its disk is never opened here. Blocking
+ * (file I/O, xorriso): worker pool only. */
 #pragma once
 
 #include <jansson.h>

@@ -1,5 +1,6 @@
 /* Guest descriptor: the Cloudpods GuestJsonDesc subset, parsed and validated into a typed model.
- * Nothing here touches the host beyond resolving paths (symlinks) under the disk roots. */
+ * Nothing here touches the host beyond resolving paths (symlinks) under the disk roots. No state:
+ * any thread (the API parses on the loop, operations on the worker pool). */
 #pragma once
 
 #include <jansson.h>

@@ -1,6 +1,6 @@
 /* What the guest DHCP (agent/dhcp.h) tells dnsmasq: the host entries of the NICs of every guest
  * on one bridge (--dhcp-hostsfile), their options (--dhcp-optsfile) and the command line.
- * Pure: no I/O, unit-tested (tests/unit/test-dhcp.c). */
+ * Pure: no I/O, any thread, unit-tested (tests/unit/test-dhcp.c). */
 #pragma once
 
 #include <netinet/in.h>

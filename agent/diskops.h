@@ -7,7 +7,8 @@
  * file goes. A disk from a template is a qcow2 overlay on <cache>/<image_id> (no copy). Created
  * and resized with qemu-img on the worker pool; a resize of a running guest's disk goes through
  * libvirt. Create, delete and resize reply {disk_id, disk_size (MB), format, disk_path}
- * (delete: {}). */
+ * (delete: {}). Called on the loop thread; qemu-img and libvirt run on the worker pool and the
+ * answer comes back on the loop. */
 #pragma once
 
 #include <jansson.h>

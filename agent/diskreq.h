@@ -6,7 +6,7 @@
  *   POST /disks/image_cache              {"disk": {image_id, storagecache_id, format?, server_id?}}
  *   DELETE /disks/image_cache            {"disk": {image_id, storagecache_id}}
  * The region wraps the fields in "disk"; a bare object is accepted too. The strings of a parsed
- * request point into the body, which must outlive it. */
+ * request point into the body, which must outlive it. Any thread. */
 #pragma once
 
 #include <jansson.h>

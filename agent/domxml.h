@@ -1,5 +1,6 @@
 /* libvirt domain XML rendered from a validated guest descriptor with libxml2's writer: every name
- * and value is escaped by the writer, never pasted into markup. */
+ * and value is escaped by the writer, never pasted into markup. No state: any thread (rendered
+ * on a worker during a create or start). */
 #pragma once
 
 #include <stdbool.h>

@@ -1,5 +1,6 @@
 /* Kernel modules the node needs, ensured at startup and on request (agent side of kmod/).
- * Results feed readiness, metrics and the host info. */
+ * Results feed readiness, metrics and the host info. Loop thread, except the ensure itself (on
+ * the worker pool) and the last report, which the metrics collector reads under its lock. */
 #pragma once
 
 #include <jansson.h>

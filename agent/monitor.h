@@ -2,7 +2,7 @@
  * "info ...", QMP "query-*") and power/run control (system_powerdown, system_reset, stop, cont)
  * only. QMP commands are parsed strictly (duplicate keys refused, only "execute", "arguments"
  * and "id" allowed) and re-serialised, so that what was checked is byte for byte what QEMU gets
- * (security review L9). Pure: no libvirt, no I/O. */
+ * (security review L9). Pure: no libvirt, no I/O, any thread. */
 #pragma once
 
 #include <stdbool.h>

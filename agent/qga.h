@@ -2,7 +2,7 @@
  * bodies are checked, how the agent's replies become the answers of Cloudpods' Go host agent,
  * and which guests' agents answer (the heartbeat's qga_running_guests). Pure: no libvirt, no
  * I/O, no clock (times are passed in). agent/virt.c carries the commands (libvirt's agent API),
- * agent/guests.c runs them on the worker pool. */
+ * agent/guests.c runs them on the worker pool. Any thread. */
 #pragma once
 
 #include <jansson.h>
