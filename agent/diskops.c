@@ -310,8 +310,9 @@ static void disk_done(void *userdata)
 	else if (j->reply.error == 0 && !j->reply.body)
 		job_fail(j, -ENOMEM, "out of memory");
 	if (j->op != DISK_OP_STATUS)
-		log_info("Disk %s finished disk_id=%s path=%s error=%d", disk_op_to_string(j->op),
-			 j->disk_id, j->path, j->reply.error);
+		log_kv(j->reply.error < 0 ? LOG_WARNING : LOG_INFO, "Disk operation finished", "op",
+		       disk_op_to_string(j->op), "disk_id", j->disk_id, "path", j->path, "result",
+		       j->reply.error < 0 ? strempty(j->reply.message) : "ok", NULL);
 	j->cb(&j->reply, j->userdata);
 	job_free(j);
 }

@@ -489,10 +489,12 @@ static int add_waiter(struct fetch *f, op_done_fn cb, void *userdata)
 	return 0;
 }
 
-/* The request of a cache or uncache body, and the storage cache it names; a refusal (with
- * *ret_message) when there is none. */
+/* The request of a cache or uncache body, the storage cache it names and the fetch of that image
+ * into that cache under way (NULL: none); a refusal (with *ret_message) when there is no such
+ * storage cache. */
 static int request_storage(struct imagecache *ic, enum disk_req_kind kind, json_t *args,
-			   struct disk_request *req, const struct storage **ret, char **ret_message)
+			   struct disk_request *req, const struct storage **ret,
+			   struct fetch **ret_fetch, char **ret_message)
 {
 	if (!ic)
 		return error_set(ret_message, -EAGAIN, "the image cache is not available");
@@ -505,6 +507,10 @@ static int request_storage(struct imagecache *ic, enum disk_req_kind kind, json_
 	if (!*ret)
 		return error_set(ret_message, -ENOENT, "storage cache %s is not on this host",
 				 req->storagecache_id);
+	*ret_fetch = NULL;
+	for (struct fetch *f = ic->fetches; f && !*ret_fetch; f = f->next)
+		if (streq(f->cache_dir, (*ret)->cache_dir) && streq(f->image_id, req->image_id))
+			*ret_fetch = f;
 	return 0;
 }
 
@@ -513,17 +519,16 @@ int imagecache_fetch(struct imagecache *ic, json_t *args, op_done_fn cb, void *u
 {
 	struct disk_request req;
 	const struct storage *st;
-	int r = request_storage(ic, DISK_REQ_CACHE, args, &req, &st, ret_message);
+	struct fetch *running;
+	int r = request_storage(ic, DISK_REQ_CACHE, args, &req, &st, &running, ret_message);
 	if (r < 0)
 		return r;
 	const char *image_id = req.image_id, *format = req.format;
-
-	for (struct fetch *f = ic->fetches; f; f = f->next)
-		if (streq(f->cache_dir, st->cache_dir) && streq(f->image_id, image_id)) {
-			log_info("Image fetch shared image_id=%s", image_id);
-			r = add_waiter(f, cb, userdata);
-			return r < 0 ? error_set(ret_message, r, "out of memory") : 0;
-		}
+	if (running) {
+		log_info("Image fetch shared image_id=%s", image_id);
+		r = add_waiter(running, cb, userdata);
+		return r < 0 ? error_set(ret_message, r, "out of memory") : 0;
+	}
 
 	const char *token = region_token(ic->region), *base = region_image_url(ic->region);
 	if (!token)
@@ -536,9 +541,7 @@ int imagecache_fetch(struct imagecache *ic, json_t *args, op_done_fn cb, void *u
 	struct fetch *f = calloc(1, sizeof(*f));
 	if (!f)
 		return error_set(ret_message, -ENOMEM, "out of memory");
-	size_t bl = strlen(base);
-	while (bl > 0 && base[bl - 1] == '/')
-		bl--;
+	size_t bl = strlen_trim_slashes(base);
 	f->cache_dir = strdup(st->cache_dir);
 	f->image_id = strdup(image_id);
 	f->format = strdup(format);
@@ -685,14 +688,13 @@ int imagecache_uncache(struct imagecache *ic, json_t *args, op_done_fn cb, void 
 {
 	struct disk_request req;
 	const struct storage *st;
-	int r = request_storage(ic, DISK_REQ_UNCACHE, args, &req, &st, ret_message);
+	struct fetch *running;
+	int r = request_storage(ic, DISK_REQ_UNCACHE, args, &req, &st, &running, ret_message);
 	if (r < 0)
 		return r;
 	const char *image_id = req.image_id;
-	for (struct fetch *f = ic->fetches; f; f = f->next)
-		if (streq(f->cache_dir, st->cache_dir) && streq(f->image_id, image_id))
-			return error_set(ret_message, -EBUSY, "image %s is being fetched",
-					 image_id);
+	if (running)
+		return error_set(ret_message, -EBUSY, "image %s is being fetched", image_id);
 	struct uncache *u = calloc(1, sizeof(*u));
 	if (!u)
 		return error_set(ret_message, -ENOMEM, "out of memory");

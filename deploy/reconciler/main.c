@@ -160,9 +160,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		    (!ca_set && set_str(&a->kube.ca_file, SA_DIR "/ca.crt") < 0))
 			return -ENOMEM;
 	}
-	size_t l = strlen(a->kube.server);
-	while (l > 0 && a->kube.server[l - 1] == '/')
-		a->kube.server[--l] = 0;
+	a->kube.server[strlen_trim_slashes(a->kube.server)] = 0;
 	if (!strneq(a->kube.server, "https://", 8) && !strneq(a->kube.server, "http://", 7)) {
 		fprintf(stderr, "ocreconciler: --server must be an http(s) URL, got '%s'\n",
 			a->kube.server);
