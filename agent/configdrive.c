@@ -11,57 +11,37 @@
 #include <yaml.h>
 
 #include "agent/configdrive.h"
+#include "common/json-util.h"
 #include "common/parse.h"
 
 /* ---- checks ---- */
 
-/* No C0 control character, no DEL; tab and newline only where allowed. */
-static bool no_controls(const char *s, size_t len, bool newlines)
-{
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (newlines && (c == '\n' || c == '\t'))
-			continue;
-		if (c < 0x20 || c == 0x7f)
-			return false;
-	}
-	return true;
-}
-
-/* A string field: absent or null gives NULL (0); else 1 with *ret pointing into v. Refuses
- * non-strings, NUL bytes, control characters and lengths over max. */
+/* A string field (field names it in messages): absent or null gives NULL (0); else 1 with *ret
+ * pointing into obj. Text as common/json-util checks it (at most max bytes, UTF-8, no NUL or
+ * control character; tab and line ends only where multiline). */
 static int get_string(const json_t *obj, const char *key, const char *field, size_t max,
-		      bool newlines, const char **ret, char **ret_error)
+		      bool multiline, const char **ret, char **ret_error)
 {
+	struct ju_ctx c = {0};
 	const json_t *v = json_object_get(obj, key);
 	*ret = NULL;
 	if (!v || json_is_null(v))
 		return 0;
-	if (!json_is_string(v))
-		return error_set(ret_error, -EINVAL, "%s: expected a string", field);
-	const char *s = json_string_value(v);
-	size_t len = json_string_length(v);
-	if (strlen(s) != len)
-		return error_set(ret_error, -EINVAL, "%s: contains a NUL character", field);
-	if (len > max)
-		return error_set(ret_error, -EINVAL, "%s: longer than %zu bytes", field, max);
-	if (!no_controls(s, len, newlines))
-		return error_set(ret_error, -EINVAL, "%s: contains a control character", field);
-	*ret = s;
+	int r = json_is_string(v)
+		    ? ju_check_text(&c, field, json_string_value(v), json_string_length(v), max,
+				    multiline ? JU_TEXT_MULTILINE : 0)
+		    : ju_fail(&c, "%s: expected string, got %s", field, ju_type_name(v));
+	if (r < 0)
+		return ju_finish(&c, r, ret_error);
+	*ret = json_string_value(v);
 	return 1;
 }
 
 static int get_bool(const json_t *obj, const char *key, bool dflt, bool *ret, char **ret_error)
 {
-	const json_t *v = json_object_get(obj, key);
-	if (!v || json_is_null(v)) {
-		*ret = dflt;
-		return 0;
-	}
-	if (!json_is_boolean(v))
-		return error_set(ret_error, -EINVAL, "%s: expected a boolean", key);
-	*ret = json_is_true(v);
-	return 0;
+	struct ju_ctx c = {0};
+	int r = ju_get_bool(&c, obj, NULL, key, dflt, ret);
+	return ju_finish(&c, MIN(r, 0), ret_error);
 }
 
 /* A login name useradd accepts without --badname: [a-z_][a-z0-9_-]{0,31}. */
@@ -376,12 +356,8 @@ int configdrive_parse(const json_t *args, const json_t *desc, struct configdrive
 	if ((r = get_string(args, "password", "password", CONFIGDRIVE_PASSWORD_MAX, false, &s,
 			    ret_error)) < 0)
 		return r;
-	if (s && *s) {
-		if (!utf8_is_valid(s, strlen(s)))
-			return error_set(ret_error, -EINVAL, "password: not valid UTF-8");
-		if (!(cd->password = strdup(s)))
-			return -ENOMEM;
-	}
+	if (s && *s && !(cd->password = strdup(s)))
+		return -ENOMEM;
 	if ((r = get_string(args, "login_account", "login_account", 32, false, &s, ret_error)) < 0)
 		return r;
 	if (s && *s && !account_is_valid(s))

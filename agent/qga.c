@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "agent/qga.h"
+#include "common/json-util.h"
 #include "common/macros.h"
 
 static const char *const op_names[_QGA_OP_MAX] = {
@@ -67,15 +68,6 @@ int qga_parse_timeout(json_t *body, int def, int *ret, char *err, size_t size)
 	return 0;
 }
 
-/* Printable and short enough to quote in a message. */
-static void quote_name(const char *s, char *buf, size_t size)
-{
-	size_t k = 0;
-	for (; s && *s && k + 1 < size && k < 64; s++)
-		buf[k++] = (*s >= 0x20 && *s < 0x7f && *s != '"' && *s != '\\') ? *s : '?';
-	buf[k] = 0;
-}
-
 int qga_parse_command(json_t *body, char **ret_cmd, char **ret_name, int *ret_timeout, char *err,
 		      size_t size)
 {
@@ -109,12 +101,9 @@ int qga_parse_command(json_t *body, char **ret_cmd, char **ret_name, int *ret_ti
 	json_t *v;
 	json_object_foreach (c, key, v)
 		if (!streq(key, "execute") && !streq(key, "arguments")) {
-			char q[72];
-			quote_name(key, q, sizeof(q));
 			snprintf(err, size,
-				 "command: unexpected key \"%s\" (only execute and "
-				 "arguments)",
-				 q);
+				 "command: unexpected key %s (only execute and arguments)",
+				 ju_quote(key).s);
 			return -EINVAL;
 		}
 	json_t *ex = json_object_get(c, "execute"), *args = json_object_get(c, "arguments");
@@ -128,14 +117,11 @@ int qga_parse_command(json_t *body, char **ret_cmd, char **ret_name, int *ret_ti
 	}
 	const char *name = json_string_value(ex);
 	if (!qga_command_allowed(name)) {
-		char q[72];
-		quote_name(name, q, sizeof(q));
-		snprintf(
-		    err, size,
-		    "guest agent command \"%s\" is not allowed: qga-command forwards read-only "
-		    "commands only (guest-ping, guest-info, guest-get-*, "
-		    "guest-network-get-interfaces, guest-fsfreeze-status)",
-		    q);
+		snprintf(err, size,
+			 "guest agent command %s is not allowed: qga-command forwards read-only "
+			 "commands only (guest-ping, guest-info, guest-get-*, "
+			 "guest-network-get-interfaces, guest-fsfreeze-status)",
+			 ju_quote(name).s);
 		return -EPERM;
 	}
 	int r = qga_parse_timeout(body, QGA_TIMEOUT_DEFAULT, ret_timeout, err, size);

@@ -122,6 +122,13 @@ static void test_fields(void **state)
 	assert_false(strv_contains(u2, "hashed_passwd"));
 	assert_false(strv_contains(u2, "ssh_pwauth"));
 	configdrive_docs_done(&docs);
+	/* Keys pasted with CRLF line ends (a Windows client) are the same keys. */
+	cd = configdrive_free(cd);
+	assert_int_equal(
+	    parse("{\"public_key\": \"" KEY1 "\\r\\n" KEY1 " c@d\\r\\n\"}", NULL, &cd, &err), 0);
+	assert_int_equal(strv_length(cd->public_keys), 2);
+	assert_string_equal(cd->public_keys[0], KEY1);
+	assert_string_equal(cd->public_keys[1], KEY1 " c@d");
 }
 
 /* What could break out of a YAML scalar stays inside one: quotes, backslashes, "key: value",
@@ -216,13 +223,20 @@ static void test_refusals(void **state)
 	json_t *a = json_pack("{s:[{s:s},{s:o}]}", "deploys", "path", "/a", "path",
 			      json_stringn("/etc/x\0y", 8));
 	assert_int_equal(configdrive_parse(a, NULL, &cd, &err), -EINVAL);
-	assert_non_null(strstr(err, "deploys[1].path: contains a NUL"));
+	assert_non_null(strstr(err, "deploys[1].path: NUL character not allowed"));
 	json_decref(a);
 	free(err);
 	err = NULL;
-	/* A refused password is never quoted back. */
+	/* A refused password is never quoted back: a control character, invalid UTF-8. */
 	a = json_pack("{s:s}", "password", "Top\x01Secret");
 	assert_int_equal(configdrive_parse(a, NULL, &cd, &err), -EINVAL);
+	assert_null(strstr(err, "Secret"));
+	json_decref(a);
+	free(err);
+	err = NULL;
+	a = json_pack("{s:o}", "password", json_stringn_nocheck("Top\xc3Secret", 10));
+	assert_int_equal(configdrive_parse(a, NULL, &cd, &err), -EINVAL);
+	assert_non_null(strstr(err, "password: invalid UTF-8"));
 	assert_null(strstr(err, "Secret"));
 	json_decref(a);
 	/* Limits. */
