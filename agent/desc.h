@@ -11,6 +11,7 @@
 #include "common/macros.h"
 
 /* Limits on untrusted input. */
+#define GUEST_DESC_MAX	     (4 * 1024 * 1024) /* bytes of a stored descriptor (hostctl's file too) */
 #define GUEST_NAME_MAX	     128
 #define GUEST_ID_MAX	     64 /* uuid, sid, disk_id */
 #define GUEST_CPU_MAX	     240

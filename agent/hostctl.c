@@ -1,41 +1,17 @@
 /* hostctl: the local admin client. Talks HTTP to the agent over its admin unix socket (trusted:
- * no token), with libcurl, and prints replies readably. Exit codes: 0 success, 1 the agent
- * answered with an error, 2 usage error, 3 the agent could not be reached. */
-#include <curl/curl.h>
+ * no token), through common/http-client, and prints replies readably. Exit codes: 0 success, 1 the
+ * agent answered with an error, 2 usage error, 3 the agent could not be reached. */
 #include <getopt.h>
 #include <jansson.h>
 
+#include "agent/desc.h"
+#include "common/config.h"
 #include "common/fs.h"
+#include "common/http-client.h"
 #include "common/macros.h"
 #include "common/path.h"
 
-#define DEFAULT_SOCKET "/run/hostagent/admin.sock"
-#define REPLY_MAX      (64 * 1024 * 1024)
-#define DESC_MAX       (1024 * 1024)
-
-struct buf {
-	char *data;
-	size_t len;
-	bool overflow;
-};
-
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	struct buf *b = userdata;
-	size_t n = size * nmemb;
-	if (b->len + n > REPLY_MAX) {
-		b->overflow = true;
-		return 0;
-	}
-	char *d = realloc(b->data, b->len + n + 1);
-	if (!d)
-		return 0;
-	memcpy(d + b->len, ptr, n);
-	b->data = d;
-	b->len += n;
-	b->data[b->len] = 0;
-	return n;
-}
+#define REPLY_MAX (64 * 1024 * 1024)
 
 static void print_reply(const char *text, long code, bool raw)
 {
@@ -71,48 +47,34 @@ static void print_reply(const char *text, long code, bool raw)
 	json_decref(j);
 }
 
-/* Returns the process exit code. */
+/* Returns the process exit code. timeout in seconds, 0: none. */
 static int request(const char *sock, const char *method, const char *path, const char *body,
 		   long timeout, bool raw)
 {
-	CURL *c = curl_easy_init();
-	struct curl_slist *hdr = NULL;
-	struct buf b = {};
-	char url[512];
-	long code = 0;
-	int ret;
-	if (!c) {
+	_cleanup_free_ char *url = strjoin("http://localhost", path);
+	if (!url) {
 		fprintf(stderr, "hostctl: out of memory\n");
 		return 3;
 	}
-	snprintf(url, sizeof(url), "http://localhost%s", path);
-	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	if (timeout > 0)
-		curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout);
-	if (body) {
-		hdr = curl_slist_append(hdr, "Content-Type: application/json");
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-	}
-	CURLcode cr = curl_easy_perform(c);
-	if (cr != CURLE_OK) {
+	struct http_request req = {
+	    .method = method,
+	    .url = url,
+	    .body = body,
+	    .body_len = body ? strlen(body) : 0,
+	    .timeout_ms = timeout > 0 ? timeout * 1000 : -1,
+	    .max_response = REPLY_MAX,
+	    .unix_socket = sock,
+	};
+	struct http_response resp = {0};
+	int r = http_request_run(&req, &resp);
+	if (r < 0) {
 		fprintf(stderr, "hostctl: cannot reach the agent at %s: %s\n", sock,
-			b.overflow ? "reply too large" : curl_easy_strerror(cr));
-		ret = 3;
-	} else {
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-		print_reply(b.data ? b.data : "", code, raw);
-		ret = code >= 200 && code < 300 ? 0 : 1;
+			r == -EFBIG ? "reply too large" : strerror(-r));
+		return 3;
 	}
-	curl_slist_free_all(hdr);
-	curl_easy_cleanup(c);
-	free(b.data);
+	print_reply(resp.body, resp.status, raw);
+	int ret = resp.status >= 200 && resp.status < 300 ? 0 : 1;
+	http_response_done(&resp);
 	return ret;
 }
 
@@ -140,7 +102,8 @@ static int usage(bool help)
 	      "  host                          host information (re-read)\n"
 	      "  metrics                       Prometheus metrics\n"
 	      "  version                       agent version\n"
-	      "Options: --socket PATH (default " DEFAULT_SOCKET ", or $HOSTCTL_SOCKET),\n"
+	      "Options: --socket PATH (default " CONFIG_DEFAULT_ADMIN_SOCKET
+	      ", or $HOSTCTL_SOCKET),\n"
 	      "         --timeout S (stop: guest shutdown timeout; otherwise request timeout)\n",
 	      help ? stdout : stderr);
 	return help ? 0 : 2;
@@ -165,7 +128,7 @@ static int vm_command(const char *sock, int argc, char **argv, bool force, long 
 		return usage(false);
 	const char *sid = argv[1];
 	/* The agent validates ids too; checking here gives a clear message before any I/O. */
-	if (!id_is_valid(sid, 128)) {
+	if (!id_is_valid(sid, GUEST_ID_MAX)) {
 		fprintf(stderr, "hostctl: invalid guest id '%s'\n", sid);
 		return 2;
 	}
@@ -189,7 +152,7 @@ static int vm_command(const char *sock, int argc, char **argv, bool force, long 
 	if (streq(verb, "create") && argc == 3) {
 		_cleanup_free_ char *text = NULL;
 		json_error_t e;
-		int r = read_file(argv[2], DESC_MAX, &text, NULL);
+		int r = read_file(argv[2], GUEST_DESC_MAX, &text, NULL);
 		if (r < 0) {
 			fprintf(stderr, "hostctl: cannot read %s: %s\n", argv[2], strerror(-r));
 			return 2;
@@ -281,7 +244,7 @@ int main(int argc, char **argv)
 	long timeout = 0;
 	int c, ret;
 	if (isempty(sock))
-		sock = DEFAULT_SOCKET;
+		sock = CONFIG_DEFAULT_ADMIN_SOCKET;
 	/* GNU getopt permutes: options may follow the command words. */
 	while ((c = getopt_long(argc, argv, "s:ft:qh", opts, NULL)) >= 0)
 		switch (c) {
@@ -313,10 +276,6 @@ int main(int argc, char **argv)
 	char **args = argv + optind;
 	if (n < 1)
 		return usage(false);
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		fprintf(stderr, "hostctl: cannot initialize libcurl\n");
-		return 3;
-	}
 	if (streq(args[0], "vm"))
 		ret = vm_command(sock, n - 1, args + 1, force, timeout, qmp);
 	else if (streq(args[0], "status") && n == 1)
@@ -333,6 +292,5 @@ int main(int argc, char **argv)
 		ret = request(sock, "GET", "/version", NULL, timeout, false);
 	else
 		ret = usage(false);
-	curl_global_cleanup();
 	return ret;
 }

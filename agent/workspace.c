@@ -13,8 +13,6 @@
 #include "common/log.h"
 #include "common/path.h"
 
-#define DESC_MAX (4 * 1024 * 1024)
-
 char *workspace_dir(const struct config *cfg, const char *sid)
 {
 	return strjoin(cfg->servers_path, "/", sid);
@@ -31,7 +29,7 @@ int workspace_load_desc(const struct config *cfg, const char *sid, json_t **ret_
 	_cleanup_free_ char *p = workspace_desc(cfg, sid), *txt = NULL;
 	if (!p)
 		return -ENOMEM;
-	int r = read_file(p, DESC_MAX, &txt, NULL);
+	int r = read_file(p, GUEST_DESC_MAX, &txt, NULL);
 	if (r < 0)
 		return r;
 	json_error_t jerr;

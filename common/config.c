@@ -235,7 +235,7 @@ int config_init(struct config *cfg)
 	    {offsetof(struct config, servers_path), "/opt/cloud/workspace/servers"},
 	    {offsetof(struct config, state_dir), "/var/lib/hostagent"},
 	    {offsetof(struct config, libvirt_uri), "qemu:///system"},
-	    {offsetof(struct config, admin_socket), "/run/hostagent/admin.sock"},
+	    {offsetof(struct config, admin_socket), CONFIG_DEFAULT_ADMIN_SOCKET},
 	    {offsetof(struct config, admin_domain), "Default"},
 	    {offsetof(struct config, admin_project), "system"},
 	    {offsetof(struct config, admin_project_domain), "Default"},

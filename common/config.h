@@ -6,6 +6,8 @@
 #include <stdio.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/yunion/host.conf"
+/* admin_socket's default: where hostctl looks too. */
+#define CONFIG_DEFAULT_ADMIN_SOCKET "/run/hostagent/admin.sock"
 
 /* A kernel module name that stands for this CPU's KVM module (kvm_intel or kvm_amd from the
  * vendor in /proc/cpuinfo), resolved when the modules are ensured (agent/modules.c). */

@@ -174,7 +174,9 @@ int http_transfer_new(const struct http_request *req, void *userdata, struct htt
 		return -ENOMEM;
 
 	t->sink.max = req->max_response ? req->max_response : HTTP_DEFAULT_MAX_RESPONSE;
-	long timeout = req->timeout_ms > 0 ? req->timeout_ms : HTTP_DEFAULT_TIMEOUT_MS;
+	long timeout = req->timeout_ms > 0   ? req->timeout_ms
+		       : req->timeout_ms < 0 ? 0 /* none */
+					     : HTTP_DEFAULT_TIMEOUT_MS;
 	CURL *c = t->easy;
 	CURLcode cc = CURLE_OK;
 #define SETOPT(o, v)                                                                               \
@@ -197,7 +199,9 @@ int http_transfer_new(const struct http_request *req, void *userdata, struct htt
 		SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
 	}
 	SETOPT(CURLOPT_TIMEOUT_MS, timeout);
-	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, MIN(timeout, 5000L));
+	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, timeout > 0 ? MIN(timeout, 5000L) : 5000L);
+	if (req->unix_socket)
+		SETOPT(CURLOPT_UNIX_SOCKET_PATH, req->unix_socket);
 	SETOPT(CURLOPT_NOSIGNAL, 1L);
 	/* One connection per request, closed after it, also on a multi handle: an idle kept-alive
 	 * connection pins a single-threaded server (keystone's own WSGI server serves one

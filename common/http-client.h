@@ -15,12 +15,14 @@ struct http_request {
 	char **headers;	  /* "Name: value" strings, NULL-terminated; may be NULL */
 	const char *body; /* sent when not NULL, see content_type */
 	size_t body_len;
-	long timeout_ms;     /* whole transfer; 0: HTTP_DEFAULT_TIMEOUT_MS */
+	long timeout_ms;     /* whole transfer; 0: HTTP_DEFAULT_TIMEOUT_MS, < 0: none */
 	size_t max_response; /* body cap; 0: HTTP_DEFAULT_MAX_RESPONSE */
 	const char *ca_file; /* NULL: the system trust store */
 	bool insecure;	     /* skip TLS verification (tests only) */
 	/* Content-Type of body; NULL: application/json (ocreconciler sends apply patches). */
 	const char *content_type;
+	/* Connect to this unix socket instead of the URL's host (hostctl: the admin socket). */
+	const char *unix_socket;
 };
 
 struct http_response {
