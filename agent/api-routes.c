@@ -157,6 +157,8 @@ int api_percent_decode(const char *s, size_t len, char *out, size_t size)
 static int fail(struct api_match *m, int code, const char *fmt, ...) _printf_(3, 4);
 static int fail(struct api_match *m, int code, const char *fmt, ...)
 {
+	/* Into the match's own buffer: the router allocates nothing (the fuzzer runs it a
+	 * million times); its messages are ours and name at most a capped id. */
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(m->details, sizeof(m->details), fmt, ap);
@@ -295,13 +297,12 @@ int api_errno_http(int error, const char **ret_cls)
  * client recovers the class (its not-found checks compare it). */
 json_t *op_error_body(int code, const char *cls, const char *fmt, ...)
 {
-	char details[2048];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(details, sizeof(details), fmt, ap);
+	_cleanup_free_ char *details = vstrprintf(fmt, ap);
 	va_end(ap);
 	return json_pack("{s:i,s:s,s:s}", "code", code, "class", cls ? cls : api_error_class(code),
-			 "details", details);
+			 "details", details ? details : "out of memory");
 }
 
 int api_parse_body(const char *data, size_t len, json_t **ret, json_t **ret_error)

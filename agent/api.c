@@ -1188,7 +1188,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 	struct api_listener *l = cls;
 	if (l && l->api && !mhd_log_allow(l->api))
 		return;
-	char buf[512];
+	char buf[512]; /* one log line: a longer MHD message is cut, not the daemon's memory */
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	size_t n = strlen(buf);
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))

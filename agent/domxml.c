@@ -51,6 +51,8 @@ static void attr(struct wr *w, const char *name, const char *value)
 		check(w, xmlTextWriterWriteAttribute(w->w, BAD_CAST name, BAD_CAST value));
 }
 
+/* attrf and textf format numbers only ("%d", PRId64): 64 bytes hold any of them. Strings from a
+ * descriptor go through attr()/text() whole. */
 _printf_(3, 4) static void attrf(struct wr *w, const char *name, const char *fmt, ...)
 {
 	char buf[64];

@@ -159,10 +159,9 @@ static int failf(char **ret_error, const struct hostnet *hn, int r, const char *
     _printf_(4, 5);
 static int failf(char **ret_error, const struct hostnet *hn, int r, const char *fmt, ...)
 {
-	char why[256];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
+	_cleanup_free_ char *why = vstrprintf(fmt, ap);
 	va_end(ap);
 	char mask[16] = "";
 	if (hn->ip && hn->masklen > 0)

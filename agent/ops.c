@@ -21,8 +21,7 @@ int op_reply_fail(struct op_reply *r, int error, const char *fmt, ...)
 	r->error = error;
 	va_list ap;
 	va_start(ap, fmt);
-	if (vasprintf(&r->message, fmt, ap) < 0)
-		r->message = NULL;
+	r->message = vstrprintf(fmt, ap);
 	va_end(ap);
 	return error;
 }

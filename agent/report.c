@@ -124,13 +124,11 @@ static int arm(struct report *rp, sd_event_source **s, uint64_t after, sd_event_
 static void set_error(struct report *rp, const char *fmt, ...) _printf_(2, 3);
 static void set_error(struct report *rp, const char *fmt, ...)
 {
-	char buf[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
 	free(rp->last_error);
-	rp->last_error = strdup(buf);
+	rp->last_error = vstrprintf(fmt, ap);
+	va_end(ap);
 }
 
 /* ---- pure helpers ---- */
@@ -398,19 +396,18 @@ static int on_reg_timer(sd_event_source *s, uint64_t usec, void *userdata)
 static void reg_failed(struct report *rp, int err, const char *fmt, ...) _printf_(3, 4);
 static void reg_failed(struct report *rp, int err, const char *fmt, ...)
 {
-	char what[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
+	_cleanup_free_ char *what = vstrprintf(fmt, ap);
 	va_end(ap);
 	rp->reg_failures++;
 	rp->step = REG_IDLE;
 	uint64_t d = backoff(rp->reg_failures, BACKOFF_MAX_USEC);
 	if (err)
-		set_error(rp, "%s: %s", what, strerror(abs(err)));
+		set_error(rp, "%s: %s", strempty(what), strerror(abs(err)));
 	else
-		set_error(rp, "%s", what);
-	log_warning("Region registration failed (%s), retrying in %llus", rp->last_error,
+		set_error(rp, "%s", strempty(what));
+	log_warning("Region registration failed (%s), retrying in %llus", strempty(rp->last_error),
 		    (unsigned long long)(d / USEC_PER_SEC));
 	int k = arm(rp, &rp->reg_timer, d, on_reg_timer);
 	if (k < 0)

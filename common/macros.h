@@ -2,6 +2,7 @@
 #pragma once
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -204,3 +205,6 @@ int error_set(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
 char *strjoin_real(const char *first, ...) _sentinel_;
 #define strjoin(a, ...) strjoin_real((a), __VA_ARGS__, NULL)
 int asprintf_safe(char **ret, const char *fmt, ...) _printf_(2, 3);
+/* A formatted message in a new string, never truncated; NULL when out of memory. */
+char *vstrprintf(const char *fmt, va_list ap) _printf_(1, 0);
+char *strprintf(const char *fmt, ...) _printf_(1, 2);

@@ -79,6 +79,21 @@ char *strjoin_real(const char *first, ...)
 	return r;
 }
 
+char *vstrprintf(const char *fmt, va_list ap)
+{
+	char *s;
+	return vasprintf(&s, fmt, ap) < 0 ? NULL : s;
+}
+
+char *strprintf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *s = vstrprintf(fmt, ap);
+	va_end(ap);
+	return s;
+}
+
 int asprintf_safe(char **ret, const char *fmt, ...)
 {
 	va_list ap;
@@ -163,8 +178,7 @@ int error_set(char **ret_error, int r, const char *fmt, ...)
 	if (ret_error && !*ret_error) {
 		va_list ap;
 		va_start(ap, fmt);
-		if (vasprintf(ret_error, fmt, ap) < 0)
-			*ret_error = NULL;
+		*ret_error = vstrprintf(fmt, ap);
 		va_end(ap);
 	}
 	return r;

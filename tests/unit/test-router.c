@@ -201,6 +201,17 @@ static void test_errors(void **state)
 	e = op_error_body(409, "CustomError", "busy");
 	expect_error_shape(e, 409, "CustomError", "busy");
 	json_decref(e);
+	/* A long message (a libvirt error quoting XML, say) is kept whole, not cut. */
+	char long_msg[5000];
+	memset(long_msg, 'x', sizeof(long_msg) - 2);
+	long_msg[sizeof(long_msg) - 2] = 'y';
+	long_msg[sizeof(long_msg) - 1] = 0;
+	e = op_error_body(500, NULL, "libvirt: %s", long_msg);
+	const char *details = json_string_value(json_object_get(e, "details"));
+	assert_int_equal(strlen(details ? details : ""),
+			 strlen("libvirt: ") + sizeof(long_msg) - 1);
+	assert_true(details && details[strlen(details) - 1] == 'y');
+	json_decref(e);
 	assert_string_equal(api_error_class(405), "MethodNotAllowedError");
 	assert_string_equal(api_error_class(413), "TooLargeEntityError");
 	assert_string_equal(api_error_class(429), "TooManyRequestsError");
