@@ -10,10 +10,8 @@ need_libvirtd kvm
 region_start
 
 region_conf "$T/host.conf" "$API_PORT" </dev/null
-"$HOSTAGENT" --config "$T/host.conf" --log-level debug >"$T/agent.log" 2>&1 9>&- &
-AGENT_PID=$!
-on_exit "kill -TERM $AGENT_PID; wait $AGENT_PID"
-wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
+region_agent_start
+region_agent_wait_auth
 op_token
 
 # async METHOD PATH BODY: runs the call with a fresh task id, expects the immediate
@@ -30,10 +28,7 @@ async() {
 	rec=$(fake_region_wait "$task" 120) || fail "no good callback for $1 $2: $rec"
 	echo "$rec" | json 'json.dumps(j["body"])'
 }
-vstate() { virsh -c qemu:///system domstate "$1" 2>/dev/null | head -n1; }
-uuid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
-wait_for 30 sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' $API/readyz)\" = 200 ]" ||
-	fail "agent not ready: $(curl -s $API/readyz)"
+region_agent_ready
 
 S1=haapi-$$-s
 S2=haapi-$$-a

@@ -61,9 +61,7 @@ api_rate_limit: 1000000
 api_max_connections: 1024
 api_max_connections_per_ip: 64
 YAML
-"$HOSTAGENT" --config "$T/host.conf" >>"$T/agent.log" 2>&1 &
-AGENT_PID=$!
-on_exit "kill -TERM $AGENT_PID; wait $AGENT_PID"
+region_agent_start --log-level info # the default level
 pings() { python3 -c 'import json,sys; print(sum(1 for l in open(sys.argv[1]) if json.loads(l)["kind"] == "ping" and json.loads(l)["status"] == 200))' "$FR_RECORD"; }
 wait_for 60 sh -c "[ \$(python3 -c 'import json,sys; print(sum(1 for l in open(sys.argv[1]) if json.loads(l)[\"kind\"] == \"ping\"))' $FR_RECORD) -ge 1 ]" ||
 	fail "the agent never sent a heartbeat"

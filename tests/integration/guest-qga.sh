@@ -32,12 +32,7 @@ ping_region_interval: 5
 virt_type: qemu
 YAML
 SOCK=$T/admin.sock
-start() {
-	"$HOSTAGENT" --config "$T/host.conf" --log-level debug >>"$T/agent.log" 2>&1 9>&- &
-	AGENT_PID=$!
-}
-start
-on_exit '[ -n "$AGENT_PID" ] && kill -TERM $AGENT_PID && wait $AGENT_PID'
+region_agent_start
 on_exit "virsh -c qemu:///system destroy $SID; virsh -c qemu:///system undefine --nvram $SID"
 
 fail_diag() {
@@ -46,7 +41,7 @@ fail_diag() {
 	echo "--- serial console (login script)"; tr -d '\r' <"$T/console.txt" 2>/dev/null | tail -n 30
 }
 
-wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
+region_agent_wait_auth
 wait_for 90 fr_has 0 'r["kind"] == "online" and r["status"] == 200' || fail "host never went online"
 op_token
 
@@ -220,7 +215,7 @@ wait "$AGENT_PID"
 AGENT_PID=
 from=$(fr_lines)
 t3=$SECONDS
-start
+region_agent_start
 wait_for 60 fr_has "$from" 'r["kind"] == "ping" and r["status"] == 200 and "'"$SID"'" in r["body"]["host"]["qga_running_guests"]' ||
 	fail "after a restart no heartbeat lists $SID"
 ok "after an agent restart the heartbeat lists $SID again within $((SECONDS - t3)) s"

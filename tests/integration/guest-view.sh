@@ -10,7 +10,6 @@ need_libvirtd kvm
 V="virsh -c qemu:///system"
 
 start_agent --guest-view-reconcile-seconds=2
-uuid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
 metric() { api GET /metrics | awk -v m="$1" '$1 == m {print $2}'; }
 status_of() { api GET "/servers/$1/status" | json 'j["status"]'; }
 vpid() { cat "/run/libvirt/qemu/$1.pid" 2>/dev/null; }

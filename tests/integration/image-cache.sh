@@ -19,12 +19,10 @@ fake_image_start
 
 mkdir -p "$T/disks"
 region_conf "$T/host.conf" "$API_PORT" </dev/null
-"$HOSTAGENT" --config "$T/host.conf" --log-level debug >>"$T/agent.log" 2>&1 9>&- &
-AGENT_PID=$!
-on_exit "kill -TERM $AGENT_PID; wait $AGENT_PID"
+region_agent_start
 SOCK=$T/admin.sock
 wait_for 20 test -S "$SOCK" || fail "agent did not create its admin socket"
-wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
+region_agent_wait_auth
 
 fr_storage_ids
 CACHE=$T/disks/image_cache
@@ -187,7 +185,7 @@ expect_eq "$(stat -c %s "$T/disks/$D2")" $((48 << 20)) "raw file grown"
 ok "disk routes: template overlay, blank, status, resize (recorded format, not probed), shrink refused, unknown storage 404"
 
 # ---- 4. the guest runs on the overlay of the cached image ----
-U=$(python3 -c 'import uuid; print(uuid.uuid4())')
+U=$(uuid)
 DESC="{\"desc\": {\"uuid\": \"$U\", \"name\": \"img guest\", \"cpu\": 1, \"mem\": 128,
   \"disks\": [{\"disk_id\": \"$D1\", \"index\": 0, \"size\": 64, \"format\": \"qcow2\",
                \"path\": \"$T/disks/$D1\", \"image_path\": \"$CACHE/img1\"}]}}"

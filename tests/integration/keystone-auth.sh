@@ -12,35 +12,15 @@
 # Short-lived tokens: the expired-token case and the agent's renewal at half life.
 EXP=20
 export KS_TOKEN_EXPIRATION=$EXP
-KS_PORT=$(ks_free_port)
-export KS_PORT
-FR_PORT=$(ks_free_port)
-API_PORT=$(ks_free_port)
-API=http://127.0.0.1:$API_PORT
-AGENT_PASSWORD=agent-secret-2 # keystone-lib's KS_AGENT_PASSWORD, needed before keystone runs
-
-umask 077
-cat >"$T/host.conf" <<YAML
-listen_address: 127.0.0.1
-port: $API_PORT
-state_dir: $T/state
-servers_path: $T/servers
-local_image_path: [$T/disks]
-admin_socket: $T/admin.sock
+region_ports
+region_conf "$T/host.conf" "$API_PORT" <<YAML
 libvirt_uri: test:///default
-auth_url: http://127.0.0.1:$KS_PORT/v3
-admin_user: hostagent
-admin_password: $AGENT_PASSWORD
 admin_domain: Default
-admin_project: system
 admin_project_domain: Default
-region: RegionOne
-zone: zone1
 session_endpoint_type: internal
 token_cache_seconds: 2
 api_roles: [admin]
 YAML
-umask 022
 
 # code METHOD PATH [TOKEN] [BODY]: prints the HTTP status of an API call.
 code() {
@@ -52,9 +32,7 @@ code() {
 alive() { kill -0 "$AGENT_PID" 2>/dev/null || fail "the agent exited"; }
 
 # 1. Keystone is down: the agent starts anyway, keeps retrying, and answers 503 meanwhile.
-"$HOSTAGENT" --config "$T/host.conf" --log-level debug >"$T/agent.log" 2>&1 &
-AGENT_PID=$!
-on_exit "kill $AGENT_PID; wait $AGENT_PID"
+region_agent_start
 wait_for 30 curl -sf "$API/ping" || fail "the API does not answer /ping on $API"
 grep -q "Keystone authentication failed" "$T/agent.log" ||
 	wait_for 10 grep -q "Keystone authentication failed" "$T/agent.log" || fail "no retry logged"
@@ -64,10 +42,9 @@ alive
 ok "keystone down at start: agent up, 503 for token checks"
 
 # 2. Keystone comes up (with the region's task endpoint in its catalog).
-keystone_start "http://127.0.0.1:$FR_PORT"
-expect_eq "$KS_AGENT_PASSWORD" "$AGENT_PASSWORD" "agent password"
+keystone_start "$FR"
 fake_region_start "$FR_PORT"
-wait_for 90 grep -q "Authenticated to keystone" "$T/agent.log" || fail "the agent did not authenticate"
+region_agent_wait_auth 90
 grep -q "compute=http://127.0.0.1:$FR_PORT" "$T/agent.log" || fail "compute endpoint of RegionOne/internal not taken"
 alive
 ok "authenticated once keystone came up"
@@ -150,13 +127,8 @@ restart_with() {
 	printf '%s\n' "$@" >>"$T/host.conf.new"
 	mv "$T/host.conf.new" "$T/host.conf"
 	chmod 600 "$T/host.conf"
-	local n
-	n=$(grep -c "Authenticated to keystone" "$T/agent.log")
-	"$HOSTAGENT" --config "$T/host.conf" --log-level debug >>"$T/agent.log" 2>&1 &
-	AGENT_PID=$!
-	on_exit "kill $AGENT_PID; wait $AGENT_PID"
-	wait_for 60 sh -c "[ \$(grep -c 'Authenticated to keystone' '$T/agent.log') -gt $n ]" ||
-		fail "the restarted agent did not authenticate"
+	region_agent_start
+	region_agent_wait_auth
 }
 
 # The default: the region forwards its users' tokens, so any token Keystone validates passes.
@@ -185,11 +157,9 @@ expect_eq "$(code GET /servers "$TENANT")" 403 "admin in another project"
 ok "api_projects restricts to listed projects; with api_roles the role must be held there"
 
 # Secrets stay out of the log.
-grep -q "$AGENT_PASSWORD" "$T/agent.log" && fail "the keystone password was logged"
+grep -q "$KS_AGENT_PASSWORD" "$T/agent.log" && fail "the keystone password was logged"
 grep -qF "$OP" "$T/agent.log" && fail "a caller's token was logged"
 grep -qF "$TENANT" "$T/agent.log" && fail "a caller's token was logged"
 alive
-kill -TERM "$AGENT_PID"
-wait "$AGENT_PID"
-expect_eq "$?" 0 "exit code after SIGTERM"
+region_agent_stop
 ok "no secrets in the log; clean exit (keystone setup took ${KS_SETUP_SECONDS}s)"

@@ -12,9 +12,12 @@
 #   ... fake_region_wait TASK_ID [SECONDS]   # prints the recorded delivery (JSON), see the .py
 # or all at once, on free ports: region_start [FAKE-REGION ARGS...] (see below). The fake
 # image service (tests/integration/fake-image.py): fake_image_port before keystone_start,
-# fake_image_start after it.
+# fake_image_start after it. The agent in region mode against them:
+#   region_start; region_conf "$T/host.conf" "$API_PORT" </dev/null
+#   region_agent_start; region_agent_wait_auth; region_agent_ready
 #
-# Exported after keystone_start:
+# Exported after keystone_start (KS_URL after region_ports too; the region and the accounts
+# from the start, so that a configuration can name them before keystone runs):
 #   KS_URL            http://127.0.0.1:PORT/v3
 #   KS_REGION         RegionOne (the compute endpoint's region)
 #   KS_COMPUTE_URL    the compute endpoint registered in the catalog (all three interfaces)
@@ -26,6 +29,15 @@
 #   KS_TENANT_USER / KS_TENANT_PASSWORD  role admin on project KS_TENANT_PROJECT ("tenant-x"),
 #                     a tenant's project admin (security review H3)
 #   KS_LOG            keystone's log file
+KS_REGION=RegionOne
+KS_ADMIN_USER=admin KS_ADMIN_PASSWORD=admin-secret-1 KS_ADMIN_PROJECT=admin
+KS_AGENT_USER=hostagent KS_AGENT_PASSWORD=agent-secret-2 KS_AGENT_PROJECT=system
+KS_OP_USER=operator KS_OP_PASSWORD=operator-secret-3
+KS_MEMBER_USER=viewer KS_MEMBER_PASSWORD=viewer-secret-4
+KS_TENANT_USER=tenantadmin KS_TENANT_PASSWORD=tenant-secret-5 KS_TENANT_PROJECT=tenant-x
+export KS_REGION KS_ADMIN_USER KS_ADMIN_PASSWORD KS_ADMIN_PROJECT KS_AGENT_USER KS_AGENT_PASSWORD \
+	KS_AGENT_PROJECT KS_OP_USER KS_OP_PASSWORD KS_MEMBER_USER KS_MEMBER_PASSWORD KS_TENANT_USER \
+	KS_TENANT_PASSWORD KS_TENANT_PROJECT
 
 # ks_free_port: prints a free loopback TCP port.
 ks_free_port() {
@@ -64,20 +76,12 @@ keystone_start() {
 	chmod 700 "$d/fernet-keys" "$d/credential-keys"
 	port=${KS_PORT:-$(ks_free_port)}
 	KS_URL=http://127.0.0.1:$port/v3
-	KS_REGION=RegionOne
 	KS_COMPUTE_URL=${1:-http://127.0.0.1:$(ks_free_port)}
-	KS_ADMIN_USER=admin KS_ADMIN_PASSWORD=admin-secret-1 KS_ADMIN_PROJECT=admin
-	KS_AGENT_USER=hostagent KS_AGENT_PASSWORD=agent-secret-2 KS_AGENT_PROJECT=system
-	KS_OP_USER=operator KS_OP_PASSWORD=operator-secret-3
-	KS_MEMBER_USER=viewer KS_MEMBER_PASSWORD=viewer-secret-4
-	KS_TENANT_USER=tenantadmin KS_TENANT_PASSWORD=tenant-secret-5 KS_TENANT_PROJECT=tenant-x
 	KS_LOG=$d/keystone.log
 	# Users and the catalog are made before the server starts, not through the API: on sqlite,
 	# keystone-wsgi-public left the database locked after creating a user or service, and
 	# every later create failed with "database is locked". Token revocations work.
-	export KS_URL KS_REGION KS_COMPUTE_URL KS_ADMIN_USER KS_ADMIN_PASSWORD KS_ADMIN_PROJECT \
-		KS_AGENT_USER KS_AGENT_PASSWORD KS_AGENT_PROJECT KS_OP_USER KS_OP_PASSWORD \
-		KS_MEMBER_USER KS_MEMBER_PASSWORD KS_TENANT_USER KS_TENANT_PASSWORD KS_TENANT_PROJECT KS_LOG
+	export KS_URL KS_COMPUTE_URL KS_LOG
 	cat >"$d/keystone.conf" <<EOF
 [DEFAULT]
 log_file = $KS_LOG
@@ -193,16 +197,21 @@ fake_region_start() {
 	wait_for 20 curl -sf -o /dev/null "http://127.0.0.1:$port/__ready" || hard "fake region did not start"
 }
 
-# region_start [FAKE-REGION ARGS...]: keystone on KS_PORT (exported) with the fake region on
-# FR_PORT as its compute endpoint FR; chooses API_PORT for the agent's API at API. All free
-# loopback ports.
-region_start() {
+# region_ports: chooses free loopback ports: KS_PORT (exported) for keystone at KS_URL, FR_PORT
+# for the fake region at FR, API_PORT for the agent's API at API.
+region_ports() {
 	KS_PORT=$(ks_free_port)
-	export KS_PORT
+	KS_URL=http://127.0.0.1:$KS_PORT/v3
+	export KS_PORT KS_URL
 	FR_PORT=$(ks_free_port)
 	FR=http://127.0.0.1:$FR_PORT
 	API_PORT=$(ks_free_port)
 	API=http://127.0.0.1:$API_PORT
+}
+# region_start [FAKE-REGION ARGS...]: region_ports, then keystone on KS_PORT with the fake
+# region on FR_PORT as its compute endpoint FR.
+region_start() {
+	region_ports
 	keystone_start "$FR"
 	fake_region_start "$FR_PORT" "$@"
 }
@@ -290,7 +299,8 @@ PY
 }
 
 # region_conf FILE API_PORT: writes (0600) a region-mode host.conf for an agent under $T that
-# talks to the keystone started by keystone_start; extra YAML lines come from stdin.
+# talks to the keystone at KS_URL (region_ports, keystone_start) as KS_AGENT_USER; extra YAML
+# lines come from stdin.
 region_conf() {
 	local extra
 	extra=$(cat)
@@ -312,6 +322,40 @@ zone: zone1
 $extra
 YAML
 	)
+}
+
+# region_agent_start [ARGS...]: starts the agent on $T/host.conf (region_conf) with ARGS
+# (default --log-level debug), appending to $T/agent.log, without the libvirtd lock (fd 9);
+# sets AGENT_PID. On exit an agent still running (AGENT_PID not empty) gets SIGTERM.
+region_agent_start() {
+	[ $# -gt 0 ] || set -- --log-level debug
+	REGION_AGENT_AUTHS=$(cat "$T/agent.log" 2>/dev/null | grep -c "Authenticated to keystone")
+	"$HOSTAGENT" --config "$T/host.conf" "$@" >>"$T/agent.log" 2>&1 9>&- &
+	AGENT_PID=$!
+	if [ -z "${REGION_AGENT_ON_EXIT:-}" ]; then
+		REGION_AGENT_ON_EXIT=1
+		on_exit '[ -n "$AGENT_PID" ] && kill -TERM $AGENT_PID && wait $AGENT_PID'
+	fi
+}
+# region_agent_wait_auth [SECONDS]: waits (default 60 s) until the agent region_agent_start
+# started last logs that it authenticated to keystone; fails otherwise.
+region_agent_wait_auth() {
+	wait_for "${1:-60}" sh -c "[ \$(grep -c 'Authenticated to keystone' '$T/agent.log') -gt $REGION_AGENT_AUTHS ]" ||
+		fail "the agent did not authenticate"
+}
+# region_agent_ready [SECONDS]: waits (default 30 s) until $API/readyz answers 200; fails
+# otherwise.
+region_agent_ready() {
+	wait_for "${1:-30}" sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' $API/readyz)\" = 200 ]" ||
+		fail "agent not ready: $(curl -s "$API/readyz")"
+}
+# region_agent_stop: SIGTERM to AGENT_PID, which must exit 0; clears AGENT_PID.
+region_agent_stop() {
+	kill -TERM "$AGENT_PID"
+	local rc=0
+	wait "$AGENT_PID" || rc=$?
+	AGENT_PID=
+	expect_eq "$rc" 0 "agent exit code after SIGTERM"
 }
 
 # op_token: TOKEN, an API caller's token (KS_OP_USER, project system).

@@ -41,6 +41,10 @@ wait_for() {
 }
 
 need_root() { [ "$(id -u)" = 0 ] || skip "needs root"; }
+# vstate NAME: the state of domain NAME on the host libvirtd ("running", "shut off"; empty
+# when there is none). uuid: a fresh random UUID.
+vstate() { virsh -c qemu:///system domstate "$1" 2>/dev/null | head -n1; }
+uuid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
 
 # ---- a running agent ----
 # start_agent [extra flags...]: starts hostagent standalone on the real libvirtd with its state

@@ -45,20 +45,6 @@ shutdown_timeout: 10
 networks: [$DU/$BR]
 YAML
 
-AGENT_PID=
-start() {
-	"$HOSTAGENT" --config "$T/host.conf" --log-level debug >>"$T/agent.log" 2>&1 9>&- &
-	AGENT_PID=$!
-}
-# stop_agent: SIGTERM, expects exit code 0.
-stop_agent() {
-	kill -TERM "$AGENT_PID"
-	local rc=0
-	wait "$AGENT_PID" || rc=$?
-	AGENT_PID=
-	expect_eq "$rc" 0 "agent exit code after SIGTERM"
-}
-on_exit '[ -n "$AGENT_PID" ] && kill -TERM $AGENT_PID && wait $AGENT_PID'
 # The code over TCP (a probe), the reasons from the admin socket: over TCP they are not shown (L2).
 ready_code() {
 	local code
@@ -76,9 +62,9 @@ no_problems() {
 
 # 1. Region down at start: the agent stays up, is not ready and says why; registers after.
 outage 600
-start
+region_agent_start
 wait_for 30 curl -sf "$API/ping" || fail "agent does not answer /ping"
-wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
+region_agent_wait_auth
 wait_for 20 fr_has 0 'r["kind"] == "network-list" and r["status"] == 503' || fail "no registration attempt"
 expect_eq "$(ready_code)" 503 "readyz while the region is down"
 expect_contains "$(cat "$T/ready")" "region: not registered" "readiness reason"
@@ -159,10 +145,9 @@ call() { # METHOD PATH [BODY]: expects 200
 		${3:+-H 'Content-Type: application/json' --data-binary "$3"} "$API$2")
 	[ "$code" = 200 ] || fail "$1 $2: HTTP $code: $(cat "$T/body")"
 }
-vstate() { virsh -c qemu:///system domstate "$1" 2>/dev/null | head -n1; }
 S=harep-$$
 on_exit "virsh -c qemu:///system destroy $S; virsh -c qemu:///system undefine $S"
-U=$(python3 -c 'import uuid; print(uuid.uuid4())')
+U=$(uuid)
 call POST "/servers/$S/create" "{\"desc\": {\"uuid\": \"$U\", \"name\": \"report $S\", \"cpu\": 1, \"mem\": 128, \"disks\": [{\"disk_id\": \"$S-sys\", \"index\": 0, \"size\": 32}]}}"
 L=$(fr_lines)
 call POST "/servers/$S/start" '{}'
@@ -204,13 +189,13 @@ ok "a foreign domain is listed but its states never reach the region"
 
 # 4. SIGTERM: offline posted, exit 0, guest still running; a restart updates the same record.
 L=$(fr_lines)
-stop_agent
+region_agent_stop
 fr_has "$L" 'r["kind"] == "offline" and r["status"] == 200 and r["host_id"] == "'"$HID"'"' || fail "no offline on SIGTERM"
 expect_eq "$(fr_state | json 'j["hosts"]["'"$HID"'"]["host_status"]')" offline "host offline in the region"
 expect_eq "$(vstate $S)" running "guest after the agent's SIGTERM"
 ok "SIGTERM: offline posted, exit 0, guest running"
 L=$(fr_lines)
-start
+region_agent_start
 wait_for 60 fr_has "$L" 'r["kind"] == "online" and r["status"] == 200' || fail "not online after restart"
 fr_has "$L" 'r["kind"] == "host-update" and r["status"] == 200 and r["host_id"] == "'"$HID"'"' || fail "no PUT of the known host"
 fr_has "$L" 'r["kind"] == "host-create"' && fail "restart created a second host record"
@@ -237,9 +222,9 @@ wait_for 15 fr_has 0 'r["kind"] == "ping" and r["status"] == 503' || fail "no he
 wait_for 5 sh -c "curl -s -H 'X-Auth-Token: $TOKEN' $API/metrics | grep -Eq '^hostagent_region_ping_failures_total [1-9]'" ||
 	fail "ping failure not counted"
 L=$(fr_lines)
-stop_agent # offline fails with 503: still exits 0 within shutdown_timeout
+region_agent_stop # offline fails with 503: still exits 0 within shutdown_timeout
 grep -qs '"status":"suspend"' "$T/state/outbox/$S.json" || fail "outbox entry lost on stop"
-start
+region_agent_start
 wait_for 20 grep -q "guest status change(s) waiting for the region" "$T/agent.log" || fail "outbox not replayed at start"
 wait_for 30 curl -sf "$API/ping" || fail "agent does not answer after restart"
 virsh -c qemu:///system resume "$S" >/dev/null || hard "virsh resume"
@@ -263,7 +248,7 @@ ok "outage across an agent restart: outbox kept on disk, latest status delivered
 # stale "ready" for a server this host no longer has would reach the region after the outage).
 S2=harep2-$$
 on_exit "virsh -c qemu:///system destroy $S2; virsh -c qemu:///system undefine $S2"
-U2=$(python3 -c 'import uuid; print(uuid.uuid4())')
+U2=$(uuid)
 call POST "/servers/$S2/create" "{\"desc\": {\"uuid\": \"$U2\", \"name\": \"$S2\", \"cpu\": 1, \"mem\": 128}}"
 call POST "/servers/$S2/start" '{}'
 wait_for 30 sh -c "[ -z \"\$(ls $T/state/outbox)\" ]" || fail "outbox not emptied before the delete case"
@@ -309,7 +294,7 @@ ok "403 for an expired token: the agent renews it and pings again"
 
 # 7. Final SIGTERM: offline, exit 0, guest still running.
 L=$(fr_lines)
-stop_agent
+region_agent_stop
 fr_has "$L" 'r["kind"] == "offline" and r["status"] == 200' || fail "no offline on the final SIGTERM"
 expect_eq "$(vstate $S)" running "guest after the final SIGTERM"
 no_problems
@@ -342,7 +327,7 @@ refused() { # CONF-SED EXPECTED: the agent stays up, not ready, and says why
 	wait_for 60 grep -qF "$2" "$T/ref.log" || fail "no '$2' in the agent log"
 	expect_eq "$(ready_code)" 503 "readyz while the region refuses"
 	expect_contains "$(cat "$T/ready")" "$2" "readiness reason"
-	stop_agent
+	region_agent_stop
 }
 rm -f "$T/state/host-id" "$T/state/region-ids.json"
 # Without networks the access address is listen_address (127.0.0.1): a MAC the region does
@@ -366,13 +351,13 @@ HID=$(fr_state | json 'list(j["hosts"])[0]')
 curl -sf -X POST "$FR/__delete-host?id=$HID" >/dev/null || hard "fake region control"
 rm -f "$T/state/host-id" "$T/state/region-ids.json"
 L=$(fr_lines)
-start
+region_agent_start
 wait_for 60 fr_has "$L" 'r["kind"] == "online" and r["status"] == 200' ||
 	fail "not online after the host record was deleted: $(fr_recs "$L" 'r["status"] != 200')"
 expect_eq "$(fr_state | json 'len(j["hosts"]), len(j["storagecaches"]), len(set(c["name"] for c in j["storagecaches"].values()))')" \
 	"(1, 2, 2)" "a new host and a second storagecache with a name of its own"
 NHID=$(fr_state | json 'list(j["hosts"])[0]')
 [ "$NHID" != "$HID" ] || fail "the deleted host id came back"
-stop_agent
+region_agent_stop
 [ -z "$(fr_recs "$L" 'r["problems"]')" ] || fail "the fake region saw bad requests: $(fr_recs "$L" 'r["problems"]')"
 ok "host record deleted in the region: registered again with a new storagecache name"

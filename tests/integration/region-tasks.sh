@@ -17,13 +17,11 @@ region_conf "$T/host.conf" "$API_PORT" <<YAML
 ping_region_interval: 30
 YAML
 mkdir -p "$T/disks"
-"$HOSTAGENT" --config "$T/host.conf" --log-level debug >"$T/agent.log" 2>&1 9>&- &
-AGENT_PID=$!
-on_exit "kill -TERM $AGENT_PID && wait $AGENT_PID"
+region_agent_start
 
 fail_diag() { echo "fake region records:"; tail -n 20 "$FR_RECORD"; }
 
-wait_for 60 grep -q "Authenticated to keystone" "$T/agent.log" || fail "agent did not authenticate"
+region_agent_wait_auth
 wait_for 90 fr_has 0 'r["kind"] == "online" and r["status"] == 200' || fail "host never went online"
 HID=$(fr_state | json 'list(j["hosts"])[0]')
 op_token
@@ -38,10 +36,7 @@ task() {
 	rec=$(fake_region_wait "$id" 120) || fail "no good callback for $1 $2: $rec"
 	echo "$rec" | json 'json.dumps(j["body"], sort_keys=True)'
 }
-vstate() { virsh -c qemu:///system domstate "$1" 2>/dev/null | head -n1; }
-uuid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
-wait_for 30 sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' $API/readyz)\" = 200 ]" ||
-	fail "agent not ready: $(curl -s "$API/readyz")"
+region_agent_ready
 
 S=harta-$$
 B=harta-$$-b
@@ -178,9 +173,6 @@ ign=$(fr_recs 0 'r["ignored"] and r["kind"] != "task"')
 [ -z "$ign" ] || fail "fields the region ignores were sent: $ign"
 kill -0 "$AGENT_PID" || fail "agent died"
 ok "every request the region received was valid"
-kill -TERM "$AGENT_PID"
-rc=0
-wait "$AGENT_PID" || rc=$?
-expect_eq "$rc" 0 "agent exit code after SIGTERM"
+region_agent_stop
 grep -q "Sanitizer\|runtime error" "$T/agent.log" && fail "sanitizer report in the agent log"
 ok "clean exit"

@@ -20,9 +20,7 @@ ip link set "$BR" up
 on_exit "virsh -c qemu:///system destroy $S1; virsh -c qemu:///system undefine $S1 --nvram"
 on_exit "virsh -c qemu:///system destroy $S2; virsh -c qemu:///system undefine $S2 --nvram"
 
-vstate() { virsh -c qemu:///system domstate "$1" 2>/dev/null | head -n1; }
 status_of() { api GET "/servers/$1/status" | json 'j["status"]'; }
-uuid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
 TAP1=hat$$x0; TAP1=${TAP1:0:15}
 TAP2=hat$$x1; TAP2=${TAP2:0:15}
 

@@ -292,12 +292,13 @@ static void test_region_mode(void **state)
 	_cleanup_free_ char *member = fresh_token("keystone/validate-member.json", 3600);
 	/* Answers in order: session, admin token (twice asked at once, one request), member
 	 * token, member token again (refusals are not cached), an unknown token, 401. */
-	f.s.replies[0] = (struct reply){201, "X-Subject-Token: svc\r\n", auth_body(f.s.port)};
-	f.s.replies[1] = (struct reply){200, NULL, strdup(admin)};
-	f.s.replies[2] = (struct reply){200, NULL, strdup(member)};
-	f.s.replies[3] = (struct reply){200, NULL, strdup(member)};
-	f.s.replies[4] = (struct reply){404, NULL, strdup("{}")};
-	f.s.replies[5] = (struct reply){500, NULL, strdup("{}")};
+	f.s.replies[0] =
+	    (struct fake_http_reply){201, "X-Subject-Token: svc\r\n", auth_body(f.s.port)};
+	f.s.replies[1] = (struct fake_http_reply){200, NULL, strdup(admin)};
+	f.s.replies[2] = (struct fake_http_reply){200, NULL, strdup(member)};
+	f.s.replies[3] = (struct fake_http_reply){200, NULL, strdup(member)};
+	f.s.replies[4] = (struct fake_http_reply){404, NULL, strdup("{}")};
+	f.s.replies[5] = (struct fake_http_reply){500, NULL, strdup("{}")};
 	f.s.n_replies = 6;
 	f.a.cfg.token_cache_seconds = 3600;
 	assert_int_equal(strv_extend(&f.a.cfg.api_roles, "admin"), 0);
@@ -326,7 +327,7 @@ static void test_region_mode(void **state)
 	assert_int_equal(r1.last, 0);
 	assert_int_equal(r2.calls, 1);
 	assert_int_equal(r2.last, 0);
-	assert_int_equal(server_seen(&f.s), 2);
+	assert_int_equal(fake_http_seen(&f.s), 2);
 	assert_string_equal(f.s.seen[1].method, "GET");
 	assert_string_equal(f.s.seen[1].path, "/v3/auth/tokens?nocatalog");
 	assert_string_equal(f.s.seen[1].token, "svc");
@@ -358,7 +359,7 @@ static void test_region_mode(void **state)
 	assert_int_equal(auth_validate(au, "tok-5xx", on_done, &r6), AUTH_PENDING);
 	run_until(&f, 6, 5);
 	assert_int_equal(r6.last, -EIO);
-	assert_int_equal(server_seen(&f.s), 6);
+	assert_int_equal(fake_http_seen(&f.s), 6);
 
 	/* A validation in flight when the agent goes away: its waiter hears it was cancelled
 	 * (once), so it can free what it holds. */

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -15,6 +16,23 @@ char *test_tmpdir(void)
 	assert_non_null(p);
 	assert_non_null(mkdtemp(p));
 	return p;
+}
+
+char *test_tmpdir_with(const char *name, char **ret_path, ...)
+{
+	_cleanup_free_ char *tmp = test_tmpdir();
+	char *dir = realpath(tmp, NULL);
+	assert_non_null(dir);
+	va_list ap;
+	va_start(ap, ret_path);
+	for (; name; name = va_arg(ap, const char *), ret_path = va_arg(ap, char **)) {
+		char *p = strjoin(dir, "/", name);
+		assert_non_null(p);
+		assert_int_equal(mkdir_p(p, 0755), 0);
+		*ret_path = p;
+	}
+	va_end(ap);
+	return dir;
 }
 
 char *test_data(const char *rel)
@@ -78,15 +96,8 @@ int test_roots_setup(void **state)
 {
 	struct test_roots *t = calloc(1, sizeof(*t));
 	assert_non_null(t);
-	_cleanup_free_ char *tmp = test_tmpdir();
-	t->dir = realpath(tmp, NULL);
-	assert_non_null(t->dir);
-	t->disks = strjoin(t->dir, "/disks");
-	t->images = strjoin(t->dir, "/images");
-	t->outside = strjoin(t->dir, "/outside");
-	assert_int_equal(mkdir_p(t->disks, 0755), 0);
-	assert_int_equal(mkdir_p(t->images, 0755), 0);
-	assert_int_equal(mkdir_p(t->outside, 0755), 0);
+	t->dir = test_tmpdir_with("disks", &t->disks, "images", &t->images, "outside", &t->outside,
+				  NULL);
 	t->roots[0] = t->disks;
 	t->roots[1] = t->images;
 	*state = t;

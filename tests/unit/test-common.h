@@ -12,6 +12,10 @@
 
 /* A fresh temporary directory, removed by the caller with rm_rf(). */
 char *test_tmpdir(void);
+/* A fresh temporary directory (absolute, links resolved; removed by the caller with rm_rf())
+ * with subdirectories: pairs of a name and where its path goes, NULL after the last pair.
+ * test_tmpdir_with("sys", &sys, "proc", &proc, NULL). */
+char *test_tmpdir_with(const char *name, char **ret_path, ...) _sentinel_;
 /* Absolute path of a fixture under tests/data. */
 char *test_data(const char *rel);
 /* Entries of dir, "." and ".." not counted. */

@@ -54,11 +54,7 @@ struct env {
 static int setup(void **state)
 {
 	struct env *e = calloc(1, sizeof(*e));
-	e->tmp = test_tmpdir();
-	e->sys = strjoin(e->tmp, "/sys");
-	e->proc = strjoin(e->tmp, "/proc");
-	assert_int_equal(mkdir_p(e->sys, 0755), 0);
-	assert_int_equal(mkdir_p(e->proc, 0755), 0);
+	e->tmp = test_tmpdir_with("sys", &e->sys, "proc", &e->proc, NULL);
 	*state = e;
 	return 0;
 }

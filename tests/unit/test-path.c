@@ -7,54 +7,35 @@
 #include "common/path.h"
 #include "tests/unit/test-common.h"
 
-struct fixture {
-	char *dir, *root, *other;
-	char *roots[3];
-};
-
+/* The roots fixture with one root, disks (test_second_root adds outside), holding sub, and the
+ * links out (escapes to outside) and in (to sub, stays inside). */
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	f->dir = test_tmpdir();
-	f->root = strjoin(f->dir, "/disks");
-	f->other = strjoin(f->dir, "/other");
-	mkdir_p(f->root, 0755);
-	mkdir_p(f->other, 0755);
-	_cleanup_free_ char *sub = strjoin(f->root, "/sub");
+	test_roots_setup(state);
+	struct test_roots *f = *state;
+	f->roots[1] = NULL;
+	_cleanup_free_ char *sub = strjoin(f->disks, "/sub");
 	mkdir_p(sub, 0755);
-	_cleanup_free_ char *out = strjoin(f->root, "/out");
-	_cleanup_free_ char *in = strjoin(f->root, "/in");
-	assert_int_equal(symlink(f->other, out), 0); /* escapes */
-	assert_int_equal(symlink(sub, in), 0);	     /* stays inside */
-	f->roots[0] = f->root;
-	*state = f;
+	_cleanup_free_ char *out = strjoin(f->disks, "/out");
+	_cleanup_free_ char *in = strjoin(f->disks, "/in");
+	assert_int_equal(symlink(f->outside, out), 0); /* escapes */
+	assert_int_equal(symlink(sub, in), 0);	       /* stays inside */
 	return 0;
 }
 
-static int teardown(void **state)
+static int confine(struct test_roots *f, const char *rel, char **ret)
 {
-	struct fixture *f = *state;
-	rm_rf(f->dir);
-	free(f->dir);
-	free(f->root);
-	free(f->other);
-	free(f);
-	return 0;
-}
-
-static int confine(struct fixture *f, const char *rel, char **ret)
-{
-	_cleanup_free_ char *p = rel[0] == '/' ? strdup(rel) : strjoin(f->root, "/", rel);
+	_cleanup_free_ char *p = rel[0] == '/' ? strdup(rel) : strjoin(f->disks, "/", rel);
 	return path_confine(f->roots, p, ret);
 }
 
 static void test_inside(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	_cleanup_free_ char *r = NULL;
 	assert_int_equal(confine(f, "a.qcow2", &r), 0);
-	_cleanup_free_ char *expect = strjoin(f->root, "/a.qcow2");
-	_cleanup_free_ char *real = realpath(f->root, NULL);
+	_cleanup_free_ char *expect = strjoin(f->disks, "/a.qcow2");
+	_cleanup_free_ char *real = realpath(f->disks, NULL);
 	free(expect);
 	expect = strjoin(real, "/a.qcow2");
 	assert_string_equal(r, expect);
@@ -76,15 +57,15 @@ static void test_inside(void **state)
 
 static void test_escapes(void **state)
 {
-	struct fixture *f = *state;
+	struct test_roots *f = *state;
 	char *r = NULL;
-	assert_int_equal(confine(f, "../other/x", &r), -EPERM);
-	assert_int_equal(confine(f, "sub/../../other/x", &r), -EPERM);
+	assert_int_equal(confine(f, "../outside/x", &r), -EPERM);
+	assert_int_equal(confine(f, "sub/../../outside/x", &r), -EPERM);
 	assert_int_equal(confine(f, "nonexist/../../x", &r), -EPERM);
 	assert_int_equal(confine(f, "out/x", &r), -EPERM); /* symlink out */
 	assert_int_equal(confine(f, "out", &r), -EPERM);
-	assert_int_equal(confine(f, "/etc/passwd", &r), -EPERM);       /* absolute elsewhere */
-	assert_int_equal(path_confine(f->roots, f->root, &r), -EPERM); /* the root itself */
+	assert_int_equal(confine(f, "/etc/passwd", &r), -EPERM);	/* absolute elsewhere */
+	assert_int_equal(path_confine(f->roots, f->disks, &r), -EPERM); /* the root itself */
 	assert_int_equal(path_confine(f->roots, "", &r), -EINVAL);
 	assert_int_equal(path_confine(f->roots, "a\nb", &r), -EINVAL);
 	char *huge = malloc(PATH_MAX + 10);
@@ -97,8 +78,8 @@ static void test_escapes(void **state)
 
 static void test_second_root(void **state)
 {
-	struct fixture *f = *state;
-	f->roots[1] = f->other;
+	struct test_roots *f = *state;
+	f->roots[1] = f->outside;
 	_cleanup_free_ char *r = NULL;
 	assert_int_equal(confine(f, "out/x", &r), 0); /* now inside the second root */
 	f->roots[1] = NULL;
@@ -107,12 +88,12 @@ static void test_second_root(void **state)
 /* M6: opened below the root without following any symlink, even one that stays inside. */
 static void test_open_beneath(void **state)
 {
-	struct fixture *f = *state;
-	_cleanup_free_ char *real = strjoin(f->root, "/sub/a.img"),
-			    *via_in = strjoin(f->root, "/in/b.img"),
-			    *via_out = strjoin(f->root, "/out/c.img"),
-			    *outside = strjoin(f->other, "/d.img"),
-			    *in_link = strjoin(f->root, "/in");
+	struct test_roots *f = *state;
+	_cleanup_free_ char *real = strjoin(f->disks, "/sub/a.img"),
+			    *via_in = strjoin(f->disks, "/in/b.img"),
+			    *via_out = strjoin(f->disks, "/out/c.img"),
+			    *outside = strjoin(f->outside, "/d.img"),
+			    *in_link = strjoin(f->disks, "/in");
 	int fd = path_open_beneath(f->roots, real, O_RDWR | O_CREAT | O_EXCL, 0600);
 	assert_true(fd >= 0);
 	close(fd);
@@ -125,12 +106,12 @@ static void test_open_beneath(void **state)
 	assert_true(fd == -ELOOP || fd == -EXDEV);
 	fd = path_open_beneath(f->roots, via_out, O_RDWR | O_CREAT | O_EXCL, 0600);
 	assert_true(fd == -ELOOP || fd == -EXDEV);
-	_cleanup_free_ char *c_out = strjoin(f->other, "/c.img"),
-			    *b_in = strjoin(f->root, "/sub/b.img");
+	_cleanup_free_ char *c_out = strjoin(f->outside, "/c.img"),
+			    *b_in = strjoin(f->disks, "/sub/b.img");
 	assert_int_equal(access(c_out, F_OK), -1);
 	assert_int_equal(access(b_in, F_OK), -1);
 	/* The final component a symlink: not followed either. */
-	_cleanup_free_ char *e = strjoin(f->root, "/sub/e.img");
+	_cleanup_free_ char *e = strjoin(f->disks, "/sub/e.img");
 	assert_int_equal(symlink(outside, e), 0);
 	fd = path_open_beneath(f->roots, e, O_RDWR | O_CREAT, 0600);
 	assert_true(fd == -ELOOP || fd == -EXDEV);
@@ -138,7 +119,7 @@ static void test_open_beneath(void **state)
 	/* Below no root. */
 	assert_int_equal(path_open_beneath(f->roots, outside, O_RDONLY, 0), -EPERM);
 	/* Removal through the parent: a symlinked parent is refused, the real one works. */
-	_cleanup_free_ char *real_via_in = strjoin(f->root, "/in/a.img");
+	_cleanup_free_ char *real_via_in = strjoin(f->disks, "/in/a.img");
 	int r = path_unlink_beneath(f->roots, real_via_in);
 	assert_true(r == -ELOOP || r == -EXDEV);
 	assert_int_equal(access(real, F_OK), 0);
@@ -161,8 +142,8 @@ static void test_ids(void **state)
 	assert_false(id_is_valid("aaaaa", 4));
 }
 
-TEST_MAIN(cmocka_unit_test_setup_teardown(test_inside, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_escapes, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_second_root, setup, teardown),
-	  cmocka_unit_test_setup_teardown(test_open_beneath, setup, teardown),
+TEST_MAIN(cmocka_unit_test_setup_teardown(test_inside, setup, test_roots_teardown),
+	  cmocka_unit_test_setup_teardown(test_escapes, setup, test_roots_teardown),
+	  cmocka_unit_test_setup_teardown(test_second_root, setup, test_roots_teardown),
+	  cmocka_unit_test_setup_teardown(test_open_beneath, setup, test_roots_teardown),
 	  cmocka_unit_test(test_ids))

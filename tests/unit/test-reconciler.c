@@ -2,16 +2,13 @@
  * against golden files (the .golden files of tests/data/reconciler, the --dry-run format), labels
  * and ownerReferences on every object, drift comparison, API paths. OCR_UPDATE_GOLDEN=1 rewrites
  * the golden files from the current rendering (by hand only). */
-#include <netinet/in.h>
-#include <pthread.h>
-#include <sys/socket.h>
-
 #include "common/fs.h"
 #include "common/http-client.h"
 #include "deploy/reconciler/kube.h"
 #include "deploy/reconciler/reconcile.h"
 #include "deploy/reconciler/render.h"
 #include "deploy/reconciler/spec.h"
+#include "tests/unit/fake-http.h"
 #include "tests/unit/test-common.h"
 
 #define UID "6f1c2a9e-3b7d-4c1e-9a55-0d2f8e4b7c01"
@@ -465,51 +462,14 @@ static void test_paths_base64(void **state)
 	}
 }
 
-/* One-shot loopback HTTP server: keeps the request head it got. */
-struct once_server {
-	int fd, port;
-	pthread_t thread;
-	char head[4096];
-};
-
-static void *once_main(void *arg)
-{
-	struct once_server *s = arg;
-	int c = accept(s->fd, NULL, NULL);
-	if (c < 0)
-		return NULL;
-	size_t len = 0;
-	ssize_t n;
-	while (len < sizeof(s->head) - 1 &&
-	       (n = read(c, s->head + len, sizeof(s->head) - 1 - len)) > 0) {
-		len += (size_t)n;
-		s->head[len] = 0;
-		if (strstr(s->head, "\r\n\r\n"))
-			break;
-	}
-	static const char reply[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
-				    "Connection: close\r\n\r\n{}";
-	if (write(c, reply, sizeof(reply) - 1) < 0)
-		s->head[0] = 0;
-	close(c);
-	return NULL;
-}
-
-static void once_start(struct once_server *s)
-{
-	*s = (struct once_server){};
-	s->fd = test_listen_loopback(1, &s->port);
-	assert_int_equal(pthread_create(&s->thread, NULL, once_main, s), 0);
-}
-
 /* common/http-client: content_type NULL keeps application/json (the agent's requests); set, it
  * replaces it (the apply patches). */
 static void test_http_content_type(void **state)
 {
 	static const char *const types[] = {NULL, "application/apply-patch+yaml"};
 	for (size_t i = 0; i < ELEMENTSOF(types); i++) {
-		struct once_server s;
-		once_start(&s);
+		struct fake_http s = {.replies = {{200, NULL, strdup("{}")}}, .n_replies = 1};
+		fake_http_start(&s);
 		_cleanup_free_ char *url = NULL;
 		assert_int_equal(asprintf_safe(&url, "http://127.0.0.1:%d/x", s.port), 0);
 		struct http_request req = {.method = "PATCH",
@@ -521,14 +481,14 @@ static void test_http_content_type(void **state)
 		assert_int_equal(http_request_run(&req, &resp), 0);
 		assert_int_equal(resp.status, 200);
 		http_response_done(&resp);
-		pthread_join(s.thread, NULL);
-		close(s.fd);
+		_cleanup_free_ char *head = strdup(s.seen[0].head);
+		fake_http_stop(&s);
 		_cleanup_free_ char *want =
 		    strjoin("\r\nContent-Type: ", types[i] ? types[i] : "application/json", "\r\n");
-		if (!strstr(s.head, want))
-			fail_msg("no '%s' in:\n%s", want + 2, s.head);
+		if (!strstr(head, want))
+			fail_msg("no '%s' in:\n%s", want + 2, head);
 		/* Exactly one Content-Type. */
-		assert_null(strstr(strstr(s.head, "Content-Type:") + 1, "Content-Type:"));
+		assert_null(strstr(strstr(head, "Content-Type:") + 1, "Content-Type:"));
 	}
 }
 

@@ -93,10 +93,10 @@ static void test_task_id(void **state)
 }
 
 /* Stops s and returns a URL of its port, where nobody listens any more. */
-static char *stop_for_url(struct server *s)
+static char *stop_for_url(struct fake_http *s)
 {
 	int port = s->port;
-	server_stop(s);
+	fake_http_stop(s);
 	char *url = NULL;
 	assert_int_equal(asprintf_safe(&url, "http://127.0.0.1:%d/", port), 0);
 	return url;
@@ -104,12 +104,13 @@ static char *stop_for_url(struct server *s)
 
 static void test_http_client(void **state)
 {
-	struct server s = {0};
-	s.replies[0] = (struct reply){200, "X-Subject-Token: abc\r\n", strdup("{\"ok\":true}")};
+	struct fake_http s = {0};
+	s.replies[0] =
+	    (struct fake_http_reply){200, "X-Subject-Token: abc\r\n", strdup("{\"ok\":true}")};
 	s.replies[1] =
-	    (struct reply){200, NULL, strdup("0123456789012345678901234567890123456789")};
+	    (struct fake_http_reply){200, NULL, strdup("0123456789012345678901234567890123456789")};
 	s.n_replies = 2;
-	server_start(&s);
+	fake_http_start(&s);
 	_cleanup_free_ char *url = NULL;
 	assert_int_equal(asprintf_safe(&url, "http://127.0.0.1:%d/v3/auth/tokens", s.port), 0);
 	char *hdrs[] = {"X-Auth-Token: secret", NULL};
@@ -171,11 +172,11 @@ static void run_loop(sd_event *e, const int *calls, int want)
  * blocking client. */
 static void test_httploop(void **state)
 {
-	struct server s = {0};
-	s.replies[0] = (struct reply){200, NULL, strdup("one")};
-	s.replies[1] = (struct reply){201, NULL, strdup("two")};
+	struct fake_http s = {0};
+	s.replies[0] = (struct fake_http_reply){200, NULL, strdup("one")};
+	s.replies[1] = (struct fake_http_reply){201, NULL, strdup("two")};
 	s.n_replies = 2;
-	server_start(&s);
+	fake_http_start(&s);
 	sd_event *e = NULL;
 	assert_int_equal(sd_event_new(&e), 0);
 	struct httploop *l = NULL;
@@ -200,7 +201,7 @@ static void test_httploop(void **state)
 	assert_int_equal(a.status + b.status, 401);
 	assert_string_equal(a.status == 200 ? a.body : b.body, "one");
 	assert_int_equal(httploop_in_flight(l), 0);
-	assert_int_equal(server_seen(&s), 2);
+	assert_int_equal(fake_http_seen(&s), 2);
 	assert_string_equal(s.seen[0].body, "{\"x\":1}");
 	/* Cancelled at once: done never runs. */
 	struct httploop_req *q = NULL;
@@ -231,11 +232,11 @@ static void test_region_session_and_callback(void **state)
 {
 	struct fixture f = {0};
 	fixture_init(&f);
-	f.s.replies[0] = (struct reply){503, NULL, strdup("{}")}; /* keystone hiccup */
+	f.s.replies[0] = (struct fake_http_reply){503, NULL, strdup("{}")}; /* keystone hiccup */
 	f.s.replies[1] =
-	    (struct reply){201, "X-Subject-Token: svc-token-1\r\n", auth_body(f.s.port)};
-	f.s.replies[2] = (struct reply){500, NULL, strdup("{}")}; /* first callback */
-	f.s.replies[3] = (struct reply){200, NULL, strdup("{}")};
+	    (struct fake_http_reply){201, "X-Subject-Token: svc-token-1\r\n", auth_body(f.s.port)};
+	f.s.replies[2] = (struct fake_http_reply){500, NULL, strdup("{}")}; /* first callback */
+	f.s.replies[3] = (struct fake_http_reply){200, NULL, strdup("{}")};
 	f.s.n_replies = 4;
 
 	assert_int_equal(region_new(f.a.event, &f.a.cfg, &f.r), 0);
@@ -262,7 +263,7 @@ static void test_region_session_and_callback(void **state)
 	    "hostagent");
 	assert_string_equal(f.s.seen[1].path, "/v3/auth/tokens");
 	run_until(&f, 4, 10);
-	assert_int_equal(server_seen(&f.s), 4);
+	assert_int_equal(fake_http_seen(&f.s), 4);
 	for (int i = 2; i < 4; i++) {
 		assert_string_equal(f.s.seen[i].method, "POST");
 		assert_string_equal(f.s.seen[i].path, "/region/tasks/task-1");
