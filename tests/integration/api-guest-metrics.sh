@@ -24,7 +24,7 @@ on_exit "ip link del $BR"
 ip link set "$BR" up
 on_exit "virsh -c qemu:///system destroy $S; virsh -c qemu:///system undefine $S --nvram"
 cat >"$T/d.json" <<JSON
-{"desc": {"uuid": "$(python3 -c 'import uuid; print(uuid.uuid4())')", "name": "metrics guest",
+{"desc": {"uuid": "$(uuid)", "name": "metrics guest",
   "cpu": 1, "mem": 128,
   "disks": [{"disk_id": "dm-$$", "index": 0, "size": 16, "format": "qcow2"}],
   "nics": [{"index": 0, "mac": "52:54:00:12:35:01", "bridge": "$BR", "ifname": "$TAP"}]}}

@@ -68,7 +68,7 @@ t1=$SECONDS
 out=$(expect_api 200 POST "/servers/$SID/stop" '{"timeout": 30}')
 STOP_S=$((SECONDS - t1))
 expect_eq "$(echo "$out" | json 'j["details"]')" graceful "stop answer"
-expect_eq "$(vstate)" "shut off" "state after stop"
+expect_eq "$(vstate "$SID")" "shut off" "state after stop"
 [ "$STOP_S" -lt 30 ] || fail "ACPI stop took ${STOP_S} s"
 ok "stop powered the guest off by ACPI in ${STOP_S} s (graceful)"
 

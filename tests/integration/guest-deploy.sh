@@ -26,7 +26,7 @@ KEYTEXT=$(cut -d' ' -f2 "$T/id.pub") # the base64 part: what must not be logged 
 PASSWORD="hagc-Pw1-$$-$RANDOM$RANDOM"
 PASSWORD2="hagc-Pw2-$$-$RANDOM$RANDOM"
 SID=hagc-$$-vm
-GUEST_UUID=$(python3 -c 'import uuid; print(uuid.uuid4())')
+GUEST_UUID=$(uuid)
 HOSTNAME_WANT=hagc-vm-$$
 
 start_agent --virt-type qemu
@@ -46,7 +46,7 @@ gssh() {
 wait_ssh() {
 	local t0=$SECONDS
 	until st=$(gssh cloud-init status --wait 2>&1) && case $st in *done*) true ;; *) false ;; esac; do
-		[ "$(vstate)" = running ] || fail "guest stopped while booting: $(vstate)"
+		[ "$(vstate "$SID")" = running ] || fail "guest stopped while booting: $(vstate "$SID")"
 		[ $((SECONDS - t0)) -lt "$BOOT_LIMIT" ] || fail "no ssh login as root with the key within $BOOT_LIMIT s: $st"
 		[ "${HOSTKEYS:-}" = yes ] || rm -f "$T/known_hosts"
 		sleep 2
@@ -138,7 +138,7 @@ expect_eq "${#rnd}" 14 "generated password length"
 out=$(expect_api 200 POST "/servers/$SID/deploy" "$body2")
 
 out=$(expect_api 200 POST "/servers/$SID/stop" '{"timeout": 60}')
-expect_eq "$(vstate)" "shut off" "state after stop"
+expect_eq "$(vstate "$SID")" "shut off" "state after stop"
 expect_api 200 POST "/servers/$SID/start" '{}' >/dev/null
 guest_console
 export HOSTKEYS=yes # the host keys must be the ones of the first boot

@@ -25,7 +25,7 @@ MAC2=$(random_mac)
 guest_net hagd "$GW/24" "$BR_IP"
 
 SID=hagd-$$-vm
-UUID=$(python3 -c 'import uuid; print(uuid.uuid4())')
+UUID=$(uuid)
 HOSTNAME_WANT=vm-dhcp-$$
 
 start_agent --virt-type qemu
@@ -108,7 +108,7 @@ MAC3=$(random_mac)
 GUEST2_IP=10.218.$SUB.12
 on_exit "virsh -c qemu:///system destroy $SID2; virsh -c qemu:///system undefine --nvram $SID2"
 desc2=$(cat <<J
-{"desc": {"uuid": "$(python3 -c 'import uuid; print(uuid.uuid4())')", "name": "guest dhcp 2",
+{"desc": {"uuid": "$(uuid)", "name": "guest dhcp 2",
  "cpu": 1, "mem": 512, "machine": "pc", "bios": "BIOS", "boot_order": "c",
  "disks": [{"disk_id": "$SID2-sys", "index": 0, "format": "qcow2", "driver": "virtio",
             "image_path": "$T/disks/images/guest.qcow2"}],

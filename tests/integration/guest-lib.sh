@@ -18,7 +18,6 @@
 #   random_mac             a random locally administered QEMU MAC (52:54:00:...)
 #   guest_seed_iso         the NoCloud seed $T/seed/{user-data,meta-data,network-config} as the
 #                          ISO $T/disks/seed.iso
-#   vstate                 the state libvirt gives the domain $SID
 #   guest_console          the serial console of $SID appended to $T/console.log from now on
 #   wait_ping IP           waits (BOOT_LIMIT s from t0) for IP to answer ping from $NS while
 #                          $SID runs; fails otherwise
@@ -89,7 +88,7 @@ N
 
 guest_static_desc() {
 	cat <<D
-{"desc": {"uuid": "$(python3 -c 'import uuid; print(uuid.uuid4())')", "name": "$1",
+{"desc": {"uuid": "$(uuid)", "name": "$1",
  "cpu": 2, "mem": 512, "machine": "pc", "bios": "BIOS", "boot_order": "c",
  "disks": [{"disk_id": "$SID-sys", "index": 0, "format": "qcow2", "driver": "virtio",
             "image_path": "$T/disks/images/guest.qcow2"}],
@@ -106,8 +105,6 @@ guest_seed_iso() {
 		hard "cannot build the NoCloud seed"
 }
 
-vstate() { virsh -c qemu:///system domstate "$SID" 2>/dev/null | head -n1; }
-
 guest_console() {
 	local pty
 	pty=$(virsh -c qemu:///system ttyconsole "$SID") || fail "no serial console"
@@ -117,7 +114,7 @@ guest_console() {
 
 wait_ping() {
 	while ! ip netns exec "$NS" ping -c1 -W1 -q "$1" >/dev/null 2>&1; do
-		[ "$(vstate)" = running ] || fail "guest stopped while booting: $(vstate)"
+		[ "$(vstate "$SID")" = running ] || fail "guest stopped while booting: $(vstate "$SID")"
 		[ $((SECONDS - t0)) -lt "$BOOT_LIMIT" ] || fail "no ping from $1 within $BOOT_LIMIT s"
 		sleep 0.5
 	done

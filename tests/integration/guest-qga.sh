@@ -66,7 +66,7 @@ pty=$(virsh -c qemu:///system ttyconsole "$SID") || fail "no serial console"
 while :; do
 	out=$(call POST "/servers/$SID/qga-guest-ping" '{"async": false, "timeout": 2}')
 	[ "$(last_code)" = 200 ] && break
-	[ "$(vstate)" = running ] || fail "guest stopped while booting: $(vstate)"
+	[ "$(vstate "$SID")" = running ] || fail "guest stopped while booting: $(vstate "$SID")"
 	[ $((SECONDS - t0)) -lt "$BOOT_LIMIT" ] || fail "the guest agent did not answer within $BOOT_LIMIT s: $out"
 	sleep 0.5
 done

@@ -11,7 +11,6 @@ libvirtd_up || hard "libvirtd does not start"
 on_exit "libvirtd_up"
 
 start_agent
-uuid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
 SIDS=()
 for i in 1 2; do
 	s=harst-$$-$i

@@ -82,7 +82,7 @@ virsh_() { virsh -q -c "$VIRSH_URI" "$@"; }
 
 vm_create() {
 	local sid=$1 uuid
-	uuid=$(python3 -c 'import uuid; print(uuid.uuid4())')
+	uuid=$(uuid)
 	POD_SIDS+=("$sid")
 	expect_api 200 POST "/servers/$sid/create" \
 		"{\"desc\": {\"uuid\": \"$uuid\", \"name\": \"$sid\", \"cpu\": 1, \"mem\": 128}}" >/dev/null

@@ -91,7 +91,7 @@ for i in 1 2; do
 	s=hasd$$v$i
 	SIDS+=("$s")
 	expect_api 200 POST "/servers/$s/create" \
-		"{\"desc\": {\"uuid\": \"$(python3 -c 'import uuid; print(uuid.uuid4())')\", \"name\": \"$s\", \"cpu\": 1, \"mem\": 128}}" >/dev/null
+		"{\"desc\": {\"uuid\": \"$(uuid)\", \"name\": \"$s\", \"cpu\": 1, \"mem\": 128}}" >/dev/null
 	expect_api 200 POST "/servers/$s/start" '{}' >/dev/null
 	PID[$s]=$(n cat "/run/libvirt/qemu/$s.pid")
 	[ -n "${PID[$s]}" ] || fail "no QEMU pid for $s"
