@@ -165,7 +165,8 @@ qemu-img create -q -f qcow2 "$WORK/img.qcow2" 64M || hard "qemu-img create"
 IMG_MD5=$(md5sum <"$WORK/img.qcow2" | cut -d' ' -f1)
 IMG=$(cj image-upload --format qcow2 --os-type Linux "$IMGNAME" "$WORK/img.qcow2" | jq -r '.id // empty')
 [ -n "$IMG" ] || fail "image-upload gave no id: $(climc image-upload --help >/dev/null 2>&1; echo)"
-[ -n "${KEEP:-}" ] || CLEANUPS+=("climc image-delete $IMG")
+# Glance uploads images protected: image-delete answers 403 "image is protected" until unprotected.
+[ -n "${KEEP:-}" ] || CLEANUPS+=("climc image-update --unprotected $IMG && climc image-delete $IMG")
 image_active() { eq "$(cj image-show "$IMG" | jq -r '[.status, .checksum] | join(" ")')" "active $IMG_MD5"; }
 within 60 "image $IMG active with checksum $IMG_MD5" image_active
 done_step "image $IMG"
